@@ -1,0 +1,2 @@
+" routelang: inference-routing rules (*.route)
+autocmd BufRead,BufNewFile *.route setfiletype route

@@ -1,0 +1,248 @@
+"""IR -> Mixtrain routing-config JSON.
+
+The output loads in Mixtrain's `RoutingConfig` and routes there as
+routelang's semantics say for everything Mixtrain can express. What Mixtrain
+cannot express travels in `x-routelang` extension fields, which Mixtrain
+ignores (its models drop unknown keys) and routelang's runtime reads:
+
+rule["x-routelang"]:
+    when        the exact condition tree ({"all"|"any": [...]}, {"not": c},
+                or a condition), when `conditions` alone is not exact
+    strategy    {"kind": "split", "sticky_by", "salt"} | {"kind": "round_robin"}
+                | {"kind": "least_latency" | "lowest_cost"}
+                | {"kind": "hybrid", "cost_weight", "latency_weight", "reliability_weight"}
+    enabled     routelang's enabled flag, when Mixtrain's view had to differ
+    part_of     set on the extra rules an `or` expands into; routelang skips them
+target["x-routelang"]:
+    name, cost_per_1k_tokens, circuit_breaker, health_check
+
+Each approximation comes with an RL901 note that says what Mixtrain will do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .. import __version__, ir
+from ..diagnostics import MIXTRAIN_APPROXIMATION, Diagnostic
+from ..envvars import has_refs as envvars_in
+
+FORMAT_VERSION = 1
+MAX_EXPANDED_RULES = 32  # beyond this many `or` branches, don't expand for Mixtrain
+EXT = "x-routelang"
+
+
+# ---- conditions ----------------------------------------------------------------
+
+def condition_tree(cond) -> dict:
+    """The exact condition tree, as the runtime reads it."""
+    if isinstance(cond, ir.Compare):
+        out: dict[str, Any] = {"field": cond.field, "operator": cond.operator}
+        if cond.operator not in ir.UNARY_OPERATORS:
+            out["value"] = cond.value
+        return out
+    if isinstance(cond, ir.Not):
+        return {"not": condition_tree(cond.item)}
+    key = "all" if isinstance(cond, ir.AllOf) else "any"
+    return {key: [condition_tree(c) for c in cond.items]}
+
+
+class _Inexact(Exception):
+    """A condition Mixtrain's operators cannot state exactly."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+
+def _mixtrain_literal(cmp: ir.Compare, negated: bool) -> ir.Compare:
+    """One Mixtrain condition equal in meaning to `cmp` (or its negation)."""
+    op = cmp.operator
+    if negated:
+        if op not in ir.NEGATED_OPERATOR:
+            raise _Inexact(f"`not` of `{op}`")
+        op = ir.NEGATED_OPERATOR[op]
+        return cmp.model_copy(update={"operator": op, "description": None})
+    if op == "starts_with":
+        # re.search("^" + escaped) on str(actual) == str(actual).startswith(value)
+        return cmp.model_copy(update={"operator": "regex", "value": "^" + re.escape(cmp.value)})
+    if op == "ends_with":
+        return cmp.model_copy(update={"operator": "regex", "value": re.escape(cmp.value) + r"\Z"})
+    if op in ("greater_or_equal", "less_or_equal"):
+        raise _Inexact(f"`{'>=' if op == 'greater_or_equal' else '<='}`")
+    return cmp
+
+
+def _dnf(cond, negated: bool = False) -> list[list[ir.Compare]]:
+    """Disjunctive normal form over Mixtrain literals; raises _Inexact."""
+    if isinstance(cond, ir.Compare):
+        return [[_mixtrain_literal(cond, negated)]]
+    if isinstance(cond, ir.Not):
+        return _dnf(cond.item, not negated)
+    conjunction = isinstance(cond, ir.AllOf) != negated  # De Morgan
+    parts = [_dnf(c, negated) for c in cond.items]
+    if not conjunction:
+        out = [term for part in parts for term in part]
+    else:
+        out = [[]]
+        for part in parts:
+            out = [left + right for left in out for right in part]
+            if len(out) > MAX_EXPANDED_RULES:
+                raise _Inexact(f"more than {MAX_EXPANDED_RULES} `or` branches")
+    if len(out) > MAX_EXPANDED_RULES:
+        raise _Inexact(f"more than {MAX_EXPANDED_RULES} `or` branches")
+    return out
+
+
+def _condition_json(cmp: ir.Compare) -> dict:
+    out: dict[str, Any] = {"field": cmp.field, "operator": cmp.operator}
+    if cmp.operator not in ir.UNARY_OPERATORS:
+        out["value"] = cmp.value
+    if cmp.description is not None:
+        out["description"] = cmp.description
+    return out
+
+
+def _is_plain_conjunction(cond) -> bool:
+    if cond is None:
+        return True
+    items = cond.items if isinstance(cond, ir.AllOf) else (cond,)
+    return all(isinstance(c, ir.Compare) and c.operator in ir.MIXTRAIN_OPERATORS for c in items)
+
+
+def _flat_conjunction(cond) -> list[ir.Compare]:
+    if cond is None:
+        return []
+    return list(cond.items) if isinstance(cond, ir.AllOf) else [cond]
+
+
+# ---- targets and strategies ------------------------------------------------------
+
+def target_json(t: ir.Target, weight: float | None = None) -> dict:
+    out: dict[str, Any] = {
+        "provider": t.provider,
+        "model_name": t.model_name,
+        "endpoint": t.endpoint,
+        "weight": weight if weight is not None else (t.weight if t.weight is not None else 1.0),
+    }
+    for key in ("label", "timeout_ms", "retry_count", "function_name", "request_class", "headers", "is_shadow"):
+        value = getattr(t, key)
+        if value is not None:
+            out[key] = value
+    ext: dict[str, Any] = {}
+    if t.name is not None:
+        ext["name"] = t.name
+    if t.cost_per_1k_tokens is not None:
+        ext["cost_per_1k_tokens"] = t.cost_per_1k_tokens
+    if t.circuit_breaker is not None:
+        ext["circuit_breaker"] = t.circuit_breaker.model_dump()
+    if t.health_check is not None:
+        ext["health_check"] = {k: v for k, v in t.health_check.model_dump().items() if v is not None}
+    if ext:
+        out[EXT] = ext
+    return out
+
+
+def _strategy(rule: ir.Rule, notes: list[Diagnostic]) -> tuple[str, list[dict], dict | None]:
+    s = rule.strategy
+    kind = s.kind
+    if kind in ("single", "shadow", "fallback"):
+        return kind, [target_json(t) for t in s.targets], None
+    if kind == "split":
+        targets = [target_json(t) for t in s.targets]
+        if s.sticky_by is None:
+            return "split", targets, None
+        ext = {"kind": "split", "sticky_by": s.sticky_by, "salt": s.salt if s.salt is not None else rule.name}
+        _note(notes, rule, f"rule `{rule.name}`: Mixtrain splits at random; routelang buckets by "
+                           f"`{s.sticky_by}`, so a given user always gets the same target")
+        return "split", targets, ext
+    if kind == "round_robin":
+        share = 1.0 / len(s.targets)
+        _note(notes, rule, f"rule `{rule.name}`: Mixtrain has no round_robin; it gets an equal random split")
+        return "split", [target_json(t, weight=share) for t in s.targets], {"kind": "round_robin"}
+    ext: dict[str, Any] = {"kind": kind}
+    if kind == "hybrid":
+        for factor in ("cost", "latency", "reliability"):
+            ext[f"{factor}_weight"] = getattr(s, f"{factor}_weight") or 0.0
+    _note(notes, rule, f"rule `{rule.name}`: Mixtrain has no {kind}; it returns the targets in written "
+                       f"order as a fallback chain")
+    return "fallback", [target_json(t) for t in s.targets], ext
+
+
+def _note(notes: list[Diagnostic], rule: ir.Rule, message: str) -> None:
+    notes.append(Diagnostic(MIXTRAIN_APPROXIMATION, message, rule.span, rule=rule.name))
+
+
+# ---- rules -------------------------------------------------------------------------
+
+def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic]) -> list[dict]:
+    strategy, targets, strategy_ext = _strategy(rule, notes)
+    base: dict[str, Any] = {"name": rule.name}
+    if rule.description is not None:
+        base["description"] = rule.description
+    base["priority"] = rule.priority
+    base["is_enabled"] = rule.enabled
+    ext: dict[str, Any] = {}
+    if strategy_ext is not None:
+        ext["strategy"] = strategy_ext
+
+    def finish(conditions: list[ir.Compare], name: str, extra: dict) -> dict:
+        out = dict(base, name=name)
+        out["conditions"] = [_condition_json(c) for c in conditions]
+        out["strategy"] = strategy
+        out["targets"] = targets
+        merged = {**extra}
+        if merged:
+            out[EXT] = merged
+        return out
+
+    if _is_plain_conjunction(rule.when):
+        return [finish(_flat_conjunction(rule.when), rule.name, ext)]
+
+    ext["when"] = condition_tree(rule.when)
+    try:
+        terms = _dnf(rule.when)
+    except _Inexact as exc:
+        if rule.enabled:
+            ext["enabled"] = True
+            _note(notes, rule, f"rule `{rule.name}`: Mixtrain cannot express {exc.what}; the rule is "
+                               f"disabled in Mixtrain's view and only routelang's runtime routes by it")
+        out = finish([], rule.name, ext)
+        out["is_enabled"] = False
+        return [out]
+    if len(terms) == 1:
+        return [finish(terms[0], rule.name, ext)]
+    names = [rule.name]
+    for i in range(2, len(terms) + 1):
+        candidate = f"{rule.name} (or {i})"
+        while candidate in taken:
+            candidate += "'"
+        taken.add(candidate)
+        names.append(candidate)
+    _note(notes, rule, f"rule `{rule.name}`: Mixtrain has no `or`; it gets {len(terms)} rules "
+                       f"({', '.join(f'`{n}`' for n in names)}) that match the same requests")
+    out = [finish(terms[0], rule.name, ext)]
+    for name, term in zip(names[1:], terms[1:]):
+        out.append(finish(term, name, {"part_of": rule.name}))
+    return out
+
+
+def lower(router: ir.Router) -> tuple[dict, list[Diagnostic]]:
+    """The JSON config for `router`, and notes on what Mixtrain does differently."""
+    notes: list[Diagnostic] = []
+    taken = {r.name for r in router.rules}
+    rules: list[dict] = []
+    for rule in router.rules:
+        rules.extend(_rules(rule, taken, notes))
+        for t in rule.strategy.targets:
+            if envvars_in(t.endpoint):
+                _note(notes, rule, f"rule `{rule.name}`: endpoint `{t.endpoint}` is filled in at run time; "
+                                   f"Mixtrain's validator rejects it unless you compile with --env")
+    out: dict[str, Any] = {"name": router.name}
+    if router.description is not None:
+        out["description"] = router.description
+    if router.metadata:
+        out["metadata"] = router.metadata
+    out["rules"] = rules
+    out[EXT] = {"format": FORMAT_VERSION, "compiler": f"routelang {__version__}"}
+    return out, notes

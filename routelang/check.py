@@ -1,0 +1,299 @@
+"""Errors over the IR: types, values, bounds, the schema.
+
+The line between an error here and a lint warning: an error is something the
+Mixtrain validator rejects or routelang cannot run (`user.credits > "ten"`,
+a timeout under 100 ms, split weights summing to 90%). Something that runs
+but is surely a mistake (`contains 5`, which never matches) is a lint finding.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from . import envvars, ir
+from .diagnostics import (
+    BAD_TEST, DUPLICATE_LABEL, EMPTY_NAME, HYBRID_WEIGHTS, SHADOW_TARGETS, INCOMPLETE_TARGET, INVALID_ENDPOINT, INVALID_REGEX,
+    INVALID_SETTING, NEGATIVE_PRIORITY, NOT_IN_ENUM, NULL_IN_CONDITION, RETRIES_OUT_OF_RANGE,
+    SPLIT_WEIGHTS, TIMEOUT_TOO_SHORT, TYPE_MISMATCH, UNKNOWN_FIELD, WEIGHT_OUT_OF_RANGE,
+    Diagnostic,
+)
+from .source import Span
+
+NUMERIC_OPERATORS = ("greater_than", "less_than", "greater_or_equal", "less_or_equal")
+OPERATOR_TEXT = {
+    "equals": "==", "not_equals": "!=", "greater_than": ">", "less_than": "<",
+    "greater_or_equal": ">=", "less_or_equal": "<=", "in": "in", "not_in": "not in",
+    "contains": "contains", "not_contains": "not contains", "regex": "=~",
+    "starts_with": "starts_with", "ends_with": "ends_with", "exists": "exists",
+    "not_exists": "not exists",
+}
+SPLIT_TOLERANCE = 0.001  # Mixtrain's tolerance for weights summing to 1.0
+
+
+def walk_conditions(cond) -> Iterator[ir.Compare]:
+    if cond is None:
+        return
+    if isinstance(cond, ir.Compare):
+        yield cond
+    elif isinstance(cond, ir.Not):
+        yield from walk_conditions(cond.item)
+    else:
+        for item in cond.items:
+            yield from walk_conditions(item)
+
+
+def is_numeric(value: Any) -> bool:
+    """Would Mixtrain's `float(value)` succeed? (bools and numeric strings do)."""
+    if isinstance(value, (list, dict)) or value is None:
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class Checker:
+    def __init__(self, router: ir.Router):
+        self.router = router
+        self.diagnostics: list[Diagnostic] = []
+        self.schema = {f.path: f for f in router.schema_fields}
+        self.schema_prefixes = {p.rsplit(".", i)[0] for p in self.schema for i in range(1, p.count(".") + 1)}
+        self._seen: set = set()
+
+    def error(self, code, message, span: Span, help=None, rule=None):
+        key = (code.code, span.file, span.line, span.column, message)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.diagnostics.append(Diagnostic(code, message, span, help=help, rule=rule))
+
+    def run(self) -> list[Diagnostic]:
+        r = self.router
+        if not r.name.strip():
+            self.error(EMPTY_NAME, "the router's name is empty", r.span)
+        for rule in r.rules:
+            self.rule(rule)
+        self.tests()
+        return self.diagnostics
+
+    # ---- rules -------------------------------------------------------------------
+
+    def rule(self, rule: ir.Rule) -> None:
+        name = rule.name
+        if not name.strip():
+            self.error(EMPTY_NAME, "a rule's name is empty", rule.span, rule=name)
+        if rule.priority < 0:
+            self.error(NEGATIVE_PRIORITY, f"priority {rule.priority} is negative", rule.spans.get("priority", rule.span),
+                       help="Mixtrain rejects negative priorities; use 0 for the lowest", rule=name)
+        for cmp in walk_conditions(rule.when):
+            self.compare(cmp, name)
+        self.strategy(rule.strategy, rule)
+
+    def compare(self, cmp: ir.Compare, rule: str | None) -> None:
+        op, value = cmp.operator, cmp.value
+        value_span = cmp.spans.get("value", cmp.span)
+        field_span = cmp.spans.get("field", cmp.span)
+        text = OPERATOR_TEXT.get(op, op)
+        if not cmp.field or any(not seg for seg in cmp.field.split(".")):
+            self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment", field_span, rule=rule)
+        if op not in ir.UNARY_OPERATORS and value is None:
+            alt = "not exists" if op == "equals" else "exists"
+            self.error(NULL_IN_CONDITION, f"`{text} null` compares with null", value_span,
+                       help=f"a missing field reads as null: write `{cmp.field} {alt}`", rule=rule)
+            return
+        if op in NUMERIC_OPERATORS and not is_numeric(value):
+            self.error(TYPE_MISMATCH, f"`{text}` compares numbers, but {_describe(value)} is not a number",
+                       value_span, help=f"write a number, e.g. `{cmp.field} {text} 10`", rule=rule)
+        if op == "regex":
+            try:
+                re.compile(str(value))
+            except re.error as exc:
+                self.error(INVALID_REGEX, f"invalid regular expression: {exc.msg}", value_span,
+                           help="regexes use Python's `re` syntax; raw strings r\"...\" keep backslashes", rule=rule)
+        if op in ("starts_with", "ends_with") and not isinstance(value, str):
+            self.error(TYPE_MISMATCH, f"`{op}` takes a string, not {_describe(value)}", value_span, rule=rule)
+        if self.schema:
+            self.schema_check(cmp, rule)
+
+    def schema_check(self, cmp: ir.Compare, rule: str | None) -> None:
+        field_span = cmp.spans.get("field", cmp.span)
+        value_span = cmp.spans.get("value", cmp.span)
+        decl = self.schema.get(cmp.field)
+        if decl is None:
+            if cmp.field in self.schema_prefixes:
+                return  # an object that declared fields live in
+            close = _closest(cmp.field, list(self.schema))
+            self.error(UNKNOWN_FIELD, f"field `{cmp.field}` is not declared in the schema", field_span,
+                       help=f"did you mean `{close}`?" if close else "declare it in the `schema { ... }` block",
+                       rule=rule)
+            return
+        op, value = cmp.operator, cmp.value
+        if op in ir.UNARY_OPERATORS or decl.type == "any":
+            return
+        values = value if op in ("in", "not_in") and isinstance(value, list) else [value]
+        if op in NUMERIC_OPERATORS:
+            if decl.type not in ("number", "integer", "any") and not (
+                decl.type == "enum" and all(is_numeric(v) for v in decl.values)
+            ):
+                self.error(TYPE_MISMATCH, f"`{cmp.field}` is declared {decl.type}, but `{OPERATOR_TEXT[op]}` compares numbers",
+                           cmp.span, rule=rule)
+            return
+        if op in ("contains", "not_contains", "regex", "starts_with", "ends_with"):
+            if decl.type in ("number", "integer", "bool"):
+                self.error(TYPE_MISMATCH, f"`{cmp.field}` is declared {decl.type}; `{OPERATOR_TEXT[op]}` matches text",
+                           cmp.span, rule=rule)
+            return
+        for v in values:
+            if decl.type == "enum":
+                if v not in decl.values:
+                    allowed = ", ".join(_literal(x) for x in decl.values)
+                    self.error(NOT_IN_ENUM, f"{_literal(v)} is not a declared value of `{cmp.field}`", value_span,
+                               help=f"`{cmp.field}` is one of: {allowed}", rule=rule)
+            elif not _fits(decl.type, v):
+                self.error(TYPE_MISMATCH, f"`{cmp.field}` is declared {decl.type}, but {_describe(v)} is not",
+                           value_span, rule=rule)
+
+    # ---- strategies and targets --------------------------------------------------
+
+    def strategy(self, strat: ir.Strategy, rule: ir.Rule) -> None:
+        name = rule.name
+        for target in strat.targets:
+            self.target(target, name, split=strat.kind == "split")
+        if strat.kind == "split":
+            total = sum(t.weight or 0.0 for t in strat.targets)
+            if abs(total - 1.0) > SPLIT_TOLERANCE:
+                self.error(SPLIT_WEIGHTS, f"split weights add up to {_percent(total)}, not 100%", strat.span,
+                           help="make the shares add up to 100% (or to 1.0 as fractions)", rule=name)
+            elif len(strat.targets) > 1 and any(t.weight == 1.0 for t in strat.targets):
+                self.error(SPLIT_WEIGHTS, "a 100% share leaves nothing for the other split entries", strat.span,
+                           help="route to one target with `route T` instead", rule=name)
+            labels = [t.label for t in strat.targets if t.label]
+            for label in {x for x in labels if labels.count(x) > 1}:
+                self.error(DUPLICATE_LABEL, f"label `{label}` is used by two split entries", strat.span, rule=name)
+            if strat.sticky_by is not None and self.schema and strat.sticky_by not in self.schema:
+                self.error(UNKNOWN_FIELD, f"sticky field `{strat.sticky_by}` is not declared in the schema",
+                           strat.spans.get("sticky_by", strat.span), rule=name)
+        if strat.kind == "shadow" and len(strat.targets) != 2:
+            self.error(SHADOW_TARGETS, f"shadow routing takes one primary and one shadow, got {len(strat.targets)}",
+                       strat.span, rule=name)
+        if strat.kind == "hybrid":
+            weights = {k: getattr(strat, f"{k}_weight") for k in ("cost", "latency", "reliability")}
+            for k, w in weights.items():
+                if w is not None and not (0.0 <= w <= 1.0):
+                    self.error(HYBRID_WEIGHTS, f"hybrid {k} weight {w:g} is outside 0..1",
+                               strat.spans.get(f"{k}_weight", strat.span), rule=name)
+            if not any(w for w in weights.values()):
+                self.error(HYBRID_WEIGHTS, "hybrid needs at least one positive weight", strat.span,
+                           help="e.g. hybrid(cost 0.4, latency 0.4, reliability 0.2)", rule=name)
+
+    def target(self, t: ir.Target, rule: str, split: bool) -> None:
+        spans = t.spans
+        for field, text in (("provider", t.provider), ("model", t.model_name), ("endpoint", t.endpoint)):
+            if not text.strip():
+                self.error(INCOMPLETE_TARGET, f"the target's {field} is empty", spans.get(field, t.span), rule=rule)
+        endpoint = envvars.with_defaults(t.endpoint)
+        if endpoint is not None and t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
+            self.error(INVALID_ENDPOINT, f"endpoint `{t.endpoint}` is not an http(s) URL",
+                       spans.get("endpoint", t.span), help="endpoints start with https:// or http://", rule=rule)
+        if t.timeout_ms is not None and t.timeout_ms < 100:
+            self.error(TIMEOUT_TOO_SHORT, f"timeout {t.timeout_ms}ms is under 100ms", spans.get("timeout", t.span),
+                       help="Mixtrain requires at least 100ms", rule=rule)
+        if t.retry_count is not None and not (0 <= t.retry_count <= 5):
+            self.error(RETRIES_OUT_OF_RANGE, f"{t.retry_count} retries is outside 0..5", spans.get("retries", t.span),
+                       rule=rule)
+        if t.weight is not None and not (0.0 <= t.weight <= 1.0) or (t.weight is not None and math.isnan(t.weight)):
+            what = _percent(t.weight) if split else f"{t.weight:g}"
+            self.error(WEIGHT_OUT_OF_RANGE, f"weight {what} is outside 0..1 (0%..100%)",
+                       spans.get("weight", t.span), rule=rule)
+        if t.cost_per_1k_tokens is not None and t.cost_per_1k_tokens < 0:
+            self.error(INVALID_SETTING, "cost per 1k tokens is negative", spans.get("cost", t.span), rule=rule)
+        cb = t.circuit_breaker
+        if cb is not None:
+            if cb.failure_threshold < 1:
+                self.error(INVALID_SETTING, "a circuit breaker needs `failures` of at least 1",
+                           spans.get("circuit_breaker.failures", t.span), rule=rule)
+            if cb.success_threshold < 1:
+                self.error(INVALID_SETTING, "a circuit breaker needs `successes` of at least 1",
+                           spans.get("circuit_breaker.successes", t.span), rule=rule)
+            if cb.cooldown_ms < 1:
+                self.error(INVALID_SETTING, "a circuit breaker's cooldown must be positive",
+                           spans.get("circuit_breaker.cooldown", t.span), rule=rule)
+        hc = t.health_check
+        if hc is not None:
+            if hc.interval_ms < 1000:
+                self.error(INVALID_SETTING, "health checks run at most once a second",
+                           spans.get("health_check.interval", t.span), rule=rule)
+            if not hc.path.startswith("/"):
+                self.error(INVALID_SETTING, f"health-check path `{hc.path}` must start with `/`",
+                           spans.get("health_check.path", t.span), rule=rule)
+
+    # ---- tests -------------------------------------------------------------------
+
+    def tests(self) -> None:
+        names = set()
+        for rule in self.router.rules:
+            for t in rule.strategy.targets:
+                names.update(x for x in (t.name, t.label, t.model_name) if x)
+        for test in self.router.tests:
+            if not isinstance(test.request, dict):
+                self.error(BAD_TEST, f"test `{test.name}`: the request must be an object", test.span)
+            target = test.expect.target
+            if target is not None and target not in names:
+                close = _closest(target, names)
+                self.error(BAD_TEST, f"test `{test.name}` expects target `{target}`, which no rule routes to",
+                           test.expect.span, help=f"did you mean `{close}`?" if close else None)
+
+
+def _fits(type_name: str, value: Any) -> bool:
+    if type_name == "string":
+        return isinstance(value, str)
+    if type_name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "list":
+        return isinstance(value, list)
+    if type_name == "object":
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if value is None:
+        return "`null`"
+    return f"`{value}`"
+
+
+def _literal(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.4g}%"
+
+
+def _closest(name: str, candidates) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def check(router: ir.Router) -> list[Diagnostic]:
+    return Checker(router).run()

@@ -1,0 +1,147 @@
+"""The `routelang` command.
+
+Exit codes, for every command unless its help says otherwise:
+    0  success, nothing to report
+    1  the input has errors (or a test / expectation failed)
+    2  usage or I/O error (bad flags, unreadable file)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .compiler import CompileResult, compile_path
+from .diagnostics import Severity, has_errors, render_json, render_sarif, render_text, sort_diagnostics
+from .source import SourceError
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageProblem(click.ClickException):
+    exit_code = EXIT_USAGE
+
+    def show(self, file=None):
+        click.echo(f"routelang: error: {self.format_message()}", err=True)
+
+
+def guarded(fn):
+    """No traceback reaches a user: unexpected failures become one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except RecursionError:
+            raise UsageProblem("the input nests too deeply to process")
+        except Exception as exc:
+            if os.environ.get("ROUTELANG_DEBUG"):
+                raise
+            click.echo(f"routelang: internal error: {type(exc).__name__}: {exc}", err=True)
+            click.echo("  (this is a bug in routelang; rerun with ROUTELANG_DEBUG=1 for details)", err=True)
+            sys.exit(EXIT_USAGE)
+
+    return wrapper
+
+
+def load(path: str, env: dict | None = None) -> CompileResult:
+    try:
+        return compile_path(path, env=env)
+    except SourceError as exc:
+        raise UsageProblem(str(exc))
+
+
+def emit_diagnostics(results: list[CompileResult], fmt: str, min_level: Severity | None = None,
+                     diagnostics=None, err: bool = False) -> None:
+    """Print diagnostics of several files in one of the output formats."""
+    sources = {}
+    for r in results:
+        sources.update(r.sources)
+    diags = diagnostics if diagnostics is not None else [d for r in results for d in r.diagnostics]
+    diags = sort_diagnostics(diags)
+    if fmt == "json":
+        click.echo(render_json(diags), err=err)
+    elif fmt == "sarif":
+        click.echo(render_sarif(diags, __version__), err=err)
+    else:
+        for d in diags:
+            click.echo(render_text(d, sources) + "\n", err=err)
+        if diags:
+            errors = sum(d.level is Severity.ERROR for d in diags)
+            warnings = sum(d.level is Severity.WARNING for d in diags)
+            click.echo(f"{errors} error(s), {warnings} warning(s)", err=err)
+
+
+def env_option(fn):
+    return click.option(
+        "--env", "use_env", is_flag=True,
+        help="Fill in ${VAR} references from the environment now (default: keep them for run time).",
+    )(fn)
+
+
+FORMAT = click.Choice(["text", "json", "sarif"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="routelang")
+def main() -> None:
+    """routelang: declare, check, compile and run inference-routing rules."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
+@env_option
+@guarded
+def check(files, fmt, use_env):
+    """Report every error in FILES (exit 1 if any)."""
+    env = dict(os.environ) if use_env else None
+    results = [load(f, env) for f in files]
+    errors = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
+    emit_diagnostics(results, fmt, diagnostics=errors)
+    if fmt == "text" and not errors:
+        click.echo(f"ok: {len(files)} file(s) checked, no errors")
+    sys.exit(EXIT_ERRORS if errors else EXIT_OK)
+
+
+@main.command(name="compile")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--target", "backend", type=click.Choice(["json", "python"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print notes about Mixtrain approximations.")
+@env_option
+@guarded
+def compile_command(file, backend, output, quiet, use_env):
+    """Compile FILE to Mixtrain-schema JSON or a Python module."""
+    env = dict(os.environ) if use_env else None
+    result = load(file, env)
+    if not result.ok:
+        emit_diagnostics([result], "text", err=True)
+        sys.exit(EXIT_ERRORS)
+    if backend == "json":
+        from .backends.json import lower
+
+        config, notes = lower(result.router)
+        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    else:
+        from .backends.python import generate
+
+        text, notes = generate(result.router, source_name=file)
+    if notes and not quiet:
+        emit_diagnostics([result], "text", diagnostics=notes, err=True)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}")
+    else:
+        click.echo(text, nl=False)
+    sys.exit(EXIT_OK)

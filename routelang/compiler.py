@@ -1,0 +1,117 @@
+"""The front half of the pipeline in one call: parse, resolve, check.
+
+    result = compile_path("examples/tiering.route")
+    if not result.ok: print(result.render())
+    config, notes = backends.json.lower(result.router)
+
+Every consumer (CLI, language server, runtime loader, tests) goes through
+here, so they all see the same diagnostics in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import envvars, ir
+from .check import check
+from .diagnostics import UNSET_ENV_VAR, Diagnostic, has_errors, render_text, sort_diagnostics
+from .resolve import Module, Reference, Symbol, resolve
+from .source import Source, Span, read_source
+
+
+@dataclass
+class CompileResult:
+    router: ir.Router | None
+    diagnostics: list[Diagnostic]
+    sources: dict[str, Source]
+    modules: list[Module] = field(default_factory=list)
+    symbols: list[Symbol] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+    import_spans: list[tuple[Span, Path]] = field(default_factory=list)
+    used: set[int] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return self.router is not None and not has_errors(self.diagnostics)
+
+    @property
+    def root(self) -> Module | None:
+        return self.modules[0] if self.modules else None
+
+    def render(self, diagnostics: list[Diagnostic] | None = None) -> str:
+        return "\n\n".join(render_text(d, self.sources) for d in (diagnostics or self.diagnostics))
+
+
+def compile_source(source: Source, env: dict[str, str] | None = None) -> CompileResult:
+    resolution = resolve(source)
+    diagnostics = list(resolution.diagnostics)
+    router = resolution.router
+    if router is not None:
+        diagnostics.extend(check(router))
+        if env is not None:
+            router, env_diags = interpolate_router(router, env)
+            diagnostics.extend(env_diags)
+    return CompileResult(
+        router=router,
+        diagnostics=sort_diagnostics(diagnostics),
+        sources={m.source.name: m.source for m in resolution.modules},
+        modules=resolution.modules,
+        symbols=resolution.symbols,
+        references=resolution.references,
+        import_spans=resolution.import_spans,
+        used=resolution.used,
+    )
+
+
+def compile_text(text: str, name: str = "<input>", path: Path | None = None,
+                 env: dict[str, str] | None = None) -> CompileResult:
+    return compile_source(Source(name, text.replace("\r\n", "\n"), path), env)
+
+
+def compile_path(path: str | Path, env: dict[str, str] | None = None) -> CompileResult:
+    """Raises source.SourceError when the file cannot be read."""
+    return compile_source(read_source(path), env)
+
+
+# ---- ${VAR} interpolation --------------------------------------------------------
+
+TARGET_STRING_FIELDS = ("provider", "model_name", "endpoint", "label", "function_name", "request_class")
+
+
+def interpolate_router(router: ir.Router, env: dict[str, str]) -> tuple[ir.Router, list[Diagnostic]]:
+    """Fill in `${VAR}` references in every target's strings from `env`.
+    Conditions are never interpolated: what a rule matches is fixed at
+    compile time."""
+    diags: list[Diagnostic] = []
+
+    def fill(text: str, span: Span, rule: str) -> str:
+        try:
+            return envvars.interpolate(text, env)
+        except envvars.UnsetVariable as exc:
+            diags.append(Diagnostic(UNSET_ENV_VAR, str(exc), span, rule=rule,
+                                    help=f"set {exc.name}, or give a default: ${{{exc.name}:-value}}"))
+            return text
+
+    def target(t: ir.Target, rule: str) -> ir.Target:
+        update = {}
+        for key in TARGET_STRING_FIELDS:
+            value = getattr(t, key)
+            if isinstance(value, str) and "${" in value:
+                update[key] = fill(value, t.spans.get(key.replace("model_name", "model"), t.span), rule)
+        if t.headers and any("${" in v for v in t.headers.values()):
+            update["headers"] = {k: fill(v, t.spans.get("headers", t.span), rule) for k, v in t.headers.items()}
+        return t.model_copy(update=update) if update else t
+
+    rules = []
+    for rule in router.rules:
+        targets = tuple(target(t, rule.name) for t in rule.strategy.targets)
+        rules.append(rule.model_copy(update={"strategy": rule.strategy.model_copy(update={"targets": targets})}))
+    seen = set()
+    unique = []
+    for d in diags:
+        key = (d.span.line, d.span.column, d.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(d)
+    return router.model_copy(update={"rules": tuple(rules)}), unique

@@ -1,0 +1,43 @@
+"""`${VAR}` and `${VAR:-default}` interpolation, as in the hybrid router's
+YAML. routelang keeps these verbatim in compiled JSON unless asked to resolve
+them (`compile --env`, or at load time in the runtime)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class UnsetVariable(Exception):
+    def __init__(self, name: str):
+        super().__init__(f"environment variable `{name}` is not set and has no default")
+        self.name = name
+
+
+def has_refs(text: str) -> bool:
+    return "${" in text and ENV_REF.search(text) is not None
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Replace every reference; an unset variable without a default raises."""
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise UnsetVariable(name)
+
+    return ENV_REF.sub(sub, text)
+
+
+def with_defaults(text: str) -> str | None:
+    """The text with each reference replaced by its default, or None when
+    some reference has no default (so the value is unknown until run time)."""
+    try:
+        return interpolate(text, {})
+    except UnsetVariable:
+        return None

@@ -1,0 +1,168 @@
+"""The typed IR: what a router means, after names, imports and defaults are
+resolved. Backends, the checker's later passes, the linter, `explain` and the
+runtime all read this.
+
+Conventions:
+- Every node may carry a `span`; spans never affect equality (see source.Span).
+- Condition operators use Mixtrain's names, plus routelang's extensions
+  (greater_or_equal, less_or_equal, starts_with, ends_with).
+- Durations are whole milliseconds; weights are fractions in 0..1.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .source import NO_SPAN, Span, SpanMap
+
+# Mixtrain's eleven operators, by their JSON names.
+MIXTRAIN_OPERATORS = (
+    "equals", "not_equals", "contains", "not_contains", "in", "not_in",
+    "exists", "not_exists", "greater_than", "less_than", "regex",
+)
+EXTENSION_OPERATORS = ("greater_or_equal", "less_or_equal", "starts_with", "ends_with")
+OPERATORS = MIXTRAIN_OPERATORS + EXTENSION_OPERATORS
+UNARY_OPERATORS = ("exists", "not_exists")
+
+# The negation of each operator that has an exact negation (see docs/semantics.md).
+NEGATED_OPERATOR = {
+    "equals": "not_equals", "not_equals": "equals",
+    "in": "not_in", "not_in": "in",
+    "contains": "not_contains", "not_contains": "contains",
+    "exists": "not_exists", "not_exists": "exists",
+}
+
+STRATEGIES = (
+    "single", "split", "shadow", "fallback",
+    "round_robin", "least_latency", "lowest_cost", "hybrid",
+)
+MIXTRAIN_STRATEGIES = ("single", "split", "shadow", "fallback")
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    span: Span = Field(default=NO_SPAN, exclude=True, repr=False)
+    # Spans of individual parts (a setting, a value), for precise diagnostics.
+    spans: SpanMap = Field(default_factory=SpanMap, exclude=True, repr=False)
+
+
+# ---- conditions ----------------------------------------------------------------
+
+class Compare(Node):
+    kind: Literal["compare"] = "compare"
+    field: str
+    operator: str
+    value: Any = None
+    description: str | None = None
+
+
+class AllOf(Node):
+    kind: Literal["all"] = "all"
+    items: tuple["Condition", ...]
+
+
+class AnyOf(Node):
+    kind: Literal["any"] = "any"
+    items: tuple["Condition", ...]
+
+
+class Not(Node):
+    kind: Literal["not"] = "not"
+    item: "Condition"
+
+
+Condition = Annotated[Union[Compare, AllOf, AnyOf, Not], Field(discriminator="kind")]
+for _model in (AllOf, AnyOf, Not):
+    _model.model_rebuild()
+
+
+# ---- targets -------------------------------------------------------------------
+
+class CircuitBreaker(Node):
+    failure_threshold: int = 5
+    cooldown_ms: int = 30_000
+    success_threshold: int = 1
+
+
+class HealthCheck(Node):
+    path: str = "/health"
+    interval_ms: int = 30_000
+    timeout_ms: int | None = None
+
+
+class Target(Node):
+    """A concrete endpoint. `name` is the definition's name, if it had one."""
+
+    name: str | None = None
+    provider: str
+    model_name: str
+    endpoint: str
+    weight: float | None = None          # None: not written (Mixtrain's default 1.0)
+    label: str | None = None
+    timeout_ms: int | None = None
+    retry_count: int | None = None
+    headers: dict[str, str] | None = None
+    function_name: str | None = None
+    request_class: str | None = None
+    is_shadow: bool | None = None
+    cost_per_1k_tokens: float | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    health_check: HealthCheck | None = None
+
+
+# ---- strategies ----------------------------------------------------------------
+
+class Strategy(Node):
+    kind: str                              # one of STRATEGIES
+    targets: tuple[Target, ...]
+    sticky_by: str | None = None           # split: field whose value buckets the request
+    salt: str | None = None                # split: hash salt (defaults to the rule name)
+    cost_weight: float | None = None       # hybrid
+    latency_weight: float | None = None
+    reliability_weight: float | None = None
+
+
+# ---- rules, tests, router ------------------------------------------------------
+
+class Rule(Node):
+    name: str
+    priority: int = 0
+    description: str | None = None
+    enabled: bool = True
+    when: Condition | None = None          # None: matches every request
+    strategy: Strategy
+
+
+class Expectation(Node):
+    rule: str | None = None
+    target: str | None = None
+    no_match: bool = False
+
+
+class Test(Node):
+    name: str
+    request: Any
+    expect: Expectation
+
+
+class SchemaField(Node):
+    path: str
+    type: str                              # string, number, integer, bool, list, object, any, enum
+    values: tuple[Any, ...] = ()           # for enum
+
+
+class Router(Node):
+    name: str
+    description: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    rules: tuple[Rule, ...]
+    tests: tuple[Test, ...] = ()
+    schema_fields: tuple[SchemaField, ...] = ()
+
+    def evaluation_order(self) -> list[Rule]:
+        """Enabled rules as every engine tries them: priority high to low,
+        ties in file order (Python's sort is stable)."""
+        return sorted((r for r in self.rules if r.enabled), key=lambda r: -r.priority)

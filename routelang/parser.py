@@ -1,0 +1,707 @@
+"""Text -> AST, with syntax errors phrased for people.
+
+The grammar lives in `grammar/routelang.lark` at the top of the repository;
+the wheel carries it as `routelang/grammar/routelang.lark`. Parsing is LALR(1) with lark's
+contextual lexer, and the AST is built *during* the parse (lark's inline
+transformer), which skips building a parse tree first. Spans come from the
+tokens, not from lark's `propagate_positions`, which doubles parse time.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+from .diagnostics import SYNTAX_ERROR, Diagnostic
+from .source import Source, Span
+
+MAX_SYNTAX_ERRORS = 20
+
+
+def grammar_path() -> Path:
+    packaged = Path(__file__).parent / "grammar" / "routelang.lark"  # installed wheel
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).parent.parent / "grammar" / "routelang.lark"  # source checkout
+
+
+def grammar_text() -> str:
+    return grammar_path().read_text(encoding="utf-8")
+
+
+class SyntaxProblem(Exception):
+    """Raised from inside the transformer for a literal the grammar lets through."""
+
+    def __init__(self, message: str, token: Token, help: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.token = token
+        self.help = help
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)", re.S)
+
+
+def unquote(token: Token) -> str:
+    text = str(token)
+    if text.startswith("r"):
+        return text[2:-1]
+    body = text[1:-1]
+    if "\\" not in body:
+        return body
+
+    def sub(m: re.Match) -> str:
+        esc = m.group(1)
+        if esc[0] in "uUx" and len(esc) > 1:
+            return chr(int(esc[1:], 16))
+        if esc in _ESCAPES:
+            return _ESCAPES[esc]
+        raise SyntaxProblem(
+            f"unknown escape `\\{esc}` in string",
+            token,
+            help='write `\\\\` for a backslash, or use a raw string r"..." (handy for regexes)',
+        )
+
+    return _ESCAPE_RE.sub(sub, body)
+
+
+def quote(text: str) -> str:
+    """The routelang spelling of a string (inverse of `unquote`)."""
+    out = ['"']
+    for ch in text:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ch in "\x7f\u2028\u2029":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _span_of(x, file: str) -> Span:
+    if isinstance(x, Token):
+        return Span(file, x.line, x.column, x.end_line, x.end_column)
+    return x.span
+
+
+class _Builder(Transformer):
+    """Builds AST nodes bottom-up as the LALR parser reduces."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    # -- helpers --
+    def _span(self, children) -> Span:
+        parts = [c for c in children if c is not None and not isinstance(c, (list, str)) or isinstance(c, Token)]
+        first, last = parts[0], parts[-1]
+        return _span_of(first, self.file).to(_span_of(last, self.file))
+
+    def _tok(self, t: Token) -> Span:
+        return Span(self.file, t.line, t.column, t.end_line, t.end_column)
+
+    def _name(self, t: Token) -> ast.Name:
+        if t.type == "STRING":
+            return ast.Name(unquote(t), self._tok(t), quoted=True)
+        return ast.Name(str(t), self._tok(t))
+
+    # -- values --
+    def string(self, c):
+        return ast.Value(unquote(c[0]), self._tok(c[0]))
+
+    def number(self, c):
+        text = str(c[0])
+        is_float = any(ch in text for ch in ".eE")
+        return ast.Value(float(text) if is_float else int(text), self._tok(c[0]))
+
+    def boolean(self, c):
+        return ast.Value(c[0] == "true", self._tok(c[0]))
+
+    def null(self, c):
+        return ast.Value(None, self._tok(c[0]))
+
+    def list(self, c):
+        items = [x for x in c if x is not None]
+        span = self._span(items) if items else Span(self.file, 0, 0, 0, 0)
+        return ast.Value(items, span)
+
+    def object(self, c):
+        pairs = [x for x in c if x is not None]
+        out: dict = {}
+        for key, value in pairs:
+            if key.text in out:
+                raise SyntaxProblem(f"key `{key.text}` appears twice in this object", key.token)
+            out[key.text] = value
+        span = self._span([p[1] for p in pairs]) if pairs else Span(self.file, 0, 0, 0, 0)
+        return ast.Value(out, span)
+
+    def pair(self, c):
+        return (_Key(self._name(c[0]).text, c[0]), c[1])
+
+    def name(self, c):
+        return self._name(c[0])
+
+    # -- header, imports, definitions --
+    def router_header(self, c):
+        name, desc = c
+        desc_v = ast.Value(unquote(desc), self._tok(desc)) if desc is not None else None
+        return ast.RouterHeader(name, desc_v, name.span)
+
+    def metadata_block(self, c):
+        return ast.MetadataBlock(c[0], c[0].span)
+
+    def module_path(self, c):
+        return c
+
+    def import_module(self, c):
+        toks = c[0]
+        return ast.Import(".".join(map(str, toks)), None, self._span(toks))
+
+    def import_file(self, c):
+        return ast.Import(None, ast.Value(unquote(c[0]), self._tok(c[0])), self._tok(c[0]))
+
+    def provider_def(self, c):
+        name = self._name(c[0])
+        return ast.ProviderDef(name, c[1], name.span)
+
+    def profile_def(self, c):
+        name = self._name(c[0])
+        return ast.ProfileDef(name, c[1], name.span)
+
+    def defaults_def(self, c):
+        return ast.DefaultsDef(c[0], c[0].span)
+
+    def target_def(self, c):
+        name = self._name(c[0])
+        return ast.TargetDef(name, c[1], name.span)
+
+    def condition_def(self, c):
+        name = self._name(c[0])
+        return ast.ConditionDef(name, c[1], name.span)
+
+    # -- targets --
+    def target_call(self, c):
+        provider = self._name(c[0])
+        args = c[1] or []
+        return ast.TargetCall(provider, args, c[2], self._span([c[0], *args]))
+
+    def call_args(self, c):
+        return [ast.Value(unquote(t), self._tok(t)) for t in c if t is not None]
+
+    def target_literal(self, c):
+        return ast.TargetLiteral(c[0], c[0].span)
+
+    def target_ref(self, c):
+        name = self._name(c[0])
+        return ast.TargetRef(name, name.span)
+
+    def settings(self, c):
+        span = self._span(c) if c else Span(self.file, 0, 0, 0, 0)
+        return ast.Settings(list(c), span)
+
+    def _setting(key):
+        def make(self, c):
+            value = c[0]
+            if isinstance(value, Token):
+                if value.type == "STRING":
+                    value = ast.Value(unquote(value), self._tok(value))
+                elif value.type == "DURATION":
+                    value = self._duration(value)
+                elif value.type == "INT":
+                    value = ast.Value(int(value), self._tok(value))
+                elif value.type == "BOOL":
+                    value = ast.Value(value == "true", self._tok(value))
+                elif value.type == "NAME":
+                    value = self._name(value)
+            span = value.span if not isinstance(value, list) else (self._span(value) if value else None)
+            return ast.Setting(key, value, span)
+
+        return make
+
+    set_provider = _setting("provider")
+    set_model = _setting("model")
+    set_endpoint = _setting("endpoint")
+    set_weight = _setting("weight")
+    set_label = _setting("label")
+    set_timeout = _setting("timeout")
+    set_retries = _setting("retries")
+    set_headers = _setting("headers")
+    set_function_name = _setting("function_name")
+    set_request_class = _setting("request_class")
+    set_cost = _setting("cost")
+    set_is_shadow = _setting("is_shadow")
+    use_profile = _setting("use")
+    cb_failures = _setting("failures")
+    cb_cooldown = _setting("cooldown")
+    cb_successes = _setting("successes")
+    hc_path = _setting("path")
+    hc_interval = _setting("interval")
+    hc_timeout = _setting("timeout")
+
+    def set_circuit_breaker(self, c):
+        return ast.Setting("circuit_breaker", list(c), self._span(c) if c else Span(self.file, 0, 0, 0, 0))
+
+    def set_health_check(self, c):
+        return ast.Setting("health_check", list(c), self._span(c) if c else Span(self.file, 0, 0, 0, 0))
+
+    def _duration(self, t: Token) -> ast.Duration:
+        m = _DURATION.fullmatch(str(t))
+        return ast.Duration(float(m.group(1)) * _UNIT_MS[m.group(2)], str(t), self._tok(t))
+
+    # -- conditions --
+    def field_path(self, c):
+        segments = [unquote(t) if t.type == "STRING" else str(t) for t in c]
+        return ast.FieldPath(segments, self._span(c))
+
+    _COMPARE_OPS = {
+        "==": "equals", "!=": "not_equals", ">": "greater_than", "<": "less_than",
+        ">=": "greater_or_equal", "<=": "less_or_equal",
+    }
+
+    def compare(self, c):
+        path, op, value = c
+        return ast.Compare(path, self._COMPARE_OPS[str(op)], value, path.span.to(value.span), str(op))
+
+    def _binary(op, text):
+        def make(self, c):
+            path, value = c
+            return ast.Compare(path, op, value, path.span.to(value.span), text)
+
+        return make
+
+    in_list = _binary("in", "in")
+    not_in_list = _binary("not_in", "not in")
+    contains = _binary("contains", "contains")
+    not_contains = _binary("not_contains", "not contains")
+    starts_with = _binary("starts_with", "starts_with")
+    ends_with = _binary("ends_with", "ends_with")
+    regex = _binary("regex", "=~")
+
+    def exists(self, c):
+        return ast.Compare(c[0], "exists", None, c[0].span, "exists")
+
+    def not_exists(self, c):
+        return ast.Compare(c[0], "not_exists", None, c[0].span, "not exists")
+
+    def annotated(self, c):
+        cmp, note = c
+        cmp.note = ast.Value(unquote(note), self._tok(note))
+        cmp.span = cmp.span.to(cmp.note.span)
+        return cmp
+
+    def any_of(self, c):
+        left, right = c
+        items = (left.items if isinstance(left, ast.AnyOf) else [left]) + [right]
+        return ast.AnyOf(items, left.span.to(right.span))
+
+    def all_of(self, c):
+        left, right = c
+        items = (left.items if isinstance(left, ast.AllOf) else [left]) + [right]
+        return ast.AllOf(items, left.span.to(right.span))
+
+    def negation(self, c):
+        return ast.Not(c[0], c[0].span)
+
+    def condition_ref(self, c):
+        name = self._name(c[0])
+        return ast.CondRef(name, name.span)
+
+    # -- strategies --
+    def route(self, c):
+        primary, shadow = c
+        if shadow is None:
+            return ast.Strategy("single", [primary], primary.span)
+        return ast.Strategy("shadow", [primary, shadow], primary.span.to(shadow.span))
+
+    def sticky(self, c):
+        path, salt = c
+        salt_v = ast.Value(unquote(salt), self._tok(salt)) if salt is not None else None
+        return ast.Sticky(path, salt_v, path.span)
+
+    def percent(self, c):
+        text = str(c[0])
+        return (float(text[:-1]) / 100, text, self._tok(c[0]))
+
+    def fraction(self, c):
+        v = c[0]
+        return (float(v.value), str(v.value), v.span)
+
+    def split_entry(self, c):
+        (weight, text, wspan), label, target = c
+        return ast.SplitEntry(weight, text, self._name(label) if label is not None else None, target, wspan.to(target.span))
+
+    def split(self, c):
+        sticky, *entries = c
+        span = entries[0].span.to(entries[-1].span)
+        return ast.Strategy("split", [e.target for e in entries], span, entries=entries, sticky=sticky)
+
+    def target_list(self, c):
+        return list(c)
+
+    def _listed(kind):
+        def make(self, c):
+            targets = c[-1]
+            return ast.Strategy(kind, targets, targets[0].span.to(targets[-1].span))
+
+        return make
+
+    fallback = _listed("fallback")
+    round_robin = _listed("round_robin")
+    least_latency = _listed("least_latency")
+    lowest_cost = _listed("lowest_cost")
+
+    def hybrid(self, c):
+        weights, targets = c
+        strategy = ast.Strategy("hybrid", targets, targets[0].span.to(targets[-1].span))
+        for key, value in weights:
+            if key in strategy.hybrid:
+                raise SyntaxProblem(f"`{key}` weight given twice", value.token)
+            strategy.hybrid[key] = value
+        return strategy
+
+    def hybrid_weights(self, c):
+        return [x for x in c if x is not None]
+
+    def cost_weight(self, c):
+        return ("cost", c[0])
+
+    def latency_weight(self, c):
+        return ("latency", c[0])
+
+    def reliability_weight(self, c):
+        return ("reliability", c[0])
+
+    # -- schema --
+    def schema_def(self, c):
+        span = self._span(c) if c else Span(self.file, 0, 0, 0, 0)
+        return ast.SchemaDef(list(c), span)
+
+    def schema_field(self, c):
+        path, (type_name, enum, span) = c
+        return ast.SchemaField(path, type_name, enum, path.span.to(span))
+
+    def simple_type(self, c):
+        return (str(c[0]), [], self._tok(c[0]))
+
+    def enum_type(self, c):
+        values = [v for v in c if v is not None]
+        return ("enum", values, values[-1].span)
+
+    # -- rules --
+    def rule_def(self, c):
+        name, *items = c
+        rule = ast.RuleDef(name, name.span)
+        for item in items:
+            kind, value = item if isinstance(item, tuple) else ("strategy", item)
+            if kind == "priority":
+                rule.priority = value
+            elif kind == "description":
+                rule.description = value
+            elif kind == "enabled":
+                rule.enabled = value
+            elif kind == "when":
+                rule.whens.append(value)
+            else:
+                rule.strategies.append(value)
+        return rule
+
+    def priority(self, c):
+        return ("priority", ast.Value(int(c[0]), self._tok(c[0])))
+
+    def rule_description(self, c):
+        return ("description", ast.Value(unquote(c[0]), self._tok(c[0])))
+
+    def disabled(self, c):
+        return ("enabled", ast.Name("disabled", self._tok(c[0])))
+
+    def enabled(self, c):
+        return ("enabled", ast.Name("enabled", self._tok(c[0])))
+
+    def when(self, c):
+        return ("when", c[0])
+
+    # -- tests --
+    def test_def(self, c):
+        name, *items = c
+        name_v = ast.Value(unquote(name), self._tok(name))
+        test = ast.TestDef(name_v, [], [], name_v.span)
+        for kind, value in items:
+            if kind == "request":
+                test.requests.append(value)
+            else:
+                test.expectations.extend(value)
+        return test
+
+    def test_request(self, c):
+        return ("request", c[0])
+
+    def test_expect(self, c):
+        return ("expect", list(c))
+
+    def expect_rule(self, c):
+        return ast.Expectation("rule", c[0], c[0].span)
+
+    def expect_target(self, c):
+        return ast.Expectation("target", c[0], c[0].span)
+
+    def expect_no_match(self, c):
+        return ast.Expectation("no_match", None, self._tok(c[0]))
+
+    def start(self, c):
+        return list(c)
+
+
+class _Key:
+    __slots__ = ("text", "token")
+
+    def __init__(self, text, token):
+        self.text = text
+        self.token = token
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        maybe_placeholders=True,
+        propagate_positions=False,
+    )
+
+
+# Human names for terminals in "expected ..." lists.
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "SIGNED_NUMBER_TOKEN": "a number",
+    "SIGNED_INT_TOKEN": "a whole number",
+    "INT": "a whole number",
+    "DURATION": "a duration like `30s` or `500ms`",
+    "PERCENT": "a percentage like `80%`",
+    "BOOL": "`true` or `false`",
+    "COMPARE": "a comparison (`==`, `!=`, `>`, ...)",
+    "TYPE_NAME": "a type (string, number, integer, bool, list, object, any)",
+    "$END": "the end of the file",
+}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[name]
+    try:
+        term = _lark().get_terminal(name)
+    except KeyError:
+        return name.lower()
+    if term.pattern.type == "str":
+        return f"`{term.pattern.value}`"
+    return name.lower()
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "the end of the file"
+    text = str(token)
+    if len(text) > 30:
+        text = text[:27] + "..."
+    return f"`{text}`"
+
+
+# Parser states -> messages, learnt from examples (lark's match_examples).
+_EXAMPLES: dict[str, list[str]] = {
+    "a rule needs a body in `{ ... }` after its header": [
+        "router r rule a priority 1 route x",
+        "router r rule a route x",
+    ],
+    "a rule header takes `priority N`, a description string, `enabled` or `disabled`": [
+        "router r rule a priority {",
+        "router r rule a priority x {",
+    ],
+    "a condition needs an operator after the field, e.g. `user.tier == \"premium\"`": [
+        "router r rule a { when user.tier }",
+        "router r rule a { when user.tier route x }",
+        "router r condition c = user.tier",
+    ],
+    "a comparison needs a value after the operator": [
+        "router r rule a { when user.tier == }",
+        "router r rule a { when user.tier == route x }",
+    ],
+    "`in` takes a list, e.g. `request.type in [\"image\", \"video\"]`": [
+        'router r rule a { when request.type in "image" }',
+        "router r rule a { when request.type in x }",
+    ],
+    "a split entry starts with a weight, e.g. `80% control: target_name`": [
+        "router r rule a { split { control: x } }",
+        "router r rule a { split { x } }",
+    ],
+    "a timeout needs a unit, e.g. `30s` or `500ms`": [
+        "router r target t = x { timeout 30 }",
+    ],
+}
+
+
+def _friendly_message(exc: UnexpectedInput, text: str) -> str | None:
+    try:
+        return exc.match_examples(_inline_lark().parse, _EXAMPLES, use_accepts=True)
+    except Exception:  # match_examples re-parses examples; never let it mask the real error
+        return None
+
+
+def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
+    line, column = exc.line, exc.column
+    if isinstance(exc, UnexpectedCharacters):
+        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
+        message = f"unexpected character `{ch}`"
+        span = Span(source.name, line, column, line, column + 1)
+        hint = None
+        if ch == "'":
+            hint = 'strings use double quotes: "like this"'
+        elif ch == "\t":
+            hint = None
+        return Diagnostic(SYNTAX_ERROR, message, span, help=hint)
+    token = exc.token if isinstance(exc, (UnexpectedToken, UnexpectedEOF)) else None
+    expected = sorted(getattr(exc, "accepts", None) or getattr(exc, "expected", None) or [])
+    if token is not None and token.type != "$END":
+        span = Span(source.name, token.line, token.column, token.end_line, token.end_column)
+        found = _describe_token(token)
+    else:
+        last_line = source.text.count("\n") + 1
+        last_col = len(source.lines[-1]) + 1 if source.lines else 1
+        span = Span(source.name, last_line, last_col, last_line, last_col + 1)
+        found = "the end of the file"
+    friendly = _friendly_message(exc, source.text)
+    described = sorted({_describe_terminal(t) for t in expected if not t.startswith("__")})
+    expected_text = ", ".join(described[:8]) + (", ..." if len(described) > 8 else "")
+    if friendly:
+        message = f"{friendly} (found {found})"
+    else:
+        message = f"unexpected {found}"
+    hint = f"expected {expected_text}" if expected_text else None
+    return Diagnostic(SYNTAX_ERROR, message, span, help=hint)
+
+
+_RESTART = re.compile(
+    r"^[ \t]*(router|rule|target|condition|test|import|provider|profile|defaults|schema|metadata)\b", re.M
+)
+
+
+def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
+    """Parse a whole file. On a syntax error, report it and resume at the
+    next line that starts a top-level item, so one run shows every error."""
+    text = source.text
+    diagnostics: list[Diagnostic] = []
+    items: list = []
+    comments: list[Token] = []
+    offset = 0
+    with _PARSE_LOCK:
+        _STATE.builder.file = source.name
+        _STATE.comments = comments
+        while True:
+            token = None
+            try:
+                items.extend(_inline_lark().parse(_mask_prefix(text, offset)))
+                break
+            except UnexpectedInput as exc:
+                diagnostics.append(_syntax_diagnostic(exc, source))
+                token = exc
+            except VisitError as exc:
+                if not isinstance(exc.orig_exc, SyntaxProblem):
+                    raise
+                diagnostics.append(_problem_diagnostic(exc.orig_exc, source))
+                token = exc.orig_exc.token
+            except SyntaxProblem as problem:
+                diagnostics.append(_problem_diagnostic(problem, source))
+                token = problem.token
+            except RecursionError:
+                span = Span(source.name, 1, 1, 1, 2)
+                diagnostics.append(Diagnostic(SYNTAX_ERROR, "the file nests too deeply to parse", span))
+                break
+            resume = _next_restart(text, token)
+            if resume is None or len(diagnostics) >= MAX_SYNTAX_ERRORS:
+                break
+            offset = resume
+        _STATE.comments = None
+    file_comments = [
+        ast.Comment(str(t), Span(source.name, t.line, t.column, t.end_line, t.end_column))
+        for t in sorted(set(comments), key=lambda t: t.start_pos)
+    ]
+    file_span = Span(source.name, 1, 1, max(len(source.lines), 1), 1)
+    return ast.File(items, file_comments, file_span), diagnostics
+
+
+def _problem_diagnostic(problem: SyntaxProblem, source: Source) -> Diagnostic:
+    tok = problem.token
+    span = Span(source.name, tok.line, tok.column, tok.end_line, tok.end_column)
+    return Diagnostic(SYNTAX_ERROR, problem.message, span, help=problem.help)
+
+
+class _ParseState:
+    """The one compiled parser's per-parse state: lark fixes the transformer
+    and lexer callbacks when the parser is built, so they read from here."""
+
+    def __init__(self):
+        self.builder = _Builder("<none>")
+        self.comments: list[Token] | None = None
+
+    def on_comment(self, token: Token) -> Token:
+        if self.comments is not None:
+            self.comments.append(token)
+        return token
+
+
+_STATE = _ParseState()
+_PARSE_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _inline_lark() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        maybe_placeholders=True,
+        propagate_positions=False,
+        transformer=_STATE.builder,
+        lexer_callbacks={"COMMENT": _STATE.on_comment},
+    )
+
+
+def _mask_prefix(text: str, offset: int) -> str:
+    """Blank out text before `offset`, keeping newlines so positions hold."""
+    if offset == 0:
+        return text
+    return re.sub(r"[^\n]", " ", text[:offset]) + text[offset:]
+
+
+def _next_restart(text: str, at) -> int | None:
+    """Where to resume after an error: the next line, after the error's line,
+    that starts a top-level item."""
+    line = getattr(at, "line", None)
+    if not isinstance(line, int) or line < 1:
+        return None
+    pos = 0
+    for _ in range(line):
+        nl = text.find("\n", pos)
+        if nl < 0:
+            return None
+        pos = nl + 1
+    m = _RESTART.search(text, pos)
+    return m.start() if m else None
