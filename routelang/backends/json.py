@@ -61,6 +61,8 @@ def _mixtrain_literal(cmp: ir.Compare, negated: bool) -> ir.Compare:
     if negated:
         if op not in ir.NEGATED_OPERATOR:
             raise _Inexact(f"`not` of `{op}`")
+        if op in ("contains", "not_contains") and not isinstance(cmp.value, str):
+            raise _Inexact(f"`not` of `{op}` with a non-string value")  # both sides are False
         op = ir.NEGATED_OPERATOR[op]
         return cmp.model_copy(update={"operator": op, "description": None})
     if op == "starts_with":

@@ -1,0 +1,1 @@
+"""The routelang runtime: routes requests by a compiled router."""
