@@ -36,7 +36,7 @@ class Code:
 CODES: dict[str, Code] = {}
 
 
-def _code(code: str, name: str, severity: Severity, summary: str) -> Code:
+def register(code: str, name: str, severity: Severity, summary: str) -> Code:
     entry = Code(code, name, severity, summary)
     assert code not in CODES, code
     CODES[code] = entry
@@ -45,47 +45,47 @@ def _code(code: str, name: str, severity: Severity, summary: str) -> Code:
 
 E, W, N = Severity.ERROR, Severity.WARNING, Severity.NOTE
 
-SYNTAX_ERROR = _code("RL001", "syntax-error", E, "the text is not valid routelang")
-INPUT_ERROR = _code("RL002", "unreadable-input", E, "the file cannot be read as UTF-8 text")
+SYNTAX_ERROR = register("RL001", "syntax-error", E, "the text is not valid routelang")
+INPUT_ERROR = register("RL002", "unreadable-input", E, "the file cannot be read as UTF-8 text")
 
-UNKNOWN_NAME = _code("RL101", "unknown-name", E, "a name is used but never defined")
-DUPLICATE_RULE = _code("RL102", "duplicate-rule", E, "two rules have the same name")
-DUPLICATE_DEFINITION = _code("RL103", "duplicate-definition", E, "a name is defined twice")
-UNKNOWN_IMPORT = _code("RL104", "unknown-import", E, "an imported module or file does not exist")
-IMPORT_CYCLE = _code("RL105", "import-cycle", E, "files import each other in a cycle")
-MISSING_ROUTER = _code("RL106", "missing-router", E, "the file has no `router` header")
-DUPLICATE_ROUTER = _code("RL107", "duplicate-router", E, "a file has more than one router header")
-NO_RULES = _code("RL108", "no-rules", E, "the router has no rules")
-MISSING_STRATEGY = _code("RL109", "missing-strategy", E, "a rule does not say where to route")
-MULTIPLE_STRATEGIES = _code("RL110", "multiple-strategies", E, "a rule has more than one strategy")
-MULTIPLE_WHEN = _code("RL111", "multiple-when", E, "a rule has more than one `when` clause")
-WRONG_KIND = _code("RL112", "wrong-kind", E, "a name refers to the wrong kind of definition")
-ROUTER_IN_MODULE = _code("RL113", "router-in-import", E, "an imported file declares a router")
+UNKNOWN_NAME = register("RL101", "unknown-name", E, "a name is used but never defined")
+DUPLICATE_RULE = register("RL102", "duplicate-rule", E, "two rules have the same name")
+DUPLICATE_DEFINITION = register("RL103", "duplicate-definition", E, "a name is defined twice")
+UNKNOWN_IMPORT = register("RL104", "unknown-import", E, "an imported module or file does not exist")
+IMPORT_CYCLE = register("RL105", "import-cycle", E, "files import each other in a cycle")
+MISSING_ROUTER = register("RL106", "missing-router", E, "the file has no `router` header")
+DUPLICATE_ROUTER = register("RL107", "duplicate-router", E, "a file has more than one router header")
+NO_RULES = register("RL108", "no-rules", E, "the router has no rules")
+MISSING_STRATEGY = register("RL109", "missing-strategy", E, "a rule does not say where to route")
+MULTIPLE_STRATEGIES = register("RL110", "multiple-strategies", E, "a rule has more than one strategy")
+MULTIPLE_WHEN = register("RL111", "multiple-when", E, "a rule has more than one `when` clause")
+WRONG_KIND = register("RL112", "wrong-kind", E, "a name refers to the wrong kind of definition")
+ROUTER_IN_MODULE = register("RL113", "router-in-import", E, "an imported file declares a router")
 
-TYPE_MISMATCH = _code("RL201", "type-mismatch", E, "an operator is given a value of the wrong type")
-SPLIT_WEIGHTS = _code("RL202", "split-weights", E, "split weights do not add up to 100%")
-SHADOW_TARGETS = _code("RL203", "shadow-targets", E, "shadow routing needs one primary and one shadow")
-INVALID_REGEX = _code("RL204", "invalid-regex", E, "a regular expression does not compile")
-INVALID_ENDPOINT = _code("RL205", "invalid-endpoint", E, "an endpoint is not an http(s) URL")
-TIMEOUT_TOO_SHORT = _code("RL206", "timeout-too-short", E, "a timeout is under 100 ms")
-RETRIES_OUT_OF_RANGE = _code("RL207", "retries-out-of-range", E, "retries must be between 0 and 5")
-UNKNOWN_FIELD = _code("RL208", "unknown-field", E, "a field is not declared in the schema")
-NOT_IN_ENUM = _code("RL209", "not-in-enum", E, "a value is not one of the field's declared values")
-UNSET_ENV_VAR = _code("RL210", "unset-env-var", E, "an environment variable without default is unset")
-INCOMPLETE_TARGET = _code("RL211", "incomplete-target", E, "a target lacks provider, model or endpoint")
-WEIGHT_OUT_OF_RANGE = _code("RL212", "weight-out-of-range", E, "a weight is outside 0..1")
-DUPLICATE_SETTING = _code("RL213", "duplicate-setting", E, "a setting is given twice in one block")
-HYBRID_WEIGHTS = _code("RL214", "hybrid-weights", E, "hybrid weights are invalid")
-NEGATIVE_PRIORITY = _code("RL215", "negative-priority", E, "a priority is negative")
-NULL_IN_CONDITION = _code("RL216", "null-comparison", E, "a condition compares with null")
-BAD_CALL = _code("RL217", "bad-provider-call", E, "a provider preset is called with wrong arguments")
-INVALID_SETTING = _code("RL218", "invalid-setting", E, "a setting's value is out of range")
-BAD_TEST = _code("RL219", "invalid-test", E, "a test block is malformed")
-EMPTY_NAME = _code("RL220", "empty-name", E, "a name or field is empty")
-DUPLICATE_LABEL = _code("RL221", "duplicate-label", E, "two split entries have the same label")
+TYPE_MISMATCH = register("RL201", "type-mismatch", E, "an operator is given a value of the wrong type")
+SPLIT_WEIGHTS = register("RL202", "split-weights", E, "split weights do not add up to 100%")
+SHADOW_TARGETS = register("RL203", "shadow-targets", E, "shadow routing needs one primary and one shadow")
+INVALID_REGEX = register("RL204", "invalid-regex", E, "a regular expression does not compile")
+INVALID_ENDPOINT = register("RL205", "invalid-endpoint", E, "an endpoint is not an http(s) URL")
+TIMEOUT_TOO_SHORT = register("RL206", "timeout-too-short", E, "a timeout is under 100 ms")
+RETRIES_OUT_OF_RANGE = register("RL207", "retries-out-of-range", E, "retries must be between 0 and 5")
+UNKNOWN_FIELD = register("RL208", "unknown-field", E, "a field is not declared in the schema")
+NOT_IN_ENUM = register("RL209", "not-in-enum", E, "a value is not one of the field's declared values")
+UNSET_ENV_VAR = register("RL210", "unset-env-var", E, "an environment variable without default is unset")
+INCOMPLETE_TARGET = register("RL211", "incomplete-target", E, "a target lacks provider, model or endpoint")
+WEIGHT_OUT_OF_RANGE = register("RL212", "weight-out-of-range", E, "a weight is outside 0..1")
+DUPLICATE_SETTING = register("RL213", "duplicate-setting", E, "a setting is given twice in one block")
+HYBRID_WEIGHTS = register("RL214", "hybrid-weights", E, "hybrid weights are invalid")
+NEGATIVE_PRIORITY = register("RL215", "negative-priority", E, "a priority is negative")
+NULL_IN_CONDITION = register("RL216", "null-comparison", E, "a condition compares with null")
+BAD_CALL = register("RL217", "bad-provider-call", E, "a provider preset is called with wrong arguments")
+INVALID_SETTING = register("RL218", "invalid-setting", E, "a setting's value is out of range")
+BAD_TEST = register("RL219", "invalid-test", E, "a test block is malformed")
+EMPTY_NAME = register("RL220", "empty-name", E, "a name or field is empty")
+DUPLICATE_LABEL = register("RL221", "duplicate-label", E, "two split entries have the same label")
 
 # RL3xx lint codes are registered by routelang.lint.
-MIXTRAIN_APPROXIMATION = _code(
+MIXTRAIN_APPROXIMATION = register(
     "RL901", "mixtrain-approximation", N, "the Mixtrain engine will route this rule differently"
 )
 
