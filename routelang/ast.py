@@ -26,6 +26,7 @@ class Value:
 
     value: Any
     span: Span
+    depth: int = 0       # nesting depth of lists/objects inside
 
     def plain(self) -> Any:
         """The literal as plain Python data (lists and dicts unwrapped)."""

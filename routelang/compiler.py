@@ -15,9 +15,9 @@ from pathlib import Path
 
 from . import envvars, ir
 from .check import check
-from .diagnostics import UNSET_ENV_VAR, Diagnostic, has_errors, render_text, sort_diagnostics
+from .diagnostics import INPUT_ERROR, SYNTAX_ERROR, UNSET_ENV_VAR, Diagnostic, has_errors, render_text, sort_diagnostics
 from .resolve import Module, Reference, Symbol, resolve
-from .source import Source, Span, read_source
+from .source import DecodeProblem, Source, Span, read_source
 
 
 @dataclass
@@ -44,6 +44,16 @@ class CompileResult:
 
 
 def compile_source(source: Source, env: dict[str, str] | None = None) -> CompileResult:
+    try:
+        return _compile(source, env)
+    except RecursionError:
+        span = Span(source.name, 1, 1, 1, 2)
+        diag = Diagnostic(SYNTAX_ERROR, "the file nests too deeply to compile", span,
+                          help="flatten deeply nested conditions or values")
+        return CompileResult(router=None, diagnostics=[diag], sources={source.name: source})
+
+
+def _compile(source: Source, env: dict[str, str] | None) -> CompileResult:
     resolution = resolve(source)
     diagnostics = list(resolution.diagnostics)
     router = resolution.router
@@ -70,8 +80,16 @@ def compile_text(text: str, name: str = "<input>", path: Path | None = None,
 
 
 def compile_path(path: str | Path, env: dict[str, str] | None = None) -> CompileResult:
-    """Raises source.SourceError when the file cannot be read."""
-    return compile_source(read_source(path), env)
+    """Raises source.SourceError when the file cannot be read; a file that
+    is not UTF-8 gives an RL002 diagnostic."""
+    try:
+        source = read_source(path)
+    except DecodeProblem as exc:
+        span = Span(exc.name, exc.line, exc.column, exc.line, exc.column + 1)
+        diag = Diagnostic(INPUT_ERROR, f"the file is not valid UTF-8 (byte {exc.byte!r})", span,
+                          help="save the file as UTF-8 text")
+        return CompileResult(router=None, diagnostics=[diag], sources={})
+    return compile_source(source, env)
 
 
 # ---- ${VAR} interpolation --------------------------------------------------------

@@ -148,6 +148,9 @@ def has_errors(diags: list[Diagnostic]) -> bool:
 
 # ---- rendering -------------------------------------------------------------
 
+MAX_SHOWN_LINE = 110  # longer source lines are shown as a window around the span
+
+
 def _caret_block(source: Source | None, span: Span, gutter: int) -> list[str]:
     if source is None or span.line <= 0:
         return []
@@ -156,6 +159,15 @@ def _caret_block(source: Source | None, span: Span, gutter: int) -> list[str]:
     start = max(span.column, 1)
     end = span.end_column if span.end_line == span.line else len(text) + 1
     width = max(end - start, 1)
+    if len(text) > MAX_SHOWN_LINE:
+        # Show a window that starts a little before the span.
+        left = max(start - 1 - 30, 0)
+        shown = text[left:left + MAX_SHOWN_LINE]
+        prefix = "..." if left > 0 else ""
+        suffix = "..." if left + MAX_SHOWN_LINE < len(text) else ""
+        text = prefix + shown + suffix
+        start = start - left + len(prefix)
+        width = max(min(width, MAX_SHOWN_LINE - (start - 1 - len(prefix))), 1)
     return [
         f"{pad} |",
         f"{span.line:>{gutter}} | {text}",

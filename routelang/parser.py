@@ -22,6 +22,7 @@ from .diagnostics import SYNTAX_ERROR, Diagnostic
 from .source import Source, Span
 
 MAX_SYNTAX_ERRORS = 20
+MAX_VALUE_DEPTH = 32  # lists/objects nested deeper than this are refused
 
 
 def grammar_path() -> Path:
@@ -38,7 +39,7 @@ def grammar_text() -> str:
 class SyntaxProblem(Exception):
     """Raised from inside the transformer for a literal the grammar lets through."""
 
-    def __init__(self, message: str, token: Token, help: str | None = None):
+    def __init__(self, message: str, token, help: str | None = None):  # token: a lark Token or a Span
         super().__init__(message)
         self.message = message
         self.token = token
@@ -138,10 +139,16 @@ class _Builder(Transformer):
     def null(self, c):
         return ast.Value(None, self._tok(c[0]))
 
+    def _nested(self, value, children, span) -> ast.Value:
+        depth = 1 + max((child.depth for child in children), default=0)
+        if depth > MAX_VALUE_DEPTH:
+            raise SyntaxProblem(f"lists and objects nest deeper than {MAX_VALUE_DEPTH} levels", span)
+        return ast.Value(value, span, depth)
+
     def list(self, c):
         items = [x for x in c if x is not None]
         span = self._span(items) if items else Span(self.file, 0, 0, 0, 0)
-        return ast.Value(items, span)
+        return self._nested(items, items, span)
 
     def object(self, c):
         pairs = [x for x in c if x is not None]
@@ -151,7 +158,7 @@ class _Builder(Transformer):
                 raise SyntaxProblem(f"key `{key.text}` appears twice in this object", key.token)
             out[key.text] = value
         span = self._span([p[1] for p in pairs]) if pairs else Span(self.file, 0, 0, 0, 0)
-        return ast.Value(out, span)
+        return self._nested(out, out.values(), span)
 
     def pair(self, c):
         return (_Key(self._name(c[0]).text, c[0]), c[1])
@@ -650,6 +657,8 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
 def _problem_diagnostic(problem: SyntaxProblem, source: Source) -> Diagnostic:
     tok = problem.token
     span = Span(source.name, tok.line, tok.column, tok.end_line, tok.end_column)
+    if span.line <= 0:  # an empty list or object has no position of its own
+        span = Span(source.name, 1, 1, 1, 2)
     return Diagnostic(SYNTAX_ERROR, problem.message, span, help=problem.help)
 
 

@@ -190,7 +190,7 @@ class Resolver:
                 display = _display_path(path)
             if not path.is_file():
                 self.error(UNKNOWN_IMPORT, f"cannot find imported file `{item.path.value}`", item.span,
-                           help=f"looked for {path}")
+                           help=f"looked for {_display_path(path)}")
                 return
         self.import_spans.append((item.span, path))
         if key in self.loading:

@@ -76,7 +76,19 @@ class Source:
 
 
 class SourceError(Exception):
-    """A file could not be read as routelang source (I/O or encoding)."""
+    """A file could not be read (I/O). Bad encoding is a DecodeProblem."""
+
+
+class DecodeProblem(SourceError):
+    """The file's bytes are not UTF-8: reported as a diagnostic at the byte."""
+
+    def __init__(self, name: str, data: bytes, exc: UnicodeDecodeError):
+        before = data[: exc.start]
+        self.name = name
+        self.line = before.count(b"\n") + 1
+        self.column = exc.start - (before.rfind(b"\n") + 1) + 1
+        self.byte = data[exc.start : exc.start + 1]
+        super().__init__(f"{name}: not valid UTF-8 (byte {self.byte!r} at line {self.line})")
 
 
 def read_source(path: str | Path, display_name: str | None = None) -> Source:
@@ -88,9 +100,7 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SourceError(
-            f"{path}: not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})"
-        ) from exc
+        raise DecodeProblem(display_name or str(path), data, exc) from exc
     if text.startswith("\ufeff"):
         text = text[1:]
     return Source(display_name or str(path), text.replace("\r\n", "\n"), p)

@@ -1,0 +1,581 @@
+"""The routelang language server (LSP over stdio), built on pygls.
+
+    routelang lsp            # or: python -m routelang.lsp
+
+Features:
+  * diagnostics (checker, plus the linter when `routelang.lint` is present) on
+    open, change and save, with codes, help text and related locations;
+  * hover on names: the definition's one-line summary and its doc comment;
+  * go to definition for targets, conditions, providers, profiles, schema
+    fields and imports (jumps to the imported file);
+  * find references;
+  * document symbols (rules, targets, conditions, tests, providers, profiles,
+    schema fields);
+  * formatting through `routelang.fmt` when that module is present;
+  * completion of keywords, operators, defined names and schema fields.
+
+Everything goes through `routelang.compiler.compile_text`, so the editor shows
+exactly what `routelang check` prints.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from . import diagnostics as rl_diagnostics
+from .compiler import CompileResult, compile_text
+from .source import Span
+
+SERVER_NAME = "routelang"
+SERVER_VERSION = "0.1.0"
+
+
+def _optional(module: str, attr: str) -> Callable | None:
+    """`module.attr` when the module exists (the linter and formatter are optional)."""
+    if importlib.util.find_spec(module) is None:
+        return None
+    return getattr(importlib.import_module(module), attr)
+
+
+# ---- the language's vocabulary -------------------------------------------------
+
+@lru_cache(maxsize=1)
+def grammar_keywords() -> tuple[str, ...]:
+    """Every keyword of the grammar: its string literals made of letters and `_`."""
+    from .parser import grammar_text
+
+    text = re.sub(r"//[^\n]*", "", grammar_text())
+    found = set(re.findall(r'"([A-Za-z_]+)"', text))
+    return tuple(sorted(found))
+
+
+OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "=~", "=")
+
+KEYWORD_DOCS = {
+    "router": "`router NAME [\"description\"]`: this file is a router (files without one are modules).",
+    "import": "`import std.providers` loads a standard module; `import \"file.route\"` loads a file.",
+    "target": "`target NAME = preset(\"model\", \"endpoint\") { settings }` names a destination.",
+    "condition": "`condition NAME = expr` names a reusable condition.",
+    "provider": "`provider NAME { settings }` declares a provider preset, callable as `NAME(\"model\", ...)`.",
+    "profile": "`profile NAME { settings }` bundles settings; apply with `use NAME`.",
+    "rule": "`rule NAME [priority N] [\"description\"] [enabled|disabled] { when expr  strategy }`.",
+    "test": "`test \"name\" { request {...} expect rule R target T }` checks routing decisions.",
+    "when": "`when expr`: the condition under which a rule applies.",
+    "route": "`route TARGET [shadow TARGET]`: send matching requests to one target.",
+    "split": "`split [sticky by FIELD [salt \"s\"]] { 80% a: T1  20% b: T2 }`: weighted split.",
+    "fallback": "`fallback T1, T2, ...`: try targets in order until one answers.",
+    "round_robin": "`round_robin T1, T2, ...`: rotate between targets.",
+    "least_latency": "`least_latency T1, T2, ...`: pick the fastest target.",
+    "lowest_cost": "`lowest_cost T1, T2, ...`: pick the cheapest target.",
+    "hybrid": "`hybrid(cost W, latency W, reliability W) T1, T2, ...`: weighted score.",
+    "schema": "`schema { field.path: type }` declares the request fields conditions may use.",
+    "defaults": "`defaults { settings }`: settings every target of the router starts from.",
+    "use": "`use PROFILE`: apply a profile's settings at this point.",
+}
+
+_SEVERITY = {
+    rl_diagnostics.Severity.ERROR: types.DiagnosticSeverity.Error,
+    rl_diagnostics.Severity.WARNING: types.DiagnosticSeverity.Warning,
+    rl_diagnostics.Severity.NOTE: types.DiagnosticSeverity.Information,
+}
+
+_SYMBOL_KIND = {
+    "rule": types.SymbolKind.Function,
+    "target": types.SymbolKind.Object,
+    "condition": types.SymbolKind.Boolean,
+    "test": types.SymbolKind.Method,
+    "provider": types.SymbolKind.Class,
+    "profile": types.SymbolKind.Struct,
+    "schema_field": types.SymbolKind.Field,
+}
+
+_COMPLETION_KIND = {
+    "rule": types.CompletionItemKind.Function,
+    "target": types.CompletionItemKind.Variable,
+    "condition": types.CompletionItemKind.Function,
+    "test": types.CompletionItemKind.Event,
+    "provider": types.CompletionItemKind.Class,
+    "profile": types.CompletionItemKind.Struct,
+    "schema_field": types.CompletionItemKind.Field,
+}
+
+SYNTAX_ERROR_CODE = rl_diagnostics.SYNTAX_ERROR.code
+
+# Which names make sense after which keyword.
+_NAME_CONTEXT = {
+    "use": ("profile",),
+    "route": ("target", "provider"),
+    "shadow": ("target", "provider"),
+    "fallback": ("target", "provider"),
+    "round_robin": ("target", "provider"),
+    "least_latency": ("target", "provider"),
+    "lowest_cost": ("target", "provider"),
+    "when": ("condition", "schema_field"),
+    "and": ("condition", "schema_field"),
+    "or": ("condition", "schema_field"),
+    "not": ("condition", "schema_field"),
+    "by": ("schema_field",),
+}
+
+
+# ---- positions -------------------------------------------------------------------
+
+def _units(text: str, encoding: str) -> int:
+    if encoding == types.PositionEncodingKind.Utf8:
+        return len(text.encode("utf-8"))
+    if encoding == types.PositionEncodingKind.Utf32:
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _chars(line: str, units: int, encoding: str) -> int:
+    """The code-point index in `line` of a position given in client units."""
+    count = 0
+    for index, char in enumerate(line):
+        if count >= units:
+            return index
+        count += _units(char, encoding)
+    return len(line)
+
+
+def _contains(span: Span, line: int, column: int) -> bool:
+    """Whether the 1-based (line, column) lies in the span (end inclusive, for the cursor after a name)."""
+    if span.line <= 0:
+        return False
+    if (line, column) < (span.line, span.column):
+        return False
+    return (line, column) <= (span.end_line, span.end_column)
+
+
+def _span_size(span: Span) -> tuple[int, int]:
+    return (span.end_line - span.line, span.end_column - span.column)
+
+
+# ---- per-document state ------------------------------------------------------------
+
+@dataclass
+class DocumentState:
+    uri: str
+    name: str
+    path: Path | None
+    text: str
+    result: CompileResult
+    # The last result that had symbols, for completion and hover while the
+    # text does not parse.
+    good: CompileResult
+    diagnostics: list[rl_diagnostics.Diagnostic] = field(default_factory=list)
+
+
+class RoutelangServer(LanguageServer):
+    def __init__(self):
+        super().__init__(SERVER_NAME, SERVER_VERSION)
+        self.documents: dict[str, DocumentState] = {}
+        self.lint = _optional("routelang.lint", "lint")
+        self.format_text = _optional("routelang.fmt", "format_text")
+
+    # -- encoding --------------------------------------------------------------------
+    @property
+    def encoding(self) -> str:
+        return self.workspace.position_encoding or types.PositionEncodingKind.Utf16
+
+    # -- compiling ---------------------------------------------------------------------
+    def analyse(self, uri: str) -> DocumentState:
+        document = self.workspace.get_text_document(uri)
+        path_text = to_fs_path(uri) if uri.startswith("file:") else None
+        path = Path(path_text) if path_text else None
+        name = str(_display(path)) if path else uri
+        text = document.source
+        result = compile_text(text, name, path)
+        diags = list(result.diagnostics)
+        if self.lint is not None and result.router is not None:
+            diags.extend(self.lint(result))
+        previous = self.documents.get(uri)
+        parsed = not any(d.code.code == SYNTAX_ERROR_CODE for d in result.diagnostics)
+        good = result if (parsed or previous is None or not previous.good.symbols) else previous.good
+        state = DocumentState(uri, name, path, text, result, good, rl_diagnostics.sort_diagnostics(diags))
+        self.documents[uri] = state
+        return state
+
+    def publish(self, state: DocumentState) -> None:
+        items = [self.to_lsp_diagnostic(state, d) for d in state.diagnostics]
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=state.uri, diagnostics=[i for i in items if i is not None])
+        )
+
+    # -- locations -----------------------------------------------------------------------
+    def lines_of(self, state: DocumentState, file: str) -> list[str]:
+        if file == state.name:
+            return state.text.split("\n")
+        for result in (state.result, state.good):
+            source = result.sources.get(file)
+            if source is not None:
+                return source.lines
+        return []
+
+    def path_of(self, state: DocumentState, file: str) -> Path | None:
+        if file == state.name:
+            return state.path
+        for result in (state.result, state.good):
+            source = result.sources.get(file)
+            if source is not None and source.path is not None:
+                return source.path
+        return None
+
+    def uri_of(self, state: DocumentState, file: str) -> str | None:
+        if file == state.name:
+            return state.uri
+        path = self.path_of(state, file)
+        return from_fs_path(str(path)) if path is not None else None
+
+    def to_range(self, state: DocumentState, span: Span) -> types.Range:
+        if span.line <= 0:
+            return types.Range(types.Position(0, 0), types.Position(0, 0))
+        lines = self.lines_of(state, span.file)
+
+        def position(line: int, column: int) -> types.Position:
+            text = lines[line - 1] if 0 < line <= len(lines) else ""
+            return types.Position(line - 1, _units(text[: max(column - 1, 0)], self.encoding))
+
+        return types.Range(position(span.line, span.column), position(span.end_line, span.end_column))
+
+    def location(self, state: DocumentState, span: Span) -> types.Location | None:
+        uri = self.uri_of(state, span.file)
+        if uri is None:
+            return None
+        return types.Location(uri=uri, range=self.to_range(state, span))
+
+    def from_position(self, state: DocumentState, position: types.Position) -> tuple[int, int]:
+        lines = state.text.split("\n")
+        text = lines[position.line] if position.line < len(lines) else ""
+        return position.line + 1, _chars(text, position.character, self.encoding) + 1
+
+    # -- diagnostics ---------------------------------------------------------------------
+    def to_lsp_diagnostic(self, state: DocumentState, d: rl_diagnostics.Diagnostic) -> types.Diagnostic | None:
+        related = []
+        for rel in d.related:
+            loc = self.location(state, rel.span)
+            if loc is not None:
+                related.append(types.DiagnosticRelatedInformation(location=loc, message=rel.message))
+        message = d.message
+        span = d.span
+        if span.file != state.name:
+            # A problem inside an imported file: show it on the import statement.
+            import_span = self.import_leading_to(state, span.file)
+            if import_span is None:
+                return None
+            loc = self.location(state, span)
+            if loc is not None:
+                related.insert(0, types.DiagnosticRelatedInformation(location=loc, message=d.message))
+            message = f"in {span.location}: {d.message}"
+            span = import_span
+        if d.help:
+            message += f"\nhelp: {d.help}"
+        tags = [types.DiagnosticTag.Unnecessary] if "unused" in d.code.name else None
+        return types.Diagnostic(
+            range=self.to_range(state, span),
+            message=message,
+            severity=_SEVERITY.get(d.level, types.DiagnosticSeverity.Error),
+            code=d.code.code,
+            source=SERVER_NAME,
+            related_information=related or None,
+            tags=tags,
+            data={"name": d.code.name},
+        )
+
+    def import_leading_to(self, state: DocumentState, file: str) -> Span | None:
+        target = self.path_of(state, file)
+        if target is None:
+            return None
+        for span, path in state.result.import_spans:
+            if span.file == state.name and Path(path).resolve() == target.resolve():
+                return span
+        return None
+
+    # -- lookups ---------------------------------------------------------------------------
+    def symbol_at(self, state: DocumentState, position: types.Position):
+        """(symbol, span under the cursor) for the name at `position`, or (None, None)."""
+        line, column = self.from_position(state, position)
+        result = state.result
+        best = None
+        for ref in result.references:
+            if ref.span.file == state.name and _contains(ref.span, line, column):
+                if best is None or _span_size(ref.span) < _span_size(best[1]):
+                    best = (ref.symbol, ref.span)
+        if best is not None:
+            return best
+        for symbol in result.symbols:
+            if symbol.span.file == state.name and _contains(symbol.span, line, column):
+                return symbol, symbol.span
+        # Text fallback: field paths in conditions, names while the file does not parse.
+        word, span = _word_at(state.text, state.name, line, column)
+        if not word:
+            return None, None
+        candidates = [s for s in self.visible_symbols(state) if s.name == word]
+        if not candidates and "." in word:
+            head = word
+            while "." in head and not candidates:
+                candidates = [s for s in self.visible_symbols(state) if s.kind == "schema_field" and s.name == head]
+                if not candidates:
+                    head = head.rsplit(".", 1)[0]
+        if candidates:
+            return candidates[0], span
+        return None, None
+
+    def import_at(self, state: DocumentState, position: types.Position) -> tuple[Span, Path] | None:
+        line, column = self.from_position(state, position)
+        for span, path in state.result.import_spans:
+            if span.file == state.name and _contains(span, line, column):
+                return span, Path(path)
+        return None
+
+    def visible_symbols(self, state: DocumentState):
+        """Symbols of this file and of the files it imports directly."""
+        result = state.good
+        root = result.root
+        if root is None:
+            return list(result.symbols)
+        visible = {id(root)} | {id(module) for _, module in root.imports}
+        return [s for s in result.symbols if s.module is None or id(s.module) in visible]
+
+
+def _display(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*")
+
+
+def _word_at(text: str, name: str, line: int, column: int) -> tuple[str, Span | None]:
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return "", None
+    for match in _WORD.finditer(lines[line - 1]):
+        if match.start() + 1 <= column <= match.end() + 1:
+            return match.group(), Span(name, line, match.start() + 1, line, match.end() + 1)
+    return "", None
+
+
+def _hover_markdown(symbol) -> str:
+    parts = [f"```route\n{symbol.detail or f'{symbol.kind} {symbol.name}'}\n```"]
+    if symbol.doc:
+        parts.append(symbol.doc)
+    kind = symbol.kind.replace("_", " ")
+    if symbol.span.line > 0:
+        parts.append(f"*{kind}* defined at `{symbol.span.file}:{symbol.span.line}`")
+    return "\n\n".join(parts)
+
+
+# ---- the server ----------------------------------------------------------------------
+
+def build_server() -> RoutelangServer:
+    server = RoutelangServer()
+
+    def refresh(ls: RoutelangServer, uri: str) -> None:
+        ls.publish(ls.analyse(uri))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: RoutelangServer, params: types.DidOpenTextDocumentParams) -> None:
+        refresh(ls, params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: RoutelangServer, params: types.DidChangeTextDocumentParams) -> None:
+        refresh(ls, params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: RoutelangServer, params: types.DidSaveTextDocumentParams) -> None:
+        refresh(ls, params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: RoutelangServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.documents.pop(params.text_document.uri, None)
+        ls.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
+        )
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def watched_files_changed(ls: RoutelangServer, params: types.DidChangeWatchedFilesParams) -> None:
+        # An imported file changed on disk: check every open document again.
+        for uri in list(ls.documents):
+            refresh(ls, uri)
+
+    def state_for(ls: RoutelangServer, uri: str) -> DocumentState:
+        state = ls.documents.get(uri)
+        if state is None or state.text != ls.workspace.get_text_document(uri).source:
+            state = ls.analyse(uri)
+        return state
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def hover(ls: RoutelangServer, params: types.HoverParams) -> types.Hover | None:
+        state = state_for(ls, params.text_document.uri)
+        symbol, span = ls.symbol_at(state, params.position)
+        if symbol is not None:
+            return types.Hover(
+                contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=_hover_markdown(symbol)),
+                range=ls.to_range(state, span),
+            )
+        found = ls.import_at(state, params.position)
+        if found is not None:
+            span, path = found
+            return types.Hover(
+                contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"imports `{path}`"),
+                range=ls.to_range(state, span),
+            )
+        line, column = ls.from_position(state, params.position)
+        word, span = _word_at(state.text, state.name, line, column)
+        if word in KEYWORD_DOCS:
+            return types.Hover(
+                contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=KEYWORD_DOCS[word]),
+                range=ls.to_range(state, span),
+            )
+        return None
+
+    @server.feature(types.TEXT_DOCUMENT_DEFINITION)
+    def definition(ls: RoutelangServer, params: types.DefinitionParams) -> types.Location | None:
+        state = state_for(ls, params.text_document.uri)
+        symbol, _ = ls.symbol_at(state, params.position)
+        if symbol is not None:
+            if symbol.module is not None and symbol.module.source.path is not None and symbol.file != state.name:
+                return types.Location(
+                    uri=from_fs_path(str(symbol.module.source.path)),
+                    range=ls.to_range(state, symbol.span),
+                )
+            return ls.location(state, symbol.span)
+        found = ls.import_at(state, params.position)
+        if found is not None:
+            _, path = found
+            start = types.Position(0, 0)
+            return types.Location(uri=from_fs_path(str(path)), range=types.Range(start, start))
+        return None
+
+    @server.feature(types.TEXT_DOCUMENT_REFERENCES)
+    def references(ls: RoutelangServer, params: types.ReferenceParams) -> list[types.Location]:
+        state = state_for(ls, params.text_document.uri)
+        symbol, _ = ls.symbol_at(state, params.position)
+        if symbol is None:
+            return []
+        spans = [r.span for r in state.result.references if r.symbol is symbol]
+        if params.context.include_declaration:
+            spans.insert(0, symbol.span)
+        return [loc for loc in (ls.location(state, s) for s in spans) if loc is not None]
+
+    @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    def document_symbols(ls: RoutelangServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
+        state = state_for(ls, params.text_document.uri)
+        out = []
+        for symbol in state.good.symbols:
+            if symbol.span.file != state.name or symbol.span.line <= 0:
+                continue
+            selection = ls.to_range(state, symbol.span)
+            node_span = getattr(symbol.node, "span", None)
+            whole = selection
+            if isinstance(node_span, Span) and node_span.line > 0 and node_span.file == state.name:
+                candidate = ls.to_range(state, node_span)
+                starts_before = (candidate.start.line, candidate.start.character) <= (
+                    selection.start.line, selection.start.character)
+                ends_after = (candidate.end.line, candidate.end.character) >= (
+                    selection.end.line, selection.end.character)
+                if starts_before and ends_after:
+                    whole = candidate
+            out.append(types.DocumentSymbol(
+                name=symbol.name,
+                kind=_SYMBOL_KIND.get(symbol.kind, types.SymbolKind.Variable),
+                range=whole,
+                selection_range=selection,
+                detail=symbol.detail or symbol.kind,
+            ))
+        return out
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=["."]),
+    )
+    def completion(ls: RoutelangServer, params: types.CompletionParams) -> types.CompletionList:
+        state = state_for(ls, params.text_document.uri)
+        lines = state.text.split("\n")
+        line_text = lines[params.position.line] if params.position.line < len(lines) else ""
+        before = line_text[: _chars(line_text, params.position.character, ls.encoding)]
+        symbols = ls.visible_symbols(state)
+        word = re.search(r"[A-Za-z0-9_.\-]*$", before).group()
+        items: list[types.CompletionItem] = []
+        if "." in word:
+            head = word.rsplit(".", 1)[0] + "."
+            seen = set()
+            for s in symbols:
+                if s.kind == "schema_field" and s.name.startswith(head):
+                    segment = s.name[len(head):].split(".", 1)[0]
+                    if segment and segment not in seen:
+                        seen.add(segment)
+                        is_leaf = s.name == head + segment
+                        items.append(types.CompletionItem(
+                            label=segment,
+                            kind=types.CompletionItemKind.Field,
+                            detail=s.detail if is_leaf else f"{head}{segment}",
+                        ))
+            return types.CompletionList(is_incomplete=False, items=items)
+
+        previous = re.findall(r"[A-Za-z_][A-Za-z0-9_\-]*", before[: len(before) - len(word)])
+        wanted = _NAME_CONTEXT.get(previous[-1]) if previous else None
+        seen_names = set()
+        for s in symbols:
+            if wanted is not None and s.kind not in wanted:
+                continue
+            if s.kind == "test" or (s.kind, s.name) in seen_names:
+                continue
+            seen_names.add((s.kind, s.name))
+            items.append(types.CompletionItem(
+                label=s.name,
+                kind=_COMPLETION_KIND.get(s.kind, types.CompletionItemKind.Text),
+                detail=s.detail or s.kind,
+                documentation=(types.MarkupContent(kind=types.MarkupKind.Markdown, value=s.doc)
+                               if s.doc else None),
+                sort_text=f"0{s.name}",
+            ))
+        if wanted is None:
+            for keyword in grammar_keywords():
+                items.append(types.CompletionItem(
+                    label=keyword,
+                    kind=types.CompletionItemKind.Keyword,
+                    documentation=KEYWORD_DOCS.get(keyword),
+                    sort_text=f"1{keyword}",
+                ))
+            for op in OPERATORS:
+                items.append(types.CompletionItem(
+                    label=op, kind=types.CompletionItemKind.Operator, sort_text=f"2{op}"))
+        return types.CompletionList(is_incomplete=False, items=items)
+
+    if server.format_text is not None:
+        @server.feature(types.TEXT_DOCUMENT_FORMATTING)
+        def formatting(ls: RoutelangServer, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
+            state = state_for(ls, params.text_document.uri)
+            if any(d.code.code == SYNTAX_ERROR_CODE for d in state.result.diagnostics):
+                return None  # nothing sensible to format until the text parses
+            new_text = ls.format_text(state.text, state.name)
+            if new_text == state.text:
+                return []
+            lines = state.text.split("\n")
+            end = types.Position(len(lines) - 1, _units(lines[-1], ls.encoding))
+            return [types.TextEdit(range=types.Range(types.Position(0, 0), end), new_text=new_text)]
+
+    return server
+
+
+def main() -> None:
+    """Run the language server on stdin/stdout."""
+    build_server().start_io()
+
+
+if __name__ == "__main__":
+    main()
