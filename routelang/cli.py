@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .compiler import CompileResult, compile_path
+from .compiler import CompileResult, compile_path, no_gc_pauses
 from .diagnostics import Severity, has_errors, render_json, render_sarif, render_text, sort_diagnostics
 from .source import SourceError
 
@@ -126,15 +126,16 @@ def compile_command(file, backend, output, quiet, use_env):
     if not result.ok:
         emit_diagnostics([result], "text", err=True)
         sys.exit(EXIT_ERRORS)
-    if backend == "json":
-        from .backends.json import lower
+    with no_gc_pauses():
+        if backend == "json":
+            from .backends.json import lower
 
-        config, notes = lower(result.router)
-        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-    else:
-        from .backends.python import generate
+            config, notes = lower(result.router)
+            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        else:
+            from .backends.python import generate
 
-        text, notes = generate(result.router, source_name=file)
+            text, notes = generate(result.router, source_name=file)
     if notes and not quiet:
         emit_diagnostics([result], "text", diagnostics=notes, err=True)
     if output:
@@ -145,3 +146,50 @@ def compile_command(file, backend, output, quiet, use_env):
     else:
         click.echo(text, nl=False)
     sys.exit(EXIT_OK)
+
+
+@main.command(name="import")
+@click.argument("config_file", metavar="CONFIG.json", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--strict", is_flag=True, help="Exit 1 when the .route file cannot say everything the config says.")
+@guarded
+def import_command(config_file, output, strict):
+    """Translate a Mixtrain routing config (JSON) into a .route file.
+
+    Exit 1 when the file is not JSON or Mixtrain's RoutingConfig rejects it
+    (and, with --strict, when something could not be carried over)."""
+    from .importer import ImportProblem, import_config_with_notes, validation_errors
+
+    try:
+        raw = Path(config_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageProblem(f"cannot read {config_file}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        click.echo(f"{config_file}:{exc.lineno}:{exc.colno}: error: invalid JSON: {exc.msg}", err=True)
+        sys.exit(EXIT_ERRORS)
+    try:
+        text, notes = import_config_with_notes(config, Path(config_file).name)
+    except ImportProblem as exc:
+        click.echo(f"{config_file}: error: {exc}", err=True)
+        sys.exit(EXIT_ERRORS)
+    problems = [f"Mixtrain's validator: {e}" for e in validation_errors(config)] + [str(n) for n in notes]
+    for problem in problems:
+        click.echo(f"{config_file}: warning: {problem}", err=True)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}")
+    else:
+        click.echo(text, nl=False)
+    sys.exit(EXIT_ERRORS if strict and problems else EXIT_OK)
+
+
+@main.command(name="lsp")
+def lsp_command() -> None:
+    """Run the language server on stdin/stdout (for editors)."""
+    from .lsp import main as lsp_main  # lazy: pygls is only needed here
+
+    lsp_main()

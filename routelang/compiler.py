@@ -10,6 +10,8 @@ here, so they all see the same diagnostics in the same order.
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,9 +45,25 @@ class CompileResult:
         return "\n\n".join(render_text(d, self.sources) for d in (diagnostics or self.diagnostics))
 
 
+@contextmanager
+def no_gc_pauses():
+    """Compiling allocates millions of small objects and frees almost none
+    until the end; the cyclic GC would rescan them again and again (a third
+    of the compile time on a 10,000-rule file). Reference counting still
+    frees everything; cycles wait for the next collection."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def compile_source(source: Source, env: dict[str, str] | None = None) -> CompileResult:
     try:
-        return _compile(source, env)
+        with no_gc_pauses():
+            return _compile(source, env)
     except RecursionError:
         span = Span(source.name, 1, 1, 1, 2)
         diag = Diagnostic(SYNTAX_ERROR, "the file nests too deeply to compile", span,

@@ -103,8 +103,7 @@ class RoutelangLexer(RegexLexer):
             (r".", Text),
         ],
         "interpolation": [
-            (r"(\$\{)([A-Za-z_][A-Za-z0-9_]*)(?:(:-)([^}\"\n]*))?(\})",
-             bygroups(String.Interpol, Name.Variable, Operator, String.Interpol, String.Interpol)),
+            (r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}\"\n]*)?\}", String.Interpol),
         ],
         "string": [
             (r'"', String.Double, "#pop"),

@@ -20,6 +20,7 @@ exactly what `routelang check` prints.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import re
@@ -44,7 +45,7 @@ def _optional(module: str, attr: str) -> Callable | None:
     """`module.attr` when the module exists (the linter and formatter are optional)."""
     if importlib.util.find_spec(module) is None:
         return None
-    return getattr(importlib.import_module(module), attr)
+    return getattr(importlib.import_module(module), attr, None)
 
 
 # ---- the language's vocabulary -------------------------------------------------
@@ -334,7 +335,9 @@ class RoutelangServer(LanguageServer):
     def import_at(self, state: DocumentState, position: types.Position) -> tuple[Span, Path] | None:
         line, column = self.from_position(state, position)
         for span, path in state.result.import_spans:
-            if span.file == state.name and _contains(span, line, column):
+            # The span covers the module or file name; the `import` keyword before it counts too.
+            whole = Span(span.file, span.line, 1, span.end_line, span.end_column)
+            if span.file == state.name and _contains(whole, line, column):
                 return span, Path(path)
         return None
 
@@ -346,6 +349,31 @@ class RoutelangServer(LanguageServer):
             return list(result.symbols)
         visible = {id(root)} | {id(module) for _, module in root.imports}
         return [s for s in result.symbols if s.module is None or id(s.module) in visible]
+
+
+def _extent(node, file: str) -> Span | None:
+    """The span from the first to the last position of any span inside an AST node."""
+    spans: list[Span] = []
+
+    def walk(value, depth: int) -> None:
+        if depth > 50:
+            return
+        if isinstance(value, Span):
+            if value.line > 0 and value.file == file:
+                spans.append(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, depth + 1)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name, None), depth + 1)
+
+    walk(node, 0)
+    if not spans:
+        return None
+    first = min(spans, key=lambda sp: (sp.line, sp.column))
+    last = max(spans, key=lambda sp: (sp.end_line, sp.end_column))
+    return first.to(last)
 
 
 def _display(path: Path) -> Path:
@@ -479,9 +507,9 @@ def build_server() -> RoutelangServer:
             if symbol.span.file != state.name or symbol.span.line <= 0:
                 continue
             selection = ls.to_range(state, symbol.span)
-            node_span = getattr(symbol.node, "span", None)
+            node_span = _extent(symbol.node, state.name)
             whole = selection
-            if isinstance(node_span, Span) and node_span.line > 0 and node_span.file == state.name:
+            if node_span is not None:
                 candidate = ls.to_range(state, node_span)
                 starts_before = (candidate.start.line, candidate.start.character) <= (
                     selection.start.line, selection.start.character)

@@ -15,6 +15,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
+
+try:  # Cython build of lark's LALR parser and lexer, by lark's authors: ~2x faster
+    import lark_cython
+except ImportError:  # pure-Python lark works the same, only slower
+    lark_cython = None
+
+TOKEN_TYPES: tuple = (Token,) if lark_cython is None else (Token, lark_cython.lark_cython.Token)
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
@@ -52,8 +59,8 @@ _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b"
 _ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)", re.S)
 
 
-def unquote(token: Token) -> str:
-    text = str(token)
+def unquote(token) -> str:
+    text = token.value
     if text.startswith("r"):
         return text[2:-1]
     body = text[1:-1]
@@ -98,7 +105,7 @@ def quote(text: str) -> str:
 
 
 def _span_of(x, file: str) -> Span:
-    if isinstance(x, Token):
+    if isinstance(x, TOKEN_TYPES):
         return Span(file, x.line, x.column, x.end_line, x.end_column)
     return x.span
 
@@ -112,7 +119,7 @@ class _Builder(Transformer):
 
     # -- helpers --
     def _span(self, children) -> Span:
-        parts = [c for c in children if c is not None and not isinstance(c, (list, str)) or isinstance(c, Token)]
+        parts = [c for c in children if c is not None and not isinstance(c, (list, str)) or isinstance(c, TOKEN_TYPES)]
         first, last = parts[0], parts[-1]
         return _span_of(first, self.file).to(_span_of(last, self.file))
 
@@ -122,19 +129,19 @@ class _Builder(Transformer):
     def _name(self, t: Token) -> ast.Name:
         if t.type == "STRING":
             return ast.Name(unquote(t), self._tok(t), quoted=True)
-        return ast.Name(str(t), self._tok(t))
+        return ast.Name(t.value, self._tok(t))
 
     # -- values --
     def string(self, c):
         return ast.Value(unquote(c[0]), self._tok(c[0]))
 
     def number(self, c):
-        text = str(c[0])
+        text = c[0].value
         is_float = any(ch in text for ch in ".eE")
         return ast.Value(float(text) if is_float else int(text), self._tok(c[0]))
 
     def boolean(self, c):
-        return ast.Value(c[0] == "true", self._tok(c[0]))
+        return ast.Value(c[0].value == "true", self._tok(c[0]))
 
     def null(self, c):
         return ast.Value(None, self._tok(c[0]))
@@ -180,7 +187,7 @@ class _Builder(Transformer):
 
     def import_module(self, c):
         toks = c[0]
-        return ast.Import(".".join(map(str, toks)), None, self._span(toks))
+        return ast.Import(".".join(t.value for t in toks), None, self._span(toks))
 
     def import_file(self, c):
         return ast.Import(None, ast.Value(unquote(c[0]), self._tok(c[0])), self._tok(c[0]))
@@ -227,15 +234,15 @@ class _Builder(Transformer):
     def _setting(key):
         def make(self, c):
             value = c[0]
-            if isinstance(value, Token):
+            if isinstance(value, TOKEN_TYPES):
                 if value.type == "STRING":
                     value = ast.Value(unquote(value), self._tok(value))
                 elif value.type == "DURATION":
                     value = self._duration(value)
                 elif value.type == "INT":
-                    value = ast.Value(int(value), self._tok(value))
+                    value = ast.Value(int(value.value), self._tok(value))
                 elif value.type == "BOOL":
-                    value = ast.Value(value == "true", self._tok(value))
+                    value = ast.Value(value.value == "true", self._tok(value))
                 elif value.type == "NAME":
                     value = self._name(value)
             span = value.span if not isinstance(value, list) else (self._span(value) if value else None)
@@ -270,12 +277,12 @@ class _Builder(Transformer):
         return ast.Setting("health_check", list(c), self._span(c) if c else Span(self.file, 0, 0, 0, 0))
 
     def _duration(self, t: Token) -> ast.Duration:
-        m = _DURATION.fullmatch(str(t))
-        return ast.Duration(float(m.group(1)) * _UNIT_MS[m.group(2)], str(t), self._tok(t))
+        m = _DURATION.fullmatch(t.value)
+        return ast.Duration(float(m.group(1)) * _UNIT_MS[m.group(2)], t.value, self._tok(t))
 
     # -- conditions --
     def field_path(self, c):
-        segments = [unquote(t) if t.type == "STRING" else str(t) for t in c]
+        segments = [unquote(t) if t.type == "STRING" else t.value for t in c]
         return ast.FieldPath(segments, self._span(c))
 
     _COMPARE_OPS = {
@@ -285,7 +292,7 @@ class _Builder(Transformer):
 
     def compare(self, c):
         path, op, value = c
-        return ast.Compare(path, self._COMPARE_OPS[str(op)], value, path.span.to(value.span), str(op))
+        return ast.Compare(path, self._COMPARE_OPS[op.value], value, path.span.to(value.span), op.value)
 
     def _binary(op, text):
         def make(self, c):
@@ -344,7 +351,7 @@ class _Builder(Transformer):
         return ast.Sticky(path, salt_v, path.span)
 
     def percent(self, c):
-        text = str(c[0])
+        text = c[0].value
         return (float(text[:-1]) / 100, text, self._tok(c[0]))
 
     def fraction(self, c):
@@ -406,7 +413,7 @@ class _Builder(Transformer):
         return ast.SchemaField(path, type_name, enum, path.span.to(span))
 
     def simple_type(self, c):
-        return (str(c[0]), [], self._tok(c[0]))
+        return (c[0].value, [], self._tok(c[0]))
 
     def enum_type(self, c):
         values = [v for v in c if v is not None]
@@ -431,7 +438,7 @@ class _Builder(Transformer):
         return rule
 
     def priority(self, c):
-        return ("priority", ast.Value(int(c[0]), self._tok(c[0])))
+        return ("priority", ast.Value(int(c[0].value), self._tok(c[0])))
 
     def rule_description(self, c):
         return ("description", ast.Value(unquote(c[0]), self._tok(c[0])))
@@ -526,7 +533,7 @@ def _describe_terminal(name: str) -> str:
 def _describe_token(token: Token) -> str:
     if token.type == "$END":
         return "the end of the file"
-    text = str(token)
+    text = str(token.value)
     if len(text) > 30:
         text = text[:27] + "..."
     return f"`{text}`"
@@ -567,8 +574,8 @@ _EXAMPLES: dict[str, list[str]] = {
 
 def _friendly_message(exc: UnexpectedInput, text: str) -> str | None:
     try:
-        return exc.match_examples(_inline_lark().parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples re-parses examples; never let it mask the real error
+        return exc.match_examples(_inline_lark(accelerated=False).parse, _EXAMPLES, use_accepts=True)
+    except (UnexpectedInput, VisitError, SyntaxProblem):  # an example failing oddly must not mask the real error
         return None
 
 
@@ -623,10 +630,12 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
         _STATE.comments = comments
         while True:
             token = None
+            masked = _mask_prefix(text, offset)
             try:
-                items.extend(_inline_lark().parse(_mask_prefix(text, offset)))
+                items.extend(_inline_lark().parse(masked))
                 break
             except UnexpectedInput as exc:
+                exc = _diagnosable(exc, masked)
                 diagnostics.append(_syntax_diagnostic(exc, source))
                 token = exc
             except VisitError as exc:
@@ -647,7 +656,7 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
             offset = resume
         _STATE.comments = None
     file_comments = [
-        ast.Comment(str(t), Span(source.name, t.line, t.column, t.end_line, t.end_column))
+        ast.Comment(t.value, Span(source.name, t.line, t.column, t.end_line, t.end_column))
         for t in sorted(set(comments), key=lambda t: t.start_pos)
     ]
     file_span = Span(source.name, 1, 1, max(len(source.lines), 1), 1)
@@ -680,8 +689,9 @@ _STATE = _ParseState()
 _PARSE_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def _inline_lark() -> Lark:
+@lru_cache(maxsize=2)
+def _inline_lark(accelerated: bool = True) -> Lark:
+    plugins = {"_plugins": lark_cython.plugins} if accelerated and lark_cython is not None else {}
     return Lark(
         grammar_text(),
         parser="lalr",
@@ -690,7 +700,23 @@ def _inline_lark() -> Lark:
         propagate_positions=False,
         transformer=_STATE.builder,
         lexer_callbacks={"COMMENT": _STATE.on_comment},
+        **plugins,
     )
+
+
+def _diagnosable(exc: UnexpectedInput, text: str) -> UnexpectedInput:
+    """The pure-Python parser's version of a syntax error: its exceptions
+    support `match_examples` and `accepts`, which the Cython build's lack.
+    Errors are rare, so parsing once more is cheap."""
+    if lark_cython is None:
+        return exc
+    try:
+        _inline_lark(accelerated=False).parse(text)
+    except UnexpectedInput as pure:
+        return pure
+    except (VisitError, SyntaxProblem):
+        return exc
+    return exc
 
 
 def _mask_prefix(text: str, offset: int) -> str:

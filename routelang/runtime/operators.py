@@ -44,6 +44,26 @@ def to_float(value: Any) -> float | None:
         return None
 
 
+def text(actual: Any) -> str | None:
+    """`str(actual)` as Mixtrain's string operators take it, or None where
+    str() raises (an integer beyond Python's 4300-digit limit, also inside a
+    list): Mixtrain's rule fails there, so the operator and its opposite are False."""
+    try:
+        return str(actual)
+    except ValueError:
+        return None
+
+
+def number(value: Any) -> float:
+    """`to_float`, with NaN where it fails: every comparison with NaN is False,
+    exactly where Mixtrain's comparison is False (the generated code uses this)."""
+    result = to_float(value)
+    return NAN if result is None else result
+
+
+NAN = float("nan")
+
+
 def equals(actual: Any, expected: Any) -> bool:
     return actual == expected  # Python equality: 1 == 1.0 == True
 
@@ -56,7 +76,8 @@ def contains(actual: Any, expected: Any) -> bool:
     # Substring test on str(actual): "a" is in ["a"] because "['a']" holds it.
     if actual is None or not isinstance(expected, str):
         return False
-    return expected in str(actual)
+    actual_text = text(actual)
+    return actual_text is not None and expected in actual_text
 
 
 def not_contains(actual: Any, expected: Any) -> bool:
@@ -64,7 +85,8 @@ def not_contains(actual: Any, expected: Any) -> bool:
         return True
     if not isinstance(expected, str):
         return False  # Mixtrain raises TypeError here: the rule fails
-    return expected not in str(actual)
+    actual_text = text(actual)
+    return actual_text is not None and expected not in actual_text
 
 
 def in_(actual: Any, expected: Any) -> bool:
@@ -124,15 +146,22 @@ def regex(actual: Any, expected: Any) -> bool:
 def matches_compiled(actual: Any, pattern: re.Pattern | None) -> bool:
     if actual is None or pattern is None:
         return False
-    return pattern.search(str(actual)) is not None
+    actual_text = text(actual)
+    return actual_text is not None and pattern.search(actual_text) is not None
 
 
 def starts_with(actual: Any, expected: Any) -> bool:
-    return actual is not None and isinstance(expected, str) and str(actual).startswith(expected)
+    if actual is None or not isinstance(expected, str):
+        return False
+    actual_text = text(actual)
+    return actual_text is not None and actual_text.startswith(expected)
 
 
 def ends_with(actual: Any, expected: Any) -> bool:
-    return actual is not None and isinstance(expected, str) and str(actual).endswith(expected)
+    if actual is None or not isinstance(expected, str):
+        return False
+    actual_text = text(actual)
+    return actual_text is not None and actual_text.endswith(expected)
 
 
 OPERATORS = {
@@ -184,12 +213,19 @@ def check_request(request: Any) -> None:
     """Requests are JSON objects nested at most MAX_REQUEST_DEPTH deep."""
     if type(request) is not dict:
         raise RequestError(f"a request must be a JSON object, not {type(request).__name__}")
-    stack = [(request, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_REQUEST_DEPTH:
-            raise RequestError(f"the request nests deeper than {MAX_REQUEST_DEPTH} levels")
-        if type(value) is dict:
-            stack.extend((v, depth + 1) for v in value.values())
-        elif type(value) is list:
-            stack.extend((v, depth + 1) for v in value)
+    if not _within_depth(request.values(), 2):
+        raise RequestError(f"the request nests deeper than {MAX_REQUEST_DEPTH} levels")
+
+
+def _within_depth(values, depth: int) -> bool:
+    """`values` sit at `depth`; a non-empty container here holds values at depth + 1.
+    Runs on every request, so it only descends into containers."""
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            if value and (depth >= MAX_REQUEST_DEPTH or not _within_depth(value.values(), depth + 1)):
+                return False
+        elif kind is list:
+            if value and (depth >= MAX_REQUEST_DEPTH or not _within_depth(value, depth + 1)):
+                return False
+    return True

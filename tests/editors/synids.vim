@@ -1,7 +1,7 @@
 " Headless Vim: for every character of the current file, the syntax group
 " (as defined, and as translated through `hi link`), written as JSON to $OUT.
 set encoding=utf-8
-filetype on
+filetype plugin indent on
 syntax on
 edit
 let s:out = []

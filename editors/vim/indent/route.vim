@@ -37,11 +37,7 @@ function! GetRouteIndent(lnum) abort
   " was already dedented, so do not count that closer again.
   let opens = s:Count(code, '[{[(]')
   let closes = s:Count(substitute(code, '^\s*[}\])]\+', '', ''), '[}\])]')
-  if opens > closes
-    let ind += shiftwidth()
-  elseif closes > opens
-    let ind -= shiftwidth() * (closes - opens)
-  endif
+  let ind += shiftwidth() * (opens - closes)
   " A line that starts with closers dedents itself.
   let here = matchstr(getline(a:lnum), '^\s*\zs[}\])]\+')
   if !empty(here)

@@ -1,0 +1,373 @@
+"""Finite domains of request values: the "small model" the analysis reasons over.
+
+Every condition is a boolean combination of atoms `operator(lookup(request,
+field), value)`. For each *variable* (a field path, or a family of paths
+where one is a prefix of another) we build a finite list of candidate
+values such that every combination of atom outcomes that some real request
+value produces is produced by at least one candidate (docs/analysis.md
+gives the argument). Atom outcomes are computed by calling
+`runtime.operators.apply` on the candidates, never re-derived, so the
+analysis cannot disagree with the runtime about what a value does.
+
+Where the argument does not hold (regexes that are not plain literals,
+numeric and substring tests on one field, too many patterns), the variable
+is marked inexact: witnesses found there are still real, but "no request
+does X" is not claimed.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+import itertools
+import json
+import math
+import re
+import sre_constants
+import sre_parse
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..runtime.operators import apply, lookup, to_float
+
+NUMERIC_OPS = ("greater_than", "less_than", "greater_or_equal", "less_or_equal")
+EQUALITY_OPS = ("equals", "not_equals")
+MEMBERSHIP_OPS = ("in", "not_in")
+PATTERN_OPS = ("contains", "not_contains", "starts_with", "ends_with")
+MAX_PATTERNS = 10          # 2**10 pattern combinations per field at most
+MAX_FAMILY_CANDIDATES = 4096
+SEPARATORS = ("_", "-", "~", "|", "#", "\x1f")
+
+
+@dataclass(frozen=True)
+class Atom:
+    field: str
+    operator: str
+    value_key: str          # JSON of the value: atoms with equal keys are one atom
+
+    @property
+    def value(self) -> Any:
+        return json.loads(self.value_key)
+
+
+def atom_of(field_path: str, operator: str, value: Any) -> Atom:
+    return Atom(field_path, operator, json.dumps(value, sort_keys=True))
+
+
+def value_key(value: Any) -> tuple:
+    """Identity of a candidate: 1, 1.0 and True are different candidates."""
+    return (type(value).__name__, json.dumps(value, sort_keys=True, allow_nan=True))
+
+
+# ---- literal-ish regexes ---------------------------------------------------------
+
+def literal_regex(pattern: str) -> tuple[str, str] | None:
+    """("contains"|"starts_with"|"ends_with"|"equals", text) for a regex that is a
+    plain literal, optionally anchored by ^ and/or \\Z; None otherwise."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError):
+        return None
+    items = list(parsed)
+    start = bool(items) and items[0] == (sre_constants.AT, sre_constants.AT_BEGINNING)
+    if start:
+        items = items[1:]
+    end = bool(items) and items[-1] == (sre_constants.AT, sre_constants.AT_END_STRING)
+    if end:
+        items = items[:-1]
+    if not all(op is sre_constants.LITERAL for op, _ in items):
+        return None
+    text = "".join(chr(arg) for _, arg in items)
+    if parsed.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+    kind = {(False, False): "contains", (True, False): "starts_with",
+            (False, True): "ends_with", (True, True): "equals"}[(start, end)]
+    return kind, text
+
+
+def regex_samples(pattern: str) -> list[str]:
+    """A few strings the pattern matches (shortest choices), best effort."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError):
+        return []
+    out = []
+    for repeat in (0, 1, 2):
+        try:
+            out.append(_generate(parsed, repeat))
+        except (ValueError, RecursionError, TypeError):
+            continue
+    return out
+
+
+def _generate(items, extra: int) -> str:
+    text = []
+    for op, arg in items:
+        if op is sre_constants.LITERAL:
+            text.append(chr(arg))
+        elif op is sre_constants.NOT_LITERAL:
+            text.append("a" if chr(arg) != "a" else "b")
+        elif op is sre_constants.ANY:
+            text.append("a")
+        elif op is sre_constants.IN:
+            text.append(_class_sample(arg))
+        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+            low, high, sub = arg
+            count = low + extra if high is sre_constants.MAXREPEAT or low + extra <= high else low
+            text.append(_generate(sub, extra) * count)
+        elif op is sre_constants.SUBPATTERN:
+            text.append(_generate(arg[-1], extra))
+        elif op is sre_constants.BRANCH:
+            text.append(_generate(arg[1][min(extra, len(arg[1]) - 1)], extra))
+        elif op is sre_constants.AT:
+            continue
+        else:
+            raise ValueError(op)
+    return "".join(text)
+
+
+def _class_sample(arg) -> str:
+    if arg and arg[0][0] is sre_constants.NEGATE:
+        return "@"
+    op, value = arg[0]
+    if op is sre_constants.LITERAL:
+        return chr(value)
+    if op is sre_constants.RANGE:
+        return chr(value[0])
+    if op is sre_constants.CATEGORY:
+        return {sre_constants.CATEGORY_DIGIT: "0", sre_constants.CATEGORY_SPACE: " "}.get(value, "a")
+    raise ValueError(op)
+
+
+# ---- candidates for one field path ------------------------------------------------
+
+@dataclass
+class Leaf:
+    """The candidates for one path's own atoms, and whether they are complete."""
+
+    values: list[Any]
+    exact: bool
+    why_inexact: str | None = None
+
+
+def _number(x: float) -> Any:
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
+
+
+def _numeric_forms(x: float) -> list[Any]:
+    """x as a number and as strings that float() reads as x (never equal to a number)."""
+    shown = repr(_number(x))
+    return [_number(x), float(x), shown, f" {shown} ", f"+{shown}"]
+
+
+def _literal_variants(value: Any) -> list[Any]:
+    """The literal itself and values equal to it or printing the same."""
+    out = [value]
+    if isinstance(value, (bool, int, float)) and not (isinstance(value, float) and not math.isfinite(value)):
+        f = float(value)
+        out += _numeric_forms(f)
+        if f in (0.0, 1.0):
+            out.append(bool(f))
+    elif isinstance(value, str):
+        f = to_float(value)
+        if f is not None and math.isfinite(f):
+            out += [x for x in (_number(f), f) if str(x) == value]
+        try:
+            parsed = pyast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            parsed = None
+        if isinstance(parsed, (list, dict)) and str(parsed) == value:
+            out.append(parsed)
+    elif isinstance(value, (list, dict)):
+        out.append(str(value))
+    return out
+
+
+def leaf_candidates(atoms: list[Atom]) -> Leaf:
+    literals: list[Any] = []
+    thresholds: list[float] = []
+    contains: set[str] = set()
+    prefixes: set[str] = set()
+    suffixes: set[str] = set()
+    inexact: list[str] = []
+    regex_texts: list[str] = []
+    for atom in atoms:
+        op, value = atom.operator, atom.value
+        if op in EQUALITY_OPS:
+            literals.append(value)
+        elif op in MEMBERSHIP_OPS:
+            literals.extend(value if isinstance(value, list) else [value])
+        elif op in NUMERIC_OPS:
+            f = to_float(value)
+            if f is not None and math.isfinite(f):
+                thresholds.append(f)
+        elif op in PATTERN_OPS and isinstance(value, str):
+            {"contains": contains, "not_contains": contains,
+             "starts_with": prefixes, "ends_with": suffixes}[op].add(value)
+        elif op == "regex":
+            text = str(value)
+            regex_texts.append(text)
+            plain = literal_regex(text)
+            if plain is None:
+                inexact.append(f"the regex {text!r} is not a plain literal")
+                literals.extend(regex_samples(text))
+            elif plain[0] == "equals":
+                literals.append(plain[1])
+                prefixes.add(plain[1])   # the whole-string case needs no more
+            else:
+                {"contains": contains, "starts_with": prefixes, "ends_with": suffixes}[plain[0]].add(plain[1])
+    patterns = len(contains) + len(prefixes) + len(suffixes)
+    if patterns and thresholds:
+        inexact.append("the field is tested both as a number and as text")
+    if patterns > MAX_PATTERNS:
+        inexact.append(f"more than {MAX_PATTERNS} substring tests on one field")
+
+    values: list[Any] = [None, True, False, 0, 1, -1, 0.5, "", [], {}, "nan", "inf", "-inf"]
+    for lit in literals:
+        values += _literal_variants(lit)
+    numeric_literals = sorted({f for v in literals if (f := to_float(v)) is not None and math.isfinite(f)})
+    points = sorted(set(thresholds) | set(numeric_literals))
+    if points:
+        grid = [points[0] - 1, points[-1] + 1] + points
+        grid += [(a + b) / 2 for a, b in zip(points, points[1:])]
+        for x in grid:
+            values += _numeric_forms(x)
+    every_text = [*contains, *prefixes, *suffixes, *regex_texts] + [
+        v for v in literals if isinstance(v, str)]
+    sep = next((c for c in SEPARATORS if not any(c in s for s in every_text)), "\x1f")
+    values.append(sep * 3)  # a string equal to nothing mentioned and containing nothing mentioned
+    values += _pattern_strings(sorted(contains), sorted(prefixes), sorted(suffixes), sep, limited=patterns > MAX_PATTERNS)
+    for text in regex_texts:
+        for sample in regex_samples(text):
+            values += [sample, sep + sample + sep]
+    return Leaf(values, exact=not inexact, why_inexact="; ".join(inexact) or None)
+
+
+def _pattern_strings(contains, prefixes, suffixes, sep, limited: bool) -> list[str]:
+    """For each set of patterns, the least string holding all of them: the
+    prefix, the substrings and the suffix joined by a character none of them
+    contains. It holds a pattern only if some chosen pattern holds it, so if any
+    string realises a combination of pattern outcomes, this one does."""
+    tagged = [("c", s) for s in contains] + [("p", s) for s in prefixes] + [("s", s) for s in suffixes]
+    sizes = range(0, 3) if limited else range(0, len(tagged) + 1)
+    out = []
+    for size in sizes:
+        for chosen in itertools.combinations(tagged, size):
+            pre = max((s for k, s in chosen if k == "p"), key=len, default="")
+            suf = max((s for k, s in chosen if k == "s"), key=len, default="")
+            if not all(pre.startswith(s) for k, s in chosen if k == "p"):
+                continue
+            if not all(suf.endswith(s) for k, s in chosen if k == "s"):
+                continue
+            middle = sep.join(s for k, s in chosen if k == "c")
+            out.append(pre + sep + middle + sep + suf)
+    return out
+
+
+# ---- variables: field families ------------------------------------------------------
+
+@dataclass
+class Variable:
+    """One independent part of a request: a root path and the mentioned paths
+    under it. Its candidates are request fragments ({"user": {...}} or {})."""
+
+    root: str
+    paths: list[str]
+    candidates: list[dict] = field(default_factory=list)
+    exact: bool = True
+    why_inexact: str | None = None
+    # atom -> bitmask over candidates (bit i set when the atom holds for candidate i)
+    masks: dict[Atom, int] = field(default_factory=dict)
+    schema_mask: int | None = None
+
+    @property
+    def full(self) -> int:
+        return (1 << len(self.candidates)) - 1
+
+
+def _fragment(path: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    out: Any = value
+    for key in reversed(path.split(".")):
+        out = {key: out}
+    return out
+
+
+def _family_values(path: str, paths: list[str], leaves: dict[str, Leaf],
+                   by_path: dict[str, list[Atom]]) -> tuple[list[Any], bool, str | None]:
+    """Values for `path` itself when paths under it are mentioned too."""
+    leaf = leaves[path]
+    children = _top_level(p for p in paths if p.startswith(path + "."))
+    exact, why = leaf.exact, leaf.why_inexact
+    if not children:
+        return leaf.values, exact, why
+    own = [v for v in leaf.values if not isinstance(v, dict)]
+    if any(a.operator in PATTERN_OPS + ("regex",) for a in by_path[path]) or any(
+            isinstance(v, dict) for v in leaf.values if v != {}):
+        exact, why = False, f"`{path}` is tested as text or against an object while fields under it are tested too"
+    child_options = []
+    for child in children:
+        values, child_exact, child_why = _family_values(child, paths, leaves, by_path)
+        exact, why = exact and child_exact, why or child_why
+        rel = child[len(path) + 1:]
+        child_options.append([(rel, v) for v in values])
+    objects = []
+    for combo in itertools.product(*child_options):
+        if len(objects) >= MAX_FAMILY_CANDIDATES:
+            exact, why = False, f"too many combinations of values under `{path}`"
+            break
+        obj: dict = {}
+        for rel, v in combo:
+            if v is not None:
+                _set_path(obj, rel, v)
+        objects.append(obj)
+    return own + objects, exact, why
+
+
+def _set_path(obj: dict, rel: str, value: Any) -> None:
+    keys = rel.split(".")
+    for key in keys[:-1]:
+        obj = obj.setdefault(key, {})
+    obj[keys[-1]] = value
+
+
+def _top_level(paths) -> list[str]:
+    paths = sorted(set(paths))
+    return [p for p in paths if not any(p.startswith(q + ".") for q in paths if q != p)]
+
+
+def build_variables(atoms: set[Atom], extra_paths: set[str] = frozenset()) -> list[Variable]:
+    by_path: dict[str, list[Atom]] = {}
+    for atom in atoms:
+        by_path.setdefault(atom.field, []).append(atom)
+    for path in extra_paths:
+        by_path.setdefault(path, [])
+    paths = sorted(by_path)
+    leaves = {path: leaf_candidates(by_path[path]) for path in paths}
+    variables = []
+    for root in _top_level(paths):
+        members = [p for p in paths if p == root or p.startswith(root + ".")]
+        values, exact, why = _family_values(root, members, leaves, by_path)
+        var = Variable(root, members, exact=exact, why_inexact=why)
+        member_atoms = [a for p in members for a in by_path[p]]
+        seen_keys = set()
+        seen_signatures = set()
+        for value in values:
+            key = value_key(value)
+            if key in seen_keys:
+                continue
+            seen_keys.add(key)
+            fragment = _fragment(root, value)
+            signature = tuple(apply(a.operator, lookup(fragment, a.field), a.value) for a in member_atoms)
+            if signature in seen_signatures:
+                continue  # same outcome on every atom as an earlier candidate
+            seen_signatures.add(signature)
+            var.candidates.append(fragment)
+        for atom in member_atoms:
+            mask = 0
+            for bit, fragment in enumerate(var.candidates):
+                if apply(atom.operator, lookup(fragment, atom.field), atom.value):
+                    mask |= 1 << bit
+            var.masks[atom] = mask
+        variables.append(var)
+    return variables

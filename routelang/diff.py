@@ -1,0 +1,139 @@
+"""`routelang diff OLD NEW`: which requests change rule or target.
+
+Both routers are analysed over one shared set of candidate values (built from
+the literals of both), so their regions are comparable. A rule's *behaviour*
+is what it does with a request, independent of names and layout: the strategy
+kind and its parameters, and each target's provider, model, endpoint and
+weight. For every behaviour, the requests the old router gives it and the new
+one does not are intersected with each new rule's requests; each non-empty
+piece is one change, with a witness request routed concretely by both.
+Renamed rules or definitions, reformatting and reorderings that keep the
+meaning give no changes. A sticky split's salt defaults to its rule's name,
+so renaming such a rule *does* change where users land, and is reported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from . import ir
+from .analysis import RouterAnalysis, Space, TooComplex, atoms_of, build_variables
+from .analysis.regions import intersect
+
+NO_MATCH = "no match"
+
+
+def behaviour(rule: ir.Rule | None) -> tuple | str:
+    if rule is None:
+        return NO_MATCH
+    s = rule.strategy
+    targets = tuple((t.provider, t.model_name, t.endpoint, t.weight, bool(t.is_shadow)) for t in s.targets)
+    salt = (s.salt if s.salt is not None else rule.name) if s.sticky_by is not None else None
+    return (s.kind, targets, s.sticky_by, salt, s.cost_weight, s.latency_weight, s.reliability_weight)
+
+
+def describe(rule: ir.Rule | None) -> str:
+    if rule is None:
+        return "no rule (unrouted)"
+    s = rule.strategy
+    parts = []
+    for t in s.targets:
+        share = f"{t.weight * 100:g}% " if s.kind == "split" and t.weight is not None else ""
+        parts.append(f"{share}{t.provider}:{t.model_name}")
+    extra = f" sticky by {s.sticky_by}" if s.sticky_by else ""
+    return f"rule `{rule.name}` ({s.kind}{extra}: {', '.join(parts)})"
+
+
+@dataclass
+class Change:
+    old_rule: str | None
+    new_rule: str | None
+    old: str
+    new: str
+    witness: dict
+
+    def to_json(self) -> dict:
+        return {"old_rule": self.old_rule, "new_rule": self.new_rule, "old": self.old, "new": self.new,
+                "witness": self.witness}
+
+
+@dataclass
+class DiffResult:
+    changes: list[Change]
+    exact: bool                    # False: "no change" is not proven
+    caveats: list[str]
+
+
+def _outcomes(analysis: RouterAnalysis):
+    """(rule or None, requests it routes) for every rule and for "no match"."""
+    out = [(f.rule, f.first_region) for f in analysis.facts]
+    tracked = [f for f in analysis.facts if f.region is not None]
+    leftover = analysis._left([{}], tracked) if len(tracked) == len(analysis.facts) else None
+    out.append((None, leftover))
+    return out
+
+
+def diff(old: ir.Router, new: ir.Router) -> DiffResult:
+    space = Space(build_variables(atoms_of([old, new])))
+    before, after = RouterAnalysis(old, space), RouterAnalysis(new, space)
+    old_outcomes, new_outcomes = _outcomes(before), _outcomes(after)
+    caveats = [f"`{v.root}`: {v.why_inexact}" for v in space.variables if not v.exact]
+    caveats += [f"rule `{r.name}` is too complex to analyse" for r, region in old_outcomes + new_outcomes
+                if r is not None and region is None]
+    new_by_behaviour: dict = {}
+    for rule, region in new_outcomes:
+        if region is not None:
+            new_by_behaviour.setdefault(behaviour(rule), []).extend(region)
+    changes: list[Change] = []
+    seen = set()
+    for old_rule, old_region in old_outcomes:
+        if not old_region:
+            continue
+        key = behaviour(old_rule)
+        try:
+            moved = space.subtract(old_region, new_by_behaviour.get(key, []))
+        except TooComplex:
+            caveats.append(f"the requests of rule `{old_rule.name if old_rule else NO_MATCH}` are too complex to compare")
+            continue
+        if not moved:
+            continue
+        for new_rule, new_region in new_outcomes:
+            if not new_region or behaviour(new_rule) == key:
+                continue
+            try:
+                boxes = intersect(moved, new_region)
+            except TooComplex:
+                continue
+            for box in boxes[:16]:
+                witness = space.witness(box)
+                if before.route(witness) is old_rule and after.route(witness) is new_rule:
+                    pair = (old_rule.name if old_rule else None, new_rule.name if new_rule else None)
+                    if pair not in seen:
+                        seen.add(pair)
+                        changes.append(Change(pair[0], pair[1], describe(old_rule), describe(new_rule), witness))
+                    break
+    return DiffResult(changes, exact=not caveats, caveats=caveats)
+
+
+def render_text(result: DiffResult) -> str:
+    if not result.changes:
+        lines = ["no behavioural change"]
+        if not result.exact:
+            lines[0] += " found (not proven; the analysis was inexact here:)"
+            lines += [f"  - {c}" for c in result.caveats]
+        return "\n".join(lines)
+    lines = [f"{len(result.changes)} kind(s) of request change route:"]
+    for c in result.changes:
+        lines.append(f"~ requests like {json.dumps(c.witness, sort_keys=True)}")
+        lines.append(f"    before: {c.old}")
+        lines.append(f"    after:  {c.new}")
+    if not result.exact:
+        lines.append("note: the analysis was inexact here, so other changes may exist:")
+        lines += [f"  - {c}" for c in result.caveats]
+    return "\n".join(lines)
+
+
+def render_json(result: DiffResult) -> str:
+    return json.dumps({"changes": [c.to_json() for c in result.changes], "exact": result.exact,
+                       "caveats": result.caveats}, indent=2, ensure_ascii=False)

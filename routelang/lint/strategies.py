@@ -1,0 +1,79 @@
+"""Strategies that run but do less than they seem to."""
+
+from __future__ import annotations
+
+from ..diagnostics import Diagnostic, Severity
+from .registry import lint_rule
+
+W = Severity.WARNING
+HYBRID_TOLERANCE = 0.01
+
+SINGLE_TARGET_FALLBACK = lint_rule(
+    "RL330", "single-target-fallback", W, "a fallback chain has one target",
+    what="`fallback` with a single target.",
+    why="There is nothing to fall back to: it is `route T` that looks resilient.",
+    example="rule r priority 0 { fallback primary }",
+    fix="Add a backup target: `fallback primary, backup`.",
+)
+SINGLE_PROVIDER_FALLBACK = lint_rule(
+    "RL331", "single-provider-fallback", W, "every target of a fallback chain is on one provider",
+    what="A fallback chain whose targets all use the same provider.",
+    why="A provider outage takes out the whole chain at once.",
+    example='rule r priority 0 { fallback modal("a", "https://a.modal.run"), modal("b", "https://b.modal.run") }',
+    fix="Put a target on another provider in the chain.",
+)
+SPLIT_SINGLE_TARGET = lint_rule(
+    "RL332", "split-single-target", W, "a split sends 100% to one target",
+    what="A `split` with one entry, whose weight is therefore 100% (1.0).",
+    why="Nothing is split; the rule reads like an experiment that is not running.",
+    example="rule r priority 0 { split { 100% a } }",
+    fix="Write `route a`, or add the other arm of the experiment.",
+)
+HYBRID_WEIGHT_SUM = lint_rule(
+    "RL333", "hybrid-weight-sum", W, "hybrid weights do not add up to 1.0",
+    what="`hybrid(cost .., latency .., reliability ..)` whose weights do not add up to 1.0 (within 0.01).",
+    why="Only the ratios matter, but a sum other than 1.0 usually means a typo in one weight.",
+    example="rule r priority 0 { hybrid(cost 0.5, latency 0.5, reliability 0.5) a, b }",
+    fix="Scale the weights so they add up to 1.0.",
+)
+
+
+@SINGLE_TARGET_FALLBACK.check
+def single_target_fallback(ctx):
+    for rule in ctx.router.rules:
+        s = rule.strategy
+        if s.kind == "fallback" and len(s.targets) == 1:
+            yield Diagnostic(SINGLE_TARGET_FALLBACK.code, "this fallback chain has only one target", s.span,
+                             rule=rule.name, help="add a backup target, or write `route`")
+
+
+@SINGLE_PROVIDER_FALLBACK.check
+def single_provider_fallback(ctx):
+    for rule in ctx.router.rules:
+        s = rule.strategy
+        providers = {t.provider for t in s.targets}
+        if s.kind == "fallback" and len(s.targets) > 1 and len(providers) == 1:
+            yield Diagnostic(SINGLE_PROVIDER_FALLBACK.code,
+                             f"every target of this fallback chain is on provider `{providers.pop()}`", s.span,
+                             rule=rule.name, help="put a target on another provider in the chain")
+
+
+@SPLIT_SINGLE_TARGET.check
+def split_single_target(ctx):
+    for rule in ctx.router.rules:
+        s = rule.strategy
+        if s.kind == "split" and len(s.targets) == 1:
+            yield Diagnostic(SPLIT_SINGLE_TARGET.code, "this split has one entry, which gets 100% of requests",
+                             s.span, rule=rule.name, help="write `route TARGET` instead")
+
+
+@HYBRID_WEIGHT_SUM.check
+def hybrid_weight_sum(ctx):
+    for rule in ctx.router.rules:
+        s = rule.strategy
+        if s.kind != "hybrid":
+            continue
+        total = sum(w or 0.0 for w in (s.cost_weight, s.latency_weight, s.reliability_weight))
+        if total > 0 and abs(total - 1.0) > HYBRID_TOLERANCE:
+            yield Diagnostic(HYBRID_WEIGHT_SUM.code, f"hybrid weights add up to {total:g}, not 1.0", s.span,
+                             rule=rule.name, help="scale the weights so they add up to 1.0")

@@ -1,0 +1,152 @@
+"""Conditions Mixtrain accepts (so the checker lets them through) but that
+almost surely do not say what was meant."""
+
+from __future__ import annotations
+
+import json
+import sre_constants
+import sre_parse
+
+from ..check import NUMERIC_OPERATORS, OPERATOR_TEXT, walk_conditions
+from ..diagnostics import Diagnostic, Severity
+from .registry import lint_rule
+
+W = Severity.WARNING
+
+NON_STRING_PATTERN = lint_rule(
+    "RL320", "non-string-pattern", W, "a text operator is given a value that is not a string",
+    what="`contains`, `not contains` or `=~` with a number, bool or list.",
+    why="Mixtrain raises on `contains 5`, so the condition (and `not contains 5`, on a present field) never "
+        "matches; `=~ 5` searches for the text `5`, which is rarely what was meant.",
+    example="rule r priority 1 { when prompt contains 5 route x }",
+    fix='Write the value as a string: `prompt contains "5"`.',
+)
+NUMERIC_STRING_THRESHOLD = lint_rule(
+    "RL321", "numeric-string-threshold", W, "a number is compared with a string threshold",
+    what='A numeric comparison whose threshold is a string that reads as a number (`credits > "10"`).',
+    why="It works (both sides go through float()), but it reads as a text comparison and hides the intent.",
+    example='rule r priority 1 { when credits > "10" route x }',
+    fix="Write the number: `credits > 10`.",
+)
+EMPTY_LIST = lint_rule(
+    "RL322", "empty-list", W, "`in []` never matches; `not in []` always does",
+    what="A membership test against an empty list.",
+    why="`in []` makes the condition always false and `not in []` always true: almost surely a list left empty "
+        "by mistake.",
+    example="rule r priority 1 { when region in [] route x }",
+    fix="Fill in the list, or delete the condition.",
+)
+REDOS_REGEX = lint_rule(
+    "RL323", "redos-regex", W, "a regex has nested quantifiers (catastrophic backtracking)",
+    what="A regular expression with a repeated group that itself contains a repetition, like `(a+)+`.",
+    why="Python's regex engine backtracks exponentially on such patterns for some inputs; one crafted request "
+        "can stall the router (ReDoS).",
+    example='rule r priority 1 { when prompt =~ r"(a+)+$" route x }',
+    fix="Remove the inner or outer quantifier, or anchor and bound the repetition (`a{1,50}`).",
+)
+STICKY_KEY_CONDITION = lint_rule(
+    "RL324", "sticky-key-condition", W, "a split is sticky by a field the rule pins to one value",
+    what="A sticky split (`split sticky by F`) in a rule whose condition requires `F == v` (or `F in [v]`).",
+    why="Every request that reaches the split has the same sticky key, so all of them land in the same bucket: "
+        "the split never splits.",
+    example='rule r priority 1 { when user.id == "u1" split sticky by user.id { 50% a  50% b } }',
+    fix="Make the split sticky by another field, or drop the condition on the sticky key.",
+)
+
+
+@NON_STRING_PATTERN.check
+def non_string_pattern(ctx):
+    for rule in ctx.router.rules:
+        for cmp in walk_conditions(rule.when):
+            if cmp.operator in ("contains", "not_contains") and not isinstance(cmp.value, str):
+                yield Diagnostic(NON_STRING_PATTERN.code,
+                                 f"`{OPERATOR_TEXT[cmp.operator]} {json.dumps(cmp.value)}` never matches: the value "
+                                 f"is not a string", cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 help=f"write it as a string: `{cmp.field} {OPERATOR_TEXT[cmp.operator]} "
+                                      f"{json.dumps(str(cmp.value))}`")
+            elif cmp.operator == "regex" and not isinstance(cmp.value, str):
+                yield Diagnostic(NON_STRING_PATTERN.code,
+                                 f"`=~ {json.dumps(cmp.value)}` searches for the text {json.dumps(str(cmp.value))}",
+                                 cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 help="write the pattern as a string")
+
+
+@NUMERIC_STRING_THRESHOLD.check
+def numeric_string_threshold(ctx):
+    for rule in ctx.router.rules:
+        for cmp in walk_conditions(rule.when):
+            if cmp.operator in NUMERIC_OPERATORS and isinstance(cmp.value, str):
+                yield Diagnostic(NUMERIC_STRING_THRESHOLD.code,
+                                 f"`{OPERATOR_TEXT[cmp.operator]} {json.dumps(cmp.value)}` compares as the number "
+                                 f"{float(cmp.value):g}", cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 help=f"write the number: `{cmp.field} {OPERATOR_TEXT[cmp.operator]} "
+                                      f"{float(cmp.value):g}`")
+
+
+@EMPTY_LIST.check
+def empty_list(ctx):
+    for rule in ctx.router.rules:
+        for cmp in walk_conditions(rule.when):
+            if cmp.operator in ("in", "not_in") and cmp.value == []:
+                always = "never matches" if cmp.operator == "in" else "always matches"
+                yield Diagnostic(EMPTY_LIST.code, f"`{OPERATOR_TEXT[cmp.operator]} []` {always}",
+                                 cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 help="fill in the list, or delete the condition")
+
+
+def nested_quantifier(pattern: str) -> bool:
+    """True when an unbounded repeat contains another repeat (or an alternation
+    under an unbounded repeat whose branches can match the same text, approximated
+    as any alternation)."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except Exception:
+        return False
+    return _walk(parsed, inside_repeat=False)
+
+
+def _walk(items, inside_repeat: bool) -> bool:
+    for op, arg in items:
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)):
+            low, high, sub = arg
+            repeats = high is sre_constants.MAXREPEAT or high > 1
+            if repeats and inside_repeat and op is not getattr(sre_constants, "POSSESSIVE_REPEAT", None):
+                return True
+            if _walk(sub, inside_repeat or (high is sre_constants.MAXREPEAT)):
+                return True
+        elif op is sre_constants.SUBPATTERN:
+            if _walk(arg[-1], inside_repeat):
+                return True
+        elif op is sre_constants.BRANCH:
+            if any(_walk(branch, inside_repeat) for branch in arg[1]):
+                return True
+    return False
+
+
+@REDOS_REGEX.check
+def redos_regex(ctx):
+    for rule in ctx.router.rules:
+        for cmp in walk_conditions(rule.when):
+            if cmp.operator == "regex" and isinstance(cmp.value, str) and nested_quantifier(cmp.value):
+                yield Diagnostic(REDOS_REGEX.code,
+                                 f"regex {json.dumps(cmp.value)} nests one repetition inside another and can take "
+                                 f"exponential time on some inputs", cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 help="remove one of the quantifiers, or bound it (`{1,50}`)")
+
+
+@STICKY_KEY_CONDITION.check
+def sticky_key_condition(ctx):
+    for rule in ctx.router.rules:
+        key = rule.strategy.sticky_by
+        if key is None or rule.when is None:
+            continue
+        conjuncts = rule.when.items if rule.when.kind == "all" else (rule.when,)
+        for cond in conjuncts:
+            pinned = cond.kind == "compare" and cond.field == key and (
+                cond.operator == "equals" or (cond.operator == "in" and isinstance(cond.value, list)
+                                              and len(cond.value) == 1))
+            if pinned:
+                yield Diagnostic(STICKY_KEY_CONDITION.code,
+                                 f"the split is sticky by `{key}`, which this rule pins to one value: every request "
+                                 f"it routes lands in the same bucket", rule.strategy.spans.get("sticky_by", cond.span),
+                                 rule=rule.name, help="make the split sticky by another field")

@@ -1,0 +1,248 @@
+"""The runtime's one model of a router, read from a JSON config.
+
+Both executors (the interpreter in `engine` and the generated Python of
+`backends.python`) work from a `Plan`: the enabled rules in evaluation
+order, each with its exact condition tree, strategy and targets. A Plan is
+read from Mixtrain-schema JSON, plain or compiled by routelang (whose
+`x-routelang` extension fields carry what Mixtrain cannot express; see
+backends/json.py). A `.route` file reaches here through that same JSON, so
+there is one loader and one meaning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import operators
+
+EXT = "x-routelang"
+STRATEGY_KINDS = ("single", "split", "shadow", "fallback", "round_robin", "least_latency", "lowest_cost", "hybrid")
+
+
+class ConfigError(ValueError):
+    """A JSON config the runtime cannot load."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A selected endpoint, with Mixtrain's `RoutingTarget` fields and
+    routelang's extensions (`name`, `cost_per_1k_tokens`, `circuit_breaker`)."""
+
+    provider: str
+    model_name: str
+    endpoint: str
+    weight: float = 1.0
+    label: str | None = None
+    timeout_ms: int | None = None
+    retry_count: int | None = None
+    headers: dict[str, str] | None = None
+    is_shadow: bool = False
+    function_name: str | None = None
+    request_class: str | None = None
+    name: str | None = None
+    cost_per_1k_tokens: float | None = None
+    circuit_breaker: dict | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity for metrics and circuit breakers: the same endpoint used by
+        several rules shares one breaker and one latency record."""
+        return (self.provider, self.model_name, self.endpoint)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Mixtrain's `RoutingTarget.model_dump()` fields, plus `name` when known."""
+        out = {
+            "provider": self.provider, "model_name": self.model_name, "endpoint": self.endpoint,
+            "weight": self.weight, "label": self.label, "timeout_ms": self.timeout_ms,
+            "retry_count": self.retry_count, "function_name": self.function_name,
+            "request_class": self.request_class, "headers": self.headers, "is_shadow": self.is_shadow,
+        }
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+    def answers_to(self, name: str) -> bool:
+        return name in (self.name, self.label, self.model_name, self.endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One routelang rule as the runtime runs it."""
+
+    name: str
+    priority: int
+    description: str | None
+    enabled: bool
+    when: dict | None                     # exact condition tree (operators.evaluate's form)
+    strategy: str                         # one of STRATEGY_KINDS
+    targets: tuple[Target, ...]
+    sticky_by: str | None = None
+    salt: str | None = None
+    cost_weight: float = 0.0
+    latency_weight: float = 0.0
+    reliability_weight: float = 0.0
+    location: tuple[str, int, int] | None = None   # .route file, line, column, when compiled from one
+
+    @property
+    def conditions(self) -> list[dict]:
+        """The leaf conditions, in written order (for explanations)."""
+        out: list[dict] = []
+        _leaves(self.when, out)
+        return out
+
+
+def _leaves(tree: dict | None, out: list[dict]) -> None:
+    if tree is None:
+        return
+    for key in ("all", "any"):
+        if key in tree:
+            for item in tree[key]:
+                _leaves(item, out)
+            return
+    if "not" in tree:
+        _leaves(tree["not"], out)
+        return
+    out.append(tree)
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    description: str | None
+    rules: tuple[RuleSpec, ...]                  # every rule, in file order
+    order: tuple[RuleSpec, ...] = field(init=False)  # enabled rules in evaluation order
+
+    def __post_init__(self):
+        # Priority high to low, ties in file order (Python's sort is stable), as Mixtrain.
+        object.__setattr__(self, "order", tuple(sorted((r for r in self.rules if r.enabled),
+                                                       key=lambda r: -r.priority)))
+
+
+# ---- reading JSON ----------------------------------------------------------------
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _condition(tree: Any, where: str) -> dict:
+    _require(isinstance(tree, dict), f"{where}: a condition must be an object")
+    for key in ("all", "any"):
+        if key in tree:
+            _require(isinstance(tree[key], list), f"{where}: `{key}` must be a list")
+            return {key: [_condition(c, where) for c in tree[key]]}
+    if "not" in tree:
+        return {"not": _condition(tree["not"], where)}
+    field_name, op = tree.get("field"), tree.get("operator")
+    _require(isinstance(field_name, str), f"{where}: a condition needs a string `field`")
+    op = operators.OPERATOR_ALIASES.get(op, op)
+    _require(op in operators.OPERATORS, f"{where}: unknown operator {op!r}")
+    return {"field": field_name, "operator": op, "value": tree.get("value")}
+
+
+def _number(value: Any, default: float, where: str) -> float:
+    if value is None:
+        return default
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+             f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _optional(value: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        ok = value is None or isinstance(value, bool)
+    else:  # bool is an int in Python, but not a timeout
+        ok = value is None or (isinstance(value, kind) and not isinstance(value, bool))
+    _require(ok, f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _target(data: Any, where: str) -> Target:
+    _require(isinstance(data, dict), f"{where}: a target must be an object")
+    for key in ("provider", "model_name", "endpoint"):
+        _require(isinstance(data.get(key), str), f"{where}: a target needs a string `{key}`")
+    ext = data.get(EXT) or {}
+    headers = data.get("headers")
+    _require(headers is None or (isinstance(headers, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items())),
+        f"{where}: `headers` must map strings to strings")
+    breaker = ext.get("circuit_breaker")
+    _require(breaker is None or isinstance(breaker, dict), f"{where}: `circuit_breaker` must be an object")
+    cost = ext.get("cost_per_1k_tokens")
+    return Target(
+        provider=data["provider"], model_name=data["model_name"], endpoint=data["endpoint"],
+        weight=_number(data.get("weight"), 1.0, where),
+        label=_optional(data.get("label"), str, where),
+        timeout_ms=_optional(data.get("timeout_ms"), int, where),
+        retry_count=_optional(data.get("retry_count"), int, where),
+        headers=dict(headers) if headers is not None else None,
+        is_shadow=bool(_optional(data.get("is_shadow"), bool, where) or False),
+        function_name=_optional(data.get("function_name"), str, where),
+        request_class=_optional(data.get("request_class"), str, where),
+        name=_optional(ext.get("name"), str, where),
+        cost_per_1k_tokens=None if cost is None else _number(cost, 0.0, where),
+        circuit_breaker=dict(breaker) if breaker is not None else None,
+    )
+
+
+def _rule(data: Any, index: int) -> RuleSpec | None:
+    where = f"rule {index + 1}"
+    _require(isinstance(data, dict), f"{where}: a rule must be an object")
+    ext = data.get(EXT) or {}
+    _require(isinstance(ext, dict), f"{where}: `{EXT}` must be an object")
+    if "part_of" in ext:
+        return None  # an extra rule an `or` expanded into, for Mixtrain only
+    name = data.get("name")
+    _require(isinstance(name, str), f"{where}: a rule needs a string `name`")
+    where = f"rule {name!r}"
+    priority = data.get("priority", 0)
+    _require(isinstance(priority, int) and not isinstance(priority, bool), f"{where}: `priority` must be an integer")
+    enabled = ext.get("enabled", data.get("is_enabled", True))
+    _require(isinstance(enabled, bool), f"{where}: `is_enabled` must be true or false")
+    if "when" in ext:
+        when = None if ext["when"] is None else _condition(ext["when"], where)
+    else:
+        conditions = data.get("conditions") or []
+        _require(isinstance(conditions, list), f"{where}: `conditions` must be a list")
+        when = {"all": [_condition(c, where) for c in conditions]} if conditions else None
+    targets = data.get("targets")
+    _require(isinstance(targets, list) and targets, f"{where}: a rule needs at least one target")
+    strategy_ext = ext.get("strategy") or {}
+    kind = strategy_ext.get("kind", data.get("strategy", "single"))
+    _require(kind in STRATEGY_KINDS, f"{where}: unknown strategy {kind!r}")
+    if kind == "shadow":
+        _require(len(targets) == 2, f"{where}: the shadow strategy needs exactly 2 targets")
+    sticky_by = strategy_ext.get("sticky_by")
+    _require(sticky_by is None or isinstance(sticky_by, str), f"{where}: `sticky_by` must be a string")
+    salt = strategy_ext.get("salt", name)
+    _require(isinstance(salt, str), f"{where}: `salt` must be a string")
+    return RuleSpec(
+        name=name, priority=priority, description=data.get("description"), enabled=enabled, when=when,
+        strategy=kind, targets=tuple(_target(t, where) for t in targets), sticky_by=sticky_by, salt=salt,
+        cost_weight=_number(strategy_ext.get("cost_weight"), 0.0, where),
+        latency_weight=_number(strategy_ext.get("latency_weight"), 0.0, where),
+        reliability_weight=_number(strategy_ext.get("reliability_weight"), 0.0, where),
+    )
+
+
+def plan_from_config(config: Any, locations: dict[str, tuple[str, int, int]] | None = None) -> Plan:
+    """Read a Mixtrain-schema config (plain, or compiled by routelang)."""
+    if hasattr(config, "model_dump"):  # a mixtrain RoutingConfig object
+        config = config.model_dump()
+    _require(isinstance(config, dict), "a routing config must be a JSON object")
+    rules_data = config.get("rules")
+    _require(isinstance(rules_data, list) and rules_data, "a routing config needs a non-empty `rules` list")
+    rules = [r for i, data in enumerate(rules_data) if (r := _rule(data, i)) is not None]
+    names = [r.name for r in rules]
+    _require(len(names) == len(set(names)), "rule names must be unique")
+    if locations:
+        rules = [_with_location(r, locations.get(r.name)) for r in rules]
+    name = config.get("name")
+    return Plan(name=name if isinstance(name, str) else "router", description=config.get("description"),
+                rules=tuple(rules))
+
+
+def _with_location(rule: RuleSpec, location: tuple[str, int, int] | None) -> RuleSpec:
+    return rule if location is None else replace(rule, location=location)

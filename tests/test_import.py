@@ -1,0 +1,380 @@
+"""`routelang import`: Mixtrain JSON -> .route.
+
+The property: for any config Mixtrain's RoutingConfig loads and its
+RoutingValidator passes, compiling the imported .route file gives the same
+canonical dump (`RoutingConfig.from_json(x).to_json()`) as the original,
+value types included (1 vs 1.0 vs "1" vs true), so the comparison is on
+`json.dumps(..., sort_keys=True)`, not `==` (where 1 == 1.0 == True)."""
+
+import json
+import re
+import string
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mixtrain.routing import RoutingConfig, RoutingValidator
+
+from routelang.backends.json import lower
+from routelang.cli import main
+from routelang.compiler import compile_text
+from routelang.importer import (
+    ImportProblem, field_text, import_config, import_config_with_notes, percent_text, regex_text,
+)
+
+
+def canonical(config: dict) -> str:
+    return json.dumps(RoutingConfig.from_json(config).to_json(), sort_keys=True, ensure_ascii=False)
+
+
+def round_trip(config: dict) -> tuple[str, dict]:
+    text = import_config(config, "input.json")
+    result = compile_text(text, "imported.route")
+    assert result.ok, text + "\n" + result.render()
+    compiled, _notes = lower(result.router)
+    return text, compiled
+
+
+# ---- generated configs ------------------------------------------------------------
+
+ODD_TEXT = st.sampled_from([
+    "plain", "with space", 'quo"te', "back\\slash", "tab\there", "new\nline", "ünïcödé ✓", "日本語",
+    "route", "not", "true", "null", "priority", "rule", "1abc", "a-b", "${HOME}", "{}", "#hash", "r\"x\"",
+])
+TEXT = st.one_of(ODD_TEXT, st.text(min_size=0, max_size=12))
+NAME = st.one_of(ODD_TEXT, st.text(min_size=1, max_size=12)).filter(lambda s: s.strip())
+SEGMENT = st.one_of(
+    st.sampled_from(["user", "tier", "request", "type", "model", "not", "in", "x-id", "first name", "ü", '"q"']),
+    st.text(alphabet=st.characters(blacklist_characters=".", blacklist_categories=("Cs",)), min_size=1, max_size=8),
+)
+FIELD = st.lists(SEGMENT, min_size=1, max_size=3).map(".".join).filter(lambda f: f.strip())
+FLOAT = st.floats(allow_nan=False, allow_infinity=False)
+SCALAR = st.one_of(
+    st.booleans(), st.integers(), st.integers(min_value=-(10**30), max_value=10**30), FLOAT, TEXT,
+    st.sampled_from(["5", "1.5", "-3", "true", "null", "1e3", " 7 "]),
+)
+JSON = st.recursive(
+    st.one_of(st.none(), SCALAR),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=8,
+)
+LIST = st.lists(JSON, max_size=4)
+# Strings float() accepts count as numbers for Mixtrain (and for routelang).
+NUMERIC = st.one_of(st.integers(), FLOAT, st.booleans(), st.sampled_from(["10", "2.5", " 3 ", "-1e2", "inf", "1_000"]))
+REGEX = st.one_of(
+    st.sampled_from([r"^prod_", r"^flux-\d+", r"\bfoo\b", r'say "hi"\s', r"a|b", r"[\w.-]+@example\.com$", "x",
+                     r"\\", 5, 1.5, True]),
+    TEXT.filter(lambda s: _compiles(s)),
+)
+
+
+def _compiles(pattern) -> bool:
+    try:
+        re.compile(str(pattern))
+    except re.error:
+        return False
+    return True
+
+
+@st.composite
+def conditions(draw):
+    op = draw(st.sampled_from(["equals", "not_equals", "contains", "not_contains", "in", "not_in",
+                               "exists", "not_exists", "greater_than", "less_than", "regex"]))
+    cond = {"field": draw(FIELD), "operator": op}
+    if op in ("equals", "not_equals"):
+        cond["value"] = draw(st.one_of(SCALAR, LIST))
+    elif op in ("contains", "not_contains"):
+        cond["value"] = draw(st.one_of(SCALAR, LIST))
+    elif op in ("in", "not_in"):
+        cond["value"] = draw(LIST)
+    elif op in ("greater_than", "less_than"):
+        cond["value"] = draw(NUMERIC)
+    elif op == "regex":
+        cond["value"] = draw(REGEX)
+    elif draw(st.booleans()):
+        cond["value"] = None
+    if draw(st.booleans()):
+        cond["description"] = draw(TEXT)
+    return cond
+
+
+@st.composite
+def targets(draw):
+    t = {
+        "provider": draw(st.sampled_from(["modal", "fal", "custom", "openai", "anthropic", "vllm", "my provider"])),
+        "model_name": draw(NAME),
+        "endpoint": draw(st.sampled_from(["https://", "http://"])) + draw(TEXT),
+    }
+    optional = {
+        "weight": st.one_of(st.just(1.0), st.just(1), st.floats(min_value=0.0, max_value=1.0)),
+        "label": TEXT,
+        "timeout_ms": st.integers(min_value=100, max_value=2**53),
+        "retry_count": st.integers(min_value=0, max_value=5),
+        "headers": st.dictionaries(TEXT, TEXT, max_size=3),
+        "function_name": TEXT,
+        "request_class": TEXT,
+        "is_shadow": st.booleans(),
+    }
+    for key, strategy in optional.items():
+        if draw(st.booleans()):
+            t[key] = draw(strategy)
+    return t
+
+
+@st.composite
+def split_weights(draw, n: int) -> list[float]:
+    if n == 1:
+        return [1.0]
+    if draw(st.booleans()):  # whole percents
+        cuts = sorted(draw(st.lists(st.integers(1, 99), min_size=n - 1, max_size=n - 1, unique=True)))
+        bounds = [0, *cuts, 100]
+        return [(b - a) / 100 for a, b in zip(bounds, bounds[1:])]
+    parts = draw(st.lists(st.integers(1, 50), min_size=n, max_size=n))
+    return [p / sum(parts) for p in parts]  # e.g. 1/3, not a whole percent
+
+
+@st.composite
+def rules(draw, name: str, pool: list[dict]):
+    strategy = draw(st.sampled_from(["single", "split", "shadow", "fallback"]))
+    count = {"single": 1, "shadow": 2}.get(strategy) or draw(st.integers(1, 4))
+    chosen = [dict(draw(st.sampled_from(pool))) if pool and draw(st.booleans()) else draw(targets())
+              for _ in range(count)]
+    if strategy == "split":
+        labels = set()
+        for t, w in zip(chosen, draw(split_weights(count))):
+            t["weight"] = w
+            if t.get("label") in labels:  # routelang rejects duplicate labels (docs/import.md)
+                del t["label"]
+            elif t.get("label"):
+                labels.add(t["label"])
+    rule = {"name": name, "strategy": strategy, "targets": chosen}
+    if draw(st.booleans()):
+        rule["priority"] = draw(st.integers(min_value=0, max_value=10**12))
+    if draw(st.booleans()):
+        rule["description"] = draw(TEXT)
+    if draw(st.booleans()):
+        rule["is_enabled"] = draw(st.booleans())
+    if draw(st.booleans()):
+        rule["conditions"] = draw(st.lists(conditions(), max_size=4))
+    return rule
+
+
+@st.composite
+def configs(draw):
+    names = draw(st.lists(NAME, min_size=1, max_size=4, unique=True))
+    pool = draw(st.lists(targets(), max_size=3))
+    config = {"name": draw(NAME), "rules": [draw(rules(n, pool)) for n in names]}
+    if draw(st.booleans()):
+        config["description"] = draw(TEXT)
+    if draw(st.booleans()):
+        config["metadata"] = draw(st.dictionaries(TEXT, JSON, max_size=4))
+    return config
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs())
+def test_round_trip_preserves_mixtrains_canonical_dump(config):
+    assert RoutingValidator.validate_config(RoutingConfig.from_json(config)) == []
+    text, notes = import_config_with_notes(config, "input.json")
+    assert notes == []
+    _, compiled = round_trip(config)
+    assert canonical(compiled) == canonical(config)
+
+
+# ---- hand-written configs ---------------------------------------------------------
+
+SEED = {  # the JSON example from the Mixtrain README (seed 000)
+    "name": "My Routing Config",
+    "description": "Production routing configuration",
+    "rules": [{
+        "name": "premium_users",
+        "description": "Route premium users to premium models",
+        "priority": 100,
+        "conditions": [{"field": "user.tier", "operator": "equals", "value": "premium"}],
+        "strategy": "single",
+        "targets": [{"provider": "modal", "model_name": "premium-gpt4",
+                     "endpoint": "https://premium-gpt4.modal.run", "weight": 1.0}],
+    }],
+}
+
+AB_AND_FALLBACK = {
+    "name": "production",
+    "metadata": {"owner": "platform", "version": 3, "ratio": 0.5, "tags": ["a", "b"], "nested": {"on": True}},
+    "rules": [
+        {"name": "image ab test", "description": "Test flux-v2 on 20% of images", "priority": 90,
+         "conditions": [{"field": "request.type", "operator": "equals", "value": "image",
+                         "description": "image requests only"}],
+         "strategy": "split",
+         "targets": [
+             {"provider": "modal", "model_name": "flux-v1", "endpoint": "https://flux-v1.modal.run",
+              "weight": 0.8, "label": "control"},
+             {"provider": "modal", "model_name": "flux-v2", "endpoint": "https://flux-v2.modal.run",
+              "weight": 0.2, "label": "new variant"}]},
+        {"name": "thirds", "priority": 50, "strategy": "split",
+         "targets": [
+             {"provider": "fal", "model_name": "a", "endpoint": "https://fal.run/a", "weight": 1 / 3},
+             {"provider": "fal", "model_name": "b", "endpoint": "https://fal.run/b", "weight": 1 / 3},
+             {"provider": "fal", "model_name": "c", "endpoint": "https://fal.run/c", "weight": 1 / 3}]},
+        {"name": "ha", "priority": 10, "is_enabled": False, "strategy": "fallback",
+         "targets": [
+             {"provider": "modal", "model_name": "primary", "endpoint": "https://primary.modal.run",
+              "timeout_ms": 30000, "retry_count": 2, "headers": {"Authorization": "Bearer ${TOKEN}"},
+              "function_name": "generate", "request_class": "GenerateRequest"},
+             {"provider": "fal", "model_name": "backup", "endpoint": "https://fal.run/backup", "timeout_ms": 1500},
+             {"provider": "together", "model_name": "emergency", "endpoint": "https://emergency.example.com",
+              "weight": 0.5}]},
+        {"name": "shadow", "priority": 5, "strategy": "shadow",
+         "targets": [
+             {"provider": "modal", "model_name": "primary", "endpoint": "https://primary.modal.run",
+              "timeout_ms": 30000, "retry_count": 2, "headers": {"Authorization": "Bearer ${TOKEN}"},
+              "function_name": "generate", "request_class": "GenerateRequest"},
+             {"provider": "modal", "model_name": "experimental", "endpoint": "https://experimental.modal.run",
+              "is_shadow": True}]},
+    ],
+}
+
+EVERY_OPERATOR = {
+    "name": 'odd "names" config',
+    "description": "every operator",
+    "rules": [{
+        "name": "everything",
+        "priority": 1,
+        "conditions": [
+            {"field": "user.tier", "operator": "equals", "value": "premium"},
+            {"field": "user.status", "operator": "not_equals", "value": "blocked"},
+            {"field": "prompt", "operator": "contains", "value": "urgent"},
+            {"field": "prompt", "operator": "not_contains", "value": "spam"},
+            {"field": "request.type", "operator": "in", "value": ["image", "video", 3, None, True]},
+            {"field": "user.region", "operator": "not_in", "value": ["restricted_region"]},
+            {"field": "user.id", "operator": "exists"},
+            {"field": "user.banned", "operator": "not_exists"},
+            {"field": "user.credits", "operator": "greater_than", "value": 100},
+            {"field": "request.tokens", "operator": "less_than", "value": "1000"},
+            {"field": "request.id", "operator": "regex", "value": r"^prod_\d+$"},
+            {"field": "request.path", "operator": "regex", "value": 'say "hi"\\s'},
+            {"field": "user.first name", "operator": "equals", "value": 1.0},
+            {"field": "not.really", "operator": "equals", "value": False},
+        ],
+        "strategy": "single",
+        "targets": [{"provider": "custom", "model_name": "m", "endpoint": "https://m.example.com"}],
+    }],
+}
+
+
+@pytest.mark.parametrize("config", [SEED, AB_AND_FALLBACK, EVERY_OPERATOR], ids=["seed", "ab_fallback", "operators"])
+def test_import_output(config, snapshot):
+    text, compiled = round_trip(config)
+    assert text == snapshot
+    assert canonical(compiled) == canonical(config)
+
+
+def test_reused_target_becomes_a_named_definition():
+    text = import_config(AB_AND_FALLBACK, "x.json")
+    assert "target primary = modal(" in text
+    assert text.count('"https://primary.modal.run"') == 1
+    assert "route primary\n        shadow modal(" in text
+
+
+def test_identifier_labels_are_written_before_the_target():
+    text = import_config(AB_AND_FALLBACK, "x.json")
+    assert '80% control: modal("flux-v1"' in text
+    assert '20% modal("flux-v2", "https://flux-v2.modal.run") { label "new variant" }' in text
+
+
+def test_weight_that_is_no_whole_percent_is_written_as_a_fraction():
+    assert percent_text(0.8) == "80%"
+    assert percent_text(0.125) == "12.5%"
+    assert percent_text(0.07) == "7%"
+    assert percent_text(1 / 3) is None
+    assert "0.3333333333333333 fal(" in import_config(AB_AND_FALLBACK, "x.json")
+
+
+def test_spelling_helpers():
+    assert field_text("user.tier") == "user.tier"
+    assert field_text("not.x") == '"not".x'
+    assert field_text("user.first name") == 'user."first name"'
+    assert regex_text(r"^a\d") == r'r"^a\d"'
+    assert regex_text('a"\\d') == '"a\\"\\\\d"'
+    assert regex_text("^a") == '"^a"'
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"name": "x", "description": None, "rules": SEED["rules"]}, "router: description is null"),
+    ({"name": "x", "metadata": None, "rules": SEED["rules"]}, "router: metadata is null"),
+    ({"name": "x", "rules": [dict(SEED["rules"][0], targets=SEED["rules"][0]["targets"] * 2)]},
+     "strategy single with 2 targets"),
+    ({"name": "x", "rules": [dict(SEED["rules"][0], conditions=[
+        {"field": "a", "operator": "exists", "value": 3}])]}, "the value 3 of `exists`"),
+    ({"name": "x", "rules": [dict(SEED["rules"][0], conditions=[
+        {"field": "a.", "operator": "equals", "value": 3}])]}, "empty segment"),
+    ({"name": "x", "rules": [dict(SEED["rules"][0], conditions=[
+        {"field": "a", "operator": "equals", "value": float("nan")}])]}, "nan has no routelang spelling"),
+])
+def test_what_routelang_cannot_say_is_reported(config, message):
+    text, notes = import_config_with_notes(config, "x.json")
+    assert any(message in str(n) for n in notes), notes
+    assert "# NOTE: " in text
+
+
+def test_configs_mixtrain_rejects_are_refused():
+    with pytest.raises(ImportProblem, match="At least one routing rule"):
+        import_config({"name": "x", "rules": []}, "x.json")
+    with pytest.raises(ImportProblem, match="JSON object"):
+        import_config([1, 2], "x.json")
+    with pytest.raises(ImportProblem, match=r"rules\.0\.conditions\.0\.operator"):
+        import_config({"name": "x", "rules": [dict(SEED["rules"][0], conditions=[
+            {"field": "a", "operator": "is_in", "value": [1]}])]}, "x.json")
+
+
+# ---- CLI ----------------------------------------------------------------------------
+
+def test_cli_import_prints_and_writes(tmp_path):
+    src = tmp_path / "routing.json"
+    src.write_text(json.dumps(SEED))
+    runner = CliRunner()
+    printed = runner.invoke(main, ["import", str(src)])
+    assert printed.exit_code == 0
+    assert printed.output == import_config(SEED, "routing.json")
+    out = tmp_path / "routing.route"
+    written = runner.invoke(main, ["import", str(src), "-o", str(out)])
+    assert written.exit_code == 0 and written.output == ""
+    assert out.read_text() == printed.output
+
+
+@pytest.mark.parametrize("content, code, message", [
+    ('{"name": "x",', 1, "routing.json:1:14: error: invalid JSON"),
+    ('{"name": "x", "rules": []}', 1, "Mixtrain's RoutingConfig rejects this config"),
+])
+def test_cli_import_errors(tmp_path, content, code, message):
+    src = tmp_path / "routing.json"
+    src.write_text(content)
+    result = CliRunner().invoke(main, ["import", str(src)])
+    assert result.exit_code == code
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_import_missing_file_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(main, ["import", str(tmp_path / "nope.json")])
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
+
+
+def test_cli_import_warns_and_strict_fails_on_what_it_cannot_say(tmp_path):
+    src = tmp_path / "routing.json"
+    src.write_text(json.dumps({"name": "x", "description": None, "rules": SEED["rules"]}))
+    lenient = CliRunner().invoke(main, ["import", str(src)])
+    assert lenient.exit_code == 0
+    assert "warning: router: description is null" in lenient.output
+    strict = CliRunner().invoke(main, ["import", "--strict", str(src)])
+    assert strict.exit_code == 1
+
+
+def test_cli_import_reports_mixtrain_validator_errors(tmp_path):
+    src = tmp_path / "routing.json"
+    src.write_text(json.dumps({"name": "x", "rules": [dict(SEED["rules"][0], priority=-1)]}))
+    result = CliRunner().invoke(main, ["import", str(src)])
+    assert result.exit_code == 0
+    assert "warning: Mixtrain's validator: rule[0]: Rule priority cannot be negative" in result.output
+    assert "priority -1" in result.output
