@@ -16,7 +16,10 @@ _RUNTIME_EXPORTS = {
     "RequestError": "operators",
 }
 
-__all__ = ["__version__", *_RUNTIME_EXPORTS]
+__all__ = [  # noqa: RUF022 (grouped: version, then the runtime)
+    "__version__", "load", "Router", "RouteResult", "RoutingEngine", "CompileError", "ConfigError", "Target",
+    "RuleSpec", "RequestError",
+]
 
 
 def __getattr__(name: str):

@@ -193,3 +193,57 @@ def lsp_command() -> None:
     from .lsp import main as lsp_main  # lazy: pygls is only needed here
 
     lsp_main()
+
+
+@main.command(name="lint")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
+@env_option
+@guarded
+def lint_command(files, fmt, use_env):
+    """Report likely mistakes in FILES: unreachable rules, overlaps, gaps, ...
+
+    Runs the checker first; its errors are reported too. Exit 1 if any
+    error-severity finding (a checker error), else 0: lint warnings and
+    notes alone exit 0. Silence a rule on one line with
+    `# routelang: disable=NAME` on that line or the line before.
+    docs/lint.md lists every rule.
+    """
+    from .lint import lint
+
+    env = dict(os.environ) if use_env else None
+    results = [load(f, env) for f in files]
+    diags = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
+    for r in results:
+        diags.extend(lint(r))
+    emit_diagnostics(results, fmt, diagnostics=diags)
+    if fmt == "text" and not diags:
+        click.echo(f"ok: {len(files)} file(s) linted, no findings")
+    sys.exit(EXIT_ERRORS if has_errors(diags) else EXIT_OK)
+
+
+@main.command(name="diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@guarded
+def diff_command(old, new, fmt):
+    """Which requests change rule or target between OLD and NEW, each with a request.
+
+    Exit codes: 0 no behavioural change, 1 error (a file does not compile,
+    or cannot be read), 2 changes found.
+    """
+    from .diff import diff, render_json, render_text
+
+    try:
+        results = [load(old), load(new)]
+    except UsageProblem as exc:
+        exc.exit_code = EXIT_ERRORS
+        raise
+    broken = [r for r in results if not r.ok]
+    if broken:
+        emit_diagnostics(broken, "text", err=True)
+        sys.exit(EXIT_ERRORS)
+    outcome = diff(results[0].router, results[1].router)
+    click.echo(render_json(outcome) if fmt == "json" else render_text(outcome))
+    sys.exit(2 if outcome.changes else EXIT_OK)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .parser import quote
+from .parser import grammar_text, quote
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
@@ -200,6 +200,12 @@ def _target_key(t: dict, in_split: bool, label_outside: bool) -> str:
     return json.dumps(shared, sort_keys=True)
 
 
+def _keywords() -> set[str]:
+    """Words of the grammar; generated target names avoid them, since a
+    keyword cannot always stand where a target reference goes."""
+    return set(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', grammar_text())) | {"true", "false", "null"}
+
+
 def _target_name(t: dict, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9_]+", "_", t["model_name"]).strip("_") or "target"
     if not re.match(r"[A-Za-z_]", base):
@@ -256,7 +262,7 @@ def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[
         for t, in_split, outside in _uses(rule):
             key = _target_key(t, in_split, outside)
             counts[key] = counts.get(key, 0) + 1
-    taken = set(PRESETS)
+    taken = set(PRESETS) | _keywords()
     named: dict[str, str] = {}
     definitions: list[str] = []
     for rule in cfg["rules"]:
@@ -320,7 +326,7 @@ def _rule(w: _Writer, rule: dict, named: dict[str, str]) -> list[str]:
             out.append(one_line)
         else:
             out.append("    when " + conditions[0])
-            out.extend(f"     and {c}" for c in conditions[1:])
+            out.extend(f"        and {c}" for c in conditions[1:])
     out.extend(_strategy(w, rule, named, where))
     out.append("}")
     return out

@@ -172,7 +172,7 @@ def configs(draw):
     return config
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs())
 def test_round_trip_preserves_mixtrains_canonical_dump(config):
     assert RoutingValidator.validate_config(RoutingConfig.from_json(config)) == []

@@ -229,7 +229,7 @@ def _chain(em: _Emitter, plan: Plan, positions: list[int], known: set[str]) -> l
     for position in positions:
         rule = plan.order[position]
         condition = None if rule.when is None else [em.expression(c) for c in (
-            rule.when["all"] if "all" in rule.when and rule.when["all"] else [rule.when])]
+            rule.when["all"] if rule.when.get("all") else [rule.when])]
         resolve = [statement for path in _fields(rule.when) for statement in _resolve(em, path, resolved)]
         steps.append({"position": position, "condition": condition, "resolve": resolve,
                       "comment": _location_comment(rule, position)})
@@ -277,7 +277,7 @@ def _index(em: _Emitter, plan: Plan) -> dict | None:
         entries.append((key, positions))
         buckets.setdefault(positions, f"_bucket_{len(buckets)}")
     default = tuple(unindexed)
-    buckets.setdefault(default, "_bucket_default" if default not in buckets else buckets[default])
+    buckets.setdefault(default, "_bucket_default")
     if sum(len(p) for p in buckets) > MAX_BUCKET_STEPS * max(len(plan.order), 1):
         return None  # too many unindexed rules copied into too many buckets: scan linearly
     known: set[str] = set()
@@ -362,6 +362,7 @@ def executor(plan: Plan) -> Callable[[dict], int]:
     decide = _cache.get(digest)
     if decide is None:
         namespace: dict[str, Any] = {"__name__": f"routelang_generated_{digest[:12]}"}
-        exec(compile(source, f"<routelang generated {digest[:12]}>", "exec"), namespace)
+        # Safe: `source` is our template's output, every user string in it a repr() literal.
+        exec(compile(source, f"<routelang generated {digest[:12]}>", "exec"), namespace)  # noqa: S102
         decide = _cache[digest] = namespace["decide"]
     return decide

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from . import operators
@@ -33,15 +33,45 @@ class CompileError(ValueError):
     """A `.route` source with errors; the message holds the rendered diagnostics."""
 
 
-@dataclass(slots=True)
 class RouteResult:
-    """Mixtrain's RoutingResult, field for field."""
+    """Mixtrain's RoutingResult, field for field: `matched_rule` (None when no
+    rule matched), `selected_targets`, `explanation`, `execution_time_ms`,
+    `metadata` (built on first access: most callers never read it)."""
 
-    matched_rule: RuleSpec | None
-    selected_targets: list[Target]
-    explanation: str
-    execution_time_ms: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "_evaluated",
+        "_metadata",
+        "execution_time_ms",
+        "explanation",
+        "matched_rule",
+        "selected_targets",
+    )
+
+    def __init__(self, matched_rule: RuleSpec | None, selected_targets: list[Target], explanation: str,
+                 execution_time_ms: float | None = None, metadata: dict[str, Any] | None = None,
+                 evaluated_rules: int = 0):
+        self.matched_rule = matched_rule
+        self.selected_targets = selected_targets
+        self.explanation = explanation
+        self.execution_time_ms = execution_time_ms
+        self._metadata = metadata
+        self._evaluated = evaluated_rules
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            self._metadata = {"evaluated_rules": self._evaluated}
+            if self.matched_rule is not None:
+                self._metadata.update(strategy=self.matched_rule.strategy, target_count=len(self.selected_targets))
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._metadata = value
+
+    def __repr__(self) -> str:
+        rule = None if self.matched_rule is None else self.matched_rule.name
+        return f"RouteResult(matched_rule={rule!r}, selected_targets={self.selected_targets!r})"
 
     def to_dict(self) -> dict[str, Any]:
         rule = self.matched_rule
@@ -89,9 +119,8 @@ class Router:
         else:
             self.decide = interpreter(plan)
         self._selectors = [Selector(rule, self.breakers, self.metrics) for rule in plan.order]
-        count = len(plan.order)
+        self._count = len(plan.order)
         self._explanations = [f"Matched rule '{r.name}' (priority {r.priority})" for r in plan.order]
-        self._metadata = [{"evaluated_rules": count, "strategy": r.strategy} for r in plan.order]
 
     @property
     def rules(self) -> tuple[RuleSpec, ...]:
@@ -99,20 +128,20 @@ class Router:
 
     def route(self, request: Any) -> RouteResult:
         """The first matching rule and its selected targets. Raises RequestError
-        for a request that is not a JSON object or nests deeper than 64 levels."""
-        start = time.perf_counter()
-        check_request(request)
+        for a request that is not a JSON object (a dict)."""
+        start = perf_counter()
+        if not isinstance(request, dict):
+            check_request(request)  # raises the documented error
         position = self.decide(request)
         if position < 0:
-            return RouteResult(None, [], "No rules matched the request", (time.perf_counter() - start) * 1000,
-                               {"evaluated_rules": len(self._selectors)})
+            return RouteResult(None, [], "No rules matched the request", (perf_counter() - start) * 1000,
+                               None, self._count)
         selector = self._selectors[position]
         targets = selector.select(request)
         explanation = self._explanations[position]
         if not targets:
             explanation += ": every target's circuit breaker is open"
-        metadata = dict(self._metadata[position], target_count=len(targets))
-        return RouteResult(selector.rule, targets, explanation, (time.perf_counter() - start) * 1000, metadata)
+        return RouteResult(selector.rule, targets, explanation, (perf_counter() - start) * 1000, None, self._count)
 
     def matched_rule(self, request: Any) -> RuleSpec | None:
         """Only the decision, without selecting targets (no counters move)."""

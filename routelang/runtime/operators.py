@@ -17,10 +17,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# Requests nested deeper than this are refused before routing (see
-# `check_request`), so str() and == on request values cannot overflow the stack.
-MAX_REQUEST_DEPTH = 64
-
 
 def lookup(data: Any, field: str) -> Any:
     """A dotted path through nested objects; None when any step is missing
@@ -46,11 +42,13 @@ def to_float(value: Any) -> float | None:
 
 def text(actual: Any) -> str | None:
     """`str(actual)` as Mixtrain's string operators take it, or None where
-    str() raises (an integer beyond Python's 4300-digit limit, also inside a
-    list): Mixtrain's rule fails there, so the operator and its opposite are False."""
+    str() raises: an integer beyond Python's 4300-digit limit (also inside a
+    list), or a value nested too deeply to print. Mixtrain's rule fails there,
+    so the operator and its opposite are False. (`==` needs no such care: it
+    recurses only as deep as the config's own value.)"""
     try:
         return str(actual)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -210,22 +208,7 @@ class RequestError(ValueError):
 
 
 def check_request(request: Any) -> None:
-    """Requests are JSON objects nested at most MAX_REQUEST_DEPTH deep."""
-    if type(request) is not dict:
+    """A request must be a JSON object (a dict). Any nesting depth routes as
+    in Mixtrain: the operators above turn a too-deep value into a failed test."""
+    if not isinstance(request, dict):
         raise RequestError(f"a request must be a JSON object, not {type(request).__name__}")
-    if not _within_depth(request.values(), 2):
-        raise RequestError(f"the request nests deeper than {MAX_REQUEST_DEPTH} levels")
-
-
-def _within_depth(values, depth: int) -> bool:
-    """`values` sit at `depth`; a non-empty container here holds values at depth + 1.
-    Runs on every request, so it only descends into containers."""
-    for value in values:
-        kind = type(value)
-        if kind is dict:
-            if value and (depth >= MAX_REQUEST_DEPTH or not _within_depth(value.values(), depth + 1)):
-                return False
-        elif kind is list:
-            if value and (depth >= MAX_REQUEST_DEPTH or not _within_depth(value, depth + 1)):
-                return False
-    return True

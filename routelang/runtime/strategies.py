@@ -35,7 +35,7 @@ def sticky_key(value: Any) -> str | None:
         return value
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
 
 

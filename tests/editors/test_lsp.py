@@ -186,6 +186,7 @@ async def test_every_example_matches_the_compiler(client: LanguageClient, tmp_pa
         own = sorted(d.code.code for d in expected if d.span.file == str(path.relative_to(REPO)))
         got = sorted(d.code for d in client.diagnostics[path.as_uri()])
         assert set(own) <= set(got), (path, own, got)
+        assert set(got) <= {d.code.code for d in expected}, (path, got)
 
 
 # ---- hover -------------------------------------------------------------------------------
