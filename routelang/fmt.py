@@ -38,6 +38,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _STRING = re.compile(r'r"[^"\n]*"|"(?:[^"\\\n]|\\.)*"')
 _SEGMENT = re.compile(f"{_STRING.pattern}|{_NAME.pattern}")
 _WEIGHT = re.compile(r"[0-9]+(?:\.[0-9]+)?%|-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_PAREN_SCAN = re.compile(f"{_STRING.pattern}|#[^\\n]*|[()]")
 _CLOSERS = ("}", ")", "]")
 _OPENERS = ("{", "(", "[")
 
@@ -231,22 +232,50 @@ class _Printer:
         return out
 
     # -- conditions --
+    # The parser keeps no node for parentheses (and flattens `(a and b) and c`),
+    # so the printer finds the author's parentheses in the text: a `(` whose `)`
+    # comes after the last token of a node wraps that node; one that closes
+    # inside a chain wraps the chain's first items.
     def condition(self, e) -> list:
+        if self.peek("(") and _last_start(e, self) < self.closing_paren():
+            opening = self.lit("(")
+            inner = self.condition(e)
+            return [Group([opening, Indent([Line(soft=True), *inner]), Line(soft=True), self.lit(")")])]
         if isinstance(e, ast.Compare):
             return self.compare(e)
         if isinstance(e, (ast.AllOf, ast.AnyOf)):
-            word = "and" if isinstance(e, ast.AllOf) else "or"
-            parts: list = list(self.condition(e.items[0]))
-            for item in e.items[1:]:
-                parts += [Line(), self.lit(word), SPACE, *self.condition(item)]
-            return [Group([Indent(parts)])]
+            return [Group([Indent(self.chain(e.items, "and" if isinstance(e, ast.AllOf) else "or"))])]
         if isinstance(e, ast.Not):
             return [self.lit("not"), SPACE, *self.condition(e.item)]
-        if isinstance(e, ast.Paren):
-            opening = self.lit("(")
-            inner = self.condition(e.item)
-            return [Group([opening, Indent([Line(soft=True), *inner]), Line(soft=True), self.lit(")")])]
         return [self.leaf(e.name.span)]  # CondRef
+
+    def chain(self, items: list, word: str) -> list:
+        first = 1
+        if self.peek("("):
+            close = self.closing_paren()
+            first = sum(1 for x in items if _first_start(x, self) < close)
+        if first > 1:
+            opening = self.lit("(")
+            inner = self.chain(items[:first], word)
+            parts = [Group([opening, Indent([Line(soft=True), Group([Indent(inner)])]), Line(soft=True), self.lit(")")])]
+        else:
+            parts = list(self.condition(items[0]))
+        for item in items[first:]:
+            parts += [Line(), self.lit(word), SPACE, *self.condition(item)]
+        return parts
+
+    def closing_paren(self) -> int:
+        """The offset of the `)` that matches the `(` at the cursor."""
+        depth = 0
+        for m in _PAREN_SCAN.finditer(self.text, self._skip()):
+            token = m.group()
+            if token == "(":
+                depth += 1
+            elif token == ")":
+                depth -= 1
+                if depth == 0:
+                    return m.start()
+        raise self._bug("a closing parenthesis")
 
     def compare(self, c: ast.Compare) -> list:
         out: list = [*self.path(c.path), SPACE]
@@ -276,11 +305,11 @@ class _Printer:
                 if s.sticky.salt is not None:
                     out += [self.lit("salt"), SPACE, self.leaf(s.sticky.salt.span), SPACE]
             return out + [self.block(lambda: [self.split_entry(e) for e in s.entries], always_break=True)]
-        out = [self.lit(s.kind), SPACE]
+        out = [self.lit(s.kind)]
         if s.kind == "hybrid":
             weights = list(s.hybrid.items())
-            out += [self.seq("(", ")", weights, lambda kv: [self.lit(kv[0]), SPACE, self.leaf(kv[1].span)]), SPACE]
-        return out + [self.target_list(s.targets)]
+            out.append(self.seq("(", ")", weights, lambda kv: [self.lit(kv[0]), SPACE, self.leaf(kv[1].span)]))
+        return out + [SPACE, self.target_list(s.targets)]
 
     def split_entry(self, e: ast.SplitEntry) -> list:
         out: list = [self.lex(_WEIGHT), SPACE]
@@ -392,6 +421,28 @@ class _Printer:
         return out
 
 
+def _first_start(e, printer: _Printer) -> int:
+    """Source offset of the first token of a condition (without its parentheses)."""
+    if isinstance(e, (ast.AllOf, ast.AnyOf)):
+        return _first_start(e.items[0], printer)
+    if isinstance(e, ast.Not):
+        return _first_start(e.item, printer)
+    span = e.path.span if isinstance(e, ast.Compare) else e.span
+    return printer.offset(span.line, span.column)
+
+
+def _last_start(e, printer: _Printer) -> int:
+    """Source offset where the last token-bearing part of a condition starts."""
+    if isinstance(e, (ast.AllOf, ast.AnyOf)):
+        return _last_start(e.items[-1], printer)
+    if isinstance(e, ast.Not):
+        return _last_start(e.item, printer)
+    if isinstance(e, ast.Compare):
+        parts = [e.path.span] + [v.span for v in (e.value, e.note) if v is not None and v.span.line > 0]
+        return max(printer.offset(p.line, p.column) for p in parts)
+    return printer.offset(e.name.span.line, e.name.span.column)
+
+
 # Top-level items fall into families; a blank line always separates families,
 # and always surrounds rules, tests and the schema. Within a family of one-line
 # definitions (imports, targets, ...) the author's choice is kept.
@@ -441,7 +492,7 @@ def _walk(doc, leaves: list, groups: list) -> None:
 def _settle(doc) -> bool:
     """A group around a group that must break must break too. Returns whether `doc` breaks."""
     if isinstance(doc, list):
-        return any([_settle(d) for d in doc])
+        return any([_settle(d) for d in doc])  # noqa: C419 -- settle every part, no short cut
     if isinstance(doc, Indent):
         return _settle(doc.parts)
     if isinstance(doc, Group):

@@ -6,7 +6,6 @@
 const fs = require("fs");
 const path = require("path");
 const vscode = require("vscode");
-const { LanguageClient, TransportKind } = require("vscode-languageclient/node");
 
 let client = null;
 
@@ -48,6 +47,8 @@ async function activate(context) {
     return;
   }
 
+  // Loaded only when there is a server to talk to.
+  const { LanguageClient, TransportKind } = require("vscode-languageclient/node");
   const serverOptions = {
     run: { command, args: ["lsp"], transport: TransportKind.stdio },
     debug: { command, args: ["lsp"], transport: TransportKind.stdio },

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from .. import ir
 from ..analysis import Verdict
 from ..analysis.regions import TooComplex, intersect, meets_region
+from ..backends.json import condition_tree
+from ..check import OPERATOR_TEXT, walk_conditions
 from ..diagnostics import Diagnostic, Related, Severity
 from ..runtime.operators import evaluate
-from ..backends.json import condition_tree
 from .registry import lint_rule
 
 W = Severity.WARNING
@@ -70,7 +73,7 @@ def unreachable_rule(ctx):
             continue
         rule = facts.rule
         if facts.region == []:
-            message = f"rule `{rule.name}` is unreachable: its own conditions contradict each other"
+            message = f"rule `{rule.name}` is unreachable: no request satisfies its condition"
             related = []
         else:
             message = (f"rule `{rule.name}` is unreachable: every request it matches is taken first by "
@@ -104,7 +107,7 @@ def overlapping_rules(ctx):
                     f"and both match some requests; file order sends them to `{earlier.rule.name}`",
                     ctx.rule_span(later.rule), rule=later.rule.name, witness=witness,
                     related=[Related(ctx.rule_span(earlier.rule), f"rule `{earlier.rule.name}`")],
-                    help=f"give the rule that should win a higher priority, or make the conditions exclusive",
+                    help="give the rule that should win a higher priority, or make the conditions exclusive",
                 )
 
 
@@ -153,7 +156,7 @@ def contradictory_conditions(ctx):
                 continue
             reported.append(node)
             pair = _clashing_pair(analysis, node.items)
-            detail = f": `{_text(pair[0])}` and `{_text(pair[1])}` never hold together" if pair else ""
+            detail = f": `{_text(ctx, pair[0])}` and `{_text(ctx, pair[1])}` never hold together" if pair else ""
             yield Diagnostic(CONTRADICTORY_CONDITIONS.code, f"these conditions can never all hold{detail}",
                              node.span, rule=rule.name,
                              help="check the comparisons (was `or` meant?)")
@@ -164,8 +167,6 @@ def _inside(node, outer) -> bool:
 
 
 def _exact(analysis, cond) -> bool:
-    from ..check import walk_conditions
-
     space = analysis.space
     return space.exact({space.var_of_field[c.field] for c in walk_conditions(cond)})
 
@@ -179,16 +180,16 @@ def _clashing_pair(analysis, items):
     return None
 
 
-def _text(cond) -> str:
-    from ..check import OPERATOR_TEXT
-    import json
-
+def _text(ctx, cond) -> str:
+    written = ctx.text(cond.span)
+    if written:
+        return " ".join(written.split())
     if isinstance(cond, ir.Compare):
         op = OPERATOR_TEXT.get(cond.operator, cond.operator)
         if cond.operator in ir.UNARY_OPERATORS:
             return f"{cond.field} {op}"
         return f"{cond.field} {op} {json.dumps(cond.value)}"
-    return "(...)"
+    return "this part"
 
 
 @REDUNDANT_CONDITION.check
@@ -205,6 +206,8 @@ def redundant_condition(ctx):
                 continue  # contradictory-conditions reports it
             kept = list(range(len(node.items)))
             for k in reversed(range(len(node.items))):
+                if not is_and and regions[k] == []:
+                    continue  # a dead branch: contradictory-conditions reports it
                 others = [regions[i] for i in kept if i != k]
                 if not others:
                     continue
@@ -222,7 +225,7 @@ def redundant_condition(ctx):
                     kept.remove(k)
                     word = "implied by" if is_and else "already covered by"
                     yield Diagnostic(REDUNDANT_CONDITION.code,
-                                     f"`{_text(node.items[k])}` is {word} the rest of the "
+                                     f"`{_text(ctx, node.items[k])}` is {word} the rest of the "
                                      f"`{'and' if is_and else 'or'}`", node.items[k].span, rule=rule.name,
                                      help="delete it, or correct it if it was meant to say something else")
 

@@ -9,6 +9,7 @@ import sre_parse
 
 from ..check import NUMERIC_OPERATORS, OPERATOR_TEXT, walk_conditions
 from ..diagnostics import Diagnostic, Severity
+from .context import part_span
 from .registry import lint_rule
 
 W = Severity.WARNING
@@ -61,13 +62,13 @@ def non_string_pattern(ctx):
             if cmp.operator in ("contains", "not_contains") and not isinstance(cmp.value, str):
                 yield Diagnostic(NON_STRING_PATTERN.code,
                                  f"`{OPERATOR_TEXT[cmp.operator]} {json.dumps(cmp.value)}` never matches: the value "
-                                 f"is not a string", cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 f"is not a string", part_span(cmp, "value"), rule=rule.name,
                                  help=f"write it as a string: `{cmp.field} {OPERATOR_TEXT[cmp.operator]} "
                                       f"{json.dumps(str(cmp.value))}`")
             elif cmp.operator == "regex" and not isinstance(cmp.value, str):
                 yield Diagnostic(NON_STRING_PATTERN.code,
                                  f"`=~ {json.dumps(cmp.value)}` searches for the text {json.dumps(str(cmp.value))}",
-                                 cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 part_span(cmp, "value"), rule=rule.name,
                                  help="write the pattern as a string")
 
 
@@ -78,7 +79,7 @@ def numeric_string_threshold(ctx):
             if cmp.operator in NUMERIC_OPERATORS and isinstance(cmp.value, str):
                 yield Diagnostic(NUMERIC_STRING_THRESHOLD.code,
                                  f"`{OPERATOR_TEXT[cmp.operator]} {json.dumps(cmp.value)}` compares as the number "
-                                 f"{float(cmp.value):g}", cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 f"{float(cmp.value):g}", part_span(cmp, "value"), rule=rule.name,
                                  help=f"write the number: `{cmp.field} {OPERATOR_TEXT[cmp.operator]} "
                                       f"{float(cmp.value):g}`")
 
@@ -90,7 +91,7 @@ def empty_list(ctx):
             if cmp.operator in ("in", "not_in") and cmp.value == []:
                 always = "never matches" if cmp.operator == "in" else "always matches"
                 yield Diagnostic(EMPTY_LIST.code, f"`{OPERATOR_TEXT[cmp.operator]} []` {always}",
-                                 cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 part_span(cmp, "value"), rule=rule.name,
                                  help="fill in the list, or delete the condition")
 
 
@@ -130,7 +131,7 @@ def redos_regex(ctx):
             if cmp.operator == "regex" and isinstance(cmp.value, str) and nested_quantifier(cmp.value):
                 yield Diagnostic(REDOS_REGEX.code,
                                  f"regex {json.dumps(cmp.value)} nests one repetition inside another and can take "
-                                 f"exponential time on some inputs", cmp.spans.get("value", cmp.span), rule=rule.name,
+                                 f"exponential time on some inputs", part_span(cmp, "value"), rule=rule.name,
                                  help="remove one of the quantifiers, or bound it (`{1,50}`)")
 
 

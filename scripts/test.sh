@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, then runs it. Used by the README and by .ci/run.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --quiet -e '.[test,editors]'
+
+# The editor tests drive VS Code's own tokenizer (node) and a headless Vim.
+if [ -f editors/test-harness/package-lock.json ]; then
+    (cd editors/test-harness && npm ci --silent --no-audit --no-fund)
+fi
+if ! command -v vim >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq vim-nox >/dev/null
+    else
+        echo "scripts/test.sh: vim is needed for the editor tests (apt-get install vim)" >&2
+        exit 2
+    fi
+fi
+
+python -m pytest "$@"
