@@ -247,3 +247,124 @@ def diff_command(old, new, fmt):
     outcome = diff(results[0].router, results[1].router)
     click.echo(render_json(outcome) if fmt == "json" else render_text(outcome))
     sys.exit(2 if outcome.changes else EXIT_OK)
+
+
+# ---- routelang test / coverage (runtime) --------------------------------------------
+
+def _runtime_router(file: str, backend: str, env: dict | None = None):
+    """A Router for a .route file (diagnostics -> exit 1) or a JSON config (exit 2 if unreadable);
+    also the compiled IR router (for test blocks), or None for JSON."""
+    from .runtime.engine import Router, load_plan, rule_locations
+    from .runtime.model import ConfigError, plan_from_config
+
+    if file.endswith(".json"):
+        try:
+            return Router(load_plan(file), backend=backend), None
+        except (OSError, ConfigError) as exc:
+            raise UsageProblem(f"{file}: {exc}")
+    from .backends.json import lower
+
+    result = load(file, env)
+    if not result.ok:
+        emit_diagnostics([result], "text", err=True)
+        sys.exit(EXIT_ERRORS)
+    config, _notes = lower(result.router)
+    return Router(plan_from_config(config, locations=rule_locations(result.router)), backend=backend), result.router
+
+
+def _read_requests(path: str) -> list:
+    """Requests from a .json file (one request, or a list of them) or a .jsonl file (one per line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageProblem(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        if path.endswith(".jsonl"):
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UsageProblem(f"{path}: not valid JSON: {exc}")
+    return data if isinstance(data, list) else [data]
+
+
+@main.command(name="test")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--data", help="One request as inline JSON.")
+@click.option("--request", "request_file", type=click.Path(dir_okay=False), help="One request in a JSON file.")
+@click.option("--requests", "requests_file", type=click.Path(dir_okay=False),
+              help="Requests in a .jsonl file (one per line) or a .json list.")
+@click.option("--expected", help="The rule every request must match (exit 1 on a mismatch).")
+@click.option("--backend", type=click.Choice(["python", "json"]), default="python", show_default=True,
+              help="Route with generated Python or by interpreting the JSON config.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text", show_default=True)
+@env_option
+@guarded
+def test_command(file, data, request_file, requests_file, expected, backend, fmt, use_env):
+    """Route requests through FILE (.route or Mixtrain JSON) and show why.
+
+    Without request options, runs the `test` blocks written in FILE. Exit 1 if
+    a test fails, a request does not match --expected, or a request is refused.
+    """
+    from .runtime.testing import describe, render_description, run_tests
+
+    if sum(x is not None for x in (data, request_file, requests_file)) > 1:
+        raise UsageProblem("give at most one of --data, --request, --requests")
+    router, ir_router = _runtime_router(file, backend, dict(os.environ) if use_env else None)
+    if data is None and request_file is None and requests_file is None:
+        if expected is not None:
+            raise UsageProblem("--expected needs --data, --request or --requests")
+        tests = ir_router.tests if ir_router is not None else ()
+        outcomes = run_tests(router, tests)
+        if fmt == "text":
+            for o in outcomes:
+                click.echo(f"{'PASS' if o.passed else 'FAIL'}  {o.name}" + ("" if o.passed else f": {o.detail}"))
+            failed = sum(not o.passed for o in outcomes)
+            click.echo(f"{len(outcomes) - failed} passed, {failed} failed" if outcomes else "no tests in " + file)
+        else:
+            rows = [{"name": o.name, "passed": o.passed, "detail": o.detail} for o in outcomes]
+            lines = [json.dumps(r, ensure_ascii=False) for r in rows] if fmt == "jsonl" else [json.dumps(rows, indent=2)]
+            click.echo("\n".join(lines))
+        sys.exit(EXIT_ERRORS if any(not o.passed for o in outcomes) else EXIT_OK)
+    if data is not None:
+        try:
+            requests = [json.loads(data)]
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UsageProblem(f"--data is not valid JSON: {exc}")
+    elif request_file is not None:
+        requests = _read_requests(request_file)[:1] if not request_file.endswith(".jsonl") else \
+            _read_requests(request_file)
+    else:
+        requests = _read_requests(requests_file)
+    outs = [describe(router, r, expected) for r in requests]
+    if fmt == "jsonl":
+        click.echo("\n".join(json.dumps(o, ensure_ascii=False) for o in outs))
+    elif fmt == "json":
+        click.echo(json.dumps(outs[0] if len(outs) == 1 and requests_file is None else outs, indent=2,
+                              ensure_ascii=False))
+    else:
+        click.echo("\n\n".join(render_description(o, f"request {i}:") for i, o in enumerate(outs, start=1)))
+    bad = any("error" in o or o.get("passed") is False for o in outs)
+    sys.exit(EXIT_ERRORS if bad else EXIT_OK)
+
+
+@main.command(name="coverage")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("requests_file", metavar="REQUESTS", type=click.Path(dir_okay=False))
+@click.option("--backend", type=click.Choice(["python", "json"]), default="python", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@env_option
+@guarded
+def coverage_command(file, requests_file, backend, fmt, use_env):
+    """Which rules of FILE the REQUESTS (.json list or .jsonl) reach, and which conditions never decide.
+
+    Mixtrain's numbers (rule hits, uncovered rules, unmatched requests, coverage %),
+    plus each condition that never was decisive: flipping it would have changed no
+    request's match. Exit 0 (a report, not a verdict).
+    """
+    from .runtime.testing import coverage, render_coverage
+
+    router, _ = _runtime_router(file, backend, dict(os.environ) if use_env else None)
+    report = coverage(router, _read_requests(requests_file))
+    click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if fmt == "json"
+               else render_coverage(report))
+    sys.exit(EXIT_OK)

@@ -236,15 +236,18 @@ class _Printer:
     # so the printer finds the author's parentheses in the text: a `(` whose `)`
     # comes after the last token of a node wraps that node; one that closes
     # inside a chain wraps the chain's first items.
-    def condition(self, e) -> list:
+    def condition(self, e, in_parens: bool = False) -> list:
+        """A condition; a chain of `and`/`or` breaks before each operator, its
+        continuation lines indented (except directly inside parentheses)."""
         if self.peek("(") and _last_start(e, self) < self.closing_paren():
             opening = self.lit("(")
-            inner = self.condition(e)
+            inner = self.condition(e, in_parens=True)
             return [Group([opening, Indent([Line(soft=True), *inner]), Line(soft=True), self.lit(")")])]
         if isinstance(e, ast.Compare):
             return self.compare(e)
         if isinstance(e, (ast.AllOf, ast.AnyOf)):
-            return [Group([Indent(self.chain(e.items, "and" if isinstance(e, ast.AllOf) else "or"))])]
+            parts = self.chain(e.items, "and" if isinstance(e, ast.AllOf) else "or")
+            return [Group(parts if in_parens else [Indent(parts)])]
         if isinstance(e, ast.Not):
             return [self.lit("not"), SPACE, *self.condition(e.item)]
         return [self.leaf(e.name.span)]  # CondRef
@@ -257,7 +260,7 @@ class _Printer:
         if first > 1:
             opening = self.lit("(")
             inner = self.chain(items[:first], word)
-            parts = [Group([opening, Indent([Line(soft=True), Group([Indent(inner)])]), Line(soft=True), self.lit(")")])]
+            parts = [Group([opening, Indent([Line(soft=True), Group(inner)]), Line(soft=True), self.lit(")")])]
         else:
             parts = list(self.condition(items[0]))
         for item in items[first:]:

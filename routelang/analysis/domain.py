@@ -228,7 +228,7 @@ def leaf_candidates(atoms: list[Atom]) -> Leaf:
     points = sorted(set(thresholds) | set(numeric_literals))
     if points:
         grid = [points[0] - 1, points[-1] + 1] + points
-        grid += [(a + b) / 2 for a, b in zip(points, points[1:])]
+        grid += [(a + b) / 2 for a, b in itertools.pairwise(points)]
         for x in grid:
             values += _numeric_forms(x)
     every_text = [*contains, *prefixes, *suffixes, *regex_texts] + [
@@ -248,7 +248,7 @@ def _pattern_strings(contains, prefixes, suffixes, sep, limited: bool) -> list[s
     contains. It holds a pattern only if some chosen pattern holds it, so if any
     string realises a combination of pattern outcomes, this one does."""
     tagged = [("c", s) for s in contains] + [("p", s) for s in prefixes] + [("s", s) for s in suffixes]
-    sizes = range(0, 3) if limited else range(0, len(tagged) + 1)
+    sizes = range(3) if limited else range(len(tagged) + 1)
     out = []
     for size in sizes:
         for chosen in itertools.combinations(tagged, size):

@@ -4,6 +4,7 @@ almost surely do not say what was meant."""
 from __future__ import annotations
 
 import json
+import re
 import sre_constants
 import sre_parse
 
@@ -96,31 +97,29 @@ def empty_list(ctx):
 
 
 def nested_quantifier(pattern: str) -> bool:
-    """True when an unbounded repeat contains another repeat (or an alternation
-    under an unbounded repeat whose branches can match the same text, approximated
-    as any alternation)."""
+    """True when an unbounded repetition contains another repetition: the
+    shape (`(a+)+`, `(\\w*)*`, `(x{2,})+`) that backtracks exponentially.
+    Possessive repeats (`a++`) never backtrack, so they do not count."""
     try:
         parsed = sre_parse.parse(pattern)
-    except Exception:
+    except (re.error, RecursionError):
         return False
     return _walk(parsed, inside_repeat=False)
 
 
 def _walk(items, inside_repeat: bool) -> bool:
     for op, arg in items:
-        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)):
-            low, high, sub = arg
-            repeats = high is sre_constants.MAXREPEAT or high > 1
-            if repeats and inside_repeat and op is not getattr(sre_constants, "POSSESSIVE_REPEAT", None):
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+            _, high, sub = arg
+            unbounded = high is sre_constants.MAXREPEAT
+            if inside_repeat and (unbounded or high > 1):
                 return True
-            if _walk(sub, inside_repeat or (high is sre_constants.MAXREPEAT)):
+            if _walk(sub, inside_repeat or unbounded):
                 return True
-        elif op is sre_constants.SUBPATTERN:
-            if _walk(arg[-1], inside_repeat):
-                return True
-        elif op is sre_constants.BRANCH:
-            if any(_walk(branch, inside_repeat) for branch in arg[1]):
-                return True
+            continue
+        groups = [arg[-1]] if op is sre_constants.SUBPATTERN else arg[1] if op is sre_constants.BRANCH else []
+        if any(_walk(group, inside_repeat) for group in groups):
+            return True
     return False
 
 

@@ -273,23 +273,31 @@ class RoutingEngine:
         return result
 
     def get_rule_coverage(self, test_requests: list[Any]) -> dict[str, Any]:
-        """Mixtrain's coverage numbers: every rule of the config counts, enabled or not."""
-        rule_hits = {rule.name: 0 for rule in self.router.rules}
-        unmatched = 0
-        for request in test_requests:
-            rule = self.route_request(request).matched_rule
-            if rule is None:
-                unmatched += 1
-            else:
-                rule_hits[rule.name] += 1
-        covered = sum(1 for hits in rule_hits.values() if hits > 0)
-        total = len(rule_hits)
-        return {
-            "total_requests": len(test_requests),
-            "total_rules": total,
-            "covered_rules": covered,
-            "coverage_percentage": (covered / total * 100) if total else 0,
-            "unmatched_requests": unmatched,
-            "rule_hits": rule_hits,
-            "uncovered_rules": [name for name, hits in rule_hits.items() if hits == 0],
-        }
+        return rule_coverage(self.router, test_requests)
+
+
+def rule_coverage(router: Router, requests: list[Any]) -> dict[str, Any]:
+    """Mixtrain's coverage numbers: every rule of the config counts, enabled
+    or not; a refused request counts as unmatched."""
+    rule_hits = {rule.name: 0 for rule in router.rules}
+    unmatched = 0
+    for request in requests:
+        try:
+            rule = router.route(request).matched_rule
+        except RequestError:
+            rule = None
+        if rule is None:
+            unmatched += 1
+        else:
+            rule_hits[rule.name] += 1
+    covered = sum(1 for hits in rule_hits.values() if hits > 0)
+    total = len(rule_hits)
+    return {
+        "total_requests": len(requests),
+        "total_rules": total,
+        "covered_rules": covered,
+        "coverage_percentage": (covered / total * 100) if total else 0,
+        "unmatched_requests": unmatched,
+        "rule_hits": rule_hits,
+        "uncovered_rules": [name for name, hits in rule_hits.items() if hits == 0],
+    }

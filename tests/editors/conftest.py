@@ -19,13 +19,8 @@ import pytest
 from lark import Lark, Token
 from lark.lexer import PatternRE, PatternStr
 
-REPO = Path(__file__).resolve().parents[2]
-GRAMMAR = REPO / "grammar" / "routelang.lark"
-EDITORS = REPO / "editors"
-TM_GRAMMAR = EDITORS / "vscode" / "syntaxes" / "route.tmLanguage.json"
-HARNESS = EDITORS / "test-harness"
-VIM_RUNTIME = EDITORS / "vim"
-SYNIDS_SCRIPT = Path(__file__).resolve().parent / "synids.vim"
+from editor_support import GRAMMAR, HARNESS, REPO, SYNIDS_SCRIPT, TM_GRAMMAR, VIM_RUNTIME, route_files
+
 
 WORD = re.compile(r"[A-Za-z_]+")
 
@@ -36,11 +31,6 @@ def pytest_configure(config):
     # needs; an explicit --asyncio-mode on the command line wins.
     if config.getoption("asyncio_mode", None) is None:
         config.option.asyncio_mode = "auto"
-
-
-def route_files() -> list[Path]:
-    """Every example and stdlib module that exists now."""
-    return sorted((REPO / "examples").glob("*.route")) + sorted((REPO / "stdlib").glob("*.route"))
 
 
 def pytest_generate_tests(metafunc):
@@ -158,18 +148,6 @@ def textmate():
 def textmate_files(textmate) -> dict:
     """Tokens of every example and stdlib file, tokenized in one node run."""
     return textmate({str(p): p.read_text(encoding="utf-8") for p in route_files()})
-
-
-def scopes_per_char(lines_tokens: list[list[dict]], text: str) -> list[list[list[str]]]:
-    """[line][char] -> the scopes of that character (without source.route)."""
-    out = []
-    for tokens, line in zip(lines_tokens, text.split("\n")):
-        row: list[list[str]] = [[] for _ in line]
-        for token in tokens:
-            for i in range(token["start"], min(token["end"], len(line))):
-                row[i] = [s for s in token["scopes"] if s != "source.route"]
-        out.append(row)
-    return out
 
 
 # ---- Vim ----------------------------------------------------------------------------------

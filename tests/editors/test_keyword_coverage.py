@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import TM_GRAMMAR, VIM_RUNTIME
+from editor_support import TM_GRAMMAR, VIM_RUNTIME
 
 KEYWORDISH = ("keyword.", "storage.", "support.type.", "constant.language.")
 VIM_SYNTAX = VIM_RUNTIME / "syntax" / "route.vim"

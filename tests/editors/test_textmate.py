@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import TM_GRAMMAR, route_files, scopes_per_char  # noqa: F401  (conftest is on sys.path)
+from editor_support import TM_GRAMMAR, route_files, scopes_per_char
 
 KEYWORDISH = ("keyword.", "storage.", "support.type.", "constant.language.")
 

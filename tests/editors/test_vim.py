@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from conftest import VIM_RUNTIME
+from editor_support import VIM_RUNTIME
 
 STRINGY = {"routeString", "routeRawString", "routeRuleNameString", "routeEscape", "routeInterpolation"}
 KEYWORD_GROUPS = {

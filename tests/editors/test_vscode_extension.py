@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import zipfile
 
-from conftest import EDITORS, REPO
+from editor_support import EDITORS, REPO
 
 VSCODE = EDITORS / "vscode"
 
@@ -49,13 +49,10 @@ def test_language_configuration():
     assert decrease.search("    }")
 
 
-def _node_with_stub(script: str) -> subprocess.CompletedProcess:
+def _node_with_stub(script: str, server: str = "no-such-routelang") -> subprocess.CompletedProcess:
     """Run `script` in node with a stub `vscode` module (the real one exists only inside VS Code)."""
     node = shutil.which("node")
     assert node, "node is required"
-    assert (VSCODE / "node_modules" / "vscode-languageclient").is_dir(), (
-        f"run `npm ci --prefix {VSCODE.relative_to(REPO)}` first"
-    )
     prelude = """
 const Module = require("module");
 const messages = [];
@@ -66,14 +63,25 @@ const stub = {
   },
   window: { showInformationMessage: (m) => messages.push(m) },
 };
+const clients = [];
+class LanguageClient {
+  constructor(id, name, serverOptions, clientOptions) {
+    clients.push({ id, serverOptions, clientOptions: { documentSelector: clientOptions.documentSelector } });
+  }
+  start() { clients[clients.length - 1].started = true; return Promise.resolve(); }
+  stop() { return Promise.resolve(); }
+  dispose() {}
+}
+const clientStub = { LanguageClient, TransportKind: { stdio: 0 } };
 const load = Module._load;
 Module._load = function (request, parent, isMain) {
   if (request === "vscode") return stub;
+  if (request === "vscode-languageclient/node") return clientStub;
   return load.apply(this, arguments);
 };
 """
     return subprocess.run([node, "-e", prelude + script], cwd=VSCODE, capture_output=True, text=True,
-                          timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "RL_SERVER": "no-such-routelang"})
+                          timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "RL_SERVER": server})
 
 
 def test_extension_finds_the_server_on_path():
@@ -91,6 +99,24 @@ ext.activate({ subscriptions: [] }).then(() => {
     assert out["missing"] is None
     # routelang is not on this PATH: the extension says so instead of failing
     assert len(out["messages"]) == 1 and "routelang" in out["messages"][0]
+
+
+def test_extension_starts_routelang_lsp(tmp_path):
+    fake = tmp_path / "routelang"
+    fake.write_text("#!/bin/sh\n", encoding="utf-8")
+    fake.chmod(0o755)
+    proc = _node_with_stub("""
+const ext = require("./extension.js");
+ext.activate({ subscriptions: [] }).then(() => console.log(JSON.stringify({ clients, messages })));
+""", server=str(fake))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    [client] = out["clients"]
+    assert client["started"] is True
+    assert client["serverOptions"]["run"]["command"] == str(fake)
+    assert client["serverOptions"]["run"]["args"] == ["lsp"]
+    assert {"scheme": "file", "language": "route"} in client["clientOptions"]["documentSelector"]
+    assert out["messages"] == []
 
 
 def test_vsce_packages_the_extension(tmp_path):
