@@ -368,3 +368,76 @@ def coverage_command(file, requests_file, backend, fmt, use_env):
     click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if fmt == "json"
                else render_coverage(report))
     sys.exit(EXIT_OK)
+
+
+@main.command(name="explain")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="table: plain text; json: stable, versioned; markdown: for reviews.")
+@env_option
+@guarded
+def explain_command(file, fmt, use_env):
+    """Say what FILE's router does: rules in evaluation order, conditions in
+    words, each target's share of traffic, and the findings (exit 1 if it
+    does not compile)."""
+    from .explain import explain
+
+    result = load(file, dict(os.environ) if use_env else None)
+    if not result.ok:
+        emit_diagnostics([result], "text", err=True)
+        sys.exit(EXIT_ERRORS)
+    click.echo(explain(result, fmt), nl=False)
+    sys.exit(EXIT_OK)
+
+
+@main.command(name="fmt")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Write nothing; print a unified diff of each change; exit 1 if any file would change.")
+@guarded
+def fmt_command(files, check, show_diff):
+    """Rewrite FILES in the canonical layout (`-` reads stdin and writes stdout).
+
+    Exit 1 when a file has syntax errors (it is left as it is) or, with
+    --check or --diff, when a file would change."""
+    import difflib
+
+    from .fmt import FormatError, format_source
+    from .source import Source, read_source
+
+    dry_run = check or show_diff
+    changed, failed = [], False
+    for name in files:
+        try:
+            source = Source("<stdin>", sys.stdin.read()) if name == "-" else read_source(name)
+        except SourceError as exc:
+            raise UsageProblem(str(exc))
+        try:
+            formatted = format_source(source)
+        except FormatError as exc:
+            for d in exc.diagnostics:
+                click.echo(render_text(d, {source.name: source}) + "\n", err=True)
+            click.echo(f"{source.name}: not formatted: fix the syntax errors first", err=True)
+            failed = True
+            continue
+        if formatted != source.text:
+            changed.append(source.name)
+        if show_diff and formatted != source.text:
+            lines = difflib.unified_diff(source.text.splitlines(keepends=True), formatted.splitlines(keepends=True),
+                                         f"{source.name}", f"{source.name} (formatted)")
+            click.echo("".join(lines), nl=False)
+        elif check and formatted != source.text:
+            click.echo(f"would reformat {source.name}")
+        elif name == "-" and not dry_run:
+            click.echo(formatted, nl=False)
+        elif formatted != source.text and not dry_run:
+            try:
+                with open(name, "w", encoding="utf-8", newline="") as out:
+                    out.write(formatted)
+            except OSError as exc:
+                raise UsageProblem(f"cannot write {name}: {exc.strerror or exc}")
+            click.echo(f"reformatted {name}", err=True)
+    if dry_run and changed:
+        click.echo(f"{len(changed)} file(s) would be reformatted", err=True)
+    sys.exit(EXIT_ERRORS if failed or (dry_run and changed) else EXIT_OK)

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from pygments.lexer import RegexLexer, bygroups, include, words
 from pygments.token import (
-    Comment, Keyword, Name, Number, Operator, Punctuation, String, Text, Whitespace,
+    Comment,
+    Keyword,
+    Name,
+    Number,
+    Operator,
+    Punctuation,
+    String,
+    Text,
+    Whitespace,
 )
 
 __all__ = ["RoutelangLexer"]
@@ -46,13 +54,12 @@ class RoutelangLexer(RegexLexer):
     """Lexer for routelang (.route) inference-routing files."""
 
     name = "routelang"
-    aliases = ["route", "routelang"]
-    filenames = ["*.route"]
-    mimetypes = ["text/x-routelang"]
-    url = "https://github.com/routelang/routelang"
+    aliases = ["route", "routelang"]  # noqa: RUF012 - Pygments reads these class attributes
+    filenames = ["*.route"]  # noqa: RUF012
+    mimetypes = ["text/x-routelang"]  # noqa: RUF012
     version_added = ""
 
-    tokens = {
+    tokens = {  # noqa: RUF012
         "root": [
             (r"\s+", Whitespace),
             (r"#.*?$", Comment.Single),

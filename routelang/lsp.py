@@ -24,10 +24,10 @@ import dataclasses
 import importlib
 import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -309,9 +309,9 @@ class RoutelangServer(LanguageServer):
         result = state.result
         best = None
         for ref in result.references:
-            if ref.span.file == state.name and _contains(ref.span, line, column):
-                if best is None or _span_size(ref.span) < _span_size(best[1]):
-                    best = (ref.symbol, ref.span)
+            inside = ref.span.file == state.name and _contains(ref.span, line, column)
+            if inside and (best is None or _span_size(ref.span) < _span_size(best[1])):
+                best = (ref.symbol, ref.span)
         if best is not None:
             return best
         for symbol in result.symbols:

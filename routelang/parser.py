@@ -577,6 +577,8 @@ def _friendly_message(exc: UnexpectedInput, text: str) -> str | None:
         return exc.match_examples(_inline_lark(accelerated=False).parse, _EXAMPLES, use_accepts=True)
     except (UnexpectedInput, VisitError, SyntaxProblem):  # an example failing oddly must not mask the real error
         return None
+    except TypeError:  # lark 1.3 formats a debug message with %d on a parser state in one branch
+        return None
 
 
 def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:

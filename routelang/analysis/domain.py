@@ -22,12 +22,11 @@ import itertools
 import json
 import math
 import re
-import sre_constants
-import sre_parse
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtime.operators import apply, lookup, to_float
+from .sre import sre_constants, sre_parse
 
 NUMERIC_OPS = ("greater_than", "less_than", "greater_or_equal", "less_or_equal")
 EQUALITY_OPS = ("equals", "not_equals")

@@ -140,7 +140,9 @@ class _Emitter:
             return f"{self.helper('matches_compiled')}({v}, {pattern})"
         if op in ("contains", "not_contains", "starts_with", "ends_with"):
             if not isinstance(value, str):
-                return "False"  # Mixtrain raises on a non-string: the test and its opposite fail
+                # Mixtrain raises on a non-string value (the test and its opposite fail),
+                # except that `not_contains` holds on a missing field before it gets there.
+                return f"{v} is None" if op == "not_contains" else "False"
             return f"{self.helper(op)}({v}, {self.scalar(value)})"
         raise ValueError(f"unknown operator {op!r}")
 

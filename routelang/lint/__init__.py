@@ -28,7 +28,8 @@ DISABLE = re.compile(r"#\s*routelang:\s*disable=([\w,\s-]+)")
 
 def suppressions(result: CompileResult) -> dict[tuple[str, int], set[str]]:
     """(file, line) -> names silenced there, from `# routelang: disable=` comments.
-    A comment silences its own line and the line after it."""
+    A comment silences its own line; a comment alone on its line also
+    silences the line after it."""
     out: dict[tuple[str, int], set[str]] = {}
     for module in result.modules:
         for comment in module.file.comments:
@@ -36,7 +37,9 @@ def suppressions(result: CompileResult) -> dict[tuple[str, int], set[str]]:
             if not match:
                 continue
             names = {n.strip() for n in match.group(1).split(",") if n.strip()}
-            for line in (comment.span.line, comment.span.line + 1):
+            span = comment.span
+            alone = not module.source.line_text(span.line)[:span.column - 1].strip()
+            for line in (span.line, span.line + 1) if alone else (span.line,):
                 out.setdefault((comment.span.file, line), set()).update(names)
     return out
 

@@ -33,7 +33,8 @@ routing it gives what the message claims. docs/analysis.md explains how they
 are found and why the reachability findings are exact.
 
 **Silencing a rule.** A comment naming one or more rules silences them on its
-own line and on the next line (so above a rule header, or at the end of it):
+own line; a comment alone on its line also silences the next line (so put it
+above a rule header, or at the end of the line of the finding):
 
     # routelang: disable=unreachable-rule,overlapping-rules
     rule legacy priority 5 { when tier == "premium" route old }

@@ -128,7 +128,8 @@ def missing_catch_all(ctx):
     use_schema = any(f.type == "enum" for f in ctx.router.schema_fields)
     witness, verdict = ctx.analysis.unmatched_witness(use_schema)
     if verdict is Verdict.REACHABLE:
-        yield Diagnostic(MISSING_CATCH_ALL.code, "some requests match no rule, for example the witness below",
+        yield Diagnostic(MISSING_CATCH_ALL.code,
+                         f"some requests match no rule, for example {json.dumps(witness, sort_keys=True)}",
                          ctx.router_span, witness=witness,
                          help="add a lowest-priority rule without `when`, or cover the missing case")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import sre_constants
-import sre_parse
 
+from ..analysis.sre import sre_constants, sre_parse
 from ..check import NUMERIC_OPERATORS, OPERATOR_TEXT, walk_conditions
 from ..diagnostics import Diagnostic, Severity
 from .context import part_span

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from editor_support import GRAMMAR, HARNESS, REPO, SYNIDS_SCRIPT, TM_GRAMMAR, VIM_RUNTIME, route_files
 from lark import Lark, Token
 from lark.lexer import PatternRE, PatternStr
-
-from editor_support import GRAMMAR, HARNESS, REPO, SYNIDS_SCRIPT, TM_GRAMMAR, VIM_RUNTIME, route_files
-
 
 WORD = re.compile(r"[A-Za-z_]+")
 

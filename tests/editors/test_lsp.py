@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest_lsp
+from editor_support import REPO, route_files
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from editor_support import REPO, route_files
 from routelang.compiler import compile_text
 
 SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "routelang.lsp"])

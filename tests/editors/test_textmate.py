@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-
 from editor_support import TM_GRAMMAR, route_files, scopes_per_char
 
 KEYWORDISH = ("keyword.", "storage.", "support.type.", "constant.language.")
@@ -165,8 +164,9 @@ def test_keywords_inside_paths_and_keys_are_names(textmate):
            'test "t" { request { request: { model: "m" } } expect rule r target t }')
     tokens = _tokens(textmate, src)
     assert "variable.other.field.route" in _scopes_of(tokens, "model", line=1)
-    assert "variable.other.field.route" in [s for _, t, s in tokens if t == "route"][0]
-    assert "keyword.control.strategy.route" in [s for _, t, s in tokens if t == "route"][1]
+    first_route, second_route = [s for _, t, s in tokens if t == "route"]
+    assert "variable.other.field.route" in first_route
+    assert "keyword.control.strategy.route" in second_route
     assert "keyword.other.test.route" in _scopes_of(tokens, "request", line=2)
     key_scopes = [s for n, t, s in tokens if t == "request" and n == 2][1]
     assert not any(s.startswith("keyword") for s in key_scopes)

@@ -117,3 +117,38 @@ def test_each_operator_equals_mixtrains_condition_evaluator(op, actual, expected
     except Exception:  # Mixtrain raises: its rule fails to match
         want = False
     assert operators.apply(op, actual, condition.value) is want
+
+
+@st.composite
+def indexed_configs(draw):
+    """Many rules testing one field with == / in (so the generated code indexes
+    it), mixed with rules that do not, at clashing priorities."""
+    keys = st.sampled_from(["premium", "free", 1, 1.0, True, 0, False, None, "1", ""])
+    out = []
+    for i in range(draw(st.integers(2, 12))):
+        conds = draw(st.lists(conditions(), max_size=1))
+        kind = draw(st.sampled_from(["equals", "in", "equals", "none"]))
+        if kind == "equals":
+            conds.insert(draw(st.integers(0, len(conds))), {"field": "user.tier", "operator": "equals",
+                                                             "value": draw(keys)})
+        elif kind == "in":
+            conds.append({"field": "user.tier", "operator": "in", "value": draw(st.lists(keys, max_size=3))})
+        out.append({"name": f"r{i}", "priority": draw(st.integers(0, 2)), "conditions": conds,
+                    "targets": [dict(TARGETS[i % 4], weight=1.0)]})
+    return {"name": "indexed", "rules": out}
+
+
+tier_values = st.one_of(st.sampled_from(["premium", "free", 1, 1.0, True, 0, False, None, "1", "", 2]),
+                        request_values)
+
+
+@settings(max_examples=400, deadline=None)
+@given(indexed_configs(), st.lists(tier_values, min_size=1, max_size=6), st.booleans())
+def test_rule_index_keeps_first_match_order(config, tiers, as_missing):
+    mixtrain = MixtrainEngine(RoutingConfig.from_json(config))
+    by_python = Router(plan_from_config(config), backend="python")
+    for tier in tiers:
+        request = {} if as_missing and tier is None else {"user": {"tier": tier, "credits": 5}}
+        want = mixtrain.route_request(request).matched_rule
+        got = by_python.route(request).matched_rule
+        assert (got and got.name) == (want and want.name), (config, request)

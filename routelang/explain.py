@@ -1,0 +1,495 @@
+"""`routelang explain`: what a router does, for people reviewing it.
+
+Works on the IR: rules in evaluation order (disabled rules apart), each
+condition in plain words, each strategy with every target's share of the
+traffic, what happens when nothing matches, and the findings (checker
+warnings, lint, and the notes on what Mixtrain does differently).
+
+`explain_data(result)` builds one structure; the three formats render it:
+`json` (stable, versioned: FORMAT_VERSION), `table` (plain text for a
+terminal) and `markdown` (a review document: summary table, a mermaid
+flowchart of the decision order, a section per rule).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import textwrap
+from typing import Any
+
+from . import ir
+from .backends.json import condition_tree, lower
+from .compiler import CompileResult
+from .diagnostics import Diagnostic, sort_diagnostics
+
+FORMAT_VERSION = 1
+FORMATS = ("table", "json", "markdown")
+ORDER_WORDS = "highest priority first, ties in file order, the first rule that matches routes the request"
+
+
+# ---- conditions in words -----------------------------------------------------------
+
+def literal(value: Any) -> str:
+    """A value as a reader expects it: strings quoted, numbers as written."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value, ensure_ascii=False)
+
+
+_PHRASES = {
+    "equals": "is", "not_equals": "is not",
+    "in": "is one of", "not_in": "is not one of",
+    "contains": "contains", "not_contains": "does not contain",
+    "greater_than": "is greater than", "less_than": "is less than",
+    "greater_or_equal": "is at least", "less_or_equal": "is at most",
+    "starts_with": "starts with", "ends_with": "ends with",
+}
+
+
+def compare_words(c: ir.Compare) -> str:
+    if c.operator == "exists":
+        text = f"{c.field} is present"
+    elif c.operator == "not_exists":
+        text = f"{c.field} is missing"
+    elif c.operator == "regex":
+        text = f"{c.field} matches the pattern /{c.value}/"
+    elif c.operator in ("in", "not_in") and isinstance(c.value, list):
+        text = f"{c.field} {_PHRASES[c.operator]} {', '.join(literal(v) for v in c.value) or '(nothing)'}"
+    else:
+        text = f"{c.field} {_PHRASES[c.operator]} {literal(c.value)}"
+    if c.description:
+        text += f" ({c.description})"
+    return text
+
+
+def condition_words(cond: ir.Condition | None) -> str:
+    """One line; `and` binds tighter than `or`, and every nested group is in parentheses."""
+    if cond is None:
+        return "every request"
+    if isinstance(cond, ir.Compare):
+        return compare_words(cond)
+    if isinstance(cond, ir.Not):
+        return f"not ({condition_words(cond.item)})"
+    word = " and " if isinstance(cond, ir.AllOf) else " or "
+    return word.join(
+        f"({condition_words(c)})" if isinstance(c, (ir.AllOf, ir.AnyOf)) else condition_words(c)
+        for c in cond.items
+    )
+
+
+def condition_outline(cond: ir.Condition | None, depth: int = 0) -> list[str]:
+    """A bulleted outline (markdown), one comparison per line."""
+    pad = "  " * depth
+    if cond is None or isinstance(cond, ir.Compare):
+        return [f"{pad}- {md_code(condition_words(cond))}"]
+    if isinstance(cond, ir.Not):
+        return [f"{pad}- none of:", *condition_outline(cond.item, depth + 1)]
+    head = "all of:" if isinstance(cond, ir.AllOf) else "any of:"
+    return [f"{pad}- {head}", *(line for c in cond.items for line in condition_outline(c, depth + 1))]
+
+
+# ---- strategies and targets ------------------------------------------------------------
+
+def target_name(t: ir.Target) -> str:
+    return t.name or t.label or f"{t.provider}:{t.model_name}"
+
+
+def percent(x: float) -> str:
+    return f"{x * 100:.4g}%"
+
+
+def _shares(s: ir.Strategy) -> list[tuple[str, float | None]]:
+    """(role, share of traffic) per target; None where it is decided per request."""
+    n = len(s.targets)
+    if s.kind == "single":
+        return [("primary", 1.0)]
+    if s.kind == "shadow":
+        return [("primary", 1.0), ("mirror", 1.0)]
+    if s.kind == "split":
+        total = sum(t.weight or 0.0 for t in s.targets) or 1.0
+        return [("split", (t.weight or 0.0) / total) for t in s.targets]
+    if s.kind == "round_robin":
+        return [("in turn", 1.0 / n)] * n
+    if s.kind == "fallback":
+        return [("primary" if i == 0 else f"fallback {i}", 1.0 if i == 0 else None) for i in range(n)]
+    return [("candidate", None)] * n
+
+
+def strategy_words(s: ir.Strategy) -> str:
+    names = [target_name(t) for t in s.targets]
+    if s.kind == "single":
+        return f"route to {names[0]}"
+    if s.kind == "shadow":
+        return f"shadow: primary {names[0]}, mirror to {names[1]}"
+    if s.kind == "split":
+        text = "split " + " / ".join(
+            f"{percent(share)} {name}" for (_, share), name in zip(_shares(s), names)
+        )
+        if s.sticky_by:
+            text += f", sticky by {s.sticky_by}"
+            if s.salt is not None:
+                text += f" (salt {literal(s.salt)})"
+        return text
+    if s.kind == "fallback":
+        return "fallback: " + " ".join(f"{i}. {name}" for i, name in enumerate(names, 1))
+    if s.kind == "round_robin":
+        return f"round robin over {', '.join(names)} ({percent(1 / len(names))} each)"
+    if s.kind == "hybrid":
+        weights = ", ".join(
+            f"{factor} {percent(getattr(s, f'{factor}_weight') or 0.0)}"
+            for factor in ("cost", "latency", "reliability")
+        )
+        return f"hybrid: {weights} among {', '.join(names)}"
+    return f"{s.kind.replace('_', ' ')} among {', '.join(names)}"
+
+
+def _duration(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return f"{ms // 1000}s" if ms % 1000 == 0 and ms else f"{ms}ms"
+
+
+def _target_data(t: ir.Target, role: str, share: float | None) -> dict:
+    cb, hc = t.circuit_breaker, t.health_check
+    return {
+        "name": target_name(t),
+        "role": role,
+        "share": share,
+        "provider": t.provider,
+        "model": t.model_name,
+        "endpoint": t.endpoint,
+        "label": t.label,
+        "timeout_ms": t.timeout_ms,
+        "retries": t.retry_count,
+        "cost_per_1k_tokens": t.cost_per_1k_tokens,
+        "header_names": sorted(t.headers) if t.headers else [],
+        "circuit_breaker": None if cb is None else {
+            "failure_threshold": cb.failure_threshold,
+            "cooldown_ms": cb.cooldown_ms,
+            "success_threshold": cb.success_threshold,
+        },
+        "health_check": None if hc is None else {
+            "path": hc.path, "interval_ms": hc.interval_ms, "timeout_ms": hc.timeout_ms,
+        },
+    }
+
+
+def breaker_words(cb: dict | None) -> str:
+    if cb is None:
+        return "-"
+    return (f"open after {_count(cb['failure_threshold'], 'failure')}, retry after {_duration(cb['cooldown_ms'])}, "
+            f"close after {_count(cb['success_threshold'], 'success')}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
+
+
+# ---- the structure every format renders ---------------------------------------------
+
+def findings(result: CompileResult) -> list[Diagnostic]:
+    """Checker warnings, lint findings (when the linter is installed) and the
+    notes on what Mixtrain does differently, once each, in source order."""
+    found = list(result.diagnostics)
+    if importlib.util.find_spec("routelang.lint") is not None:
+        from .lint import lint
+
+        found += lint(result)
+    if result.router is not None:
+        found += lower(result.router)[1]
+    unique: dict[tuple, Diagnostic] = {}
+    for d in found:
+        key = (d.code.code, d.message, d.span.file, d.span.line, d.span.column)
+        unique.setdefault(key, d)
+    return sort_diagnostics(list(unique.values()))
+
+
+def _finding_data(d: Diagnostic) -> dict:
+    return {
+        "code": d.code.code,
+        "name": d.code.name,
+        "severity": d.level.value,
+        "rule": d.rule,
+        "message": d.message,
+        "file": d.span.file,
+        "line": d.span.line,
+        "column": d.span.column,
+        "help": d.help,
+    }
+
+
+def _rule_data(rule: ir.Rule, order: int | None) -> dict:
+    s = rule.strategy
+    return {
+        "order": order,
+        "name": rule.name,
+        "priority": rule.priority,
+        "description": rule.description,
+        "enabled": rule.enabled,
+        "when": {
+            "words": condition_words(rule.when),
+            "tree": condition_tree(rule.when) if rule.when is not None else None,
+        },
+        "strategy": {
+            "kind": s.kind,
+            "words": strategy_words(s),
+            "sticky_by": s.sticky_by,
+            "salt": s.salt,
+            "cost_weight": s.cost_weight,
+            "latency_weight": s.latency_weight,
+            "reliability_weight": s.reliability_weight,
+        },
+        "targets": [_target_data(t, role, share) for t, (role, share) in zip(s.targets, _shares(s))],
+    }
+
+
+def explain_data(result: CompileResult) -> dict:
+    """The explanation as plain data (the `json` format; see docs/explain.md)."""
+    router = result.router
+    if router is None:
+        raise ValueError("explain needs a router that compiles")
+    ordered = router.evaluation_order()
+    catch_all = next((r for r in ordered if r.when is None), None)
+    if catch_all is not None:
+        no_match = f"every request matches by rule `{catch_all.name}` at the latest (it has no `when`)"
+    else:
+        no_match = "a request that matches no rule gets no route: the engine reports no match"
+    return {
+        "format_version": FORMAT_VERSION,
+        "router": {
+            "name": router.name,
+            "description": router.description,
+            "metadata": router.metadata,
+            "rules": len(router.rules),
+            "enabled_rules": len(ordered),
+            "no_match": no_match,
+        },
+        "rules": [_rule_data(r, i) for i, r in enumerate(ordered, 1)],
+        "disabled_rules": [_rule_data(r, None) for r in router.rules if not r.enabled],
+        "findings": [_finding_data(d) for d in findings(result)],
+    }
+
+
+def explain(result: CompileResult, fmt: str = "table") -> str:
+    """The explanation of a compiled router in `fmt` (table, json or markdown)."""
+    data = explain_data(result)
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "markdown":
+        return render_markdown(data, result.router)
+    if fmt == "table":
+        return render_table(data)
+    raise ValueError(f"unknown explain format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+# ---- table (plain text) ---------------------------------------------------------------
+
+def _share_words(target: dict) -> str:
+    role, share = target["role"], target["share"]
+    if role == "mirror":
+        return f"mirror: a copy of {percent(share)}, response discarded"
+    if role == "candidate":
+        return "chosen per request"
+    if share is None:
+        return role
+    return percent(share)
+
+
+def text_table(headers: list[str], rows: list[list[str]], wrap: dict[int, int] | None = None) -> str:
+    """An aligned plain-text table; cells may hold several lines; `wrap`
+    gives a maximum width for some columns."""
+    wrap = wrap or {}
+    cells = []
+    for row in [headers, *rows]:
+        split_row = []
+        for i, cell in enumerate(row):
+            lines = []
+            for line in str(cell).split("\n"):
+                lines += textwrap.wrap(line, wrap[i], break_on_hyphens=False) if i in wrap and line else [line]
+            split_row.append(lines or [""])
+        cells.append(split_row)
+    widths = [max(len(line) for row in cells for line in row[i]) for i in range(len(headers))]
+    out = []
+    for n, row in enumerate(cells):
+        for k in range(max(len(c) for c in row)):
+            parts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(row, widths)]
+            out.append("  ".join(parts).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _rules_table(rules: list[dict], numbered: bool) -> str:
+    headers = (["#"] if numbered else []) + ["RULE", "PRIORITY", "WHEN", "STRATEGY", "TARGETS"]
+    rows = []
+    for r in rules:
+        targets = "\n".join(f"{t['name']} ({_share_words(t)})" for t in r["targets"])
+        row = [r["name"], str(r["priority"]), r["when"]["words"], r["strategy"]["words"], targets]
+        rows.append(([str(r["order"])] if numbered else []) + row)
+    offset = 1 if numbered else 0
+    return text_table(headers, rows, wrap={offset + 2: 44, offset + 3: 32})
+
+
+def _targets_table(data: dict) -> str:
+    seen: dict[tuple, list[str]] = {}
+    for r in data["rules"] + data["disabled_rules"]:
+        for t in r["targets"]:
+            key = (t["name"], t["provider"], t["model"], t["endpoint"], t["timeout_ms"], t["retries"],
+                   json.dumps(t["circuit_breaker"]))
+            seen.setdefault(key, [])
+            if r["name"] not in seen[key]:
+                seen[key].append(r["name"])
+    rows = []
+    for (name, provider, model, endpoint, timeout, retries, cb), used_by in seen.items():
+        rows.append([name, provider, model, endpoint, _duration(timeout) or "-",
+                     "-" if retries is None else str(retries), breaker_words(json.loads(cb)),
+                     ", ".join(used_by)])
+    headers = ["TARGET", "PROVIDER", "MODEL", "ENDPOINT", "TIMEOUT", "RETRIES", "CIRCUIT BREAKER", "USED BY"]
+    return text_table(headers, rows, wrap={3: 40, 6: 28})
+
+
+def _finding_line(f: dict) -> str:
+    where = f"{f['file']}:{f['line']}:{f['column']}"
+    text = f"{where}: {f['severity']}[{f['code']} {f['name']}]: {f['message']}"
+    if f["help"]:
+        text += f"\n    help: {f['help']}"
+    return text
+
+
+def render_table(data: dict) -> str:
+    router = data["router"]
+    title = f"router {router['name']}"
+    if router["description"]:
+        title += f": {router['description']}"
+    out = [title, ""]
+    out += [f"Rules in evaluation order ({router['enabled_rules']} enabled; {ORDER_WORDS}):", ""]
+    out += [_rules_table(data["rules"], numbered=True) if data["rules"] else "(no enabled rules)", ""]
+    out += [f"When nothing matches: {router['no_match']}.", ""]
+    if data["disabled_rules"]:
+        out += ["Disabled rules (never evaluated):", "", _rules_table(data["disabled_rules"], numbered=False), ""]
+    if data["rules"] or data["disabled_rules"]:
+        out += ["Targets:", "", _targets_table(data), ""]
+    out.append(f"Findings ({len(data['findings'])}):")
+    out += [""] + [_finding_line(f) for f in data["findings"]] if data["findings"] else ["(none)"]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ---- markdown ---------------------------------------------------------------------------
+
+def md_code(text: str) -> str:
+    """`text` as an inline code span, whatever backticks it holds."""
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+
+
+def md_text(text: str) -> str:
+    """Plain user text in markdown, with the characters that start markup escaped."""
+    out = "".join("\\" + ch if ch in "\\`*_[]<>|~" else ch for ch in text)
+    return "\\" + out if out[:1] in ("#", "+", "-", "=") else out
+
+
+def md_message(text: str) -> str:
+    """A diagnostic message: its `code spans` kept, the text around them escaped."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:  # an odd backtick: treat it all as text
+        return md_text(text)
+    return "".join(f"`{part}`" if i % 2 else md_text(part) for i, part in enumerate(parts))
+
+
+def mermaid_label(text: str, limit: int = 90) -> str:
+    """A mermaid node label: quoted, with the characters mermaid reads as syntax
+    written as entity codes (mermaid's `#code;` form)."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    codes = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;",
+             "\n": " "}
+    return '"' + "".join(codes.get(ch, ch) for ch in text) + '"'
+
+
+def _mermaid(data: dict) -> list[str]:
+    rules = data["rules"]
+    lines = ["```mermaid", "flowchart TD", '    start(["request"])']
+    previous, edge = "start", ""
+    for r in rules:
+        node = f"r{r['order']}"
+        label = f"{r['order']}. {r['name']}: {r['when']['words']}"
+        lines.append(f"    {node}{{{mermaid_label(label)}}}")
+        lines.append(f"    {previous} {edge}--> {node}" if previous else f"    %% {node} is never reached")
+        lines.append(f"    {node}_to[{mermaid_label(r['strategy']['words'])}]")
+        always = r["when"]["tree"] is None
+        lines.append(f"    {node} -- {'always' if always else 'yes'} --> {node}_to")
+        previous, edge = (None, "") if always else (node, "-- no ")
+    lines.append('    none(["no match"])')
+    lines.append(f"    {previous} {edge}--> none" if previous else "    %% no request reaches no match")
+    lines.append("```")
+    return lines
+
+
+def _target_rows(r: dict) -> list[str]:
+    rows = ["| Target | Share | Provider | Model | Endpoint | Timeout | Retries | Circuit breaker |",
+            "|---|---|---|---|---|---|---|---|"]
+    for t in r["targets"]:
+        cells = [md_code(t["name"]), _share_words(t), md_code(t["provider"]), md_code(t["model"]),
+                 md_code(t["endpoint"]), _duration(t["timeout_ms"]) or "-",
+                 "-" if t["retries"] is None else str(t["retries"]), breaker_words(t["circuit_breaker"])]
+        rows.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
+    return rows
+
+
+def _rule_section(r: dict, rule_findings: list[dict], ir_rule: ir.Rule) -> list[str]:
+    heading = f"{r['order']}. " if r["order"] is not None else ""
+    out = [f"### {heading}{md_code(r['name'])} (priority {r['priority']})", ""]
+    if r["description"]:
+        out += [md_text(r["description"]), ""]
+    if ir_rule.when is None:
+        out += ["**When:** every request", ""]
+    else:
+        out += ["**When:**", "", *condition_outline(ir_rule.when), ""]
+    out += [f"**Strategy:** {md_code(r['strategy']['words'])}", ""]
+    out += _target_rows(r) + [""]
+    for f in rule_findings:
+        out.append(f"- {f['severity']} **{f['code']} {f['name']}**: {md_message(f['message'])}")
+    if rule_findings:
+        out.append("")
+    return out
+
+
+def render_markdown(data: dict, router_ir: ir.Router) -> str:
+    router = data["router"]
+    out = [f"# Router {md_code(router['name'])}", ""]
+    if router["description"]:
+        out += [md_text(router["description"]), ""]
+    out += [f"Rules in evaluation order: {ORDER_WORDS}.", ""]
+    out += ["| # | Rule | Priority | When | Strategy |", "|---|---|---|---|---|"]
+    for r in data["rules"]:
+        cells = [str(r["order"]), md_code(r["name"]), str(r["priority"]), md_code(r["when"]["words"]),
+                 md_code(r["strategy"]["words"])]
+        out.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
+    out += ["", f"When nothing matches: {md_message(router['no_match'])}.", ""]
+    out += ["## Decision order", "", *_mermaid(data), ""]
+    by_rule: dict[str | None, list[dict]] = {}
+    for f in data["findings"]:
+        by_rule.setdefault(f["rule"], []).append(f)
+    out += ["## Rules", ""]
+    for r, rule in zip(data["rules"], router_ir.evaluation_order()):
+        out += _rule_section(r, by_rule.get(r["name"], []), rule)
+    if data["disabled_rules"]:
+        out += ["## Disabled rules", "", "These rules are never evaluated.", ""]
+        for r, rule in zip(data["disabled_rules"], [x for x in router_ir.rules if not x.enabled]):
+            out += _rule_section(r, by_rule.get(r["name"], []), rule)
+    out += ["## Findings", ""]
+    if not data["findings"]:
+        out += ["None.", ""]
+    for f in data["findings"]:
+        where = f"{f['file']}:{f['line']}:{f['column']}"
+        out.append(f"- {f['severity']} **{f['code']} {f['name']}** ({md_code(where)}): {md_message(f['message'])}")
+    return "\n".join(out).rstrip() + "\n"
