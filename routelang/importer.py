@@ -12,6 +12,7 @@ reported as `ImportNote`s and a `# NOTE` comment in the output.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -49,8 +50,17 @@ class ImportNote:
         return f"{self.where}: {self.message}"
 
 
+@functools.cache
+def keywords() -> frozenset[str]:
+    """The grammar's words. Names that are keywords get quotes: a keyword
+    cannot stand everywhere a name can (`50% is_shadow: t` does not parse)."""
+    words = re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', grammar_text())
+    return frozenset(words) | {"true", "false", "null"}
+
+
 def is_identifier(text: str) -> bool:
-    return _NAME.fullmatch(text) is not None
+    """Can `text` be written bare as a name (router, rule, label, target, key)?"""
+    return _NAME.fullmatch(text) is not None and text not in keywords()
 
 
 def name_text(name: str) -> str:
@@ -60,10 +70,11 @@ def name_text(name: str) -> str:
 
 def field_text(field: str) -> str:
     """A dotted field path; segments that are not identifiers are quoted.
-    A leading `not` would read as negation, so it is quoted too."""
+    Keywords read fine as segments (`request.model`), except that a leading
+    `not` would read as negation."""
     parts = []
     for i, seg in enumerate(field.split(".")):
-        bare = is_identifier(seg) and not (i == 0 and seg == "not")
+        bare = _NAME.fullmatch(seg) is not None and not (i == 0 and seg == "not")
         parts.append(seg if bare else quote(seg))
     return ".".join(parts)
 
@@ -200,12 +211,6 @@ def _target_key(t: dict, in_split: bool, label_outside: bool) -> str:
     return json.dumps(shared, sort_keys=True)
 
 
-def _keywords() -> set[str]:
-    """Words of the grammar; generated target names avoid them, since a
-    keyword cannot always stand where a target reference goes."""
-    return set(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', grammar_text())) | {"true", "false", "null"}
-
-
 def _target_name(t: dict, taken: set[str]) -> str:
     base = re.sub(r"[^A-Za-z0-9_]+", "_", t["model_name"]).strip("_") or "target"
     if not re.match(r"[A-Za-z_]", base):
@@ -262,7 +267,7 @@ def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[
         for t, in_split, outside in _uses(rule):
             key = _target_key(t, in_split, outside)
             counts[key] = counts.get(key, 0) + 1
-    taken = set(PRESETS) | _keywords()
+    taken = set(PRESETS) | keywords()
     named: dict[str, str] = {}
     definitions: list[str] = []
     for rule in cfg["rules"]:
@@ -301,7 +306,17 @@ def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[
         comments = "".join(f"# NOTE: {n}\n" for n in w.notes)
         first, rest = body.split("\n", 1)
         body = f"{first}\n{comments}{rest}"
-    return body, w.notes
+    return _canonical_layout(body), w.notes
+
+
+def _canonical_layout(text: str) -> str:
+    """`routelang fmt`'s layout, so an imported file is already formatted."""
+    from .fmt import FormatterBug, format_text
+
+    try:
+        return format_text(text)
+    except FormatterBug:
+        return text  # the text written above is valid as it stands, only laid out by hand
 
 
 def import_config(config: dict, source_name: str) -> str:

@@ -183,6 +183,7 @@ class RoutelangServer(LanguageServer):
         self.documents: dict[str, DocumentState] = {}
         self.lint = _optional("routelang.lint", "lint")
         self.format_text = _optional("routelang.fmt", "format_text")
+        self.format_error = _optional("routelang.fmt", "FormatError")
 
     # -- encoding --------------------------------------------------------------------
     @property
@@ -590,7 +591,13 @@ def build_server() -> RoutelangServer:
             state = state_for(ls, params.text_document.uri)
             if any(d.code.code == SYNTAX_ERROR_CODE for d in state.result.diagnostics):
                 return None  # nothing sensible to format until the text parses
-            new_text = ls.format_text(state.text, state.name)
+            if ls.format_error is None:
+                new_text = ls.format_text(state.text, state.name)
+            else:
+                try:
+                    new_text = ls.format_text(state.text, state.name)
+                except ls.format_error:
+                    return None  # the text does not parse; diagnostics already say why
             if new_text == state.text:
                 return []
             lines = state.text.split("\n")

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 python -m pip install --quiet -e '.[test,editors]'
 
 # The editor tests drive VS Code's own tokenizer (node) and a headless Vim.
-if [ -f editors/test-harness/package-lock.json ]; then
-    (cd editors/test-harness && npm ci --silent --no-audit --no-fund)
-fi
+for dir in editors/test-harness editors/vscode; do
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+done
 if ! command -v vim >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq && apt-get install -y -qq vim-nox >/dev/null

@@ -40,12 +40,13 @@ def round_trip(config: dict) -> tuple[str, dict]:
 
 ODD_TEXT = st.sampled_from([
     "plain", "with space", 'quo"te', "back\\slash", "tab\there", "new\nline", "ünïcödé ✓", "日本語",
-    "route", "not", "true", "null", "priority", "rule", "1abc", "a-b", "${HOME}", "{}", "#hash", "r\"x\"",
+    "route", "not", "true", "null", "priority", "rule", "is_shadow", "target", "split", "disabled", "1abc", "a-b", "${HOME}", "{}", "#hash", "r\"x\"",
 ])
 TEXT = st.one_of(ODD_TEXT, st.text(min_size=0, max_size=12))
 NAME = st.one_of(ODD_TEXT, st.text(min_size=1, max_size=12)).filter(lambda s: s.strip())
 SEGMENT = st.one_of(
-    st.sampled_from(["user", "tier", "request", "type", "model", "not", "in", "x-id", "first name", "ü", '"q"']),
+    st.sampled_from(["user", "tier", "request", "type", "model", "not", "in", "x-id", "first name", "ü", '"q"',
+                     "route", "true", "target", "is_shadow", "and", "or", "note", "exists"]),
     st.text(alphabet=st.characters(blacklist_characters=".", blacklist_categories=("Cs",)), min_size=1, max_size=8),
 )
 FIELD = st.lists(SEGMENT, min_size=1, max_size=3).map(".".join).filter(lambda f: f.strip())

@@ -118,10 +118,7 @@ class _Emitter:
         if op == "not_equals":
             return f"{v} != {self.scalar(value)}"
         if op in ("in", "not_in"):
-            test = self.membership(v, value)
-            if op == "in":
-                return test
-            return "True" if test == "False" else f"(not ({test}))"
+            return self.membership(v, value, negated=op == "not_in")
         if op == "exists":
             return f"{v} is not None"
         if op == "not_exists":
@@ -146,19 +143,22 @@ class _Emitter:
             return f"{self.helper(op)}({v}, {self.scalar(value)})"
         raise ValueError(f"unknown operator {op!r}")
 
-    def membership(self, v: str, value: Any) -> str:
-        if not isinstance(value, list):
-            return "False"  # Mixtrain's `in` needs a list
-        if not value:
-            return "False"
+    def membership(self, v: str, value: Any, negated: bool) -> str:
+        """`v in value` (Mixtrain: False unless value is a list), or its negation."""
+        if not isinstance(value, list) or not value:
+            return "True" if negated else "False"
         items = literal(value)[1:-1]
+        operator = "not in" if negated else "in"
         if len(value) <= INLINE_IN_LIMIT:
-            return f"{v} in ({items},)"  # tuple membership is list membership
+            return f"{v} {operator} ({items},)"  # tuple membership is list membership
         as_tuple = self.constant(f"({items},)")
-        if all(_indexable(item) for item in value):
-            as_set = self.constant(f"frozenset({as_tuple})")
-            return f"({v} in {as_set} if type({v}) in {self.constant(_SCALARS)} else {v} in {as_tuple})"
-        return f"{v} in {as_tuple}"
+        if not all(_indexable(item) for item in value):
+            return f"{v} {operator} {as_tuple}"
+        # A frozenset answers as the list does for scalars (equal values hash alike);
+        # other values (lists, dicts) take the tuple.
+        as_set = self.constant(f"frozenset({as_tuple})")
+        test = f"({v} in {as_set} if type({v}) in {self.constant(_SCALARS)} else {v} in {as_tuple})"
+        return f"(not {test})" if negated else test
 
 
 _SCALARS = "frozenset((str, int, float, bool, type(None)))"

@@ -34,36 +34,29 @@ class CompileError(ValueError):
 
 
 class RouteResult:
-    """Mixtrain's RoutingResult, field for field: `matched_rule` (None when no
-    rule matched), `selected_targets`, `explanation`, `execution_time_ms`,
-    `metadata` (built on first access: most callers never read it)."""
+    """Mixtrain's RoutingResult: `matched_rule` (None when no rule matched),
+    `selected_targets`, `explanation`, `execution_time_ms` (measured by
+    RoutingEngine, as Mixtrain does; None from Router.route, which stays lean),
+    and `metadata` (built on first access: most callers never read it)."""
 
-    __slots__ = (
-        "_evaluated",
-        "_metadata",
-        "execution_time_ms",
-        "explanation",
-        "matched_rule",
-        "selected_targets",
-    )
+    __slots__ = ("_metadata", "execution_time_ms", "explanation", "matched_rule", "selected_targets")
 
     def __init__(self, matched_rule: RuleSpec | None, selected_targets: list[Target], explanation: str,
-                 execution_time_ms: float | None = None, metadata: dict[str, Any] | None = None,
-                 evaluated_rules: int = 0):
+                 execution_time_ms: float | None = None):
         self.matched_rule = matched_rule
         self.selected_targets = selected_targets
         self.explanation = explanation
         self.execution_time_ms = execution_time_ms
-        self._metadata = metadata
-        self._evaluated = evaluated_rules
 
     @property
     def metadata(self) -> dict[str, Any]:
-        if self._metadata is None:
-            self._metadata = {"evaluated_rules": self._evaluated}
-            if self.matched_rule is not None:
-                self._metadata.update(strategy=self.matched_rule.strategy, target_count=len(self.selected_targets))
-        return self._metadata
+        try:
+            return self._metadata
+        except AttributeError:  # not built yet
+            rule = self.matched_rule
+            self._metadata = {} if rule is None else {"strategy": rule.strategy,
+                                                      "target_count": len(self.selected_targets)}
+            return self._metadata
 
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:
@@ -119,8 +112,9 @@ class Router:
         else:
             self.decide = interpreter(plan)
         self._selectors = [Selector(rule, self.breakers, self.metrics) for rule in plan.order]
-        self._count = len(plan.order)
-        self._explanations = [f"Matched rule '{r.name}' (priority {r.priority})" for r in plan.order]
+        # Per rule, in evaluation order: what route() needs, in one lookup.
+        self._routes = [(s.select, s.rule, f"Matched rule '{s.rule.name}' (priority {s.rule.priority})",
+                         None if s.static is None else list(s.static)) for s in self._selectors]
 
     @property
     def rules(self) -> tuple[RuleSpec, ...]:
@@ -129,19 +123,18 @@ class Router:
     def route(self, request: Any) -> RouteResult:
         """The first matching rule and its selected targets. Raises RequestError
         for a request that is not a JSON object (a dict)."""
-        start = perf_counter()
         if not isinstance(request, dict):
             check_request(request)  # raises the documented error
         position = self.decide(request)
         if position < 0:
-            return RouteResult(None, [], "No rules matched the request", (perf_counter() - start) * 1000,
-                               None, self._count)
-        selector = self._selectors[position]
-        targets = selector.select(request)
-        explanation = self._explanations[position]
+            return RouteResult(None, [], "No rules matched the request")
+        select, rule, explanation, static = self._routes[position]
+        if static is not None:
+            return RouteResult(rule, static.copy(), explanation)
+        targets = select(request)
         if not targets:
             explanation += ": every target's circuit breaker is open"
-        return RouteResult(selector.rule, targets, explanation, (perf_counter() - start) * 1000, None, self._count)
+        return RouteResult(rule, targets, explanation)
 
     def matched_rule(self, request: Any) -> RuleSpec | None:
         """Only the decision, without selecting targets (no counters move)."""
@@ -193,7 +186,14 @@ class Router:
 # ---- loading ------------------------------------------------------------------------
 
 def _looks_like_path(text: str) -> bool:
-    return "\n" not in text and len(text) < 4096 and (text.endswith((".route", ".json")) or Path(text).is_file())
+    if "\n" in text or text.lstrip().startswith("{"):
+        return False
+    if text.endswith((".route", ".json")):
+        return True
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long for a file name, or holds NUL: source text
+        return False
 
 
 def load_plan(source: Any, env: dict[str, str] | None = None) -> Plan:
@@ -255,10 +255,19 @@ class RoutingEngine:
         self.router = load(config, backend=backend)
 
     def route_request(self, request_data: Any) -> RouteResult:
+        start = perf_counter()
         try:
-            return self.router.route(request_data)
+            result = self.router.route(request_data)
         except RequestError as exc:
-            return RouteResult(None, [], f"Invalid request: {exc}", 0.0, {"error": str(exc)})
+            result = RouteResult(None, [], f"Invalid request: {exc}")
+            result.metadata = {"error": str(exc)}
+        else:
+            metadata = {"evaluated_rules": len(self.router.plan.order)}
+            if result.matched_rule is not None:
+                metadata.update(strategy=result.matched_rule.strategy, target_count=len(result.selected_targets))
+            result.metadata = metadata
+        result.execution_time_ms = (perf_counter() - start) * 1000
+        return result
 
     def test_request(self, request_data: Any, expected_rule: str | None = None) -> RouteResult:
         result = self.route_request(request_data)

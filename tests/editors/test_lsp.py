@@ -384,9 +384,24 @@ async def test_formatting(client: LanguageClient, tmp_path):
         )
     )
     expected = format_text(messy, str(path))
-    if expected == messy:
-        assert edits == []
-    else:
-        [edit] = edits
-        assert edit.range.start == types.Position(0, 0)
-        assert edit.new_text == expected
+    assert expected != messy  # the messy indentation gets fixed
+    [edit] = edits
+    assert edit.range.start == types.Position(0, 0)
+    assert edit.range.end == types.Position(messy.count("\n"), 0)  # the whole document
+    assert edit.new_text == expected
+
+    # text that does not parse is left alone
+    broken = messy.replace("rule rest", "rule rest {{")
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=broken)],
+        )
+    )
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
+            options=types.FormattingOptions(tab_size=4, insert_spaces=True),
+        )
+    ) is None

@@ -152,3 +152,27 @@ def test_indent(tmp_path):
         '}\n'
     )
     assert _reindent(tmp_path, messy) == expected
+
+
+def test_route_format_command(tmp_path):
+    """:RouteFormat runs `routelang fmt -` over the buffer."""
+    import sys
+    from pathlib import Path
+
+    from routelang.fmt import format_text
+
+    messy = 'router x\nrule a {   route   custom("m","https://m.example.com") }\n'
+    path = tmp_path / "fmt.route"
+    path.write_text(messy, encoding="utf-8")
+    vim = shutil.which("vim")
+    assert vim, "vim is required (apt-get install vim)"
+    bin_dir = str(Path(sys.executable).parent)  # where the `routelang` script is installed
+    env = {"HOME": str(tmp_path), "PATH": f"{bin_dir}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    proc = subprocess.run(
+        [vim, "-Nu", "NONE", "-i", "NONE", "-es", "--cmd", f"set rtp^={VIM_RUNTIME}",
+         "-c", "filetype plugin indent on", "-c", "edit", "-c", "RouteFormat", "-c", "wq", str(path)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    formatted = path.read_text(encoding="utf-8")
+    assert formatted == format_text(messy, str(path)), proc.stdout + proc.stderr
+    assert formatted != messy
