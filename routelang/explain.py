@@ -387,8 +387,8 @@ def md_code(text: str) -> str:
 
 
 def md_cell(text: str) -> str:
-    """Text safe inside a markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+    """Text safe inside a markdown table cell (GFM reads `\\|` as a pipe even in code spans)."""
+    return text.replace("|", "\\|").replace("\n", "<br>")
 
 
 def md_text(text: str) -> str:

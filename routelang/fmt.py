@@ -33,7 +33,7 @@ from .source import Source, Span
 WIDTH = 100
 INDENT = 4
 
-_WS_AND_COMMENTS = re.compile(r"(?:\s+|#[^\n]*)*")
+_WS_AND_COMMENTS = re.compile(r"\s*(?:#[^\n]*\s*)*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _STRING = re.compile(r'r"[^"\n]*"|"(?:[^"\\\n]|\\.)*"')
 _SEGMENT = re.compile(f"{_STRING.pattern}|{_NAME.pattern}")
@@ -532,6 +532,8 @@ def _attach_comments(doc: list, comments: list[ast.Comment], printer: _Printer) 
             i = anchors[min(bisect.bisect_right(starts, at), len(anchors) - 1)]
             while isinstance(leaves[i], Text) and not leaves[i].line_start:
                 i -= 1
+            if i >= 2 and isinstance(leaves[i - 1], Line) and isinstance(leaves[i - 2], EndComments):
+                i -= 2  # moved back onto a block's closing line: end the block instead
             leaves[i].leading.append(comment)
     for group, first, last in groups:
         if group.forced:
@@ -566,9 +568,11 @@ class _Renderer:
 
     def blank_before(self, offset: int) -> bool:
         """Did the author leave an empty line just before `offset`?"""
-        before = self.source[:offset]
-        gap = before[len(before.rstrip()):]
-        return gap.count("\n") >= 2
+        newlines, i = 0, offset - 1
+        while i >= 0 and self.source[i] in " \t\r\n":
+            newlines += self.source[i] == "\n"
+            i -= 1
+        return newlines >= 2
 
     def write(self, text: str, offset: int | None) -> None:
         if self.at_line_start():

@@ -192,7 +192,7 @@ def percent_text(weight: float) -> str | None:
     """`80%` when reading it back (float(text) / 100) gives exactly `weight`."""
     if not math.isfinite(weight) or weight < 0:
         return None
-    for digits in range(0, 18):
+    for digits in range(18):
         text = f"{weight * 100:.{digits}f}"
         if "." in text:
             text = text.rstrip("0").rstrip(".")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,8 @@ def test_fmt_keeps_every_comment(path):
 def test_fmt_lines_fit_unless_unbreakable(path):
     for line in format_text(read(path), path.name).splitlines():
         code = line.split("  #")[0]
-        breakable = any(word in code.strip()[5:] for word in (" and ", " or ", ", "))
+        outside_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', code.strip()[5:])
+        breakable = any(word in outside_strings for word in (" and ", " or ", ", "))
         assert len(code) <= 100 or not breakable, line
 
 
@@ -358,14 +360,14 @@ def respaced(draw, gaps):
     return name, "".join(tok + gap for tok, gap in zip(toks, chosen))
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(respaced(PLAIN_GAPS))
 def test_layout_does_not_depend_on_the_input_whitespace(case):
     name, text = case
     assert format_text(text) == format_text(" ".join(TOKENS[name]))
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(respaced(COMMENT_GAPS))
 def test_comments_anywhere_are_kept_and_stable(case):
     name, text = case

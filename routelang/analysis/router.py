@@ -18,7 +18,7 @@ from ..backends.json import condition_tree
 from ..check import walk_conditions
 from ..runtime.operators import evaluate
 from .domain import atom_of, build_variables
-from .regions import Region, Space, TooComplex, meets_region, variables_of
+from .regions import Region, Space, TooComplex, meets_region
 
 
 class Verdict(str, Enum):
@@ -87,12 +87,11 @@ class RouterAnalysis:
         earlier: list[RuleFacts] = []
         for position, rule in enumerate(self.order):
             region = self.region(rule.when)
-            facts = RuleFacts(rule, position, region)
+            facts = RuleFacts(rule, position, region, self._variables(rule.when))
             self.facts.append(facts)
             if region is None:
                 earlier.append(facts)
                 continue
-            facts.variables = variables_of(region)
             remaining: Region | None = region
             for prior in earlier:
                 if prior.region is None or not remaining or not meets_region(remaining, prior.region):
@@ -114,6 +113,11 @@ class RouterAnalysis:
                 cover = self._exact_cover(facts, earlier)
                 if cover is not None:
                     facts.verdict, facts.covered_by = Verdict.UNREACHABLE, [c.rule for c in cover]
+
+    def _variables(self, cond) -> set[int]:
+        """The variables a condition reads (not only those its region constrains:
+        an empty region constrains none, yet its emptiness depends on them)."""
+        return {self.space.var_of_field[c.field] for c in walk_conditions(cond)}
 
     def _exact_cover(self, facts: RuleFacts, earlier: list[RuleFacts]) -> list[RuleFacts] | None:
         """A small set of earlier rules that provably covers `facts`' region:

@@ -57,6 +57,8 @@ class _Inexact(Exception):
 
 def _mixtrain_literal(cmp: ir.Compare, negated: bool) -> ir.Compare:
     """One Mixtrain condition equal in meaning to `cmp` (or its negation)."""
+    if isinstance(cmp.value, dict):
+        raise _Inexact("an object as a condition value")  # RoutingCondition.value cannot hold one
     op = cmp.operator
     if negated:
         if op not in ir.NEGATED_OPERATOR:
@@ -109,7 +111,8 @@ def _is_plain_conjunction(cond) -> bool:
     if cond is None:
         return True
     items = cond.items if isinstance(cond, ir.AllOf) else (cond,)
-    return all(isinstance(c, ir.Compare) and c.operator in ir.MIXTRAIN_OPERATORS for c in items)
+    return all(isinstance(c, ir.Compare) and c.operator in ir.MIXTRAIN_OPERATORS and not isinstance(c.value, dict)
+               for c in items)
 
 
 def _flat_conjunction(cond) -> list[ir.Compare]:

@@ -18,6 +18,7 @@ from typing import Any
 from . import operators
 
 EXT = "x-routelang"
+BREAKER_SETTINGS = ("failure_threshold", "cooldown_ms", "success_threshold")
 STRATEGY_KINDS = ("single", "split", "shadow", "fallback", "round_robin", "least_latency", "lowest_cost", "hybrid")
 
 
@@ -169,7 +170,9 @@ def _target(data: Any, where: str) -> Target:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items())),
         f"{where}: `headers` must map strings to strings")
     breaker = ext.get("circuit_breaker")
-    _require(breaker is None or isinstance(breaker, dict), f"{where}: `circuit_breaker` must be an object")
+    _require(breaker is None or (isinstance(breaker, dict) and set(breaker) <= set(BREAKER_SETTINGS) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in breaker.values())),
+        f"{where}: `circuit_breaker` takes non-negative integers {', '.join(BREAKER_SETTINGS)}")
     cost = ext.get("cost_per_1k_tokens")
     return Target(
         provider=data["provider"], model_name=data["model_name"], endpoint=data["endpoint"],

@@ -76,6 +76,9 @@ def test_a_bad_json_config_is_a_config_error():
         routelang.load({"name": "x", "rules": [{"name": "a", "conditions": [
             {"field": "f", "operator": "like", "value": 1}], "targets": [
             {"provider": "p", "model_name": "m", "endpoint": "e"}]}]})
+    with pytest.raises(routelang.ConfigError, match="circuit_breaker"):
+        routelang.load({"name": "x", "rules": [{"name": "a", "targets": [
+            {"provider": "p", "model_name": "m", "endpoint": "e", "x-routelang": {"circuit_breaker": {"bad": 1}}}]}]})
 
 
 def _mixtrain_pair():

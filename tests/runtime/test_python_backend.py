@@ -43,7 +43,7 @@ def test_generated_module_is_ruff_clean(path, tmp_path):
     out = tmp_path / "generated.py"
     out.write_text(_generate(path))
     proc = subprocess.run([str(RUFF), "check", "--isolated", "--select", "E,F,W,B,UP,SIM,RUF,I,C4,PIE",
-                           "--line-length", "120", str(out)], capture_output=True, text=True)
+                           "--line-length", "120", str(out)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
 
 
@@ -57,7 +57,7 @@ def test_rules_are_indexed_on_the_common_equality_field():
 def test_line_map_points_at_each_rules_code_and_its_route_span():
     text = _generate(TIERS)
     namespace: dict = {}
-    exec(compile(text, "generated", "exec"), namespace)
+    exec(compile(text, "generated", "exec"), namespace)  # noqa: S102 (our generated code)
     lines = text.splitlines()
     source = TIERS.read_text().splitlines()
     assert namespace["LINE_MAP"]
@@ -72,8 +72,8 @@ def test_line_map_points_at_each_rules_code_and_its_route_span():
 def test_literal_round_trips_every_json_value():
     values = ["a'b\"c", "\x00\n\\", "\u2028é", 10**5000, 1e308, float("inf"), -0.0, True, None, [1, {"k": [2]}]]
     for value in values:
-        assert eval(literal(value)) == value  # noqa: S307 (the point of the test)
-    assert repr(eval(literal(float("nan")))) == "nan"  # noqa: S307
+        assert eval(literal(value)) == value
+    assert repr(eval(literal(float("nan")))) == "nan"
 
 
 PAYLOADS = [

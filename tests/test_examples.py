@@ -1,0 +1,88 @@
+"""The examples: one per scenario of the seeds, each checks clean and its
+`test` blocks hold. Rule expectations are checked twice: by an evaluation
+written here (operators.evaluate over each rule's condition tree, in
+evaluation order) and by routelang's runtime (`routelang test`), which also
+checks target expectations."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from routelang.backends.json import condition_tree
+from routelang.cli import main
+from routelang.compiler import compile_path
+from routelang.diagnostics import Severity
+from routelang.lint import lint
+from routelang.runtime import operators
+from routelang.runtime.engine import load
+from routelang.runtime.testing import run_tests
+
+EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.route"))
+# Files named _*.route show syntax, not a scenario: they must check clean, nothing more.
+SCENARIO_FILES = [p for p in EXAMPLES if not p.name.startswith("_")]
+SCENARIOS = [
+    "user_tiering", "ab_split", "regional", "shadow", "fallback_chain", "complex_conditions",
+    "hybrid_local_remote", "agent_workspace", "cost_latency_strategies",
+]
+
+
+def test_every_scenario_has_an_example():
+    assert {p.stem for p in EXAMPLES} >= set(SCENARIOS)
+
+
+def test_at_least_two_examples_declare_a_schema():
+    with_schema = [p.stem for p in SCENARIO_FILES if compile_path(p).router.schema_fields]
+    assert len(with_schema) >= 2, with_schema
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_checks_clean(path):
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok: 1 file(s) checked")
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_example_has_no_lint_warnings(path):
+    result = compile_path(path)
+    findings = [d for d in lint(result) if d.level in (Severity.ERROR, Severity.WARNING)]
+    assert findings == [], result.render(findings)
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_scenario_example_tests_its_rules(path):
+    router = compile_path(path).router
+    assert router.tests, "every scenario example carries `test` blocks"
+    expected_rules = {t.expect.rule for t in router.tests if t.expect.rule}
+    assert len(expected_rules) >= min(3, len(router.rules)), expected_rules
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_rule_expectations_hold_by_the_semantics(path):
+    router = compile_path(path).router
+    order = router.evaluation_order()
+    for test in router.tests:
+        operators.check_request(test.request)
+        chosen = next((r.name for r in order if operators.evaluate(
+            condition_tree(r.when) if r.when is not None else None, test.request)), None)
+        if test.expect.no_match:
+            assert chosen is None, test.name
+        if test.expect.rule is not None:
+            assert chosen == test.expect.rule, test.name
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_test_blocks_pass_in_the_runtime(path):
+    result = compile_path(path)
+    outcomes = run_tests(load(path), result.router.tests)
+    assert len(outcomes) == len(result.router.tests)
+    assert [o.name for o in outcomes if not o.passed] == [], [o.detail for o in outcomes if not o.passed]
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_routelang_test_command_passes(path):
+    result = CliRunner().invoke(main, ["test", str(path)])
+    assert result.exit_code == 0, result.output
+    assert ", 0 failed" in result.output
