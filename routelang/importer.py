@@ -8,6 +8,12 @@ and defaults are Mixtrain's. The output, compiled back to JSON, gives the
 same canonical dump (`RoutingConfig.from_json(x).to_json()`), value types
 included. The few things a `.route` file cannot say (docs/import.md) are
 reported as `ImportNote`s and a `# NOTE` comment in the output.
+
+A config that routelang compiled carries `x-routelang` fields (see
+backends/json.py); those are read back too (`or`, `not`, `>=`, sticky splits,
+round_robin, least_latency / lowest_cost / hybrid, target names, costs,
+circuit breakers, health checks), as long as the file they give compiles to
+the same config for Mixtrain; otherwise the import is of Mixtrain's view.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _OPERATOR_TEXT = {
     "equals": "==", "not_equals": "!=", "greater_than": ">", "less_than": "<",
     "in": "in", "not_in": "not in", "contains": "contains", "not_contains": "not contains",
-    "regex": "=~",
+    "regex": "=~", "greater_or_equal": ">=", "less_or_equal": "<=",
+    "starts_with": "starts_with", "ends_with": "ends_with",
 }
+EXT = "x-routelang"
 LINE_WIDTH = 100
 
 
@@ -138,6 +146,22 @@ class _Writer:
             text += f" note {quote(c['description'])}"
         return text
 
+    def tree(self, tree: dict, where: str, notes: dict, parent: str | None = None) -> str:
+        """An `x-routelang.when` condition tree as an expression. Groups get
+        parentheses wherever the parser would otherwise regroup them, so the
+        file reads back to the same tree."""
+        if "any" in tree or "all" in tree:
+            kind = "any" if "any" in tree else "all"
+            text = f" {'or' if kind == 'any' else 'and'} ".join(
+                self.tree(c, where, notes, kind) for c in tree[kind])
+            bare = parent is None or (kind == "all" and parent == "any")
+            return text if bare else f"({text})"
+        if "not" in tree:
+            return "not " + self.tree(tree["not"], where, notes, "not")
+        leaf = dict(tree, value=tree.get("value"), description=notes.get(_leaf_key(tree)))
+        text = self.condition(leaf, where)
+        return f"({text})" if parent == "not" else text
+
     # ---- targets -------------------------------------------------------------------
 
     def settings(self, t: dict, in_split: bool, label_outside: bool, where: str) -> list[str]:
@@ -161,6 +185,19 @@ class _Writer:
             out.append(f"request_class {quote(t['request_class'])}")
         if t["is_shadow"]:
             out.append("is_shadow true")
+        ext = t.get(EXT, {})
+        if ext.get("cost_per_1k_tokens") is not None:
+            out.append(f"cost {self.value(ext['cost_per_1k_tokens'], where)} per 1k")
+        if ext.get("circuit_breaker"):
+            cb = ext["circuit_breaker"]
+            out.append(f"circuit_breaker {{ failures {cb['failure_threshold']}  "
+                       f"cooldown {duration_text(cb['cooldown_ms'])}  successes {cb['success_threshold']} }}")
+        if ext.get("health_check"):
+            hc = ext["health_check"]
+            parts = [f"path {quote(hc['path'])}", f"interval {duration_text(hc['interval_ms'])}"]
+            if hc.get("timeout_ms") is not None:
+                parts.append(f"timeout {duration_text(hc['timeout_ms'])}")
+            out.append("health_check { " + "  ".join(parts) + " }")
         return out
 
     def target_expr(self, t: dict, in_split: bool, label_outside: bool, where: str, indent: str) -> str:
@@ -211,7 +248,15 @@ def _target_key(t: dict, in_split: bool, label_outside: bool) -> str:
     return json.dumps(shared, sort_keys=True)
 
 
+def _leaf_key(c: dict) -> str:
+    return json.dumps([c["field"], c["operator"], c.get("value")], sort_keys=True)
+
+
 def _target_name(t: dict, taken: set[str]) -> str:
+    written = t.get(EXT, {}).get("name")
+    if isinstance(written, str) and is_identifier(written) and written not in taken:
+        taken.add(written)
+        return written  # the name the target had in the .route file it was compiled from
     base = re.sub(r"[^A-Za-z0-9_]+", "_", t["model_name"]).strip("_") or "target"
     if not re.match(r"[A-Za-z_]", base):
         base = "t_" + base
@@ -222,13 +267,20 @@ def _target_name(t: dict, taken: set[str]) -> str:
     return name
 
 
+def _kind(rule: dict) -> str:
+    """The rule's strategy as routelang wrote it (Mixtrain's, for a plain config)."""
+    return rule.get(EXT, {}).get("strategy", {}).get("kind", rule["strategy"])
+
+
 def _uses(rule: dict):
     """(target, in_split, label_outside) for each target a rule writes."""
-    strategy = rule["strategy"]
-    targets = rule["targets"][:1] if strategy == "single" else rule["targets"]
+    if "part_of" in rule.get(EXT, {}):
+        return  # an extra rule routelang expanded an `or` into; its owner says it all
+    kind = _kind(rule)
+    targets = rule["targets"][:1] if kind == "single" else rule["targets"]
     for t in targets:
-        in_split = strategy == "split"
-        yield t, in_split, in_split and t["label"] is not None and is_identifier(t["label"])
+        in_split = kind in ("split", "round_robin")  # round_robin's weights are the compiler's shares
+        yield t, in_split, kind == "split" and t["label"] is not None and is_identifier(t["label"])
 
 
 def load_config(config: Any) -> dict:
@@ -256,10 +308,59 @@ def validation_errors(config: dict) -> list[str]:
     return RoutingValidator.validate_config(RoutingConfig.from_json(config))
 
 
+def _with_extensions(cfg: dict, raw: dict) -> dict | None:
+    """Mixtrain's canonical form with the `x-routelang` fields of `raw` put
+    back (Mixtrain drops them); None when `raw` has none."""
+    found = False
+    rules = []
+    for rule, raw_rule in zip(cfg["rules"], raw["rules"]):
+        ext = raw_rule.get(EXT) if isinstance(raw_rule, dict) else None
+        targets = []
+        for t, raw_t in zip(rule["targets"], raw_rule.get("targets") or []):
+            t_ext = raw_t.get(EXT) if isinstance(raw_t, dict) else None
+            found = found or isinstance(t_ext, dict)
+            targets.append(dict(t, **{EXT: t_ext if isinstance(t_ext, dict) else {}}))
+        found = found or isinstance(ext, dict)
+        rules.append(dict(rule, targets=targets, **{EXT: ext if isinstance(ext, dict) else {}}))
+    return dict(cfg, rules=rules) if found else None
+
+
+def _same_for_mixtrain(text: str, cfg: dict) -> bool:
+    """Does `text` compile to a config whose Mixtrain canonical form is `cfg`?"""
+    from .backends.json import lower
+    from .compiler import compile_text
+
+    result = compile_text(text, "<import>")
+    if not result.ok:
+        return False
+    compiled, _ = lower(result.router)
+    try:
+        return json.dumps(load_config(compiled), sort_keys=True) == json.dumps(cfg, sort_keys=True)
+    except ImportProblem:
+        return False
+
+
 def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[ImportNote]]:
     """The `.route` text for a Mixtrain config, and what it could not say."""
     cfg = load_config(config)
+    extended = _with_extensions(cfg, config)
+    if extended is None:
+        return _render(cfg, source_name)
+    try:
+        text, notes = _render(extended, source_name)
+        usable = _same_for_mixtrain(text, cfg)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        usable = False  # malformed extension fields: they are a hint, Mixtrain's fields are the config
+    if usable:
+        return text, notes
+    return _render(cfg, source_name, [ImportNote(
+        EXT, "the extension fields disagree with what Mixtrain reads (edited after compiling?); "
+             "imported Mixtrain's view and ignored them")])
+
+
+def _render(cfg: dict, source_name: str, notes: list[ImportNote] | None = None) -> tuple[str, list[ImportNote]]:
     w = _Writer(source_name)
+    w.notes.extend(notes or [])
 
     # Targets written by more than one rule get a name; the rest stay inline.
     counts: dict[str, int] = {}
@@ -273,7 +374,7 @@ def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[
     for rule in cfg["rules"]:
         for t, in_split, outside in _uses(rule):
             key = _target_key(t, in_split, outside)
-            if counts[key] > 1 and key not in named:
+            if (counts[key] > 1 or t.get(EXT, {}).get("name")) and key not in named:
                 named[key] = name = _target_name(t, taken)
                 expr = w.target_expr(t, in_split, outside, f"target {name}", "")
                 definitions.append(f"target {name} = {expr}")
@@ -294,12 +395,20 @@ def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[
         lines.append("import std.providers")
     if definitions:
         lines.append("")
-        lines.append("# Targets that several rules route to.")
+        lines.append("# Targets (named in the source, or routed to by several rules).")
         lines.extend(definitions)
 
+    # Condition descriptions, for the leaves of `x-routelang.when` trees.
+    notes_of: dict[str, dict[str, str]] = {}
     for rule in cfg["rules"]:
-        lines.append("")
-        lines.extend(_rule(w, rule, named))
+        owner = rule.get(EXT, {}).get("part_of", rule["name"])
+        for c in rule["conditions"]:
+            if c["description"] is not None:
+                notes_of.setdefault(owner, {}).setdefault(_leaf_key(c), c["description"])
+    for rule in cfg["rules"]:
+        if "part_of" not in rule.get(EXT, {}):
+            lines.append("")
+            lines.extend(_rule(w, rule, named, notes_of.get(rule["name"], {})))
 
     body = "\n".join(lines) + "\n"
     if w.notes:
@@ -324,18 +433,21 @@ def import_config(config: dict, source_name: str) -> str:
     return import_config_with_notes(config, source_name)[0]
 
 
-def _rule(w: _Writer, rule: dict, named: dict[str, str]) -> list[str]:
+def _rule(w: _Writer, rule: dict, named: dict[str, str], notes: dict[str, str]) -> list[str]:
     where = f"rule {rule['name']!r}"
+    ext = rule.get(EXT, {})
     header = f"rule {name_text(rule['name'])} priority {rule['priority']}"
     if rule["description"]:
         header += f" {quote(rule['description'])}"
     elif rule["description"] is None:
         w.note(where, "description is null; routelang writes it as absent (\"\")")
-    if not rule["is_enabled"]:
+    if not rule["is_enabled"] and not ext.get("enabled"):
         header += " disabled"
     out = [header + " {"]
     conditions = [w.condition(c, where) for c in rule["conditions"]]
-    if conditions:
+    if "when" in ext:
+        out.append("    when " + w.tree(ext["when"], where, notes))
+    elif conditions:
         one_line = "    when " + " and ".join(conditions)
         if len(conditions) == 1 or len(one_line) <= LINE_WIDTH:
             out.append(one_line)
@@ -348,7 +460,8 @@ def _rule(w: _Writer, rule: dict, named: dict[str, str]) -> list[str]:
 
 
 def _strategy(w: _Writer, rule: dict, named: dict[str, str], where: str) -> list[str]:
-    strategy, targets = rule["strategy"], rule["targets"]
+    strategy, targets = _kind(rule), rule["targets"]
+    ext = rule.get(EXT, {}).get("strategy", {})
 
     def ref(t: dict, in_split: bool, outside: bool, indent: str) -> str:
         key = _target_key(t, in_split, outside)
@@ -362,16 +475,26 @@ def _strategy(w: _Writer, rule: dict, named: dict[str, str], where: str) -> list
     if strategy == "shadow":
         return [f"    route {ref(targets[0], False, False, '    ')}",
                 f"        shadow {ref(targets[1], False, False, '        ')}"]
-    if strategy == "fallback":
-        items = [ref(t, False, False, "        ") for t in targets]
-        one_line = "    fallback " + ", ".join(items)
+    if strategy in ("fallback", "round_robin", "least_latency", "lowest_cost", "hybrid"):
+        head = strategy
+        if strategy == "hybrid":
+            head = "hybrid(" + ", ".join(
+                f"{factor} {w.value(ext.get(f'{factor}_weight', 0.0), where)}"
+                for factor in ("cost", "latency", "reliability")) + ")"
+        items = [ref(t, strategy == "round_robin", False, "        ") for t in targets]
+        one_line = f"    {head} " + ", ".join(items)
         if len(items) == 1 or len(one_line) <= LINE_WIDTH and "\n" not in one_line:
             return [one_line]
-        return ["    fallback " + items[0] + ","] + [f"        {x}," for x in items[1:-1]] + [f"        {items[-1]}"]
+        return [f"    {head} " + items[0] + ","] + [f"        {x}," for x in items[1:-1]] + [f"        {items[-1]}"]
     labels = [t["label"] for t in targets if t["label"]]
     for label in sorted({x for x in labels if labels.count(x) > 1}):
         w.note(where, f"label {label!r} names two split entries, which routelang rejects")
-    out = ["    split {"]
+    sticky = ""
+    if ext.get("sticky_by"):
+        sticky = f" sticky by {field_text(ext['sticky_by'])}"
+        if ext.get("salt") is not None and ext["salt"] != rule["name"]:
+            sticky += f" salt {quote(ext['salt'])}"
+    out = [f"    split{sticky} {{"]
     for t in targets:
         outside = t["label"] is not None and is_identifier(t["label"])
         share = percent_text(t["weight"]) or repr(t["weight"])

@@ -6,9 +6,11 @@ canonical dump (`RoutingConfig.from_json(x).to_json()`) as the original,
 value types included (1 vs 1.0 vs "1" vs true), so the comparison is on
 `json.dumps(..., sort_keys=True)`, not `==` (where 1 == 1.0 == True)."""
 
+import copy
 import itertools
 import json
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +20,7 @@ from mixtrain.routing import RoutingConfig, RoutingValidator
 
 from routelang.backends.json import lower
 from routelang.cli import main
-from routelang.compiler import compile_text
+from routelang.compiler import compile_path, compile_text
 from routelang.importer import (
     ImportProblem,
     field_text,
@@ -382,3 +384,87 @@ def test_cli_import_reports_mixtrain_validator_errors(tmp_path):
     assert result.exit_code == 0
     assert "warning: Mixtrain's validator: rule[0]: Rule priority cannot be negative" in result.output
     assert "priority -1" in result.output
+
+
+# ---- configs routelang compiled: the x-routelang fields come back -------------------
+
+EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.route"))
+
+
+def without_target_names(config: dict) -> str:
+    """The config as JSON, minus the target names the importer may add (it
+    names a target that several rules share)."""
+    config = copy.deepcopy(config)
+    for rule in config["rules"]:
+        for t in rule["targets"]:
+            ext = t.get("x-routelang", {})
+            ext.pop("name", None)
+            if not ext:
+                t.pop("x-routelang", None)
+    return json.dumps(config, sort_keys=True)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_compiled_example_imports_back_to_the_same_config(path):
+    original, _ = lower(compile_path(path).router)
+    text, notes = import_config_with_notes(original, path.name)
+    assert notes == []
+    result = compile_text(text, "imported.route")
+    assert result.ok, result.render()
+    again, _ = lower(result.router)
+    assert without_target_names(again) == without_target_names(original)
+
+
+def test_extensions_come_back_as_routelang_constructs():
+    original, _ = lower(compile_path(EXAMPLES_DIR / "complex_conditions.route").router)
+    text = import_config(original, "complex_conditions.json")
+    assert "(request.priority == \"urgent\" or prompt contains \"URGENT\")" in text
+    assert "rule \"urgent (or 2)\"" not in text
+    assert "when user.credits >= 1000\n        and (user.email ends_with \"@mixtrain.ai\" or " in text
+    original, _ = lower(compile_path(EXAMPLES_DIR / "cost_latency_strategies.route").router)
+    text = import_config(original, "cost.json")
+    for construct in ("lowest_cost local_llama, gpt4o_mini, claude_haiku", "round_robin gpt4o,",
+                      "hybrid(cost 0.4, latency 0.4, reliability 0.2) gpt4o, claude_sonnet, gpt4o_mini",
+                      "circuit_breaker { failures 3 cooldown 30s successes 3 }", "cost 0.005 per 1k",
+                      'health_check { path "/health" interval 15s timeout 2s }'):
+        assert construct in text
+
+
+JUNK_EXT = st.dictionaries(
+    st.sampled_from(["when", "strategy", "enabled", "part_of", "name", "cost_per_1k_tokens", "circuit_breaker",
+                     "health_check", "kind", "sticky_by"]),
+    st.one_of(JSON, st.fixed_dictionaries({"kind": st.sampled_from(["split", "round_robin", "hybrid", "x"])}),
+              st.fixed_dictionaries({"field": FIELD, "operator": st.sampled_from(["equals", "starts_with", "?"])})),
+    max_size=3)
+
+
+@st.composite
+def configs_with_junk_extensions(draw):
+    config = draw(configs())
+    for rule in config["rules"]:
+        if draw(st.booleans()):
+            rule["x-routelang"] = draw(JUNK_EXT)
+        for t in rule["targets"]:
+            if draw(st.booleans()):
+                t["x-routelang"] = draw(JUNK_EXT)
+    return config
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs_with_junk_extensions())
+def test_malformed_extensions_never_break_the_round_trip(config):
+    _, compiled = round_trip(config)
+    assert canonical(compiled) == canonical(config)
+
+
+def test_extensions_that_disagree_with_mixtrains_fields_are_ignored():
+    original, _ = lower(compile_path(EXAMPLES_DIR / "complex_conditions.route").router)
+    edited = copy.deepcopy(original)
+    expanded = next(r for r in edited["rules"] if r["name"] == "urgent (or 2)")
+    expanded["conditions"][0]["value"] = "CRITICAL"  # edited by hand after compiling
+    text, notes = import_config_with_notes(edited, "edited.json")
+    assert [n.where for n in notes] == ["x-routelang"]
+    assert 'rule "urgent (or 2)"' in text and 'prompt contains "CRITICAL"' in text
+    _, compiled = round_trip(edited)
+    assert canonical(compiled) == canonical(edited)

@@ -286,7 +286,8 @@ def _index(em: _Emitter, plan: Plan) -> dict | None:
     resolve = _resolve(em, path, known)
     parameters = list(dict.fromkeys(name for name, _ in resolve))
     rendered = [{"function": name, "steps": _chain(em, plan, list(positions), known),
-                 "doc": "rules that do not test this field" if positions == default and not entries else None}
+                 "doc": "a value no rule tests for: only the rules that do not test this field" if
+                 positions == default else None}
                 for positions, name in buckets.items()]
     return {
         "variable": em.variable(path),

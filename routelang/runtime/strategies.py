@@ -226,37 +226,29 @@ class Selector:
         self.rule = rule
         self.metrics = metrics
         self.breakers = [breakers.get(t.key) for t in rule.targets]
-        self.guarded = any(b is not None for b in self.breakers)
+        self._breaker_of = {t.key: b for t, b in zip(rule.targets, self.breakers) if b is not None}
+        self.guarded = bool(self._breaker_of)
         self._counter = 0
         self._lock = threading.Lock()
-        if rule.strategy == "shadow":
-            self.static: tuple[Target, ...] | None = (rule.targets[0], replace(rule.targets[1], is_shadow=True))
-        elif rule.strategy == "single":
-            self.static = (rule.targets[0],)
-        elif rule.strategy == "fallback":
-            self.static = rule.targets
-        else:
-            self.static = None
-        if self.guarded:
-            self.static = None
+        # Targets that never change, computed once (no breakers, a deterministic strategy).
+        self.static: tuple[Target, ...] | None = None
+        if not self.guarded:
+            if rule.strategy == "shadow":
+                self.static = (rule.targets[0], replace(rule.targets[1], is_shadow=True))
+            elif rule.strategy == "single":
+                self.static = (rule.targets[0],)
+            elif rule.strategy == "fallback":
+                self.static = rule.targets
 
     def select(self, request: dict) -> list[Target]:
-        static = self.static
-        if static is not None:
-            return list(static)
+        if self.static is not None:
+            return list(self.static)
         chosen = self._choose(request, self._available())
-        if self.guarded:
-            for target in chosen:
-                breaker = self.breaker_of(target)
-                if breaker is not None:
-                    breaker.dispatched()
+        for target in chosen:
+            breaker = self._breaker_of.get(target.key)
+            if breaker is not None:
+                breaker.dispatched()
         return chosen
-
-    def breaker_of(self, target: Target) -> CircuitBreaker | None:
-        for t, b in zip(self.rule.targets, self.breakers):
-            if t.key == target.key:
-                return b
-        return None
 
     def _available(self) -> list[Target]:
         if not self.guarded:

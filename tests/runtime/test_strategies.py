@@ -59,6 +59,9 @@ def test_sticky_hash_is_the_published_one():
     assert sticky_key(42) == "42"
     assert sticky_key({"b": 1, "a": [True, None]}) == json.dumps({"a": [True, None], "b": 1}, separators=(",", ":"))
     assert sticky_key(None) is None
+    # the test vectors published in docs/semantics.md
+    assert sticky_point("image-ab-2026", sticky_key("user-42")) == 0.5803672703213683
+    assert sticky_point("image-ab-2026", sticky_key(42)) == 0.8555201268538285
 
 
 def test_sticky_split_buckets_by_weight_and_is_stable_across_backends():

@@ -1,0 +1,111 @@
+"""`routelang diff`: semantic changes with witnesses, none for refactors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from routelang.cli import main
+from routelang.compiler import compile_text
+from routelang.diff import diff, render_text
+
+OLD = """router prod "prod"
+import std.providers
+target big = modal("big", "https://big.modal.run")
+target small = fal("small", "https://fal.run/small")
+rule premium priority 100 "premium" { when tier == "premium" and credits > 10 route big }
+rule free priority 50 "free" { when tier in ["free", "trial"] route small }
+rule rest priority 0 "rest" { fallback small, big }
+"""
+
+REFACTORED = """# renamed definitions and rules, reformatted, equal-priority rules reordered
+router production "prod"
+import std.providers
+target large_model = modal("big", "https://big.modal.run")
+target small_model = fal("small", "https://fal.run/small")
+condition paying = tier == "premium"
+
+rule free_tier priority 50 "free" {
+    when tier == "trial" or tier == "free"
+    route small_model
+}
+rule paying_users priority 100 "premium" {
+    when paying and not credits <= 10 and credits > 10
+    route large_model
+}
+rule everything_else priority 0 "rest" { fallback small_model, large_model }
+"""
+
+
+def router(text):
+    result = compile_text(text)
+    assert result.ok, result.render()
+    return result.router
+
+
+def test_refactor_has_no_behavioural_change():
+    outcome = diff(router(OLD), router(REFACTORED))
+    assert outcome.changes == [] and outcome.exact
+    assert render_text(outcome) == "no behavioural change"
+
+
+def test_threshold_change_is_reported_with_a_witness_routed_by_both():
+    new = OLD.replace("credits > 10", "credits > 20")
+    old_router, new_router = router(OLD), router(new)
+    [change] = diff(old_router, new_router).changes
+    assert (change.old_rule, change.new_rule) == ("premium", "rest")
+    assert change.witness["tier"] == "premium" and 10 < float(change.witness["credits"]) <= 20
+    assert _route(old_router, change.witness) == "premium" and _route(new_router, change.witness) == "rest"
+
+
+def test_target_change_and_unrouted_requests():
+    new = OLD.replace('rule rest priority 0 "rest" { fallback small, big }\n', "").replace(
+        'route small }', 'route big }')
+    changes = {(c.old_rule, c.new_rule) for c in diff(router(OLD), router(new)).changes}
+    assert changes == {("free", "free"), ("rest", None)}
+
+
+def test_renaming_a_sticky_split_rule_changes_its_default_salt():
+    base = OLD.replace("route small }", "split sticky by user.id { 50% small  50% big } }")
+    renamed = base.replace("rule free ", "rule free2 ")
+    [change] = diff(router(base), router(renamed)).changes
+    assert (change.old_rule, change.new_rule) == ("free", "free2")
+    salted = base.replace("sticky by user.id", 'sticky by user.id salt "s"')
+    assert diff(router(salted), router(salted.replace("rule free ", "rule free2 "))).changes == []
+
+
+def test_weight_change_is_a_change():
+    base = OLD.replace("route small }", "split { 50% small  50% big } }")
+    assert len(diff(router(base), router(base.replace("50% small  50% big", "60% small  40% big"))).changes) == 1
+
+
+def test_inexact_analysis_says_so():
+    rx = OLD.replace('tier == "premium"', 'model =~ r"^gpt-\\d+"')
+    outcome = diff(router(rx), router(rx))
+    assert outcome.changes == [] and not outcome.exact
+    assert render_text(outcome).startswith("no behavioural change found (not proven")
+
+
+def _route(r, request):
+    from routelang.analysis import RouterAnalysis
+
+    rule = RouterAnalysis(r).route(request)
+    return rule.name if rule else None
+
+
+def test_cli_exit_codes(tmp_path, snapshot):
+    old, same, new, bad = (tmp_path / n for n in ("old.route", "same.route", "new.route", "bad.route"))
+    old.write_text(OLD)
+    same.write_text(REFACTORED)
+    new.write_text(OLD.replace("credits > 10", "credits > 20"))
+    bad.write_text(OLD.replace("route big", "route nowhere"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["diff", str(old), str(same)]).exit_code == 0
+    changed = runner.invoke(main, ["diff", str(old), str(new)])
+    assert changed.exit_code == 2
+    assert changed.output == snapshot
+    as_json = json.loads(runner.invoke(main, ["diff", str(old), str(new), "--format", "json"]).output)
+    assert [c["old_rule"] for c in as_json["changes"]] == ["premium"] and as_json["exact"]
+    assert runner.invoke(main, ["diff", str(old), str(bad)]).exit_code == 1
+    assert runner.invoke(main, ["diff", str(old), str(tmp_path / "missing.route")]).exit_code == 1
