@@ -25,12 +25,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .fmt import FormatError, FormatterBug, format_text
 from .parser import grammar_text, quote
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
 # explicit endpoint argument overrides).
 PRESETS = ("modal", "fal", "custom", "openai", "anthropic")
+# The presets' own endpoints (stdlib/providers.route), which a call may leave out.
+PRESET_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _OPERATOR_TEXT = {
@@ -95,8 +98,7 @@ def regex_text(pattern: str) -> str:
 
 
 class _Writer:
-    def __init__(self, source_name: str):
-        self.source_name = source_name
+    def __init__(self):
         self.notes: list[ImportNote] = []
 
     def note(self, where: str, message: str) -> None:
@@ -203,7 +205,10 @@ class _Writer:
     def target_expr(self, t: dict, in_split: bool, label_outside: bool, where: str, indent: str) -> str:
         settings = self.settings(t, in_split, label_outside, where)
         if t["provider"] in PRESETS:
-            head = f"{t['provider']}({quote(t['model_name'])}, {quote(t['endpoint'])})"
+            args = [quote(t["model_name"])]
+            if PRESET_ENDPOINTS.get(t["provider"]) != t["endpoint"]:
+                args.append(quote(t["endpoint"]))
+            head = f"{t['provider']}({', '.join(args)})"
             if not settings:
                 return head
             return head + " " + _block(settings, indent, len(head) + len(indent))
@@ -349,7 +354,7 @@ def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[
     try:
         text, notes = _render(extended, source_name)
         usable = _same_for_mixtrain(text, cfg)
-    except (KeyError, TypeError, AttributeError, ValueError):
+    except (KeyError, TypeError, AttributeError, ValueError, FormatError):
         usable = False  # malformed extension fields: they are a hint, Mixtrain's fields are the config
     if usable:
         return text, notes
@@ -359,10 +364,11 @@ def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[
 
 
 def _render(cfg: dict, source_name: str, notes: list[ImportNote] | None = None) -> tuple[str, list[ImportNote]]:
-    w = _Writer(source_name)
+    w = _Writer()
     w.notes.extend(notes or [])
 
-    # Targets written by more than one rule get a name; the rest stay inline.
+    # Targets written by more than one rule, or named in the .route file a
+    # compiled config came from, get a definition; the rest stay inline.
     counts: dict[str, int] = {}
     for rule in cfg["rules"]:
         for t, in_split, outside in _uses(rule):
@@ -420,8 +426,6 @@ def _render(cfg: dict, source_name: str, notes: list[ImportNote] | None = None) 
 
 def _canonical_layout(text: str) -> str:
     """`routelang fmt`'s layout, so an imported file is already formatted."""
-    from .fmt import FormatterBug, format_text
-
     try:
         return format_text(text)
     except FormatterBug:
@@ -444,7 +448,7 @@ def _rule(w: _Writer, rule: dict, named: dict[str, str], notes: dict[str, str]) 
     if not rule["is_enabled"] and not ext.get("enabled"):
         header += " disabled"
     out = [header + " {"]
-    conditions = [w.condition(c, where) for c in rule["conditions"]]
+    conditions = [] if "when" in ext else [w.condition(c, where) for c in rule["conditions"]]
     if "when" in ext:
         out.append("    when " + w.tree(ext["when"], where, notes))
     elif conditions:

@@ -13,6 +13,7 @@ from routelang.backends.json import condition_tree
 from routelang.cli import main
 from routelang.compiler import compile_path
 from routelang.diagnostics import Severity
+from routelang.fmt import format_text
 from routelang.lint import lint
 from routelang.runtime import operators
 from routelang.runtime.engine import load
@@ -86,3 +87,9 @@ def test_routelang_test_command_passes(path):
     result = CliRunner().invoke(main, ["test", str(path)])
     assert result.exit_code == 0, result.output
     assert ", 0 failed" in result.output
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
+def test_example_is_in_canonical_layout(path):
+    text = path.read_text(encoding="utf-8")
+    assert format_text(text, path.name) == text

@@ -246,3 +246,12 @@ def test_cli_explain_refuses_a_file_with_errors(tmp_path):
     result = CliRunner().invoke(main, ["explain", str(f)])
     assert result.exit_code == 1
     assert "error[" in result.output
+
+
+def test_flowchart_without_enabled_rules_goes_straight_to_no_match():
+    result = compiled('router r\ntarget t = { provider "p" model "m" endpoint "https://e" }\n'
+                      'rule a "d" disabled { route t }\n')
+    md = explain(result, "markdown")
+    chart = md.split("```mermaid\n")[1].split("```")[0]
+    assert "start --> none" in chart and "r1{" not in chart
+    assert "(no enabled rules)" in explain(result, "table")

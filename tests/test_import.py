@@ -22,6 +22,7 @@ from routelang.backends.json import lower
 from routelang.cli import main
 from routelang.compiler import compile_path, compile_text
 from routelang.importer import (
+    PRESET_ENDPOINTS,
     ImportProblem,
     field_text,
     import_config,
@@ -468,3 +469,61 @@ def test_extensions_that_disagree_with_mixtrains_fields_are_ignored():
     assert 'rule "urgent (or 2)"' in text and 'prompt contains "CRITICAL"' in text
     _, compiled = round_trip(edited)
     assert canonical(compiled) == canonical(edited)
+
+
+LEAVES = st.sampled_from([
+    'user.tier == "premium"', "user.credits > 100", "user.credits >= 10", "user.n <= 2.5",
+    'user.email ends_with "@example.com"', 'user.name starts_with "test"', 'prompt contains "urgent"',
+    'prompt not contains "spam"', 'request.type in ["image", "video"]', 'user.region not in ["eu"]',
+    "user.beta exists", "user.banned not exists", r'request.model =~ r"^flux-\d+"', "user.x != 1.5",
+    'user.tier == "free" note "free tier"', 'x contains 5',
+])
+
+
+def expressions(depth: int = 3):
+    """Condition text with and / or / not and parentheses, as people write it."""
+    if depth == 0:
+        return LEAVES
+    inner = expressions(depth - 1)
+    return st.one_of(
+        LEAVES,
+        st.lists(inner, min_size=2, max_size=3).map(lambda xs: " and ".join(f"({x})" for x in xs)),
+        st.lists(inner, min_size=2, max_size=3).map(lambda xs: " or ".join(f"({x})" for x in xs)),
+        inner.map(lambda x: f"not ({x})"),
+    )
+
+
+STRATEGIES = st.sampled_from([
+    "route A", "route A shadow B", "fallback A, B", "split { 60% a: A  40% B }",
+    "split sticky by user.id { 50% A  50% B }", 'split sticky by user.id salt "s" { 30% A  70% b: B }',
+    "round_robin A, B, C", "least_latency A, B", "lowest_cost B, A", "hybrid(cost 0.5, reliability 0.5) A, C",
+])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.one_of(st.none(), expressions()), STRATEGIES, st.booleans()), min_size=1, max_size=4))
+def test_generated_routelang_survives_compile_then_import(rules):
+    text = "\n".join([
+        "router gen", "import std.providers",
+        'target A = modal("a", "https://a.modal.run") { cost 0.5 per 1k circuit_breaker { failures 2 } }',
+        'target B = fal("b", "https://fal.run/b") { health_check { path "/h" interval 5s } }',
+        'target C = { provider "vllm" model "c" endpoint "http://c:8000" timeout 1500ms }',
+    ] + [f"rule r{i} priority {i % 2} {'disabled' if off else ''} {{ {f'when {w}' if w else ''} {s} }}"
+         for i, (w, s, off) in enumerate(rules)])
+    result = compile_text(text, "gen.route")
+    assert result.ok, result.render()
+    original, _ = lower(result.router)
+    imported, notes = import_config_with_notes(original, "gen.json")
+    assert notes == []
+    again = compile_text(imported, "imported.route")
+    assert again.ok, imported + again.render()
+    assert without_target_names(lower(again.router)[0]) == without_target_names(original)
+
+
+def test_preset_default_endpoints_are_left_out_and_match_the_stdlib():
+    for provider, endpoint in PRESET_ENDPOINTS.items():
+        result = compile_text(f'router r\nimport std.providers\nrule a {{ route {provider}("m") }}')
+        assert result.router.rules[0].strategy.targets[0].endpoint == endpoint
+        config = {"name": "r", "rules": [{"name": "a", "targets": [
+            {"provider": provider, "model_name": "m", "endpoint": endpoint}]}]}
+        assert f'route {provider}("m")' in import_config(config, "x.json")

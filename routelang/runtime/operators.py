@@ -52,14 +52,14 @@ def text(actual: Any) -> str | None:
         return None
 
 
+NAN = float("nan")
+
+
 def number(value: Any) -> float:
     """`to_float`, with NaN where it fails: every comparison with NaN is False,
     exactly where Mixtrain's comparison is False (the generated code uses this)."""
     result = to_float(value)
     return NAN if result is None else result
-
-
-NAN = float("nan")
 
 
 def equals(actual: Any, expected: Any) -> bool:
