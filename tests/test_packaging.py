@@ -20,5 +20,6 @@ def test_wheel_contains_grammar_and_stdlib(tmp_path):
     assert "routelang/grammar/routelang.lark" in names
     assert "routelang/stdlib/providers.route" in names
     assert "routelang/stdlib/profiles.route" in names
+    assert "routelang/templates/python_module.py.j2" in names
     packaged = zipfile.ZipFile(wheel).read("routelang/grammar/routelang.lark").decode()
     assert packaged == (ROOT / "grammar" / "routelang.lark").read_text()

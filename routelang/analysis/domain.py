@@ -34,6 +34,7 @@ MEMBERSHIP_OPS = ("in", "not_in")
 PATTERN_OPS = ("contains", "not_contains", "starts_with", "ends_with")
 MAX_PATTERNS = 10          # 2**10 pattern combinations per field at most
 MAX_FAMILY_CANDIDATES = 4096
+CAPPED = "too many combinations of values under "
 SEPARATORS = ("_", "-", "~", "|", "#", "\x1f")
 
 
@@ -181,13 +182,38 @@ def _literal_variants(value: Any) -> list[Any]:
     return out
 
 
+def field_inexact(atoms) -> str | None:
+    """Why the candidates for one path's atoms might miss a class of values
+    (None: they provably do not). Depends only on these atoms, so a question
+    about a subset of a field's atoms can be exact when the whole set is not."""
+    reasons = []
+    patterns = 0
+    numeric = False
+    for atom in atoms:
+        op, value = atom.operator, atom.value
+        if op in NUMERIC_OPS and (f := to_float(value)) is not None and math.isfinite(f):
+            numeric = True
+        elif op in PATTERN_OPS and isinstance(value, str):
+            patterns += 1
+        elif op == "regex":
+            plain = literal_regex(str(value))
+            if plain is None:
+                reasons.append(f"the regex {str(value)!r} is not a plain literal")
+            else:
+                patterns += 1
+    if patterns and numeric:
+        reasons.append("the field is tested both as a number and as text")
+    if patterns > MAX_PATTERNS:
+        reasons.append(f"more than {MAX_PATTERNS} substring tests on one field")
+    return "; ".join(reasons) or None
+
+
 def leaf_candidates(atoms: list[Atom]) -> Leaf:
     literals: list[Any] = []
     thresholds: list[float] = []
     contains: set[str] = set()
     prefixes: set[str] = set()
     suffixes: set[str] = set()
-    inexact: list[str] = []
     regex_texts: list[str] = []
     for atom in atoms:
         op, value = atom.operator, atom.value
@@ -207,7 +233,6 @@ def leaf_candidates(atoms: list[Atom]) -> Leaf:
             regex_texts.append(text)
             plain = literal_regex(text)
             if plain is None:
-                inexact.append(f"the regex {text!r} is not a plain literal")
                 literals.extend(regex_samples(text))
             elif plain[0] == "equals":
                 literals.append(plain[1])
@@ -215,10 +240,6 @@ def leaf_candidates(atoms: list[Atom]) -> Leaf:
             else:
                 {"contains": contains, "starts_with": prefixes, "ends_with": suffixes}[plain[0]].add(plain[1])
     patterns = len(contains) + len(prefixes) + len(suffixes)
-    if patterns and thresholds:
-        inexact.append("the field is tested both as a number and as text")
-    if patterns > MAX_PATTERNS:
-        inexact.append(f"more than {MAX_PATTERNS} substring tests on one field")
 
     values: list[Any] = [None, True, False, 0, 1, -1, 0.5, "", [], {}, "nan", "inf", "-inf"]
     for lit in literals:
@@ -238,7 +259,8 @@ def leaf_candidates(atoms: list[Atom]) -> Leaf:
     for text in regex_texts:
         for sample in regex_samples(text):
             values += [sample, sep + sample + sep]
-    return Leaf(values, exact=not inexact, why_inexact="; ".join(inexact) or None)
+    why = field_inexact(atoms)
+    return Leaf(values, exact=why is None, why_inexact=why)
 
 
 def _pattern_strings(contains, prefixes, suffixes, sep, limited: bool) -> list[str]:
@@ -301,9 +323,8 @@ def _family_values(path: str, paths: list[str], leaves: dict[str, Leaf],
     if not children:
         return leaf.values, exact, why
     own = [v for v in leaf.values if not isinstance(v, dict)]
-    if any(a.operator in PATTERN_OPS + ("regex",) for a in by_path[path]) or any(
-            isinstance(v, dict) for v in leaf.values if v != {}):
-        exact, why = False, f"`{path}` is tested as text or against an object while fields under it are tested too"
+    if family_inexact(path, by_path[path]):
+        exact, why = False, family_inexact(path, by_path[path])
     child_options = []
     for child in children:
         values, child_exact, child_why = _family_values(child, paths, leaves, by_path)
@@ -313,7 +334,7 @@ def _family_values(path: str, paths: list[str], leaves: dict[str, Leaf],
     objects = []
     for combo in itertools.product(*child_options):
         if len(objects) >= MAX_FAMILY_CANDIDATES:
-            exact, why = False, f"too many combinations of values under `{path}`"
+            exact, why = False, f"{CAPPED}`{path}`"
             break
         obj: dict = {}
         for rel, v in combo:
@@ -321,6 +342,20 @@ def _family_values(path: str, paths: list[str], leaves: dict[str, Leaf],
                 _set_path(obj, rel, v)
         objects.append(obj)
     return own + objects, exact, why
+
+
+def family_inexact(path: str, atoms) -> str | None:
+    """Why a path with fields under it cannot be analysed exactly: its own text
+    tests see the object's str(), which depends on what is inside."""
+    if any(a.operator in (*PATTERN_OPS, "regex") for a in atoms) or any(
+            isinstance(v, (dict, list)) and v for a in atoms for v in _compared_values(a)):
+        return f"`{path}` is tested as text or against an object while fields under it are tested too"
+    return None
+
+
+def _compared_values(atom: Atom) -> list:
+    value = atom.value
+    return value if atom.operator in MEMBERSHIP_OPS and isinstance(value, list) else [value]
 
 
 def _set_path(obj: dict, rel: str, value: Any) -> None:

@@ -10,7 +10,7 @@ decided exactly whenever the candidates are complete (domain.py).
 from __future__ import annotations
 
 from .. import ir
-from .domain import Variable, atom_of
+from .domain import CAPPED, Variable, atom_of, family_inexact, field_inexact
 
 Box = dict[int, int]
 Region = list[Box]
@@ -27,6 +27,7 @@ class Space:
     def __init__(self, variables: list[Variable]):
         self.variables = variables
         self.var_of_field = {p: i for i, v in enumerate(variables) for p in v.paths}
+        self._exact_cache: dict[frozenset, bool] = {}
 
     # ---- conditions -> regions ----------------------------------------------------
 
@@ -91,8 +92,25 @@ class Space:
             _merge(request, self.variables[index].candidates[bit])
         return request
 
-    def exact(self, indices) -> bool:
-        return all(self.variables[i].exact for i in indices)
+    def exact(self, atoms) -> bool:
+        """Are the candidates complete for questions about these atoms?"""
+        key = frozenset(atoms)
+        known = self._exact_cache.get(key)
+        if known is None:
+            known = self._exact_cache[key] = self._exact(key)
+        return known
+
+    def _exact(self, atoms) -> bool:
+        by_path: dict[str, list] = {}
+        for atom in atoms:
+            by_path.setdefault(atom.field, []).append(atom)
+        for path, group in by_path.items():
+            var = self.variables[self.var_of_field[path]]
+            if (var.why_inexact or "").startswith(CAPPED) or field_inexact(group):
+                return False
+            if any(other.startswith(path + ".") for other in by_path) and family_inexact(path, group):
+                return False
+        return True
 
 
 def _value(cmp: ir.Compare):
@@ -151,3 +169,59 @@ def _merge(into: dict, fragment: dict) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+def find_point(space: Space, box: Box, avoid: list[Box]) -> Box | None:
+    """A point of `box` (a box whose constrained variables hold one candidate
+    each) inside none of the `avoid` boxes, or None when there is none.
+
+    A backtracking search: assign the variable most of the remaining `avoid`
+    boxes constrain, trying one candidate per class of candidates that those
+    boxes cannot tell apart (partition refinement over the bitmasks), least
+    covered class first. Complete: every class is tried, and candidates of one
+    class behave identically for every box still in play."""
+    survivors = [b for b in avoid if _meets(box, b)]
+    return _search(space, dict(box), survivors, set())
+
+
+def _search(space: Space, point: Box, survivors: list[Box], assigned: set[int]) -> Box | None:
+    counts: dict[int, int] = {}
+    for b in survivors:
+        free = [i for i in b if i not in assigned]
+        if not free:
+            return None  # this box holds every completion of the point
+        for i in free:
+            counts[i] = counts.get(i, 0) + 1
+    if not survivors:
+        return point
+    var = max(counts, key=counts.get)
+    mine = point.get(var, space.variables[var].full)
+    classes = [(mine, 0)]
+    for b in survivors:
+        if var not in b:
+            continue
+        mask = b[var]
+        refined = []
+        for cls, covered in classes:
+            inside, outside = cls & mask, cls & ~mask
+            if inside:
+                refined.append((inside, covered + 1))
+            if outside:
+                refined.append((outside, covered))
+        classes = refined
+    classes.sort(key=lambda c: c[1])
+    assigned.add(var)
+    for cls, _ in classes:
+        bit = cls & -cls
+        point[var] = bit
+        found = _search(space, point, [b for b in survivors if b.get(var, bit) & bit], assigned)
+        if found is not None:
+            return found
+    assigned.discard(var)
+    point[var] = mine
+    return None
+
+
+def is_empty_minus(space: Space, region: Region, minus: Region) -> bool:
+    """Is `region` minus `minus` empty?"""
+    return all(find_point(space, box, minus) is None for box in region)

@@ -18,7 +18,7 @@ from ..backends.json import condition_tree
 from ..check import walk_conditions
 from ..runtime.operators import evaluate
 from .domain import atom_of, build_variables
-from .regions import Region, Space, TooComplex, meets_region
+from .regions import Region, Space, TooComplex, find_point, is_empty_minus, meets_region
 
 
 class Verdict(str, Enum):
@@ -32,21 +32,19 @@ class RuleFacts:
     rule: ir.Rule
     position: int                       # index in evaluation order
     region: Region | None               # None: too complex to track
-    variables: set[int] = field(default_factory=set)
+    atoms: frozenset = frozenset()      # the atoms its condition reads
     verdict: Verdict = Verdict.UNKNOWN
     witness: dict | None = None         # a request this rule routes (verified)
     covered_by: list[ir.Rule] = field(default_factory=list)
-    first_region: Region | None = None  # requests this rule routes
+
+
+def atoms_of_condition(cond) -> frozenset:
+    return frozenset(atom_of(c.field, c.operator, None if c.operator in ir.UNARY_OPERATORS else c.value)
+                     for c in walk_conditions(cond))
 
 
 def atoms_of(routers) -> set:
-    atoms = set()
-    for router in routers:
-        for rule in router.rules:
-            for cmp in walk_conditions(rule.when):
-                value = None if cmp.operator in ir.UNARY_OPERATORS else cmp.value
-                atoms.add(atom_of(cmp.field, cmp.operator, value))
-    return atoms
+    return set().union(*(atoms_of_condition(rule.when) for router in routers for rule in router.rules))
 
 
 def schema_atoms(router: ir.Router) -> dict:
@@ -83,97 +81,87 @@ class RouterAnalysis:
             return None
 
     def _analyse(self) -> None:
-        space = self.space
         earlier: list[RuleFacts] = []
         for position, rule in enumerate(self.order):
             region = self.region(rule.when)
-            facts = RuleFacts(rule, position, region, self._variables(rule.when))
+            facts = RuleFacts(rule, position, region, atoms_of_condition(rule.when))
             self.facts.append(facts)
-            if region is None:
-                earlier.append(facts)
-                continue
-            remaining: Region | None = region
-            for prior in earlier:
-                if prior.region is None or not remaining or not meets_region(remaining, prior.region):
-                    continue
-                facts.covered_by.append(prior.rule)
-                try:
-                    remaining = space.subtract(remaining, prior.region)
-                except TooComplex:
-                    remaining = None
-                    break
+            if region is not None:
+                facts.covered_by = [p.rule for p in earlier if p.region and meets_region(region, p.region)]
+                prior_boxes = [b for p in earlier if p.region for b in p.region]
+                if any(p.region is None for p in earlier):
+                    prior_boxes = None  # a rule before it could not be analysed
+                self._decide(facts, earlier, prior_boxes)
             earlier.append(facts)
-            facts.first_region = remaining
-            for box in (remaining or [])[:16]:
-                witness = space.witness(box)
-                if self.route(witness) is rule:
-                    facts.verdict, facts.witness = Verdict.REACHABLE, witness
-                    break
-            if remaining == []:
-                cover = self._exact_cover(facts, earlier)
-                if cover is not None:
-                    facts.verdict, facts.covered_by = Verdict.UNREACHABLE, [c.rule for c in cover]
 
-    def _variables(self, cond) -> set[int]:
-        """The variables a condition reads (not only those its region constrains:
-        an empty region constrains none, yet its emptiness depends on them)."""
-        return {self.space.var_of_field[c.field] for c in walk_conditions(cond)}
+    def _decide(self, facts: RuleFacts, earlier: list[RuleFacts], prior_boxes: list | None) -> None:
+        for box in facts.region:
+            point = find_point(self.space, box, prior_boxes or [])
+            if point is None:
+                continue
+            witness = self.space.witness(point)
+            if self.route(witness) is facts.rule:
+                facts.verdict, facts.witness = Verdict.REACHABLE, witness
+                return
+        if prior_boxes is None and facts.region:
+            return
+        cover = self._exact_cover(facts, earlier)
+        if cover is not None:
+            facts.verdict, facts.covered_by = Verdict.UNREACHABLE, [c.rule for c in cover]
 
     def _exact_cover(self, facts: RuleFacts, earlier: list[RuleFacts]) -> list[RuleFacts] | None:
         """A small set of earlier rules that provably covers `facts`' region:
         every variable involved has complete candidates. None if there is none."""
         space = self.space
-        if not space.exact(facts.variables):
+        if not space.exact(facts.atoms):
             return None
+        if not facts.region:
+            return []
         names = {id(r) for r in facts.covered_by}
-        usable = [p for p in earlier if id(p.rule) in names and p.region is not None and space.exact(p.variables)]
+        usable = [p for p in earlier if id(p.rule) in names and p.region is not None
+                  and space.exact(facts.atoms | p.atoms)]
         for prior in usable:
-            if not space.subtract(facts.region, prior.region):
+            if is_empty_minus(space, facts.region, prior.region):
                 return [prior]
-        if self._left(facts.region, usable):
+        if not self._covers(facts.region, usable) or not space.exact(facts.atoms.union(*(p.atoms for p in usable))):
             return None
         cover = list(usable)
         if len(cover) <= 32:
             for prior in list(cover):
                 rest = [c for c in cover if c is not prior]
-                if not self._left(facts.region, rest):
+                if self._covers(facts.region, rest):
                     cover = rest
         return cover
 
-    def _left(self, region: Region, rules: list[RuleFacts]) -> Region:
-        for prior in rules:
-            region = self.space.subtract(region, prior.region)
-            if not region:
-                break
-        return region
+    def _covers(self, region: Region, rules: list[RuleFacts]) -> bool:
+        return is_empty_minus(self.space, region, [b for r in rules for b in r.region])
 
-    def unmatched(self, use_schema: bool) -> tuple[Region | None, bool]:
-        """Requests no rule matches (restricted to the schema's enums when asked),
-        and whether an empty answer is exact."""
+    def point_outside(self, box: dict, rules: list[RuleFacts]) -> dict | None:
+        """A request in `box` that none of `rules` matches (None if there is none)."""
+        point = find_point(self.space, box, [b for r in rules if r.region for b in r.region])
+        return None if point is None else self.space.witness(point)
+
+    def reaching(self, position: int, box: dict) -> dict | None:
+        """A request in `box` that no rule before `position` (in evaluation order) matches."""
+        if any(f.region is None for f in self.facts[:position]):
+            return None
+        return self.point_outside(box, self.facts[:position])
+
+    def unmatched_witness(self, use_schema: bool) -> tuple[dict | None, Verdict]:
+        """A request no rule matches (its enum fields holding declared values when
+        `use_schema`), or whether there provably is none."""
         space = self.space
-        start: Region = [{}]
+        start: dict = {}
         if use_schema:
             for path, atom in schema_atoms(self.router).items():
                 index = space.var_of_field[path]
-                mask = space.variables[index].masks[atom]
-                start = [{**box, index: box.get(index, space.variables[index].full) & mask} for box in start]
+                start[index] = start.get(index, space.variables[index].full) & space.variables[index].masks[atom]
         tracked = [f for f in self.facts if f.region is not None]
-        exact_rules = [f for f in tracked if space.exact(f.variables)]
-        try:
-            if not self._left(start, exact_rules):
-                return [], True
-            return self._left(start, tracked), False
-        except TooComplex:
-            return None, False
-
-    def unmatched_witness(self, use_schema: bool) -> tuple[dict | None, Verdict]:
-        remaining, exact = self.unmatched(use_schema)
-        if remaining is None:
-            return None, Verdict.UNKNOWN
-        for box in remaining[:16]:
-            witness = self.space.witness(box)
-            if self.route(witness) is None:
-                return witness, Verdict.REACHABLE
-        if not remaining:
-            return None, Verdict.UNREACHABLE if exact else Verdict.UNKNOWN
+        witness = self.point_outside(start, tracked)
+        if witness is not None and self.route(witness) is None:
+            return witness, Verdict.REACHABLE
+        exact_rules = [f for f in tracked if space.exact(f.atoms | set(schema_atoms(self.router).values()))]
+        all_atoms = set(schema_atoms(self.router).values()).union(*(f.atoms for f in exact_rules))
+        if space.exact(all_atoms) and self.point_outside(start, exact_rules) is None:
+            return None, Verdict.UNREACHABLE
         return None, Verdict.UNKNOWN

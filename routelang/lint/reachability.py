@@ -7,8 +7,9 @@ import json
 from .. import ir
 from ..analysis import Verdict
 from ..analysis.regions import TooComplex, intersect, meets_region
+from ..analysis.router import atoms_of_condition
 from ..backends.json import condition_tree
-from ..check import OPERATOR_TEXT, walk_conditions
+from ..check import OPERATOR_TEXT
 from ..diagnostics import Diagnostic, Related, Severity
 from ..runtime.operators import evaluate
 from .registry import lint_rule
@@ -95,10 +96,9 @@ def overlapping_rules(ctx):
                 continue
             later_tree = condition_tree(later.rule.when) if later.rule.when is not None else None
             for earlier in group[:j]:
-                reaching = earlier.first_region
-                if not reaching or not meets_region(reaching, later.region):
+                if not earlier.region or not meets_region(earlier.region, later.region):
                     continue
-                witness = _common_witness(analysis, reaching, later.region, earlier.rule, later_tree)
+                witness = _common_witness(analysis, earlier, later, later_tree)
                 if witness is None:
                     continue
                 yield Diagnostic(
@@ -111,14 +111,15 @@ def overlapping_rules(ctx):
                 )
 
 
-def _common_witness(analysis, reaching, region, winner, later_tree) -> dict | None:
+def _common_witness(analysis, earlier, later, later_tree) -> dict | None:
+    """A request both rules match that reaches `earlier` (no rule before it matches)."""
     try:
-        boxes = intersect(reaching, region)
+        boxes = intersect(earlier.region, later.region)
     except TooComplex:
         return None
-    for box in boxes[:16]:
-        witness = analysis.space.witness(box)
-        if analysis.route(witness) is winner and evaluate(later_tree, witness):
+    for box in boxes[:64]:
+        witness = analysis.reaching(earlier.position, box)
+        if witness is not None and analysis.route(witness) is earlier.rule and evaluate(later_tree, witness):
             return witness
     return None
 
@@ -168,8 +169,7 @@ def _inside(node, outer) -> bool:
 
 
 def _exact(analysis, cond) -> bool:
-    space = analysis.space
-    return space.exact({space.var_of_field[c.field] for c in walk_conditions(cond)})
+    return analysis.space.exact(atoms_of_condition(cond))
 
 
 def _clashing_pair(analysis, items):
