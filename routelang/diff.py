@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from . import ir
 from .analysis import RouterAnalysis, Space, TooComplex, atoms_of, build_variables
-from .analysis.regions import intersect
+from .analysis.regions import find_point, intersect, meets_region
 
 NO_MATCH = "no match"
 
@@ -65,55 +65,52 @@ class DiffResult:
     caveats: list[str]
 
 
-def _outcomes(analysis: RouterAnalysis):
-    """(rule or None, requests it routes) for every rule and for "no match"."""
-    out = [(f.rule, f.first_region) for f in analysis.facts]
-    tracked = [f for f in analysis.facts if f.region is not None]
-    leftover = analysis._left([{}], tracked) if len(tracked) == len(analysis.facts) else None
-    out.append((None, leftover))
-    return out
-
-
 def diff(old: ir.Router, new: ir.Router) -> DiffResult:
     space = Space(build_variables(atoms_of([old, new])))
     before, after = RouterAnalysis(old, space), RouterAnalysis(new, space)
-    old_outcomes, new_outcomes = _outcomes(before), _outcomes(after)
     caveats = [f"`{v.root}`: {v.why_inexact}" for v in space.variables if not v.exact]
-    caveats += [f"rule `{r.name}` is too complex to analyse" for r, region in old_outcomes + new_outcomes
-                if r is not None and region is None]
-    new_by_behaviour: dict = {}
-    for rule, region in new_outcomes:
-        if region is not None:
-            new_by_behaviour.setdefault(behaviour(rule), []).extend(region)
+    caveats += [f"rule `{f.rule.name}` is too complex to analyse" for f in before.facts + after.facts
+                if f.region is None]
+    # Outcomes in evaluation order, then "no match" (every request, after all rules).
+    old_out = [(f.rule, f.region) for f in before.facts] + [(None, [{}])]
+    new_out = [(f.rule, f.region) for f in after.facts] + [(None, [{}])]
+    old_prior = _prefix_boxes(before)
+    new_prior = _prefix_boxes(after)
     changes: list[Change] = []
-    seen = set()
-    for old_rule, old_region in old_outcomes:
+    for i, (old_rule, old_region) in enumerate(old_out):
         if not old_region:
             continue
         key = behaviour(old_rule)
-        try:
-            moved = space.subtract(old_region, new_by_behaviour.get(key, []))
-        except TooComplex:
-            caveats.append(f"the requests of rule `{old_rule.name if old_rule else NO_MATCH}` are too complex to compare")
-            continue
-        if not moved:
-            continue
-        for new_rule, new_region in new_outcomes:
-            if not new_region or behaviour(new_rule) == key:
+        for j, (new_rule, new_region) in enumerate(new_out):
+            if not new_region or behaviour(new_rule) == key or not meets_region(old_region, new_region):
                 continue
-            try:
-                boxes = intersect(moved, new_region)
-            except TooComplex:
-                continue
-            for box in boxes[:16]:
-                witness = space.witness(box)
-                if before.route(witness) is old_rule and after.route(witness) is new_rule:
-                    pair = (old_rule.name if old_rule else None, new_rule.name if new_rule else None)
-                    if pair not in seen:
-                        seen.add(pair)
-                        changes.append(Change(pair[0], pair[1], describe(old_rule), describe(new_rule), witness))
-                    break
+            witness = _witness(space, old_region, new_region, old_prior[i] + new_prior[j])
+            if witness is not None and before.route(witness) is old_rule and after.route(witness) is new_rule:
+                changes.append(Change(old_rule.name if old_rule else None, new_rule.name if new_rule else None,
+                                      describe(old_rule), describe(new_rule), witness))
     return DiffResult(changes, exact=not caveats, caveats=caveats)
+
+
+def _prefix_boxes(analysis: RouterAnalysis) -> list[list]:
+    """For each position (and one past the end), the boxes of every rule before it."""
+    out, boxes = [], []
+    for facts in analysis.facts:
+        out.append(list(boxes))
+        boxes.extend(facts.region or [])
+    out.append(boxes)
+    return out
+
+
+def _witness(space: Space, old_region, new_region, avoid) -> dict | None:
+    try:
+        boxes = intersect(old_region, new_region)
+    except TooComplex:
+        return None
+    for box in boxes:
+        point = find_point(space, box, avoid)
+        if point is not None:
+            return space.witness(point)
+    return None
 
 
 def render_text(result: DiffResult) -> str:
