@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from . import ir
 from .analysis import RouterAnalysis, Space, TooComplex, atoms_of, build_variables
 from .analysis.regions import find_point, intersect, meets_region
+from .backends.json import condition_tree
 
 NO_MATCH = "no match"
 
@@ -76,19 +77,43 @@ def diff(old: ir.Router, new: ir.Router) -> DiffResult:
     new_out = [(f.rule, f.region) for f in after.facts] + [(None, [{}])]
     old_prior = _prefix_boxes(before)
     new_prior = _prefix_boxes(after)
+    first_in_new = _first_positions(after)
+    first_in_old = _first_positions(before)
+    old_limits = [first_in_new.get(_condition_key(rule), len(new_out)) for rule, _ in old_out]
+    new_floors = [first_in_old.get(_condition_key(rule), len(old_out)) for rule, _ in new_out]
+    new_keys = [behaviour(rule) for rule, _ in new_out]
     changes: list[Change] = []
     for i, (old_rule, old_region) in enumerate(old_out):
         if not old_region:
             continue
         key = behaviour(old_rule)
-        for j, (new_rule, new_region) in enumerate(new_out):
-            if not new_region or behaviour(new_rule) == key or not meets_region(old_region, new_region):
+        # A request that old_rule matches also matches a rule with the same
+        # condition in the new router, so it cannot pass that rule there.
+        for j in range(min(old_limits[i], len(new_out) - 1) + 1):
+            new_rule, new_region = new_out[j]
+            if new_floors[j] < i or not new_region or new_keys[j] == key:
+                continue
+            if not meets_region(old_region, new_region):
                 continue
             witness = _witness(space, old_region, new_region, old_prior[i] + new_prior[j])
             if witness is not None and before.route(witness) is old_rule and after.route(witness) is new_rule:
                 changes.append(Change(old_rule.name if old_rule else None, new_rule.name if new_rule else None,
                                       describe(old_rule), describe(new_rule), witness))
     return DiffResult(changes, exact=not caveats, caveats=caveats)
+
+
+def _condition_key(rule: ir.Rule | None) -> str | None:
+    """Rules with equal keys match exactly the same requests (None: "no match")."""
+    if rule is None:
+        return None
+    return json.dumps(condition_tree(rule.when) if rule.when is not None else "*", sort_keys=True)
+
+
+def _first_positions(analysis: RouterAnalysis) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for facts in analysis.facts:
+        out.setdefault(_condition_key(facts.rule), facts.position)
+    return out
 
 
 def _prefix_boxes(analysis: RouterAnalysis) -> list[list]:

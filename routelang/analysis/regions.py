@@ -186,12 +186,13 @@ def find_point(space: Space, box: Box, avoid: list[Box]) -> Box | None:
 
 def _search(space: Space, point: Box, survivors: list[Box], assigned: set[int]) -> Box | None:
     counts: dict[int, int] = {}
+    variables = space.variables
     for b in survivors:
-        free = [i for i in b if i not in assigned]
-        if not free:
+        if all(not point.get(i, variables[i].full) & ~mask for i, mask in b.items()):
             return None  # this box holds every completion of the point
-        for i in free:
-            counts[i] = counts.get(i, 0) + 1
+        for i in b:
+            if i not in assigned:
+                counts[i] = counts.get(i, 0) + 1
     if not survivors:
         return point
     var = max(counts, key=counts.get)
