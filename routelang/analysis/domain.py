@@ -43,14 +43,11 @@ class Atom:
     field: str
     operator: str
     value_key: str          # JSON of the value: atoms with equal keys are one atom
-
-    @property
-    def value(self) -> Any:
-        return json.loads(self.value_key)
+    value: Any = field(default=None, compare=False, hash=False)
 
 
 def atom_of(field_path: str, operator: str, value: Any) -> Atom:
-    return Atom(field_path, operator, json.dumps(value, sort_keys=True))
+    return Atom(field_path, operator, json.dumps(value, sort_keys=True), value)
 
 
 def value_key(value: Any) -> tuple:
