@@ -61,15 +61,15 @@ def main() -> None:
     source = Source("big.route", text)
     parse(Source("warm.route", "router w\nrule a { route x }"))  # build the parser tables once
 
-    with no_gc_pauses():  # as compile_source does
+    with no_gc_pauses():  # as `routelang compile` does
         (file, diags), t_parse = timed(parse, source)
         assert not diags, diags[:3]
         resolution, t_resolve = timed(resolve, source)  # parses again
         assert resolution.router is not None and not resolution.diagnostics, resolution.diagnostics[:3]
         errors, t_check = timed(check, resolution.router)
         assert not errors, errors[:3]
-    (config, _notes), t_lower = timed(lower, resolution.router)
-    payload, t_dump = timed(lambda c: json.dumps(c, indent=2), config)
+        (config, _notes), t_lower = timed(lower, resolution.router)
+        payload, t_dump = timed(lambda c: json.dumps(c, indent=2), config)
     total = t_resolve + t_check + t_lower + t_dump
     result, t_end_to_end = timed(compile_source, source)
     assert result.ok

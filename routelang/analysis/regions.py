@@ -197,19 +197,16 @@ def _search(space: Space, point: Box, survivors: list[Box], assigned: set[int]) 
         return point
     var = max(counts, key=counts.get)
     mine = point.get(var, space.variables[var].full)
-    classes = [(mine, 0)]
+    allowed = 0
     for b in survivors:
-        if var not in b:
-            continue
-        mask = b[var]
-        refined = []
-        for cls, covered in classes:
-            inside, outside = cls & mask, cls & ~mask
-            if inside:
-                refined.append((inside, covered + 1))
-            if outside:
-                refined.append((outside, covered))
-        classes = refined
+        allowed |= b.get(var, 0)
+    if mine & ~allowed:
+        # A candidate no box here allows on `var` escapes every box that
+        # constrains `var`; any other candidate faces a superset of boxes, so
+        # if this one fails they all fail.
+        classes = [(mine & ~allowed, 0)]
+    else:
+        classes = _classes(mine, [b[var] for b in survivors if var in b])
     classes.sort(key=lambda c: c[1])
     assigned.add(var)
     for cls, _ in classes:
@@ -221,6 +218,21 @@ def _search(space: Space, point: Box, survivors: list[Box], assigned: set[int]) 
     assigned.discard(var)
     point[var] = mine
     return None
+
+
+def _classes(mine: int, masks: list[int]) -> list[tuple[int, int]]:
+    """Split `mine` into sets of candidates no mask tells apart, with how many masks hold each."""
+    classes = [(mine, 0)]
+    for mask in masks:
+        refined = []
+        for cls, count in classes:
+            inside, outside = cls & mask, cls & ~mask
+            if inside:
+                refined.append((inside, count + 1))
+            if outside:
+                refined.append((outside, count))
+        classes = refined
+    return classes
 
 
 def is_empty_minus(space: Space, region: Region, minus: Region) -> bool:
