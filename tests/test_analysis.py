@@ -97,7 +97,7 @@ def _compares(cond):
             yield from _compares(item)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(routers())
 def test_unreachable_agrees_with_brute_force(router):
     analysis = RouterAnalysis(router)
