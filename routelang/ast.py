@@ -8,7 +8,7 @@ server can work from it. `resolve` turns it into the IR.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .source import Span
 
@@ -82,7 +82,7 @@ class TargetLiteral:
     span: Span
 
 
-TargetExpr = Union[TargetRef, TargetCall, TargetLiteral]
+TargetExpr = TargetRef | TargetCall | TargetLiteral
 
 
 # ---- conditions ----------------------------------------------------------------
@@ -109,25 +109,25 @@ class Compare:
 
 @dataclass(slots=True)
 class AllOf:
-    items: list["Expr"]
+    items: list[Expr]
     span: Span
 
 
 @dataclass(slots=True)
 class AnyOf:
-    items: list["Expr"]
+    items: list[Expr]
     span: Span
 
 
 @dataclass(slots=True)
 class Not:
-    item: "Expr"
+    item: Expr
     span: Span
 
 
 @dataclass(slots=True)
 class Paren:
-    item: "Expr"
+    item: Expr
     span: Span
 
 
@@ -137,7 +137,8 @@ class CondRef:
     span: Span
 
 
-Expr = Union[Compare, AllOf, AnyOf, Not, Paren, CondRef]
+# Parentheses leave no node: `(a or b)` is the AnyOf inside them.
+Expr = Compare | AllOf | AnyOf | Not | CondRef
 
 
 # ---- strategies ----------------------------------------------------------------
@@ -265,10 +266,10 @@ class TestDef:
     span: Span
 
 
-Item = Union[
-    RouterHeader, MetadataBlock, Import, ProviderDef, ProfileDef, DefaultsDef,
-    TargetDef, ConditionDef, SchemaDef, RuleDef, TestDef,
-]
+Item = (
+    RouterHeader | MetadataBlock | Import | ProviderDef | ProfileDef
+    | DefaultsDef | TargetDef | ConditionDef | SchemaDef | RuleDef | TestDef
+)
 
 
 @dataclass(slots=True)

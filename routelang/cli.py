@@ -59,8 +59,7 @@ def load(path: str, env: dict | None = None) -> CompileResult:
         raise UsageProblem(str(exc))
 
 
-def emit_diagnostics(results: list[CompileResult], fmt: str, min_level: Severity | None = None,
-                     diagnostics=None, err: bool = False) -> None:
+def emit_diagnostics(results: list[CompileResult], fmt: str, diagnostics=None, err: bool = False) -> None:
     """Print diagnostics of several files in one of the output formats."""
     sources = {}
     for r in results:
@@ -78,6 +77,17 @@ def emit_diagnostics(results: list[CompileResult], fmt: str, min_level: Severity
             errors = sum(d.level is Severity.ERROR for d in diags)
             warnings = sum(d.level is Severity.WARNING for d in diags)
             click.echo(f"{errors} error(s), {warnings} warning(s)", err=err)
+
+
+def write_output(text: str, output: str | None) -> None:
+    """Write to the -o file, or to stdout."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}")
 
 
 def env_option(fn):
@@ -138,13 +148,7 @@ def compile_command(file, backend, output, quiet, use_env):
             text, notes = generate(result.router, source_name=file)
     if notes and not quiet:
         emit_diagnostics([result], "text", diagnostics=notes, err=True)
-    if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}")
-    else:
-        click.echo(text, nl=False)
+    write_output(text, output)
     sys.exit(EXIT_OK)
 
 
@@ -177,13 +181,7 @@ def import_command(config_file, output, strict):
     problems = [f"Mixtrain's validator: {e}" for e in validation_errors(config)] + [str(n) for n in notes]
     for problem in problems:
         click.echo(f"{config_file}: warning: {problem}", err=True)
-    if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}")
-    else:
-        click.echo(text, nl=False)
+    write_output(text, output)
     sys.exit(EXIT_ERRORS if strict and problems else EXIT_OK)
 
 

@@ -11,7 +11,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,20 +61,20 @@ class Compare(Node):
 
 class AllOf(Node):
     kind: Literal["all"] = "all"
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
 
 
 class AnyOf(Node):
     kind: Literal["any"] = "any"
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
 
 
 class Not(Node):
     kind: Literal["not"] = "not"
-    item: "Condition"
+    item: Condition
 
 
-Condition = Annotated[Union[Compare, AllOf, AnyOf, Not], Field(discriminator="kind")]
+Condition = Annotated[Compare | AllOf | AnyOf | Not, Field(discriminator="kind")]
 for _model in (AllOf, AnyOf, Not):
     _model.model_rebuild()
 

@@ -13,6 +13,7 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from lark import Lark, Token, Transformer
 
@@ -56,7 +57,7 @@ class SyntaxProblem(Exception):
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0"}
-_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)", re.S)
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|.)", re.DOTALL)
 
 
 def unquote(token) -> str:
@@ -153,9 +154,9 @@ class _Builder(Transformer):
         return ast.Value(value, span, depth)
 
     def list(self, c):
-        items = [x for x in c if x is not None]
-        span = self._span(items) if items else Span(self.file, 0, 0, 0, 0)
-        return self._nested(items, items, span)
+        # The brackets are named terminals so that even `[]` has a position.
+        items = [x for x in c[1:-1] if x is not None]
+        return self._nested(items, items, self._span([c[0], c[-1]]))
 
     def object(self, c):
         pairs = [x for x in c if x is not None]
@@ -285,7 +286,7 @@ class _Builder(Transformer):
         segments = [unquote(t) if t.type == "STRING" else t.value for t in c]
         return ast.FieldPath(segments, self._span(c))
 
-    _COMPARE_OPS = {
+    _COMPARE_OPS: ClassVar[dict[str, str]] = {
         "==": "equals", "!=": "not_equals", ">": "greater_than", "<": "less_than",
         ">=": "greater_or_equal", "<=": "less_or_equal",
     }
@@ -615,7 +616,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
 
 
 _RESTART = re.compile(
-    r"^[ \t]*(router|rule|target|condition|test|import|provider|profile|defaults|schema|metadata)\b", re.M
+    r"^[ \t]*(router|rule|target|condition|test|import|provider|profile|defaults|schema|metadata)\b", re.MULTILINE
 )
 
 

@@ -19,13 +19,30 @@ from typing import Any
 
 from . import ast, ir
 from .diagnostics import (
-    BAD_CALL, DUPLICATE_DEFINITION, DUPLICATE_ROUTER, DUPLICATE_RULE, DUPLICATE_SETTING,
-    IMPORT_CYCLE, INCOMPLETE_TARGET, INPUT_ERROR, MISSING_ROUTER, MISSING_STRATEGY,
-    MULTIPLE_STRATEGIES, MULTIPLE_WHEN, NO_RULES, ROUTER_IN_MODULE, TYPE_MISMATCH,
-    UNKNOWN_IMPORT, UNKNOWN_NAME, WRONG_KIND, BAD_TEST, Diagnostic, Related,
+    BAD_CALL,
+    BAD_TEST,
+    DUPLICATE_DEFINITION,
+    DUPLICATE_ROUTER,
+    DUPLICATE_RULE,
+    DUPLICATE_SETTING,
+    IMPORT_CYCLE,
+    INCOMPLETE_TARGET,
+    INPUT_ERROR,
+    MISSING_ROUTER,
+    MISSING_STRATEGY,
+    MULTIPLE_STRATEGIES,
+    MULTIPLE_WHEN,
+    NO_RULES,
+    ROUTER_IN_MODULE,
+    TYPE_MISMATCH,
+    UNKNOWN_IMPORT,
+    UNKNOWN_NAME,
+    WRONG_KIND,
+    Diagnostic,
+    Related,
 )
 from .parser import parse
-from .source import NO_SPAN, Source, SourceError, Span, SpanMap, read_source
+from .source import Source, SourceError, Span, SpanMap, read_source
 
 
 def stdlib_dir() -> Path:
@@ -49,7 +66,7 @@ class Symbol:
     name: str
     span: Span
     node: Any
-    module: "Module | None" = None
+    module: Module | None = None
     detail: str = ""
     doc: str | None = None
 
@@ -72,7 +89,7 @@ class Module:
     source: Source
     file: ast.File
     defs: dict[str, Symbol] = field(default_factory=dict)
-    imports: list[tuple[ast.Import, "Module"]] = field(default_factory=list)
+    imports: list[tuple[ast.Import, Module]] = field(default_factory=list)
 
     def lookup(self, name: str) -> Symbol | None:
         found = self.defs.get(name)
@@ -392,8 +409,6 @@ class Resolver:
                 description=expr.note.value if expr.note is not None else None,
                 span=expr.span, spans=spans,
             )
-        if isinstance(expr, ast.Paren):
-            return self.condition(module, expr.item)
         if isinstance(expr, ast.Not):
             inner = self.condition(module, expr.item)
             return None if inner is None else ir.Not(item=inner, span=expr.span)
@@ -580,7 +595,7 @@ class Resolver:
 def _setting_value(setting: ast.Setting) -> Any:
     value = setting.value
     if isinstance(value, ast.Duration):
-        return int(round(value.ms))
+        return round(value.ms)
     if isinstance(value, ast.Value):
         return value.plain()
     return value

@@ -15,7 +15,7 @@ from pathlib import Path
 class Span:
     """A range in a source file: 1-based lines and columns, end exclusive."""
 
-    __slots__ = ("file", "line", "column", "end_line", "end_column")
+    __slots__ = ("column", "end_column", "end_line", "file", "line")
 
     def __init__(self, file: str, line: int, column: int, end_line: int, end_column: int):
         self.file = file
@@ -35,7 +35,7 @@ class Span:
     def __repr__(self) -> str:
         return f"Span({self.file}:{self.line}:{self.column}-{self.end_line}:{self.end_column})"
 
-    def to(self, other: "Span") -> "Span":
+    def to(self, other: Span) -> Span:
         """The span from the start of this one to the end of `other`."""
         return Span(self.file, self.line, self.column, other.end_line, other.end_column)
 
@@ -101,8 +101,7 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeProblem(display_name or str(path), data, exc) from exc
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     return Source(display_name or str(path), text.replace("\r\n", "\n"), p)
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from routelang import ir
 from routelang.analysis import RouterAnalysis, Verdict, build_variables
 from routelang.analysis.domain import atom_of, leaf_candidates, literal_regex
+from routelang.check import walk_conditions
 from routelang.runtime.operators import apply, lookup
 
 TARGET = ir.Target(provider="modal", model_name="m", endpoint="https://m.modal.run")
@@ -73,7 +74,7 @@ def routers(draw):
 
 def requests_for(router: ir.Router):
     """Every combination of POOL values over the fields the router mentions."""
-    fields = sorted({c.field for r in router.rules for c in _compares(r.when)})
+    fields = sorted({c.field for r in router.rules for c in walk_conditions(r.when)})
     roots = sorted({f.split(".")[0] for f in fields})
     per_root = []
     for root in roots:
@@ -83,18 +84,6 @@ def requests_for(router: ir.Router):
         per_root.append(options)
     for combo in itertools.product(*per_root):
         yield {root: v for root, v in zip(roots, combo) if v is not None}
-
-
-def _compares(cond):
-    if cond is None:
-        return
-    if isinstance(cond, ir.Compare):
-        yield cond
-    elif isinstance(cond, ir.Not):
-        yield from _compares(cond.item)
-    else:
-        for item in cond.items:
-            yield from _compares(item)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

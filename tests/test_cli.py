@@ -14,7 +14,7 @@ SAMPLE = ROOT / "examples" / "_sample_syntax.route"
 def run(*args, cwd=None, input=None):
     proc = subprocess.run(
         [sys.executable, "-m", "routelang", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, input=input,
+        capture_output=True, text=True, cwd=cwd, input=input, check=False,
     )
     return proc
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).parent.parent
 def test_wheel_contains_grammar_and_stdlib(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     [wheel] = tmp_path.glob("routelang-*.whl")
