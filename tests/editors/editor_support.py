@@ -28,3 +28,18 @@ def scopes_per_char(lines_tokens: list[list[dict]], text: str) -> list[list[list
                 row[i] = [s for s in token["scopes"] if s != "source.route"]
         out.append(row)
     return out
+
+
+# One snippet with every token class, highlighted by each editor grammar in its own test.
+TARGETED_SNIPPET = (
+    'router prod "desc"  # comment\n'
+    'import std.providers\n'
+    'provider vllm { endpoint "http://${HOST}:${PORT:-8000}/v1" }\n'
+    'target big-model = vllm("m") { timeout 500ms cost -0.5 per 1k }\n'
+    'condition premium = user.tier == "p"\n'
+    'rule "quoted \\"name\\"" priority 3 disabled {\n'
+    '    when premium and request.model =~ r"^\\d+$" and user.n >= 1.5 and not user.route exists\n'
+    '    split sticky by user.id salt "s" { 12.5% a: big-model  87.5% b: big-model }\n'
+    '}\n'
+    'test "t" { request { request: { model: "m" } } expect rule r target big-model }\n'
+)

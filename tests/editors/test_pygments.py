@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from editor_support import TARGETED_SNIPPET
 from pygments import highlight, lex
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import find_lexer_class_by_name, get_lexer_by_name, get_lexer_for_filename
@@ -77,18 +78,7 @@ def test_every_file_matches_the_parser(route_file, expectations, check):
 
 
 def test_targeted_snippet(expectations, check):
-    text = (
-        'router prod "desc"  # comment\n'
-        'import std.providers\n'
-        'provider vllm { endpoint "http://${HOST}:${PORT:-8000}/v1" }\n'
-        'target big-model = vllm("m") { timeout 500ms cost -0.5 per 1k }\n'
-        'condition premium = user.tier == "p"\n'
-        'rule "quoted \\"name\\"" priority 3 disabled {\n'
-        '    when premium and request.model =~ r"^\\d+$" and user.n >= 1.5 and not user.route exists\n'
-        '    split sticky by user.id salt "s" { 12.5% a: big-model  87.5% b: big-model }\n'
-        '}\n'
-        'test "t" { request { request: { model: "m" } } expect rule r target big-model }\n'
-    )
+    text = TARGETED_SNIPPET
     rows = _char_types(text)
     check(expectations(text), _classify(rows), "snippet")
     tokens = [(t, v) for t, v in lex(text, RoutelangLexer()) if v.strip()]

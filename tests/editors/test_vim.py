@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from editor_support import VIM_RUNTIME
+from editor_support import TARGETED_SNIPPET, VIM_RUNTIME
 
 STRINGY = {"routeString", "routeRawString", "routeRuleNameString", "routeEscape", "routeInterpolation"}
 KEYWORD_GROUPS = {
@@ -81,18 +81,7 @@ def test_nothing_is_left_unhighlighted(vim_syntax, route_file):
 
 
 def test_targeted_snippet(vim_syntax, tmp_path, expectations, check):
-    text = (
-        'router prod "desc"  # comment\n'
-        'import std.providers\n'
-        'provider vllm { endpoint "http://${HOST}:${PORT:-8000}/v1" }\n'
-        'target big-model = vllm("m") { timeout 500ms cost -0.5 per 1k }\n'
-        'condition premium = user.tier == "p"\n'
-        'rule "quoted \\"name\\"" priority 3 disabled {\n'
-        '    when premium and request.model =~ r"^\\d+$" and user.n >= 1.5 and not user.route exists\n'
-        '    split sticky by user.id salt "s" { 12.5% a: big-model  87.5% b: big-model }\n'
-        '}\n'
-        'test "t" { request { request: { model: "m" } } expect rule r target big-model }\n'
-    )
+    text = TARGETED_SNIPPET
     path = tmp_path / "snippet.route"
     path.write_text(text, encoding="utf-8")
     data = vim_syntax(path)
