@@ -18,6 +18,7 @@ does X" is not claimed.
 from __future__ import annotations
 
 import ast as pyast
+import bisect
 import itertools
 import json
 import math
@@ -25,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..runtime.operators import apply, lookup, to_float
+from ..runtime.operators import OPERATOR_ALIASES, apply, compile_regex, lookup, matches_compiled, to_float
 from .sre import sre_constants, sre_parse
 
 NUMERIC_OPS = ("greater_than", "less_than", "greater_or_equal", "less_or_equal")
@@ -382,23 +383,131 @@ def build_variables(atoms: set[Atom], extra_paths: set[str] = frozenset()) -> li
         var = Variable(root, members, exact=exact, why_inexact=why)
         member_atoms = [a for p in members for a in by_path[p]]
         seen_keys = set()
-        seen_signatures = set()
+        fragments = []
         for value in values:
             key = value_key(value)
-            if key in seen_keys:
-                continue
-            seen_keys.add(key)
-            fragment = _fragment(root, value)
-            signature = tuple(apply(a.operator, lookup(fragment, a.field), a.value) for a in member_atoms)
-            if signature in seen_signatures:
-                continue  # same outcome on every atom as an earlier candidate
-            seen_signatures.add(signature)
-            var.candidates.append(fragment)
-        for atom in member_atoms:
-            mask = 0
-            for bit, fragment in enumerate(var.candidates):
-                if apply(atom.operator, lookup(fragment, atom.field), atom.value):
-                    mask |= 1 << bit
-            var.masks[atom] = mask
+            if key not in seen_keys:
+                seen_keys.add(key)
+                fragments.append(_fragment(root, value))
+        # Each atom's outcomes on every distinct candidate at once (one bit each),
+        # then candidates with the same outcome on every atom are merged.
+        columns = {p: Column([lookup(f, p) for f in fragments]) for p in members}
+        raw = [columns[a.field].mask(a.operator, a.value) for a in member_atoms]
+        kept = _distinct_outcomes(raw, len(fragments))
+        var.candidates = [fragments[i] for i in kept]
+        if len(kept) < len(fragments):
+            raw = [_select_bits(m, kept, len(fragments)) for m in raw]
+        var.masks = dict(zip(member_atoms, raw))
         variables.append(var)
     return variables
+
+
+def _mask_to_bits(mask: int, size: int) -> str:
+    """'0'/'1' per candidate, candidate 0 first."""
+    return format(mask, "b").zfill(size)[::-1]
+
+
+def _select_bits(mask: int, kept: list[int], size: int) -> int:
+    """The mask restricted to the candidates `kept`, renumbered 0, 1, ..."""
+    bits = _mask_to_bits(mask, size)
+    return _bits_to_mask([bits[i] for i in kept])
+
+
+def _bits_to_mask(bits) -> int:
+    return int("".join(reversed(bits)), 2) if bits else 0
+
+
+def _distinct_outcomes(masks: list[int], size: int) -> list[int]:
+    """Indices of the first candidate of each distinct outcome signature (the
+    set of atoms it satisfies), in candidate order. Walks only the set bits:
+    equality atoms hold for a handful of candidates."""
+    holds: list[list[int]] = [[] for _ in range(size)]
+    for j, mask in enumerate(masks):
+        bits = _mask_to_bits(mask, size)
+        i = bits.find("1")
+        while i >= 0:
+            holds[i].append(j)
+            i = bits.find("1", i + 1)
+    seen: set[tuple] = set()
+    kept = []
+    for i, atoms_held in enumerate(holds):
+        signature = tuple(atoms_held)
+        if signature not in seen:
+            seen.add(signature)
+            kept.append(i)
+    return kept
+
+
+_HASHABLE_SCALARS = (str, int, float, bool, type(None))
+_COMPARISONS = {"greater_than": (bisect.bisect_right, False), "greater_or_equal": (bisect.bisect_left, False),
+                "less_than": (bisect.bisect_left, True), "less_or_equal": (bisect.bisect_right, True)}
+
+
+def _plain(value: Any) -> bool:
+    """A value whose equality is hash-consistent and reflexive (no NaN), so a
+    dict lookup finds exactly the values `==` to it."""
+    return type(value) in _HASHABLE_SCALARS and not (isinstance(value, float) and math.isnan(value))
+
+
+class Column:
+    """The values one path takes across a variable's candidates, and the
+    bitmask of candidates each atom on that path holds for. Equality and
+    membership are answered from a dict of equality classes and comparisons
+    by bisecting the sorted float values; both give exactly the bits
+    `operators.apply` gives (1 == 1.0 == True share a dict key, as they are
+    equal; float() is the same `to_float` the operators use). Everything else
+    calls the operator on each value."""
+
+    def __init__(self, values: list[Any]):
+        self.values = values
+        self.full = (1 << len(values)) - 1
+        self._classes: dict[Any, int] | None = None
+        self._odd: list[tuple[int, Any]] = []   # values not usable as dict keys
+        self._sorted: tuple[list[float], list[int]] | None = None
+
+    def mask(self, op: str, expected: Any) -> int:
+        op = OPERATOR_ALIASES.get(op, op)
+        if op in EQUALITY_OPS and _plain(expected):
+            equal = self._equal_to([expected])
+            return equal if op == "equals" else self.full & ~equal
+        if op in MEMBERSHIP_OPS and isinstance(expected, list) and all(_plain(e) for e in expected):
+            inside = self._equal_to(expected)
+            return inside if op == "in" else self.full & ~inside
+        if op in _COMPARISONS:
+            return self._compare(op, expected)
+        if op == "regex":
+            pattern = compile_regex(expected)
+            return _bits_to_mask(["1" if matches_compiled(v, pattern) else "0" for v in self.values])
+        return _bits_to_mask(["1" if apply(op, v, expected) else "0" for v in self.values])
+
+    def _equal_to(self, expected: list) -> int:
+        if self._classes is None:
+            self._classes = {}
+            for i, value in enumerate(self.values):
+                if _plain(value):
+                    self._classes[value] = self._classes.get(value, 0) | 1 << i
+                else:
+                    self._odd.append((i, value))
+        mask = 0
+        for e in expected:
+            mask |= self._classes.get(e, 0)
+            for i, value in self._odd:
+                if value == e:
+                    mask |= 1 << i
+        return mask
+
+    def _compare(self, op: str, expected: Any) -> int:
+        bound = to_float(expected)
+        if bound is None or math.isnan(bound):
+            return 0  # NaN or not a number: the comparison is False everywhere
+        if self._sorted is None:
+            numbers = sorted((f, i) for i, v in enumerate(self.values)
+                             if (f := to_float(v)) is not None and not math.isnan(f))
+            prefix = [0]
+            for _, i in numbers:
+                prefix.append(prefix[-1] | 1 << i)
+            self._sorted = ([f for f, _ in numbers], prefix)
+        floats, prefix = self._sorted
+        search, below = _COMPARISONS[op]
+        cut = search(floats, bound)
+        return prefix[cut] if below else prefix[-1] & ~prefix[cut]

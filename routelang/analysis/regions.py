@@ -27,6 +27,7 @@ class Space:
     def __init__(self, variables: list[Variable]):
         self.variables = variables
         self.var_of_field = {p: i for i, v in enumerate(variables) for p in v.paths}
+        self.fulls = [v.full for v in variables]  # the search reads these in its innermost loop
         self._exact_cache: dict[frozenset, bool] = {}
 
     # ---- conditions -> regions ----------------------------------------------------
@@ -124,6 +125,19 @@ def _meets(a: Box, b: Box) -> bool:
     return True
 
 
+def _meeting(box: Box, boxes: list[Box]) -> list[Box]:
+    """The boxes that meet `box`, in order (`_meets` inlined: this runs for
+    every pair of rules)."""
+    out = []
+    for b in boxes:
+        for index, mask in b.items():
+            if index in box and not box[index] & mask:
+                break
+        else:
+            out.append(b)
+    return out
+
+
 def intersect(a: Region, b: Region) -> Region:
     out = []
     for x in a:
@@ -156,7 +170,14 @@ def simplify(region: Region) -> Region:
 
 
 def meets_region(a: Region, b: Region) -> bool:
-    return any(_meets(x, y) for x in a for y in b)
+    for x in a:
+        for y in b:
+            for index, mask in y.items():
+                if index in x and not x[index] & mask:
+                    break
+            else:
+                return True
+    return False
 
 
 def variables_of(region: Region) -> set[int]:
@@ -180,15 +201,18 @@ def find_point(space: Space, box: Box, avoid: list[Box]) -> Box | None:
     boxes cannot tell apart (partition refinement over the bitmasks), least
     covered class first. Complete: every class is tried, and candidates of one
     class behave identically for every box still in play."""
-    survivors = [b for b in avoid if _meets(box, b)]
+    survivors = _meeting(box, avoid)
     return _search(space, dict(box), survivors, set())
 
 
 def _search(space: Space, point: Box, survivors: list[Box], assigned: set[int]) -> Box | None:
     counts: dict[int, int] = {}
-    variables = space.variables
+    fulls = space.fulls
     for b in survivors:
-        if all(not point.get(i, variables[i].full) & ~mask for i, mask in b.items()):
+        for i, mask in b.items():
+            if point.get(i, fulls[i]) & ~mask:
+                break
+        else:
             return None  # this box holds every completion of the point
         for i in b:
             if i not in assigned:
@@ -196,7 +220,7 @@ def _search(space: Space, point: Box, survivors: list[Box], assigned: set[int]) 
     if not survivors:
         return point
     var = max(counts, key=counts.get)
-    mine = point.get(var, space.variables[var].full)
+    mine = point.get(var, fulls[var])
     allowed = 0
     for b in survivors:
         allowed |= b.get(var, 0)
