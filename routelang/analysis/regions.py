@@ -9,6 +9,8 @@ decided exactly whenever the candidates are complete (domain.py).
 
 from __future__ import annotations
 
+import copy
+
 from .. import ir
 from .domain import CAPPED, Variable, atom_of, family_inexact, field_inexact
 
@@ -189,7 +191,8 @@ def _merge(into: dict, fragment: dict) -> None:
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _merge(into[key], value)
         else:
-            into[key] = value
+            # A copy: later merges must not write into the stored candidate.
+            into[key] = copy.deepcopy(value)
 
 
 def find_point(space: Space, box: Box, avoid: list[Box]) -> Box | None:
