@@ -109,3 +109,29 @@ def test_cli_exit_codes(tmp_path, snapshot):
     assert [c["old_rule"] for c in as_json["changes"]] == ["premium"] and as_json["exact"]
     assert runner.invoke(main, ["diff", str(old), str(bad)]).exit_code == 1
     assert runner.invoke(main, ["diff", str(old), str(tmp_path / "missing.route")]).exit_code == 1
+
+
+def test_diff_output_does_not_depend_on_string_hashing(tmp_path):
+    """Set order follows PYTHONHASHSEED; the analysis must not."""
+    import os
+    import subprocess
+    import sys
+
+    rules = "\n".join(
+        f'rule r{i} priority {100 - i} {{ when request.model =~ "^m{i}-\\\\d+" and user.tier == "t{i % 3}" '
+        f'route {{ provider "p" model "m{i}" endpoint "https://m{i}.example.com" }} }}'
+        for i in range(12)
+    )
+    old = tmp_path / "old.route"
+    new = tmp_path / "new.route"
+    old.write_text(f"router r\n{rules}\n")
+    changed = rules.replace('model "m5"', 'model "m5b"')
+    new.write_text(f"router r\n{changed}\n")
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        proc = subprocess.run([sys.executable, "-m", "routelang", "diff", str(old), str(new)],
+                              capture_output=True, text=True, check=False,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert proc.returncode == 2, proc.stderr
+        outputs.add(proc.stdout)
+    assert len(outputs) == 1

@@ -370,7 +370,9 @@ def _top_level(paths) -> list[str]:
 
 def build_variables(atoms: set[Atom], extra_paths: set[str] = frozenset()) -> list[Variable]:
     by_path: dict[str, list[Atom]] = {}
-    for atom in atoms:
+    # Sorted, not in set order: set order follows string hashing, which
+    # changes between processes, and the candidates' order picks witnesses.
+    for atom in sorted(atoms, key=lambda a: (a.field, a.operator, repr(a.value))):
         by_path.setdefault(atom.field, []).append(atom)
     for path in extra_paths:
         by_path.setdefault(path, [])
