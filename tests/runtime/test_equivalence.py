@@ -37,13 +37,22 @@ request_values = st.recursive(
     max_leaves=6)
 
 
-@st.composite
-def conditions(draw):
-    op = draw(st.sampled_from(OPERATORS))
-    out = {"field": draw(st.sampled_from(FIELDS)), "operator": op}
-    if op not in ("exists", "not_exists"):
-        out["value"] = draw(condition_values)
-    return out
+def condition_leaves(operators):
+    """Single conditions over `operators`, in the JSON form."""
+
+    @st.composite
+    def leaf(draw):
+        op = draw(st.sampled_from(operators))
+        out = {"field": draw(st.sampled_from(FIELDS)), "operator": op}
+        if op not in ("exists", "not_exists"):
+            out["value"] = draw(condition_values)
+        return out
+
+    return leaf()
+
+
+def conditions():
+    return condition_leaves(OPERATORS)  # Mixtrain's operators only
 
 
 TARGETS = [{"provider": p, "model_name": m, "endpoint": f"https://{m}.example.com"}
@@ -158,13 +167,8 @@ def test_rule_index_keeps_first_match_order(config, tiers, as_missing):
 ALL_OPERATORS = OPERATORS + ["greater_or_equal", "less_or_equal", "starts_with", "ends_with"]
 
 
-@st.composite
-def leaves(draw):
-    op = draw(st.sampled_from(ALL_OPERATORS))
-    out = {"field": draw(st.sampled_from(FIELDS)), "operator": op}
-    if op not in ("exists", "not_exists"):
-        out["value"] = draw(condition_values)
-    return out
+def leaves():
+    return condition_leaves(ALL_OPERATORS)  # with routelang's extensions
 
 
 trees = st.recursive(leaves(), lambda inner: st.one_of(
