@@ -40,7 +40,7 @@ SETTINGS = ("priority", "model", "endpoint", "weight", "label", "timeout", "retr
             "latency", "reliability")
 WORD_OPERATORS = ("and", "or", "not", "in", "contains", "starts_with", "ends_with", "exists",
                   "matches", "note")
-TEST_KEYWORDS = ("request", "expect", "no", "match")
+TEST_KEYWORDS = ("request", "expect", "no", "match", "targets")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")
 CONSTANTS = ("true", "false", "null")
