@@ -37,6 +37,7 @@ from .diagnostics import (
 )
 from .source import Span
 from .vocab import operators
+from .vocab import settings as target_settings
 
 # How messages write each operator: its canonical .route spelling.
 OPERATOR_TEXT = {op.name: op.text for op in operators.TABLE}
@@ -212,12 +213,13 @@ class Checker:
         if endpoint is not None and t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
             self.error(INVALID_ENDPOINT, f"endpoint `{t.endpoint}` is not an http(s) URL",
                        spans.get("endpoint", t.span), help="endpoints start with https:// or http://", rule=rule)
-        if t.timeout_ms is not None and t.timeout_ms < 100:
-            self.error(TIMEOUT_TOO_SHORT, f"timeout {t.timeout_ms}ms is under 100ms", spans.get("timeout", t.span),
-                       help="Mixtrain requires at least 100ms", rule=rule)
-        if t.retry_count is not None and not (0 <= t.retry_count <= 5):
-            self.error(RETRIES_OUT_OF_RANGE, f"{t.retry_count} retries is outside 0..5", spans.get("retries", t.span),
-                       rule=rule)
+        timeout, retries = target_settings.BY_SURFACE["timeout"], target_settings.BY_SURFACE["retries"]
+        if t.timeout_ms is not None and t.timeout_ms < timeout.minimum:
+            self.error(TIMEOUT_TOO_SHORT, f"timeout {t.timeout_ms}ms is under {timeout.minimum}ms",
+                       spans.get("timeout", t.span), help=f"Mixtrain requires at least {timeout.minimum}ms", rule=rule)
+        if t.retry_count is not None and not (retries.minimum <= t.retry_count <= retries.maximum):
+            self.error(RETRIES_OUT_OF_RANGE, f"{t.retry_count} retries is outside {retries.minimum}..{retries.maximum}",
+                       spans.get("retries", t.span), rule=rule)
         if t.weight is not None and not (0.0 <= t.weight <= 1.0) or (t.weight is not None and math.isnan(t.weight)):
             what = _percent(t.weight) if split else f"{t.weight:g}"
             self.error(WEIGHT_OUT_OF_RANGE, f"weight {what} is outside 0..1 (0%..100%)",

@@ -29,6 +29,7 @@ from .. import __version__, ir
 from ..diagnostics import MIXTRAIN_APPROXIMATION, MIXTRAIN_INEXACT, Diagnostic, Severity
 from ..envvars import has_refs as envvars_in
 from ..vocab import operators
+from ..vocab import settings as target_settings
 
 FORMAT_VERSION = 1
 MAX_EXPANDED_RULES = 32  # beyond this many `or` branches, don't expand for Mixtrain
@@ -140,25 +141,21 @@ def _flat_conjunction(cond) -> list[ir.Compare]:
 # ---- targets and strategies ------------------------------------------------------
 
 def target_json(t: ir.Target, weight: float | None = None) -> dict:
-    out: dict[str, Any] = {
-        "provider": t.provider,
-        "model_name": t.model_name,
-        "endpoint": t.endpoint,
-        "weight": weight if weight is not None else (t.weight if t.weight is not None else 1.0),
-    }
-    for key in ("label", "timeout_ms", "retry_count", "function_name", "request_class", "headers", "is_shadow"):
-        value = getattr(t, key)
+    out: dict[str, Any] = {s.json_field: getattr(t, s.ir_field) for s in target_settings.IDENTITY}
+    out["weight"] = weight if weight is not None else (t.weight if t.weight is not None else 1.0)
+    for setting in target_settings.MIXTRAIN_OPTIONAL:
+        value = getattr(t, setting.ir_field)
         if value is not None:
-            out[key] = value
+            out[setting.json_field] = value
     ext: dict[str, Any] = {}
     if t.name is not None:
         ext["name"] = t.name
-    if t.cost_per_1k_tokens is not None:
-        ext["cost_per_1k_tokens"] = t.cost_per_1k_tokens
-    if t.circuit_breaker is not None:
-        ext["circuit_breaker"] = t.circuit_breaker.model_dump()
-    if t.health_check is not None:
-        ext["health_check"] = {k: v for k, v in t.health_check.model_dump().items() if v is not None}
+    for setting in target_settings.EXTENSIONS:
+        value = getattr(t, setting.ir_field)
+        if value is not None:
+            # A block writes every field, bar the optional ones left unset.
+            ext[setting.json_field] = value if not setting.block else {
+                sub.json_field: v for sub in setting.block if (v := getattr(value, sub.ir_field)) is not None}
     if ext:
         out[EXT] = ext
     return out
