@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mixtrain.routing.conditions import ConditionEvaluator
+from mixtrain.routing.exceptions import ConditionEvaluationError
 from mixtrain.routing.models import RoutingCondition
 
 from routelang import ir
@@ -67,13 +68,13 @@ def test_exact_negations_are_the_negated_meaning():
 
 def test_the_grammar_spells_every_operator_and_nothing_else():
     text = re.sub(r"//[^\n]*", "", grammar_text())
-    rules = re.findall(r"^!(?:value|list|unary)_operator:(.*)$", text, re.M)
+    rules = re.findall(r"^!(?:value|list|unary)_operator:(.*)$", text, re.MULTILINE)
     spelled = set()
     for rule in rules:
         for alternative in rule.split("|"):
             words = re.findall(r'"([^"]+)"|(COMPARE)', alternative)
             spelled.add(" ".join(w for w, _ in words) if words[0][0] else "COMPARE")
-    compare = set(re.search(r'^COMPARE:(.*)$', text, re.M).group(1).replace('"', "").split("|"))
+    compare = set(re.search(r'^COMPARE:(.*)$', text, re.MULTILINE).group(1).replace('"', "").split("|"))
     spelled = (spelled - {"COMPARE"}) | {c.strip() for c in compare}
     assert spelled == set(operators.BY_SPELLING)
 
@@ -96,7 +97,7 @@ def test_ir_target_fields_all_come_from_the_settings_table():
 
 def test_grep_goal_starts_with_is_named_in_at_most_three_files():
     proc = subprocess.run(["grep", "-rl", "--include=*.py", "--include=*.lark", "--include=*.j2", "starts_with",
-                           "routelang", "grammar"], cwd=ROOT, capture_output=True, text=True)
+                           "routelang", "grammar"], cwd=ROOT, capture_output=True, text=True, check=False)
     files = sorted(proc.stdout.split())
     assert len(files) <= 3, files
     assert "routelang/vocab/operators.py" in files
@@ -135,12 +136,17 @@ def mixtrain_holds(lowering: Lowering, actual) -> bool:
         except ValueError:
             pass  # a value JSON cannot hold (a huge integer): compare the value itself
         conditions = [RoutingCondition(field="x", operator=op, value=value) for op, value in term]
-        try:
-            if ConditionEvaluator.evaluate_conditions(conditions, request):
-                return True
-        except Exception:  # noqa: BLE001 - Mixtrain's engine: a rule whose evaluation raises does not match
-            continue
+        if rule_matches(conditions, request):
+            return True
     return False
+
+
+def rule_matches(conditions, request) -> bool:
+    """RoutingEngine._evaluate_rule: a rule whose evaluation raises does not match."""
+    try:
+        return ConditionEvaluator.evaluate_conditions(conditions, request)
+    except ConditionEvaluationError:
+        return False
 
 
 def deep_list(depth: int) -> list:
@@ -150,6 +156,7 @@ def deep_list(depth: int) -> list:
     return out
 
 
+DEEP = deep_list(5000)  # str() and repr() of it raise RecursionError
 NUMBERISH = st.one_of(
     st.integers(), st.integers(min_value=-(10 ** 400), max_value=10 ** 400), st.booleans(),
     st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=-1e-300, max_value=1e-300),
@@ -158,48 +165,50 @@ NUMBERISH = st.one_of(
 )
 ANY_VALUE = st.one_of(NUMBERISH, st.none(), st.text(max_size=6), st.lists(st.integers(), max_size=3),
                       st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
-                      st.sampled_from([HUGE_INT, deep_list(5000), [HUGE_INT]]))
+                      st.sampled_from([HUGE_INT, [HUGE_INT]]))
 OPERAND = {
     "number": NUMBERISH,
     "text": st.one_of(st.text(alphabet="ab.$^\n(", max_size=4), st.integers(), st.none()),
     "pattern": st.one_of(st.sampled_from(["a", "^a", r"a\Z", "a|b", "(a)\\1", "[", "(?i)a", "$", ".", "a$"]),
                          st.text(alphabet="ab.*^$()|", max_size=4)),
     "list": st.one_of(st.lists(st.one_of(st.integers(), st.text(max_size=2)), max_size=3), st.text(max_size=2)),
-    "any": ANY_VALUE,
+    # An object operand never reaches the table: RoutingCondition.value cannot hold one (the backend disables the rule).
+    "any": st.one_of(NUMBERISH, st.none(), st.text(max_size=6), st.lists(st.integers(), max_size=3)),
     "none": st.none(),
 }
 
 
-def near(operand):
+def near(operand) -> list:
     """Request values near an operand: the operand itself, the floats next to
-    it, text holding it, and any value at all."""
-    out = [ANY_VALUE, st.just(operand)]
+    it, text holding it, values whose str() or float() fails."""
+    out = [operand, None, "", "abc", [], {}, HUGE_INT, DEEP, [HUGE_INT], float("nan"), True, 0]
     b = operators.to_float(operand) if not isinstance(operand, (list, dict)) else None
     if b is not None and math.isfinite(b):
-        out.append(st.sampled_from([b, math.nextafter(b, math.inf), math.nextafter(b, -math.inf), repr(b),
-                                    int(b) if abs(b) < 1e300 else b]))
+        out += [b, math.nextafter(b, math.inf), math.nextafter(b, -math.inf), repr(b)]
+        if abs(b) < 1e300:
+            out.append(int(b))
     if isinstance(operand, str):
-        out.append(st.sampled_from([operand, "x" + operand, operand + "x", operand + "\n", "\n" + operand]))
-    return st.one_of(out)
+        out += ["x" + operand, operand + "x", operand + "\n", "\n" + operand, [operand]]
+    return out
 
 
 @pytest.mark.parametrize("negated", [False, True], ids=["plain", "negated"])
 @pytest.mark.parametrize("op", operators.TABLE, ids=lambda op: op.name)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_mixtrain_lowering_is_exact_where_it_says_so(op, negated, data):
-    operand = data.draw(OPERAND[op.operand])
+    operand = data.draw(OPERAND[op.operand], label="operand")
     lowering = (op.lower_negated if negated else op.lower)(operand)
-    actual = data.draw(near(operand))
-    ours = op.meaning(actual, operand) != negated
-    theirs = mixtrain_holds(lowering, actual)
-    if lowering.exact:
-        assert theirs == ours, (op.name, negated, operand, actual, lowering)
-    else:
-        assert not theirs or ours, (op.name, negated, operand, actual)  # a subset: never matches more
-        if lowering.witness is not None:
-            assert op.meaning(lowering.witness, operand) != negated
-            assert not mixtrain_holds(lowering, lowering.witness)
+    for actual in [*near(operand), data.draw(ANY_VALUE, label="actual")]:
+        ours = op.meaning(actual, operand) != negated
+        theirs = mixtrain_holds(lowering, actual)
+        if lowering.exact:
+            assert theirs == ours, (op.name, negated, operand, actual, lowering)
+        else:
+            assert not theirs or ours, (op.name, negated, operand, actual)  # a subset: never matches more
+    if not lowering.exact and lowering.witness is not None:
+        assert op.meaning(lowering.witness, operand) != negated
+        assert not mixtrain_holds(lowering, lowering.witness)
 
 
 def test_at_least_and_at_most_are_exact_at_the_edges():
