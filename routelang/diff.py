@@ -145,10 +145,10 @@ def diff(old: ir.Router, new: ir.Router) -> DiffResult:
         # from o.rule. Both hold whatever the analysis can decide.
         for j in range(old_limits[i] + 1):
             n = new_out[j]
-            if new_floors[j] < i or new_keys[j] == key or o.region == [] or n.region == []:
+            if new_floors[j] < i or new_keys[j] == key:
                 continue
-            questions.asked(i, j)
-            if o.region is None or n.region is None:
+            questions.asked(i, j)  # even an empty region is only as exact as its candidates
+            if not o.region or not n.region:
                 continue
             found = _changes(space, questions, i, j, before, after)
             if not found:
