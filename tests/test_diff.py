@@ -194,3 +194,34 @@ def test_diff_output_does_not_depend_on_string_hashing(tmp_path):
         assert proc.returncode == 1, proc.stderr
         outputs.add(proc.stdout)
     assert len(outputs) == 1
+
+
+MUTATIONS = [("credits > 10", "credits > 20"), ("credits > 10", "credits >= 10"), ('["free", "trial"]', '["free"]'),
+             ("priority 100", "priority 40"), ("route small }", "route big }"), ('tier == "premium"', 'tier != "free"'),
+             ('"rest" { fallback small, big }', '"rest" { fallback big, small }'),
+             ("credits > 10", "credits > 10 and not beta == true")]
+
+
+def test_every_rule_pair_that_brute_force_finds_is_reported():
+    """Over a grid of requests, every (old rule, new rule) pair whose behaviour
+    differs for some request is among the changes, for every one or two edits."""
+    import itertools
+
+    from routelang.analysis import RouterAnalysis
+    from routelang.diff import behaviour
+
+    grid = []
+    for tier, credits, beta in itertools.product([None, "premium", "free", "trial", "x"],
+                                                 [None, 5, 10, 10.5, 15, 20, 25, "15"], [None, True, False]):
+        grid.append({k: v for k, v in (("tier", tier), ("credits", credits), ("beta", beta)) if v is not None})
+    for edits in [*itertools.combinations(MUTATIONS, 1), *itertools.combinations(MUTATIONS, 2)]:
+        new = OLD
+        for a, b in edits:
+            new = new.replace(a, b, 1)
+        old_router, new_router = router(OLD), router(new)
+        outcome = diff(old_router, new_router)
+        before, after = RouterAnalysis(old_router), RouterAnalysis(new_router)
+        routed = [(before.route(q), after.route(q)) for q in grid]
+        moved = {(a.name if a else None, b.name if b else None) for a, b in routed if behaviour(a) != behaviour(b)}
+        assert outcome.exact
+        assert moved <= {(c.old_rule, c.new_rule) for c in outcome.changes}, edits
