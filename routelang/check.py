@@ -273,12 +273,12 @@ class Checker:
         rule = expectations.matched_rule(self.router, test.request)
         if rule is None or test.expect.rule not in (None, rule.name):
             return  # fails the same way every run
-        varying = expectations.varying_selections(rule, test.request)
+        varying = expectations.varying_selections(rule, test.request, test.expect)
         if varying is None or not expectations.flaky_expectation(test.expect, varying):
             return
         e = test.expect
-        kind = next(k for k in ("target", "target_in", "targets", "shadow") if getattr(e, k) is not None
-                    and expectations.flaky_expectation(_only(e, k), varying))
+        kind = next((k for k in ("target", "target_in", "targets", "shadow") if getattr(e, k) is not None
+                     and expectations.flaky_expectation(_only(e, k), varying)), "target")
         choices = list(dict.fromkeys(sel[0].shown for sel in varying.selections))
         remedy = f"expect every target it may pick: `expect target in [{', '.join(choices)}]`"
         if varying.remedy:

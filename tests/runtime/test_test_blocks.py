@@ -92,3 +92,20 @@ def test_the_remedies_pass_on_every_run(fixed):
     assert result.ok, result.render()
     runs = {run_tests(routelang.load(text), result.router.tests)[0].passed for _ in range(30)}
     assert runs == {True}
+
+
+def test_a_ranked_rule_with_many_targets_is_judged_on_every_first_target_and_order():
+    """Past 7 targets not every order is tried; every target first still is, and
+    an order `expect targets [...]` accepts when there is one."""
+    names = [f"t{i}" for i in range(9)]
+    defs = "".join(f'target {n} = {{ provider "p" model "{n}" endpoint "https://{n}.example.com" }}\n' for n in names)
+    rule = f"rule fast {{ least_latency {', '.join(names)} }}\n"
+
+    def errors(expect: str) -> list[str]:
+        result = compile_text(f"router r\n{defs}{rule}test \"t\" {{ request {{ }} expect {expect} }}\n")
+        return [d.message for d in result.diagnostics if d.code.code == "RL219"]
+
+    assert errors("target t0") and errors(f"target in [{', '.join(names[:-1])}]")
+    assert errors(f"targets [{', '.join(reversed(names))}]")      # one order of many: flaky
+    assert not errors(f"target in [{', '.join(names)}]")
+    assert not errors(f"targets [{', '.join(names[:-1])}, t0]")   # no order has t0 twice: fails every run
