@@ -186,9 +186,11 @@ def check(files, fmt, use_env):
 @click.option("--target", "backend", type=click.Choice(["json", "python"]), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print notes about Mixtrain approximations.")
+@click.option("--mixtrain-exact", is_flag=True,
+              help="Fail (exit 1) when Mixtrain's conditions cannot state a rule's condition exactly (RL902).")
 @env_option
 @guarded
-def compile_command(file, backend, output, quiet, use_env):
+def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
     """Compile FILE to Mixtrain-schema JSON or a Python module."""
     env = dict(os.environ) if use_env else None
     result = load(file, env)
@@ -199,14 +201,18 @@ def compile_command(file, backend, output, quiet, use_env):
         if backend == "json":
             from .backends.json import lower
 
-            config, notes = lower(result.router)
+            config, notes = lower(result.router, exact=mixtrain_exact)
+            if has_errors(notes):
+                emit_diagnostics([result], "text", diagnostics=notes, err=True)
+                sys.exit(EXIT_ERRORS)
             text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
         else:
             from .backends.python import generate
 
             text, notes = generate(result.router, source_name=file)
-    if notes and not quiet:
-        emit_diagnostics([result], "text", diagnostics=notes, err=True)
+    shown = [n for n in notes if not quiet or n.level is not Severity.NOTE]  # warnings show even with -q
+    if shown:
+        emit_diagnostics([result], "text", diagnostics=shown, err=True)
     write_output(text, output)
     finish(Exit.OK)
 

@@ -43,6 +43,7 @@ from .diagnostics import (
 )
 from .parser import parse
 from .source import Source, SourceError, Span, SpanMap, read_source
+from .vocab import settings as target_settings
 
 
 def stdlib_dir() -> Path:
@@ -276,7 +277,7 @@ class Resolver:
                            related=[Related(seen[key], "first set here")])
                 continue
             seen[key] = setting.span
-            if key in ("circuit_breaker", "health_check"):
+            if key in target_settings.BLOCKS:
                 nested = dict(acc.get(key) or {})
                 nested_seen: dict[str, Span] = {}
                 for sub in setting.value:
@@ -365,7 +366,7 @@ class Resolver:
         spans = dict(self.defaults_spans)
         spans.update(written_spans)
         spans.update(extra_spans or {})
-        missing = [k for k in ("provider", "model", "endpoint") if not fields.get(k)]
+        missing = [s.surface for s in target_settings.IDENTITY if not fields.get(s.surface)]
         if missing:
             self.error(INCOMPLETE_TARGET, f"target lacks {', '.join(missing)}", expr.span,
                        help="write e.g. `{ provider \"custom\" model \"name\" endpoint \"https://...\" }`")
@@ -374,27 +375,14 @@ class Resolver:
             fields["label"] = label
         if weight is not None:
             fields["weight"] = weight
-        cb = fields.get("circuit_breaker")
-        hc = fields.get("health_check")
-        return ir.Target(
-            name=fields.get("name"),
-            provider=fields["provider"],
-            model_name=fields["model"],
-            endpoint=fields["endpoint"],
-            weight=fields.get("weight"),
-            label=fields.get("label"),
-            timeout_ms=fields.get("timeout"),
-            retry_count=fields.get("retries"),
-            headers=fields.get("headers"),
-            function_name=fields.get("function_name"),
-            request_class=fields.get("request_class"),
-            is_shadow=fields.get("is_shadow"),
-            cost_per_1k_tokens=fields.get("cost"),
-            circuit_breaker=ir.CircuitBreaker(**_rename(cb, {"failures": "failure_threshold", "cooldown": "cooldown_ms", "successes": "success_threshold"})) if cb is not None else None,
-            health_check=ir.HealthCheck(**_rename(hc, {"path": "path", "interval": "interval_ms", "timeout": "timeout_ms"})) if hc is not None else None,
-            span=expr.span,
-            spans=SpanMap(spans),
-        )
+        values = {s.ir_field: fields.get(s.surface) for s in target_settings.TABLE}
+        for block, model in ((target_settings.BY_SURFACE["circuit_breaker"], ir.CircuitBreaker),
+                             (target_settings.BY_SURFACE["health_check"], ir.HealthCheck)):
+            given = values[block.ir_field]
+            if given is not None:
+                values[block.ir_field] = model(**{sub.ir_field: given[sub.surface]
+                                                  for sub in block.block if sub.surface in given})
+        return ir.Target(name=fields.get("name"), **values, span=expr.span, spans=SpanMap(spans))
 
     # ---- conditions --------------------------------------------------------------
 
@@ -618,15 +606,13 @@ def _setting_value(setting: ast.Setting) -> Any:
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():
-        if key in ("circuit_breaker", "health_check") and isinstance(out.get(key), dict):
+        if key in target_settings.BLOCKS and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out
 
 
-def _rename(values: dict, names: dict) -> dict:
-    return {names[k]: v for k, v in values.items() if k in names}
 
 
 def _visible(module: Module):
