@@ -50,10 +50,9 @@ class InputProblem(click.ClickException):
         click.echo(self.format_message(), err=True)
 
 
-def unreadable(name: str, exc: SourceError | OSError) -> str:
+def unreadable(name: str, exc: SourceError) -> str:
     """The located message for a file that cannot be read (multi-file commands print it and go on)."""
-    cause = exc if isinstance(exc, OSError) else exc.__cause__
-    return f"{name}: error: cannot read the file: {getattr(cause, 'strerror', None) or exc}"
+    return f"{name}: error: cannot read the file: {getattr(exc.__cause__, 'strerror', None) or exc}"
 
 
 def read_text(path: str) -> str:
