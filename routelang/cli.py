@@ -161,7 +161,11 @@ FORMAT = click.Choice(["text", "json", "sarif"])
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="routelang")
 def main() -> None:
-    """routelang: declare, check, compile and run inference-routing rules."""
+    """routelang: declare, check, compile and run inference-routing rules.
+
+    Exit codes, for every command: 0 success; 1 findings (errors in the
+    input, failed tests; `diff`, `fmt --check`: changes); 2 usage or I/O
+    error; 3 internal error."""
 
 
 @main.command()
