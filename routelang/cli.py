@@ -345,6 +345,47 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
     sys.exit(EXIT_ERRORS if bad else EXIT_OK)
 
 
+@main.command(name="serve")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes sharing the port (metrics are summed across them).")
+@click.option("--api-keys", "api_keys", type=click.Path(dir_okay=False),
+              help="File of `sha256:<hex>` client-key hashes; requests then need `Authorization: Bearer`.")
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True,
+              help="Seconds per upstream attempt, for targets without `timeout`.")
+@click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
+              help="Seconds a stream may wait for its first byte (and between bytes).")
+@click.option("--reload-interval", default=1.0, show_default=True,
+              help="Seconds between checks of FILE for changes (0: reload on SIGHUP only).")
+@click.option("--drain", "drain_s", default=30.0, show_default=True,
+              help="Seconds SIGTERM waits for in-flight requests.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
+@guarded
+def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s,
+                  log_file):
+    """Serve FILE (.route or Mixtrain JSON) as an OpenAI-compatible gateway (docs/gateway.md).
+
+    Exit 1 when FILE does not compile or load, 2 on a usage error."""
+    from .gateway.server import Options, Settings, prepare_multiprocess, run
+
+    prepare_multiprocess(workers)
+    from .gateway.auth import KeyFileError
+    from .gateway.plan import LoadError
+
+    settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
+    options = Options(path=file, host=host, port=port, workers=workers, settings=settings, api_keys_file=api_keys,
+                      reload_interval_s=reload_interval, drain_s=drain_s, log_file=log_file)
+    try:
+        sys.exit(run(options))
+    except LoadError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_ERRORS)
+    except (KeyFileError, OSError) as exc:
+        raise UsageProblem(str(exc))
+
+
 @main.command(name="coverage")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.argument("requests_file", metavar="REQUESTS", type=click.Path(dir_okay=False))
