@@ -285,19 +285,42 @@ def _read_requests(path: str) -> list:
     return data if isinstance(data, list) else [data]
 
 
+def _http_document(body_file: str, headers: tuple[str, ...], path: str) -> dict:
+    """The request document `routelang serve` would route for this body and these headers."""
+    from .gateway.request import document
+
+    body = _read_requests(body_file)
+    if len(body) != 1 or not isinstance(body[0], dict):
+        raise UsageProblem(f"{body_file}: an HTTP body must be one JSON object")
+    pairs = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise UsageProblem(f"--header {header!r}: expected NAME:VALUE")
+        pairs.append((name.strip(), value.strip()))
+    return document(body[0], pairs, path)
+
+
 @main.command(name="test")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--data", help="One request as inline JSON.")
 @click.option("--request", "request_file", type=click.Path(dir_okay=False), help="One request in a JSON file.")
 @click.option("--requests", "requests_file", type=click.Path(dir_okay=False),
               help="Requests in a .jsonl file (one per line) or a .json list.")
+@click.option("--http", "http_body", type=click.Path(dir_okay=False),
+              help="An HTTP request body (JSON): route the document `routelang serve` builds from it.")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="A header of the --http request.")
+@click.option("--http-path", default="/v1/chat/completions", show_default=True,
+              type=click.Choice(["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]),
+              help="The endpoint of the --http request.")
 @click.option("--expected", help="The rule every request must match (exit 1 on a mismatch).")
 @click.option("--backend", type=click.Choice(["python", "json"]), default="python", show_default=True,
               help="Route with generated Python or by interpreting the JSON config.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text", show_default=True)
 @env_option
 @guarded
-def test_command(file, data, request_file, requests_file, expected, backend, fmt, use_env):
+def test_command(file, data, request_file, requests_file, http_body, headers, http_path, expected, backend, fmt,
+                 use_env):
     """Route requests through FILE (.route or Mixtrain JSON) and show why.
 
     Without request options, runs the `test` blocks written in FILE. Exit 1 if
@@ -305,12 +328,14 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
     """
     from .runtime.testing import describe, render_description, run_tests
 
-    if sum(x is not None for x in (data, request_file, requests_file)) > 1:
-        raise UsageProblem("give at most one of --data, --request, --requests")
+    if sum(x is not None for x in (data, request_file, requests_file, http_body)) > 1:
+        raise UsageProblem("give at most one of --data, --request, --requests, --http")
+    if headers and http_body is None:
+        raise UsageProblem("--header needs --http")
     router, ir_router = _runtime_router(file, backend, dict(os.environ) if use_env else None)
-    if data is None and request_file is None and requests_file is None:
+    if data is None and request_file is None and requests_file is None and http_body is None:
         if expected is not None:
-            raise UsageProblem("--expected needs --data, --request or --requests")
+            raise UsageProblem("--expected needs --data, --request, --requests or --http")
         tests = ir_router.tests if ir_router is not None else ()
         outcomes = run_tests(router, tests)
         if fmt == "text":
@@ -323,7 +348,9 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
             lines = [json.dumps(r, ensure_ascii=False) for r in rows] if fmt == "jsonl" else [json.dumps(rows, indent=2)]
             click.echo("\n".join(lines))
         sys.exit(EXIT_ERRORS if any(not o.passed for o in outcomes) else EXIT_OK)
-    if data is not None:
+    if http_body is not None:
+        requests = [_http_document(http_body, headers, http_path)]
+    elif data is not None:
         try:
             requests = [json.loads(data)]
         except (json.JSONDecodeError, RecursionError) as exc:

@@ -72,7 +72,7 @@ class Gateway:
         await self.health.close()
         await self.executor.close()
         self.log.write("stop", pid=os.getpid())
-        self.log.flush()
+        self.log.close()
 
     # ---- responses ----------------------------------------------------------------
 

@@ -40,6 +40,13 @@ class JsonLog:
             self._task = None
             self.flush()
 
+    def close(self) -> None:
+        """Write what is buffered; no flush stays scheduled."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.flush()
+
     def flush(self) -> None:
         if self._lines:
             lines, self._lines = self._lines, []
