@@ -74,10 +74,11 @@ class Exchange:
     error: str | None = None
     overhead_s: float | None = None
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, running: int = 0) -> dict[str, str]:
+        """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`."""
         self.overhead_s = max(0.0, perf_counter() - self.start - self.upstream_s)
         out = {"x-request-id": self.id, "x-routelang-rule": self.rule,
-               "x-routelang-attempts": str(len(self.attempts)),
+               "x-routelang-attempts": str(len(self.attempts) + running),
                "x-routelang-overhead-ms": f"{self.overhead_s * 1000:.3f}"}
         if self.target is not None:
             out["x-routelang-target"] = target_name(self.target)
@@ -317,7 +318,7 @@ class Executor:
             ex.ttft_s = perf_counter() - ex.start
             ex.status = 200
             response = web.StreamResponse(status=200, headers={
-                **ex.headers(), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                **ex.headers(running=1), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
             await response.prepare(request)
             await response.write(b"".join(frames))
             problem = None

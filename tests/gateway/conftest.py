@@ -37,11 +37,12 @@ def gateway(loop_thread, tmp_path):
     made: list[GatewayServer] = []
 
     def start(config: dict | str, settings: Settings = FAST, **kwargs) -> GatewayServer:
+        stem = f"routes{len(made)}"
         if isinstance(config, dict):
-            path = tmp_path / "routes.json"
+            path = tmp_path / f"{stem}.json"
             path.write_text(json.dumps(config))
         else:
-            path = tmp_path / "routes.route"
+            path = tmp_path / f"{stem}.route"
             path.write_text(config)
         server = loop_thread.run(GatewayServer(loop_thread, path, settings, **kwargs).start())
         made.append(server)
