@@ -361,6 +361,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
     else:
         requests = _read_requests(requests_file)
     outs = [describe(router, r, expected) for r in requests]
+    if http_body is not None:
+        outs[0]["document"] = requests[0]
     if fmt == "jsonl":
         click.echo("\n".join(json.dumps(o, ensure_ascii=False) for o in outs))
     elif fmt == "json":

@@ -62,8 +62,11 @@ def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | No
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows): the default loop works, a little slower
-        return asyncio.run(_worker(options, sock, keys))
-    return asyncio.run(_worker(options, sock, keys), loop_factory=uvloop.new_event_loop)
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_worker(options, sock, keys))
 
 
 async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
