@@ -391,9 +391,11 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--drain", "drain_s", default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
+@click.option("--loop", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto", show_default=True,
+              help="Event loop (auto: uvloop when installed).")
 @guarded
 def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file):
+                  log_file, loop):
     """Serve FILE (.route or Mixtrain JSON) as an OpenAI-compatible gateway (docs/gateway.md).
 
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
@@ -405,7 +407,7 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
 
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, host=host, port=port, workers=workers, settings=settings, api_keys_file=api_keys,
-                      reload_interval_s=reload_interval, drain_s=drain_s, log_file=log_file)
+                      reload_interval_s=reload_interval, drain_s=drain_s, log_file=log_file, loop=loop)
     try:
         sys.exit(run(options))
     except LoadError as exc:

@@ -30,6 +30,7 @@ class Options:
     reload_interval_s: float = 1.0
     drain_s: float = 30.0
     log_file: str | None = None
+    loop: str = "auto"          # "uvloop", "asyncio", or "auto" (uvloop when installed)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -59,12 +60,15 @@ def run(options: Options) -> int:
 
 
 def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is optional (not on Windows): the default loop works, a little slower
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
+    factory = None
+    if options.loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:  # optional (not on Windows); "auto" falls back to asyncio's loop
+            if options.loop == "uvloop":
+                raise
+        else:
+            factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_worker(options, sock, keys))
 
