@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -267,10 +268,10 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
 
 def table(rows: list[dict]) -> str:
     def f(value, fmt):
-        return "-" if value is None or value != value else format(value, fmt)
+        return "-" if value is None or math.isnan(value) else format(value, fmt)
 
-    out = ["| | p50 at 1 conn | added p50 | req/s at 32 conns | CPU per request (main process) | "
-           "stream first byte | added | RSS before/after load | non-2xx |",
+    out = [("| | p50 at 1 conn | added p50 | req/s at 32 conns | CPU per request (main process) | "
+            "stream first byte | added | RSS before/after load | non-2xx |"),
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rss = "-" if r["rss_before"] is None else f"{r['rss_before']:.0f} / {r['rss_after']:.0f} MB"
