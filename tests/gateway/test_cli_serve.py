@@ -19,8 +19,8 @@ CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
 
 class Served:
-    def __init__(self, *args: str):
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "routelang", "serve", *args, "--port", "0"],
                                      stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stderr.readline()
@@ -120,3 +120,20 @@ def test_routelang_test_http_builds_the_gateway_document(tmp_path):
     assert json.loads(out.stdout)["matched_rule"] == "rest"
     bad = subprocess.run([*run, "--header", "nocolon"], check=False, capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "NAME:VALUE" in bad.stderr
+
+
+def test_the_readme_example_serves(upstreams, tmp_path):
+    local, remote = upstreams("local"), upstreams("remote")
+    served = Served(str(ROOT / "examples" / "hybrid_local_remote.route"),
+                    env={"LOCAL_BASE_URL": local.url + "/v1", "LLAMA_BASE_URL": remote.url + "/v1"})
+    try:
+        reply = http("POST", served.url + "/v1/chat/completions",
+                     {"model": "llama-4-scout", "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200 and reply.headers["x-routelang-target"] == "local_scout"
+        assert local.received[0]["body"]["model"] == "llama-4-scout"
+        assert wait_for(lambda: local.health_probes >= 1)  # health_check { path "/health" } on the origin
+        decided = http("POST", served.url + "/routing/decide",
+                       {"model": "llama-3.3-70b-instruct", "user": {"id": "u-1"}}).json()
+        assert decided["rule"] == "llama_3_3" and len(decided["attempts"]) == 2
+    finally:
+        assert served.stop() == 0
