@@ -163,11 +163,12 @@ class Executor:
         unsupported = 0
         last: Failure | None = None
         for n, target in enumerate(decision.attempts):
-            if n > 0:
+            if n >= decision.picked:
                 if not state.admits(target):
                     ex.attempts.append({"target": target_name(target), "outcome": "breaker_open"})
                     continue
                 state.claim(target)
+            if n > 0:
                 metrics.fallbacks.labels(ex.rule).inc()
             adapter = adapter_for(target.provider)
             try:
@@ -254,6 +255,10 @@ class Executor:
             async with self.session.post(url, data=data, headers=headers, timeout=timeout) as resp:
                 raw = await resp.read()
                 status, upstream_headers = resp.status, resp.headers
+        except asyncio.CancelledError:
+            ex.attempts.append({"target": target_name(target), "outcome": "client_disconnected",
+                                "ms": round((perf_counter() - t0) * 1000, 3)})
+            raise
         except (TimeoutError, aiohttp.ClientError) as exc:
             seconds = perf_counter() - t0
             ex.upstream_s += seconds
@@ -348,6 +353,11 @@ class Executor:
                 response.force_close()
             await response.write_eof()
             return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            # The client went away (the target is not to blame): closing `resp` cancels the upstream call.
+            ex.attempts.append({"target": target_name(target), "outcome": "client_disconnected",
+                                "ms": round((perf_counter() - t0) * 1000, 3)})
+            raise
         finally:
             resp.close()
 

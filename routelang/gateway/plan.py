@@ -190,6 +190,9 @@ class Decision:
     shadows: list[Target] = field(default_factory=list)
     reason: str = ""
     retry_after_s: int | None = None    # when the rule matched but every target is unavailable
+    # attempts[:picked] the runtime selected, so their breakers already admitted them (and a
+    # half-open one took its probe); the executor checks and claims the others when it gets there.
+    picked: int = 0
 
     @property
     def unavailable(self) -> bool:
@@ -209,15 +212,15 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
     attempts = [t for t in selected if not t.is_shadow]
     shadows = [t for t in selected if t.is_shadow]
     kind = rule.strategy
+    picked = len(attempts)
     if state.any_unhealthy():
         healthy = state.healthy
         shadows = [t for t in shadows if healthy(t.key)]
         if attempts and not healthy(attempts[0].key) and kind in ("split", "round_robin"):
-            attempts = _repick(rule, doc, attempts[0], state)
+            attempts, picked = _repick(rule, doc, attempts[0], state), 0
         else:
             attempts = [t for t in attempts if healthy(t.key)]
-            if kind in ("single", "shadow") and attempts and attempts[0] is not selected[0]:
-                attempts = []
+            picked = len(attempts)
     if attempts and kind in ("split", "round_robin") and len(rule.targets) > 1:
         attempts += _others(rule, attempts[0], state, rotate=kind == "round_robin")
     reason = result.explanation
@@ -226,7 +229,7 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
         if not reason.endswith("open"):
             reason += f": {why}"
         return Decision(rule, [], [], reason, _retry_after(loaded, rule, state))
-    return Decision(rule, attempts, shadows, reason)
+    return Decision(rule, attempts, shadows, reason, picked=picked)
 
 
 def _available(rule: RuleSpec, state: State) -> list[Target]:

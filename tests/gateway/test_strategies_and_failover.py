@@ -251,3 +251,18 @@ def test_shadow_outcomes_are_recorded(upstreams, gateway):
                     in get(gw, "/metrics").text)
     assert "stream" not in shadow.received[0]["body"]  # shadow copies are never streamed
     assert wait_for(lambda: gw.log_lines("shadow") and gw.log_lines("shadow")[0]["outcome"] == "http_500")
+
+
+def test_a_half_open_target_later_in_a_chain_gets_its_probe(upstreams, gateway):
+    # Regression: the runtime's selection already took the half-open probe for every target of a
+    # fallback chain; the executor must not then skip the second target as "breaker open".
+    a, b = upstreams("a"), upstreams("b")
+    a.default = fail(500)
+    b.script = [fail(500)]
+    breaker = {"x-routelang": {"circuit_breaker": {"failure_threshold": 1, "cooldown_ms": 300}}}
+    gw = gateway(config(rule("chain", [target(a, "ma"), target(b, "mb", **breaker)], strategy="fallback")))
+    assert post(gw).status_code == 502          # b fails once: open
+    assert post(gw).status_code == 502 and len(b.received) == 1   # open: b not tried
+    time.sleep(0.35)
+    reply = post(gw)                            # half-open: b's probe goes, succeeds
+    assert reply.status_code == 200 and reply.headers["x-routelang-target"] == "mb"
