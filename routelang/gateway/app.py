@@ -247,6 +247,9 @@ class Gateway:
         return web.Response(body=orjson.dumps(out), content_type=JSON)
 
     async def prometheus(self, _request: web.Request) -> web.Response:
+        for target in self.loaded.targets.values():  # a cooldown may have ended since the last attempt
+            if target.circuit_breaker is not None:
+                self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def unknown(self, request: web.Request) -> web.Response:

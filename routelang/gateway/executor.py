@@ -210,10 +210,11 @@ class Executor:
         if status is not None:
             entry["status"] = status
         ex.attempts.append(entry)
-        gw.metrics.upstream.labels(name, outcome).observe(seconds)
+        gw.metrics.attempt(name, outcome, seconds)
         gw.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok and latency else None,
                         tokens=usage.total if usage is not None else None)
-        gw.metrics.breaker_state(name, gw.state.breaker(target))
+        if target.circuit_breaker is not None:
+            gw.metrics.breaker_state(name, gw.state.breaker(target))
 
     def _failure(self, ex: Exchange, target: Target, seconds: float, exc: BaseException) -> Failure:
         if isinstance(exc, TimeoutError):

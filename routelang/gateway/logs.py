@@ -25,8 +25,8 @@ class JsonLog:
         self.lost = 0  # lines a broken log stream did not take
 
     def write(self, event: str, **fields: Any) -> None:
-        fields = {"ts": round(time.time(), 3), "event": event, **fields}
-        self._lines.append(orjson.dumps(fields, default=str) + b"\n")
+        self._lines.append(orjson.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str,
+                                        option=orjson.OPT_APPEND_NEWLINE))
         if self._task is None:
             try:
                 self._task = asyncio.get_running_loop().create_task(self._flush_later())

@@ -51,8 +51,11 @@ class Metrics:
                              registry=r, multiprocess_mode="min")
         self.config_version = Gauge("routelang_config_version", "Version of the config being served",
                                     registry=r, multiprocess_mode="max")
+        # Label lookups cost more than the updates: children are cached per label values.
         self._requests: dict[tuple, object] = {}
         self._durations: dict[tuple, object] = {}
+        self._attempts: dict[tuple, object] = {}
+        self._breakers: dict[str, str] = {}
 
     def request(self, endpoint: str, rule: str, target: str, status: int, seconds: float) -> None:
         key = (endpoint, rule, target, status)
@@ -66,8 +69,16 @@ class Metrics:
             hist = self._durations[key] = self.duration.labels(endpoint, rule)
         hist.observe(seconds)
 
+    def attempt(self, target: str, outcome: str, seconds: float) -> None:
+        key = (target, outcome)
+        child = self._attempts.get(key)
+        if child is None:
+            child = self._attempts[key] = self.upstream.labels(target, outcome)
+        child.observe(seconds)
+
     def breaker_state(self, target: str, state: str | None) -> None:
-        if state is not None:
+        if state is not None and self._breakers.get(target) != state:
+            self._breakers[target] = state
             self.breaker.labels(target).set(BREAKER_VALUES[state])
 
     def exposition(self) -> bytes:

@@ -137,3 +137,18 @@ def test_the_readme_example_serves(upstreams, tmp_path):
         assert decided["rule"] == "llama_3_3" and len(decided["attempts"]) == 2
     finally:
         assert served.stop() == 0
+
+
+def test_sighup_reloads_and_a_broken_file_keeps_the_old_version(upstreams, serve, tmp_path):
+    a, b = upstreams("a"), upstreams("b")
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [target(a, "ma")]))))
+    served = serve(str(path), "--reload-interval", "0")
+    path.write_text("{broken")
+    served.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: http("GET", served.url + "/routing").json()["last_reload_error"] is not None)
+    assert http("POST", served.url + "/v1/chat/completions", CHAT).headers["x-routelang-target"] == "ma"
+    path.write_text(json.dumps(config(rule("all", [target(b, "mb")]))))
+    served.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: http("GET", served.url + "/routing").json()["version"] == 2)
+    assert http("POST", served.url + "/v1/chat/completions", CHAT).headers["x-routelang-target"] == "mb"
