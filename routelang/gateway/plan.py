@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 import routelang
-from routelang import envvars
 from routelang.runtime import operators, strategies
 from routelang.runtime.model import RuleSpec, Target
 
@@ -66,9 +65,10 @@ def target_name(target: Target) -> str:
 
 # ---- loading --------------------------------------------------------------------
 
-def read_config(path: str) -> tuple[dict, bytes]:
-    """The Mixtrain-schema JSON config of a `.route` file (compiled and checked)
-    or a `.json` file, and the file's bytes (for the version hash)."""
+def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes]:
+    """The Mixtrain-schema JSON config of a `.route` file (compiled and checked,
+    `${VAR}`s filled in from `env`) or of a `.json` file, and the file's bytes
+    (for the version hash)."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -82,47 +82,20 @@ def read_config(path: str) -> tuple[dict, bytes]:
     from routelang.backends.json import lower
     from routelang.compiler import compile_path
 
-    result = compile_path(path)
+    result = compile_path(path, env=env)
     if not result.ok:
         raise LoadError(result.render())
     config, _notes = lower(result.router)
     return config, raw
 
 
-def resolve_env(config: dict, env: dict[str, str]) -> None:
-    """Fill `${VAR}` / `${VAR:-default}` in every target's strings, in place.
-    (The runtime's loader is gaining this; until it does, the gateway does it
-    here, in one place, so it can be removed then. Already resolved text is
-    left as it is.)"""
-    for rule in config.get("rules") or []:
-        if not isinstance(rule, dict):
-            continue
-        for target in rule.get("targets") or []:
-            if not isinstance(target, dict):
-                continue
-            for key, value in list(target.items()):
-                if isinstance(value, str) and envvars.has_refs(value):
-                    target[key] = _interpolate(value, env, rule, key)
-            headers = target.get("headers")
-            if isinstance(headers, dict):
-                for key, value in headers.items():
-                    if isinstance(value, str) and envvars.has_refs(value):
-                        headers[key] = _interpolate(value, env, rule, f"header {key}")
-
-
-def _interpolate(text: str, env: dict[str, str], rule: dict, where: str) -> str:
-    try:
-        return envvars.interpolate(text, env)
-    except envvars.UnsetVariable as exc:
-        raise LoadError(f"rule {rule.get('name')!r}, target {where}: {exc}") from None
-
-
 def load(path: str, env: dict[str, str] | None = None) -> Loaded:
-    """Compile/read, check and load `path`. Raises LoadError."""
-    config, raw = read_config(path)
-    resolve_env(config, dict(os.environ) if env is None else env)
+    """Compile/read, check and load `path`; `${VAR}`s come from `env` (default:
+    the process environment). Raises LoadError."""
+    env = dict(os.environ) if env is None else env
+    config, raw = read_config(path, env)
     try:
-        router = routelang.load(config)
+        router = routelang.load(config, env=env)
     except (routelang.ConfigError, routelang.CompileError) as exc:
         raise LoadError(f"{path}: {exc}") from None
     targets: dict[tuple, Target] = {}
@@ -130,19 +103,22 @@ def load(path: str, env: dict[str, str] | None = None) -> Loaded:
         for t in rule.targets:
             targets.setdefault(t.key, t)
     return Loaded(path=path, router=router, sha256=hashlib.sha256(raw).hexdigest(), targets=targets,
-                  health_checks=_health_checks(config), models=_models(router))
+                  health_checks=_health_checks(config, router), models=_models(router))
 
 
-def _health_checks(config: dict) -> dict[tuple, HealthCheck]:
+def _health_checks(config: dict, router: routelang.Router) -> dict[tuple, HealthCheck]:
+    """`x-routelang.health_check` of each target (the runtime's model does not
+    carry it), keyed by the loaded target: the config's rules, less the extra
+    ones an `or` expanded into, are the router's rules in file order."""
+    rules = [r for r in config.get("rules") or [] if "part_of" not in (r.get(EXT) or {})]
     out: dict[tuple, HealthCheck] = {}
-    for rule in config.get("rules") or []:
-        for t in rule.get("targets") or []:
+    for data, rule in zip(rules, router.rules):
+        for t, target in zip(data.get("targets") or [], rule.targets):
             hc = (t.get(EXT) or {}).get("health_check")
             if isinstance(hc, dict):
-                key = (t["provider"], t["model_name"], t["endpoint"])
-                out[key] = HealthCheck(path=str(hc.get("path", "/health")),
-                                       interval_s=max(0.05, hc.get("interval_ms", 30_000) / 1000),
-                                       timeout_s=max(0.05, hc.get("timeout_ms", 2_000) / 1000))
+                out[target.key] = HealthCheck(path=str(hc.get("path", "/health")),
+                                              interval_s=max(0.05, hc.get("interval_ms", 30_000) / 1000),
+                                              timeout_s=max(0.05, hc.get("timeout_ms", 2_000) / 1000))
     return out
 
 
