@@ -266,3 +266,25 @@ def test_a_half_open_target_later_in_a_chain_gets_its_probe(upstreams, gateway):
     time.sleep(0.35)
     reply = post(gw)                            # half-open: b's probe goes, succeeds
     assert reply.status_code == 200 and reply.headers["x-routelang-target"] == "mb"
+
+
+def test_x_should_retry_overrides_the_status(upstreams, gateway):
+    a, b = upstreams("a"), upstreams("b")
+    a.script = [fail(400, headers={"x-should-retry": "true"})]
+    gw = gateway(config(rule("chain", [target(a, "ma", retry_count=2), target(b, "mb")], strategy="fallback")))
+    first = post(gw)  # a 400 the upstream asks to retry: retried, and the retry answers
+    assert first.status_code == 200 and first.headers["x-routelang-attempts"] == "2"
+    a.script = [fail(503, headers={"x-should-retry": "false"})]
+    second = post(gw)  # a 503 the upstream says not to retry: passed back as it is
+    assert second.status_code == 503 and len(b.received) == 0
+
+
+def test_decide_for_another_endpoint_and_unmatched_requests(upstreams, gateway):
+    a = upstreams("a")
+    gw = gateway(config(rule("emb", [target(a, "e")], conditions=[
+        {"field": "request.type", "operator": "equals", "value": "embedding"}])))
+    out = post(gw, {"model": "x", "input": "abcdefgh"}, "/routing/decide?path=/v1/embeddings").json()
+    assert out["rule"] == "emb" and out["document"]["request"]["tokens"] == 2
+    out = post(gw, {"model": "x"}, "/routing/decide").json()
+    assert out["rule"] is None and out["reason"] == "No rules matched the request"
+    assert post(gw, {}, "/routing/decide?path=/v2/x").json()["error"]["code"] == "invalid_request"
