@@ -126,14 +126,22 @@ def wait_port(port: int, timeout: float = 120) -> bool:
     return False
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (npx and LiteLLM start their servers as children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        children = subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True, check=False).stdout
+        todo += [int(c) for c in children.split()]
+    return out
+
+
 def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process and its children (LiteLLM and npx start some)."""
+    """Resident memory of a process and its descendants."""
     total = 0
-    pids = [pid]
     try:
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
-        pids += [int(p) for p in children.split()]
-        for p in pids:
+        for p in process_tree(pid):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
@@ -143,8 +151,15 @@ def rss_mb(pid: int) -> float | None:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its descendants."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, headers: dict[str, str], connections: int, duration: int, scratch: Path,
@@ -270,7 +285,7 @@ def table(rows: list[dict]) -> str:
     def f(value, fmt):
         return "-" if value is None or math.isnan(value) else format(value, fmt)
 
-    out = [("| | p50 at 1 conn | added p50 | req/s at 32 conns | CPU per request (main process) | "
+    out = [("| | p50 at 1 conn | added p50 | req/s at 32 conns | CPU per request (server processes) | "
             "stream first byte | added | RSS before/after load | non-2xx |"),
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
