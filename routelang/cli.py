@@ -443,8 +443,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--drain", "drain_s", default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
-@click.option("--loop", type=click.Choice(["auto", "uvloop", "asyncio"]), default="auto", show_default=True,
-              help="Event loop (auto: uvloop when installed).")
+@click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
+              help="Event loop; uvloop must be installed separately.")
 @guarded
 def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s,
                   log_file, loop):
@@ -456,6 +456,12 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
     prepare_multiprocess(workers)
     from .gateway.auth import KeyFileError
     from .gateway.plan import LoadError
+
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise UsageProblem("--loop uvloop needs the uvloop package: pip install uvloop") from None
 
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, host=host, port=port, workers=workers, settings=settings, api_keys_file=api_keys,

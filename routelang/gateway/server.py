@@ -30,7 +30,7 @@ class Options:
     reload_interval_s: float = 1.0
     drain_s: float = 30.0
     log_file: str | None = None
-    loop: str = "auto"          # "uvloop", "asyncio", or "auto" (uvloop when installed)
+    loop: str = "asyncio"       # or "uvloop" (when installed); see docs/gateway.md#performance
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -61,14 +61,10 @@ def run(options: Options) -> int:
 
 def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
     factory = None
-    if options.loop != "asyncio":
-        try:
-            import uvloop
-        except ImportError:  # optional (not on Windows); "auto" falls back to asyncio's loop
-            if options.loop == "uvloop":
-                raise
-        else:
-            factory = uvloop.new_event_loop
+    if options.loop == "uvloop":
+        import uvloop  # optional: `pip install uvloop` (the CLI checks it is there)
+
+        factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_worker(options, sock, keys))
 
