@@ -109,3 +109,27 @@ def test_embeddings_skip_an_anthropic_target(upstreams, gateway):
     only = gateway(config(rule("all", [anthropic_target(claude_up)])))
     reply = http("POST", only.url + "/v1/embeddings", {"model": "a", "input": "x"})
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "unsupported_by_targets"
+
+
+def test_streamed_tool_calls_and_an_in_band_error(claude):
+    up, gw, client = claude
+    up.default = {"stream": [
+        {"type": "message_start", "message": {"id": "msg_2", "model": "claude-x", "usage": {"input_tokens": 3}}},
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "tool_use", "id": "tu_9", "name": "lookup", "input": {}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"q":'}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": '"x"}'}},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}},
+        {"type": "message_stop"}]}
+    chunks = list(client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}],
+                                                 stream=True))
+    calls = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert calls[0].id == "tu_9" and calls[0].function.name == "lookup"
+    assert "".join(c.function.arguments for c in calls) == '{"q":"x"}'
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    up.default = {"stream": [
+        {"type": "message_start", "message": {"id": "msg_3", "model": "claude-x", "usage": {"input_tokens": 3}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "par"}},
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]}
+    reply = http("POST", gw.url + "/v1/chat/completions", {"model": "a", "messages": [], "stream": True})
+    assert '"par"' in reply.text and "Overloaded" in reply.text and "[DONE]" not in reply.text
