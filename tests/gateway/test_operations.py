@@ -55,8 +55,8 @@ def test_hot_reload_under_load_keeps_every_request_answered(upstreams, gateway):
     assert routing["last_reload_error"] is None
     ma = next(t for t in routing["targets"] if t["name"] == "ma")
     assert ma["failures"] == 1  # statistics of a target that stayed carried over
-    reloads = gw.log_lines("reload")
-    assert [r["result"] for r in reloads][-2:] == ["error", "ok"] or "error" in [r["result"] for r in reloads]
+    results = [r["result"] for r in gw.log_lines("reload")]
+    assert "error" in results and results[-1] == "ok"
 
 
 async def _fail_once(gw):
