@@ -75,10 +75,11 @@ class Exchange:
     overhead_s: float | None = None
 
     def headers(self, running: int = 0) -> dict[str, str]:
-        """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`."""
+        """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`
+        (which also lists targets skipped without a call: those have no "ms")."""
         self.overhead_s = max(0.0, perf_counter() - self.start - self.upstream_s)
         out = {"x-request-id": self.id, "x-routelang-rule": self.rule,
-               "x-routelang-attempts": str(len(self.attempts) + running),
+               "x-routelang-attempts": str(sum("ms" in a for a in self.attempts) + running),
                "x-routelang-overhead-ms": f"{self.overhead_s * 1000:.3f}"}
         if self.target is not None:
             out["x-routelang-target"] = target_name(self.target)
@@ -184,6 +185,8 @@ class Executor:
             retries = max(0, target.retry_count or 0)
             for try_no in range(retries + 1):
                 if try_no:
+                    if target.circuit_breaker is not None and not state.admits(target):
+                        break  # its breaker opened meanwhile: move on instead of retrying
                     metrics.retries.labels(target_name(target)).inc()
                 attempt = self._stream if ex.stream else self._call
                 result = await attempt(request, ex, target, adapter, url, data, headers, timeout_s)

@@ -288,3 +288,15 @@ def test_decide_for_another_endpoint_and_unmatched_requests(upstreams, gateway):
     out = post(gw, {"model": "x"}, "/routing/decide").json()
     assert out["rule"] is None and out["reason"] == "No rules matched the request"
     assert post(gw, {}, "/routing/decide?path=/v2/x").json()["error"]["code"] == "invalid_request"
+
+
+def test_retries_stop_when_the_targets_breaker_opens(upstreams, gateway):
+    a, b = upstreams("a"), upstreams("b")
+    a.default = fail(500)
+    breaker = {"x-routelang": {"circuit_breaker": {"failure_threshold": 2, "cooldown_ms": 60000}}}
+    gw = gateway(config(rule("chain", [target(a, "ma", retry_count=5, **breaker), target(b, "mb")],
+                             strategy="fallback")))
+    reply = post(gw)
+    assert reply.status_code == 200 and reply.headers["x-routelang-target"] == "mb"
+    assert len(a.received) == 2  # not 6: the breaker opened after the second failure
+    assert reply.headers["x-routelang-attempts"] == "3"
