@@ -138,7 +138,8 @@ def _models(router: routelang.Router) -> list[str]:
 def carry_over(old: Loaded, new: Loaded) -> None:
     """Keep the breaker state and latency/reliability statistics of the targets
     that stay (same provider, model and endpoint; breakers only when their
-    settings are unchanged)."""
+    settings are unchanged). The runtime has no API to hand state to a new
+    Router, so this copies its fields, here and nowhere else."""
     for key, breaker in new.router.breakers.items():
         previous = old.router.breakers.get(key)
         if previous is None or (previous.failure_threshold, previous.cooldown_s, previous.success_threshold) != (
