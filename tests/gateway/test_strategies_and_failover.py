@@ -92,12 +92,14 @@ def test_connect_errors_and_timeouts_fail_over(upstreams, gateway):
     hang, b = upstreams("hang"), upstreams("b")
     hang.default = {"hang": True}
     dead = {"provider": "openai", "model_name": "dead", "endpoint": "http://127.0.0.1:9/v1"}
-    gw = gateway(config(rule("chain", [dead, target(hang, "slow", timeout_ms=300), target(b, "mb")],
+    # A timeout long enough for the call to reach the upstream even on a loaded machine.
+    gw = gateway(config(rule("chain", [dead, target(hang, "slow", timeout_ms=1500), target(b, "mb")],
                              strategy="fallback")))
     r = post(gw)
     assert r.status_code == 200 and r.headers["x-routelang-target"] == "mb"
     outcomes = [a["outcome"] for a in gw.log_lines()[-1]["attempts"]]
     assert outcomes == ["connect_error", "timeout", "ok"]
+    assert len(hang.received) == 1
     assert wait_for(lambda: hang.cancelled == 1)  # the timed-out call was really abandoned
 
 
