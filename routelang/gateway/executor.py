@@ -183,22 +183,31 @@ class Executor:
             data = orjson.dumps(payload)
             timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
             retries = max(0, target.retry_count or 0)
-            for try_no in range(retries + 1):
-                if try_no:
-                    if target.circuit_breaker is not None and not state.admits(target):
-                        break  # its breaker opened meanwhile: move on instead of retrying
-                    metrics.retries.labels(target_name(target)).inc()
-                attempt = self._stream if ex.stream else self._call
-                result = await attempt(request, ex, target, adapter, url, data, headers, timeout_s)
+            try_no = 0
+            while True:
+                result = await (self._stream if ex.stream else self._call)(
+                    request, ex, target, adapter, url, data, headers, timeout_s)
                 if not isinstance(result, Failure):
                     return result
                 last = result
+                if result.outcome == "stream_options_refused":
+                    if "stream_options" not in payload:
+                        break  # refused again without it: not the option's fault after all
+                    # An OpenAI-compatible server that does not know `stream_options` (which the
+                    # gateway added): the same call again without it, no retry counted.
+                    payload = {k: v for k, v in payload.items() if k != "stream_options"}
+                    data = orjson.dumps(payload)
+                    continue
                 if not result.retryable or try_no == retries:
                     break
+                if target.circuit_breaker is not None and not state.admits(target):
+                    break  # its breaker opened meanwhile: move on instead of retrying
                 wait = self.backoff(try_no, result)
                 if wait is None:
                     break
                 await asyncio.sleep(wait)
+                try_no += 1
+                metrics.retries.labels(target_name(target)).inc()
         if unsupported and unsupported == len(decision.attempts):
             return self.gateway.error(ex, errors.UNSUPPORTED, last.message if last else "unsupported")
         summary = "; ".join(f"{a['target']}: {a['outcome']}" for a in ex.attempts) or "no target was tried"
@@ -233,6 +242,10 @@ class Executor:
                       headers: Any, data: bytes) -> Failure | web.Response:
         """A non-2xx upstream answer: a Failure to retry or fail over, or the response for the client."""
         error = adapter.error(status, data)
+        if (status in (400, 422) and ex.stream and not ex.client_wants_usage and adapter.passthrough
+                and b"stream_options" in data):
+            self._record(ex, target, "stream_options_refused", seconds, ok=True, status=status, latency=False)
+            return Failure("stream_options_refused", False, error["error"]["message"])
         if status == 429 and "insufficient_quota" in (error_type(error), error_code(error)):
             self._record(ex, target, "insufficient_quota", seconds, ok=False, status=status)
             return Failure("insufficient_quota", False, error["error"]["message"])

@@ -112,3 +112,17 @@ def test_streaming_ttft_and_tokens_are_measured(upstreams, gateway):
     metrics = http("GET", gw.url + "/metrics").text
     assert 'routelang_tokens_total{kind="completion",target="m"} 2.0' in metrics
     assert 'routelang_time_to_first_token_seconds_count{rule="one",target="m"} 1.0' in metrics
+
+
+def test_an_upstream_refusing_stream_options_is_called_again_without_them(upstreams, gateway):
+    up = upstreams()
+    refusal = {"status": 400, "body": {"error": {"message": "Unrecognized request argument supplied: stream_options",
+                                                 "type": "invalid_request_error"}}}
+    up.default = lambda body: refusal if "stream_options" in body else {"stream": [chunk("m", "ok"), "[DONE]"]}
+    gw = gateway(config(rule("one", [target(up)])))
+    reply = http("POST", gw.url + "/v1/chat/completions", STREAM)
+    assert reply.status_code == 200 and events(reply)[-1] == "[DONE]"
+    assert ["stream_options" in r["body"] for r in up.received] == [True, False]
+    # A client that asked for usage itself gets the refusal as it is.
+    reply = http("POST", gw.url + "/v1/chat/completions", {**STREAM, "stream_options": {"include_usage": True}})
+    assert reply.status_code == 400 and "stream_options" in reply.json()["error"]["message"]
