@@ -10,4 +10,5 @@ decisions against real upstreams. docs/gateway.md is the reference.
     health.py     health-check probes          reload.py   hot reload
     metrics.py    Prometheus                   logs.py     JSON log lines
     auth.py       client keys                  server.py   processes and signals
+    errors.py     the gateway's own errors, in OpenAI's shape, one code each
 """
