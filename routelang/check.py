@@ -260,7 +260,7 @@ class Checker:
             if target is not None and target not in names:
                 close = _closest(target, names)
                 self.error(BAD_TEST, f"test `{test.name}` expects target `{target}`, which no rule routes to",
-                           test.expect.span, help=f"did you mean `{close}`?" if close else None)
+                           test.spans.get("expect.target", test.expect.span), help=f"did you mean `{close}`?" if close else None)
 
 
 def _fits(type_name: str, value: Any) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
@@ -26,7 +27,7 @@ TOKEN_TYPES: tuple = (Token,) if lark_cython is None else (Token, lark_cython.la
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import SYNTAX_ERROR, Diagnostic
+from .diagnostics import HYBRID_WEIGHTS, SYNTAX_ERROR, Diagnostic, Related
 from .source import Source, Span
 
 MAX_SYNTAX_ERRORS = 20
@@ -117,6 +118,13 @@ class _Builder(Transformer):
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        # Mistakes that need no resync: reported, and the parse goes on. Keyed
+        # by position, since the error path parses the same text again.
+        self.problems: dict[tuple, Diagnostic] = {}
+
+    def _problem(self, diagnostic: Diagnostic) -> None:
+        span = diagnostic.span
+        self.problems[(span.line, span.column, diagnostic.code.code)] = diagnostic
 
     # -- helpers --
     def _span(self, children) -> Span:
@@ -353,7 +361,8 @@ class _Builder(Transformer):
 
     def percent(self, c):
         text = c[0].value
-        return (float(text[:-1]) / 100, text, self._tok(c[0]))
+        # Exact division: `33.3%` is the float nearest 0.333, not 33.3 / 100.
+        return (float(Fraction(text[:-1]) / 100), text, self._tok(c[0]))
 
     def fraction(self, c):
         v = c[0]
@@ -387,9 +396,15 @@ class _Builder(Transformer):
         weights, targets = c
         strategy = ast.Strategy("hybrid", targets, targets[0].span.to(targets[-1].span))
         for key, value in weights:
-            if key in strategy.hybrid:
-                raise SyntaxProblem(f"`{key}` weight given twice", value.token)
-            strategy.hybrid[key] = value
+            first = strategy.hybrid.get(key)
+            if first is None:
+                strategy.hybrid[key] = value
+                continue
+            self._problem(Diagnostic(
+                HYBRID_WEIGHTS, f"the `{key}` weight is given twice", value.span,
+                help=f"give `{key}` once; the first one, {first.value:g}, is used",
+                related=[Related(first.span, f"`{key}` first given here")],
+            ))
         return strategy
 
     def hybrid_weights(self, c):
@@ -574,12 +589,15 @@ _EXAMPLES: dict[str, list[str]] = {
 
 
 def _friendly_message(exc: UnexpectedInput, text: str) -> str | None:
+    problems = _STATE.builder.problems
     try:
         return exc.match_examples(_inline_lark(accelerated=False).parse, _EXAMPLES, use_accepts=True)
     except (UnexpectedInput, VisitError, SyntaxProblem):  # an example failing oddly must not mask the real error
         return None
     except TypeError:  # lark 1.3 formats a debug message with %d on a parser state in one branch
         return None
+    finally:
+        _STATE.builder.problems = problems  # the examples' own problems are not the file's
 
 
 def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
@@ -630,6 +648,7 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
     offset = 0
     with _PARSE_LOCK:
         _STATE.builder.file = source.name
+        _STATE.builder.problems = {}
         _STATE.comments = comments
         while True:
             token = None
@@ -658,6 +677,7 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
                 break
             offset = resume
         _STATE.comments = None
+        diagnostics.extend(_STATE.builder.problems.values())
     file_comments = [
         ast.Comment(t.value, Span(source.name, t.line, t.column, t.end_line, t.end_column))
         for t in sorted(set(comments), key=lambda t: t.start_pos)
