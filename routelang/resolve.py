@@ -203,11 +203,17 @@ class Resolver:
             key, display = f"std:{parts[1]}", f"<{item.module}>"
         else:
             base = module.source.path.parent if module.source.path else Path.cwd()
-            path = (base / item.path.value).resolve()
+            try:
+                path = (base / item.path.value).resolve()
+                found = path.is_file()
+            except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+                self.error(UNKNOWN_IMPORT, f"`{item.path.value}` is not a usable file name ({exc})", item.span,
+                           help='import a file by its path relative to this file: `import "common.route"`')
+                return
             key, display = str(path), item.path.value
             if module.source.path is not None:
                 display = _display_path(path)
-            if not path.is_file():
+            if not found:
                 self.error(UNKNOWN_IMPORT, f"cannot find imported file `{item.path.value}`", item.span,
                            help=f"looked for {_display_path(path)}")
                 return

@@ -202,3 +202,74 @@ def test_a_dotted_quoted_segment_stops_compile_to_both_targets_and_the_runtime(t
         router = routelang.load(str(good), backend=backend)
         assert router.route({"headers": {"x-api-version": "2"}}).matched_rule.name == "y"
         assert router.route({"headers": {"x": {"api": {"version": "2"}}}}).matched_rule is None
+
+
+def test_an_import_of_an_impossible_file_name_is_reported_not_raised():
+    for name in ("\\0", "x" * 5000):
+        result = compile_text(f'router r\nimport "{name}"\nrule a {{ route {TARGET} }}\n', name="i.route")
+        assert codes(result) == ["RL104"], result.render()
+        assert result.diagnostics[0].span.line == 2
+
+
+# Syntax errors that say what was meant: (source, where the caret goes, what the help or message says).
+SYNTAX_HINTS = {
+    "priorty": ("router r\nrule a priorty 1 { route x }\n", (2, 8), "did you mean `priority`?"),
+    "wen": ("router r\nrule a { wen user.tier == 1 route x }\n", (2, 10), "did you mean `when`?"),
+    "falback": ("router r\nrule a { falback x, y }\n", (2, 10), "did you mean `fallback`?"),
+    "timout": ("router r\ntarget t = { timout 30s }\n", (2, 14), "did you mean `timeout`?"),
+    "starts-with": ('router r\nrule a { when x startswith "a" route b }\n', (2, 17), "did you mean `starts_with`?"),
+    "single-equals": ('router r\nrule a { when user.tier = "x" route b }\n', (2, 25), "`==`"),
+    "not_in": ('router r\nrule a { when x not_in [1] route b }\n', (2, 17), "`not in`"),
+    "not_contains": ('router r\nrule a { when x not_contains "a" route b }\n', (2, 17), "`not contains`"),
+    "two-shadows": ("router r\nrule a { route a shadow b, c }\n", (2, 26), "a shadow takes one target"),
+    "unclosed-rule": ("router r\nrule a {\n    route x\n\nrule b { route y }\n", (2, 8), "never closed"),
+    "unclosed-at-end": ('router r\nrule a { route { provider "p"\n', (2, 16), "never closed"),
+}
+
+
+@pytest.mark.parametrize("name", SYNTAX_HINTS)
+def test_syntax_errors_say_what_was_meant(name, snapshot):
+    text, (line, column), hint = SYNTAX_HINTS[name]
+    result = compile_text(text, name=f"{name}.route")
+    first = result.diagnostics[0]
+    assert first.code.code == "RL001"
+    assert (first.span.line, first.span.column) == (line, column), result.render()
+    assert hint in f"{first.message} {first.help}", result.render()
+    assert result.render() == snapshot
+
+
+def test_an_unclosed_block_does_not_swallow_the_next_rule():
+    result = compile_text("router r\nrule a {\n    route x\n\nrule b { route y z }\n", name="u.route")
+    lines = [(d.span.line, d.code.code) for d in result.diagnostics]
+    assert lines[0] == (2, "RL001")
+    assert (5, "RL001") in lines  # `rule b` is parsed, and its own error reported
+
+
+def test_every_keyword_misspelt_where_it_belongs_gets_a_did_you_mean():
+    """Drop one letter of each keyword (of four letters or more) in the sample
+    file, one at a time: where that makes a syntax error, the error is at the
+    word and suggests the keyword. Candidates come from the parser, so this
+    holds for every keyword without a list of them here."""
+    from routelang.parser import _lark
+
+    sample = (Path(__file__).parent.parent / "examples" / "_sample_syntax.route").read_text()
+    keywords = {t.pattern.value for t in _lark().terminals if t.pattern.type == "str" and t.pattern.value.isalpha()}
+    words = re.compile(r'r"[^"\n]*"|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*')
+    hinted = set()
+    for m in words.finditer(sample):
+        word = m.group()
+        if word not in keywords or len(word) < 4:
+            continue
+        typo = word[:-2] + word[-1]
+        text = sample[:m.start()] + typo + sample[m.end():]
+        result = compile_text(text, name="typo.route")
+        syntax = [d for d in result.diagnostics if d.code.code == "RL001"]
+        if not syntax:
+            continue  # read as a name there (a field path, say): other checks report it
+        line = sample.count("\n", 0, m.start()) + 1
+        column = m.start() - sample.rfind("\n", 0, m.start())
+        first = syntax[0]
+        assert (first.span.line, first.span.column) == (line, column), (word, result.render())
+        assert first.help == f"did you mean `{word}`?", (word, result.render())
+        hinted.add(word)
+    assert len(hinted) >= 25, sorted(hinted)
