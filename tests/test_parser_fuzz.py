@@ -250,3 +250,32 @@ def test_the_generator_reaches_every_rule_of_the_grammar():
     for name, alternatives in ALTERNATIVES.items():
         for alternative in alternatives:
             assert _height_of(alternative) < 1 << 30, name
+
+
+# Crashes the generator found, kept as plain tests.
+
+def test_an_empty_target_block_is_located():
+    result = compile_text("router r\nrule a { least_latency { } }\n", name="e.route")
+    [diag] = result.diagnostics
+    assert diag.code.code == "RL211"
+    assert (diag.span.line, diag.span.column, diag.span.end_column) == (2, 24, 27)
+
+
+def test_an_empty_target_block_formats():
+    text = 'router r\ntarget a = custom("m", "https://e.example.com")\nrule r0 { when x == 1 route { } shadow a }\n'
+    formatted = format_text(text)
+    assert "route {} shadow a" in formatted.replace("{ }", "{}"), formatted
+
+
+def test_a_rule_header_item_given_twice_is_reported_and_not_formatted():
+    text = 'router r\nrule a enabled disabled priority 1 priority 2 { route { } }\n'
+    result = compile_text(text, name="h.route")
+    twice = [d for d in result.diagnostics if d.code.code == "RL213"]
+    assert [(d.span.line, d.span.column) for d in twice] == [(2, 16), (2, 45)]
+    assert all(d.related for d in twice)
+    try:
+        format_text(text)
+    except FormatError as exc:
+        assert {d.code.code for d in exc.diagnostics} == {"RL213"}
+    else:
+        raise AssertionError("formatted a rule whose header says two things")
