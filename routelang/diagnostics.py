@@ -89,6 +89,9 @@ DOT_IN_SEGMENT = register("RL222", "dot-in-path-segment", E, "a quoted field-pat
 MIXTRAIN_APPROXIMATION = register(
     "RL901", "mixtrain-approximation", N, "the Mixtrain engine will route this rule differently"
 )
+MIXTRAIN_INEXACT = register(
+    "RL902", "mixtrain-inexact", W, "Mixtrain's conditions cannot state a condition exactly"
+)
 
 
 @dataclass
