@@ -456,6 +456,8 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
     from .gateway.server import Options, Settings, prepare_multiprocess, run
 
+    read_text(file)  # as every command: an unreadable FILE exits 2, one that is not UTF-8 exits 1
+
     prepare_multiprocess(workers)
     from .gateway.auth import KeyFileError
     from .gateway.plan import LoadError

@@ -159,8 +159,9 @@ EXIT_TABLE = {
             "worst of several": (["--check", "binary", "missing", "good"], Exit.USAGE)},
     "import": {Exit.OK: ["config"], Exit.FINDINGS: ["broken.json"], "not utf-8": ["binary.json"],
                Exit.USAGE: ["missing"]},
-    # The server runs until its client says exit (tests/test_packaging.py drives it); only usage here.
+    # The servers run until stopped (tests/test_packaging.py drives them), so no OK case here.
     "lsp": {},
+    "serve": {Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
 }
 CASES = [(command, situation) for command, row in EXIT_TABLE.items() for situation in row]
 
