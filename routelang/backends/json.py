@@ -17,6 +17,14 @@ target["x-routelang"]:
     name, cost_per_1k_tokens, circuit_breaker, health_check
 
 Each approximation comes with an RL901 note that says what Mixtrain will do.
+
+Conditions: each operator's entry in vocab/operators.py gives its Mixtrain
+form (`lower`, and `lower_negated` for `not`), exact where one exists (`>=`
+as `greater_than nextafter(v, -inf)`, `starts_with` as an anchored regex, the
+exact negations). A form that is not exact holds on a subset of the rule's
+requests; the rule gets an RL902 warning with a witness request (routed both
+ways before it is reported), an error under `lower(..., exact=True)`
+(`compile --mixtrain-exact`). docs/semantics.md has the table.
 """
 
 from __future__ import annotations
