@@ -408,3 +408,23 @@ def test_unresolved_env_endpoint_is_noted_and_resolves_with_env():
     assert any(RUNTIME_ENDPOINT_NOTE in n.message for n in notes)
     resolved, _ = lower(compile_text(text, env={}).router)
     assert resolved["rules"][0]["targets"][0]["endpoint"] == "http://localhost:1/v1"
+
+
+def test_a_witness_json_cannot_print_is_described_not_crashed_on(tmp_path):
+    """The witness of `not (prompt contains "x")` holds an integer str() refuses;
+    the CLI printed it with json.dumps and crashed."""
+    source = tmp_path / "r.route"
+    source.write_text("router r\n" + ('rule n priority 2 { when not (tokens > 10) route T1 }\n'
+                                      'rule c priority 1 { when not (prompt contains "x") route T1 }\n'
+                                      'rule b { route T2 }').replace("T1", T % ("m1", "m1")).replace(
+                                          "T2", T % ("m2", "m2")))
+    proc = subprocess.run([sys.executable, "-m", "routelang", "compile", str(source)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    [line] = [x for x in proc.stderr.splitlines() if "rule `c`: Mixtrain's" in x]
+    assert "goes to rule `b` in Mixtrain" in line and "holding an integer of more than 4,300 digits" in line
+    described = json.loads(line.split("in Mixtrain: ")[1].split(" with ")[0])
+    request = {**described, "prompt": 10 ** 4301}
+    config = json.loads(proc.stdout)
+    assert route_in_mixtrain(config, request) == "b"
+    assert load_runtime(config).matched_rule(request).name == "c"
