@@ -516,10 +516,24 @@ class Resolver:
         return ir.Test(name=name, request=test.requests[0].plain(), expect=expect, span=test.span,
                        spans=SpanMap(request=test.requests[0].span))
 
-    def router(self, root: Module) -> ir.Router | None:
+    def check_module(self, root: Module) -> None:
+        """Resolve each definition of a module (a file without router, rules or
+        tests) once, so its errors are reported though nothing uses it yet."""
+        for item in root.file.items:
+            if isinstance(item, ast.TargetDef):
+                self.target_fields(root, item.target)
+            elif isinstance(item, ast.ConditionDef):
+                self.condition(root, item.expr)
+            elif isinstance(item, (ast.ProviderDef, ast.ProfileDef)):
+                self.apply_settings(root, item.settings, {}, {})
+
+    def router(self, root: Module, allow_module: bool = False) -> ir.Router | None:
         items = root.file.items
         headers = [i for i in items if isinstance(i, ast.RouterHeader)]
         if not headers:
+            if allow_module and not any(isinstance(i, (ast.RuleDef, ast.TestDef)) for i in items):
+                self.check_module(root)
+                return None
             if not any(isinstance(d, Diagnostic) and d.code.code == "RL001" for d in self.diagnostics):
                 self.error(MISSING_ROUTER, "this file has no `router` header", Span(root.source.name, 1, 1, 1, 2),
                            help='start the file with `router NAME "description"`')
@@ -633,7 +647,9 @@ def _detail(kind: str, item) -> str:
     return f"{kind} {item.name.text}"
 
 
-def resolve(source: Source) -> Resolution:
+def resolve(source: Source, allow_module: bool = False) -> Resolution:
+    """With allow_module, a file without a `router` header, rules or tests is a
+    module: its definitions are checked and the router is None, without RL106."""
     resolver = Resolver()
     key = str(source.path.resolve()) if source.path else f"<{source.name}>"
     root = resolver.load_module(key, source)
@@ -642,7 +658,7 @@ def resolve(source: Source) -> Resolution:
             if isinstance(item, ast.DefaultsDef) and module is not root:
                 resolver.error(WRONG_KIND, "`defaults` belong in the router file", item.span,
                                help="define a `profile` here and write `defaults { use NAME }` in the router")
-    router = resolver.router(root)
+    router = resolver.router(root, allow_module)
     symbols: list[Symbol] = []
     for module in resolver.modules.values():
         symbols.extend(module.defs.values())

@@ -25,8 +25,8 @@ from routelang import envvars, ir
 from routelang.backends.json import EXT, MAX_EXPANDED_RULES, lower
 from routelang.check import walk_conditions
 from routelang.compiler import compile_path, compile_text
+from routelang.loader import load as load_runtime
 from routelang.runtime import operators
-from routelang.runtime.engine import load as load_runtime
 
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.route"))

@@ -323,7 +323,7 @@ def _line_map(text: str, plan: Plan) -> str:
 
 def generate(router: ir.Router, source_name: str = "<input>") -> tuple[str, list]:
     """`routelang compile --target python`: the module, and notes (none)."""
-    from ..runtime.engine import rule_locations
+    from ..compiler import rule_locations
     from ..runtime.model import plan_from_config
     from .json import lower
 
