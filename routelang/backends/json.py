@@ -20,7 +20,7 @@ Each approximation comes with an RL901 note that says what Mixtrain will do.
 
 Conditions: each operator's entry in vocab/operators.py gives its Mixtrain
 form (`lower`, and `lower_negated` for `not`), exact where one exists (`>=`
-as `greater_than nextafter(v, -inf)`, `starts_with` as an anchored regex, the
+as `greater_than nextafter(v, -inf)`, a prefix or suffix test as an anchored regex, the
 exact negations). A form that is not exact holds on a subset of the rule's
 requests; the rule gets an RL902 warning with a witness request (routed both
 ways before it is reported), an error under `lower(..., exact=True)`
