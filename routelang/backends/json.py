@@ -331,6 +331,7 @@ def _describe_value(value: Any) -> str:
 
 
 MAX_WITNESS_BASES = 16
+PROBES = ("", "zz", 0, 1.5, True, [], {})  # field values tried when a miss names none
 MAX_ANALYSED_EARLIER_RULES = 100  # the analysis grows about quadratically with the rules it reads
 
 
@@ -371,7 +372,8 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
         candidates: list[tuple[dict, Miss | None, dict]] = [(b, None, b) for b in bases]
         for miss in misses:
             if miss.field is not None:
-                candidates += [(_with_field(b, miss.field, miss.value), miss, b) for b in [*bases, {}]]
+                values = [miss.value] if miss.value is not None else list(PROBES)
+                candidates += [(_with_field(b, miss.field, v), miss, b) for v in values for b in [*bases, {}]]
         witness = next(((request, miss, base, theirs) for request, miss, base in candidates
                         if first_match(order, trees, request) is rule
                         and (theirs := mixtrain_choice(config, request)) != rule.name), None)
@@ -379,7 +381,7 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
         message = f"rule `{rule.name}`: Mixtrain's conditions cannot state {what}"
         request = None
         if witness is None:
-            message += " (no request tried showed it: the ones found are taken by earlier rules)"
+            message += " (no request tried showed the difference)"
         else:
             request, miss, base, theirs = witness
             elsewhere = f"rule `{theirs}`" if theirs is not None else "no rule"
