@@ -42,7 +42,7 @@ SETTINGS = tuple(dict.fromkeys((
     "priority", *(s.surface for s in target_settings.TABLE if s.surface != "provider"),
     *(sub.surface for s in target_settings.TABLE for sub in s.block), "use", "per", "latency", "reliability")))
 WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
-TEST_KEYWORDS = ("request", "expect", "no", "match")
+TEST_KEYWORDS = ("request", "expect", "no", "match", "targets")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")
 CONSTANTS = ("true", "false", "null")
