@@ -43,6 +43,10 @@ from .vocab import settings as target_settings
 OPERATOR_TEXT = {op.name: op.text for op in operators.TABLE}
 NUMERIC_OPERATORS = tuple(op.name for op in operators.TABLE if op.operand == "number")
 TEXT_OPERATORS = tuple(op.name for op in operators.TABLE if op.operand in ("text", "pattern"))
+# Bounds of target settings (vocab/settings.py).
+_SETTING = target_settings.BY_SURFACE
+_BREAKER = {s.surface: s for s in _SETTING["circuit_breaker"].block}
+_HEALTH = {s.surface: s for s in _SETTING["health_check"].block}
 SPLIT_TOLERANCE = 0.001  # Mixtrain's tolerance for weights summing to 1.0
 
 
@@ -213,33 +217,34 @@ class Checker:
         if endpoint is not None and t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
             self.error(INVALID_ENDPOINT, f"endpoint `{t.endpoint}` is not an http(s) URL",
                        spans.get("endpoint", t.span), help="endpoints start with https:// or http://", rule=rule)
-        timeout, retries = target_settings.BY_SURFACE["timeout"], target_settings.BY_SURFACE["retries"]
+        timeout, retries = _SETTING["timeout"], _SETTING["retries"]
         if t.timeout_ms is not None and t.timeout_ms < timeout.minimum:
             self.error(TIMEOUT_TOO_SHORT, f"timeout {t.timeout_ms}ms is under {timeout.minimum}ms",
                        spans.get("timeout", t.span), help=f"Mixtrain requires at least {timeout.minimum}ms", rule=rule)
         if t.retry_count is not None and not (retries.minimum <= t.retry_count <= retries.maximum):
             self.error(RETRIES_OUT_OF_RANGE, f"{t.retry_count} retries is outside {retries.minimum}..{retries.maximum}",
                        spans.get("retries", t.span), rule=rule)
-        if t.weight is not None and not (0.0 <= t.weight <= 1.0) or (t.weight is not None and math.isnan(t.weight)):
+        weight = _SETTING["weight"]
+        if t.weight is not None and not (weight.minimum <= t.weight <= weight.maximum) or (t.weight is not None and math.isnan(t.weight)):
             what = _percent(t.weight) if split else f"{t.weight:g}"
             self.error(WEIGHT_OUT_OF_RANGE, f"weight {what} is outside 0..1 (0%..100%)",
                        spans.get("weight", t.span), rule=rule)
-        if t.cost_per_1k_tokens is not None and t.cost_per_1k_tokens < 0:
+        if t.cost_per_1k_tokens is not None and t.cost_per_1k_tokens < _SETTING["cost"].minimum:
             self.error(INVALID_SETTING, "cost per 1k tokens is negative", spans.get("cost", t.span), rule=rule)
         cb = t.circuit_breaker
         if cb is not None:
-            if cb.failure_threshold < 1:
+            if cb.failure_threshold < _BREAKER["failures"].minimum:
                 self.error(INVALID_SETTING, "a circuit breaker needs `failures` of at least 1",
                            spans.get("circuit_breaker.failures", t.span), rule=rule)
-            if cb.success_threshold < 1:
+            if cb.success_threshold < _BREAKER["successes"].minimum:
                 self.error(INVALID_SETTING, "a circuit breaker needs `successes` of at least 1",
                            spans.get("circuit_breaker.successes", t.span), rule=rule)
-            if cb.cooldown_ms < 1:
+            if cb.cooldown_ms < _BREAKER["cooldown"].minimum:
                 self.error(INVALID_SETTING, "a circuit breaker's cooldown must be positive",
                            spans.get("circuit_breaker.cooldown", t.span), rule=rule)
         hc = t.health_check
         if hc is not None:
-            if hc.interval_ms < 1000:
+            if hc.interval_ms < _HEALTH["interval"].minimum:
                 self.error(INVALID_SETTING, "health checks run at most once a second",
                            spans.get("health_check.interval", t.span), rule=rule)
             if not hc.path.startswith("/"):

@@ -37,6 +37,7 @@ from . import diagnostics as rl_diagnostics
 from .compiler import CompileResult, compile_text
 from .source import Span
 from .vocab import operators
+from .vocab import settings as target_settings
 
 SERVER_NAME = "routelang"
 SERVER_VERSION = "0.1.0"
@@ -86,6 +87,11 @@ KEYWORD_DOCS = {
     "defaults": "`defaults { settings }`: settings every target of the router starts from.",
     "use": "`use PROFILE`: apply a profile's settings at this point.",
 }
+# Each target setting documents itself from vocab/settings.py (`provider` keeps its declaration doc).
+for _setting in target_settings.TABLE:
+    _where = (f"`x-routelang.{_setting.json_field}`" if _setting.json_place == target_settings.EXTENSION
+              else f"Mixtrain's `{_setting.json_field}`")
+    KEYWORD_DOCS.setdefault(_setting.surface, f"`{_setting.surface}`: the target's {_setting.phrase} ({_where}).")
 
 _SEVERITY = {
     rl_diagnostics.Severity.ERROR: types.DiagnosticSeverity.Error,
