@@ -121,6 +121,8 @@ def load(config: Any) -> RoutingConfig:
         return RoutingConfig.from_json(config)
     except ValidationError as exc:
         raise SchemaProblem([(tuple(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+    except TypeError as exc:  # keys that are not strings (a dict built in Python, not JSON)
+        raise SchemaProblem([((), str(exc))]) from None
 
 
 def canonical(config: Any) -> dict:

@@ -21,15 +21,8 @@ from mixtrain.routing import RoutingConfig, RoutingValidator
 from routelang.backends.json import lower
 from routelang.cli import main
 from routelang.compiler import compile_path, compile_text
-from routelang.importer import (
-    PRESET_ENDPOINTS,
-    ImportProblem,
-    field_text,
-    import_config,
-    import_config_with_notes,
-    percent_text,
-    regex_text,
-)
+from routelang.importer import PRESET_ENDPOINTS, ImportProblem, import_config, import_config_with_notes
+from routelang.printer import field_text, percent_text, regex_text
 
 
 def canonical(config: dict) -> str:
@@ -298,9 +291,9 @@ def test_weight_that_is_no_whole_percent_is_written_as_a_fraction():
 
 
 def test_spelling_helpers():
-    assert field_text("user.tier") == "user.tier"
-    assert field_text("not.x") == '"not".x'
-    assert field_text("user.first name") == 'user."first name"'
+    assert field_text(["user", "tier"]) == "user.tier"
+    assert field_text(["not", "x"]) == '"not".x'
+    assert field_text(["user", "first name"]) == 'user."first name"'
     assert regex_text(r"^a\d") == r'r"^a\d"'
     assert regex_text('a"\\d') == '"a\\"\\\\d"'
     assert regex_text("^a") == '"^a"'
