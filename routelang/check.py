@@ -16,7 +16,6 @@ from typing import Any
 from . import envvars, ir
 from .diagnostics import (
     BAD_TEST,
-    DUPLICATE_LABEL,
     EMPTY_NAME,
     HYBRID_WEIGHTS,
     INCOMPLETE_TARGET,
@@ -186,9 +185,6 @@ class Checker:
             elif len(strat.targets) > 1 and any(t.weight == 1.0 for t in strat.targets):
                 self.error(SPLIT_WEIGHTS, "a 100% share leaves nothing for the other split entries", strat.span,
                            help="route to one target with `route T` instead", rule=name)
-            labels = [t.label for t in strat.targets if t.label]
-            for label in {x for x in labels if labels.count(x) > 1}:
-                self.error(DUPLICATE_LABEL, f"label `{label}` is used by two split entries", strat.span, rule=name)
             if strat.sticky_by is not None and self.schema and strat.sticky_by not in self.schema:
                 self.error(UNKNOWN_FIELD, f"sticky field `{strat.sticky_by}` is not declared in the schema",
                            strat.spans.get("sticky_by", strat.span), rule=name)

@@ -82,7 +82,6 @@ BAD_CALL = register("RL217", "bad-provider-call", E, "a provider preset is calle
 INVALID_SETTING = register("RL218", "invalid-setting", E, "a setting's value is out of range")
 BAD_TEST = register("RL219", "invalid-test", E, "a test block is malformed")
 EMPTY_NAME = register("RL220", "empty-name", E, "a name or field is empty")
-DUPLICATE_LABEL = register("RL221", "duplicate-label", E, "two split entries have the same label")
 
 # RL3xx lint codes are registered by routelang.lint.
 MIXTRAIN_APPROXIMATION = register(
