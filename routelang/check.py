@@ -112,8 +112,13 @@ class Checker:
         value_span = cmp.spans.get("value", cmp.span)
         field_span = cmp.spans.get("field", cmp.span)
         text = OPERATOR_TEXT.get(op, op)
-        if not cmp.field or any(not seg for seg in cmp.field.split(".")):
-            self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment", field_span, rule=rule)
+        # Mixtrain's validator rejects a blank field and `..`; an empty first or last
+        # segment it accepts, so that is a lint warning (empty-path-segment).
+        if not cmp.field.strip():
+            self.error(EMPTY_NAME, "the field path is empty", field_span, rule=rule)
+        elif ".." in cmp.field:
+            self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment between two others", field_span,
+                       help="Mixtrain's validator rejects `..` in a field path", rule=rule)
         if op not in ir.UNARY_OPERATORS and value is None:
             alt = "not exists" if op == "equals" else "exists"
             self.error(NULL_IN_CONDITION, f"`{text} null` compares with null", value_span,
@@ -207,7 +212,11 @@ class Checker:
             if not text.strip():
                 self.error(INCOMPLETE_TARGET, f"the target's {field} is empty", spans.get(field, t.span), rule=rule)
         endpoint = envvars.with_defaults(t.endpoint)
-        if endpoint is not None and t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
+        if endpoint is None:  # filled in at run time: only the text before the first reference is known
+            endpoint = t.endpoint[:envvars.ENV_REF.search(t.endpoint).start()]
+            if any(scheme.startswith(endpoint) for scheme in ("http://", "https://")):
+                endpoint = "https://"
+        if t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
             self.error(INVALID_ENDPOINT, f"endpoint `{t.endpoint}` is not an http(s) URL",
                        spans.get("endpoint", t.span), help="endpoints start with https:// or http://", rule=rule)
         if t.timeout_ms is not None and t.timeout_ms < 100:

@@ -32,8 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import ast, mixtrain_schema
+from . import ast, envvars, mixtrain_schema
 from .check import OPERATOR_TEXT
+from .compiler import TARGET_STRING_FIELDS
 from .parser import MAX_VALUE_DEPTH
 from .printer import PrinterBug, duration_text, is_identifier, keywords, name_node, percent_text, print_file
 from .source import NO_SPAN, Span
@@ -94,9 +95,10 @@ def validation_errors(config: dict) -> list[str]:
 # ---- JSON -> syntax nodes ------------------------------------------------------------
 
 class _Builder:
-    def __init__(self, locate: Locate, inline: bool):
+    def __init__(self, locate: Locate, inline: bool, from_routelang: bool):
         self.locate = locate
         self.inline = inline     # every target inline, as a `{ provider ... }` literal
+        self.from_routelang = from_routelang  # compiled by routelang: `${VAR}` was written as a reference
         self.notes: list[ImportNote] = []
 
     def note(self, where: str, message: str, path: Path) -> None:
@@ -134,8 +136,6 @@ class _Builder:
 
     def condition(self, c: dict, path: Path, where: str) -> ast.Compare:
         field, op, value = c["field"], c["operator"], c.get("value")
-        if any(not seg for seg in field.split(".")):
-            self.note(where, f"field path {field!r} has an empty segment, which routelang rejects", path)
         lhs = ast.FieldPath(field.split("."), self.locate(path + ("field",)))
         if op in ("exists", "not_exists"):
             if value is not None:
@@ -230,6 +230,11 @@ class _Builder:
 
     def target(self, t: dict, path: Path, in_split: bool, label_outside: bool, where: str):
         span = self.locate(path)
+        strings = [(k, t[k]) for k in TARGET_STRING_FIELDS] + [(f"header {k!r}", v) for k, v in (t["headers"] or {}).items()]
+        for key, text in strings:
+            if isinstance(text, str) and envvars.has_refs(text) and not self.from_routelang:
+                self.note(where, f"{key} {text!r} holds `${{...}}`, which routelang fills in from the environment "
+                                 f"when the router is loaded; Mixtrain takes it literally", path)
         settings = self.settings(t, path, in_split, label_outside, where)
         if t["provider"] in PRESETS and not self.inline:
             args = [self.string(t["model_name"], path + ("model_name",))]
@@ -394,9 +399,6 @@ class _FileBuilder(_Builder):
                     key = f"{factor}_weight"
                     strategy.hybrid[factor] = self.value(ext.get(key, 0.0), path + (EXT, "strategy", key), where)
             return strategy
-        labels = [t["label"] for t in targets if t["label"]]
-        for label in sorted({x for x in labels if labels.count(x) > 1}):
-            self.note(where, f"label {label!r} names two split entries, which routelang rejects", path + ("targets",))
         entries = []
         for t, p in zip(targets, at):
             outside = t["label"] is not None and is_identifier(t["label"])
@@ -439,8 +441,12 @@ def _with_extensions(cfg: dict, raw: dict) -> dict | None:
     return dict(cfg, rules=rules) if found else None
 
 
-def _render(cfg: dict, source_name: str, notes: list[ImportNote]) -> tuple[str, list[ImportNote]]:
-    builder = _FileBuilder(_no_span, inline=False)
+def _compiled_by_routelang(config: dict) -> bool:
+    return isinstance(config.get(EXT), dict)  # backends/json.py writes {"format": ..., "compiler": ...}
+
+
+def _render(cfg: dict, source_name: str, notes: list[ImportNote], from_routelang: bool) -> tuple[str, list[ImportNote]]:
+    builder = _FileBuilder(_no_span, inline=False, from_routelang=from_routelang)
     builder.notes.extend(notes)
     file, comments = builder.build(cfg)
     header = [f"Imported from {source_name} by `routelang import`."] + [f"NOTE: {n}" for n in builder.notes]
@@ -476,7 +482,7 @@ def _view(config: dict, source_name: str) -> tuple[dict, list[ImportNote], tuple
     if extended is None:
         return cfg, [], None
     try:
-        rendered = _render(extended, source_name, [])
+        rendered = _render(extended, source_name, [], _compiled_by_routelang(config))
         usable = _same_for_mixtrain(rendered[0], cfg)
     except (KeyError, TypeError, AttributeError, ValueError, PrinterBug):
         usable = False  # malformed extension fields: they are a hint, Mixtrain's fields are the config
@@ -488,7 +494,7 @@ def _view(config: dict, source_name: str) -> tuple[dict, list[ImportNote], tuple
 def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[ImportNote]]:
     """The `.route` text for a Mixtrain config, and what it could not say."""
     cfg, notes, rendered = _view(config, source_name)
-    return rendered if rendered is not None else _render(cfg, source_name, notes)
+    return rendered if rendered is not None else _render(cfg, source_name, notes, _compiled_by_routelang(config))
 
 
 def import_config(config: dict, source_name: str) -> str:
@@ -500,7 +506,7 @@ def syntax_for_analysis(config: Any, source_name: str, locate: Locate) -> tuple[
     """The syntax nodes of the imported file, each located in the JSON by
     `locate(path)`, with every target inline (at its own object)."""
     cfg, notes, _ = _view(config, source_name)
-    builder = _FileBuilder(locate, inline=True)
+    builder = _FileBuilder(locate, inline=True, from_routelang=_compiled_by_routelang(config))
     builder.notes.extend(notes)
     file, _ = builder.build(cfg)
     return file, builder.notes
