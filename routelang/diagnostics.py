@@ -47,6 +47,10 @@ E, W, N = Severity.ERROR, Severity.WARNING, Severity.NOTE
 
 SYNTAX_ERROR = register("RL001", "syntax-error", E, "the text is not valid routelang")
 INPUT_ERROR = register("RL002", "unreadable-input", E, "the file cannot be read as UTF-8 text")
+MIXTRAIN_SCHEMA = register("RL003", "mixtrain-schema", E, "a JSON config is not one Mixtrain's RoutingConfig loads")
+MIXTRAIN_VALIDATOR = register("RL004", "mixtrain-validator", E, "Mixtrain's RoutingValidator rejects a JSON config")
+INEXACT_IMPORT = register("RL005", "inexact-import", W,
+                          "a JSON config says something a .route file cannot say exactly (docs/import.md)")
 
 UNKNOWN_NAME = register("RL101", "unknown-name", E, "a name is used but never defined")
 DUPLICATE_RULE = register("RL102", "duplicate-rule", E, "two rules have the same name")
@@ -86,6 +90,9 @@ EMPTY_NAME = register("RL220", "empty-name", E, "a name or field is empty")
 # RL3xx lint codes are registered by routelang.lint.
 MIXTRAIN_APPROXIMATION = register(
     "RL901", "mixtrain-approximation", N, "the Mixtrain engine will route this rule differently"
+)
+MIXTRAIN_INEXACT = register(
+    "RL902", "mixtrain-inexact", W, "Mixtrain's conditions cannot state a condition exactly"
 )
 
 

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ast, envvars, mixtrain_schema
-from .check import OPERATOR_TEXT
-from .compiler import TARGET_STRING_FIELDS
 from .parser import MAX_VALUE_DEPTH
 from .printer import PrinterBug, duration_text, is_identifier, keywords, name_node, percent_text, print_file
 from .source import NO_SPAN, Span
+from .vocab import operators
+from .vocab import settings as target_settings
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
@@ -47,12 +47,10 @@ PRESETS = ("modal", "fal", "custom", "openai", "anthropic")
 PRESET_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
 EXT = "x-routelang"
 
-# Mixtrain target field -> routelang setting, in the order the import writes them.
-_TARGET_SETTINGS = (
-    ("weight", "weight"), ("label", "label"), ("timeout_ms", "timeout"), ("retry_count", "retries"),
-    ("headers", "headers"), ("function_name", "function_name"), ("request_class", "request_class"),
-    ("is_shadow", "is_shadow"),
-)
+# The Mixtrain target fields after provider, model and endpoint, in the order the
+# import has always written them (headers before function_name, unlike the JSON).
+_MIXTRAIN_SETTINGS = tuple(target_settings.BY_SURFACE[surface] for surface in (
+    "weight", "label", "timeout", "retries", "headers", "function_name", "request_class", "is_shadow"))
 
 Path = tuple
 Locate = Callable[[Path], Span]
@@ -136,22 +134,23 @@ class _Builder:
 
     def condition(self, c: dict, path: Path, where: str) -> ast.Compare:
         field, op, value = c["field"], c["operator"], c.get("value")
+        entry = operators.get(op)
         lhs = ast.FieldPath(field.split("."), self.locate(path + ("field",)))
-        if op in ("exists", "not_exists"):
+        if entry.unary:
             if value is not None:
                 self.note(where, f"the value {value!r} of `{op}` is ignored by Mixtrain and dropped", path)
             operand = None
-        elif op in ("in", "not_in") and not isinstance(value, list):
+        elif entry.operand == "list" and not isinstance(value, list):
             # Mixtrain's engine: `in` a non-list never matches, `not_in` always does; so do `[]`.
             self.note(where, f"`{op}` with the non-list value {value!r} (Mixtrain's validator rejects it): "
-                             f"written as `{OPERATOR_TEXT[op]} []`, which routes the same", path)
+                             f"written as `{entry.text} []`, which routes the same", path)
             operand = ast.Value([], self.locate(path + ("value",)), 1)
         else:
             operand = self.value(value, path + ("value",), where)
         note = None
         if c.get("description") is not None:
             note = self.string(c["description"], path + ("description",))
-        return ast.Compare(lhs, op, operand, self.locate(path), OPERATOR_TEXT[op], note)
+        return ast.Compare(lhs, op, operand, self.locate(path), entry.text, note)
 
     def tree(self, tree: dict, path: Path, where: str, descriptions: dict[str, tuple[str, Path]]):
         """An `x-routelang.when` condition tree as nodes, grouped as the parser groups them."""
@@ -181,56 +180,40 @@ class _Builder:
         whole = float(ms // 1000) * 1000 if text.endswith("s") and not text.endswith("ms") else float(ms)
         return ast.Duration(whole, text, self.locate(path))
 
+    def setting(self, s: target_settings.Setting, v: Any, path: Path, where: str) -> ast.Setting:
+        """One `key value` setting, `v` read from the JSON at `path`."""
+        if s.kind == "duration":
+            value = self.duration(v, path)
+            if v > 2**53:
+                self.note(where, f"{s.surface} {v}ms is too large to read back exactly", path)
+        elif s.kind == "headers":
+            value = ast.Value({k: self.string(x, path + (k,)) for k, x in v.items()}, self.locate(path), 1)
+        elif s.kind == "block":
+            value = [self.setting(sub, v[sub.json_field], path + (sub.json_field,), where)
+                     for sub in s.block if v.get(sub.json_field) is not None]
+        else:
+            value = self.value(v, path, where)
+        return ast.Setting(s.surface, value, self.locate(path))
+
     def settings(self, t: dict, path: Path, in_split: bool, label_outside: bool, where: str) -> list[ast.Setting]:
         out = []
-
-        def add(key: str, value, json_key: str) -> None:
-            out.append(ast.Setting(key, value, self.locate(path + (json_key,))))
-
-        for json_key, key in _TARGET_SETTINGS:
-            v = t[json_key]
-            at = path + (json_key,)
-            if v is None or (json_key == "weight" and (in_split or v == 1.0)) \
-                    or (json_key == "label" and label_outside) or (json_key == "is_shadow" and not v):
+        for s in _MIXTRAIN_SETTINGS:
+            v = t[s.json_field]
+            if v is None or (s.surface == "weight" and (in_split or v == 1.0)) \
+                    or (s.surface == "label" and label_outside) or (s.surface == "is_shadow" and not v):
                 continue  # unset, Mixtrain's default, or written elsewhere (a split share, `label: T`)
-            if json_key == "timeout_ms":
-                add(key, self.duration(v, at), json_key)
-                if v > 2**53:
-                    self.note(where, f"timeout {v}ms is too large to read back exactly", at)
-            elif json_key == "headers":
-                pairs = {k: self.string(x, at + (k,)) for k, x in v.items()}
-                add(key, ast.Value(pairs, self.locate(at), 1), json_key)
-            else:
-                add(key, self.value(v, at, where), json_key)
+            out.append(self.setting(s, v, path + (s.json_field,), where))
         ext = t.get(EXT, {})
-        at = path + (EXT,)
-        if ext.get("cost_per_1k_tokens") is not None:
-            out.append(ast.Setting("cost", self.value(ext["cost_per_1k_tokens"], at + ("cost_per_1k_tokens",), where),
-                                   self.locate(at + ("cost_per_1k_tokens",))))
-        if ext.get("circuit_breaker"):
-            cb, cb_at = ext["circuit_breaker"], at + ("circuit_breaker",)
-            out.append(ast.Setting("circuit_breaker", [
-                ast.Setting("failures", self.value(cb["failure_threshold"], cb_at + ("failure_threshold",), where),
-                            self.locate(cb_at + ("failure_threshold",))),
-                ast.Setting("cooldown", self.duration(cb["cooldown_ms"], cb_at + ("cooldown_ms",)),
-                            self.locate(cb_at + ("cooldown_ms",))),
-                ast.Setting("successes", self.value(cb["success_threshold"], cb_at + ("success_threshold",), where),
-                            self.locate(cb_at + ("success_threshold",))),
-            ], self.locate(cb_at)))
-        if ext.get("health_check"):
-            hc, hc_at = ext["health_check"], at + ("health_check",)
-            parts = [ast.Setting("path", self.string(hc["path"], hc_at + ("path",)), self.locate(hc_at + ("path",))),
-                     ast.Setting("interval", self.duration(hc["interval_ms"], hc_at + ("interval_ms",)),
-                                 self.locate(hc_at + ("interval_ms",)))]
-            if hc.get("timeout_ms") is not None:
-                parts.append(ast.Setting("timeout", self.duration(hc["timeout_ms"], hc_at + ("timeout_ms",)),
-                                         self.locate(hc_at + ("timeout_ms",))))
-            out.append(ast.Setting("health_check", parts, self.locate(hc_at)))
+        for s in target_settings.EXTENSIONS:
+            v = ext.get(s.json_field)
+            if v if s.kind == "block" else v is not None:  # (an empty block is no block)
+                out.append(self.setting(s, v, path + (EXT, s.json_field), where))
         return out
 
     def target(self, t: dict, path: Path, in_split: bool, label_outside: bool, where: str):
         span = self.locate(path)
-        strings = [(k, t[k]) for k in TARGET_STRING_FIELDS] + [(f"header {k!r}", v) for k, v in (t["headers"] or {}).items()]
+        strings = [(k, t[k]) for k in envvars.TARGET_STRING_FIELDS]
+        strings += [(f"header {k!r}", v) for k, v in (t["headers"] or {}).items()]
         for key, text in strings:
             if isinstance(text, str) and envvars.has_refs(text) and not self.from_routelang:
                 self.note(where, f"{key} {text!r} holds `${{...}}`, which routelang fills in from the environment "
@@ -242,8 +225,7 @@ class _Builder:
                 args.append(self.string(t["endpoint"], path + ("endpoint",)))
             provider = ast.Name(t["provider"], self.locate(path + ("provider",)))
             return ast.TargetCall(provider, args, ast.Settings(settings, span) if settings else None, span)
-        spelled = [ast.Setting(key, self.string(t[json_key], path + (json_key,)), self.locate(path + (json_key,)))
-                   for json_key, key in (("provider", "provider"), ("model_name", "model"), ("endpoint", "endpoint"))]
+        spelled = [self.setting(s, t[s.json_field], path + (s.json_field,), where) for s in target_settings.IDENTITY]
         return ast.TargetLiteral(ast.Settings(spelled + settings, span), span)
 
 

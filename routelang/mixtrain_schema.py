@@ -22,10 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .ir import MIXTRAIN_OPERATORS, MIXTRAIN_STRATEGIES
+from .ir import MIXTRAIN_STRATEGIES
+from .vocab.operators import MIXTRAIN_NAMES, UNARY
 
 RoutingStrategy = Enum("RoutingStrategy", {name.upper(): name for name in MIXTRAIN_STRATEGIES}, type=str)
-ConditionOperator = Enum("ConditionOperator", {name.upper(): name for name in MIXTRAIN_OPERATORS}, type=str)
+ConditionOperator = Enum("ConditionOperator", {name.upper(): name for name in MIXTRAIN_NAMES}, type=str)
 
 _MIXTRAIN = ConfigDict(use_enum_values=True)  # Mixtrain's config on every model (extra keys are ignored)
 
@@ -134,7 +135,7 @@ def canonical(config: Any) -> dict:
 
 # Mixtrain's messages say where as `rule[0].conditions[1]`; `validation_path` reads that back.
 _CONTEXT = re.compile(r"rule\[(\d+)\](?:\.(conditions|targets)\[(\d+)\])?")
-_NEEDS_VALUE = tuple(op for op in MIXTRAIN_OPERATORS if op not in ("exists", "not_exists"))
+_NEEDS_VALUE = tuple(op for op in MIXTRAIN_NAMES if op not in UNARY)
 
 
 def validation_path(message: str) -> tuple:

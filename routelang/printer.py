@@ -14,10 +14,10 @@ import math
 import re
 
 from . import ast
-from .check import OPERATOR_TEXT
 from .fmt import FormatterBug, format_text
 from .parser import grammar_text, parse, quote
 from .source import Source
+from .vocab import operators
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
@@ -111,9 +111,10 @@ def _value(v: ast.Value, quoted_keys: bool = False) -> str:
 
 
 def _compare(c: ast.Compare) -> str:
-    text = f"{field_text(c.path.segments)} {c.op_text or OPERATOR_TEXT[c.op]}"
+    entry = operators.get(c.op)
+    text = f"{field_text(c.path.segments)} {c.op_text or entry.text}"
     if c.value is not None:
-        is_pattern = c.op == "regex" and isinstance(c.value.value, str)
+        is_pattern = entry.operand == "pattern" and isinstance(c.value.value, str)
         text += " " + (regex_text(c.value.value) if is_pattern else _value(c.value))
     if c.note is not None:
         text += f" note {quote(c.note.value)}"

@@ -32,8 +32,8 @@ from routelang.importer import (
     validation_errors,
 )
 from routelang.lint import lint
+from routelang.loader import make_router
 from routelang.printer import field_text, percent_text, regex_text
-from routelang.runtime.engine import Router
 from routelang.runtime.model import plan_from_config
 
 
@@ -257,8 +257,8 @@ def assert_routes_like_mixtrain(config: dict, compiled: dict, requests: list[dic
     engines = {
         "mixtrain(original)": MixtrainEngine(RoutingConfig.from_json(config)),
         "mixtrain(compiled)": MixtrainEngine(RoutingConfig.from_json(compiled)),
-        "routelang(python)": Router(plan_from_config(compiled), backend="python"),
-        "routelang(json)": Router(plan_from_config(compiled), backend="json"),
+        "routelang(python)": make_router(plan_from_config(compiled), backend="python"),
+        "routelang(json)": make_router(plan_from_config(compiled), backend="json"),
     }
     for seed, request in enumerate(requests):
         seen = {name: decisions(engine, request, seed) for name, engine in engines.items()}
