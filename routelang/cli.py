@@ -206,7 +206,7 @@ def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
             config, notes = lower(result.router, exact=mixtrain_exact)
             if has_errors(notes):
                 emit_diagnostics([result], "text", diagnostics=notes, err=True)
-                sys.exit(EXIT_ERRORS)
+                finish(Exit.FINDINGS)
             text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
         else:
             from .backends.python import generate
