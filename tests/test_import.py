@@ -119,7 +119,7 @@ def conditions(draw, loose: bool = False):
     if loose and op not in ("exists", "not_exists") and draw(st.integers(0, 9)) == 0:
         cond["value"] = None  # the validator: "requires a value"
     if draw(st.booleans()):
-        cond["description"] = draw(TEXT)
+        cond["description"] = draw(st.one_of(TEXT, st.none()))  # null is the model's default here
     return cond
 
 
