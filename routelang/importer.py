@@ -138,11 +138,12 @@ class _Builder:
         lhs = ast.FieldPath(field.split("."), self.locate(path + ("field",)))
         if entry.unary:
             if value is not None:
-                self.note(where, f"the value {value!r} of `{op}` is ignored by Mixtrain and dropped", path)
+                self.note(where, f"the value {value!r} of `{op}` is ignored by Mixtrain and dropped", path + ("value",))
             operand = None
         elif entry.operand == "list" and not isinstance(value, list):
             # Mixtrain's engine: `in` a non-list never matches, `not_in` always does; so do `[]`.
-            self.note(where, f"`{op}` with the non-list value {value!r} (Mixtrain's validator rejects it): "
+            what = "no value" if value is None else f"the non-list value {value!r}"
+            self.note(where, f"`{op}` with {what} (Mixtrain's validator rejects it): "
                              f"written as `{entry.text} []`, which routes the same", path)
             operand = ast.Value([], self.locate(path + ("value",)), 1)
         else:
@@ -176,9 +177,9 @@ class _Builder:
     # ---- targets -------------------------------------------------------------------
 
     def duration(self, ms: int, path: Path) -> ast.Duration:
-        text = duration_text(ms)
-        whole = float(ms // 1000) * 1000 if text.endswith("s") and not text.endswith("ms") else float(ms)
-        return ast.Duration(whole, text, self.locate(path))
+        # What the parser makes of duration_text(ms): `30s` -> 30.0 * 1000, `1500ms` -> 1500.0.
+        whole = float(ms // 1000) * 1000 if ms % 1000 == 0 and ms else float(ms)
+        return ast.Duration(whole, duration_text(ms), self.locate(path))
 
     def setting(self, s: target_settings.Setting, v: Any, path: Path, where: str) -> ast.Setting:
         """One `key value` setting, `v` read from the JSON at `path`."""
@@ -212,12 +213,12 @@ class _Builder:
 
     def target(self, t: dict, path: Path, in_split: bool, label_outside: bool, where: str):
         span = self.locate(path)
-        strings = [(k, t[k]) for k in envvars.TARGET_STRING_FIELDS]
-        strings += [(f"header {k!r}", v) for k, v in (t["headers"] or {}).items()]
-        for key, text in strings:
+        strings = [(k, t[k], (k,)) for k in envvars.TARGET_STRING_FIELDS]
+        strings += [(f"header {k!r}", v, ("headers", k)) for k, v in (t["headers"] or {}).items()]
+        for key, text, at in strings:
             if isinstance(text, str) and envvars.has_refs(text) and not self.from_routelang:
                 self.note(where, f"{key} {text!r} holds `${{...}}`, which routelang fills in from the environment "
-                                 f"when the router is loaded; Mixtrain takes it literally", path)
+                                 f"when the router is loaded; Mixtrain takes it literally", path + at)
         settings = self.settings(t, path, in_split, label_outside, where)
         if t["provider"] in PRESETS and not self.inline:
             args = [self.string(t["model_name"], path + ("model_name",))]

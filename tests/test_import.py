@@ -265,7 +265,7 @@ def assert_routes_like_mixtrain(config: dict, compiled: dict, requests: list[dic
         assert len(set(seen.values())) == 1, (request, seen)
 
 
-ROUND_TRIP_EXAMPLES = 300
+ROUND_TRIP_EXAMPLES = 200
 
 
 @settings(max_examples=ROUND_TRIP_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -131,7 +131,7 @@ def _theirs(data):
         return None, [((), str(exc))]
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config())
 def test_same_inputs_load_with_the_same_dump_and_the_same_validator_messages(data):
     theirs, their_errors = _theirs(data) if isinstance(data, dict) else (None, None)
