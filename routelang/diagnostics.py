@@ -86,6 +86,7 @@ BAD_CALL = register("RL217", "bad-provider-call", E, "a provider preset is calle
 INVALID_SETTING = register("RL218", "invalid-setting", E, "a setting's value is out of range")
 BAD_TEST = register("RL219", "invalid-test", E, "a test block is malformed")
 EMPTY_NAME = register("RL220", "empty-name", E, "a name or field is empty")
+DOT_IN_SEGMENT = register("RL222", "dot-in-path-segment", E, "a quoted field-path segment contains `.`")
 
 # RL3xx lint codes are registered by routelang.lint.
 MIXTRAIN_APPROXIMATION = register(

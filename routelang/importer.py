@@ -34,7 +34,16 @@ from typing import Any
 
 from . import ast, envvars, mixtrain_schema
 from .parser import MAX_VALUE_DEPTH
-from .printer import PrinterBug, duration_text, is_identifier, keywords, name_node, percent_text, print_file
+from .printer import (
+    PrinterBug,
+    duration_text,
+    is_identifier,
+    keywords,
+    name_node,
+    percent_text,
+    percent_value,
+    print_file,
+)
 from .source import NO_SPAN, Span
 from .vocab import operators
 from .vocab import settings as target_settings
@@ -386,7 +395,7 @@ class _FileBuilder(_Builder):
         for t, p in zip(targets, at):
             outside = t["label"] is not None and is_identifier(t["label"])
             share = percent_text(t["weight"]) or repr(t["weight"])
-            weight = float(share[:-1]) / 100 if share.endswith("%") else float(share)
+            weight = percent_value(share[:-1]) if share.endswith("%") else float(share)
             label = ast.Name(t["label"], self.locate(p + ("label",))) if outside else None
             entries.append(ast.SplitEntry(weight, share, label, self.ref(t, p, True, outside, where),
                                           self.locate(p + ("weight",))))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from fractions import Fraction
 
 from . import ast
 from .fmt import FormatterBug, format_text
@@ -66,15 +67,21 @@ def duration_text(ms: int) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 and ms else f"{ms}ms"
 
 
+def percent_value(number: str) -> float:
+    """The weight the parser reads for `number%`: exact division, then the nearest float."""
+    return float(Fraction(number) / 100)
+
+
 def percent_text(weight: float) -> str | None:
-    """`80%` when reading it back (float(text) / 100) gives exactly `weight`."""
+    """`80%` when reading it back (percent_value) gives exactly `weight` with at most
+    8 decimals; else None, and the fraction (`0.3333333333333333`) reads better."""
     if not math.isfinite(weight) or weight < 0:
         return None
-    for digits in range(18):
+    for digits in range(9):
         text = f"{weight * 100:.{digits}f}"
         if "." in text:
             text = text.rstrip("0").rstrip(".")
-        if float(text) / 100 == weight:
+        if percent_value(text) == weight:
             return text + "%"
     return None
 
