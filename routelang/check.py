@@ -16,7 +16,6 @@ from typing import Any
 from . import envvars, expectations, ir
 from .diagnostics import (
     BAD_TEST,
-    DUPLICATE_LABEL,
     EMPTY_NAME,
     HYBRID_WEIGHTS,
     INCOMPLETE_TARGET,
@@ -116,8 +115,13 @@ class Checker:
         value_span = cmp.spans.get("value", cmp.span)
         field_span = cmp.spans.get("field", cmp.span)
         text = entry.text
-        if not cmp.field or any(not seg for seg in cmp.field.split(".")):
-            self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment", field_span, rule=rule)
+        # Mixtrain's validator rejects a blank field and `..`; an empty first or last
+        # segment it accepts, so that is a lint warning (empty-path-segment).
+        if not cmp.field.strip():
+            self.error(EMPTY_NAME, "the field path is empty", field_span, rule=rule)
+        elif ".." in cmp.field:
+            self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment between two others", field_span,
+                       help="Mixtrain's validator rejects `..` in a field path", rule=rule)
         if not entry.unary and value is None:
             alt = "not exists" if op == "equals" else "exists"
             self.error(NULL_IN_CONDITION, f"`{text} null` compares with null", value_span,
@@ -189,9 +193,6 @@ class Checker:
             elif len(strat.targets) > 1 and any(t.weight == 1.0 for t in strat.targets):
                 self.error(SPLIT_WEIGHTS, "a 100% share leaves nothing for the other split entries", strat.span,
                            help="route to one target with `route T` instead", rule=name)
-            labels = [t.label for t in strat.targets if t.label]
-            for label in {x for x in labels if labels.count(x) > 1}:
-                self.error(DUPLICATE_LABEL, f"label `{label}` is used by two split entries", strat.span, rule=name)
             if strat.sticky_by is not None and self.schema and strat.sticky_by not in self.schema:
                 self.error(UNKNOWN_FIELD, f"sticky field `{strat.sticky_by}` is not declared in the schema",
                            strat.spans.get("sticky_by", strat.span), rule=name)
@@ -214,7 +215,11 @@ class Checker:
             if not text.strip():
                 self.error(INCOMPLETE_TARGET, f"the target's {field} is empty", spans.get(field, t.span), rule=rule)
         endpoint = envvars.with_defaults(t.endpoint)
-        if endpoint is not None and t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
+        if endpoint is None:  # filled in at run time: only the text before the first reference is known
+            endpoint = t.endpoint[:envvars.ENV_REF.search(t.endpoint).start()]
+            if any(scheme.startswith(endpoint) for scheme in ("http://", "https://")):
+                endpoint = "https://"
+        if t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
             self.error(INVALID_ENDPOINT, f"endpoint `{t.endpoint}` is not an http(s) URL",
                        spans.get("endpoint", t.span), help="endpoints start with https:// or http://", rule=rule)
         timeout, retries = _SETTING["timeout"], _SETTING["retries"]

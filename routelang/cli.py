@@ -177,8 +177,10 @@ def check(files, fmt, use_env):
     """Report every error in FILES (exit 1 if any). A file without a `router`
     header, rules or tests is checked as a module."""
     results, read_code = load_each(files, dict(os.environ) if use_env else None)
-    errors = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
-    emit_diagnostics(results, fmt, diagnostics=errors)
+    # Warnings come only from a JSON config's front end (RL005: what a .route file cannot say).
+    shown = [d for r in results for d in r.diagnostics if d.level is not Severity.NOTE]
+    errors = [d for d in shown if d.level is Severity.ERROR]
+    emit_diagnostics(results, fmt, diagnostics=shown)
     if fmt == "text" and not errors and read_code is Exit.OK:
         click.echo(f"ok: {len(files)} file(s) checked, no errors")
     finish(Exit.FINDINGS if errors else Exit.OK, read_code)
@@ -269,7 +271,7 @@ def lint_command(files, fmt, use_env):
     from .lint import lint
 
     results, read_code = load_each(files, dict(os.environ) if use_env else None)
-    diags = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
+    diags = [d for r in results for d in r.diagnostics if d.level is not Severity.NOTE]
     for r in results:
         diags.extend(lint(r))
     emit_diagnostics(results, fmt, diagnostics=diags)
