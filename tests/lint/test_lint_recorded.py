@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import generated_routers  # noqa: E402
+import generated_routers
 
-from routelang.compiler import compile_text  # noqa: E402
-from routelang.diff import diff  # noqa: E402
-from routelang.lint import lint  # noqa: E402
+from routelang.compiler import compile_text
+from routelang.diff import diff
+from routelang.lint import lint
 
 RECORDED = Path(__file__).parent / "recorded"
 VARIED = [(50, 1), (80, 11), (100, 2), (120, 7), (150, 3), (200, 4)]
