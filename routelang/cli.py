@@ -138,10 +138,10 @@ def compile_command(file, backend, output, quiet, use_env):
         sys.exit(EXIT_ERRORS)
     with no_gc_pauses():
         if backend == "json":
-            from .backends.json import lower
+            from .backends.json import dumps, lower
 
             config, notes = lower(result.router)
-            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+            text = dumps(config) + "\n"
         else:
             from .backends.python import generate
 
