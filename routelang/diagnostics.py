@@ -88,6 +88,9 @@ DUPLICATE_LABEL = register("RL221", "duplicate-label", E, "two split entries hav
 MIXTRAIN_APPROXIMATION = register(
     "RL901", "mixtrain-approximation", N, "the Mixtrain engine will route this rule differently"
 )
+MIXTRAIN_INEXACT = register(
+    "RL902", "mixtrain-inexact", W, "Mixtrain's conditions cannot state a condition exactly"
+)
 
 
 @dataclass

@@ -22,6 +22,8 @@ from pygments.token import (
     Whitespace,
 )
 
+from .vocab import operators
+
 __all__ = ["RoutelangLexer"]
 
 # Names may contain dashes (llama-3-70b); a keyword is not part of a longer name,
@@ -38,8 +40,7 @@ SETTINGS = ("priority", "model", "endpoint", "weight", "label", "timeout", "retr
             "function_name", "request_class", "is_shadow", "circuit_breaker", "failures",
             "cooldown", "successes", "health_check", "path", "interval", "use", "cost", "per",
             "latency", "reliability")
-WORD_OPERATORS = ("and", "or", "not", "in", "contains", "starts_with", "ends_with", "exists",
-                  "matches", "note")
+WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
 TEST_KEYWORDS = ("request", "expect", "no", "match")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")

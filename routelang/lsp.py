@@ -44,6 +44,7 @@ from .compiler import CompileResult, compile_text
 from .fmt import FormatError, format_text
 from .lint import lint
 from .source import Span
+from .vocab import operators
 
 SERVER_NAME = "routelang"
 SERVER_VERSION = "0.1.0"
@@ -61,7 +62,7 @@ def grammar_keywords() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "=~", "=")
+OPERATORS = (*operators.SYMBOLS, "=")  # `=` as in `target NAME = ...`
 
 KEYWORD_DOCS = {
     "router": "`router NAME [\"description\"]`: this file is a router (files without one are modules).",

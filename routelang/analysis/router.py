@@ -17,7 +17,9 @@ from enum import Enum
 from .. import ir
 from ..backends.json import condition_tree
 from ..check import walk_conditions
-from ..runtime.operators import OPERATOR_ALIASES, apply, evaluate, lookup, text
+from ..runtime.operators import evaluate, lookup
+from ..vocab import operators
+from ..vocab.operators import apply, text
 from .domain import _plain, atom_of, build_variables, regex_prefix
 from .regions import Region, Space, TooComplex, find_point, is_empty_minus, meets_region
 
@@ -40,7 +42,7 @@ class RuleFacts:
 
 
 def atoms_of_condition(cond) -> frozenset:
-    return frozenset(atom_of(c.field, c.operator, None if c.operator in ir.UNARY_OPERATORS else c.value)
+    return frozenset(atom_of(c.field, c.operator, None if c.operator in operators.UNARY else c.value)
                      for c in walk_conditions(cond))
 
 
@@ -84,7 +86,7 @@ def _lookup_cost(leaves: list[dict]) -> tuple[int, int]:
 def _equality_values(leaf: dict) -> list | None:
     """The values a leaf holds for when it is `==` or `in` over values whose
     equality a dict lookup decides exactly (`_plain`); None otherwise."""
-    op = OPERATOR_ALIASES.get(leaf["operator"], leaf["operator"])
+    op = operators.ALIASES.get(leaf["operator"], leaf["operator"])
     value = leaf.get("value")
     if op == "equals" and _plain(value):
         return [value]
@@ -94,7 +96,7 @@ def _equality_values(leaf: dict) -> list | None:
 
 
 def _regex_prefix(leaf: dict) -> str:
-    if OPERATOR_ALIASES.get(leaf["operator"], leaf["operator"]) != "regex":
+    if operators.ALIASES.get(leaf["operator"], leaf["operator"]) != "regex":
         return ""
     return regex_prefix(str(leaf.get("value")))
 
