@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 import time
-
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "lint"))
@@ -23,6 +22,7 @@ from generated_routers import bench as generate  # the shape the recorded-output
 from routelang.compiler import compile_text
 from routelang.diff import diff
 from routelang.lint import lint
+
 
 def timed(fn):
     start = time.perf_counter()
