@@ -204,13 +204,13 @@ def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
         finish(Exit.FINDINGS)
     with no_gc_pauses():
         if backend == "json":
-            from .backends.json import lower
+            from .backends.json import dumps, lower
 
             config, notes = lower(result.router, exact=mixtrain_exact)
             if has_errors(notes):
                 emit_diagnostics([result], "text", diagnostics=notes, err=True)
                 finish(Exit.FINDINGS)
-            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+            text = dumps(config) + "\n"
         else:
             from .backends.python import generate
 
