@@ -50,10 +50,9 @@ class InputProblem(click.ClickException):
         click.echo(self.format_message(), err=True)
 
 
-def unreadable(name: str, exc: SourceError | OSError) -> str:
+def unreadable(name: str, exc: SourceError) -> str:
     """The located message for a file that cannot be read (multi-file commands print it and go on)."""
-    cause = exc if isinstance(exc, OSError) else exc.__cause__
-    return f"{name}: error: cannot read the file: {getattr(cause, 'strerror', None) or exc}"
+    return f"{name}: error: cannot read the file: {getattr(exc.__cause__, 'strerror', None) or exc}"
 
 
 def read_text(path: str) -> str:
@@ -162,7 +161,11 @@ FORMAT = click.Choice(["text", "json", "sarif"])
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="routelang")
 def main() -> None:
-    """routelang: declare, check, compile and run inference-routing rules."""
+    """routelang: declare, check, compile and run inference-routing rules.
+
+    Exit codes, for every command: 0 success; 1 findings (errors in the
+    input, failed tests; `diff`, `fmt --check`: changes); 2 usage or I/O
+    error; 3 internal error."""
 
 
 @main.command()

@@ -41,7 +41,7 @@ SETTINGS = ("priority", "model", "endpoint", "weight", "label", "timeout", "retr
             "cooldown", "successes", "health_check", "path", "interval", "use", "cost", "per",
             "latency", "reliability")
 WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
-TEST_KEYWORDS = ("request", "expect", "no", "match")
+TEST_KEYWORDS = ("request", "expect", "no", "match", "targets")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")
 CONSTANTS = ("true", "false", "null")

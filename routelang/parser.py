@@ -461,6 +461,21 @@ class _Builder(Transformer):
     def expect_target(self, c):
         return ast.Expectation("target", c[0], c[0].span)
 
+    def expect_target_in(self, c):
+        names, span = c[0]
+        return ast.Expectation("target_in", None, span, names)
+
+    def expect_targets(self, c):
+        names, span = c[0]
+        return ast.Expectation("targets", None, span, names)
+
+    def expect_shadow(self, c):
+        return ast.Expectation("shadow", c[0], c[0].span)
+
+    def name_list(self, c):
+        """The names of `[a, b]` and the span from `[` to `]`."""
+        return [n for n in c[1:-1] if n is not None], self._span([c[0], c[-1]])
+
     def expect_no_match(self, c):
         return ast.Expectation("no_match", None, self._tok(c[0]))
 

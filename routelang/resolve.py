@@ -491,27 +491,46 @@ class Resolver:
         if len(test.requests) != 1:
             self.error(BAD_TEST, f"test `{name}` needs exactly one `request {{ ... }}`", test.span)
             return None
-        expect = ir.Expectation()
-        rules = [e for e in test.expectations if e.kind == "rule"]
-        targets = [e for e in test.expectations if e.kind == "target"]
-        no_match = [e for e in test.expectations if e.kind == "no_match"]
         if not test.expectations:
             self.error(BAD_TEST, f"test `{name}` has no `expect`", test.span,
                        help="add `expect rule NAME`, `expect target NAME` or `expect no match`")
             return None
-        if len(rules) > 1 or len(targets) > 1 or (no_match and (rules or targets)):
-            self.error(BAD_TEST, f"test `{name}` has conflicting expectations", test.expectations[0].span)
-            return None
-        for e in rules:
-            if e.name.text not in rule_names:
-                self.error(UNKNOWN_NAME, f"test expects unknown rule `{e.name.text}`", e.span,
-                           help=_did_you_mean(e.name.text, rule_names))
+        by_kind: dict[str, ast.Expectation] = {}
+        for e in test.expectations:
+            first = by_kind.setdefault(e.kind, e)
+            if first is not e:
+                self.error(BAD_TEST, f"test `{name}` expects `{_EXPECT_WORDS[e.kind]}` twice", e.span,
+                           related=[Related(first.span, "first expected here")])
                 return None
+        clashes = [("target", "target_in")] + [("no_match", k) for k in by_kind if k != "no_match"]
+        for a, b in clashes:
+            if a in by_kind and b in by_kind:
+                later = max(by_kind[a], by_kind[b], key=lambda e: (e.span.line, e.span.column))
+                self.error(BAD_TEST, f"test `{name}` has conflicting expectations: `{_EXPECT_WORDS[a]}` "
+                           f"and `{_EXPECT_WORDS[b]}`", later.span,
+                           help="a test that expects no match cannot expect a target" if a == "no_match"
+                           else "keep one: `expect target T` or `expect target in [A, B]`")
+                return None
+        rule = by_kind.get("rule")
+        if rule is not None and rule.name.text not in rule_names:
+            self.error(UNKNOWN_NAME, f"test expects unknown rule `{rule.name.text}`", rule.span,
+                       help=_did_you_mean(rule.name.text, rule_names))
+            return None
+
+        def single(kind: str) -> str | None:
+            e = by_kind.get(kind)
+            return None if e is None else e.name.text
+
+        def several(kind: str) -> tuple[str, ...] | None:
+            e = by_kind.get(kind)
+            return None if e is None else tuple(n.text for n in e.names)
+
         expect = ir.Expectation(
-            rule=rules[0].name.text if rules else None,
-            target=targets[0].name.text if targets else None,
-            no_match=bool(no_match),
+            rule=single("rule"), target=single("target"), target_in=several("target_in"),
+            targets=several("targets"), shadow=single("shadow"), no_match="no_match" in by_kind,
             span=test.expectations[0].span,
+            spans=SpanMap({k: e.span for k, e in by_kind.items()}
+                          | {f"{k}.{i}": n.span for k, e in by_kind.items() for i, n in enumerate(e.names)}),
         )
         return ir.Test(name=name, request=test.requests[0].plain(), expect=expect, span=test.span,
                        spans=SpanMap(request=test.requests[0].span))
@@ -570,8 +589,15 @@ class Resolver:
             self.error(NO_RULES, f"router `{header.name.text}` has no rules", header.span,
                        help="add at least one `rule NAME { route TARGET }`")
         tests = []
+        test_names: dict[str, Span] = {}
         for item in items:
             if isinstance(item, ast.TestDef):
+                first = test_names.setdefault(item.name.value, item.name.span)
+                if first is not item.name.span:
+                    self.error(BAD_TEST, f"test `{item.name.value}` is defined twice", item.name.span,
+                               related=[Related(first, "first defined here")],
+                               help="give each test its own name, so a failure says which one failed")
+                    continue
                 test = self.test(root, item, set(seen))
                 if test is not None:
                     tests.append(test)
@@ -592,6 +618,11 @@ class Resolver:
             schema_fields=tuple(schema_fields),
             span=header.span,
         )
+
+
+# How each kind of expectation is written (for messages).
+_EXPECT_WORDS = {"rule": "rule", "target": "target", "target_in": "target in", "targets": "targets",
+                 "shadow": "shadow", "no_match": "no match"}
 
 
 def _setting_value(setting: ast.Setting) -> Any:

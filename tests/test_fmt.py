@@ -346,6 +346,7 @@ rule s { when (a == 1 and b == 2) and c == 3 or h contains "z" and i not contain
   split sticky by user."id" { 0.5 p("a") { timeout 2h } 50% l: x } }
 rule h { hybrid(latency 1, cost 0,) x, p() }
 test "t" { expect no match request { a: 1 } expect rule s target x expect rule s }
+test "u" { request { } expect target in [x, "y",] targets [x, p] shadow p expect rule s }
 """
 TOKENS = {p.name: tokens(read(p)) for p in EXAMPLES} | {"constructs": tokens(CONSTRUCTS)}
 PLAIN_GAPS = [" ", "\n", "   ", "\n        ", "\t"]
