@@ -456,6 +456,10 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
     from .gateway.server import Options, Settings, prepare_multiprocess, run
 
+    try:
+        Path(file).read_bytes()
+    except OSError as exc:
+        raise UsageProblem(f"{file}: cannot read the file: {exc.strerror or exc}") from None
     metrics_dir = prepare_multiprocess(workers)
     from .gateway.auth import KeyFileError
     from .gateway.plan import LoadError
