@@ -458,7 +458,11 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
     from .gateway.server import Options, Settings, prepare_multiprocess, run
 
-    prepare_multiprocess(workers)
+    try:
+        Path(file).read_bytes()
+    except OSError as exc:
+        raise UsageProblem(f"{file}: cannot read the file: {exc.strerror or exc}") from None
+    metrics_dir = prepare_multiprocess(workers)
     from .gateway.auth import KeyFileError
     from .gateway.plan import LoadError
 
@@ -478,6 +482,11 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
         finish(Exit.FINDINGS)
     except (KeyFileError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     finish(Exit.OK if code == 0 else Exit.INTERNAL)
 
 
