@@ -159,7 +159,8 @@ EXIT_TABLE = {
             "worst of several": (["--check", "binary", "missing", "good"], Exit.USAGE)},
     "import": {Exit.OK: ["config"], Exit.FINDINGS: ["broken.json"], "not utf-8": ["binary.json"],
                Exit.USAGE: ["missing"]},
-    # The servers run until stopped (tests/test_packaging.py drives them), so no OK case here.
+    # The servers run until stopped (tests/test_packaging.py, tests/gateway/test_cli_serve.py drive
+    # them), so no OK case here.
     "lsp": {},
     "serve": {Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
 }
