@@ -21,6 +21,7 @@ from . import ir
 from .analysis import RouterAnalysis, Space, TooComplex, atoms_of, build_variables
 from .analysis.regions import find_point, intersect, meets_region
 from .backends.json import condition_tree
+from .vocab import strategies
 
 NO_MATCH = "no match"
 
@@ -28,22 +29,43 @@ NO_MATCH = "no match"
 def behaviour(rule: ir.Rule | None) -> tuple | str:
     if rule is None:
         return NO_MATCH
-    s = rule.strategy
-    targets = tuple((t.provider, t.model_name, t.endpoint, t.weight, bool(t.is_shadow)) for t in s.targets)
-    salt = (s.salt if s.salt is not None else rule.name) if s.sticky_by is not None else None
-    return (s.kind, targets, s.sticky_by, salt, s.cost_weight, s.latency_weight, s.reliability_weight)
+    return _strategy_behaviour(rule.strategy, rule.name)
+
+
+def _strategy_behaviour(s: ir.Strategy, salt_default: str) -> tuple:
+    """What a strategy does, independent of names: its kind, parameters and
+    members (a target's provider, model, endpoint, weight and shadow flag; a
+    nested strategy's behaviour with its arm weight)."""
+    members = []
+    for m in s.members:
+        if isinstance(m, ir.Target):
+            members.append((m.provider, m.model_name, m.endpoint, m.weight, bool(m.is_shadow)))
+        elif isinstance(m, ir.NestedArm):
+            members.append((m.weight, _strategy_behaviour(m.strategy, salt_default)))
+        else:
+            members.append(_strategy_behaviour(m, salt_default))
+    sticky_by = getattr(s, "sticky_by", None)
+    salt = (s.salt if s.salt is not None else salt_default) if sticky_by is not None else None
+    weights = tuple(getattr(s, f"{f}_weight", None) for f in strategies.SCORE_FACTORS)
+    return (s.kind, tuple(members), sticky_by, salt, *weights)
 
 
 def describe(rule: ir.Rule | None) -> str:
     if rule is None:
         return "no rule (unrouted)"
-    s = rule.strategy
+    return f"rule `{rule.name}` ({_describe_strategy(rule.strategy)})"
+
+
+def _describe_strategy(s: ir.Strategy) -> str:
     parts = []
-    for t in s.targets:
-        share = f"{t.weight * 100:g}% " if s.kind == "split" and t.weight is not None else ""
-        parts.append(f"{share}{t.provider}:{t.model_name}")
-    extra = f" sticky by {s.sticky_by}" if s.sticky_by else ""
-    return f"rule `{rule.name}` ({s.kind}{extra}: {', '.join(parts)})"
+    for m in s.members:
+        share = f"{m.weight * 100:g}% " if s.kind == "split" and m.weight is not None else ""
+        inner = m.strategy if isinstance(m, ir.NestedArm) else m
+        what = f"{inner.provider}:{inner.model_name}" if isinstance(inner, ir.Target) else f"({_describe_strategy(inner)})"
+        parts.append(f"{share}{what}")
+    sticky_by = getattr(s, "sticky_by", None)
+    extra = f" sticky by {sticky_by}" if sticky_by else ""
+    return f"{s.kind}{extra}: {', '.join(parts)}"
 
 
 @dataclass

@@ -22,6 +22,8 @@ from pygments.token import (
     Whitespace,
 )
 
+from .vocab import strategies
+
 __all__ = ["RoutelangLexer"]
 
 # Names may contain dashes (llama-3-70b); a keyword is not part of a longer name,
@@ -32,18 +34,23 @@ _AFTER = r"(?![A-Za-z0-9_\-])(?!\s*[.:])"
 
 DECLARATIONS = ("router", "metadata", "import", "provider", "profile", "defaults", "target",
                 "condition", "schema", "rule", "test")
-STRATEGIES = ("when", "route", "shadow", "split", "sticky", "by", "salt", "fallback",
-              "round_robin", "least_latency", "lowest_cost", "hybrid")
+STRATEGIES = ("when", *strategies.KEYWORDS, "shadow", "sticky", "by", "salt")
 SETTINGS = ("priority", "model", "endpoint", "weight", "label", "timeout", "retries", "headers",
             "function_name", "request_class", "is_shadow", "circuit_breaker", "failures",
-            "cooldown", "successes", "health_check", "path", "interval", "use", "cost", "per",
-            "latency", "reliability")
+            "cooldown", "successes", "health_check", "path", "interval", "use", "per",
+            *strategies.SCORE_FACTORS)
 WORD_OPERATORS = ("and", "or", "not", "in", "contains", "starts_with", "ends_with", "exists",
                   "matches", "note")
 TEST_KEYWORDS = ("request", "expect", "no", "match")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")
 CONSTANTS = ("true", "false", "null")
+
+
+# Words followed by `(` that are not provider calls: operators, `enum(`, and
+# strategies with a parameter list (`hybrid(`).
+_CALL_LIKE = ("and", "or", "not", "in", "when", "enum",
+              *(s.keyword for s in strategies.STRATEGIES.values() if s.layout == "call_list"))
 
 
 def _kw(names: tuple[str, ...]):
@@ -84,7 +91,7 @@ class RoutelangLexer(RegexLexer):
             (r"(?<=\.)" + _NAME, Name.Attribute),
             (_BEFORE + _NAME + r"(?=\s*:)", Name.Label),
             # Provider preset calls: modal("model", "https://...").
-            (_BEFORE + r"(?!(?:and|or|not|in|when|hybrid|enum)(?![A-Za-z0-9_\-]))" + _NAME + r"(?=\s*\()",
+            (_BEFORE + r"(?!(?:" + "|".join(_CALL_LIKE) + r")(?![A-Za-z0-9_\-]))" + _NAME + r"(?=\s*\()",
              Name.Function),
             # Numbers: percentages and durations before plain numbers.
             (_BEFORE + r"[0-9]+(?:\.[0-9]+)?%", Number),

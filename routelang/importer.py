@@ -11,7 +11,7 @@ reported as `ImportNote`s and a `# NOTE` comment in the output.
 
 A config that routelang compiled carries `x-routelang` fields (see
 backends/json.py); those are read back too (`or`, `not`, `>=`, sticky splits,
-round_robin, least_latency / lowest_cost / hybrid, target names, costs,
+the strategies Mixtrain lacks (vocab/strategies.py), target names, costs,
 circuit breakers, health checks), as long as the file they give compiles to
 the same config for Mixtrain; otherwise the import is of Mixtrain's view.
 """
@@ -27,6 +27,7 @@ from typing import Any
 
 from .fmt import FormatError, FormatterBug, format_text
 from .parser import grammar_text, quote
+from .vocab import strategies
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
@@ -284,7 +285,9 @@ def _uses(rule: dict):
     kind = _kind(rule)
     targets = rule["targets"][:1] if kind == "single" else rule["targets"]
     for t in targets:
-        in_split = kind in ("split", "round_robin")  # round_robin's weights are the compiler's shares
+        # A split's weights are its shares; an equal-weights lowering's are the compiler's.
+        lowering = strategies.strategy(kind).mixtrain
+        in_split = kind == "split" or lowering.weights == "equal"
         yield t, in_split, kind == "split" and t["label"] is not None and is_identifier(t["label"])
 
 
@@ -479,13 +482,14 @@ def _strategy(w: _Writer, rule: dict, named: dict[str, str], where: str) -> list
     if strategy == "shadow":
         return [f"    route {ref(targets[0], False, False, '    ')}",
                 f"        shadow {ref(targets[1], False, False, '        ')}"]
-    if strategy in ("fallback", "round_robin", "least_latency", "lowest_cost", "hybrid"):
-        head = strategy
-        if strategy == "hybrid":
-            head = "hybrid(" + ", ".join(
+    defn = strategies.strategy(strategy)
+    if defn.layout in ("list", "call_list"):
+        head = defn.keyword
+        if defn.score_factors:
+            head += "(" + ", ".join(
                 f"{factor} {w.value(ext.get(f'{factor}_weight', 0.0), where)}"
-                for factor in ("cost", "latency", "reliability")) + ")"
-        items = [ref(t, strategy == "round_robin", False, "        ") for t in targets]
+                for factor in defn.score_factors) + ")"
+        items = [ref(t, defn.mixtrain.weights == "equal", False, "        ") for t in targets]
         one_line = f"    {head} " + ", ".join(items)
         if len(items) == 1 or len(one_line) <= LINE_WIDTH and "\n" not in one_line:
             return [one_line]
