@@ -117,24 +117,32 @@ def _shares(s: ir.Strategy) -> list[tuple[str, float | None]]:
     return [(first, 1.0)] + [(rest, 1.0)] * (n - 1)  # all / mirrored
 
 
-def _target_shares(s: ir.Strategy, scale: float | None = 1.0) -> list[tuple[ir.Target, str, float | None]]:
+def _target_shares(s: ir.Strategy, scale: float | None = 1.0,
+                   where: str = "") -> list[tuple[ir.Target, str, float | None]]:
     """(target, role, share of the rule's traffic it gets first) for every target,
-    nested ones included; a nested strategy's targets take their part of its share."""
+    nested ones included: a nested strategy's targets share its part, and their
+    role says where they are ("fallback 1 in primary/preferred")."""
     out = []
-    for member, (role, share) in zip(s.members, _shares(s)):
+    for i, (member, (role, share)) in enumerate(zip(s.members, _shares(s)), 1):
         inner = member.strategy if isinstance(member, ir.NestedArm) else member
         total = None if share is None or scale is None else share * scale
         if isinstance(inner, ir.Target):
-            out.append((inner, role, total))
+            out.append((inner, f"{role} in {where}" if where else role, total))
+            continue
+        if isinstance(member, ir.NestedArm):
+            step = member.label or f"arm {i}"
         else:
-            out.extend((t, f"{role}: {r}", sh) for t, r, sh in _target_shares(inner, total))
+            step = f"step {i}"
+        out.extend(_target_shares(inner, total, f"{where}/{step}" if where else step))
     return out
 
 
 def member_words(member) -> str:
     """A member in words: a target's name, or a nested strategy in parentheses."""
-    inner = member.strategy if isinstance(member, ir.NestedArm) else member
-    return target_name(inner) if isinstance(inner, ir.Target) else f"({strategy_words(inner)})"
+    if isinstance(member, ir.NestedArm):
+        words = f"({strategy_words(member.strategy)})"
+        return f"{member.label} {words}" if member.label else words
+    return target_name(member) if isinstance(member, ir.Target) else f"({strategy_words(member)})"
 
 
 def strategy_words(s: ir.Strategy) -> str:

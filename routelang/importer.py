@@ -282,6 +282,11 @@ def _uses(rule: dict):
     """(target, in_split, label_outside) for each target a rule writes."""
     if "part_of" in rule.get(EXT, {}):
         return  # an extra rule routelang expanded an `or` into; its owner says it all
+    tree = rule.get(EXT, {}).get("strategy", {})
+    if "members" in tree:
+        for index, (in_split, outside) in sorted(_tree_uses(rule).items()):
+            yield rule["targets"][index], in_split, outside
+        return
     kind = _kind(rule)
     targets = rule["targets"][:1] if kind == "single" else rule["targets"]
     for t in targets:
@@ -289,6 +294,63 @@ def _uses(rule: dict):
         lowering = strategies.strategy(kind).mixtrain
         in_split = kind == "split" or lowering.weights == "equal"
         yield t, in_split, kind == "split" and t["label"] is not None and is_identifier(t["label"])
+
+
+def _tree_uses(rule: dict) -> dict[int, tuple[bool, bool]]:
+    """A nested strategy tree's targets: index -> (in_split, label_outside). The
+    JSON weights of a tree's targets are the compiler's (a split arm's share is in
+    the tree) except those a fallback-lowered tree takes as written."""
+    tree = rule[EXT]["strategy"]
+    compilers_weights = strategies.strategy(tree["kind"]).mixtrain.nested_weights == "first_choice"
+    out: dict[int, tuple[bool, bool]] = {}
+
+    def walk(node: dict) -> None:
+        split = strategies.strategy(node["kind"]).layout == "block"
+        for m in node["members"]:
+            if isinstance(m, dict):
+                walk(m)
+                continue
+            t = rule["targets"][m]
+            out[m] = (split or compilers_weights, split and t["label"] is not None and is_identifier(t["label"]))
+
+    walk(tree)
+    return out
+
+
+def _tree_text(w: _Writer, rule: dict, node: dict, path: tuple[int, ...], ref, where: str) -> str:
+    """A nested strategy tree (x-routelang.strategy with `members`) as .route text, on one line (fmt lays it out)."""
+    defn = strategies.strategy(node["kind"])
+    uses = _tree_uses(rule)
+
+    def member(m, i: int) -> str:
+        if isinstance(m, dict):
+            return "(" + _tree_text(w, rule, m, (*path, i), ref, where) + ")"
+        return ref(rule["targets"][m], *uses[m], "    ")
+
+    members = [member(m, i) for i, m in enumerate(node["members"])]
+    if defn.layout == "route":
+        return f"route {members[0]}" + (f" shadow {members[1]}" if defn.mirrors else "")
+    if defn.layout == "block":
+        head = "split"
+        if node.get("sticky_by"):
+            head += f" sticky by {field_text(node['sticky_by'])}"
+            default_salt = rule["name"] if not path else f"{rule['name']}/{'.'.join(map(str, path))}"
+            if node.get("salt") is not None and node["salt"] != default_salt:
+                head += f" salt {quote(node['salt'])}"
+        entries = []
+        for i, (m, text) in enumerate(zip(node["members"], members)):
+            label = node.get("labels", [None] * len(members))[i]
+            written = isinstance(m, dict) or uses[m][1]  # a leaf's non-identifier label is a setting
+            prefix = f"{label}: " if label is not None and written and is_identifier(label) else ""
+            if label is not None and isinstance(m, dict) and not is_identifier(label):
+                w.note(where, f"split arm label {label!r} is not a name; it is left out")
+            entries.append(f"{percent_text(node['weights'][i]) or repr(node['weights'][i])} {prefix}{text}")
+        return head + " { " + "  ".join(entries) + " }"
+    head = defn.keyword
+    if defn.score_factors:
+        head += "(" + ", ".join(f"{f} {w.value(node.get(f'{f}_weight', 0.0), where)}"
+                                for f in defn.score_factors) + ")"
+    return head + " " + ", ".join(members)
 
 
 def load_config(config: Any) -> dict:
@@ -474,6 +536,8 @@ def _strategy(w: _Writer, rule: dict, named: dict[str, str], where: str) -> list
         key = _target_key(t, in_split, outside)
         return named.get(key) or w.target_expr(t, in_split, outside, where, indent)
 
+    if "members" in ext:
+        return ["    " + _tree_text(w, rule, ext, (), ref, where)]
     if strategy == "single":
         if len(targets) > 1:
             w.note(where, f"strategy single with {len(targets)} targets: Mixtrain routes to the first only; "

@@ -213,7 +213,8 @@ def _nested(rule: ir.Rule, defn: strategies.StrategyDef, notes: list[Diagnostic]
         # Targets Mixtrain can pick first come first; the rest (weight 0) only routelang tries,
         # and after them Mixtrain's cumulative pick never lands.
         order = sorted(range(len(leaves)), key=lambda i: first.get(i, 0.0) == 0.0)
-        targets = [target_json(leaves[i], weight=first.get(i, 0.0)) for i in order]
+        # 12 significant digits: 0.8 * 0.7 is written 0.56, not 0.5599999999999999.
+        targets = [target_json(leaves[i], weight=float(f"{first.get(i, 0.0):.12g}")) for i in order]
         position = {old: new for new, old in enumerate(order)}
         _renumber(ext, position)
     else:
