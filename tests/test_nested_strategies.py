@@ -1,5 +1,5 @@
 """Nested strategies (issue 8, A11) in the compiler: syntax, errors, checks, fmt,
-lint, explain and diff. The runtime side is tests/runtime/test_nested_strategies.py."""
+lint, explain and diff. The runtime side is tests/runtime/test_nested_selection.py."""
 
 from __future__ import annotations
 
