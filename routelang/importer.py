@@ -27,6 +27,7 @@ from typing import Any
 
 from .fmt import FormatError, FormatterBug, format_text
 from .parser import grammar_text, quote
+from .runtime.model import ConfigError, plan_from_config
 from .vocab import strategies
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
@@ -274,16 +275,17 @@ def _target_name(t: dict, taken: set[str]) -> str:
 
 
 def _kind(rule: dict) -> str:
-    """The rule's strategy as routelang wrote it (Mixtrain's, for a plain config)."""
-    return rule.get(EXT, {}).get("strategy", {}).get("kind", rule["strategy"])
+    """The rule's strategy as routelang wrote it (Mixtrain's, for a plain config
+    or an extension that names no strategy routelang knows)."""
+    kind = rule.get(EXT, {}).get("strategy", {}).get("kind", rule["strategy"])
+    return kind if kind in strategies.STRATEGIES else rule["strategy"]
 
 
 def _uses(rule: dict):
     """(target, in_split, label_outside) for each target a rule writes."""
     if "part_of" in rule.get(EXT, {}):
         return  # an extra rule routelang expanded an `or` into; its owner says it all
-    tree = rule.get(EXT, {}).get("strategy", {})
-    if "members" in tree:
+    if _tree(rule) is not None:
         for index, (in_split, outside) in sorted(_tree_uses(rule).items()):
             yield rule["targets"][index], in_split, outside
         return
@@ -294,6 +296,19 @@ def _uses(rule: dict):
         lowering = strategies.strategy(kind).mixtrain
         in_split = kind == "split" or lowering.weights == "equal"
         yield t, in_split, kind == "split" and t["label"] is not None and is_identifier(t["label"])
+
+
+def _tree(rule: dict) -> dict | None:
+    """The rule's nested strategy tree (x-routelang.strategy with `members`), when
+    routelang's runtime would read it; None otherwise (the import is of Mixtrain's view)."""
+    tree = rule.get(EXT, {}).get("strategy", {})
+    if not isinstance(tree, dict) or "members" not in tree:
+        return None
+    try:
+        plan_from_config({"name": "import", "rules": [dict(rule, is_enabled=True)]})
+    except ConfigError:
+        return None
+    return tree
 
 
 def _tree_uses(rule: dict) -> dict[int, tuple[bool, bool]]:
@@ -536,7 +551,7 @@ def _strategy(w: _Writer, rule: dict, named: dict[str, str], where: str) -> list
         key = _target_key(t, in_split, outside)
         return named.get(key) or w.target_expr(t, in_split, outside, where, indent)
 
-    if "members" in ext:
+    if _tree(rule) is not None:
         return ["    " + _tree_text(w, rule, ext, (), ref, where)]
     if strategy == "single":
         if len(targets) > 1:

@@ -145,3 +145,18 @@ def test_compile_warns_what_mixtrain_does_with_a_nested_strategy(tmp_path):
     assert "Mixtrain cannot nest strategies; it gets one fallback chain of all 3 targets" in run.stderr
     config = json.loads(run.stdout)
     assert config["rules"][0]["x-routelang"]["strategy"]["members"][0]["kind"] == "split"
+
+
+def test_import_writes_nested_strategies_back_and_ignores_a_broken_tree():
+    from routelang.backends.json import lower
+    from routelang.importer import import_config
+
+    body = "rule r priority 1 { split { 80% primary: (fallback claude, gpt4)  20% canary: (fallback turbo, local) } }"
+    config, _ = lower(compiled(body).router)
+    text = import_config(config, "n.json")
+    assert "80% primary: (fallback claude, gpt4)" in text and "20% canary: (fallback turbo, local)" in text
+    assert lower(compile_text(text).router)[0]["rules"] == config["rules"]
+    broken = json.loads(json.dumps(config))
+    broken["rules"][0]["x-routelang"]["strategy"]["members"][0]["members"] = [0, 99]
+    text = import_config(broken, "n.json")  # Mixtrain's view: a flat split of the four targets
+    assert "(fallback" not in text and compile_text(text).ok
