@@ -21,7 +21,7 @@ import time
 from mixtrain.routing.engine import RoutingEngine as MixtrainEngine
 from mixtrain.routing.models import RoutingConfig
 
-from routelang.runtime.engine import Router
+from routelang.loader import make_router
 from routelang.runtime.model import plan_from_config
 
 SIZES = (10, 50, 200, 1000)
@@ -121,7 +121,7 @@ def main() -> None:
         config = make_config(size)
         requests = make_requests(size)
         mixtrain = MixtrainEngine(RoutingConfig.from_json(config))
-        router = Router(plan_from_config(config), backend="python")
+        router = make_router(plan_from_config(config), backend="python")
         hand = HandIndexed(config)
         for r in requests:  # the three agree before they are timed
             want = mixtrain.route_request(r).matched_rule.name

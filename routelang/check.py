@@ -36,16 +36,13 @@ from .diagnostics import (
     Diagnostic,
 )
 from .source import Span
-from .vocab import strategies
+from .vocab import operators, strategies
+from .vocab import settings as target_settings
 
-NUMERIC_OPERATORS = ("greater_than", "less_than", "greater_or_equal", "less_or_equal")
-OPERATOR_TEXT = {
-    "equals": "==", "not_equals": "!=", "greater_than": ">", "less_than": "<",
-    "greater_or_equal": ">=", "less_or_equal": "<=", "in": "in", "not_in": "not in",
-    "contains": "contains", "not_contains": "not contains", "regex": "=~",
-    "starts_with": "starts_with", "ends_with": "ends_with", "exists": "exists",
-    "not_exists": "not exists",
-}
+# How messages write each operator: its canonical .route spelling.
+OPERATOR_TEXT = {op.name: op.text for op in operators.TABLE}
+NUMERIC_OPERATORS = tuple(op.name for op in operators.TABLE if op.operand == "number")
+TEXT_OPERATORS = tuple(op.name for op in operators.TABLE if op.operand in ("text", "pattern"))
 SPLIT_TOLERANCE = 0.001  # Mixtrain's tolerance for weights summing to 1.0
 
 
@@ -111,27 +108,28 @@ class Checker:
 
     def compare(self, cmp: ir.Compare, rule: str | None) -> None:
         op, value = cmp.operator, cmp.value
+        entry = operators.get(op)
         value_span = cmp.spans.get("value", cmp.span)
         field_span = cmp.spans.get("field", cmp.span)
-        text = OPERATOR_TEXT.get(op, op)
+        text = entry.text
         if not cmp.field or any(not seg for seg in cmp.field.split(".")):
             self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment", field_span, rule=rule)
-        if op not in ir.UNARY_OPERATORS and value is None:
+        if not entry.unary and value is None:
             alt = "not exists" if op == "equals" else "exists"
             self.error(NULL_IN_CONDITION, f"`{text} null` compares with null", value_span,
                        help=f"a missing field reads as null: write `{cmp.field} {alt}`", rule=rule)
             return
-        if op in NUMERIC_OPERATORS and not is_numeric(value):
+        if entry.operand == "number" and not is_numeric(value):
             self.error(TYPE_MISMATCH, f"`{text}` compares numbers, but {_describe(value)} is not a number",
                        value_span, help=f"write a number, e.g. `{cmp.field} {text} 10`", rule=rule)
-        if op == "regex":
+        if entry.operand == "pattern":
             try:
                 re.compile(str(value))
             except re.error as exc:
                 self.error(INVALID_REGEX, f"invalid regular expression: {exc.msg}", value_span,
                            help="regexes use Python's `re` syntax; raw strings r\"...\" keep backslashes", rule=rule)
-        if op in ("starts_with", "ends_with") and not isinstance(value, str):
-            self.error(TYPE_MISMATCH, f"`{op}` takes a string, not {_describe(value)}", value_span, rule=rule)
+        if entry.operand == "text" and entry.strict_operand and not isinstance(value, str):
+            self.error(TYPE_MISMATCH, f"`{text}` takes a string, not {_describe(value)}", value_span, rule=rule)
         if self.schema:
             self.schema_check(cmp, rule)
 
@@ -148,9 +146,9 @@ class Checker:
                        rule=rule)
             return
         op, value = cmp.operator, cmp.value
-        if op in ir.UNARY_OPERATORS or decl.type == "any":
+        if op in operators.UNARY or decl.type == "any":
             return
-        values = value if op in ("in", "not_in") and isinstance(value, list) else [value]
+        values = value if operators.get(op).operand == "list" and isinstance(value, list) else [value]
         if op in NUMERIC_OPERATORS:
             if decl.type not in ("number", "integer", "any") and not (
                 decl.type == "enum" and all(is_numeric(v) for v in decl.values)
@@ -158,7 +156,7 @@ class Checker:
                 self.error(TYPE_MISMATCH, f"`{cmp.field}` is declared {decl.type}, but `{OPERATOR_TEXT[op]}` compares numbers",
                            cmp.span, rule=rule)
             return
-        if op in ("contains", "not_contains", "regex", "starts_with", "ends_with"):
+        if op in TEXT_OPERATORS:
             if decl.type in ("number", "integer", "bool"):
                 self.error(TYPE_MISMATCH, f"`{cmp.field}` is declared {decl.type}; `{OPERATOR_TEXT[op]}` matches text",
                            cmp.span, rule=rule)
@@ -226,12 +224,13 @@ class Checker:
         if endpoint is not None and t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
             self.error(INVALID_ENDPOINT, f"endpoint `{t.endpoint}` is not an http(s) URL",
                        spans.get("endpoint", t.span), help="endpoints start with https:// or http://", rule=rule)
-        if t.timeout_ms is not None and t.timeout_ms < 100:
-            self.error(TIMEOUT_TOO_SHORT, f"timeout {t.timeout_ms}ms is under 100ms", spans.get("timeout", t.span),
-                       help="Mixtrain requires at least 100ms", rule=rule)
-        if t.retry_count is not None and not (0 <= t.retry_count <= 5):
-            self.error(RETRIES_OUT_OF_RANGE, f"{t.retry_count} retries is outside 0..5", spans.get("retries", t.span),
-                       rule=rule)
+        timeout, retries = target_settings.BY_SURFACE["timeout"], target_settings.BY_SURFACE["retries"]
+        if t.timeout_ms is not None and t.timeout_ms < timeout.minimum:
+            self.error(TIMEOUT_TOO_SHORT, f"timeout {t.timeout_ms}ms is under {timeout.minimum}ms",
+                       spans.get("timeout", t.span), help=f"Mixtrain requires at least {timeout.minimum}ms", rule=rule)
+        if t.retry_count is not None and not (retries.minimum <= t.retry_count <= retries.maximum):
+            self.error(RETRIES_OUT_OF_RANGE, f"{t.retry_count} retries is outside {retries.minimum}..{retries.maximum}",
+                       spans.get("retries", t.span), rule=rule)
         if t.weight is not None and not (0.0 <= t.weight <= 1.0) or (t.weight is not None and math.isnan(t.weight)):
             what = _percent(t.weight) if split else f"{t.weight:g}"
             self.error(WEIGHT_OUT_OF_RANGE, f"weight {what} is outside 0..1 (0%..100%)",

@@ -1,10 +1,4 @@
-"""The `routelang` command.
-
-Exit codes, for every command unless its help says otherwise:
-    0  success, nothing to report
-    1  the input has errors (or a test / expectation failed)
-    2  usage or I/O error (bad flags, unreadable file)
-"""
+"""The `routelang` command. Every command exits with a code of `Exit`."""
 
 from __future__ import annotations
 
@@ -12,23 +6,75 @@ import functools
 import json
 import os
 import sys
+from enum import IntEnum
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from . import __version__
-from .compiler import CompileResult, compile_path, no_gc_pauses
+from .compiler import CompileResult, compile_path, no_gc_pauses, not_utf8
 from .diagnostics import Severity, has_errors, render_json, render_sarif, render_text, sort_diagnostics
 from .source import SourceError
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+class Exit(IntEnum):
+    """The exit codes of every command (the README's table). A run that meets
+    several situations exits with the highest code among them."""
+
+    OK = 0        # success: no errors; tests passed; `fmt --check` / `diff`: nothing changes
+    FINDINGS = 1  # errors in the input, failed tests or expectations; `fmt --check` / `diff`: changes
+    USAGE = 2     # usage or I/O: bad flags, a file that cannot be read or written
+    INTERNAL = 3  # a bug in routelang
+
+
+def finish(*codes: Exit) -> NoReturn:
+    sys.exit(max(codes, default=Exit.OK))
 
 
 class UsageProblem(click.ClickException):
-    exit_code = EXIT_USAGE
+    """Bad usage or I/O: `routelang: error: ...`, exit 2."""
+
+    exit_code = Exit.USAGE
 
     def show(self, file=None):
         click.echo(f"routelang: error: {self.format_message()}", err=True)
+
+
+class InputProblem(click.ClickException):
+    """An error in an input file, its message already located (`file:line:col: error: ...`), exit 1."""
+
+    exit_code = Exit.FINDINGS
+
+    def show(self, file=None):
+        click.echo(self.format_message(), err=True)
+
+
+def unreadable(name: str, exc: SourceError | OSError) -> str:
+    """The located message for a file that cannot be read (multi-file commands print it and go on)."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    return f"{name}: error: cannot read the file: {getattr(cause, 'strerror', None) or exc}"
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 input file: exit 2 when it cannot be read, 1 (RL002) when it is not UTF-8."""
+    from .source import DecodeProblem, read_source
+
+    try:
+        return read_source(path).text
+    except DecodeProblem as exc:
+        raise InputProblem(render_text(not_utf8(exc), {})) from None
+    except SourceError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def parse_json(text: str, name: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputProblem(f"{name}:{exc.lineno}:{exc.colno}: error: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InputProblem(f"{name}: error: invalid JSON: nested too deeply") from None
 
 
 def guarded(fn):
@@ -41,13 +87,13 @@ def guarded(fn):
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
         except RecursionError:
-            raise UsageProblem("the input nests too deeply to process")
+            raise InputProblem("routelang: error: the input nests too deeply to process") from None
         except Exception as exc:
             if os.environ.get("ROUTELANG_DEBUG"):
                 raise
             click.echo(f"routelang: internal error: {type(exc).__name__}: {exc}", err=True)
             click.echo("  (this is a bug in routelang; rerun with ROUTELANG_DEBUG=1 for details)", err=True)
-            sys.exit(EXIT_USAGE)
+            finish(Exit.INTERNAL)
 
     return wrapper
 
@@ -56,7 +102,20 @@ def load(path: str, env: dict | None = None) -> CompileResult:
     try:
         return compile_path(path, env=env)
     except SourceError as exc:
-        raise UsageProblem(str(exc))
+        raise UsageProblem(str(exc)) from None
+
+
+def load_each(files: tuple[str, ...], env: dict | None) -> tuple[list[CompileResult], Exit]:
+    """Compile every file (modules as modules); a file that cannot be read is
+    reported and skipped, and the run then exits 2."""
+    results, code = [], Exit.OK
+    for name in files:
+        try:
+            results.append(compile_path(name, env=env, allow_module=True))
+        except SourceError as exc:
+            click.echo(unreadable(name, exc), err=True)
+            code = Exit.USAGE
+    return results, code
 
 
 def emit_diagnostics(results: list[CompileResult], fmt: str, diagnostics=None, err: bool = False) -> None:
@@ -112,14 +171,14 @@ def main() -> None:
 @env_option
 @guarded
 def check(files, fmt, use_env):
-    """Report every error in FILES (exit 1 if any)."""
-    env = dict(os.environ) if use_env else None
-    results = [load(f, env) for f in files]
+    """Report every error in FILES (exit 1 if any). A file without a `router`
+    header, rules or tests is checked as a module."""
+    results, read_code = load_each(files, dict(os.environ) if use_env else None)
     errors = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
     emit_diagnostics(results, fmt, diagnostics=errors)
-    if fmt == "text" and not errors:
+    if fmt == "text" and not errors and read_code is Exit.OK:
         click.echo(f"ok: {len(files)} file(s) checked, no errors")
-    sys.exit(EXIT_ERRORS if errors else EXIT_OK)
+    finish(Exit.FINDINGS if errors else Exit.OK, read_code)
 
 
 @main.command(name="compile")
@@ -127,29 +186,35 @@ def check(files, fmt, use_env):
 @click.option("--target", "backend", type=click.Choice(["json", "python"]), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print notes about Mixtrain approximations.")
+@click.option("--mixtrain-exact", is_flag=True,
+              help="Fail (exit 1) when Mixtrain's conditions cannot state a rule's condition exactly (RL902).")
 @env_option
 @guarded
-def compile_command(file, backend, output, quiet, use_env):
+def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
     """Compile FILE to Mixtrain-schema JSON or a Python module."""
     env = dict(os.environ) if use_env else None
     result = load(file, env)
     if not result.ok:
         emit_diagnostics([result], "text", err=True)
-        sys.exit(EXIT_ERRORS)
+        finish(Exit.FINDINGS)
     with no_gc_pauses():
         if backend == "json":
             from .backends.json import lower
 
-            config, notes = lower(result.router)
+            config, notes = lower(result.router, exact=mixtrain_exact)
+            if has_errors(notes):
+                emit_diagnostics([result], "text", diagnostics=notes, err=True)
+                finish(Exit.FINDINGS)
             text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
         else:
             from .backends.python import generate
 
             text, notes = generate(result.router, source_name=file)
-    if notes and not quiet:
-        emit_diagnostics([result], "text", diagnostics=notes, err=True)
+    shown = [n for n in notes if not quiet or n.level is not Severity.NOTE]  # warnings show even with -q
+    if shown:
+        emit_diagnostics([result], "text", diagnostics=shown, err=True)
     write_output(text, output)
-    sys.exit(EXIT_OK)
+    finish(Exit.OK)
 
 
 @main.command(name="import")
@@ -164,25 +229,16 @@ def import_command(config_file, output, strict):
     (and, with --strict, when something could not be carried over)."""
     from .importer import ImportProblem, import_config_with_notes, validation_errors
 
-    try:
-        raw = Path(config_file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageProblem(f"cannot read {config_file}: {getattr(exc, 'strerror', None) or exc}")
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        click.echo(f"{config_file}:{exc.lineno}:{exc.colno}: error: invalid JSON: {exc.msg}", err=True)
-        sys.exit(EXIT_ERRORS)
+    config = parse_json(read_text(config_file), config_file)
     try:
         text, notes = import_config_with_notes(config, Path(config_file).name)
     except ImportProblem as exc:
-        click.echo(f"{config_file}: error: {exc}", err=True)
-        sys.exit(EXIT_ERRORS)
+        raise InputProblem(f"{config_file}: error: {exc}") from None
     problems = [f"Mixtrain's validator: {e}" for e in validation_errors(config)] + [str(n) for n in notes]
     for problem in problems:
         click.echo(f"{config_file}: warning: {problem}", err=True)
     write_output(text, output)
-    sys.exit(EXIT_ERRORS if strict and problems else EXIT_OK)
+    finish(Exit.FINDINGS if strict and problems else Exit.OK)
 
 
 @main.command(name="lsp")
@@ -209,15 +265,14 @@ def lint_command(files, fmt, use_env):
     """
     from .lint import lint
 
-    env = dict(os.environ) if use_env else None
-    results = [load(f, env) for f in files]
+    results, read_code = load_each(files, dict(os.environ) if use_env else None)
     diags = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
     for r in results:
         diags.extend(lint(r))
     emit_diagnostics(results, fmt, diagnostics=diags)
-    if fmt == "text" and not diags:
+    if fmt == "text" and not diags and read_code is Exit.OK:
         click.echo(f"ok: {len(files)} file(s) linted, no findings")
-    sys.exit(EXIT_ERRORS if has_errors(diags) else EXIT_OK)
+    finish(Exit.FINDINGS if has_errors(diags) else Exit.OK, read_code)
 
 
 @main.command(name="diff")
@@ -228,61 +283,59 @@ def lint_command(files, fmt, use_env):
 def diff_command(old, new, fmt):
     """Which requests change rule or target between OLD and NEW, each with a request.
 
-    Exit codes: 0 no behavioural change, 1 error (a file does not compile,
-    or cannot be read), 2 changes found.
+    Exit 0 when no request changes, 1 when some do (as `diff` and
+    `fmt --check`) or a file does not compile, 2 when a file cannot be read.
     """
     from .diff import diff, render_json, render_text
 
-    try:
-        results = [load(old), load(new)]
-    except UsageProblem as exc:
-        exc.exit_code = EXIT_ERRORS
-        raise
+    results = [load(old), load(new)]
     broken = [r for r in results if not r.ok]
     if broken:
         emit_diagnostics(broken, "text", err=True)
-        sys.exit(EXIT_ERRORS)
+        finish(Exit.FINDINGS)
     outcome = diff(results[0].router, results[1].router)
     click.echo(render_json(outcome) if fmt == "json" else render_text(outcome))
-    sys.exit(2 if outcome.changes else EXIT_OK)
+    finish(Exit.FINDINGS if outcome.changes else Exit.OK)
 
 
 # ---- routelang test / coverage (runtime) --------------------------------------------
 
-def _runtime_router(file: str, backend: str, env: dict | None = None):
-    """A Router for a .route file (diagnostics -> exit 1) or a JSON config (exit 2 if unreadable);
-    also the compiled IR router (for test blocks), or None for JSON."""
-    from .runtime.engine import Router, load_plan, rule_locations
-    from .runtime.model import ConfigError, plan_from_config
+def _runtime_router(file: str, backend: str):
+    """A Router for a .route file or a JSON config, its `${VAR}`s filled in from
+    the environment as `routelang.load` does (errors in it: exit 1); also the
+    compiled IR router (for test blocks), or None for JSON."""
+    from .loader import make_router, plan_from_compiled, plan_from_json
+    from .runtime.model import ConfigError
 
     if file.endswith(".json"):
         try:
-            return Router(load_plan(file), backend=backend), None
-        except (OSError, ConfigError) as exc:
-            raise UsageProblem(f"{file}: {exc}")
-    from .backends.json import lower
-
-    result = load(file, env)
+            plan = plan_from_json(parse_json(read_text(file), file))
+        except ConfigError as exc:
+            raise InputProblem(f"{file}: error: {exc}") from None
+        return make_router(plan, backend=backend), None
+    result = load(file, dict(os.environ))
     if not result.ok:
         emit_diagnostics([result], "text", err=True)
-        sys.exit(EXIT_ERRORS)
-    config, _notes = lower(result.router)
-    return Router(plan_from_config(config, locations=rule_locations(result.router)), backend=backend), result.router
+        finish(Exit.FINDINGS)
+    return make_router(plan_from_compiled(result), backend=backend), result.router
 
 
 def _read_requests(path: str) -> list:
     """Requests from a .json file (one request, or a list of them) or a .jsonl file (one per line)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageProblem(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
-    try:
-        if path.endswith(".jsonl"):
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise UsageProblem(f"{path}: not valid JSON: {exc}")
-    return data if isinstance(data, list) else [data]
+    text = read_text(path)
+    if not path.endswith(".jsonl"):
+        data = parse_json(text, path)
+        return data if isinstance(data, list) else [data]
+    requests = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                requests.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputProblem(f"{path}:{number}:{exc.colno}: error: invalid JSON: {exc.msg}") from None
+            except RecursionError:
+                raise InputProblem(f"{path}:{number}:1: error: invalid JSON: nested too deeply") from None
+    return requests
 
 
 @main.command(name="test")
@@ -295,19 +348,19 @@ def _read_requests(path: str) -> list:
 @click.option("--backend", type=click.Choice(["python", "json"]), default="python", show_default=True,
               help="Route with generated Python or by interpreting the JSON config.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text", show_default=True)
-@env_option
 @guarded
-def test_command(file, data, request_file, requests_file, expected, backend, fmt, use_env):
+def test_command(file, data, request_file, requests_file, expected, backend, fmt):
     """Route requests through FILE (.route or Mixtrain JSON) and show why.
 
-    Without request options, runs the `test` blocks written in FILE. Exit 1 if
-    a test fails, a request does not match --expected, or a request is refused.
+    Without request options, runs the `test` blocks written in FILE. `${VAR}`s
+    are filled in from the environment, as at run time. Exit 1 if a test
+    fails, a request does not match --expected, or a request is refused.
     """
     from .runtime.testing import describe, render_description, run_tests
 
     if sum(x is not None for x in (data, request_file, requests_file)) > 1:
         raise UsageProblem("give at most one of --data, --request, --requests")
-    router, ir_router = _runtime_router(file, backend, dict(os.environ) if use_env else None)
+    router, ir_router = _runtime_router(file, backend)
     if data is None and request_file is None and requests_file is None:
         if expected is not None:
             raise UsageProblem("--expected needs --data, --request or --requests")
@@ -322,7 +375,7 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
             rows = [{"name": o.name, "passed": o.passed, "detail": o.detail} for o in outcomes]
             lines = [json.dumps(r, ensure_ascii=False) for r in rows] if fmt == "jsonl" else [json.dumps(rows, indent=2)]
             click.echo("\n".join(lines))
-        sys.exit(EXIT_ERRORS if any(not o.passed for o in outcomes) else EXIT_OK)
+        finish(Exit.FINDINGS if any(not o.passed for o in outcomes) else Exit.OK)
     if data is not None:
         try:
             requests = [json.loads(data)]
@@ -342,7 +395,7 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
     else:
         click.echo("\n\n".join(render_description(o, f"request {i}:") for i, o in enumerate(outs, start=1)))
     bad = any("error" in o or o.get("passed") is False for o in outs)
-    sys.exit(EXIT_ERRORS if bad else EXIT_OK)
+    finish(Exit.FINDINGS if bad else Exit.OK)
 
 
 @main.command(name="coverage")
@@ -350,22 +403,21 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
 @click.argument("requests_file", metavar="REQUESTS", type=click.Path(dir_okay=False))
 @click.option("--backend", type=click.Choice(["python", "json"]), default="python", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@env_option
 @guarded
-def coverage_command(file, requests_file, backend, fmt, use_env):
+def coverage_command(file, requests_file, backend, fmt):
     """Which rules of FILE the REQUESTS (.json list or .jsonl) reach, and which conditions never decide.
 
     Mixtrain's numbers (rule hits, uncovered rules, unmatched requests, coverage %),
     plus each condition that never was decisive: flipping it would have changed no
-    request's match. Exit 0 (a report, not a verdict).
+    request's match. Exit 0 (a report, not a verdict) unless an input has errors.
     """
     from .runtime.testing import coverage, render_coverage
 
-    router, _ = _runtime_router(file, backend, dict(os.environ) if use_env else None)
+    router, _ = _runtime_router(file, backend)
     report = coverage(router, _read_requests(requests_file))
     click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if fmt == "json"
                else render_coverage(report))
-    sys.exit(EXIT_OK)
+    finish(Exit.OK)
 
 
 @main.command(name="explain")
@@ -383,9 +435,9 @@ def explain_command(file, fmt, use_env):
     result = load(file, dict(os.environ) if use_env else None)
     if not result.ok:
         emit_diagnostics([result], "text", err=True)
-        sys.exit(EXIT_ERRORS)
+        finish(Exit.FINDINGS)
     click.echo(explain(result, fmt), nl=False)
-    sys.exit(EXIT_OK)
+    finish(Exit.OK)
 
 
 @main.command(name="fmt")
@@ -397,20 +449,27 @@ def explain_command(file, fmt, use_env):
 def fmt_command(files, check, show_diff):
     """Rewrite FILES in the canonical layout (`-` reads stdin and writes stdout).
 
-    Exit 1 when a file has syntax errors (it is left as it is) or, with
-    --check or --diff, when a file would change."""
+    Exit 1 when a file has syntax errors or is not UTF-8 (it is left as it
+    is) or, with --check or --diff, when a file would change; 2 when a file
+    cannot be read (the others are still formatted)."""
     import difflib
 
     from .fmt import FormatError, format_source
-    from .source import Source, read_source
+    from .source import DecodeProblem, Source, read_source
 
     dry_run = check or show_diff
-    changed, failed = [], False
+    changed, failed, read_code = [], False, Exit.OK
     for name in files:
         try:
             source = Source("<stdin>", sys.stdin.read()) if name == "-" else read_source(name)
+        except DecodeProblem as exc:
+            click.echo(render_text(not_utf8(exc), {}) + "\n", err=True)
+            failed = True
+            continue
         except SourceError as exc:
-            raise UsageProblem(str(exc))
+            click.echo(unreadable(name, exc), err=True)
+            read_code = Exit.USAGE
+            continue
         try:
             formatted = format_source(source)
         except FormatError as exc:
@@ -434,8 +493,8 @@ def fmt_command(files, check, show_diff):
                 with open(name, "w", encoding="utf-8", newline="") as out:
                     out.write(formatted)
             except OSError as exc:
-                raise UsageProblem(f"cannot write {name}: {exc.strerror or exc}")
+                raise UsageProblem(f"cannot write {name}: {exc.strerror or exc}") from None
             click.echo(f"reformatted {name}", err=True)
     if dry_run and changed:
         click.echo(f"{len(changed)} file(s) would be reformatted", err=True)
-    sys.exit(EXIT_ERRORS if failed or (dry_run and changed) else EXIT_OK)
+    finish(Exit.FINDINGS if failed or (dry_run and changed) else Exit.OK, read_code)

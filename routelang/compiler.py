@@ -60,10 +60,12 @@ def no_gc_pauses():
             gc.enable()
 
 
-def compile_source(source: Source, env: dict[str, str] | None = None) -> CompileResult:
+def compile_source(source: Source, env: dict[str, str] | None = None, allow_module: bool = False) -> CompileResult:
+    """allow_module: a module (no `router` header, rules or tests) is checked
+    as one, and its result has no router but no RL106 either."""
     try:
         with no_gc_pauses():
-            return _compile(source, env)
+            return _compile(source, env, allow_module)
     except RecursionError:
         span = Span(source.name, 1, 1, 1, 2)
         diag = Diagnostic(SYNTAX_ERROR, "the file nests too deeply to compile", span,
@@ -71,8 +73,8 @@ def compile_source(source: Source, env: dict[str, str] | None = None) -> Compile
         return CompileResult(router=None, diagnostics=[diag], sources={source.name: source})
 
 
-def _compile(source: Source, env: dict[str, str] | None) -> CompileResult:
-    resolution = resolve(source)
+def _compile(source: Source, env: dict[str, str] | None, allow_module: bool) -> CompileResult:
+    resolution = resolve(source, allow_module)
     diagnostics = list(resolution.diagnostics)
     router = resolution.router
     if router is not None:
@@ -97,23 +99,29 @@ def compile_text(text: str, name: str = "<input>", path: Path | None = None,
     return compile_source(Source(name, text.replace("\r\n", "\n"), path), env)
 
 
-def compile_path(path: str | Path, env: dict[str, str] | None = None) -> CompileResult:
+def compile_path(path: str | Path, env: dict[str, str] | None = None, allow_module: bool = False) -> CompileResult:
     """Raises source.SourceError when the file cannot be read; a file that
     is not UTF-8 gives an RL002 diagnostic."""
     try:
         source = read_source(path)
     except DecodeProblem as exc:
-        span = Span(exc.name, exc.line, exc.column, exc.line, exc.column + 1)
-        diag = Diagnostic(INPUT_ERROR, f"the file is not valid UTF-8 (byte {exc.byte!r})", span,
-                          help="save the file as UTF-8 text")
-        return CompileResult(router=None, diagnostics=[diag], sources={})
-    return compile_source(source, env)
+        return CompileResult(router=None, diagnostics=[not_utf8(exc)], sources={})
+    return compile_source(source, env, allow_module)
+
+
+def not_utf8(exc: DecodeProblem) -> Diagnostic:
+    """RL002 at the first byte that is not UTF-8."""
+    span = Span(exc.name, exc.line, exc.column, exc.line, exc.column + 1)
+    return Diagnostic(INPUT_ERROR, f"the file is not valid UTF-8 (byte {exc.byte!r})", span,
+                      help="save the file as UTF-8 text")
+
+
+def rule_locations(router: ir.Router) -> dict[str, tuple[str, int, int]]:
+    """Each rule's (.route file, line, column), for the runtime's Plan and the generated module's LINE_MAP."""
+    return {r.name: (r.span.file, r.span.line, r.span.column) for r in router.rules if r.span.line}
 
 
 # ---- ${VAR} interpolation --------------------------------------------------------
-
-TARGET_STRING_FIELDS = ("provider", "model_name", "endpoint", "label", "function_name", "request_class")
-
 
 def interpolate_router(router: ir.Router, env: dict[str, str]) -> tuple[ir.Router, list[Diagnostic]]:
     """Fill in `${VAR}` references in every target's strings from `env`.
@@ -131,7 +139,7 @@ def interpolate_router(router: ir.Router, env: dict[str, str]) -> tuple[ir.Route
 
     def target(t: ir.Target, rule: str) -> ir.Target:
         update = {}
-        for key in TARGET_STRING_FIELDS:
+        for key in envvars.TARGET_STRING_FIELDS:
             value = getattr(t, key)
             if isinstance(value, str) and "${" in value:
                 update[key] = fill(value, t.spans.get(key.replace("model_name", "model"), t.span), rule)

@@ -89,6 +89,9 @@ NESTED_STRATEGY = register("RL225", "nested-strategy", E, "a strategy stands whe
 MIXTRAIN_APPROXIMATION = register(
     "RL901", "mixtrain-approximation", N, "the Mixtrain engine will route this rule differently"
 )
+MIXTRAIN_INEXACT = register(
+    "RL902", "mixtrain-inexact", W, "Mixtrain's conditions cannot state a condition exactly"
+)
 
 
 @dataclass

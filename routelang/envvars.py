@@ -1,11 +1,17 @@
 """`${VAR}` and `${VAR:-default}` interpolation, as in the hybrid router's
 YAML. routelang keeps these verbatim in compiled JSON unless asked to resolve
-them (`compile --env`, or at load time in the runtime)."""
+them (`compile --env`); `routelang.load` fills them in from the environment.
+
+They are allowed in a target's strings: the fields below and every header
+value. Conditions never interpolate."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+
+# A target's string fields that may hold references (IR and JSON use the same names), besides `headers`.
+TARGET_STRING_FIELDS = ("provider", "model_name", "endpoint", "label", "function_name", "request_class")
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

@@ -22,7 +22,7 @@ from . import ir
 from .backends.json import condition_tree, lower
 from .compiler import CompileResult
 from .diagnostics import Diagnostic, sort_diagnostics
-from .vocab import strategies
+from .vocab import operators, strategies
 
 FORMAT_VERSION = 1
 FORMATS = ("table", "json", "markdown")
@@ -38,27 +38,16 @@ def literal(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_PHRASES = {
-    "equals": "is", "not_equals": "is not",
-    "in": "is one of", "not_in": "is not one of",
-    "contains": "contains", "not_contains": "does not contain",
-    "greater_than": "is greater than", "less_than": "is less than",
-    "greater_or_equal": "is at least", "less_or_equal": "is at most",
-    "starts_with": "starts with", "ends_with": "ends with",
-}
-
-
 def compare_words(c: ir.Compare) -> str:
-    if c.operator == "exists":
-        text = f"{c.field} is present"
-    elif c.operator == "not_exists":
-        text = f"{c.field} is missing"
-    elif c.operator == "regex":
-        text = f"{c.field} matches the pattern /{c.value}/"
-    elif c.operator in ("in", "not_in") and isinstance(c.value, list):
-        text = f"{c.field} {_PHRASES[c.operator]} {', '.join(literal(v) for v in c.value) or '(nothing)'}"
+    op = operators.get(c.operator)
+    if op.unary:
+        text = f"{c.field} {op.phrase}"
+    elif op.operand == "pattern":
+        text = f"{c.field} {op.phrase} /{c.value}/"
+    elif op.operand == "list" and isinstance(c.value, list):
+        text = f"{c.field} {op.phrase} {', '.join(literal(v) for v in c.value) or '(nothing)'}"
     else:
-        text = f"{c.field} {_PHRASES[c.operator]} {literal(c.value)}"
+        text = f"{c.field} {op.phrase} {literal(c.value)}"
     if c.description:
         text += f" ({c.description})"
     return text

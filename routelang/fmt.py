@@ -283,12 +283,8 @@ class _Printer:
 
     def compare(self, c: ast.Compare) -> list:
         out: list = [*self.path(c.path), SPACE]
-        if c.op_text.startswith("not "):
-            out += [self.lit("not"), SPACE, self.lit(c.op_text[4:])]
-        elif c.op == "regex":
-            out.append(self.lit("=~", "matches"))
-        else:
-            out.append(self.lit(c.op_text))
+        for i, word in enumerate(c.op_text.split()):  # `not contains`: one space between the words
+            out += [SPACE, self.lit(word)] if i else [self.lit(word)]
         if c.value is not None:
             out += [SPACE, self.value(c.value)]
         if c.note is not None:

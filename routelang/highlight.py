@@ -22,7 +22,7 @@ from pygments.token import (
     Whitespace,
 )
 
-from .vocab import strategies
+from .vocab import operators, strategies
 
 __all__ = ["RoutelangLexer"]
 
@@ -39,8 +39,7 @@ SETTINGS = ("priority", "model", "endpoint", "weight", "label", "timeout", "retr
             "function_name", "request_class", "is_shadow", "circuit_breaker", "failures",
             "cooldown", "successes", "health_check", "path", "interval", "use", "per",
             *strategies.SCORE_FACTORS)
-WORD_OPERATORS = ("and", "or", "not", "in", "contains", "starts_with", "ends_with", "exists",
-                  "matches", "note")
+WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
 TEST_KEYWORDS = ("request", "expect", "no", "match")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")

@@ -28,7 +28,7 @@ from typing import Any
 from .fmt import FormatError, FormatterBug, format_text
 from .parser import grammar_text, quote
 from .runtime.model import ConfigError, plan_from_config
-from .vocab import strategies
+from .vocab import operators, strategies
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
@@ -38,12 +38,6 @@ PRESETS = ("modal", "fal", "custom", "openai", "anthropic")
 PRESET_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-_OPERATOR_TEXT = {
-    "equals": "==", "not_equals": "!=", "greater_than": ">", "less_than": "<",
-    "in": "in", "not_in": "not in", "contains": "contains", "not_contains": "not contains",
-    "regex": "=~", "greater_or_equal": ">=", "less_or_equal": "<=",
-    "starts_with": "starts_with", "ends_with": "ends_with",
-}
 EXT = "x-routelang"
 LINE_WIDTH = 100
 
@@ -138,14 +132,15 @@ class _Writer:
         if any(not seg for seg in field.split(".")):
             self.note(where, f"field path {field!r} has an empty segment, which routelang rejects")
         lhs = field_text(field)
-        if op in ("exists", "not_exists"):
+        entry = operators.get(op)
+        if entry.unary:
             if value is not None:
                 self.note(where, f"the value {value!r} of `{op}` is ignored by Mixtrain and dropped")
-            text = f"{lhs} {'exists' if op == 'exists' else 'not exists'}"
-        elif op == "regex" and isinstance(value, str):
-            text = f"{lhs} =~ {regex_text(value)}"
+            text = f"{lhs} {entry.text}"
+        elif entry.operand == "pattern" and isinstance(value, str):
+            text = f"{lhs} {entry.text} {regex_text(value)}"
         else:
-            text = f"{lhs} {_OPERATOR_TEXT[op]} {self.value(value, where)}"
+            text = f"{lhs} {entry.text} {self.value(value, where)}"
         if c.get("description") is not None:
             text += f" note {quote(c['description'])}"
         return text

@@ -4,8 +4,8 @@ runtime all read this.
 
 Conventions:
 - Every node may carry a `span`; spans never affect equality (see source.Span).
-- Condition operators use Mixtrain's names, plus routelang's extensions
-  (greater_or_equal, less_or_equal, starts_with, ends_with).
+- Condition operators use the names of routelang/vocab/operators.py
+  (Mixtrain's names, where Mixtrain has the operator).
 - Durations are whole milliseconds; weights are fractions in 0..1.
 """
 
@@ -16,23 +16,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .source import NO_SPAN, Span, SpanMap
+from .vocab import operators
 
-# Mixtrain's eleven operators, by their JSON names.
-MIXTRAIN_OPERATORS = (
-    "equals", "not_equals", "contains", "not_contains", "in", "not_in",
-    "exists", "not_exists", "greater_than", "less_than", "regex",
-)
-EXTENSION_OPERATORS = ("greater_or_equal", "less_or_equal", "starts_with", "ends_with")
-OPERATORS = MIXTRAIN_OPERATORS + EXTENSION_OPERATORS
-UNARY_OPERATORS = ("exists", "not_exists")
-
-# The negation of each operator that has an exact negation (see docs/semantics.md).
-NEGATED_OPERATOR = {
-    "equals": "not_equals", "not_equals": "equals",
-    "in": "not_in", "not_in": "in",
-    "contains": "not_contains", "not_contains": "contains",
-    "exists": "not_exists", "not_exists": "exists",
-}
+# Condition operators, from the one table (routelang/vocab/operators.py).
+OperatorName = Literal[operators.NAMES]
 
 
 
@@ -49,7 +36,7 @@ class Node(BaseModel):
 class Compare(Node):
     kind: Literal["compare"] = "compare"
     field: str
-    operator: str
+    operator: OperatorName
     value: Any = None
     description: str | None = None
 

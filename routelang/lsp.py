@@ -36,7 +36,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from . import diagnostics as rl_diagnostics
 from .compiler import CompileResult, compile_text
 from .source import Span
-from .vocab import strategies
+from .vocab import operators, strategies
 
 SERVER_NAME = "routelang"
 SERVER_VERSION = "0.1.0"
@@ -61,7 +61,7 @@ def grammar_keywords() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "=~", "=")
+OPERATORS = (*operators.SYMBOLS, "=")  # `=` as in `target NAME = ...`
 
 KEYWORD_DOCS = {
     "router": "`router NAME [\"description\"]`: this file is a router (files without one are modules).",

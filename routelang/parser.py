@@ -13,7 +13,6 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
 
 from lark import Lark, Token, Transformer
 
@@ -28,7 +27,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 from .diagnostics import SYNTAX_ERROR, Diagnostic
 from .source import Source, Span
-from .vocab import strategies
+from .vocab import operators, strategies
 
 MAX_SYNTAX_ERRORS = 20
 MAX_VALUE_DEPTH = 32  # lists/objects nested deeper than this are refused
@@ -287,35 +286,19 @@ class _Builder(Transformer):
         segments = [unquote(t) if t.type == "STRING" else t.value for t in c]
         return ast.FieldPath(segments, self._span(c))
 
-    _COMPARE_OPS: ClassVar[dict[str, str]] = {
-        "==": "equals", "!=": "not_equals", ">": "greater_than", "<": "less_than",
-        ">=": "greater_or_equal", "<=": "less_or_equal",
-    }
+    def value_operator(self, c):
+        return " ".join(t.value for t in c)  # as written: `not contains`, `matches`, `>=`
+
+    list_operator = unary_operator = value_operator
 
     def compare(self, c):
-        path, op, value = c
-        return ast.Compare(path, self._COMPARE_OPS[op.value], value, path.span.to(value.span), op.value)
+        path, spelling, value = c
+        op = operators.BY_SPELLING[spelling].name
+        return ast.Compare(path, op, value, path.span.to(value.span), spelling)
 
-    def _binary(op, text):
-        def make(self, c):
-            path, value = c
-            return ast.Compare(path, op, value, path.span.to(value.span), text)
-
-        return make
-
-    in_list = _binary("in", "in")
-    not_in_list = _binary("not_in", "not in")
-    contains = _binary("contains", "contains")
-    not_contains = _binary("not_contains", "not contains")
-    starts_with = _binary("starts_with", "starts_with")
-    ends_with = _binary("ends_with", "ends_with")
-    regex = _binary("regex", "=~")
-
-    def exists(self, c):
-        return ast.Compare(c[0], "exists", None, c[0].span, "exists")
-
-    def not_exists(self, c):
-        return ast.Compare(c[0], "not_exists", None, c[0].span, "not exists")
+    def unary_compare(self, c):
+        path, spelling = c
+        return ast.Compare(path, operators.BY_SPELLING[spelling].name, None, path.span, spelling)
 
     def annotated(self, c):
         cmp, note = c

@@ -44,6 +44,7 @@ from .diagnostics import (
 )
 from .parser import parse
 from .source import Source, SourceError, Span, SpanMap, read_source
+from .vocab import settings as target_settings
 from .vocab import strategies
 
 
@@ -278,7 +279,7 @@ class Resolver:
                            related=[Related(seen[key], "first set here")])
                 continue
             seen[key] = setting.span
-            if key in ("circuit_breaker", "health_check"):
+            if key in target_settings.BLOCKS:
                 nested = dict(acc.get(key) or {})
                 nested_seen: dict[str, Span] = {}
                 for sub in setting.value:
@@ -367,7 +368,7 @@ class Resolver:
         spans = dict(self.defaults_spans)
         spans.update(written_spans)
         spans.update(extra_spans or {})
-        missing = [k for k in ("provider", "model", "endpoint") if not fields.get(k)]
+        missing = [s.surface for s in target_settings.IDENTITY if not fields.get(s.surface)]
         if missing:
             self.error(INCOMPLETE_TARGET, f"target lacks {', '.join(missing)}", expr.span,
                        help="write e.g. `{ provider \"custom\" model \"name\" endpoint \"https://...\" }`")
@@ -376,27 +377,14 @@ class Resolver:
             fields["label"] = label
         if weight is not None:
             fields["weight"] = weight
-        cb = fields.get("circuit_breaker")
-        hc = fields.get("health_check")
-        return ir.Target(
-            name=fields.get("name"),
-            provider=fields["provider"],
-            model_name=fields["model"],
-            endpoint=fields["endpoint"],
-            weight=fields.get("weight"),
-            label=fields.get("label"),
-            timeout_ms=fields.get("timeout"),
-            retry_count=fields.get("retries"),
-            headers=fields.get("headers"),
-            function_name=fields.get("function_name"),
-            request_class=fields.get("request_class"),
-            is_shadow=fields.get("is_shadow"),
-            cost_per_1k_tokens=fields.get("cost"),
-            circuit_breaker=ir.CircuitBreaker(**_rename(cb, {"failures": "failure_threshold", "cooldown": "cooldown_ms", "successes": "success_threshold"})) if cb is not None else None,
-            health_check=ir.HealthCheck(**_rename(hc, {"path": "path", "interval": "interval_ms", "timeout": "timeout_ms"})) if hc is not None else None,
-            span=expr.span,
-            spans=SpanMap(spans),
-        )
+        values = {s.ir_field: fields.get(s.surface) for s in target_settings.TABLE}
+        for block, model in ((target_settings.BY_SURFACE["circuit_breaker"], ir.CircuitBreaker),
+                             (target_settings.BY_SURFACE["health_check"], ir.HealthCheck)):
+            given = values[block.ir_field]
+            if given is not None:
+                values[block.ir_field] = model(**{sub.ir_field: given[sub.surface]
+                                                  for sub in block.block if sub.surface in given})
+        return ir.Target(name=fields.get("name"), **values, span=expr.span, spans=SpanMap(spans))
 
     # ---- conditions --------------------------------------------------------------
 
@@ -546,10 +534,24 @@ class Resolver:
         return ir.Test(name=name, request=test.requests[0].plain(), expect=expect, span=test.span,
                        spans=SpanMap(request=test.requests[0].span))
 
-    def router(self, root: Module) -> ir.Router | None:
+    def check_module(self, root: Module) -> None:
+        """Resolve each definition of a module (a file without router, rules or
+        tests) once, so its errors are reported though nothing uses it yet."""
+        for item in root.file.items:
+            if isinstance(item, ast.TargetDef):
+                self.target_fields(root, item.target)
+            elif isinstance(item, ast.ConditionDef):
+                self.condition(root, item.expr)
+            elif isinstance(item, (ast.ProviderDef, ast.ProfileDef)):
+                self.apply_settings(root, item.settings, {}, {})
+
+    def router(self, root: Module, allow_module: bool = False) -> ir.Router | None:
         items = root.file.items
         headers = [i for i in items if isinstance(i, ast.RouterHeader)]
         if not headers:
+            if allow_module and not any(isinstance(i, (ast.RuleDef, ast.TestDef)) for i in items):
+                self.check_module(root)
+                return None
             if not any(isinstance(d, Diagnostic) and d.code.code == "RL001" for d in self.diagnostics):
                 self.error(MISSING_ROUTER, "this file has no `router` header", Span(root.source.name, 1, 1, 1, 2),
                            help='start the file with `router NAME "description"`')
@@ -622,15 +624,13 @@ def _setting_value(setting: ast.Setting) -> Any:
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():
-        if key in ("circuit_breaker", "health_check") and isinstance(out.get(key), dict):
+        if key in target_settings.BLOCKS and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
     return out
 
 
-def _rename(values: dict, names: dict) -> dict:
-    return {names[k]: v for k, v in values.items() if k in names}
 
 
 def _visible(module: Module):
@@ -665,7 +665,9 @@ def _detail(kind: str, item) -> str:
     return f"{kind} {item.name.text}"
 
 
-def resolve(source: Source) -> Resolution:
+def resolve(source: Source, allow_module: bool = False) -> Resolution:
+    """With allow_module, a file without a `router` header, rules or tests is a
+    module: its definitions are checked and the router is None, without RL106."""
     resolver = Resolver()
     key = str(source.path.resolve()) if source.path else f"<{source.name}>"
     root = resolver.load_module(key, source)
@@ -674,7 +676,7 @@ def resolve(source: Source) -> Resolution:
             if isinstance(item, ast.DefaultsDef) and module is not root:
                 resolver.error(WRONG_KIND, "`defaults` belong in the router file", item.span,
                                help="define a `profile` here and write `defaults { use NAME }` in the router")
-    router = resolver.router(root)
+    router = resolver.router(root, allow_module)
     symbols: list[Symbol] = []
     for module in resolver.modules.values():
         symbols.extend(module.defs.values())

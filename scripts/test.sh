@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install --quiet -e '.[test,editors]'
+python -m pip install --quiet -e '.[test]'
 
 # The editor tests drive VS Code's own tokenizer (node) and a headless Vim.
 for dir in editors/test-harness editors/vscode; do

@@ -166,9 +166,9 @@ def test_an_undecidable_regex_never_yields_unreachable():
 
 
 def test_literal_regexes_are_decided():
-    assert literal_regex("^abc") == ("starts_with", "abc")
-    assert literal_regex("abc\\Z") == ("ends_with", "abc")
-    assert literal_regex("^a\\.b\\Z") == ("equals", "a.b")
+    assert literal_regex("^abc") == ("prefix", "abc")
+    assert literal_regex("abc\\Z") == ("suffix", "abc")
+    assert literal_regex("^a\\.b\\Z") == ("whole", "a.b")
     assert literal_regex("abc$") is None  # $ also matches before a final newline
     assert verdicts(router_of(eq("n", "^abc", "regex"), eq("n", "abcd", "starts_with"))) == ["reachable", "unreachable"]
 

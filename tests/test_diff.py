@@ -103,12 +103,12 @@ def test_cli_exit_codes(tmp_path, snapshot):
     runner = CliRunner()
     assert runner.invoke(main, ["diff", str(old), str(same)]).exit_code == 0
     changed = runner.invoke(main, ["diff", str(old), str(new)])
-    assert changed.exit_code == 2
+    assert changed.exit_code == 1  # changes, as diff(1)
     assert changed.output == snapshot
     as_json = json.loads(runner.invoke(main, ["diff", str(old), str(new), "--format", "json"]).output)
     assert [c["old_rule"] for c in as_json["changes"]] == ["premium"] and as_json["exact"]
     assert runner.invoke(main, ["diff", str(old), str(bad)]).exit_code == 1
-    assert runner.invoke(main, ["diff", str(old), str(tmp_path / "missing.route")]).exit_code == 1
+    assert runner.invoke(main, ["diff", str(old), str(tmp_path / "missing.route")]).exit_code == 2  # I/O
 
 
 def test_diff_output_does_not_depend_on_string_hashing(tmp_path):
@@ -132,6 +132,6 @@ def test_diff_output_does_not_depend_on_string_hashing(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "routelang", "diff", str(old), str(new)],
                               capture_output=True, text=True, check=False,
                               env={**os.environ, "PYTHONHASHSEED": seed})
-        assert proc.returncode == 2, proc.stderr
+        assert proc.returncode == 1, proc.stderr
         outputs.add(proc.stdout)
     assert len(outputs) == 1

@@ -15,14 +15,24 @@ from routelang.compiler import compile_path
 from routelang.diagnostics import Severity
 from routelang.fmt import format_text
 from routelang.lint import lint
+from routelang.loader import load
 from routelang.runtime import operators
-from routelang.runtime.engine import load
 from routelang.runtime.testing import run_tests
 
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.route"))
 # Files named _*.route show syntax, not a scenario: they must check clean, nothing more.
 SCENARIO_FILES = [p for p in EXAMPLES if not p.name.startswith("_")]
+# What the examples read from the environment without a default, as a deployment sets it:
+# `routelang.load` and `routelang test` fill `${VAR}` in at load time, and an unset one is an error.
+EXAMPLE_ENV = {"LLAMA_BASE_URL": "https://llama.internal.example"}
+
+
+@pytest.fixture(autouse=True)
+def example_env(monkeypatch):
+    for name, value in EXAMPLE_ENV.items():
+        monkeypatch.setenv(name, value)
+
 SCENARIOS = [
     "user_tiering", "ab_split", "regional", "shadow", "fallback_chain", "complex_conditions",
     "hybrid_local_remote", "agent_workspace", "cost_latency_strategies",

@@ -12,6 +12,8 @@ does exactly what the note says: behaves as if the rule were not there."""
 import json
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,8 @@ from routelang import envvars, ir
 from routelang.backends.json import EXT, MAX_EXPANDED_RULES, lower
 from routelang.check import walk_conditions
 from routelang.compiler import compile_path, compile_text
+from routelang.loader import load as load_runtime
 from routelang.runtime import operators
-from routelang.runtime.engine import load as load_runtime
 
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.route"))
@@ -253,24 +255,74 @@ def test_not_becomes_the_negated_operator_when_exact():
     assert notes == []
 
 
+@pytest.mark.parametrize("when, request_", [
+    ("x >= 3", {"x": 3}), ("x <= 3", {"x": 3}), ("x >= 2.5 and x <= 2.5", {"x": "2.5"}),
+    ("not (x contains 5)", {}), ("x >= -1e999", {"x": "-inf"}), ("x <= 1e999", {"x": 1e999}),
+])
+def test_conditions_with_an_exact_mixtrain_form_are_lowered_exactly(when, request_):
+    """Defect A5: these used to become a disabled rule without conditions."""
+    config, notes = lower_text(f"rule a priority 9 {{ when {when} route T1 }}\nrule b {{ route T2 }}")
+    rule = config["rules"][0]
+    assert rule["is_enabled"] is True and "enabled" not in rule[EXT]
+    assert not [n for n in notes if "cannot" in n]  # at most the note that `or` became two rules
+    assert RoutingValidator.validate_config(RoutingConfig.from_json(config)) == []
+    assert route_in_mixtrain(config, request_).split(" (or ")[0] == "a" == load_runtime(config).matched_rule(request_).name
+
+
+@pytest.mark.parametrize("when, witness", [
+    ("not (x > 3)", {"x": "abc"}),
+    ('not (x =~ "a")', None),
+    ('not (x contains "a")', None),
+])
+def test_approximations_warn_with_a_witness_mixtrain_routes_differently(when, witness):
+    result = compile_text("router r\n" + f"rule a priority 9 {{ when {when} route T1 }}\nrule b {{ route T2 }}"
+                          .replace("T1", T % ("m1", "m1")).replace("T2", T % ("m2", "m2")))
+    config, notes = lower(result.router)
+    [warning] = [n for n in notes if n.code.code == "RL902"]
+    assert warning.level.value == "warning" and "cannot state" in warning.message
+    assert config["rules"][0]["is_enabled"] is True  # a subset of the rule's requests, not none of them
+    if witness is not None:
+        assert warning.witness == witness
+        assert route_in_mixtrain(config, witness) == "b"
+        assert load_runtime(config).matched_rule(witness).name == "a"
+    else:  # str() of the field fails: no JSON witness, the message describes it
+        assert "an integer of more than 4,300 digits" in warning.message
+        request = {"x": 10 ** 4301}
+        assert route_in_mixtrain(config, request) == "b"
+        assert load_runtime(config).matched_rule(request).name == "a"
+    _, exact_notes = lower(result.router, exact=True)
+    assert [n.level.value for n in exact_notes if n.code.code == "RL902"] == ["error"]
+
+
 @pytest.mark.parametrize("when, what", [
-    ("x >= 3", "`>=`"),
-    ("x <= 3", "`<=`"),
-    ("not (x > 3)", "`not` of `greater_than`"),
-    ('not (x =~ "a")', "`not` of `regex`"),
-    ("not (x contains 5)", "`not` of `contains` with a non-string value"),
-    ("x == { k: 1 }", "an object as a condition value"),
+    ("x == { k: 1 }", "Mixtrain cannot compare with an object"),
     (" and ".join(f"(a{i} == 1 or b{i} == 1)" for i in range(6)), f"more than {MAX_EXPANDED_RULES} `or` branches"),
 ])
 def test_inexpressible_conditions_disable_the_rule_for_mixtrain_only(when, what):
-    config, notes = lower_text(f"rule a priority 9 {{ when {when} route T1 }}\nrule b {{ route T2 }}")
+    result = compile_text("router r\n" + f"rule a priority 9 {{ when {when} route T1 }}\nrule b {{ route T2 }}"
+                          .replace("T1", T % ("m1", "m1")).replace("T2", T % ("m2", "m2")))
+    config, notes = lower(result.router)
     rule = config["rules"][0]
     assert rule["is_enabled"] is False and rule[EXT]["enabled"] is True and rule["conditions"] == []
-    assert [(f"rule `a`: Mixtrain cannot express {what}; the rule is disabled in Mixtrain's view and only "
-            f"routelang's runtime routes by it")] == notes
+    [warning] = notes
+    assert warning.code.code == "RL902" and what in warning.message
+    assert warning.witness is not None and route_in_mixtrain(config, warning.witness) == "b"
+    assert load_runtime(config).matched_rule(warning.witness).name == "a"
     assert RoutingValidator.validate_config(RoutingConfig.from_json(config)) == []
     assert route_in_mixtrain(config, {}) == "b"
     assert load_runtime(config).rules[0].enabled is True
+
+
+def test_compile_mixtrain_exact_fails_on_what_stays_inexact(tmp_path):
+    source = tmp_path / "r.route"
+    source.write_text("router r\n" + ('rule a priority 9 { when not (x > 3) route T1 }\nrule b { route T2 }'
+                      .replace("T1", T % ("m1", "m1")).replace("T2", T % ("m2", "m2"))))
+    loose = subprocess.run([sys.executable, "-m", "routelang", "compile", str(source)], capture_output=True, text=True,
+                           check=False)
+    assert loose.returncode == 0 and "warning[RL902]" in loose.stderr
+    strict = subprocess.run([sys.executable, "-m", "routelang", "compile", "--mixtrain-exact", str(source)],
+                            capture_output=True, text=True, check=False)
+    assert strict.returncode == 1 and "error[RL902]" in strict.stderr and strict.stdout == ""
 
 
 def test_a_disabled_inexpressible_rule_stays_disabled_everywhere():

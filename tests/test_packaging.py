@@ -1,21 +1,62 @@
-"""The wheel carries the grammar and the standard library, so a plain
-(non-editable) install works from any directory."""
+"""The wheel, as a user gets it: it carries the grammar and the standard
+library, and installed with no extras into a fresh venv, every subcommand of
+`routelang` works (a plain `pip install routelang` is all a user or an editor
+extension has).
 
+The wheel is built once per session (about 15 s) and installed once (pip
+resolves the dependencies from its cache or index: 20-30 s). It runs in the
+normal suite: a runtime import of a test-only package shows up nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from routelang.cli import main
+
 ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "examples"
+TIERING = EXAMPLES / "user_tiering.route"
+MIXTRAIN_CONFIG = ROOT / "tests" / "runtime" / "fixtures" / "mixtrain_config.json"
+TIMEOUT = 120  # seconds, for any one command
 
 
-def test_wheel_contains_grammar_and_stdlib(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(ROOT)],
+        capture_output=True, text=True, check=False, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    [wheel] = tmp_path.glob("routelang-*.whl")
+    [built] = out.glob("routelang-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory) -> Path:
+    """The bin/ directory of a fresh venv holding the wheel and its dependencies, no extras."""
+    venv = tmp_path_factory.mktemp("venv")
+    # No pip inside the venv (ensurepip is the slow part): this interpreter's pip installs into it.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=TIMEOUT)
+    python = venv / "bin" / "python"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--disable-pip-version-check",
+         str(wheel)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return venv / "bin"
+
+
+def test_wheel_contains_grammar_and_stdlib(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "routelang/grammar/routelang.lark" in names
     assert "routelang/stdlib/providers.route" in names
@@ -23,3 +64,140 @@ def test_wheel_contains_grammar_and_stdlib(tmp_path):
     assert "routelang/templates/python_module.py.j2" in names
     packaged = zipfile.ZipFile(wheel).read("routelang/grammar/routelang.lark").decode()
     assert packaged == (ROOT / "grammar" / "routelang.lark").read_text()
+
+
+def test_plain_install_has_no_test_packages(installed):
+    """The venv is really bare: what passes below passes without the test extra."""
+    code = ("import importlib.util as u; print([m for m in ('mixtrain', 'pytest', 'pytest_lsp', 'hypothesis',"
+            " 'syrupy', 'ruff') if u.find_spec(m)])")
+    out = subprocess.run([installed / "python", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=TIMEOUT, cwd="/").stdout
+    assert out.strip() == "[]"
+
+
+def test_plain_install_registers_the_pygments_lexer(installed):
+    code = "from pygments.lexers import get_lexer_for_filename as g; print(type(g('x.route')).__name__)"
+    out = subprocess.run([installed / "python", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=TIMEOUT, cwd="/").stdout
+    assert out.strip() == "RoutelangLexer"
+
+
+# ---- every subcommand, once ----------------------------------------------------------
+#
+# One entry per subcommand of `routelang`: a function that runs it through the installed
+# console script (`cli(*args)`, from a directory outside the checkout, so only the wheel is
+# imported) and asserts on its real output. The list of subcommands comes from the click
+# group: a command added to cli.py fails `test_subcommand_works_from_a_plain_install[NAME]`
+# until it gets an entry here. A server command (`serve`) starts it with `cli.start(...)`,
+# polls its /health, and stops it (see `check_lsp` for a process that is driven and stopped).
+
+Cli = Callable[..., subprocess.CompletedProcess]
+
+
+def check_check(cli: Cli, tmp: Path) -> None:
+    proc = cli("check", TIERING)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: 1 file(s) checked, no errors" in proc.stdout
+
+
+def check_compile(cli: Cli, tmp: Path) -> None:
+    proc = cli("compile", TIERING)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["name"] for r in json.loads(proc.stdout)["rules"]] == ["enterprise", "premium", "standard"]
+
+
+def check_lint(cli: Cli, tmp: Path) -> None:
+    proc = cli("lint", TIERING)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: 1 file(s) linted" in proc.stdout
+
+
+def check_explain(cli: Cli, tmp: Path) -> None:
+    proc = cli("explain", TIERING, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert "enterprise" in proc.stdout and json.loads(proc.stdout)
+
+
+def check_test(cli: Cli, tmp: Path) -> None:
+    proc = cli("test", TIERING)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 passed, 0 failed" in proc.stdout
+
+
+def check_coverage(cli: Cli, tmp: Path) -> None:
+    requests = tmp / "requests.jsonl"
+    requests.write_text('{"user": {"tier": "free"}}\n')
+    proc = cli("coverage", TIERING, requests, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rule_hits"] == {"enterprise": 0, "premium": 0, "standard": 1}
+
+
+def check_diff(cli: Cli, tmp: Path) -> None:
+    changed = tmp / "changed.route"
+    changed.write_text(TIERING.read_text().replace("priority 110", "priority 10"))
+    proc = cli("diff", TIERING, changed)
+    assert proc.returncode == 1, proc.stderr  # changes found
+    assert "enterprise" in proc.stdout
+
+
+def check_fmt(cli: Cli, tmp: Path) -> None:
+    proc = cli("fmt", "--check", *sorted(EXAMPLES.glob("[!_]*.route")))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def check_import(cli: Cli, tmp: Path) -> None:
+    proc = cli("import", MIXTRAIN_CONFIG)
+    assert proc.returncode == 0, proc.stderr
+    assert "rule premium_images priority 100" in proc.stdout
+
+
+def check_lsp(cli: Cli, tmp: Path) -> None:
+    """Starts the server, initializes it, and shuts it down, over stdin/stdout."""
+
+    def message(id_: int | None, method: str, params: dict | None = None) -> bytes:
+        body = {"jsonrpc": "2.0", "method": method, "params": params}
+        if id_ is not None:
+            body["id"] = id_
+        data = json.dumps(body).encode()
+        return b"Content-Length: %d\r\n\r\n" % len(data) + data
+
+    requests = (message(1, "initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+                + message(None, "initialized", {}) + message(2, "shutdown") + message(None, "exit"))
+    proc = cli("lsp", input=requests)
+    replies = [json.loads(part[part.index(b"{"):]) for part in proc.stdout.split(b"Content-Length")[1:]]
+    assert proc.returncode == 0, proc.stderr
+    initialize = next(r for r in replies if r.get("id") == 1)
+    assert initialize["result"]["capabilities"]["hoverProvider"], initialize
+    assert any(r.get("id") == 2 and "error" not in r for r in replies), replies
+
+
+INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
+    "check": check_check,
+    "compile": check_compile,
+    "coverage": check_coverage,
+    "diff": check_diff,
+    "explain": check_explain,
+    "fmt": check_fmt,
+    "import": check_import,
+    "lint": check_lint,
+    "lsp": check_lsp,
+    "test": check_test,
+}
+
+
+def make_cli(bin_dir: Path) -> Cli:
+    def cli(*args, input: bytes | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run([bin_dir / "routelang", *map(str, args)], capture_output=True, input=input,
+                              text=input is None, check=False, timeout=TIMEOUT, cwd="/",
+                              env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": "/tmp"})
+        assert "Traceback" not in (proc.stderr if input is None else proc.stderr.decode()), proc.stderr
+        return proc
+
+    return cli
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_subcommand_works_from_a_plain_install(command, installed, tmp_path):
+    invoke = INVOCATIONS.get(command)
+    assert invoke is not None, f"`routelang {command}` has no entry in INVOCATIONS (tests/test_packaging.py)"
+    invoke(make_cli(installed), tmp_path)

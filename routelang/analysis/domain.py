@@ -26,13 +26,23 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..runtime.operators import OPERATOR_ALIASES, apply, compile_regex, lookup, matches_compiled, to_float
+from ..runtime.operators import lookup
+from ..vocab import operators
+from ..vocab.operators import apply, compile_regex, matches_compiled, to_float
 from .sre import sre_constants, sre_parse
 
-NUMERIC_OPS = ("greater_than", "less_than", "greater_or_equal", "less_or_equal")
-EQUALITY_OPS = ("equals", "not_equals")
-MEMBERSHIP_OPS = ("in", "not_in")
-PATTERN_OPS = ("contains", "not_contains", "starts_with", "ends_with")
+
+def _in_domain(*domains: str) -> tuple[str, ...]:
+    return tuple(op.name for op in operators.TABLE if op.domain in domains)
+
+
+# Each operator's `domain` facet says how candidates are built for it; an
+# operator without one (None) makes its field inexact (field_inexact).
+NUMERIC_OPS = _in_domain("order")
+EQUALITY_OPS = _in_domain("equality")
+MEMBERSHIP_OPS = _in_domain("membership")
+PATTERN_OPS = _in_domain("substring", "prefix", "suffix")
+TEXT_DOMAINS = ("substring", "prefix", "suffix", "regex")
 MAX_PATTERNS = 10          # 2**10 pattern combinations per field at most
 MAX_FAMILY_CANDIDATES = 4096
 CAPPED = "too many combinations of values under "
@@ -59,7 +69,7 @@ def value_key(value: Any) -> tuple:
 # ---- literal-ish regexes ---------------------------------------------------------
 
 def literal_regex(pattern: str) -> tuple[str, str] | None:
-    """("contains"|"starts_with"|"ends_with"|"equals", text) for a regex that is a
+    """("substring"|"prefix"|"suffix"|"whole", text) for a regex that is a
     plain literal, optionally anchored by ^ and/or \\Z; None otherwise."""
     try:
         parsed = sre_parse.parse(pattern)
@@ -77,8 +87,8 @@ def literal_regex(pattern: str) -> tuple[str, str] | None:
     text = "".join(chr(arg) for _, arg in items)
     if parsed.state.flags & (re.IGNORECASE | re.VERBOSE):
         return None
-    kind = {(False, False): "contains", (True, False): "starts_with",
-            (False, True): "ends_with", (True, True): "equals"}[(start, end)]
+    kind = {(False, False): "substring", (True, False): "prefix",
+            (False, True): "suffix", (True, True): "whole"}[(start, end)]
     return kind, text
 
 
@@ -189,11 +199,14 @@ def field_inexact(atoms) -> str | None:
     numeric = False
     for atom in atoms:
         op, value = atom.operator, atom.value
-        if op in NUMERIC_OPS and (f := to_float(value)) is not None and math.isfinite(f):
+        domain = operators.get(op).domain
+        if domain is None:
+            reasons.append(f"the analysis has no domain for `{op}`")
+        elif op in NUMERIC_OPS and (f := to_float(value)) is not None and math.isfinite(f):
             numeric = True
         elif op in PATTERN_OPS and isinstance(value, str):
             patterns += 1
-        elif op == "regex":
+        elif domain == "regex":
             plain = literal_regex(str(value))
             if plain is None:
                 reasons.append(f"the regex {str(value)!r} is not a plain literal")
@@ -224,19 +237,18 @@ def leaf_candidates(atoms: list[Atom]) -> Leaf:
             if f is not None and math.isfinite(f):
                 thresholds.append(f)
         elif op in PATTERN_OPS and isinstance(value, str):
-            {"contains": contains, "not_contains": contains,
-             "starts_with": prefixes, "ends_with": suffixes}[op].add(value)
-        elif op == "regex":
+            {"substring": contains, "prefix": prefixes, "suffix": suffixes}[operators.get(op).domain].add(value)
+        elif operators.get(op).domain == "regex":
             text = str(value)
             regex_texts.append(text)
             plain = literal_regex(text)
             if plain is None:
                 literals.extend(regex_samples(text))
-            elif plain[0] == "equals":
+            elif plain[0] == "whole":
                 literals.append(plain[1])
                 prefixes.add(plain[1])   # the whole-string case needs no more
             else:
-                {"contains": contains, "starts_with": prefixes, "ends_with": suffixes}[plain[0]].add(plain[1])
+                {"substring": contains, "prefix": prefixes, "suffix": suffixes}[plain[0]].add(plain[1])
     patterns = len(contains) + len(prefixes) + len(suffixes)
 
     values: list[Any] = [None, True, False, 0, 1, -1, 0.5, "", [], {}, "nan", "inf", "-inf"]
@@ -345,7 +357,7 @@ def _family_values(path: str, paths: list[str], leaves: dict[str, Leaf],
 def family_inexact(path: str, atoms) -> str | None:
     """Why a path with fields under it cannot be analysed exactly: its own text
     tests see the object's str(), which depends on what is inside."""
-    if any(a.operator in (*PATTERN_OPS, "regex") for a in atoms) or any(
+    if any(operators.get(a.operator).domain in TEXT_DOMAINS for a in atoms) or any(
             isinstance(v, (dict, list)) and v for a in atoms for v in _compared_values(a)):
         return f"`{path}` is tested as text or against an object while fields under it are tested too"
     return None
@@ -468,7 +480,7 @@ class Column:
         self._sorted: tuple[list[float], list[int]] | None = None
 
     def mask(self, op: str, expected: Any) -> int:
-        op = OPERATOR_ALIASES.get(op, op)
+        op = operators.get(op).name
         if op in EQUALITY_OPS and _plain(expected):
             equal = self._equal_to([expected])
             return equal if op == "equals" else self.full & ~equal
@@ -477,7 +489,7 @@ class Column:
             return inside if op == "in" else self.full & ~inside
         if op in _COMPARISONS:
             return self._compare(op, expected)
-        if op == "regex":
+        if operators.get(op).domain == "regex":
             pattern = compile_regex(expected)
             return _bits_to_mask(["1" if matches_compiled(v, pattern) else "0" for v in self.values])
         return _bits_to_mask(["1" if apply(op, v, expected) else "0" for v in self.values])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 from .. import ir
+from ..vocab import operators
 from .domain import CAPPED, Variable, atom_of, family_inexact, field_inexact
 
 Box = dict[int, int]
@@ -117,7 +118,7 @@ class Space:
 
 
 def _value(cmp: ir.Compare):
-    return None if cmp.operator in ir.UNARY_OPERATORS else cmp.value
+    return None if cmp.operator in operators.UNARY else cmp.value
 
 
 def _meets(a: Box, b: Box) -> bool:

@@ -17,6 +17,7 @@ from .. import ir
 from ..backends.json import condition_tree
 from ..check import walk_conditions
 from ..runtime.operators import evaluate
+from ..vocab import operators
 from .domain import atom_of, build_variables
 from .regions import Region, Space, TooComplex, find_point, is_empty_minus, meets_region
 
@@ -39,7 +40,7 @@ class RuleFacts:
 
 
 def atoms_of_condition(cond) -> frozenset:
-    return frozenset(atom_of(c.field, c.operator, None if c.operator in ir.UNARY_OPERATORS else c.value)
+    return frozenset(atom_of(c.field, c.operator, None if c.operator in operators.UNARY else c.value)
                      for c in walk_conditions(cond))
 
 

@@ -27,13 +27,15 @@ Each approximation comes with an RL901 note that says what Mixtrain will do.
 
 from __future__ import annotations
 
-import re
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__, ir
-from ..diagnostics import MIXTRAIN_APPROXIMATION, Diagnostic
+from ..diagnostics import MIXTRAIN_APPROXIMATION, MIXTRAIN_INEXACT, Diagnostic, Severity
 from ..envvars import has_refs as envvars_in
-from ..vocab import strategies
+from ..vocab import operators, strategies
+from ..vocab import settings as target_settings
 
 FORMAT_VERSION = 1
 MAX_EXPANDED_RULES = 32  # beyond this many `or` branches, don't expand for Mixtrain
@@ -46,7 +48,7 @@ def condition_tree(cond) -> dict:
     """The exact condition tree, as the runtime reads it."""
     if isinstance(cond, ir.Compare):
         out: dict[str, Any] = {"field": cond.field, "operator": cond.operator}
-        if cond.operator not in ir.UNARY_OPERATORS:
+        if cond.operator not in operators.UNARY:
             out["value"] = cond.value
         return out
     if isinstance(cond, ir.Not):
@@ -55,59 +57,73 @@ def condition_tree(cond) -> dict:
     return {key: [condition_tree(c) for c in cond.items]}
 
 
-class _Inexact(Exception):
-    """A condition Mixtrain's operators cannot state exactly."""
+@dataclass
+class Miss:
+    """A condition Mixtrain's operators cannot state exactly: what was written,
+    for which values the lowering differs, and a field value it differs on."""
 
-    def __init__(self, what: str):
-        self.what = what
-
-
-def _mixtrain_literal(cmp: ir.Compare, negated: bool) -> ir.Compare:
-    """One Mixtrain condition equal in meaning to `cmp` (or its negation)."""
-    if isinstance(cmp.value, dict):
-        raise _Inexact("an object as a condition value")  # RoutingCondition.value cannot hold one
-    op = cmp.operator
-    if negated:
-        if op not in ir.NEGATED_OPERATOR:
-            raise _Inexact(f"`not` of `{op}`")
-        if op in ("contains", "not_contains") and not isinstance(cmp.value, str):
-            raise _Inexact(f"`not` of `{op}` with a non-string value")  # both sides are False
-        op = ir.NEGATED_OPERATOR[op]
-        return cmp.model_copy(update={"operator": op, "description": None})
-    if op == "starts_with":
-        # re.search("^" + escaped) on str(actual) == str(actual).startswith(value)
-        return cmp.model_copy(update={"operator": "regex", "value": "^" + re.escape(cmp.value)})
-    if op == "ends_with":
-        return cmp.model_copy(update={"operator": "regex", "value": re.escape(cmp.value) + r"\Z"})
-    if op in ("greater_or_equal", "less_or_equal"):
-        raise _Inexact(f"`{'>=' if op == 'greater_or_equal' else '<='}`")
-    return cmp
+    written: str
+    differs: str
+    field: str | None = None
+    value: Any = None
 
 
-def _dnf(cond, negated: bool = False) -> list[list[ir.Compare]]:
-    """Disjunctive normal form over Mixtrain literals; raises _Inexact."""
+@dataclass
+class Lowered:
+    """A condition as Mixtrain conditions: a disjunction of conjunctions, and
+    the conditions that could not be stated exactly (empty: `terms` is exact).
+    Every term holds only where the condition does."""
+
+    terms: list[list[ir.Compare]]
+    misses: list[Miss] = field(default_factory=list)
+
+
+def _written(cmp: ir.Compare, negated: bool) -> str:
+    op = operators.get(cmp.operator)
+    text = f"{cmp.field} {op.text}" if op.unary else f"{cmp.field} {op.text} {json.dumps(cmp.value)}"
+    return f"not ({text})" if negated else text
+
+
+def _literal(cmp: ir.Compare, negated: bool) -> Lowered:
+    """The Mixtrain conditions for `cmp` (or its negation), from the operator table."""
+    if isinstance(cmp.value, dict):  # RoutingCondition.value cannot hold one
+        return Lowered([], [Miss(_written(cmp, negated), "every request (Mixtrain cannot compare with an object)")])
+    entry = operators.get(cmp.operator)
+    lowering = (entry.lower_negated if negated else entry.lower)(cmp.value)
+    keep = {} if negated or lowering.terms != (((entry.name, cmp.value),),) else {"description": cmp.description}
+    terms = [[ir.Compare(field=cmp.field, operator=op, value=value, span=cmp.span, spans=cmp.spans,
+                         **keep) for op, value in term] for term in lowering.terms]
+    if lowering.exact:
+        return Lowered(terms)
+    return Lowered(terms, [Miss(_written(cmp, negated), lowering.differs, cmp.field, lowering.witness)])
+
+
+def _dnf(cond, negated: bool = False) -> Lowered:
+    """Disjunctive normal form over Mixtrain conditions."""
     if isinstance(cond, ir.Compare):
-        return [[_mixtrain_literal(cond, negated)]]
+        return _literal(cond, negated)
     if isinstance(cond, ir.Not):
         return _dnf(cond.item, not negated)
     conjunction = isinstance(cond, ir.AllOf) != negated  # De Morgan
     parts = [_dnf(c, negated) for c in cond.items]
+    misses = [m for part in parts for m in part.misses]
     if not conjunction:
-        out = [term for part in parts for term in part]
+        terms = [term for part in parts for term in part.terms]
     else:
-        out = [[]]
+        terms = [[]]
         for part in parts:
-            out = [left + right for left in out for right in part]
-            if len(out) > MAX_EXPANDED_RULES:
-                raise _Inexact(f"more than {MAX_EXPANDED_RULES} `or` branches")
-    if len(out) > MAX_EXPANDED_RULES:
-        raise _Inexact(f"more than {MAX_EXPANDED_RULES} `or` branches")
-    return out
+            terms = [left + right for left in terms for right in part.terms]
+            if len(terms) > MAX_EXPANDED_RULES:
+                break
+    if len(terms) > MAX_EXPANDED_RULES:
+        return Lowered([], [*misses, Miss(f"more than {MAX_EXPANDED_RULES} `or` branches",
+                                          "every request (the rule is disabled in Mixtrain's view)")])
+    return Lowered(terms, misses)
 
 
 def _condition_json(cmp: ir.Compare) -> dict:
     out: dict[str, Any] = {"field": cmp.field, "operator": cmp.operator}
-    if cmp.operator not in ir.UNARY_OPERATORS:
+    if cmp.operator not in operators.UNARY:
         out["value"] = cmp.value
     if cmp.description is not None:
         out["description"] = cmp.description
@@ -118,7 +134,7 @@ def _is_plain_conjunction(cond) -> bool:
     if cond is None:
         return True
     items = cond.items if isinstance(cond, ir.AllOf) else (cond,)
-    return all(isinstance(c, ir.Compare) and c.operator in ir.MIXTRAIN_OPERATORS and not isinstance(c.value, dict)
+    return all(isinstance(c, ir.Compare) and operators.get(c.operator).mixtrain and not isinstance(c.value, dict)
                for c in items)
 
 
@@ -131,25 +147,21 @@ def _flat_conjunction(cond) -> list[ir.Compare]:
 # ---- targets and strategies ------------------------------------------------------
 
 def target_json(t: ir.Target, weight: float | None = None) -> dict:
-    out: dict[str, Any] = {
-        "provider": t.provider,
-        "model_name": t.model_name,
-        "endpoint": t.endpoint,
-        "weight": weight if weight is not None else (t.weight if t.weight is not None else 1.0),
-    }
-    for key in ("label", "timeout_ms", "retry_count", "function_name", "request_class", "headers", "is_shadow"):
-        value = getattr(t, key)
+    out: dict[str, Any] = {s.json_field: getattr(t, s.ir_field) for s in target_settings.IDENTITY}
+    out["weight"] = weight if weight is not None else (t.weight if t.weight is not None else 1.0)
+    for setting in target_settings.MIXTRAIN_OPTIONAL:
+        value = getattr(t, setting.ir_field)
         if value is not None:
-            out[key] = value
+            out[setting.json_field] = value
     ext: dict[str, Any] = {}
     if t.name is not None:
         ext["name"] = t.name
-    if t.cost_per_1k_tokens is not None:
-        ext["cost_per_1k_tokens"] = t.cost_per_1k_tokens
-    if t.circuit_breaker is not None:
-        ext["circuit_breaker"] = t.circuit_breaker.model_dump()
-    if t.health_check is not None:
-        ext["health_check"] = {k: v for k, v in t.health_check.model_dump().items() if v is not None}
+    for setting in target_settings.EXTENSIONS:
+        value = getattr(t, setting.ir_field)
+        if value is not None:
+            # A block writes every field, bar the optional ones left unset.
+            ext[setting.json_field] = value if not setting.block else {
+                sub.json_field: v for sub in setting.block if (v := getattr(value, sub.ir_field)) is not None}
     if ext:
         out[EXT] = ext
     return out
@@ -264,7 +276,7 @@ def _note(notes: list[Diagnostic], rule: ir.Rule, message: str) -> None:
 
 # ---- rules -------------------------------------------------------------------------
 
-def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic]) -> list[dict]:
+def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic], misses: list[Miss]) -> list[dict]:
     strategy, targets, strategy_ext = _strategy(rule, notes)
     base: dict[str, Any] = {"name": rule.name}
     if rule.description is not None:
@@ -289,13 +301,13 @@ def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic]) -> list[dict
         return [finish(_flat_conjunction(rule.when), rule.name, ext)]
 
     ext["when"] = condition_tree(rule.when)
-    try:
-        terms = _dnf(rule.when)
-    except _Inexact as exc:
+    lowered = _dnf(rule.when)
+    if lowered.misses:
+        misses.extend(lowered.misses)
+    terms = lowered.terms
+    if not terms:  # no Mixtrain condition holds only where this rule does
         if rule.enabled:
             ext["enabled"] = True
-            _note(notes, rule, f"rule `{rule.name}`: Mixtrain cannot express {exc.what}; the rule is "
-                               f"disabled in Mixtrain's view and only routelang's runtime routes by it")
         out = finish([], rule.name, ext)
         out["is_enabled"] = False
         return [out]
@@ -308,21 +320,28 @@ def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic]) -> list[dict
             candidate += "'"
         taken.add(candidate)
         names.append(candidate)
+    same = "that match the same requests" if not lowered.misses else "(see the warning on what they miss)"
     _note(notes, rule, f"rule `{rule.name}`: Mixtrain has no `or`; it gets {len(terms)} rules "
-                       f"({', '.join(f'`{n}`' for n in names)}) that match the same requests")
+                       f"({', '.join(f'`{n}`' for n in names)}) {same}")
     out = [finish(terms[0], rule.name, ext)]
     for name, term in zip(names[1:], terms[1:]):
         out.append(finish(term, name, {"part_of": rule.name}))
     return out
 
 
-def lower(router: ir.Router) -> tuple[dict, list[Diagnostic]]:
-    """The JSON config for `router`, and notes on what Mixtrain does differently."""
+def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic]]:
+    """The JSON config for `router`, and notes on what Mixtrain does differently.
+    A condition Mixtrain cannot state exactly gets a warning (an error with
+    `exact`, as `compile --mixtrain-exact`) carrying a witness request."""
     notes: list[Diagnostic] = []
     taken = {r.name for r in router.rules}
     rules: list[dict] = []
+    inexact: list[tuple[ir.Rule, list[Miss]]] = []
     for rule in router.rules:
-        rules.extend(_rules(rule, taken, notes))
+        misses: list[Miss] = []
+        rules.extend(_rules(rule, taken, notes, misses))
+        if misses and rule.enabled:
+            inexact.append((rule, misses))
         for t in rule.strategy.targets:
             if envvars_in(t.endpoint):
                 _note(notes, rule, f"rule `{rule.name}`: endpoint `{t.endpoint}` is filled in at run time; "
@@ -334,4 +353,98 @@ def lower(router: ir.Router) -> tuple[dict, list[Diagnostic]]:
         out["metadata"] = router.metadata
     out["rules"] = rules
     out[EXT] = {"format": FORMAT_VERSION, "compiler": f"routelang {__version__}"}
+    if inexact:
+        notes.extend(_inexact_warnings(router, out, inexact, exact))
     return out, notes
+
+
+# ---- what stays inexact ---------------------------------------------------------------
+
+def mixtrain_choice(config: dict, request: dict) -> str | None:
+    """The rule Mixtrain's engine picks for `request` (by the name routelang gave
+    it, `or` expansions mapped back), reading only what Mixtrain reads:
+    enabled rules by priority, each a conjunction of `conditions`. The
+    operators mean what Mixtrain's do (vocab/operators.py; tests check this
+    against the mixtrain package)."""
+    from ..runtime.operators import evaluate
+
+    order = sorted((r for r in config["rules"] if r.get("is_enabled", True)), key=lambda r: -r.get("priority", 0))
+    for r in order:
+        if evaluate({"all": r["conditions"]}, request):
+            return r.get(EXT, {}).get("part_of", r["name"])
+    return None
+
+
+def _with_field(request: dict, path: str, value: Any) -> dict:
+    """A copy of `request` with `path` set to `value` (removed when None)."""
+    out = json.loads(json.dumps(request))
+    node = out
+    keys = path.split(".")
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    if value is None:
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = value
+    return out
+
+
+def _printable(request: dict) -> bool:
+    try:
+        json.dumps(request)
+    except (ValueError, RecursionError, TypeError):
+        return False
+    return True
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, int) and not _printable({"v": value}):
+        return "an integer of more than 4,300 digits"
+    return json.dumps(value)
+
+
+def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: bool) -> list[Diagnostic]:
+    """One warning per rule whose conditions Mixtrain cannot state exactly, with
+    a request routelang routes by that rule and Mixtrain does not: found by the
+    analysis, then checked by routing it in both engines."""
+    from ..analysis.router import RouterAnalysis
+
+    analysis = RouterAnalysis(router)
+    facts = {id(f.rule): f for f in analysis.facts}
+    out = []
+    for rule, misses in inexact:
+        reached = facts[id(rule)].witness if id(rule) in facts else None
+        bases = [reached] if reached is not None else []
+        candidates = [(b, None) for b in bases]
+        base_of: dict[int, dict] = {}
+        for miss in misses:
+            if miss.field is not None:
+                for b in [*bases, {}]:
+                    candidate = _with_field(b, miss.field, miss.value)
+                    base_of[id(candidate)] = b
+                    candidates.append((candidate, miss))
+        witness = None
+        for request, miss in candidates:
+            ours = analysis.route(request)
+            theirs = mixtrain_choice(config, request)
+            if ours is rule and theirs != rule.name:
+                witness = (request, miss, theirs)
+                break
+        what = "; ".join(f"`{m.written}` (it differs for {m.differs})" for m in misses)
+        message = f"rule `{rule.name}`: Mixtrain's conditions cannot state {what}"
+        request = None
+        if witness is not None:
+            request, miss, theirs = witness
+            elsewhere = f"rule `{theirs}`" if theirs is not None else "no rule"
+            message += f"; a request routelang routes by `{rule.name}` goes to {elsewhere} in Mixtrain"
+            if not _printable(request):
+                rest = _with_field(request_base, miss.field, None) if (request_base := base_of[id(request)]) else {}
+                message += f": {json.dumps(rest, sort_keys=True)} with `{miss.field}` holding {_describe_value(miss.value)}"
+                request = None
+        out.append(Diagnostic(MIXTRAIN_INEXACT, message, rule.span, rule=rule.name, witness=request,
+                              severity=Severity.ERROR if exact else None,
+                              help="docs/semantics.md lists what Mixtrain can state exactly; "
+                                   "`compile --mixtrain-exact` makes this an error"))
+    return out

@@ -3,7 +3,8 @@
 The module is rendered from templates/python_module.py.j2 out of the same
 `Plan` the runtime interprets (IR -> backends.json.lower -> runtime.model),
 so both executors read one model. Each operator is inlined with exactly the
-meaning of runtime/operators.py, or calls it (the string operators).
+meaning of routelang/vocab/operators.py (each entry's `python` facet), or
+calls it (the string operators).
 
 Safety: every user-written string (names, values, regexes, paths) enters the
 code only through `literal()` (Python's repr, or an equivalent for floats
@@ -31,8 +32,8 @@ from typing import Any
 import jinja2
 
 from .. import __version__, ir
-from ..runtime import operators
 from ..runtime.model import Plan, RuleSpec
+from ..vocab import operators
 
 TEMPLATE = "python_module.py.j2"
 MIN_INDEXED_RULES = 2
@@ -75,7 +76,7 @@ class _Emitter:
     """Module-level state: constants, helper imports, field variables."""
 
     constants: dict[str, str] = field(default_factory=dict)        # literal -> name
-    helpers: dict[str, str] = field(default_factory=dict)          # operators name -> alias
+    helpers: dict[str, str] = field(default_factory=dict)          # vocab.operators name -> alias
     fields: dict[str, str] = field(default_factory=dict)           # path -> variable
     uses_regex: bool = False
 
@@ -113,35 +114,11 @@ class _Emitter:
         return self.compare(self.variable(tree["field"]), tree["operator"], tree.get("value"))
 
     def compare(self, v: str, op: str, value: Any) -> str:
-        if op == "equals":
-            return f"{v} == {self.scalar(value)}"
-        if op == "not_equals":
-            return f"{v} != {self.scalar(value)}"
-        if op in ("in", "not_in"):
-            return self.membership(v, value, negated=op == "not_in")
-        if op == "exists":
-            return f"{v} is not None"
-        if op == "not_exists":
-            return f"{v} is None"
-        if op in ("greater_than", "less_than", "greater_or_equal", "less_or_equal"):
-            bound = operators.to_float(value)
-            if bound is None or math.isnan(bound):
-                return "False"  # Mixtrain's float() of the value fails: never true
-            symbol = {"greater_than": ">", "less_than": "<", "greater_or_equal": ">=", "less_or_equal": "<="}[op]
-            return f"{self.helper('number')}({v}) {symbol} {self.scalar(bound)}"
-        if op == "regex":
-            if operators.compile_regex(value) is None:
-                return "False"  # a pattern that does not compile never matches
-            self.uses_regex = True
-            pattern = self.constant(f"re.compile({literal(str(value))})")
-            return f"{self.helper('matches_compiled')}({v}, {pattern})"
-        if op in ("contains", "not_contains", "starts_with", "ends_with"):
-            if not isinstance(value, str):
-                # Mixtrain raises on a non-string value (the test and its opposite fail),
-                # except that `not_contains` holds on a missing field before it gets there.
-                return f"{v} is None" if op == "not_contains" else "False"
-            return f"{self.helper(op)}({v}, {self.scalar(value)})"
-        raise ValueError(f"unknown operator {op!r}")
+        return operators.get(op).python(self, v, value)
+
+    def pattern(self, value: Any) -> str:
+        self.uses_regex = True
+        return self.constant(f"re.compile({literal(str(value))})")
 
     def membership(self, v: str, value: Any, negated: bool) -> str:
         """`v in value` (Mixtrain: False unless value is a list), or its negation."""
@@ -346,7 +323,7 @@ def _line_map(text: str, plan: Plan) -> str:
 
 def generate(router: ir.Router, source_name: str = "<input>") -> tuple[str, list]:
     """`routelang compile --target python`: the module, and notes (none)."""
-    from ..runtime.engine import rule_locations
+    from ..compiler import rule_locations
     from ..runtime.model import plan_from_config
     from .json import lower
 

@@ -12,6 +12,7 @@ from ..backends.json import condition_tree
 from ..check import OPERATOR_TEXT
 from ..diagnostics import Diagnostic, Related, Severity
 from ..runtime.operators import evaluate
+from ..vocab import operators
 from .registry import lint_rule
 
 W = Severity.WARNING
@@ -186,8 +187,8 @@ def _text(ctx, cond) -> str:
     if written:
         return " ".join(written.split())
     if isinstance(cond, ir.Compare):
-        op = OPERATOR_TEXT.get(cond.operator, cond.operator)
-        if cond.operator in ir.UNARY_OPERATORS:
+        op = OPERATOR_TEXT[cond.operator]
+        if cond.operator in operators.UNARY:
             return f"{cond.field} {op}"
         return f"{cond.field} {op} {json.dumps(cond.value)}"
     return "this part"

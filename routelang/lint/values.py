@@ -10,6 +10,7 @@ from .. import ir
 from ..analysis.sre import sre_constants, sre_parse
 from ..check import NUMERIC_OPERATORS, OPERATOR_TEXT, walk_conditions
 from ..diagnostics import Diagnostic, Severity
+from ..vocab import operators
 from .context import part_span
 from .registry import lint_rule
 
@@ -60,15 +61,16 @@ STICKY_KEY_CONDITION = lint_rule(
 def non_string_pattern(ctx):
     for rule in ctx.router.rules:
         for cmp in walk_conditions(rule.when):
-            if cmp.operator in ("contains", "not_contains") and not isinstance(cmp.value, str):
+            entry = operators.get(cmp.operator)
+            if entry.operand == "text" and not entry.strict_operand and not isinstance(cmp.value, str):
                 yield Diagnostic(NON_STRING_PATTERN.code,
                                  f"`{OPERATOR_TEXT[cmp.operator]} {json.dumps(cmp.value)}` never matches: the value "
                                  f"is not a string", part_span(cmp, "value"), rule=rule.name,
                                  help=f"write it as a string: `{cmp.field} {OPERATOR_TEXT[cmp.operator]} "
                                       f"{json.dumps(str(cmp.value))}`")
-            elif cmp.operator == "regex" and not isinstance(cmp.value, str):
+            elif entry.operand == "pattern" and not isinstance(cmp.value, str):
                 yield Diagnostic(NON_STRING_PATTERN.code,
-                                 f"`=~ {json.dumps(cmp.value)}` searches for the text {json.dumps(str(cmp.value))}",
+                                 f"`{entry.text} {json.dumps(cmp.value)}` searches for the text {json.dumps(str(cmp.value))}",
                                  part_span(cmp, "value"), rule=rule.name,
                                  help="write the pattern as a string")
 
@@ -89,8 +91,8 @@ def numeric_string_threshold(ctx):
 def empty_list(ctx):
     for rule in ctx.router.rules:
         for cmp in walk_conditions(rule.when):
-            if cmp.operator in ("in", "not_in") and cmp.value == []:
-                always = "never matches" if cmp.operator == "in" else "always matches"
+            if operators.get(cmp.operator).operand == "list" and cmp.value == []:
+                always = "always matches" if operators.apply(cmp.operator, None, []) else "never matches"
                 yield Diagnostic(EMPTY_LIST.code, f"`{OPERATOR_TEXT[cmp.operator]} []` {always}",
                                  part_span(cmp, "value"), rule=rule.name,
                                  help="fill in the list, or delete the condition")

@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..vocab import strategies
-from . import operators
+from ..vocab import operators, strategies
+from ..vocab import settings as target_settings
 
 EXT = "x-routelang"
 BREAKER_SETTINGS = ("failure_threshold", "cooldown_ms", "success_threshold")
@@ -95,6 +95,12 @@ class StrategySpec:
             if isinstance(m, StrategySpec):
                 yield from m.walk()
 
+    def swapped(self, new_of: dict[int, Target]) -> StrategySpec:
+        """A copy whose targets `t` are `new_of[id(t)]` (where given)."""
+        members = tuple(m.swapped(new_of) if isinstance(m, StrategySpec) else new_of.get(id(m), m)
+                        for m in self.members)
+        return replace(self, members=members)
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
@@ -113,6 +119,12 @@ class RuleSpec:
     def strategy(self) -> str:
         """The kind of the rule's (outermost) strategy: single, split, ... (vocab/strategies.py)."""
         return self.selection.kind
+
+    def with_targets(self, targets: tuple[Target, ...]) -> RuleSpec:
+        """A copy with `targets` (one for each of `self.targets`, in order) in place
+        of the old ones, in the strategy tree too (loading fills `${VAR}`s so)."""
+        new_of = {id(old): new for old, new in zip(self.targets, targets)}
+        return replace(self, targets=targets, selection=self.selection.swapped(new_of))
 
     @property
     def conditions(self) -> list[dict]:
@@ -166,8 +178,9 @@ def _condition(tree: Any, where: str) -> dict:
         return {"not": _condition(tree["not"], where)}
     field_name, op = tree.get("field"), tree.get("operator")
     _require(isinstance(field_name, str), f"{where}: a condition needs a string `field`")
-    op = operators.OPERATOR_ALIASES.get(op, op)
-    _require(op in operators.OPERATORS, f"{where}: unknown operator {op!r}")
+    _require(isinstance(op, str) and operators.ALIASES.get(op, op) in operators.BY_NAME,
+             f"{where}: unknown operator {op!r}")
+    op = operators.get(op).name
     return {"field": field_name, "operator": op, "value": tree.get("value")}
 
 
@@ -188,9 +201,15 @@ def _optional(value: Any, kind: type, where: str) -> Any:
     return value
 
 
+# How the reader checks a flat Mixtrain setting of each kind (`is_shadow` and
+# `headers` need more than a type check).
+_PYTHON_TYPE = {"string": str, "int": int, "duration": int}
+
+
 def _target(data: Any, where: str) -> Target:
     _require(isinstance(data, dict), f"{where}: a target must be an object")
-    for key in ("provider", "model_name", "endpoint"):
+    for setting in target_settings.IDENTITY:
+        key = setting.json_field
         _require(isinstance(data.get(key), str), f"{where}: a target needs a string `{key}`")
     ext = data.get(EXT) or {}
     headers = data.get("headers")
@@ -205,13 +224,10 @@ def _target(data: Any, where: str) -> Target:
     return Target(
         provider=data["provider"], model_name=data["model_name"], endpoint=data["endpoint"],
         weight=_number(data.get("weight"), 1.0, where),
-        label=_optional(data.get("label"), str, where),
-        timeout_ms=_optional(data.get("timeout_ms"), int, where),
-        retry_count=_optional(data.get("retry_count"), int, where),
+        **{s.ir_field: _optional(data.get(s.json_field), _PYTHON_TYPE[s.kind], where)
+           for s in target_settings.MIXTRAIN_OPTIONAL if s.kind in _PYTHON_TYPE},
         headers=dict(headers) if headers is not None else None,
         is_shadow=bool(_optional(data.get("is_shadow"), bool, where) or False),
-        function_name=_optional(data.get("function_name"), str, where),
-        request_class=_optional(data.get("request_class"), str, where),
         name=_optional(ext.get("name"), str, where),
         cost_per_1k_tokens=None if cost is None else _number(cost, 0.0, where),
         circuit_breaker=dict(breaker) if breaker is not None else None,

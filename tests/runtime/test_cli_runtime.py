@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,56 @@ def test_compile_target_python_writes_a_module_that_decides(tmp_path):
     rules = [name for name, _ in namespace["RULES"]]
     assert rules[namespace["decide"]({"user": {"tier": "gov", "credits": 11}})] == "enterprise"
     assert rules[namespace["decide"]({"user": {"tier": "nobody"}})] == "default"
+
+
+ENV_ROUTER = """router envs
+provider local { endpoint "${LOCAL_BASE_URL}" }
+target llama = local("llama")
+rule all priority 1 { route llama }
+test "all to llama" {
+    request { }
+    expect rule all target llama
+}
+"""
+
+
+def run_with_env(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if k != "LOCAL_BASE_URL"}
+    return subprocess.run([sys.executable, "-m", "routelang", *map(str, args)], capture_output=True, text=True,
+                          check=False, env={**clean, **env})
+
+
+def test_test_fills_in_env_references_and_an_unset_one_is_a_located_error(tmp_path):
+    route = tmp_path / "envs.route"
+    route.write_text(ENV_ROUTER)
+    proc = run_with_env("test", route)
+    assert proc.returncode == 1, proc.stdout
+    assert f"{route}:2:27: error[RL210]: environment variable `LOCAL_BASE_URL` is not set and has no default" \
+        in proc.stderr
+    proc = run_with_env("test", route, "--data", "{}", "--format", "json", LOCAL_BASE_URL="http://gpu-1:8000")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["selected_targets"][0]["endpoint"] == "http://gpu-1:8000"
+    assert run_with_env("test", route, LOCAL_BASE_URL="http://gpu-1:8000").returncode == 0
+
+
+def test_test_of_a_json_config_with_an_unset_variable_names_rule_target_and_field(tmp_path):
+    route = tmp_path / "envs.route"
+    route.write_text(ENV_ROUTER)
+    config = tmp_path / "envs.json"
+    config.write_text(run_with_env("compile", route).stdout)
+    proc = run_with_env("test", config, "--data", "{}")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"{config}: error: rule 'all', target 1 ('llama') `endpoint`: environment variable "
+                                   "`LOCAL_BASE_URL` is not set and has no default (set LOCAL_BASE_URL, or give a "
+                                   "default: ${LOCAL_BASE_URL:-value})")
+    proc = run_with_env("coverage", config, tmp_path / "none.jsonl")
+    assert proc.returncode == 1  # the config's error comes before the unreadable requests file
+
+
+def test_a_bad_line_of_a_jsonl_file_is_reported_at_its_line(tmp_path):
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text('{"user": {"tier": "free"}}\n\n{"user": {}}\n{"user": nope}\n{}\n')
+    for args in (("test", TIERS, "--requests", requests), ("coverage", TIERS, requests)):
+        proc = run(*args)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip() == f"{requests}:4:10: error: invalid JSON: Expecting value"

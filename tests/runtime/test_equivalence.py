@@ -14,8 +14,8 @@ from mixtrain.routing.engine import RoutingEngine as MixtrainEngine
 from mixtrain.routing.exceptions import ConditionEvaluationError
 from mixtrain.routing.models import RoutingCondition, RoutingConfig
 
+from routelang.loader import make_router
 from routelang.runtime import operators
-from routelang.runtime.engine import Router
 from routelang.runtime.model import plan_from_config
 
 FIELDS = ["user.tier", "user.credits", "request.type", "prompt", "a.b.c", "user"]
@@ -104,7 +104,7 @@ def _targets(targets) -> list[tuple]:
 def test_python_equals_json_equals_mixtrain(config, reqs, seed):
     mixtrain = MixtrainEngine(RoutingConfig.from_json(config))
     plan = plan_from_config(config)
-    by_json, by_python = Router(plan, backend="json"), Router(plan, backend="python")
+    by_json, by_python = make_router(plan, backend="json"), make_router(plan, backend="python")
     for request in reqs:
         random.seed(seed)
         expected = mixtrain.route_request(request)
@@ -156,7 +156,7 @@ tier_values = st.one_of(st.sampled_from(["premium", "free", 1, 1.0, True, 0, Fal
 @given(indexed_configs(), st.lists(tier_values, min_size=1, max_size=6), st.booleans())
 def test_rule_index_keeps_first_match_order(config, tiers, as_missing):
     mixtrain = MixtrainEngine(RoutingConfig.from_json(config))
-    by_python = Router(plan_from_config(config), backend="python")
+    by_python = make_router(plan_from_config(config), backend="python")
     for tier in tiers:
         request = {} if as_missing and tier is None else {"user": {"tier": tier, "credits": 5}}
         want = mixtrain.route_request(request).matched_rule
@@ -186,7 +186,7 @@ def test_generated_python_equals_interpreter_on_routelang_condition_trees(rule_t
         {"name": f"r{i}", "priority": priority, "conditions": [], "x-routelang": {"when": tree},
          "targets": [dict(TARGETS[i % 4], weight=1.0)]} for i, (tree, priority) in enumerate(rule_trees)]}
     plan = plan_from_config(config)
-    by_json, by_python = Router(plan, backend="json"), Router(plan, backend="python")
+    by_json, by_python = make_router(plan, backend="json"), make_router(plan, backend="python")
     for request in reqs:
         for rule in plan.order:  # the interpreter's answer is operators.evaluate's, rule by rule
             if operators.evaluate(rule.when, request):

@@ -17,7 +17,7 @@ from mixtrain.routing.validator import RoutingValidator
 import routelang
 from routelang.backends.json import lower
 from routelang.compiler import compile_text
-from routelang.runtime.engine import Router
+from routelang.loader import make_router
 from routelang.runtime.model import ConfigError, plan_from_config
 
 TARGETS = """
@@ -54,7 +54,7 @@ def source(body: str) -> str:
     return 'router nested "nested strategies"\n' + TARGETS + body
 
 
-def load(body: str, backend: str = "python", clock=None) -> Router:
+def load(body: str, backend: str = "python", clock=None):
     return routelang.load(source(body), backend=backend, **({"clock": clock} if clock else {}))
 
 
@@ -254,7 +254,7 @@ def test_generated_python_equals_interpreter_on_nested_strategies(bodies, seed, 
     config, _ = lower(result.router)
     RoutingConfig.from_json(config)  # Mixtrain loads the approximation
     plan = plan_from_config(config)
-    by_json, by_python = Router(plan, backend="json"), Router(plan, backend="python")
+    by_json, by_python = make_router(plan, backend="json"), make_router(plan, backend="python")
     for user in users:
         for n in range(len(bodies)):
             request = {"n": n, "user": user}
