@@ -266,3 +266,10 @@ def test_generated_python_equals_interpreter_on_nested_strategies(bodies, seed, 
             assert a.attempts == b.attempts and a.shadows == b.shadows, (rules, request)
             assert a.selected_targets == b.selected_targets
             assert a.selected_targets == [*a.attempts, *a.shadows]
+
+
+def test_env_references_are_filled_in_nested_strategies_too():
+    body = 'rule r priority 1 { fallback (split { 50% a: local  50% b: custom("v", "${VLLM:-http://v.local}") }), gpt4 }'
+    router = routelang.load(source(body), env={"VLLM": "http://gpu-1:8000"})
+    endpoints = {t.endpoint for _ in range(30) for t in router.route({}).attempts}
+    assert "http://gpu-1:8000" in endpoints and not any("${" in e for e in endpoints)
