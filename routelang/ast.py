@@ -252,9 +252,10 @@ class RuleDef:
 
 @dataclass(slots=True)
 class Expectation:
-    kind: str            # rule, target, no_match
-    name: Name | None
+    kind: str            # rule, target, target_in, targets, shadow, no_match
+    name: Name | None    # rule, target, shadow
     span: Span
+    names: list[Name] = field(default_factory=list)   # target_in, targets
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from . import envvars, ir
+from . import envvars, expectations, ir
 from .diagnostics import (
     BAD_TEST,
     DUPLICATE_LABEL,
@@ -267,11 +267,40 @@ class Checker:
         for test in self.router.tests:
             if not isinstance(test.request, dict):
                 self.error(BAD_TEST, f"test `{test.name}`: the request must be an object", test.span)
-            target = test.expect.target
-            if target is not None and target not in names:
-                close = _closest(target, names)
-                self.error(BAD_TEST, f"test `{test.name}` expects target `{target}`, which no rule routes to",
-                           test.expect.span, help=f"did you mean `{close}`?" if close else None)
+                continue
+            e = test.expect
+            written = [("target", e.target), ("shadow", e.shadow)] + [
+                (f"{kind}.{i}", name) for kind in ("target_in", "targets") for i, name in enumerate(getattr(e, kind) or ())]
+            for where, target in written:
+                if target is not None and target not in names:
+                    close = _closest(target, names)
+                    self.error(BAD_TEST, f"test `{test.name}` expects target `{target}`, which no rule routes to",
+                               e.spans.get(where, e.span), help=f"did you mean `{close}`?" if close else None)
+            if e.names_targets():
+                self.deterministic(test)
+
+    def deterministic(self, test: ir.Test) -> None:
+        """A target expectation must pass or fail the same way on every run."""
+        rule = expectations.matched_rule(self.router, test.request)
+        if rule is None or test.expect.rule not in (None, rule.name):
+            return  # fails the same way every run
+        varying = expectations.varying_selections(rule, test.request, test.expect)
+        if varying is None or not expectations.flaky_expectation(test.expect, varying):
+            return
+        e = test.expect
+        kind = next((k for k in ("target", "target_in", "targets", "shadow") if getattr(e, k) is not None
+                     and expectations.flaky_expectation(_only(e, k), varying)), "target")
+        choices = list(dict.fromkeys(sel[0].shown for sel in varying.selections))
+        remedy = f"expect every target it may pick: `expect target in [{', '.join(choices)}]`"
+        if varying.remedy:
+            remedy += f", or {varying.remedy}"
+        self.error(BAD_TEST, f"test `{test.name}` would pass on some runs and fail on others: {varying.why}",
+                   e.spans.get(kind, e.span), help=remedy, rule=rule.name)
+
+
+def _only(expect: ir.Expectation, kind: str) -> ir.Expectation:
+    """The expectation with only its `kind` part (to say which part is flaky)."""
+    return ir.Expectation(**{kind: getattr(expect, kind)})
 
 
 def _fits(type_name: str, value: Any) -> bool:

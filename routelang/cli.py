@@ -50,10 +50,9 @@ class InputProblem(click.ClickException):
         click.echo(self.format_message(), err=True)
 
 
-def unreadable(name: str, exc: SourceError | OSError) -> str:
+def unreadable(name: str, exc: SourceError) -> str:
     """The located message for a file that cannot be read (multi-file commands print it and go on)."""
-    cause = exc if isinstance(exc, OSError) else exc.__cause__
-    return f"{name}: error: cannot read the file: {getattr(cause, 'strerror', None) or exc}"
+    return f"{name}: error: cannot read the file: {getattr(exc.__cause__, 'strerror', None) or exc}"
 
 
 def read_text(path: str) -> str:
@@ -162,7 +161,11 @@ FORMAT = click.Choice(["text", "json", "sarif"])
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="routelang")
 def main() -> None:
-    """routelang: declare, check, compile and run inference-routing rules."""
+    """routelang: declare, check, compile and run inference-routing rules.
+
+    Exit codes, for every command: 0 success; 1 findings (errors in the
+    input, failed tests; `diff`, `fmt --check`: changes); 2 usage or I/O
+    error; 3 internal error."""
 
 
 @main.command()
@@ -338,18 +341,40 @@ def _read_requests(path: str) -> list:
     return requests
 
 
+def _http_document(body_file: str, headers: tuple[str, ...], path: str) -> dict:
+    """The request document `routelang serve` would route for this body and these headers."""
+    from .gateway.request import document
+
+    body = _read_requests(body_file)
+    if len(body) != 1 or not isinstance(body[0], dict):
+        raise UsageProblem(f"{body_file}: an HTTP body must be one JSON object")
+    pairs = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise UsageProblem(f"--header {header!r}: expected NAME:VALUE")
+        pairs.append((name.strip(), value.strip()))
+    return document(body[0], pairs, path)
+
+
 @main.command(name="test")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--data", help="One request as inline JSON.")
 @click.option("--request", "request_file", type=click.Path(dir_okay=False), help="One request in a JSON file.")
 @click.option("--requests", "requests_file", type=click.Path(dir_okay=False),
               help="Requests in a .jsonl file (one per line) or a .json list.")
+@click.option("--http", "http_body", type=click.Path(dir_okay=False),
+              help="An HTTP request body (JSON): route the document `routelang serve` builds from it.")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="A header of the --http request.")
+@click.option("--http-path", default="/v1/chat/completions", show_default=True,
+              type=click.Choice(["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]),
+              help="The endpoint of the --http request.")
 @click.option("--expected", help="The rule every request must match (exit 1 on a mismatch).")
 @click.option("--backend", type=click.Choice(["python", "json"]), default="python", show_default=True,
               help="Route with generated Python or by interpreting the JSON config.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text", show_default=True)
 @guarded
-def test_command(file, data, request_file, requests_file, expected, backend, fmt):
+def test_command(file, data, request_file, requests_file, http_body, headers, http_path, expected, backend, fmt):
     """Route requests through FILE (.route or Mixtrain JSON) and show why.
 
     Without request options, runs the `test` blocks written in FILE. `${VAR}`s
@@ -358,12 +383,14 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
     """
     from .runtime.testing import describe, render_description, run_tests
 
-    if sum(x is not None for x in (data, request_file, requests_file)) > 1:
-        raise UsageProblem("give at most one of --data, --request, --requests")
+    if sum(x is not None for x in (data, request_file, requests_file, http_body)) > 1:
+        raise UsageProblem("give at most one of --data, --request, --requests, --http")
+    if headers and http_body is None:
+        raise UsageProblem("--header needs --http")
     router, ir_router = _runtime_router(file, backend)
-    if data is None and request_file is None and requests_file is None:
+    if data is None and request_file is None and requests_file is None and http_body is None:
         if expected is not None:
-            raise UsageProblem("--expected needs --data, --request or --requests")
+            raise UsageProblem("--expected needs --data, --request, --requests or --http")
         tests = ir_router.tests if ir_router is not None else ()
         outcomes = run_tests(router, tests)
         if fmt == "text":
@@ -376,7 +403,9 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
             lines = [json.dumps(r, ensure_ascii=False) for r in rows] if fmt == "jsonl" else [json.dumps(rows, indent=2)]
             click.echo("\n".join(lines))
         finish(Exit.FINDINGS if any(not o.passed for o in outcomes) else Exit.OK)
-    if data is not None:
+    if http_body is not None:
+        requests = [_http_document(http_body, headers, http_path)]
+    elif data is not None:
         try:
             requests = [json.loads(data)]
         except (json.JSONDecodeError, RecursionError) as exc:
@@ -387,6 +416,8 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
     else:
         requests = _read_requests(requests_file)
     outs = [describe(router, r, expected) for r in requests]
+    if http_body is not None:
+        outs[0]["document"] = requests[0]
     if fmt == "jsonl":
         click.echo("\n".join(json.dumps(o, ensure_ascii=False) for o in outs))
     elif fmt == "json":
@@ -396,6 +427,56 @@ def test_command(file, data, request_file, requests_file, expected, backend, fmt
         click.echo("\n\n".join(render_description(o, f"request {i}:") for i, o in enumerate(outs, start=1)))
     bad = any("error" in o or o.get("passed") is False for o in outs)
     finish(Exit.FINDINGS if bad else Exit.OK)
+
+
+@main.command(name="serve")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes sharing the port (metrics are summed across them).")
+@click.option("--api-keys", "api_keys", type=click.Path(dir_okay=False),
+              help="File of `sha256:<hex>` client-key hashes; requests then need `Authorization: Bearer`.")
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True,
+              help="Seconds per upstream attempt, for targets without `timeout`.")
+@click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
+              help="Seconds a stream may wait for its first byte (and between bytes).")
+@click.option("--reload-interval", default=1.0, show_default=True,
+              help="Seconds between checks of FILE for changes (0: reload on SIGHUP only).")
+@click.option("--drain", "drain_s", default=30.0, show_default=True,
+              help="Seconds SIGTERM waits for in-flight requests.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
+@click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
+              help="Event loop; uvloop must be installed separately.")
+@guarded
+def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s,
+                  log_file, loop):
+    """Serve FILE (.route or Mixtrain JSON) as an OpenAI-compatible gateway (docs/gateway.md).
+
+    Exit 1 when FILE does not compile or load, 2 on a usage error."""
+    from .gateway.server import Options, Settings, prepare_multiprocess, run
+
+    prepare_multiprocess(workers)
+    from .gateway.auth import KeyFileError
+    from .gateway.plan import LoadError
+
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise UsageProblem("--loop uvloop needs the uvloop package: pip install uvloop") from None
+
+    settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
+    options = Options(path=file, host=host, port=port, workers=workers, settings=settings, api_keys_file=api_keys,
+                      reload_interval_s=reload_interval, drain_s=drain_s, log_file=log_file, loop=loop)
+    try:
+        code = run(options)
+    except LoadError as exc:
+        click.echo(str(exc), err=True)
+        finish(Exit.FINDINGS)
+    except (KeyFileError, OSError) as exc:
+        raise UsageProblem(str(exc)) from None
+    finish(Exit.OK if code == 0 else Exit.INTERNAL)
 
 
 @main.command(name="coverage")

@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# A target's string fields that may hold references (IR and JSON use the same names), besides `headers`.
-TARGET_STRING_FIELDS = ("provider", "model_name", "endpoint", "label", "function_name", "request_class")
+from .vocab import settings
+
+# A target's string settings (their ir.Target, JSON and runtime Target field), which may hold
+# references, as may every value of its `headers` setting.
+TARGET_STRING_FIELDS = tuple(s.ir_field for s in settings.TABLE if s.kind == "string")
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

@@ -213,6 +213,34 @@ def breaker_words(cb: dict | None) -> str:
             f"close after {_count(cb['success_threshold'], 'success')}")
 
 
+def health_words(hc: dict | None) -> str:
+    if hc is None:
+        return "-"
+    text = f"{hc['path']} every {_duration(hc['interval_ms'])}"
+    return text + (f", timeout {_duration(hc['timeout_ms'])}" if hc["timeout_ms"] is not None else "")
+
+
+def setting_lines(t: dict) -> list[str]:
+    """Every setting of a target that is set, one phrase each (the table and
+    markdown formats; the json format has the same facts as fields)."""
+    out = []
+    if t["label"] is not None and t["label"] != t["name"]:
+        out.append(f"label {literal(t['label'])}")
+    if t["timeout_ms"] is not None:
+        out.append(f"timeout {_duration(t['timeout_ms'])}")
+    if t["retries"] is not None:
+        out.append(f"retries {t['retries']}")
+    if t["cost_per_1k_tokens"] is not None:
+        out.append(f"cost {literal(t['cost_per_1k_tokens'])} per 1k tokens")
+    if t["header_names"]:
+        out.append(f"headers {', '.join(t['header_names'])}")
+    if t["circuit_breaker"] is not None:
+        out.append(f"circuit breaker: {breaker_words(t['circuit_breaker'])}")
+    if t["health_check"] is not None:
+        out.append(f"health check: {health_words(t['health_check'])}")
+    return out
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("s") else f"{n} {noun}s"
 
@@ -355,21 +383,18 @@ def _rules_table(rules: list[dict], numbered: bool) -> str:
 
 
 def _targets_table(data: dict) -> str:
-    seen: dict[tuple, list[str]] = {}
+    """Each distinct target once (same name and settings), with the rules that use it."""
+    seen: dict[str, tuple[dict, list[str]]] = {}
     for r in data["rules"] + data["disabled_rules"]:
         for t in r["targets"]:
-            key = (t["name"], t["provider"], t["model"], t["endpoint"], t["timeout_ms"], t["retries"],
-                   json.dumps(t["circuit_breaker"]))
-            seen.setdefault(key, [])
-            if r["name"] not in seen[key]:
-                seen[key].append(r["name"])
-    rows = []
-    for (name, provider, model, endpoint, timeout, retries, cb), used_by in seen.items():
-        rows.append([name, provider, model, endpoint, _duration(timeout) or "-",
-                     "-" if retries is None else str(retries), breaker_words(json.loads(cb)),
-                     ", ".join(used_by)])
-    headers = ["TARGET", "PROVIDER", "MODEL", "ENDPOINT", "TIMEOUT", "RETRIES", "CIRCUIT BREAKER", "USED BY"]
-    return text_table(headers, rows, wrap={3: 40, 6: 28})
+            key = json.dumps({k: v for k, v in t.items() if k not in ("role", "share")}, sort_keys=True)
+            used_by = seen.setdefault(key, (t, []))[1]
+            if r["name"] not in used_by:
+                used_by.append(r["name"])
+    rows = [[t["name"], t["provider"], t["model"], t["endpoint"], "\n".join(setting_lines(t)) or "-",
+             ", ".join(used_by)] for t, used_by in seen.values()]
+    headers = ["TARGET", "PROVIDER", "MODEL", "ENDPOINT", "SETTINGS", "USED BY"]
+    return text_table(headers, rows, wrap={3: 40, 4: 40})
 
 
 def _finding_line(f: dict) -> str:
@@ -458,12 +483,11 @@ def _mermaid(data: dict) -> list[str]:
 
 
 def _target_rows(r: dict) -> list[str]:
-    rows = ["| Target | Share | Provider | Model | Endpoint | Timeout | Retries | Circuit breaker |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| Target | Share | Provider | Model | Endpoint | Settings |", "|---|---|---|---|---|---|"]
     for t in r["targets"]:
+        settings = "\n".join(md_text(line) for line in setting_lines(t)) or "-"
         cells = [md_code(t["name"]), _share_words(t), md_code(t["provider"]), md_code(t["model"]),
-                 md_code(t["endpoint"]), _duration(t["timeout_ms"]) or "-",
-                 "-" if t["retries"] is None else str(t["retries"]), breaker_words(t["circuit_breaker"])]
+                 md_code(t["endpoint"]), settings]
         rows.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     return rows
 

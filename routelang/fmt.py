@@ -423,9 +423,16 @@ class _Printer:
             e = next(expectations)
             if e.kind == "no_match":
                 out += [SPACE, self.lit("no"), SPACE, self.lit("match")]
-            else:
+            elif e.kind == "target_in":
+                out += [SPACE, self.lit("target"), SPACE, self.lit("in"), SPACE, self.names(e.names)]
+            elif e.kind == "targets":
+                out += [SPACE, self.lit("targets"), SPACE, self.names(e.names)]
+            else:  # rule, target, shadow
                 out += [SPACE, self.lit(e.kind), SPACE, self.leaf(e.name.span)]
         return out
+
+    def names(self, names: list[ast.Name]) -> Group:
+        return self.seq("[", "]", names, lambda n: self.leaf(n.span))
 
 
 def _first_start(e, printer: _Printer) -> int:

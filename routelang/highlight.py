@@ -40,7 +40,7 @@ SETTINGS = ("priority", "model", "endpoint", "weight", "label", "timeout", "retr
             "cooldown", "successes", "health_check", "path", "interval", "use", "per",
             *strategies.SCORE_FACTORS)
 WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
-TEST_KEYWORDS = ("request", "expect", "no", "match")
+TEST_KEYWORDS = ("request", "expect", "no", "match", "targets")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")
 CONSTANTS = ("true", "false", "null")

@@ -261,9 +261,18 @@ class Rule(Node):
 
 
 class Expectation(Node):
+    """What a test expects (docs/language.md, Tests); `spans` has one entry per
+    part written (rule, target, target_in, targets, shadow, no_match)."""
+
     rule: str | None = None
-    target: str | None = None
+    target: str | None = None                      # the target that serves
+    target_in: tuple[str, ...] | None = None       # ... is one of these
+    targets: tuple[str, ...] | None = None         # the serving targets in order (fallbacks after the first)
+    shadow: str | None = None                      # the target the request is mirrored to
     no_match: bool = False
+
+    def names_targets(self) -> bool:
+        return any(x is not None for x in (self.target, self.target_in, self.targets, self.shadow))
 
 
 class Test(Node):

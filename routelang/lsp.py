@@ -72,6 +72,8 @@ KEYWORD_DOCS = {
     "profile": "`profile NAME { settings }` bundles settings; apply with `use NAME`.",
     "rule": "`rule NAME [priority N] [\"description\"] [enabled|disabled] { when expr  strategy }`.",
     "test": "`test \"name\" { request {...} expect rule R target T }` checks routing decisions.",
+    "expect": "`expect rule R | no match | target T | target in [A, B] | targets [A, B] | shadow S`: "
+              "what the test's request must get; it must hold on every run.",
     "when": "`when expr`: the condition under which a rule applies.",
     "schema": "`schema { field.path: type }` declares the request fields conditions may use.",
     "defaults": "`defaults { settings }`: settings every target of the router starts from.",

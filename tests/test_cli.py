@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from routelang.cli import Exit, main
 
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "examples" / "_sample_syntax.route"
@@ -103,3 +106,129 @@ def test_hostile_input_never_crashes(tmp_path, content):
         assert "Traceback" not in proc.stderr + proc.stdout
         assert "internal error" not in proc.stderr
         assert proc.returncode in (0, 1), proc.stderr
+
+
+# ---- one exit-code table for every command (README "Exit codes") ---------------------
+
+TIERING = ROOT / "examples" / "user_tiering.route"
+MIXTRAIN_CONFIG = ROOT / "tests" / "runtime" / "fixtures" / "mixtrain_config.json"
+
+
+@pytest.fixture
+def files(tmp_path):
+    """The inputs of the table: a good router, one with errors, one not UTF-8, one missing, ..."""
+    f = {"good": TIERING, "missing": tmp_path / "missing.route", "config": MIXTRAIN_CONFIG}
+    for name, content in {
+        "bad": TIERING.read_text().replace("route gpt4", "route gpt_4"),
+        "changed": TIERING.read_text().replace("priority 110", "priority 10"),
+        "failing": TIERING.read_text().replace("expect rule standard target gpt35", "expect rule premium"),
+        "unformatted": TIERING.read_text().replace("rule premium priority 100", "rule  premium   priority 100"),
+        "requests.jsonl": '{"user": {"tier": "free"}}\n',
+        "broken.jsonl": '{"user": {"tier": "free"}}\n{"user": \n',
+        "broken.json": '{"name": "x",',
+    }.items():
+        f[name] = tmp_path / (name if "." in name else f"{name}.route")
+        f[name].write_text(content)
+    f["binary"] = tmp_path / "binary.route"
+    f["binary"].write_bytes(b'router r\n# caf\xe9\n')
+    f["binary.json"] = tmp_path / "binary.json"
+    f["binary.json"].write_bytes(b'{"name": "caf\xe9"}')
+    assert f["failing"].read_text() != TIERING.read_text() and f["bad"].read_text() != TIERING.read_text()
+    return f
+
+
+# Per command, per situation, the arguments (names from `files`). Every command of the click group
+# must be here; the table in the README is this one.
+EXIT_TABLE = {
+    "check": {Exit.OK: ["good"], Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"],
+              "worst of several": (["good", "missing", "bad"], Exit.USAGE)},
+    "lint": {Exit.OK: ["good"], Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"],
+             "worst of several": (["bad", "missing"], Exit.USAGE)},
+    "compile": {Exit.OK: ["good"], Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
+    "explain": {Exit.OK: ["good"], Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
+    "test": {Exit.OK: ["good"], Exit.FINDINGS: ["failing"], "errors": (["bad"], Exit.FINDINGS),
+             "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
+    "coverage": {Exit.OK: ["good", "requests.jsonl"], Exit.FINDINGS: ["bad", "requests.jsonl"],
+                 "bad requests": (["good", "broken.jsonl"], Exit.FINDINGS),
+                 "not utf-8": ["binary", "requests.jsonl"], Exit.USAGE: ["good", "missing"]},
+    "diff": {Exit.OK: ["good", "good"], Exit.FINDINGS: ["good", "changed"],
+             "errors": (["good", "bad"], Exit.FINDINGS), "not utf-8": ["good", "binary"],
+             Exit.USAGE: ["good", "missing"]},
+    "fmt": {Exit.OK: ["--check", "good"], Exit.FINDINGS: ["--check", "unformatted"],
+            "not utf-8": ["--check", "binary"], Exit.USAGE: ["--check", "missing"],
+            "worst of several": (["--check", "binary", "missing", "good"], Exit.USAGE)},
+    "import": {Exit.OK: ["config"], Exit.FINDINGS: ["broken.json"], "not utf-8": ["binary.json"],
+               Exit.USAGE: ["missing"]},
+    # The server runs until its client says exit (tests/test_packaging.py drives it); only usage here.
+    "lsp": {},
+}
+CASES = [(command, situation) for command, row in EXIT_TABLE.items() for situation in row]
+
+
+def test_every_command_is_in_the_exit_code_table():
+    assert set(EXIT_TABLE) == set(main.commands)
+
+
+@pytest.mark.parametrize(("command", "situation"), CASES, ids=[f"{c}-{s}" for c, s in CASES])
+def test_exit_code_table(command, situation, files):
+    entry = EXIT_TABLE[command][situation]
+    args, expected = entry if isinstance(entry, tuple) else (entry, situation)
+    if situation == "not utf-8":
+        expected = Exit.FINDINGS  # readable, but not valid input
+    result = CliRunner().invoke(main, [command, *(str(files.get(a, a)) for a in args)])
+    assert result.exit_code == expected, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    if situation == "not utf-8":
+        assert ":2:6: error[RL002]: the file is not valid UTF-8 (byte b'\\xe9')" in result.output or \
+            ":1:14: error[RL002]: the file is not valid UTF-8 (byte b'\\xe9')" in result.output, result.output
+    if expected is Exit.USAGE:
+        assert "missing.route" in result.output and "No such file or directory" in result.output
+
+
+@pytest.mark.parametrize("command", sorted(EXIT_TABLE))
+def test_an_unknown_flag_is_a_usage_error_for_every_command(command):
+    result = CliRunner().invoke(main, [command, "--no-such-flag"])
+    assert result.exit_code == Exit.USAGE, result.output
+    assert "No such option" in result.output
+
+
+def test_an_internal_error_exits_3_with_one_line(monkeypatch):
+    import routelang.cli
+
+    def broken(*args, **kwargs):
+        raise LookupError("boom")
+
+    monkeypatch.setattr(routelang.cli, "compile_path", broken)
+    result = CliRunner().invoke(main, ["check", str(TIERING)])
+    assert result.exit_code == Exit.INTERNAL == 3
+    assert result.output.startswith("routelang: internal error: LookupError: boom\n")
+
+
+# ---- several files, modules ---------------------------------------------------------
+
+def test_check_and_lint_report_an_unreadable_file_and_go_on(files):
+    for command in ("check", "lint"):
+        proc = run(command, files["good"], files["missing"], files["bad"])
+        assert proc.returncode == 2  # the worst: an I/O error
+        assert proc.stderr == f"{files['missing']}: error: cannot read the file: No such file or directory\n"
+        # the file after the missing one is checked too
+        assert f"{files['bad']}:30:11: error[RL101]: unknown target `gpt_4`" in proc.stdout
+
+
+def test_check_and_lint_take_a_module_as_a_module(tmp_path):
+    module = tmp_path / "shared.route"
+    module.write_text('import std.providers\n'
+                      'target fast = openai("gpt-4o-mini") { timeout 5s }\n'
+                      'condition premium = user.tier == "premium"\n')
+    for command in ("check", "lint"):
+        proc = run(command, module)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "RL106" not in proc.stdout
+    module.write_text('target fast = nowhere("gpt-4o-mini")\n')  # a module's own errors are still found
+    proc = run("check", module)
+    assert proc.returncode == 1 and "unknown provider `nowhere`" in proc.stdout
+    rules_without_router = tmp_path / "headless.route"
+    rules_without_router.write_text(TIERING.read_text().replace('router user_tiering "Route by user tier"', ""))
+    proc = run("check", rules_without_router)
+    assert proc.returncode == 1 and "error[RL106]" in proc.stdout  # rules need a router header
+    assert run("compile", module).returncode == 1  # nothing to compile in a module

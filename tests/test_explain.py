@@ -164,7 +164,31 @@ def test_target_details():
     assert (target["timeout_ms"], target["retries"]) == (30_000, 2)
     assert target["circuit_breaker"] == {"failure_threshold": 3, "cooldown_ms": 10_000, "success_threshold": 2}
     markdown = explain(result, "markdown")
-    assert "| 30s | 2 | open after 3 failures, retry after 10s, close after 2 successes |" in markdown
+    assert ("| timeout 30s<br>retries 2<br>circuit breaker: open after 3 failures, retry after 10s, "
+            "close after 2 successes |") in markdown
+
+
+SETTINGS = ('router r\nimport std.providers\n'
+            'target t = modal("m", "https://m") { label "canary" cost 0.25 per 1k headers { "X-Team": "ml" } '
+            'health_check { path "/ready" interval 1m timeout 2s } }\nrule a { lowest_cost t }\n')
+SETTING_LINES = ['label "canary"', "cost 0.25 per 1k tokens", "headers X-Team",
+                 "health check: /ready every 60s, timeout 2s"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_every_target_setting_the_json_format_shows_is_in_table_and_markdown(fmt, snapshot):
+    """Cost, health check, label and header names were only in the json format."""
+    result = compiled(SETTINGS)
+    target = explain_data(result)["rules"][0]["targets"][0]
+    assert target["cost_per_1k_tokens"] == 0.25 and target["health_check"]["path"] == "/ready"
+    text = explain(result, fmt)
+    flat = " ".join(text.split())  # the table wraps long settings onto continuation lines
+    for line in SETTING_LINES:
+        assert line in flat
+    assert "ml" not in text.replace("html", "")  # header values may be secrets: names only
+    section = text[text.index("Targets:"):text.index("Findings")] if fmt == "table" else \
+        text[text.index("| Target |"):text.index("## Findings")]
+    assert section == snapshot
 
 
 def test_disabled_rules_are_listed_apart():

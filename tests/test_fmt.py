@@ -347,6 +347,7 @@ rule s { when (a == 1 and b == 2) and c == 3 or h contains "z" and i not contain
 rule h { hybrid(latency 1, cost 0,) x, p() }
 rule n { fallback (split sticky by u { 50% a: (route x shadow p())  0.5 (split { 100% x }) }), (round_robin x, p()) }
 test "t" { expect no match request { a: 1 } expect rule s target x expect rule s }
+test "u" { request { } expect target in [x, "y",] targets [x, p] shadow p expect rule s }
 """
 TOKENS = {p.name: tokens(read(p)) for p in EXAMPLES} | {"constructs": tokens(CONSTRUCTS)}
 PLAIN_GAPS = [" ", "\n", "   ", "\n        ", "\t"]

@@ -30,7 +30,7 @@ from routelang.runtime import operators
 
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.route"))
-RUNTIME_ENDPOINT_NOTE = "is filled in at run time"
+RUNTIME_ENDPOINT_NOTE = "filled in at run time"
 
 
 def compiled(path: Path, env: dict | None = None) -> tuple[ir.Router, dict, list]:
@@ -409,3 +409,20 @@ def test_unresolved_env_endpoint_is_noted_and_resolves_with_env():
     assert any(RUNTIME_ENDPOINT_NOTE in n.message for n in notes)
     resolved, _ = lower(compile_text(text, env={}).router)
     assert resolved["rules"][0]["targets"][0]["endpoint"] == "http://localhost:1/v1"
+
+
+def test_runtime_endpoints_get_one_note_listing_the_targets(snapshot):
+    """Two `${VAR}` targets used by three rules: one note, not one per target and rule."""
+    text = ('router r\n'
+            'target local = { provider "p" model "m" endpoint "${LOCAL:-http://localhost:1}" }\n'
+            'target remote = { provider "p" model "r" endpoint "${REMOTE}" }\n'
+            'rule a priority 2 { when x == 1 fallback local, remote }\n'
+            'rule b priority 1 { when x == 2 route remote shadow local }\n'
+            'rule c { route local }\n')
+    result = compile_text(text)
+    _, notes = lower(result.router)
+    [note] = [n for n in notes if RUNTIME_ENDPOINT_NOTE in n.message]
+    assert "`local`" in note.message and "`remote`" in note.message
+    assert (note.span.line, note.span.column) == (2, 50)
+    assert [(r.span.line, r.span.column) for r in note.related] == [(3, 51)]
+    assert result.render([note]) == snapshot

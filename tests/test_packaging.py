@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -171,6 +172,35 @@ def check_lsp(cli: Cli, tmp: Path) -> None:
     assert any(r.get("id") == 2 and "error" not in r for r in replies), replies
 
 
+def check_serve(cli: Cli, tmp: Path) -> None:
+    """Starts the gateway on a free port, asks its /health and /v1/models, and stops it with SIGTERM."""
+    import re
+    import signal
+    import urllib.request
+
+    proc = cli.start("serve", TIERING, "--port", "0")
+    try:
+        line = proc.stderr.readline()
+        match = re.search(r"on (http://[\d.]+:\d+)", line)
+        assert match, line + proc.stderr.read()
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(match.group(1) + "/health", timeout=5) as resp:
+                    assert json.loads(resp.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the gateway never answered /health"
+                time.sleep(0.2)
+        with urllib.request.urlopen(match.group(1) + "/v1/models", timeout=5) as resp:
+            assert json.loads(resp.read())["object"] == "list"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(TIMEOUT)
+        stderr = proc.stderr.read()
+    assert code == 0 and "Traceback" not in stderr, stderr
+
+
 INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "check": check_check,
     "compile": check_compile,
@@ -181,6 +211,7 @@ INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "import": check_import,
     "lint": check_lint,
     "lsp": check_lsp,
+    "serve": check_serve,
     "test": check_test,
 }
 
@@ -193,6 +224,13 @@ def make_cli(bin_dir: Path) -> Cli:
         assert "Traceback" not in (proc.stderr if input is None else proc.stderr.decode()), proc.stderr
         return proc
 
+    def start(*args) -> subprocess.Popen:
+        """A long-running command (a server), for the caller to stop."""
+        return subprocess.Popen([bin_dir / "routelang", *map(str, args)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, cwd="/",
+                                env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": "/tmp"})
+
+    cli.start = start
     return cli
 
 

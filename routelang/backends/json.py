@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__, ir
-from ..diagnostics import MIXTRAIN_APPROXIMATION, MIXTRAIN_INEXACT, Diagnostic, Severity
+from ..diagnostics import MIXTRAIN_APPROXIMATION, MIXTRAIN_INEXACT, Diagnostic, Related, Severity
 from ..envvars import has_refs as envvars_in
 from ..vocab import operators, strategies
 from ..vocab import settings as target_settings
@@ -274,6 +274,29 @@ def _note(notes: list[Diagnostic], rule: ir.Rule, message: str) -> None:
     notes.append(Diagnostic(MIXTRAIN_APPROXIMATION, message, rule.span, rule=rule.name))
 
 
+def _runtime_endpoints_note(router: ir.Router) -> list[Diagnostic]:
+    """One note for every `${VAR}` endpoint of the router (a fact about targets,
+    not rules: a target used by many rules is listed once), at the first one."""
+    found: dict[tuple[str, str], ir.Target] = {}
+    for rule in router.rules:
+        for t in rule.strategy.targets:
+            if envvars_in(t.endpoint):
+                found.setdefault((t.name or t.label or t.model_name, t.endpoint), t)
+    if not found:
+        return []
+    listed = ", ".join(f"`{name}` (`{endpoint}`)" for name, endpoint in found)
+    subject = (f"the endpoint of target {listed} is" if len(found) == 1
+               else f"the endpoints of targets {listed} are")
+    spans = {}  # by position: spans compare equal whatever they point at
+    for t in found.values():
+        span = t.spans.get("endpoint", t.span)
+        spans.setdefault((span.file, span.line, span.column), span)
+    first, *others = spans.values()
+    return [Diagnostic(MIXTRAIN_APPROXIMATION, f"{subject} filled in at run time; Mixtrain's validator rejects "
+                       f"{'it' if len(found) == 1 else 'them'} unless you compile with --env", first,
+                       related=[Related(span, "also filled in at run time") for span in others])]
+
+
 # ---- rules -------------------------------------------------------------------------
 
 def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic], misses: list[Miss]) -> list[dict]:
@@ -342,10 +365,7 @@ def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic
         rules.extend(_rules(rule, taken, notes, misses))
         if misses and rule.enabled:
             inexact.append((rule, misses))
-        for t in rule.strategy.targets:
-            if envvars_in(t.endpoint):
-                _note(notes, rule, f"rule `{rule.name}`: endpoint `{t.endpoint}` is filled in at run time; "
-                                   f"Mixtrain's validator rejects it unless you compile with --env")
+    notes.extend(_runtime_endpoints_note(router))
     out: dict[str, Any] = {"name": router.name}
     if router.description is not None:
         out["description"] = router.description

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,63 @@ def render_description(out: dict[str, Any], title: str) -> str:
 
 # ---- test blocks ----------------------------------------------------------------------
 
+# A test routes one request. `expect rule R` and `expect no match` look at the
+# matched rule; the others at the targets it selected:
+# - `target T`: the target that serves the request (the first selected) answers to T;
+# - `target in [A, B]`: it answers to one of them;
+# - `targets [A, B]`: the serving targets, in order (the first, then its
+#   fallbacks); a shadow copy is not one of them;
+# - `shadow S`: a copy of the request goes to S.
+# A target answers to its definition's name, its split label, its model name or
+# its endpoint. The checker (routelang/expectations.py) rejects an expectation
+# whose outcome could differ between runs.
+
+@dataclass(frozen=True)
+class Picked:
+    """One selected target, as an expectation sees it."""
+
+    names: frozenset[str]      # what it answers to
+    shown: str                 # how a message names it
+    shadow: bool = False
+
+
+def picked(target: Any, shadow: bool = False) -> Picked:
+    """An ir.Target or a runtime Target (both have these four fields)."""
+    names = frozenset(x for x in (target.name, target.label, target.model_name, target.endpoint) if x)
+    return Picked(names, target.name or target.label or target.model_name, shadow)
+
+
+def target_problems(expect: ir.Expectation, selected: Sequence[Picked]) -> list[str]:
+    """What the selected targets get wrong, one phrase per expectation that fails."""
+    serving = [p for p in selected if not p.shadow]
+    shadows = [p for p in selected if p.shadow]
+    first = serving[0] if serving else None
+    got = "no target" if first is None else repr(first.shown)
+    out = []
+    if expect.target is not None and (first is None or expect.target not in first.names):
+        out.append(f"expected target {expect.target!r}, got {got}")
+    if expect.target_in is not None and (first is None or first.names.isdisjoint(expect.target_in)):
+        out.append(f"expected a target in [{', '.join(expect.target_in)}], got {got}")
+    if expect.targets is not None and (len(serving) != len(expect.targets)
+                                       or any(n not in p.names for n, p in zip(expect.targets, serving))):
+        out.append(f"expected targets [{', '.join(expect.targets)}], got [{', '.join(p.shown for p in serving)}]")
+    if expect.shadow is not None and not any(expect.shadow in p.names for p in shadows):
+        mirrored = ", ".join(repr(p.shown) for p in shadows) or "no shadow"
+        out.append(f"expected shadow {expect.shadow!r}, got {mirrored}")
+    return out
+
+
+def problems(expect: ir.Expectation, rule: str | None, selected: Sequence[Picked]) -> list[str]:
+    """Everything a routing outcome (matched rule name or None, selected targets) gets wrong."""
+    if expect.no_match:
+        return [] if rule is None else [f"expected no match, got rule {rule!r}"]
+    if expect.rule is not None and rule != expect.rule:
+        return [f"expected rule {expect.rule!r}, got {'no match' if rule is None else repr(rule)}"]
+    if rule is None and expect.names_targets():
+        return ["expected a target, but no rule matched"]
+    return target_problems(expect, selected)
+
+
 @dataclass
 class TestOutcome:
     name: str
@@ -88,24 +146,15 @@ class TestOutcome:
 def run_tests(router: Router, tests: tuple[ir.Test, ...]) -> list[TestOutcome]:
     outcomes = []
     for test in tests:
-        expect = test.expect
         try:
             result = router.route(test.request)
         except RequestError as exc:
             outcomes.append(TestOutcome(test.name, False, f"the request is refused: {exc}"))
             continue
         got = None if result.matched_rule is None else result.matched_rule.name
-        problems = []
-        if expect.no_match and got is not None:
-            problems.append(f"expected no match, got rule {got!r}")
-        if expect.rule is not None and got != expect.rule:
-            problems.append(f"expected rule {expect.rule!r}, got {'no match' if got is None else repr(got)}")
-        if expect.target is not None and not problems:
-            first = result.selected_targets[0] if result.selected_targets else None
-            if first is None or not first.answers_to(expect.target):
-                chosen = "no target" if first is None else repr(first.name or first.model_name)
-                problems.append(f"expected target {expect.target!r}, got {chosen}")
-        outcomes.append(TestOutcome(test.name, not problems, "; ".join(problems) or
+        selected = [picked(t, shadow=t.is_shadow) for t in result.selected_targets]
+        found = problems(test.expect, got, selected)
+        outcomes.append(TestOutcome(test.name, not found, "; ".join(found) or
                                     (f"rule {got!r}" if got is not None else "no match")))
     return outcomes
 

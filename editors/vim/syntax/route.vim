@@ -43,7 +43,7 @@ call s:Keywords('routeSetting',
 call s:Keywords('routeLogical', ['and', 'or', 'not'])
 call s:Keywords('routeWordOperator',
       \ ['in', 'contains', 'starts_with', 'ends_with', 'exists', 'matches', 'note'])
-call s:Keywords('routeTestKeyword', ['request', 'expect', 'no', 'match'])
+call s:Keywords('routeTestKeyword', ['request', 'expect', 'no', 'match', 'targets'])
 call s:Keywords('routeModifier', ['enabled', 'disabled'])
 call s:Keywords('routeType',
       \ ['string', 'number', 'integer', 'bool', 'list', 'object', 'any', 'enum'])

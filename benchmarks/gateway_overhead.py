@@ -1,0 +1,394 @@
+"""What the gateway adds to a request, side by side with LiteLLM and Portkey (run by hand).
+
+    python benchmarks/gateway_overhead.py [--duration 10] [--no-peers] [--scratch DIR]
+
+A fake OpenAI upstream on loopback answers a small chat completion at once
+(raw asyncio + uvloop, so it is not the bottleneck). `wrk` (Debian package
+`wrk`) sends the same POST directly, through `routelang serve` (one worker,
+metrics, logs, breakers and headers on), through the LiteLLM proxy (PyPI
+`litellm[proxy]`, one worker, in its own venv) and through the Portkey gateway
+(npm `@portkey-ai/gateway`), each installed into the scratch folder on first
+use, never a dependency of the project. Printed: p50 latency at 1 connection,
+req/s at 32 connections, streaming time to first byte at 1 connection, and
+resident memory before and after the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MASTER_KEY = "sk-routelang-benchmark-0123456789abcdef"
+BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 16}
+ANSWER = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench-model",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there, how are you?"},
+                 "finish_reason": "stop", "logprobs": None}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}).encode()
+STREAM = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in [
+    {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "bench-model",
+     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}, "finish_reason": None}]},
+    {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "bench-model",
+     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "bench-model", "choices": [],
+     "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}}]) + b"data: [DONE]\n\n"
+
+
+# ---- the fake upstream (a subprocess: `--upstream PORT`) ------------------------------
+
+class Upstream(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].decode("latin-1")
+            match = re.search(r"(?im)^content-length:\s*(\d+)", head)
+            length = int(match.group(1)) if match else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4:end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length:]
+            streamed = b'"stream":true' in body.replace(b" ", b"")
+            payload, kind = (STREAM, b"text/event-stream") if streamed else (ANSWER, b"application/json")
+            if head.startswith("GET"):
+                payload, kind = b'{"object":"list","data":[]}', b"application/json"
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\nContent-Length: "
+                                 + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+
+
+def run_minimal_proxy(port: int, upstream: int) -> None:
+    """The ~60-line reference of GATEWAY.md: aiohttp server and client, nothing else."""
+    from aiohttp import ClientSession, TCPConnector, web
+
+    async def handler(request):
+        body = await request.read()
+        async with request.app["session"].post(f"http://127.0.0.1:{upstream}/v1/chat/completions", data=body,
+                                               headers={"Content-Type": "application/json"}) as resp:
+            data = await resp.read()
+            kind = resp.headers.get("Content-Type", "application/json")
+        return web.Response(body=data, headers={"Content-Type": kind})
+
+    async def start(app):
+        app["session"] = ClientSession(connector=TCPConnector(limit=0))
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    app.on_startup.append(start)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def run_upstream(port: int) -> None:
+    import uvloop
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(main())
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (npx and LiteLLM start their servers as children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        children = subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True, check=False).stdout
+        todo += [int(c) for c in children.split()]
+    return out
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process and its descendants."""
+    total = 0
+    try:
+        for p in process_tree(pid):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return total / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, headers: dict[str, str], connections: int, duration: int, scratch: Path,
+        body: dict | None = None) -> dict[str, float]:
+    script = scratch / "post.lua"
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body or BODY))}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(script),
+                          "--latency", url], capture_output=True, text=True, check=False).stdout
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {"p50_ms": float(p50.group(1)) * scale[p50.group(2)] if p50 else float("nan"),
+            "rps": float(rps.group(1)) if rps else float("nan"),
+            "errors": int(non2xx.group(1)) if non2xx else 0, "requests": int(total.group(1)) if total else 0}
+
+
+def ttfb_ms(port: int, path: str, headers: dict[str, str], n: int = 300) -> float:
+    """Median time from sending a streaming request to the first `data:` byte, one keep-alive connection."""
+    body = json.dumps({**BODY, "stream": True}).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    samples = []
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        for i in range(n + 20):
+            start = time.perf_counter()
+            sock.sendall(request)
+            data = b""
+            first = None
+            while b"[DONE]" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                if first is None and b"data:" in data + chunk:
+                    first = time.perf_counter() - start
+                data += chunk
+            if i >= 20:  # warm-up first
+                samples.append(first * 1000)
+            if b"transfer-encoding: chunked" in data.lower():
+                while not data.endswith(b"0\r\n\r\n"):
+                    data += sock.recv(65536)
+    finally:
+        sock.close()
+    return statistics.median(samples)
+
+
+class Proc:
+    def __init__(self, args: list[str], cwd: Path | None = None, env: dict | None = None, log: Path | None = None):
+        self.log = open(log or os.devnull, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+# ---- the peers ------------------------------------------------------------------------------
+
+def install_litellm(scratch: Path) -> Path | None:
+    venv = scratch / "litellm-venv"
+    exe = venv / "bin" / "litellm"
+    if not exe.exists():
+        print("installing litellm[proxy] into", venv, "...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=False)
+    return exe if exe.exists() else None
+
+
+def install_portkey(scratch: Path) -> Path | None:
+    folder = scratch / "portkey"
+    if not (folder / "node_modules" / "@portkey-ai" / "gateway").exists():
+        if shutil.which("npm") is None:
+            return None
+        print("installing @portkey-ai/gateway into", folder, "...", file=sys.stderr)
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "init", "-y"], cwd=folder, capture_output=True, check=False)
+        subprocess.run(["npm", "install", "@portkey-ai/gateway"], cwd=folder, capture_output=True, check=False)
+    return folder if (folder / "node_modules" / "@portkey-ai" / "gateway").exists() else None
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+def measure(name: str, port: int, path: str, headers: dict[str, str], args, scratch: Path, pid: int | None,
+            rows: list, direct: dict | None) -> dict:
+    url = f"http://127.0.0.1:{port}{path}"
+    wrk(url, headers, 8, 2, scratch)  # warm-up
+    before = rss_mb(pid) if pid else None
+    one = wrk(url, headers, 1, args.duration, scratch)
+    cpu_before = cpu_seconds(pid) if pid else None
+    many = wrk(url, headers, 32, args.duration, scratch)
+    cpu = None
+    if pid and many["requests"]:
+        cpu = (cpu_seconds(pid) - cpu_before) / many["requests"] * 1e6
+    try:
+        ttfb = ttfb_ms(port, path, headers)
+    except (OSError, ConnectionError) as exc:
+        print(f"{name}: streaming measurement failed: {exc}", file=sys.stderr)
+        ttfb = float("nan")
+    after = rss_mb(pid) if pid else None
+    row = {"name": name, "p50_ms": one["p50_ms"], "rps": many["rps"], "errors": one["errors"] + many["errors"],
+           "ttfb_ms": ttfb, "rss_before": before, "rss_after": after, "cpu_us": cpu}
+    if direct is not None:
+        row["added_p50_ms"] = row["p50_ms"] - direct["p50_ms"]
+        row["added_ttfb_ms"] = row["ttfb_ms"] - direct["ttfb_ms"]
+    rows.append(row)
+    print(f"{name}: {row}", file=sys.stderr)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    def f(value, fmt):
+        return "-" if value is None or math.isnan(value) else format(value, fmt)
+
+    out = [("| | p50 at 1 conn | added p50 | req/s at 32 conns | CPU per request (server processes) | "
+            "stream first byte | added | RSS before/after load | non-2xx |"),
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rss = "-" if r["rss_before"] is None else f"{r['rss_before']:.0f} / {r['rss_after']:.0f} MB"
+        out.append(f"| {r['name']} | {f(r['p50_ms'], '.3f')} ms | {f(r.get('added_p50_ms'), '.3f')} ms | "
+                   f"{f(r['rps'], ',.0f')} | {f(r.get('cpu_us'), '.0f')} µs | {f(r['ttfb_ms'], '.3f')} ms | {f(r.get('added_ttfb_ms'), '.3f')} ms | "
+                   f"{rss} | {r['errors']} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--no-peers", action="store_true", help="only direct and routelang")
+    parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "routelang-gateway-bench")
+    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--minimal-proxy", type=int, nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream:
+        run_upstream(args.upstream)
+        return
+    if args.minimal_proxy:
+        run_minimal_proxy(*args.minimal_proxy)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    scratch = args.scratch
+    scratch.mkdir(parents=True, exist_ok=True)
+    procs: list[Proc] = []
+    rows: list[dict] = []
+    notes: list[str] = []
+    try:
+        up_port = free_port()
+        procs.append(Proc([sys.executable, __file__, "--upstream", str(up_port)]))
+        assert wait_port(up_port), "the fake upstream did not start"
+        direct = measure("direct to the upstream", up_port, "/v1/chat/completions", {}, args, scratch, None, rows,
+                         None)
+
+        config = scratch / "bench.json"
+        config.write_text(json.dumps({"name": "bench", "rules": [{"name": "all", "targets": [{
+            "provider": "openai", "model_name": "bench-model", "endpoint": f"http://127.0.0.1:{up_port}/v1",
+            "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}))
+        mini_port = free_port()
+        mini = Proc([sys.executable, __file__, "--minimal-proxy", str(mini_port), str(up_port)])
+        procs.append(mini)
+        assert wait_port(mini_port), "the minimal proxy did not start"
+        measure("minimal aiohttp pass-through (reference)", mini_port, "/v1/chat/completions", {}, args, scratch,
+                mini.proc.pid, rows, direct)
+        mini.stop()
+        procs.remove(mini)
+
+        for loop in ("uvloop", "asyncio"):
+            rl_port = free_port()
+            rl = Proc([sys.executable, "-m", "routelang", "serve", str(config), "--port", str(rl_port), "--loop", loop,
+                       "--log-file", str(scratch / "routelang.log")], env={"PYTHONPATH": str(ROOT)})
+            procs.append(rl)
+            assert wait_port(rl_port), "routelang serve did not start"
+            measure(f"routelang serve (1 worker, {loop})", rl_port, "/v1/chat/completions", {}, args, scratch,
+                    rl.proc.pid, rows, direct)
+            rl.stop()
+            procs.remove(rl)
+
+        if not args.no_peers:
+            litellm = install_litellm(scratch)
+            if litellm is None:
+                notes.append("LiteLLM: install failed, not measured")
+            else:
+                yaml = scratch / "litellm.yaml"
+                yaml.write_text("model_list:\n  - model_name: bench\n    litellm_params:\n"
+                                f"      model: openai/bench-model\n      api_base: http://127.0.0.1:{up_port}/v1\n"
+                                "      api_key: x\n")
+                ll_port = free_port()
+                ll = Proc([str(litellm), "--config", str(yaml), "--port", str(ll_port), "--num_workers", "1"],
+                          env={"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOG": "ERROR"}, log=scratch / "litellm.log")
+                procs.append(ll)
+                if wait_port(ll_port, timeout=180):
+                    time.sleep(2)
+                    measure("LiteLLM proxy (1 worker)", ll_port, "/v1/chat/completions",
+                            {"Authorization": f"Bearer {MASTER_KEY}"}, args, scratch, ll.proc.pid, rows, direct)
+                else:
+                    notes.append("LiteLLM: did not start (see litellm.log in the scratch folder)")
+            portkey = install_portkey(scratch)
+            if portkey is None:
+                notes.append("Portkey: install failed, not measured")
+            else:
+                pk = Proc(["npx", "@portkey-ai/gateway"], cwd=portkey, log=scratch / "portkey.log")
+                procs.append(pk)
+                if wait_port(8787, timeout=120):
+                    measure("Portkey gateway", 8787, "/v1/chat/completions",
+                            {"x-portkey-provider": "openai", "Authorization": "Bearer x",
+                             "x-portkey-custom-host": f"http://127.0.0.1:{up_port}/v1"},
+                            args, scratch, pk.proc.pid, rows, direct)
+                else:
+                    notes.append("Portkey: did not start on :8787 (see portkey.log in the scratch folder)")
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+    print(table(rows))
+    for note in notes:
+        print(note)
+    load = os.getloadavg()[0]
+    print(f"\n{os.cpu_count()} cores, load average {load:.1f}; wrk runs on the same machine; one run.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""`routelang serve`: an OpenAI-compatible gateway that executes a router's
+decisions against real upstreams. docs/gateway.md is the reference.
+
+    app.py        HTTP endpoints (aiohttp), headers, metrics and log per request
+    request.py    the request document rules see
+    plan.py       the one door into the compiler and the runtime
+    executor.py   attempts, retries, fallback, streaming, shadows
+    adapters/     one module per upstream wire format (openai, anthropic)
+    state.py      breakers, statistics, health: the interface replicas would share
+    health.py     health-check probes          reload.py   hot reload
+    metrics.py    Prometheus                   logs.py     JSON log lines
+    auth.py       client keys                  server.py   processes and signals
+    errors.py     the gateway's own errors, in OpenAI's shape, one code each
+"""

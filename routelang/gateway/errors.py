@@ -1,0 +1,41 @@
+"""Errors the gateway itself answers with, in OpenAI's shape:
+`{"error": {"message", "type", "param", "code"}}`. Each `code` is distinct and
+documented in docs/gateway.md; the status decides which exception the
+official `openai` client raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    status: int
+    type: str
+    code: str
+
+
+INVALID_JSON = Kind(400, "invalid_request_error", "invalid_json")
+INVALID_REQUEST = Kind(400, "invalid_request_error", "invalid_request")
+NO_MATCHING_RULE = Kind(400, "invalid_request_error", "no_matching_rule")
+UNSUPPORTED = Kind(400, "invalid_request_error", "unsupported_by_targets")
+MISSING_API_KEY = Kind(401, "authentication_error", "missing_api_key")
+INVALID_API_KEY = Kind(401, "authentication_error", "invalid_api_key")
+NOT_FOUND = Kind(404, "invalid_request_error", "unknown_endpoint")
+METHOD_NOT_ALLOWED = Kind(405, "invalid_request_error", "method_not_allowed")
+TOO_LARGE = Kind(413, "invalid_request_error", "request_too_large")
+ALL_TARGETS_FAILED = Kind(502, "upstream_error", "all_targets_failed")
+STREAM_INTERRUPTED = Kind(502, "upstream_error", "stream_interrupted")
+TARGETS_UNAVAILABLE = Kind(503, "service_unavailable", "targets_unavailable")
+NOT_READY = Kind(503, "service_unavailable", "not_ready")
+INTERNAL = Kind(500, "internal_error", "internal_error")
+
+
+def error_body(kind: Kind, message: str, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind.type, "param": param, "code": kind.code}}
+
+
+def error_bytes(kind: Kind, message: str, param: str | None = None) -> bytes:
+    return orjson.dumps(error_body(kind, message, param))

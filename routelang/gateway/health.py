@@ -1,0 +1,76 @@
+"""Health probes from the targets' `health_check { path interval timeout }`.
+
+Each target with a health check is probed every `interval` with a GET of
+`path` on its endpoint's origin (scheme, host and port: `/health` of
+`http://gpu-1:8000/v1` is `http://gpu-1:8000/health`, where vLLM and TGI
+answer). A 2xx within `timeout` is healthy; anything else makes the target
+unhealthy until a later probe succeeds. Until its first probe a target
+counts as healthy."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from .plan import HealthCheck, Loaded, target_name
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+def probe_url(endpoint: str, path: str) -> str:
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+class HealthChecker:
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self.tasks: dict[tuple, tuple[HealthCheck, asyncio.Task]] = {}
+
+    def sync(self, loaded: Loaded) -> None:
+        """Probe what `loaded` asks for: start new probes, stop removed or changed ones."""
+        for key, (check, task) in list(self.tasks.items()):
+            if loaded.health_checks.get(key) != check:
+                task.cancel()
+                del self.tasks[key]
+        for key, check in loaded.health_checks.items():
+            if key not in self.tasks:
+                task = asyncio.get_running_loop().create_task(self._loop(key, loaded.targets[key].endpoint,
+                                                                         target_name(loaded.targets[key]), check))
+                self.tasks[key] = (check, task)
+
+    async def close(self) -> None:
+        tasks = [task for _check, task in self.tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.tasks.clear()
+
+    async def _loop(self, key: tuple, endpoint: str, name: str, check: HealthCheck) -> None:
+        url = probe_url(endpoint, check.path)
+        gw = self.gateway
+        while True:
+            healthy, detail = await self.probe(url, check.timeout_s)
+            was = gw.state.healthy(key)
+            gw.state.set_health(key, healthy, detail)
+            gw.metrics.healthy.labels(name).set(1 if healthy else 0)
+            if was != healthy:
+                gw.log.write("health", target=name, healthy=healthy, detail=detail)
+            await asyncio.sleep(check.interval_s)
+
+    async def probe(self, url: str, timeout_s: float) -> tuple[bool, str | None]:
+        try:
+            async with self.gateway.executor.session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                await resp.read()
+                if 200 <= resp.status < 300:
+                    return True, None
+                return False, f"HTTP {resp.status}"
+        except TimeoutError:
+            return False, "timed out"
+        except aiohttp.ClientError as exc:
+            return False, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,57 @@
+"""One JSON line per request (and per shadow call, and per reload).
+
+Never the prompt or the completion, never a header value: ids, rule, target,
+attempts and their outcomes, status, timings, tokens, cost. Lines are
+buffered and flushed every FLUSH_S (and at shutdown), so logging costs no
+system call per request."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+
+FLUSH_S = 0.2
+
+
+class JsonLog:
+    def __init__(self, stream: IO[bytes] | None = None):
+        self.stream = stream if stream is not None else sys.stderr.buffer
+        self._lines: list[bytes] = []
+        self._task: asyncio.Task | None = None
+        self.lost = 0  # lines a broken log stream did not take
+
+    def write(self, event: str, **fields: Any) -> None:
+        self._lines.append(orjson.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str,
+                                        option=orjson.OPT_APPEND_NEWLINE))
+        if self._task is None:
+            try:
+                self._task = asyncio.get_running_loop().create_task(self._flush_later())
+            except RuntimeError:  # no loop (a reload outside the server): write now
+                self.flush()
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(FLUSH_S)
+        finally:
+            self._task = None
+            self.flush()
+
+    def close(self) -> None:
+        """Write what is buffered; no flush stays scheduled."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            try:
+                self.stream.write(b"".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken log stream never fails a request
+                self.lost += len(lines)

@@ -1,0 +1,326 @@
+"""The gateway's one door into the compiler and the runtime.
+
+Everything the gateway needs from them goes through here: loading a file
+into a `Loaded` config (`load`), turning the runtime's routing decision into
+the ordered attempts, the shadow copies and the reason (`decide`), feeding
+outcomes back (`observe`) and carrying breaker and latency state across a
+reload (`carry_over`). When the runtime's strategy model changes (nested
+strategies), this module is the one to adapt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+import routelang
+from routelang.runtime import operators, strategies
+from routelang.runtime.model import RuleSpec, StrategySpec, Target
+from routelang.vocab import strategies as vocab
+
+if TYPE_CHECKING:
+    from .state import State
+
+EXT = "x-routelang"
+# Selectors (vocab/strategies.py) that pick one target, which the gateway backs with the rule's others.
+PICKS_ONE = ("weighted_pick", "rotate")
+
+
+class LoadError(Exception):
+    """A file that cannot be served; the message is the rendered diagnostics."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    path: str
+    interval_s: float
+    timeout_s: float
+
+
+@dataclass
+class Loaded:
+    """One loaded version of the config file."""
+
+    path: str
+    router: routelang.Router
+    sha256: str
+    targets: dict[tuple, Target]              # every distinct target (by runtime key), in file order
+    health_checks: dict[tuple, HealthCheck]
+    models: list[str]                          # the model names a client may ask for (GET /v1/models)
+    version: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.router.plan.name
+
+
+def target_name(target: Target) -> str:
+    """How logs, metrics and headers call a target: its .route name, else its label, else its model."""
+    return target.name or target.label or target.model_name
+
+
+# ---- loading --------------------------------------------------------------------
+
+def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes]:
+    """The Mixtrain-schema JSON config of a `.route` file (compiled and checked,
+    `${VAR}`s filled in from `env`) or of a `.json` file, and the file's bytes
+    (for the version hash)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise LoadError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if path.endswith(".json"):
+        try:
+            config = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise LoadError(f"{path}: not valid JSON: {exc}") from None
+        return config, raw
+    from routelang.backends.json import lower
+    from routelang.compiler import compile_path
+
+    result = compile_path(path, env=env)
+    if not result.ok:
+        raise LoadError(result.render())
+    config, _notes = lower(result.router)
+    return config, raw
+
+
+def load(path: str, env: dict[str, str] | None = None) -> Loaded:
+    """Compile/read, check and load `path`; `${VAR}`s come from `env` (default:
+    the process environment). Raises LoadError."""
+    env = dict(os.environ) if env is None else env
+    config, raw = read_config(path, env)
+    try:
+        router = routelang.load(config, env=env)
+    except (routelang.ConfigError, routelang.CompileError) as exc:
+        raise LoadError(f"{path}: {exc}") from None
+    targets: dict[tuple, Target] = {}
+    for rule in router.rules:
+        for t in rule.targets:
+            targets.setdefault(t.key, t)
+    return Loaded(path=path, router=router, sha256=hashlib.sha256(raw).hexdigest(), targets=targets,
+                  health_checks=_health_checks(config, router), models=_models(router))
+
+
+def _health_checks(config: dict, router: routelang.Router) -> dict[tuple, HealthCheck]:
+    """`x-routelang.health_check` of each target (the runtime's model does not
+    carry it), keyed by the loaded target: the config's rules, less the extra
+    ones an `or` expanded into, are the router's rules in file order."""
+    rules = [r for r in config.get("rules") or [] if "part_of" not in (r.get(EXT) or {})]
+    out: dict[tuple, HealthCheck] = {}
+    for data, rule in zip(rules, router.rules):
+        for t, target in zip(data.get("targets") or [], rule.targets):
+            hc = (t.get(EXT) or {}).get("health_check")
+            if isinstance(hc, dict):
+                out[target.key] = HealthCheck(path=str(hc.get("path", "/health")),
+                                              interval_s=max(0.05, hc.get("interval_ms", 30_000) / 1000),
+                                              timeout_s=max(0.05, hc.get("timeout_ms", 2_000) / 1000))
+    return out
+
+
+def _models(router: routelang.Router) -> list[str]:
+    """Model names rules test (`model` / `request.model` with == or in), then the targets' model names."""
+    names: dict[str, None] = {}
+    for rule in router.plan.order:
+        for leaf in rule.conditions:
+            if leaf["field"] in ("model", "request.model") and leaf["operator"] in ("equals", "in"):
+                values = leaf["value"] if isinstance(leaf["value"], list) else [leaf["value"]]
+                names.update((v, None) for v in values if isinstance(v, str))
+    for rule in router.plan.order:
+        names.update((t.model_name, None) for t in rule.targets)
+    return list(names)
+
+
+def carry_over(old: Loaded, new: Loaded) -> None:
+    """Keep the breaker state and latency/reliability statistics of the targets
+    that stay (same provider, model and endpoint; breakers only when their
+    settings are unchanged). The runtime has no API to hand state to a new
+    Router, so this copies its fields, here and nowhere else."""
+    for key, breaker in new.router.breakers.items():
+        previous = old.router.breakers.get(key)
+        if previous is None or (previous.failure_threshold, previous.cooldown_s, previous.success_threshold) != (
+                breaker.failure_threshold, breaker.cooldown_s, breaker.success_threshold):
+            continue
+        with previous._lock:
+            state = (previous._state, previous._failures, previous._successes, previous._opened_at,
+                     previous._probe_at)
+        with breaker._lock:
+            (breaker._state, breaker._failures, breaker._successes, breaker._opened_at,
+             breaker._probe_at) = state
+    for key in new.targets:
+        stats = old.router.metrics.get(key)
+        if stats.requests:
+            with new.router.metrics._lock:
+                new.router.metrics._stats[key] = stats
+
+
+# ---- deciding -------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Decision:
+    rule: RuleSpec | None
+    attempts: list[Target]              # the targets to try, in order
+    shadows: list[Target] = field(default_factory=list)
+    reason: str = ""
+    retry_after_s: int | None = None    # when the rule matched but every target is unavailable
+    # attempts[:picked] the runtime selected, so their breakers already admitted them (and a
+    # half-open one took its probe); the executor checks and claims the others when it gets there.
+    picked: int = 0
+
+    @property
+    def unavailable(self) -> bool:
+        return self.rule is not None and not self.attempts
+
+
+def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
+    """Route `doc`: the runtime picks (breakers applied), then unhealthy targets
+    leave selection, and a split or round-robin pick is followed by the rule's
+    other available targets (written order for a split, rotation order for
+    round-robin) as the failover chain."""
+    result = loaded.router.route(doc)
+    rule = result.matched_rule
+    if rule is None:
+        return Decision(None, [], reason=result.explanation)
+    attempts, shadows = list(result.attempts), list(result.shadows)
+    selector = vocab.strategy(rule.strategy).selector
+    # A flat one-target pick is backed by the rule's other targets; a nested strategy's
+    # attempts are already its whole chain.
+    backed = selector in PICKS_ONE and not _nested(rule.selection)
+    picked = len(attempts)
+    if state.any_unhealthy():
+        healthy = state.healthy
+        shadows = [t for t in shadows if healthy(t.key)]
+        if attempts and not healthy(attempts[0].key) and backed:
+            attempts, picked = _repick(rule, doc, attempts[0], state), 0
+        else:
+            attempts = [t for t in attempts if healthy(t.key)]
+            picked = len(attempts)
+    if attempts and backed and len(rule.targets) > 1:
+        attempts += _others(rule, attempts[0], state, rotate=selector == "rotate")
+    reason = result.explanation
+    if not attempts:
+        why = "every target's circuit breaker is open or its health check fails"
+        if not reason.endswith("open"):
+            reason += f": {why}"
+        return Decision(rule, [], [], reason, _retry_after(loaded, rule, state))
+    return Decision(rule, attempts, shadows, reason, picked=picked)
+
+
+def _nested(node: StrategySpec) -> bool:
+    return any(isinstance(m, StrategySpec) for m in node.members)
+
+
+def _available(rule: RuleSpec, state: State) -> list[Target]:
+    return [t for t in rule.targets if state.healthy(t.key) and state.admits(t)]
+
+
+def _repick(rule: RuleSpec, doc: dict, chosen: Target, state: State) -> list[Target]:
+    """The pick again among healthy, admitted targets: weights renormalised for a
+    split (the same sticky point), the next one in rotation for round-robin."""
+    candidates = _available(rule, state)
+    if not candidates:
+        return []
+    if vocab.strategy(rule.strategy).selector == "rotate":
+        at = rule.targets.index(chosen)
+        rotation = rule.targets[at:] + rule.targets[:at]
+        return [next(t for t in rotation if any(t is c for c in candidates))]
+    weights = [t.weight for t in candidates]
+    split = rule.selection
+    if split.sticky_by is not None:
+        key = strategies.sticky_key(operators.lookup(doc, split.sticky_by))
+        if key is not None:
+            return [candidates[strategies.pick_sticky(weights, strategies.sticky_point(split.salt, key))]]
+    return [candidates[strategies.pick_random(weights)]]
+
+
+def _others(rule: RuleSpec, chosen: Target, state: State, rotate: bool) -> list[Target]:
+    targets = list(rule.targets)
+    at = next((i for i, t in enumerate(targets) if t.key == chosen.key), 0)
+    order = targets[at + 1:] + targets[:at] if rotate else targets[:at] + targets[at + 1:]
+    return [t for t in order if t.key != chosen.key and state.healthy(t.key) and state.admits(t)]
+
+
+def _retry_after(loaded: Loaded, rule: RuleSpec, state: State) -> int:
+    """Seconds until the first target of `rule` may be available again: the
+    earliest end of an open breaker's cooldown, else the shortest health-check
+    interval; at least 1."""
+    waits = []
+    for t in rule.targets:
+        breaker = loaded.router.breakers.get(t.key)
+        if breaker is not None and breaker.state != "closed":
+            waits.append(breaker.cooldown_s - (breaker._clock() - breaker._opened_at))
+        if not state.healthy(t.key) and t.key in loaded.health_checks:
+            waits.append(loaded.health_checks[t.key].interval_s)
+    return max(1, math.ceil(min(waits))) if waits else 1
+
+
+def observe(loaded: Loaded, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
+    """Feed one attempt's outcome to the runtime (breakers, latency, reliability)."""
+    loaded.router.observe(target, latency_ms=latency_ms, ok=ok, tokens=tokens)
+
+
+def admits(loaded: Loaded, target: Target) -> bool:
+    breaker = loaded.router.breakers.get(target.key)
+    return breaker is None or breaker.admits()
+
+
+def claim(loaded: Loaded, target: Target) -> None:
+    """A target the runtime did not pick is about to be tried: a half-open breaker's probe."""
+    breaker = loaded.router.breakers.get(target.key)
+    if breaker is not None:
+        breaker.dispatched()
+
+
+def breaker_state(loaded: Loaded, target: Target) -> str | None:
+    return loaded.router.breaker_state(target)
+
+
+def target_view(loaded: Loaded, target: Target) -> dict[str, Any]:
+    stats = loaded.router.stats(target)
+    return {"breaker": breaker_state(loaded, target), "requests": stats.requests,
+            "failures": stats.failures, "latency_ms": stats.latency_ms, "reliability": stats.reliability,
+            "tokens": stats.tokens}
+
+
+def candidates(loaded: Loaded, rule: RuleSpec, state: State) -> list[dict[str, Any]]:
+    """For /routing/decide: each target of `rule` with what its strategy ranks it by."""
+    stats = [loaded.router.stats(t) for t in rule.targets]
+    scored = bool(vocab.strategy(rule.strategy).score_factors) and not _nested(rule.selection)
+    scores = strategies.hybrid_scores(rule.selection, list(rule.targets), stats) if scored else None
+    out = []
+    for i, (t, s) in enumerate(zip(rule.targets, stats)):
+        row: dict[str, Any] = {"target": target_name(t), "weight": t.weight, "available":
+                               state.healthy(t.key) and admits(loaded, t),
+                               "healthy": state.healthy(t.key), "breaker": loaded.router.breaker_state(t),
+                               "latency_ms": s.latency_ms, "reliability": s.reliability,
+                               "cost_per_1k_tokens": t.cost_per_1k_tokens}
+        if scores is not None:
+            row["score"] = scores[i]
+        out.append(row)
+    return out
+
+
+def why_winner(rule: RuleSpec, rows: list[dict], winner: Target | None) -> str:
+    """One sentence on why the first attempt was chosen, for ranked strategies."""
+    defn = vocab.strategy(rule.strategy)
+    if winner is None or defn.selector not in strategies.RANKINGS:
+        return ""
+    name = target_name(winner)
+    row = next((r for r in rows if r["target"] == name), None)
+    if row is None:
+        return ""
+    if defn.score_factors:
+        weights = ", ".join(f"{f} {w}" for f, w in zip(defn.score_factors, rule.selection.score_weights))
+        return f"{name} has the highest {defn.keyword} score {row['score']:.4f} ({weights})"
+    if defn.selector == "rank_by_latency":
+        if row["latency_ms"] is None:
+            return f"{name} has not been measured yet (unmeasured targets go first)"
+        return f"{name} has the lowest measured latency ({row['latency_ms']:.1f} ms)"
+    cost = row["cost_per_1k_tokens"]
+    return f"{name} is the cheapest" + ("" if cost is None else f" ({cost} per 1k tokens)")

@@ -1,0 +1,77 @@
+"""Hot reload: on a change of the config file (polled) or on SIGHUP, compile
+and check the new version in a worker thread; serve it only if it loads.
+A version with errors leaves the old one in service: the diagnostics are
+logged, counted (`routelang_reloads_total{result="error"}`) and shown in
+/routing. Requests already running finish on the version they started
+with; breaker and latency state of targets that stay carries over."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING
+
+from . import plan
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+class Reloader:
+    def __init__(self, gateway: Gateway, interval_s: float):
+        self.gateway = gateway
+        self.interval_s = interval_s
+        self.last_error: dict | None = None
+        self._lock = asyncio.Lock()
+        self._seen = self._stat()
+        self._task: asyncio.Task | None = None
+
+    def _stat(self) -> tuple | None:
+        try:
+            st = os.stat(self.gateway.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            seen = self._stat()
+            if seen is not None and seen != self._seen:
+                self._seen = seen
+                await self.reload("file changed")
+
+    async def reload(self, trigger: str) -> bool:
+        """Load the file again; True when a new version is now served."""
+        gw = self.gateway
+        async with self._lock:
+            current = gw.loaded
+            try:
+                new = await asyncio.get_running_loop().run_in_executor(None, plan.load, gw.path)
+            except plan.LoadError as exc:
+                self.last_error = {"at": round(time.time(), 3), "trigger": trigger, "message": str(exc)}
+                gw.metrics.reloads.labels("error").inc()
+                gw.log.write("reload", trigger=trigger, result="error", version=current.version,
+                             diagnostics=str(exc))
+                return False
+            self.last_error = None
+            if new.sha256 == current.sha256:
+                return False
+            new.version = current.version + 1
+            gw.state.bind(new, current)
+            gw.loaded = new
+            gw.health.sync(new)
+            gw.metrics.reloads.labels("ok").inc()
+            gw.metrics.config_version.set(new.version)
+            gw.log.write("reload", trigger=trigger, result="ok", version=new.version, sha256=new.sha256)
+            return True

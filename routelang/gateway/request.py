@@ -1,0 +1,95 @@
+"""The request document a rule sees, built once per HTTP request.
+
+    the JSON body as the client sent it     model, messages, metadata.tier, user, ...
+    headers.<lower-case name>               every client header but credentials
+    request.type                            "chat" | "completion" | "embedding"
+    request.path                            "/v1/chat/completions", ...
+    request.stream                          the body's `stream`, as a boolean
+    request.model                           the body's `model` (for rules written as request.model)
+    request.tokens                          estimated prompt tokens: ceil(characters / 4)
+
+`routelang test FILE --http BODY.json` and `POST /routing/decide` build the
+same document through `document()`; docs/gateway.md is the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Endpoint path (below /v1) -> request.type.
+KINDS = {"/chat/completions": "chat", "/completions": "completion", "/embeddings": "embedding"}
+
+# Headers a rule never sees and an upstream never gets from the client: credentials.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"})
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the gateway sets itself for each upstream call.
+NOT_FORWARDED = SECRET_HEADERS | frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+    "host", "content-length", "content-type", "accept-encoding", "expect",
+})
+
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(body: Mapping[str, Any], kind: str) -> int:
+    """ceil(characters / 4) over the prompt's text: for chat, every message's
+    string content and the text parts of multi-part content; for completions
+    `prompt`; for embeddings `input` (strings, or lists of them; token-id
+    lists count one token per id)."""
+    if kind == "chat":
+        chars = 0
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            for message in messages:
+                if not isinstance(message, dict):
+                    continue
+                content = message.get("content")
+                if isinstance(content, str):
+                    chars += len(content)
+                elif isinstance(content, list):
+                    for part in content:
+                        if isinstance(part, dict) and isinstance(part.get("text"), str):
+                            chars += len(part["text"])
+        return -(-chars // CHARS_PER_TOKEN)
+    return _text_tokens(body.get("prompt" if kind == "completion" else "input"))
+
+
+def _text_tokens(value: Any) -> int:
+    if isinstance(value, str):
+        return -(-len(value) // CHARS_PER_TOKEN)
+    if isinstance(value, list):
+        total = 0
+        for item in value:
+            if isinstance(item, int) and not isinstance(item, bool):
+                total += 1
+            else:
+                total += _text_tokens(item)
+        return total
+    return 0
+
+
+def rule_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """`headers.<name>` of the document: lower-case names, credentials left out;
+    a repeated header keeps its first value."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        name = name.lower()
+        if name not in SECRET_HEADERS and name not in out:
+            out[name] = value
+    return out
+
+
+def document(body: dict, headers: Iterable[tuple[str, str]], path: str) -> dict:
+    """The document rules are evaluated on. The gateway's own keys (`headers`,
+    `request`) take the place of body fields of the same name."""
+    kind = KINDS.get(path.removeprefix("/v1"), "chat")
+    doc = dict(body)
+    doc["headers"] = rule_headers(headers)
+    doc["request"] = {
+        "type": kind,
+        "path": path,
+        "stream": body.get("stream") is True,
+        "model": body.get("model"),
+        "tokens": estimate_tokens(body, kind),
+    }
+    return doc

@@ -1,0 +1,140 @@
+"""Running the gateway: one process, or `--workers N` forked processes that
+share one listening socket (the kernel spreads connections), with
+prometheus_client's multiprocess mode so /metrics sums every worker.
+
+Signals: SIGTERM / SIGINT drain (stop accepting, let in-flight requests
+finish for up to `drain_s`), SIGHUP reloads the config (the master passes
+both on to its workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+from .executor import Settings
+
+
+@dataclass
+class Options:
+    path: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    settings: Settings = field(default_factory=Settings)
+    api_keys_file: str | None = None
+    reload_interval_s: float = 1.0
+    drain_s: float = 30.0
+    log_file: str | None = None
+    loop: str = "asyncio"       # or "uvloop" (when installed); see docs/gateway.md#performance
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def run(options: Options) -> int:
+    """Serve until SIGTERM; the exit status. Raises plan.LoadError (the file does not
+    load) and auth.KeyFileError before listening."""
+    from . import auth, plan  # neither imports prometheus_client (see prepare_multiprocess)
+
+    plan.load(options.path)
+    keys = auth.load_keys(options.api_keys_file) if options.api_keys_file else None
+    sock = _listen(options.host, options.port)
+    host, port = sock.getsockname()[:2]
+    print(f"routelang serve: {options.path} on http://{host}:{port} ({options.workers} worker(s))",
+          file=sys.stderr, flush=True)
+    if options.workers <= 1:
+        return _run_worker(options, sock, keys)
+    return _supervise(options, sock, keys)
+
+
+def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+    factory = None
+    if options.loop == "uvloop":
+        import uvloop  # optional: `pip install uvloop` (the CLI checks it is there)
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_worker(options, sock, keys))
+
+
+async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+    from aiohttp import web
+
+    from .app import Gateway
+    from .logs import JsonLog
+
+    log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
+    try:
+        gateway = Gateway(options.path, settings=options.settings, api_keys=keys, log=JsonLog(log_stream),
+                          reload_interval_s=options.reload_interval_s)
+        runner = web.AppRunner(gateway.application(), handler_cancellation=True, access_log=None,
+                               shutdown_timeout=options.drain_s)
+        await runner.setup()
+        await web.SockSite(runner, sock, backlog=4096).start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(gateway.reloader.reload("SIGHUP")))
+        await stop.wait()
+        gateway.log.write("draining", pid=os.getpid())
+        await runner.cleanup()
+        return 0
+    finally:
+        if log_stream is not None:
+            log_stream.close()
+
+
+def _supervise(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+    from prometheus_client import multiprocess
+
+    children: list[int] = []
+    for _ in range(options.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            os._exit(_run_worker(options, sock, keys))
+        children.append(pid)
+    sock.close()
+
+    def forward(signum, _frame):
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                continue  # already gone
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    status = 0
+    while children:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        if pid in children:
+            children.remove(pid)
+            multiprocess.mark_process_dead(pid)
+            status = status or os.waitstatus_to_exitcode(code)
+    return status
+
+
+def prepare_multiprocess(workers: int) -> str | None:
+    """Before anything imports prometheus_client: a directory for the workers' metric files."""
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = tempfile.mkdtemp(prefix="routelang-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory

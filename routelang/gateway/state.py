@@ -1,0 +1,87 @@
+"""The state replicas would share: circuit breakers, latency/reliability
+statistics, target health. The request path reaches it only through `State`,
+so a shared store (Redis, ...) is a new class here, not a change there.
+
+`InProcessState`, the default, keeps it in this process: breakers and
+statistics are the runtime's own (fed through `plan`), health is a dict.
+With `--workers N` each worker has its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from routelang.runtime.model import Target
+
+from . import plan
+
+
+class State(Protocol):
+    def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
+        """A new config version takes over; state of targets that stay carries over."""
+
+    def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
+        """One attempt's outcome (feeds the breaker and the ranking statistics)."""
+
+    def admits(self, target: Target) -> bool:
+        """Does the target's breaker let a request through now?"""
+
+    def claim(self, target: Target) -> None:
+        """A request is about to go to `target` outside the runtime's pick (a half-open probe)."""
+
+    def breaker(self, target: Target) -> str | None:
+        """"closed", "open", "half_open", or None without a breaker."""
+
+    def healthy(self, key: tuple) -> bool:
+        """False only while the target's health check fails."""
+
+    def any_unhealthy(self) -> bool: ...
+
+    def set_health(self, key: tuple, healthy: bool, detail: str | None) -> None: ...
+
+    def view(self, target: Target) -> dict[str, Any]:
+        """What /routing shows of a target: breaker, health, statistics."""
+
+
+class InProcessState:
+    def __init__(self) -> None:
+        self.loaded: plan.Loaded | None = None
+        self._health: dict[tuple, tuple[bool, str | None]] = {}
+        self._unhealthy = 0
+
+    def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
+        if previous is not None:
+            plan.carry_over(previous, loaded)
+        self.loaded = loaded
+        self._health = {k: v for k, v in self._health.items() if k in loaded.health_checks}
+        self._unhealthy = sum(not ok for ok, _ in self._health.values())
+
+    def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
+        plan.observe(self.loaded, target, ok, latency_ms, tokens)
+
+    def admits(self, target: Target) -> bool:
+        return plan.admits(self.loaded, target)
+
+    def claim(self, target: Target) -> None:
+        plan.claim(self.loaded, target)
+
+    def breaker(self, target: Target) -> str | None:
+        return plan.breaker_state(self.loaded, target)
+
+    def healthy(self, key: tuple) -> bool:
+        entry = self._health.get(key)
+        return entry is None or entry[0]
+
+    def any_unhealthy(self) -> bool:
+        return self._unhealthy > 0
+
+    def set_health(self, key: tuple, healthy: bool, detail: str | None) -> None:
+        self._health[key] = (healthy, detail)
+        self._unhealthy = sum(not ok for ok, _ in self._health.values())
+
+    def view(self, target: Target) -> dict[str, Any]:
+        out = plan.target_view(self.loaded, target)
+        entry = self._health.get(target.key)
+        out["healthy"] = None if entry is None else entry[0]
+        out["health_detail"] = None if entry is None else entry[1]
+        return out

@@ -1,0 +1,154 @@
+"""`routelang serve` as a process (signals, workers, exit codes) and `routelang test --http`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from gateway_fakes import config, http, rule, target, wait_for
+
+ROOT = Path(__file__).parents[2]
+CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+
+
+class Served:
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "routelang", "serve", *args, "--port", "0"],
+                                     stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        line = self.proc.stderr.readline()
+        match = re.search(r"on (http://[\d.]+:\d+)", line)
+        if match is None:
+            self.proc.kill()
+            raise AssertionError(line + self.proc.stderr.read())
+        self.url = match.group(1)
+        assert wait_for(lambda: self._up(), timeout=30)
+
+    def _up(self) -> bool:
+        try:
+            return http("GET", self.url + "/health", timeout=2).status_code == 200
+        except OSError:
+            return False
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+@pytest.fixture
+def serve():
+    made: list[Served] = []
+
+    def start(*args: str) -> Served:
+        served = Served(*args)
+        made.append(served)
+        return served
+
+    yield start
+    for served in made:
+        served.stop()
+
+
+def test_serve_answers_and_drains_on_sigterm(upstreams, serve, tmp_path):
+    up = upstreams()
+    up.script = [{"delay": 1.0, "body": {"choices": [], "usage": None}}]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [target(up, "m")]))))
+    log = tmp_path / "log.jsonl"
+    served = serve(str(path), "--log-file", str(log))
+    result = {}
+    slow = threading.Thread(target=lambda: result.update(r=http("POST", served.url + "/v1/chat/completions", CHAT)))
+    slow.start()
+    assert wait_for(lambda: len(up.received) == 1)
+    assert served.stop() == 0   # SIGTERM while a request is in flight
+    slow.join(10)
+    assert result["r"].status_code == 200  # ... and it was answered before the exit
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert "request" in events and events[-1] == "stop"
+
+
+def test_serve_refuses_a_broken_file_with_diagnostics(tmp_path):
+    path = tmp_path / "bad.route"
+    path.write_text("router r\nrule x { route nowhere }\n")
+    proc = subprocess.run([sys.executable, "-m", "routelang", "serve", str(path), "--port", "0"],
+                          check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    assert "error[" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_workers_share_the_port_and_metrics_add_up(upstreams, serve, tmp_path):
+    up = upstreams()
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [target(up, "m")]))))
+    served = serve(str(path), "--workers", "2")
+    for _ in range(30):
+        assert http("POST", served.url + "/v1/chat/completions", CHAT).status_code == 200
+    text = http("GET", served.url + "/metrics").text
+    counts = re.findall(r'routelang_requests_total\{[^}]*status="200"[^}]*\} ([\d.]+)', text)
+    assert sum(float(c) for c in counts) == 30
+    assert len(up.received) == 30
+
+
+def test_routelang_test_http_builds_the_gateway_document(tmp_path):
+    route = tmp_path / "r.route"
+    route.write_text('router r\nimport std.providers\ntarget a = openai("m")\ntarget b = openai("n")\n'
+                     'rule team priority 10 { when headers.x-team == "ml" and request.tokens > 2 route a }\n'
+                     'rule rest { route b }\n')
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"model": "x", "messages": [{"role": "user", "content": "twelve chars"}]}))
+    run = [sys.executable, "-m", "routelang", "test", str(route), "--http", str(body), "--format", "json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([*run, "--header", "X-Team: ml", "--header", "Authorization: Bearer k"],
+                         check=False, capture_output=True, text=True, env=env, timeout=60)
+    result = json.loads(out.stdout)
+    assert result["matched_rule"] == "team"
+    assert result["document"]["request"]["tokens"] == 3
+    assert result["document"]["headers"] == {"x-team": "ml"}
+    out = subprocess.run(run, check=False, capture_output=True, text=True, env=env, timeout=60)
+    assert json.loads(out.stdout)["matched_rule"] == "rest"
+    bad = subprocess.run([*run, "--header", "nocolon"], check=False, capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "NAME:VALUE" in bad.stderr
+
+
+def test_the_readme_example_serves(upstreams, tmp_path):
+    local, remote = upstreams("local"), upstreams("remote")
+    served = Served(str(ROOT / "examples" / "hybrid_local_remote.route"),
+                    env={"LOCAL_BASE_URL": local.url + "/v1", "LLAMA_BASE_URL": remote.url + "/v1"})
+    try:
+        reply = http("POST", served.url + "/v1/chat/completions",
+                     {"model": "llama-4-scout", "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200 and reply.headers["x-routelang-target"] == "local_scout"
+        assert local.received[0]["body"]["model"] == "llama-4-scout"
+        assert wait_for(lambda: local.health_probes >= 1)  # health_check { path "/health" } on the origin
+        decided = http("POST", served.url + "/routing/decide",
+                       {"model": "llama-3.3-70b-instruct", "user": {"id": "u-1"}}).json()
+        assert decided["rule"] == "llama_3_3" and len(decided["attempts"]) == 2
+    finally:
+        assert served.stop() == 0
+
+
+def test_sighup_reloads_and_a_broken_file_keeps_the_old_version(upstreams, serve, tmp_path):
+    a, b = upstreams("a"), upstreams("b")
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [target(a, "ma")]))))
+    served = serve(str(path), "--reload-interval", "0")
+    path.write_text("{broken")
+    served.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: http("GET", served.url + "/routing").json()["last_reload_error"] is not None)
+    assert http("POST", served.url + "/v1/chat/completions", CHAT).headers["x-routelang-target"] == "ma"
+    path.write_text(json.dumps(config(rule("all", [target(b, "mb")]))))
+    served.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: http("GET", served.url + "/routing").json()["version"] == 2)
+    assert http("POST", served.url + "/v1/chat/completions", CHAT).headers["x-routelang-target"] == "mb"

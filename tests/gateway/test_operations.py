@@ -1,0 +1,182 @@
+"""Operating the gateway: hot reload, client keys, errors, logs, metrics, /routing, load."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+from gateway_fakes import chat_answer, config, http, rule, target, wait_for
+
+from routelang.gateway import auth
+
+CHAT = {"model": "auto", "messages": [{"role": "user", "content": "a secret prompt"}]}
+
+
+def post(url, body=None, headers=None, path="/v1/chat/completions"):
+    return http("POST", url + path, CHAT if body is None else body, headers)
+
+
+def test_hot_reload_under_load_keeps_every_request_answered(upstreams, gateway):
+    a, b = upstreams("a"), upstreams("b")
+    breaker = {"x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 60000}}}
+    first = config(rule("all", [target(a, "ma", **breaker), target(b, "mb")], strategy="fallback"))
+    gw = gateway(first)
+    gw.lt.run(_fail_once(gw))  # one failure on ma's breaker, to see it carried over
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            statuses.append(post(gw.url).status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        gw.path.write_text("{ not json")
+        assert wait_for(lambda: http("GET", gw.url + "/routing").json()["last_reload_error"] is not None)
+        routing = http("GET", gw.url + "/routing").json()
+        assert routing["version"] == 1 and "not valid JSON" in routing["last_reload_error"]["message"]
+        assert 'routelang_reloads_total{result="error"}' in http("GET", gw.url + "/metrics").text
+        second = config(rule("all", [target(b, "mb"), target(a, "ma", **breaker)], strategy="fallback"))
+        gw.path.write_text(json.dumps(second))
+        assert wait_for(lambda: http("GET", gw.url + "/routing").json()["version"] == 2)
+        assert wait_for(lambda: post(gw.url).headers["x-routelang-target"] == "mb")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(20)
+    assert statuses and set(statuses) == {200}
+    routing = http("GET", gw.url + "/routing").json()
+    assert routing["last_reload_error"] is None
+    ma = next(t for t in routing["targets"] if t["name"] == "ma")
+    assert ma["failures"] == 1  # statistics of a target that stayed carried over
+    results = [r["result"] for r in gw.log_lines("reload")]
+    assert "error" in results and results[-1] == "ok"
+
+
+async def _fail_once(gw):
+    loaded = gw.gateway.loaded
+    target = next(t for t in loaded.targets.values() if t.model_name == "ma")
+    gw.gateway.state.record(target, ok=False, latency_ms=None, tokens=None)
+
+
+def test_a_route_file_reloads_on_sighup_path_too(upstreams, gateway):
+    a, b = upstreams("a"), upstreams("b")
+    source = 'router r\nimport std.providers\ntarget x = openai("m1") {{ endpoint "{url}/v1" }}\nrule all {{ route x }}\n'
+    gw = gateway(source.format(url=a.url), reload_interval_s=0)
+    assert post(gw.url).json()["choices"][0]["message"]["content"] == "from a"
+    gw.path.write_text(source.format(url=b.url).replace("rule all", "rule all priority oops"))
+    assert gw.lt.run(gw.gateway.reloader.reload("SIGHUP")) is False
+    error = http("GET", gw.url + "/routing").json()["last_reload_error"]
+    assert error["trigger"] == "SIGHUP" and "error" in error["message"]
+    gw.path.write_text(source.format(url=b.url))
+    assert gw.lt.run(gw.gateway.reloader.reload("SIGHUP")) is True
+    assert post(gw.url).json()["choices"][0]["message"]["content"] == "from b"
+
+
+def test_env_variables_in_targets_are_resolved_at_load(upstreams, gateway, monkeypatch):
+    up = upstreams()
+    monkeypatch.setenv("GW_TEST_BASE", up.url + "/v1")
+    monkeypatch.setenv("GW_TEST_KEY", "sk-upstream")
+    gw = gateway(config(rule("all", [{"provider": "openai", "model_name": "m", "endpoint": "${GW_TEST_BASE}",
+                                      "headers": {"Authorization": "Bearer ${GW_TEST_KEY}"}}])))
+    assert post(gw.url, headers={"Authorization": "Bearer client-key"}).status_code == 200
+    assert up.received[0]["headers"]["Authorization"] == "Bearer sk-upstream"
+    assert "sk-upstream" not in http("GET", gw.url + "/routing").text
+    assert "sk-upstream" not in json.dumps(gw.log_lines())
+
+
+def test_client_keys_are_required_when_configured(upstreams, gateway, tmp_path):
+    up = upstreams()
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(f"# team a\nsha256:{auth.digest('good-key')}\n")
+    gw = gateway(config(rule("all", [target(up)])), api_keys=auth.load_keys(str(keys_file)))
+    with pytest.raises(openai.AuthenticationError) as info:
+        openai.OpenAI(base_url=gw.url + "/v1", api_key="bad-key", max_retries=0).models.list()
+    assert info.value.code == "invalid_api_key"
+    assert post(gw.url).json()["error"]["code"] == "missing_api_key"
+    good = openai.OpenAI(base_url=gw.url + "/v1", api_key="good-key", max_retries=0)
+    assert good.chat.completions.create(**CHAT).choices[0].message.content == "from up"
+    assert "Authorization" not in up.received[0]["headers"]
+    assert http("GET", gw.url + "/health").status_code == 200  # liveness stays open
+    keys_file.write_text("good-key\n")
+    with pytest.raises(auth.KeyFileError, match="stored hashed"):
+        auth.load_keys(str(keys_file))
+
+
+def test_gateway_errors_are_openai_shaped_with_distinct_codes(upstreams, gateway):
+    up = upstreams()
+    gw = gateway(config(rule("all", [target(up)])))
+    cases = [(post(gw.url, b"{oops"), 400, "invalid_json"), (post(gw.url, [1, 2]), 400, "invalid_request"),
+             (http("GET", gw.url + "/v1/nope"), 404, "unknown_endpoint"),
+             (http("GET", gw.url + "/v1/chat/completions"), 405, "method_not_allowed")]
+    for reply, status, code in cases:
+        assert reply.status_code == status
+        assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
+        assert reply.json()["error"]["code"] == code
+
+
+def test_headers_are_forwarded_but_not_credentials_or_hop_by_hop(upstreams, gateway):
+    up = upstreams()
+    gw = gateway(config(rule("all", [target(up, headers={"X-Upstream": "set-by-target"})])))
+    post(gw.url, headers={"Authorization": "Bearer c", "X-Api-Key": "k", "X-Trace": "t1", "Connection": "close"})
+    sent = {k.lower(): v for k, v in up.received[0]["headers"].items()}
+    assert sent["x-trace"] == "t1" and sent["x-upstream"] == "set-by-target"
+    assert "authorization" not in sent and "x-api-key" not in sent
+    assert sent.get("connection") != "close"
+
+
+def test_one_log_line_per_request_without_text_or_secrets(upstreams, gateway):
+    up = upstreams()
+    gw = gateway(config(rule("all", [target(up, "m")])))
+    reply = post(gw.url, headers={"Authorization": "Bearer sk-client", "x-request-id": "req-7"})
+    assert reply.headers["x-request-id"] == "req-7"
+    lines = gw.log_lines()
+    assert len(lines) == 1
+    line = lines[0]
+    assert (line["id"], line["rule"], line["target"], line["status"]) == ("req-7", "all", "m", 200)
+    assert line["attempts"][0]["outcome"] == "ok" and line["prompt_tokens"] == 5
+    assert line["ms"] >= line["overhead_ms"] >= 0
+    everything = gw.logs.getvalue().decode()
+    assert "a secret prompt" not in everything and "from up" not in everything and "sk-client" not in everything
+
+
+def test_metrics_count_requests_retries_and_fallbacks(upstreams, gateway):
+    a, b = upstreams("a"), upstreams("b")
+    a.default = {"status": 500, "body": {}}
+    gw = gateway(config(rule("all", [target(a, "ma", retry_count=1), target(b, "mb")], strategy="fallback")))
+    for _ in range(3):
+        assert post(gw.url).status_code == 200
+    text = http("GET", gw.url + "/metrics").text
+    assert 'routelang_requests_total{endpoint="/v1/chat/completions",rule="all",status="200",target="mb"} 3.0' in text
+    assert 'routelang_retries_total{target="ma"} 3.0' in text
+    assert 'routelang_fallbacks_total{rule="all"} 3.0' in text
+    assert 'routelang_upstream_latency_seconds_count{outcome="http_500",target="ma"} 6.0' in text
+    assert "routelang_request_duration_seconds_bucket" in text and 'le="600.0"' in text
+    assert "routelang_overhead_seconds_count 3.0" in text
+
+
+def test_bounded_load_with_failing_and_hanging_upstreams_answers_every_request(upstreams, gateway):
+    flaky, hang, good = upstreams("flaky"), upstreams("hang"), upstreams("good")
+    counter = iter(range(10**6))
+    flaky.default = lambda body: {"status": 503, "body": {}} if next(counter) % 2 else {"body": chat_answer("f")}
+    hang.default = {"hang": True}
+    gw = gateway(config(
+        rule("hangs", [target(hang, "h", timeout_ms=200), target(good, "g")], strategy="fallback", priority=5,
+             conditions=[{"field": "user", "operator": "equals", "value": "h"}]),
+        rule("flaky", [target(flaky, "f"), target(hang, "h2", timeout_ms=200)], strategy="fallback")))
+    bodies = [{**CHAT, "user": "h" if i % 3 == 0 else "x", "stream": i % 4 == 0} for i in range(240)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda body: post(gw.url, body), bodies))
+    assert len(replies) == 240
+    statuses = [r.status_code for r in replies]
+    assert set(statuses) <= {200, 502} and 502 in statuses and 200 in statuses
+    assert all(r.headers["x-request-id"] for r in replies)
+    assert len(gw.log_lines()) == 240
+    assert time.monotonic() - started < 60  # bounded: nothing waited for the hanging upstream's hour
