@@ -148,7 +148,7 @@ class SplitEntry:
     weight: float        # as a fraction
     weight_text: str
     label: Name | None
-    target: TargetExpr
+    target: TargetExpr | Strategy   # a nested strategy: `80% primary: (fallback a, b)`
     span: Span
 
 
@@ -161,9 +161,8 @@ class Sticky:
 
 @dataclass(slots=True)
 class Strategy:
-    kind: str            # single, shadow, split, fallback, round_robin, least_latency,
-                         # lowest_cost, hybrid
-    targets: list[TargetExpr]
+    kind: str            # a kind of vocab/strategies.py
+    targets: list[TargetExpr | Strategy]   # a nested strategy is a split arm or fallback step
     span: Span
     entries: list[SplitEntry] = field(default_factory=list)
     sticky: Sticky | None = None

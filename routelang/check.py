@@ -35,7 +35,7 @@ from .diagnostics import (
     Diagnostic,
 )
 from .source import Span
-from .vocab import operators
+from .vocab import operators, strategies
 from .vocab import settings as target_settings
 
 # How messages write each operator: its canonical .route spelling.
@@ -181,33 +181,44 @@ class Checker:
 
     # ---- strategies and targets --------------------------------------------------
 
-    def strategy(self, strat: ir.Strategy, rule: ir.Rule) -> None:
+    def strategy(self, root: ir.Strategy, rule: ir.Rule) -> None:
         name = rule.name
-        for target in strat.targets:
-            self.target(target, name, split=strat.kind == "split")
-        if strat.kind == "split":
-            total = sum(t.weight or 0.0 for t in strat.targets)
-            if abs(total - 1.0) > SPLIT_TOLERANCE:
-                self.error(SPLIT_WEIGHTS, f"split weights add up to {_percent(total)}, not 100%", strat.span,
-                           help="make the shares add up to 100% (or to 1.0 as fractions)", rule=name)
-            elif len(strat.targets) > 1 and any(t.weight == 1.0 for t in strat.targets):
-                self.error(SPLIT_WEIGHTS, "a 100% share leaves nothing for the other split entries", strat.span,
-                           help="route to one target with `route T` instead", rule=name)
-            if strat.sticky_by is not None and self.schema and strat.sticky_by not in self.schema:
-                self.error(UNKNOWN_FIELD, f"sticky field `{strat.sticky_by}` is not declared in the schema",
-                           strat.spans.get("sticky_by", strat.span), rule=name)
-        if strat.kind == "shadow" and len(strat.targets) != 2:
-            self.error(SHADOW_TARGETS, f"shadow routing takes one primary and one shadow, got {len(strat.targets)}",
-                       strat.span, rule=name)
-        if strat.kind == "hybrid":
-            weights = {k: getattr(strat, f"{k}_weight") for k in ("cost", "latency", "reliability")}
-            for k, w in weights.items():
+        for strat in root.walk():
+            defn = strategies.strategy(strat.kind)
+            for member in strat.members:
+                if isinstance(member, ir.Target):
+                    self.target(member, name, split=strat.kind == "split")
+            count = len(strat.members)
+            if count < defn.min_targets or (defn.max_targets is not None and count > defn.max_targets):
+                self.error(SHADOW_TARGETS if defn.mirrors else INVALID_SETTING,
+                           f"{defn.keyword} takes {_bounds(defn)}, got {count}", strat.span,
+                           help=f"write `{defn.syntax}`", rule=name)
+            if strat.kind == "split":
+                self.split(strat, name)
+            for factor in defn.score_factors:
+                w = getattr(strat, f"{factor}_weight")
                 if w is not None and not (0.0 <= w <= 1.0):
-                    self.error(HYBRID_WEIGHTS, f"hybrid {k} weight {w:g} is outside 0..1",
-                               strat.spans.get(f"{k}_weight", strat.span), rule=name)
-            if not any(w for w in weights.values()):
-                self.error(HYBRID_WEIGHTS, "hybrid needs at least one positive weight", strat.span,
-                           help="e.g. hybrid(cost 0.4, latency 0.4, reliability 0.2)", rule=name)
+                    self.error(HYBRID_WEIGHTS, f"{defn.keyword} {factor} weight {w:g} is outside 0..1",
+                               strat.spans.get(f"{factor}_weight", strat.span), rule=name)
+            if defn.score_factors and not any(getattr(strat, f"{f}_weight") for f in defn.score_factors):
+                self.error(HYBRID_WEIGHTS, f"{defn.keyword} needs at least one positive weight", strat.span,
+                           help=f"e.g. {defn.syntax}", rule=name)
+
+    def split(self, strat: ir.Split, name: str) -> None:
+        total = sum(arm.weight or 0.0 for arm in strat.arms)
+        if abs(total - 1.0) > SPLIT_TOLERANCE:
+            self.error(SPLIT_WEIGHTS, f"split weights add up to {_percent(total)}, not 100%", strat.span,
+                       help="make the shares add up to 100% (or to 1.0 as fractions)", rule=name)
+        elif len(strat.arms) > 1 and any(arm.weight == 1.0 for arm in strat.arms):
+            self.error(SPLIT_WEIGHTS, "a 100% share leaves nothing for the other split entries", strat.span,
+                       help="route to one target with `route T` instead", rule=name)
+        for arm in strat.arms:
+            if isinstance(arm, ir.NestedArm) and not (0.0 <= arm.weight <= 1.0):
+                self.error(WEIGHT_OUT_OF_RANGE, f"weight {_percent(arm.weight)} is outside 0..1 (0%..100%)",
+                           arm.spans.get("weight", arm.span), rule=name)
+        if strat.sticky_by is not None and self.schema and strat.sticky_by not in self.schema:
+            self.error(UNKNOWN_FIELD, f"sticky field `{strat.sticky_by}` is not declared in the schema",
+                       strat.spans.get("sticky_by", strat.span), rule=name)
 
     def target(self, t: ir.Target, rule: str, split: bool) -> None:
         spans = t.spans
@@ -336,6 +347,13 @@ def _literal(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+def _bounds(defn: strategies.StrategyDef) -> str:
+    low, high = defn.min_targets, defn.max_targets
+    if low == high:
+        return f"exactly {low} target{'s' if low != 1 else ''}"
+    return f"at least {low} target{'s' if low != 1 else ''}" if high is None else f"{low} to {high} targets"
 
 
 def _percent(fraction: float) -> str:

@@ -222,8 +222,8 @@ def interpolate_router(router: ir.Router, env: dict[str, str]) -> tuple[ir.Route
 
     rules = []
     for rule in router.rules:
-        targets = tuple(target(t, rule.name) for t in rule.strategy.targets)
-        rules.append(rule.model_copy(update={"strategy": rule.strategy.model_copy(update={"targets": targets})}))
+        strategy = rule.strategy.map_targets(lambda t, name=rule.name: target(t, name))
+        rules.append(rule.model_copy(update={"strategy": strategy}))
     seen = set()
     unique = []
     for d in diags:

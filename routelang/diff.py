@@ -22,6 +22,7 @@ from . import ir
 from .analysis import RouterAnalysis, Space, TooComplex, atoms_of, build_variables
 from .analysis.regions import find_point, intersect
 from .backends.json import condition_tree
+from .vocab import strategies
 
 NO_MATCH = "no match"
 MAX_CHANGES_PER_PAIR = 10  # kinds of request shown per (old rule, new rule); beyond, "and more"
@@ -37,11 +38,26 @@ def behaviour(rule: ir.Rule | None) -> tuple | str:
     Weights matter to a split only: other strategies ignore them."""
     if rule is None:
         return NO_MATCH
-    s = rule.strategy
-    targets = tuple((t.provider, t.model_name, t.endpoint, t.weight if s.kind == "split" else None,
-                     bool(t.is_shadow)) for t in _targets(s))
-    salt = (s.salt if s.salt is not None else rule.name) if s.sticky_by is not None else None
-    return (s.kind, targets, s.sticky_by, salt, s.cost_weight, s.latency_weight, s.reliability_weight)
+    return _strategy_behaviour(rule.strategy, rule.name)
+
+
+def _strategy_behaviour(s: ir.Strategy, salt_default: str) -> tuple:
+    """(kind, members, sticky_by, salt, *score weights): a target member is
+    (provider, model, endpoint, weight in a split, shadow flag); a nested
+    strategy is (its arm weight, its own behaviour)."""
+    members: list[tuple] = []
+    for m in s.members:
+        if isinstance(m, ir.Target):
+            members.append((m.provider, m.model_name, m.endpoint, m.weight if s.kind == "split" else None,
+                            bool(m.is_shadow)))
+        elif isinstance(m, ir.NestedArm):
+            members.append((m.weight, _strategy_behaviour(m.strategy, salt_default)))
+        else:
+            members.append((None, _strategy_behaviour(m, salt_default)))
+    sticky_by = s.sticky_by if isinstance(s, ir.Split) else None
+    salt = (s.salt if s.salt is not None else salt_default) if sticky_by is not None else None
+    weights = tuple(getattr(s, f"{f}_weight", None) for f in strategies.SCORE_FACTORS)
+    return (s.kind, tuple(members), sticky_by, salt, *weights)
 
 
 def describe(rule: ir.Rule | None, detailed: bool = False) -> str:
@@ -49,21 +65,29 @@ def describe(rule: ir.Rule | None, detailed: bool = False) -> str:
     the salt and hybrid weights (for changes the short form does not show)."""
     if rule is None:
         return "no rule (unrouted)"
-    s = rule.strategy
+    return f"rule `{rule.name}` ({_describe_strategy(rule.strategy, rule.name, detailed)})"
+
+
+def _describe_strategy(s: ir.Strategy, salt_default: str, detailed: bool) -> str:
     parts = []
-    for t in _targets(s):
-        share = f"{t.weight * 100:g}% " if s.kind == "split" and t.weight is not None else ""
-        text = f"{share}{t.provider}:{t.model_name}"
-        if detailed:
-            text += f" at {t.endpoint}" + (" (is_shadow)" if t.is_shadow else "")
+    for m in s.members:
+        share = f"{m.weight * 100:g}% " if s.kind == "split" and m.weight is not None else ""
+        inner = m.strategy if isinstance(m, ir.NestedArm) else m
+        if isinstance(inner, ir.Target):
+            text = f"{share}{inner.provider}:{inner.model_name}"
+            if detailed:
+                text += f" at {inner.endpoint}" + (" (is_shadow)" if inner.is_shadow else "")
+        else:
+            text = f"{share}({_describe_strategy(inner, salt_default, detailed)})"
         parts.append(text)
-    extra = f" sticky by {s.sticky_by}" if s.sticky_by else ""
-    if detailed and s.sticky_by:
-        extra += f" salt {json.dumps(s.salt if s.salt is not None else rule.name)}"
-    if detailed and s.kind == "hybrid":
-        extra += f" (cost {s.cost_weight or 0:g}, latency {s.latency_weight or 0:g}, " \
-                 f"reliability {s.reliability_weight or 0:g})"
-    return f"rule `{rule.name}` ({s.kind}{extra}: {', '.join(parts)})"
+    sticky_by = s.sticky_by if isinstance(s, ir.Split) else None
+    extra = f" sticky by {sticky_by}" if sticky_by else ""
+    if detailed and sticky_by:
+        extra += f" salt {json.dumps(s.salt if s.salt is not None else salt_default)}"
+    factors = strategies.strategy(s.kind).score_factors
+    if detailed and factors:
+        extra += " (" + ", ".join(f"{f} {getattr(s, f'{f}_weight') or 0:g}" for f in factors) + ")"
+    return f"{s.kind}{extra}: {', '.join(parts)}"
 
 
 def differences(old: ir.Rule | None, new: ir.Rule | None) -> list[str]:
@@ -72,6 +96,8 @@ def differences(old: ir.Rule | None, new: ir.Rule | None) -> list[str]:
     otherwise the two descriptions say it."""
     if old is None or new is None or (old.name != new.name and _condition_key(old) != _condition_key(new)):
         return []
+    if old.strategy.nested() or new.strategy.nested():
+        return []  # members are not all targets: the two descriptions say what changed
     a, b = behaviour(old), behaviour(new)
     if a[0] != b[0] or len(a[1]) != len(b[1]):
         return []
@@ -81,7 +107,7 @@ def differences(old: ir.Rule | None, new: ir.Rule | None) -> list[str]:
         for name, x, y in zip(fields, before, after):
             if x != y:
                 out.append(f"{name} of {t_old.provider}:{t_old.model_name}: {json.dumps(x)} -> {json.dumps(y)}")
-    for name, x, y in zip(("sticky by", "salt", "cost weight", "latency weight", "reliability weight"),
+    for name, x, y in zip(("sticky by", "salt", *(f"{f} weight" for f in strategies.SCORE_FACTORS)),
                           a[2:], b[2:]):
         if x != y:
             out.append(f"{name}: {json.dumps(x)} -> {json.dumps(y)}")

@@ -22,7 +22,7 @@ from . import ir
 from .backends.json import condition_tree, lower
 from .compiler import CompileResult
 from .diagnostics import Diagnostic, sort_diagnostics
-from .vocab import operators
+from .vocab import operators, strategies
 
 FORMAT_VERSION = 1
 FORMATS = ("table", "json", "markdown")
@@ -90,48 +90,89 @@ def percent(x: float) -> str:
 
 
 def _shares(s: ir.Strategy) -> list[tuple[str, float | None]]:
-    """(role, share of traffic) per target; None where it is decided per request."""
-    n = len(s.targets)
-    if s.kind == "single":
-        return [("primary", 1.0)]
-    if s.kind == "shadow":
-        return [("primary", 1.0), ("mirror", 1.0)]
-    if s.kind == "split":
-        total = sum(t.weight or 0.0 for t in s.targets) or 1.0
-        return [("split", (t.weight or 0.0) / total) for t in s.targets]
-    if s.kind == "round_robin":
-        return [("in turn", 1.0 / n)] * n
-    if s.kind == "fallback":
-        return [("primary" if i == 0 else f"fallback {i}", 1.0 if i == 0 else None) for i in range(n)]
-    return [("candidate", None)] * n
+    """(role, share of traffic) per member; None where it is decided per request."""
+    defn = strategies.strategy(s.kind)
+    n = len(s.members)
+    first, rest = defn.roles
+    if defn.shares == "weighted":
+        total = sum(m.weight or 0.0 for m in s.members) or 1.0
+        return [(first, (m.weight or 0.0) / total) for m in s.members]
+    if defn.shares == "equal":
+        return [(first, 1.0 / n)] * n
+    if defn.shares == "chain":
+        return [(first, 1.0)] + [(f"{rest} {i}", None) for i in range(1, n)]
+    if defn.shares == "per_request":
+        return [(first, None)] * n
+    return [(first, 1.0)] + [(rest, 1.0)] * (n - 1)  # all / mirrored
+
+
+def _target_shares(s: ir.Strategy, scale: float | None = 1.0,
+                   where: str = "") -> list[tuple[ir.Target, str, float | None]]:
+    """(target, role, share of the rule's traffic it gets first) for every target,
+    nested ones included: a nested strategy's targets share its part, and their
+    role says where they are ("fallback 1 in primary/preferred")."""
+    out = []
+    for i, (member, (role, share)) in enumerate(zip(s.members, _shares(s)), 1):
+        inner = member.strategy if isinstance(member, ir.NestedArm) else member
+        total = None if share is None or scale is None else share * scale
+        if isinstance(inner, ir.Target):
+            out.append((inner, f"{role} in {where}" if where else role, total))
+            continue
+        if isinstance(member, ir.NestedArm):
+            step = member.label or f"arm {i}"
+        else:
+            step = f"step {i}"
+        out.extend(_target_shares(inner, total, f"{where}/{step}" if where else step))
+    return out
+
+
+def member_words(member) -> str:
+    """A member in words: a target's name, or a nested strategy in parentheses."""
+    if isinstance(member, ir.NestedArm):
+        words = f"({strategy_words(member.strategy)})"
+        return f"{member.label} {words}" if member.label else words
+    return target_name(member) if isinstance(member, ir.Target) else f"({strategy_words(member)})"
 
 
 def strategy_words(s: ir.Strategy) -> str:
-    names = [target_name(t) for t in s.targets]
-    if s.kind == "single":
-        return f"route to {names[0]}"
-    if s.kind == "shadow":
-        return f"shadow: primary {names[0]}, mirror to {names[1]}"
-    if s.kind == "split":
-        text = "split " + " / ".join(
-            f"{percent(share)} {name}" for (_, share), name in zip(_shares(s), names)
-        )
-        if s.sticky_by:
-            text += f", sticky by {s.sticky_by}"
-            if s.salt is not None:
-                text += f" (salt {literal(s.salt)})"
-        return text
-    if s.kind == "fallback":
-        return "fallback: " + " ".join(f"{i}. {name}" for i, name in enumerate(names, 1))
-    if s.kind == "round_robin":
-        return f"round robin over {', '.join(names)} ({percent(1 / len(names))} each)"
-    if s.kind == "hybrid":
-        weights = ", ".join(
-            f"{factor} {percent(getattr(s, f'{factor}_weight') or 0.0)}"
-            for factor in ("cost", "latency", "reliability")
-        )
-        return f"hybrid: {weights} among {', '.join(names)}"
-    return f"{s.kind.replace('_', ' ')} among {', '.join(names)}"
+    defn = strategies.strategy(s.kind)
+    names = [member_words(m) for m in s.members]
+    shares = _shares(s)
+    split_shares = " / ".join(
+        f"{percent(share)} {name}" for (_, share), name in zip(shares, names) if share is not None)
+    text = defn.explain.format(
+        first=names[0], second=names[-1], names=", ".join(names),
+        numbered=" ".join(f"{i}. {name}" for i, name in enumerate(names, 1)),
+        shares=split_shares, each=percent(1 / len(names)),
+        weights=", ".join(f"{f} {percent(getattr(s, f'{f}_weight') or 0.0)}" for f in defn.score_factors),
+    )
+    if isinstance(s, ir.Split) and s.sticky_by:
+        text += f", sticky by {s.sticky_by}"
+        if s.salt is not None:
+            text += f" (salt {literal(s.salt)})"
+    return text
+
+
+def _strategy_data(s: ir.Strategy) -> dict:
+    """The strategy's kind, words and parameters (None where the kind has none);
+    `members` lists nested strategies' data, for a strategy with any."""
+    out: dict[str, Any] = {
+        "kind": s.kind,
+        "words": strategy_words(s),
+        "sticky_by": getattr(s, "sticky_by", None),
+        "salt": getattr(s, "salt", None),
+    }
+    for factor in strategies.SCORE_FACTORS:
+        out[f"{factor}_weight"] = getattr(s, f"{factor}_weight", None)
+    if s.nested():
+        out["members"] = [
+            {"target": target_name(m)} if isinstance(m, ir.Target) else {
+                "weight": m.weight if isinstance(m, ir.NestedArm) else None,
+                "label": m.label if isinstance(m, ir.NestedArm) else None,
+                **_strategy_data(m.strategy if isinstance(m, ir.NestedArm) else m)}
+            for m in s.members
+        ]
+    return out
 
 
 def _duration(ms: int | None) -> str | None:
@@ -249,16 +290,8 @@ def _rule_data(rule: ir.Rule, order: int | None) -> dict:
             "words": condition_words(rule.when),
             "tree": condition_tree(rule.when) if rule.when is not None else None,
         },
-        "strategy": {
-            "kind": s.kind,
-            "words": strategy_words(s),
-            "sticky_by": s.sticky_by,
-            "salt": s.salt,
-            "cost_weight": s.cost_weight,
-            "latency_weight": s.latency_weight,
-            "reliability_weight": s.reliability_weight,
-        },
-        "targets": [_target_data(t, role, share) for t, (role, share) in zip(s.targets, _shares(s))],
+        "strategy": _strategy_data(s),
+        "targets": [_target_data(t, role, share) for t, role, share in _target_shares(s)],
     }
 
 

@@ -29,6 +29,7 @@ from . import ast
 from .diagnostics import Diagnostic
 from .parser import parse
 from .source import Source, Span
+from .vocab import strategies
 
 WIDTH = 100
 INDENT = 4
@@ -292,36 +293,43 @@ class _Printer:
 
     # -- strategies --
     def strategy(self, s: ast.Strategy) -> list:
-        if s.kind in ("single", "shadow"):
-            out = [self.lit("route"), SPACE, *self.target(s.targets[0])]
-            if s.kind == "shadow":
-                out += [SPACE, self.lit("shadow"), SPACE, *self.target(s.targets[1])]
+        defn = strategies.strategy(s.kind)
+        out = [self.lit(defn.keyword)]
+        if defn.layout == "route":
+            out += [SPACE, *self.member(s.targets[0])]
+            if defn.mirrors:
+                out += [SPACE, self.lit("shadow"), SPACE, *self.member(s.targets[1])]
             return out
-        if s.kind == "split":
-            out = [self.lit("split"), SPACE]
+        if defn.layout == "block":
+            out.append(SPACE)
             if s.sticky is not None:
                 out += [self.lit("sticky"), SPACE, self.lit("by"), SPACE, *self.path(s.sticky.path), SPACE]
                 if s.sticky.salt is not None:
                     out += [self.lit("salt"), SPACE, self.leaf(s.sticky.salt.span), SPACE]
             return out + [self.block(lambda: [self.split_entry(e) for e in s.entries], always_break=True)]
-        out = [self.lit(s.kind)]
-        if s.kind == "hybrid":
+        if defn.layout == "call_list":
             weights = list(s.hybrid.items())
             out.append(self.seq("(", ")", weights, lambda kv: [self.lit(kv[0]), SPACE, self.leaf(kv[1].span)]))
         return out + [SPACE, self.target_list(s.targets)]
+
+    def member(self, m) -> list:
+        """A target, or a nested strategy in parentheses."""
+        if isinstance(m, ast.Strategy):
+            return [self.lit("("), *self.strategy(m), self.lit(")")]
+        return self.target(m)
 
     def split_entry(self, e: ast.SplitEntry) -> list:
         out: list = [self.lex(_WEIGHT), SPACE]
         if e.label is not None:
             out += [self.leaf(e.label.span), self.lit(":"), SPACE]
-        return out + self.target(e.target)
+        return out + self.member(e.target)
 
     def target_list(self, targets: list) -> Group:
         parts: list = []
         for i, t in enumerate(targets):
             if i:
                 parts += [self.lit(","), Line()]
-            parts += self.target(t)
+            parts += self.member(t)
         return Group([Indent(parts)])
 
     # -- top-level items --

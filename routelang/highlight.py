@@ -22,7 +22,7 @@ from pygments.token import (
     Whitespace,
 )
 
-from .vocab import operators
+from .vocab import operators, strategies
 from .vocab import settings as target_settings
 
 __all__ = ["RoutelangLexer"]
@@ -35,17 +35,22 @@ _AFTER = r"(?![A-Za-z0-9_\-])(?!\s*[.:])"
 
 DECLARATIONS = ("router", "metadata", "import", "provider", "profile", "defaults", "target",
                 "condition", "schema", "rule", "test")
-STRATEGIES = ("when", "route", "shadow", "split", "sticky", "by", "salt", "fallback",
-              "round_robin", "least_latency", "lowest_cost", "hybrid")
+STRATEGIES = ("when", *strategies.KEYWORDS, "shadow", "sticky", "by", "salt")
 # Target settings and their sub-settings come from vocab/settings.py (`provider` is a declaration).
 SETTINGS = tuple(dict.fromkeys((
     "priority", *(s.surface for s in target_settings.TABLE if s.surface != "provider"),
-    *(sub.surface for s in target_settings.TABLE for sub in s.block), "use", "per", "latency", "reliability")))
+    *(sub.surface for s in target_settings.TABLE for sub in s.block), "use", "per", *strategies.SCORE_FACTORS)))
 WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
 TEST_KEYWORDS = ("request", "expect", "no", "match", "targets")
 MODIFIERS = ("enabled", "disabled")
 TYPES = ("string", "number", "integer", "bool", "list", "object", "any", "enum")
 CONSTANTS = ("true", "false", "null")
+
+
+# Words followed by `(` that are not provider calls: operators, `enum(`, and
+# strategies with a parameter list (`hybrid(`).
+_CALL_LIKE = ("and", "or", "not", "in", "when", "enum",
+              *(s.keyword for s in strategies.STRATEGIES.values() if s.layout == "call_list"))
 
 
 def _kw(names: tuple[str, ...]):
@@ -86,7 +91,7 @@ class RoutelangLexer(RegexLexer):
             (r"(?<=\.)" + _NAME, Name.Attribute),
             (_BEFORE + _NAME + r"(?=\s*:)", Name.Label),
             # Provider preset calls: modal("model", "https://...").
-            (_BEFORE + r"(?!(?:and|or|not|in|when|hybrid|enum)(?![A-Za-z0-9_\-]))" + _NAME + r"(?=\s*\()",
+            (_BEFORE + r"(?!(?:" + "|".join(_CALL_LIKE) + r")(?![A-Za-z0-9_\-]))" + _NAME + r"(?=\s*\()",
              Name.Function),
             # Numbers: percentages and durations before plain numbers.
             (_BEFORE + r"[0-9]+(?:\.[0-9]+)?%", Number),

@@ -18,7 +18,7 @@ located at its own object.
 
 A config that routelang compiled carries `x-routelang` fields (see
 backends/json.py); those are read back too (`or`, `not`, `>=`, sticky splits,
-round_robin, least_latency / lowest_cost / hybrid, target names, costs,
+the strategies Mixtrain lacks (vocab/strategies.py), target names, costs,
 circuit breakers, health checks), as long as the file they give compiles to
 the same config for Mixtrain; otherwise the import is of Mixtrain's view.
 """
@@ -44,8 +44,9 @@ from .printer import (
     percent_value,
     print_file,
 )
+from .runtime.model import ConfigError, plan_from_config
 from .source import NO_SPAN, Span
-from .vocab import operators
+from .vocab import operators, strategies
 from .vocab import settings as target_settings
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
@@ -269,20 +270,61 @@ def _target_name(t: dict, taken: set[str]) -> str:
 
 
 def _kind(rule: dict) -> str:
-    """The rule's strategy as routelang wrote it (Mixtrain's, for a plain config)."""
-    return rule.get(EXT, {}).get("strategy", {}).get("kind", rule["strategy"])
+    """The rule's strategy as routelang wrote it (Mixtrain's, for a plain config
+    or an extension that names no strategy routelang knows)."""
+    kind = rule.get(EXT, {}).get("strategy", {}).get("kind", rule["strategy"])
+    return kind if kind in strategies.STRATEGIES else rule["strategy"]
 
 
 def _uses(rule: dict, i: int):
     """(target, JSON path, in_split, label_outside) for each target a rule writes."""
     if "part_of" in rule.get(EXT, {}):
         return  # an extra rule routelang expanded an `or` into; its owner says it all
+    if _tree(rule) is not None:
+        for index, (in_split, outside) in sorted(_tree_uses(rule).items()):
+            yield rule["targets"][index], ("rules", i, "targets", index), in_split, outside
+        return
     kind = _kind(rule)
     targets = rule["targets"][:1] if kind == "single" else rule["targets"]
     for k, t in enumerate(targets):
-        in_split = kind in ("split", "round_robin")  # round_robin's weights are the compiler's shares
+        # A split's weights are its shares; an equal-weights lowering's are the compiler's.
+        in_split = kind == "split" or strategies.strategy(kind).mixtrain.weights == "equal"
         outside = kind == "split" and t["label"] is not None and is_identifier(t["label"])
         yield t, ("rules", i, "targets", k), in_split, outside
+
+
+def _tree(rule: dict) -> dict | None:
+    """The rule's nested strategy tree (x-routelang.strategy with `members`), when
+    routelang's runtime would read it; None otherwise (the import is of Mixtrain's view)."""
+    tree = rule.get(EXT, {}).get("strategy", {})
+    if not isinstance(tree, dict) or "members" not in tree:
+        return None
+    try:
+        plan_from_config({"name": "import", "rules": [dict(rule, is_enabled=True)]})
+    except ConfigError:
+        return None
+    return tree
+
+
+def _tree_uses(rule: dict) -> dict[int, tuple[bool, bool]]:
+    """A nested strategy tree's targets: index -> (in_split, label_outside). The
+    JSON weights of a tree's targets are the compiler's (a split arm's share is in
+    the tree) except those a fallback-lowered tree takes as written."""
+    tree = rule[EXT]["strategy"]
+    compilers_weights = strategies.strategy(tree["kind"]).mixtrain.nested_weights == "first_choice"
+    out: dict[int, tuple[bool, bool]] = {}
+
+    def walk(node: dict) -> None:
+        split = strategies.strategy(node["kind"]).layout == "block"
+        for m in node["members"]:
+            if isinstance(m, dict):
+                walk(m)
+                continue
+            t = rule["targets"][m]
+            out[m] = (split or compilers_weights, split and t["label"] is not None and is_identifier(t["label"]))
+
+    walk(tree)
+    return out
 
 
 class _FileBuilder(_Builder):
@@ -372,6 +414,9 @@ class _FileBuilder(_Builder):
         return self.target(t, path, in_split, outside, where)
 
     def strategy(self, rule: dict, path: Path, where: str) -> ast.Strategy:
+        tree = _tree(rule)
+        if tree is not None:
+            return self.strategy_tree(rule, tree, (), path, where)
         kind, targets = _kind(rule), rule["targets"]
         ext = rule.get(EXT, {}).get("strategy", {})
         span = self.locate(path + ("targets",))
@@ -384,12 +429,12 @@ class _FileBuilder(_Builder):
         if kind == "shadow":
             return ast.Strategy("shadow", [self.ref(t, p, False, False, where) for t, p in zip(targets, at)], span)
         if kind != "split":
-            refs = [self.ref(t, p, kind == "round_robin", False, where) for t, p in zip(targets, at)]
-            strategy = ast.Strategy(kind, refs, span)
-            if kind == "hybrid":
-                for factor in ("cost", "latency", "reliability"):
-                    key = f"{factor}_weight"
-                    strategy.hybrid[factor] = self.value(ext.get(key, 0.0), path + (EXT, "strategy", key), where)
+            defn = strategies.strategy(kind)
+            equal_shares = defn.mixtrain.weights == "equal"  # the compiler's weights, not written ones
+            strategy = ast.Strategy(kind, [self.ref(t, p, equal_shares, False, where) for t, p in zip(targets, at)], span)
+            for factor in defn.score_factors:
+                key = f"{factor}_weight"
+                strategy.hybrid[factor] = self.value(ext.get(key, 0.0), path + (EXT, "strategy", key), where)
             return strategy
         entries = []
         for t, p in zip(targets, at):
@@ -407,6 +452,44 @@ class _FileBuilder(_Builder):
                 salt = self.string(ext["salt"], path + (EXT, "strategy", "salt"))
             strategy.sticky = ast.Sticky(ast.FieldPath(ext["sticky_by"].split("."), self.locate(sticky_at)), salt,
                                          self.locate(sticky_at))
+        return strategy
+
+    def strategy_tree(self, rule: dict, node: dict, tree_path: tuple[int, ...], path: Path,
+                      where: str) -> ast.Strategy:
+        """A nested strategy tree (`x-routelang.strategy` with `members`; leaves are
+        indices into the rule's targets) as syntax nodes."""
+        defn = strategies.strategy(node["kind"])
+        uses = _tree_uses(rule)
+        at = path + (EXT, "strategy")
+        span = self.locate(path + ("targets",))
+
+        def member(m, k: int):
+            if isinstance(m, dict):
+                return self.strategy_tree(rule, m, (*tree_path, k), path, where)
+            return self.ref(rule["targets"][m], path + ("targets", m), *uses[m], where)
+
+        members = [member(m, k) for k, m in enumerate(node["members"])]
+        strategy = ast.Strategy(defn.kind, members, span)
+        if defn.layout == "block":
+            labels = node.get("labels") or [None] * len(members)
+            for k, (m, target) in enumerate(zip(node["members"], members)):
+                label = labels[k]
+                if label is not None and isinstance(m, dict) and not is_identifier(label):
+                    self.note(where, f"split arm label {label!r} is not a name; it is left out", at)
+                # A leaf's label that is no identifier stays a setting of the target.
+                written = label is not None and is_identifier(label) and (isinstance(m, dict) or uses[m][1])
+                share = percent_text(node["weights"][k]) or repr(node["weights"][k])
+                weight = percent_value(share[:-1]) if share.endswith("%") else float(share)
+                strategy.entries.append(ast.SplitEntry(weight, share, ast.Name(label, span) if written else None,
+                                                       target, span))
+            if node.get("sticky_by"):
+                default_salt = rule["name"] if not tree_path else f"{rule['name']}/{'.'.join(map(str, tree_path))}"
+                salt = None
+                if node.get("salt") is not None and node["salt"] != default_salt:
+                    salt = self.string(node["salt"], at)
+                strategy.sticky = ast.Sticky(ast.FieldPath(node["sticky_by"].split("."), span), salt, span)
+        for factor in defn.score_factors:
+            strategy.hybrid[factor] = self.value(node.get(f"{factor}_weight", 0.0), at, where)
         return strategy
 
 

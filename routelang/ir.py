@@ -22,11 +22,6 @@ from .vocab import settings as target_settings
 # Condition operators, from the one table (routelang/vocab/operators.py).
 OperatorName = Literal[operators.NAMES]
 
-STRATEGIES = (
-    "single", "split", "shadow", "fallback",
-    "round_robin", "least_latency", "lowest_cost", "hybrid",
-)
-MIXTRAIN_STRATEGIES = ("single", "split", "shadow", "fallback")
 
 
 class Node(BaseModel):
@@ -103,15 +98,157 @@ Target = create_model(
 
 
 # ---- strategies ----------------------------------------------------------------
+# One model per strategy of vocab/strategies.py, each with only its own fields,
+# discriminated by `kind` (as conditions are). `targets` is every target a
+# strategy can reach, flattened in written order (what Mixtrain's JSON lists);
+# split arms and fallback steps may be strategies themselves (`Member`).
 
-class Strategy(Node):
-    kind: str                              # one of STRATEGIES
-    targets: tuple[Target, ...]
-    sticky_by: str | None = None           # split: field whose value buckets the request
-    salt: str | None = None                # split: hash salt (defaults to the rule name)
-    cost_weight: float | None = None       # hybrid
+class _Strategy(Node):
+    """What every strategy model has. Each defines `members` (the targets or
+    nested strategies it chooses among, in written order) and `_with_members`."""
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        out: list[Target] = []
+        for member in self.members:
+            inner = member.strategy if isinstance(member, NestedArm) else member
+            out.extend(inner.targets if isinstance(inner, _Strategy) else (inner,))
+        return tuple(out)
+
+    def nested(self) -> tuple[Strategy, ...]:
+        """The strategies written as members of this one (not recursively)."""
+        return tuple(m.strategy if isinstance(m, NestedArm) else m for m in self.members
+                     if isinstance(m, (_Strategy, NestedArm)))
+
+    def walk(self):
+        """This strategy and every strategy nested in it, depth first."""
+        yield self
+        for inner in self.nested():
+            yield from inner.walk()
+
+    def map_targets(self, fn) -> Strategy:
+        """A copy with every target replaced by `fn(target)`."""
+        def member(m):
+            if isinstance(m, NestedArm):
+                return m.model_copy(update={"strategy": m.strategy.map_targets(fn)})
+            return m.map_targets(fn) if isinstance(m, _Strategy) else fn(m)
+        return self._with_members(tuple(member(m) for m in self.members))
+
+
+class Single(_Strategy):
+    kind: Literal["single"] = "single"
+    target: Target
+
+    @property
+    def members(self) -> tuple:
+        return (self.target,)
+
+    def _with_members(self, members):
+        return self.model_copy(update={"target": members[0]})
+
+    @classmethod
+    def of(cls, members: tuple, **fields) -> Single:
+        return cls(target=members[0], **fields)
+
+
+class Shadow(_Strategy):
+    kind: Literal["shadow"] = "shadow"
+    primary: Target
+    shadow: Target
+
+    @property
+    def members(self) -> tuple:
+        return (self.primary, self.shadow)
+
+    def _with_members(self, members):
+        return self.model_copy(update={"primary": members[0], "shadow": members[1]})
+
+    @classmethod
+    def of(cls, members: tuple, **fields) -> Shadow:
+        return cls(primary=members[0], shadow=members[1], **fields)
+
+
+class NestedArm(Node):
+    """A split arm that is a strategy: `80% primary: (fallback a, b)`. (An arm
+    that is a target carries its weight and label on the Target, as Mixtrain's
+    JSON does.)"""
+
+    weight: float
+    label: str | None = None
+    strategy: Strategy
+
+
+class Split(_Strategy):
+    kind: Literal["split"] = "split"
+    arms: tuple[Target | NestedArm, ...]
+    sticky_by: str | None = None           # field whose value buckets the request
+    salt: str | None = None                # hash salt (defaults to the rule name)
+
+    @property
+    def members(self) -> tuple:
+        return self.arms
+
+    def _with_members(self, members):
+        return self.model_copy(update={"arms": members})
+
+    @classmethod
+    def of(cls, members: tuple, **fields) -> Split:
+        return cls(arms=members, **fields)
+
+
+class _Listed(_Strategy):
+    @property
+    def members(self) -> tuple:
+        return self.candidates
+
+    def _with_members(self, members):
+        return self.model_copy(update={"candidates": members})
+
+    @classmethod
+    def of(cls, members: tuple, **fields) -> _Listed:
+        return cls(candidates=members, **fields)
+
+
+class Fallback(_Listed):
+    kind: Literal["fallback"] = "fallback"
+    candidates: tuple[Member, ...]         # the steps, tried in order
+
+
+class RoundRobin(_Listed):
+    kind: Literal["round_robin"] = "round_robin"
+    candidates: tuple[Target, ...]
+
+
+class LeastLatency(_Listed):
+    kind: Literal["least_latency"] = "least_latency"
+    candidates: tuple[Target, ...]
+
+
+class LowestCost(_Listed):
+    kind: Literal["lowest_cost"] = "lowest_cost"
+    candidates: tuple[Target, ...]
+
+
+class Hybrid(_Listed):
+    kind: Literal["hybrid"] = "hybrid"
+    candidates: tuple[Target, ...]
+    cost_weight: float | None = None       # None: not written, which counts as 0
     latency_weight: float | None = None
     reliability_weight: float | None = None
+
+
+Strategy = Annotated[
+    Single | Shadow | Split | Fallback | RoundRobin | LeastLatency | LowestCost | Hybrid,
+    Field(discriminator="kind"),
+]
+Member = Target | Strategy
+for _model in (NestedArm, Split, Fallback):
+    _model.model_rebuild()
+# kind -> model, for building a strategy from its vocab entry.
+STRATEGY_MODELS: dict[str, type[_Strategy]] = {
+    m.model_fields["kind"].default: m
+    for m in (Single, Shadow, Split, Fallback, RoundRobin, LeastLatency, LowestCost, Hybrid)
+}
 
 
 # ---- rules, tests, router ------------------------------------------------------

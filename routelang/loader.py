@@ -166,7 +166,7 @@ def fill_env(plan: Plan, env: Mapping[str, str]) -> Plan:
     for rule in plan.rules:
         targets = tuple(target(t, f"rule {rule.name!r}, target {i} ({t.name or t.model_name!r})")
                         for i, t in enumerate(rule.targets, start=1))
-        rules.append(rule if targets == rule.targets else replace(rule, targets=targets))
+        rules.append(rule if targets == rule.targets else rule.with_targets(targets))
     return plan if all(a is b for a, b in zip(rules, plan.rules)) else replace(plan, rules=tuple(rules))
 
 

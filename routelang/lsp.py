@@ -44,7 +44,7 @@ from .compiler import CompileResult, compile_text
 from .fmt import FormatError, format_text
 from .lint import lint
 from .source import Span
-from .vocab import operators
+from .vocab import operators, strategies
 from .vocab import settings as target_settings
 
 SERVER_NAME = "routelang"
@@ -77,13 +77,6 @@ KEYWORD_DOCS = {
     "expect": "`expect rule R | no match | target T | target in [A, B] | targets [A, B] | shadow S`: "
               "what the test's request must get; it must hold on every run.",
     "when": "`when expr`: the condition under which a rule applies.",
-    "route": "`route TARGET [shadow TARGET]`: send matching requests to one target.",
-    "split": "`split [sticky by FIELD [salt \"s\"]] { 80% a: T1  20% b: T2 }`: weighted split.",
-    "fallback": "`fallback T1, T2, ...`: try targets in order until one answers.",
-    "round_robin": "`round_robin T1, T2, ...`: rotate between targets.",
-    "least_latency": "`least_latency T1, T2, ...`: pick the fastest target.",
-    "lowest_cost": "`lowest_cost T1, T2, ...`: pick the cheapest target.",
-    "hybrid": "`hybrid(cost W, latency W, reliability W) T1, T2, ...`: weighted score.",
     "schema": "`schema { field.path: type }` declares the request fields conditions may use.",
     "defaults": "`defaults { settings }`: settings every target of the router starts from.",
     "use": "`use PROFILE`: apply a profile's settings at this point.",
@@ -93,6 +86,10 @@ for _setting in target_settings.TABLE:
     _where = (f"`x-routelang.{_setting.json_field}`" if _setting.json_place == target_settings.EXTENSION
               else f"Mixtrain's `{_setting.json_field}`")
     KEYWORD_DOCS.setdefault(_setting.surface, f"`{_setting.surface}`: the target's {_setting.phrase} ({_where}).")
+# Strategy keywords, from vocab/strategies.py (`route` covers single and shadow).
+for _defn in strategies.STRATEGIES.values():
+    _usage = f"`{_defn.syntax}`: {_defn.summary}."
+    KEYWORD_DOCS[_defn.keyword] = f"{KEYWORD_DOCS[_defn.keyword]}  \n{_usage}" if _defn.keyword in KEYWORD_DOCS else _usage
 
 _SEVERITY = {
     rl_diagnostics.Severity.ERROR: types.DiagnosticSeverity.Error,
@@ -125,12 +122,9 @@ SYNTAX_ERROR_CODE = rl_diagnostics.SYNTAX_ERROR.code
 # Which names make sense after which keyword.
 _NAME_CONTEXT = {
     "use": ("profile",),
-    "route": ("target", "provider"),
     "shadow": ("target", "provider"),
-    "fallback": ("target", "provider"),
-    "round_robin": ("target", "provider"),
-    "least_latency": ("target", "provider"),
-    "lowest_cost": ("target", "provider"),
+    # A target name follows the keyword of a strategy written `keyword T1, T2` (not `split {`, `hybrid(`).
+    **{s.keyword: ("target", "provider") for s in strategies.STRATEGIES.values() if s.layout in ("route", "list")},
     "when": ("condition", "schema_field"),
     "and": ("condition", "schema_field"),
     "or": ("condition", "schema_field"),

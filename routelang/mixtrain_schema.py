@@ -22,10 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .ir import MIXTRAIN_STRATEGIES
+from .vocab import strategies
 from .vocab.operators import MIXTRAIN_NAMES, UNARY
 
-RoutingStrategy = Enum("RoutingStrategy", {name.upper(): name for name in MIXTRAIN_STRATEGIES}, type=str)
+RoutingStrategy = Enum("RoutingStrategy", {name.upper(): name for name, defn in strategies.STRATEGIES.items()
+                                            if defn.mixtrain_native}, type=str)
 ConditionOperator = Enum("ConditionOperator", {name.upper(): name for name in MIXTRAIN_NAMES}, type=str)
 
 _MIXTRAIN = ConfigDict(use_enum_values=True)  # Mixtrain's config on every model (extra keys are ignored)

@@ -29,7 +29,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 from .diagnostics import DUPLICATE_SETTING, HYBRID_WEIGHTS, SYNTAX_ERROR, Diagnostic, Related
 from .source import Source, Span
-from .vocab import operators
+from .vocab import operators, strategies
 
 MAX_SYNTAX_ERRORS = 20
 MAX_VALUE_DEPTH = 32  # lists/objects nested deeper than this are refused
@@ -371,10 +371,6 @@ class _Builder(Transformer):
 
         return make
 
-    fallback = _listed("fallback")
-    round_robin = _listed("round_robin")
-    least_latency = _listed("least_latency")
-    lowest_cost = _listed("lowest_cost")
 
     def hybrid(self, c):
         weights, targets = c
@@ -394,14 +390,11 @@ class _Builder(Transformer):
     def hybrid_weights(self, c):
         return [x for x in c if x is not None]
 
-    def cost_weight(self, c):
-        return ("cost", c[0])
+    def _score_factor(factor):
+        def make(self, c):
+            return (factor, c[0])
 
-    def latency_weight(self, c):
-        return ("latency", c[0])
-
-    def reliability_weight(self, c):
-        return ("reliability", c[0])
+        return make
 
     # -- schema --
     def schema_def(self, c):
@@ -506,6 +499,14 @@ class _Builder(Transformer):
 
     def start(self, c):
         return list(c)
+
+
+# The grammar's alias of a listed strategy is its kind; of a hybrid weight, `{factor}_weight`.
+for _defn in strategies.STRATEGIES.values():
+    if _defn.layout == "list":
+        setattr(_Builder, _defn.kind, _Builder._listed(_defn.kind))
+    for _factor in _defn.score_factors:
+        setattr(_Builder, f"{_factor}_weight", _Builder._score_factor(_factor))
 
 
 class _Key:

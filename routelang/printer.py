@@ -18,7 +18,7 @@ from . import ast
 from .fmt import FormatterBug, format_text
 from .parser import grammar_text, parse, quote
 from .source import Source
-from .vocab import operators
+from .vocab import operators, strategies
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
@@ -166,24 +166,29 @@ def _target(t) -> str:
     return head if t.settings is None else f"{head} {_block([_setting(s) for s in t.settings.items])}"
 
 
+def _member(m) -> str:
+    """A strategy's member: a target, or a nested strategy in parentheses."""
+    return f"({_strategy(m)})" if isinstance(m, ast.Strategy) else _target(m)
+
+
 def _strategy(s: ast.Strategy) -> str:
-    if s.kind == "single":
-        return f"route {_target(s.targets[0])}"
-    if s.kind == "shadow":
-        return f"route {_target(s.targets[0])} shadow {_target(s.targets[1])}"
-    if s.kind == "split":
-        head = "split"
+    defn = strategies.strategy(s.kind)
+    if defn.layout == "route":
+        text = f"route {_member(s.targets[0])}"
+        return f"{text} shadow {_member(s.targets[1])}" if defn.mirrors else text
+    if defn.layout == "block":
+        head = defn.keyword
         if s.sticky is not None:
             head += f" sticky by {field_text(s.sticky.path.segments)}"
             if s.sticky.salt is not None:
                 head += f" salt {quote(s.sticky.salt.value)}"
-        entries = [f"{e.weight_text} {_name(e.label) + ': ' if e.label else ''}{_target(e.target)}"
+        entries = [f"{e.weight_text} {_name(e.label) + ': ' if e.label else ''}{_member(e.target)}"
                    for e in s.entries]
         return f"{head} {{ {'  '.join(entries)} }}"
-    head = s.kind
-    if s.kind == "hybrid":
+    head = defn.keyword
+    if defn.score_factors:
         head += "(" + ", ".join(f"{factor} {_value(v)}" for factor, v in s.hybrid.items()) + ")"
-    return f"{head} " + ", ".join(_target(t) for t in s.targets)
+    return f"{head} " + ", ".join(_member(t) for t in s.targets)
 
 
 def _item(it) -> str:

@@ -34,6 +34,7 @@ from .diagnostics import (
     MISSING_STRATEGY,
     MULTIPLE_STRATEGIES,
     MULTIPLE_WHEN,
+    NESTED_STRATEGY,
     NO_RULES,
     ROUTER_IN_MODULE,
     TYPE_MISMATCH,
@@ -46,6 +47,7 @@ from .diagnostics import (
 from .parser import parse, quote
 from .source import Source, SourceError, Span, SpanMap, read_source
 from .vocab import settings as target_settings
+from .vocab import strategies
 
 
 def stdlib_dir() -> Path:
@@ -452,33 +454,49 @@ class Resolver:
     # ---- rules -------------------------------------------------------------------
 
     def strategy(self, module: Module, rule: ast.RuleDef, strat: ast.Strategy) -> ir.Strategy | None:
-        targets: list[ir.Target | None] = []
+        defn = strategies.strategy(strat.kind)
+        members: list = []
         if strat.kind == "split":
             for entry in strat.entries:
                 spans = {"weight": entry.span}
                 if entry.label is not None:
                     spans["label"] = entry.label.span
-                targets.append(self.build_target(
-                    module, entry.target, label=entry.label.text if entry.label else None,
-                    weight=entry.weight, extra_spans=spans,
-                ))
+                label = entry.label.text if entry.label else None
+                if isinstance(entry.target, ast.Strategy):
+                    inner = self.nested_strategy(module, rule, entry.target, defn)
+                    members.append(None if inner is None else ir.NestedArm(
+                        weight=entry.weight, label=label, strategy=inner, span=entry.span, spans=SpanMap(spans)))
+                else:
+                    members.append(self.build_target(module, entry.target, label=label, weight=entry.weight,
+                                                      extra_spans=spans))
         else:
-            targets = [self.build_target(module, t) for t in strat.targets]
-        if any(t is None for t in targets):
+            members = [self.nested_strategy(module, rule, t, defn) if isinstance(t, ast.Strategy)
+                       else self.build_target(module, t) for t in strat.targets]
+        if any(m is None for m in members):
             return None
         spans = SpanMap()
-        kwargs: dict = {}
+        fields: dict = {}
         if strat.sticky is not None:
-            kwargs["sticky_by"] = self.field_path(strat.sticky.path)
-            if kwargs["sticky_by"] is None:
+            fields["sticky_by"] = self.field_path(strat.sticky.path)
+            if fields["sticky_by"] is None:
                 return None
             spans["sticky_by"] = strat.sticky.path.span
             if strat.sticky.salt is not None:
-                kwargs["salt"] = strat.sticky.salt.value
+                fields["salt"] = strat.sticky.salt.value
         for factor, value in strat.hybrid.items():
-            kwargs[f"{factor}_weight"] = float(value.value)
+            fields[f"{factor}_weight"] = float(value.value)
             spans[f"{factor}_weight"] = value.span
-        return ir.Strategy(kind=strat.kind, targets=tuple(targets), span=strat.span, spans=spans, **kwargs)
+        return ir.STRATEGY_MODELS[strat.kind].of(tuple(members), span=strat.span, spans=spans, **fields)
+
+    def nested_strategy(self, module: Module, rule: ast.RuleDef, inner: ast.Strategy,
+                        outer: strategies.StrategyDef) -> ir.Strategy | None:
+        """A strategy written as a member of `outer` (a split arm, a fallback step)."""
+        if not outer.nests:
+            nesting = " or ".join(f"`{s.keyword}`" for s in strategies.STRATEGIES.values() if s.nests)
+            self.error(NESTED_STRATEGY, f"`{outer.keyword}` chooses among targets, not strategies", inner.span,
+                       help=f"only {nesting} members may be strategies; name the targets here", rule=rule.name.text)
+            return None
+        return self.strategy(module, rule, inner)
 
     def rule(self, module: Module, rule: ast.RuleDef) -> ir.Rule | None:
         name = rule.name.text

@@ -70,7 +70,7 @@ def routers(draw):
         when = draw(st.one_of(st.none(), conditions)) if i == count - 1 else draw(conditions)
         rules.append(ir.Rule(name=f"r{i}", priority=draw(st.integers(0, 2)), when=when,
                              enabled=draw(st.sampled_from([True, True, True, False])),
-                             strategy=ir.Strategy(kind="single", targets=(TARGET,))))
+                             strategy=ir.Single(target=TARGET)))
     return ir.Router(name="g", rules=tuple(rules))
 
 
@@ -111,7 +111,7 @@ def test_unreachable_agrees_with_brute_force(router):
 def router_of(*conditions, priorities=None):
     rules = tuple(
         ir.Rule(name=f"r{i}", priority=(priorities or [10 - i for i in range(len(conditions))])[i], when=c,
-                strategy=ir.Strategy(kind="single", targets=(TARGET,)))
+                strategy=ir.Single(target=TARGET))
         for i, c in enumerate(conditions)
     )
     return ir.Router(name="t", rules=rules)

@@ -345,6 +345,7 @@ rule "q r" disabled "desc" priority -3 { when c1 or (f =~ "x" note "n" and g not
 rule s { when (a == 1 and b == 2) and c == 3 or h contains "z" and i not contains "y"
   split sticky by user."id" { 0.5 p("a") { timeout 2h } 50% l: x } }
 rule h { hybrid(latency 1, cost 0,) x, p() }
+rule n { fallback (split sticky by u { 50% a: (route x shadow p())  0.5 (split { 100% x }) }), (round_robin x, p()) }
 test "t" { expect no match request { a: 1 } expect rule s target x expect rule s }
 test "u" { request { } expect target in [x, "y",] targets [x, p] shadow p expect rule s }
 """

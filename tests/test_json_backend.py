@@ -139,8 +139,9 @@ def sample_requests(router: ir.Router, count: int, seed: int) -> list[dict]:
     for rule in router.rules:
         for cmp in walk_conditions(rule.when):
             fields.setdefault(cmp.field, []).extend(candidate_values(cmp))
-        if rule.strategy.sticky_by:
-            fields.setdefault(rule.strategy.sticky_by, []).extend(["u-1", "u-2", 42])
+        for strategy in rule.strategy.walk():
+            if isinstance(strategy, ir.Split) and strategy.sticky_by:
+                fields.setdefault(strategy.sticky_by, []).extend(["u-1", "u-2", 42])
     rng = random.Random(seed)
     requests = [t.request for t in router.tests]
     for _ in range(count):

@@ -113,7 +113,7 @@ def test_an_operator_without_a_domain_makes_the_analysis_inexact(monkeypatch):
         "holds twice", None, False)
     monkeypatch.setitem(operators.BY_NAME, "odd", odd)
     target = ir.Target(provider="p", model_name="m", endpoint="https://a.example")
-    strategy = ir.Strategy(kind="single", targets=(target,))
+    strategy = ir.Single(target=target)
     first = ir.Rule(name="a", priority=2, strategy=strategy,
                     when=ir.Compare.model_construct(field="x", operator="equals", value="q", kind="compare"))
     second = ir.Rule(name="b", priority=1, strategy=strategy,

@@ -8,9 +8,15 @@ ignores (its models drop unknown keys) and routelang's runtime reads:
 rule["x-routelang"]:
     when        the exact condition tree ({"all"|"any": [...]}, {"not": c},
                 or a condition), when `conditions` alone is not exact
-    strategy    {"kind": "split", "sticky_by", "salt"} | {"kind": "round_robin"}
-                | {"kind": "least_latency" | "lowest_cost"}
-                | {"kind": "hybrid", "cost_weight", "latency_weight", "reliability_weight"}
+    strategy    {"kind": K, ...K's parameters}, for a strategy Mixtrain lacks or a
+                parameter it lacks (a sticky split's "sticky_by", "salt"; hybrid's
+                "cost_weight", "latency_weight", "reliability_weight"); see
+                vocab/strategies.py for which. When members are strategies
+                themselves (A11), the whole tree: each node also has "members"
+                (an int is an index into the rule's `targets`, an object a
+                nested node), and a split node "weights" and "labels", one per
+                member. A nested split's salt defaults to "RULE/PATH", PATH
+                the member indices from the root ("canary/0.1").
     enabled     routelang's enabled flag, when Mixtrain's view had to differ
     part_of     set on the extra rules an `or` expands into; routelang skips them
 target["x-routelang"]:
@@ -38,7 +44,7 @@ import orjson
 from .. import __version__, ir
 from ..diagnostics import MIXTRAIN_APPROXIMATION, MIXTRAIN_INEXACT, Diagnostic, Related, Severity
 from ..envvars import has_refs as envvars_in
-from ..vocab import operators
+from ..vocab import operators, strategies
 from ..vocab import settings as target_settings
 
 FORMAT_VERSION = 1
@@ -171,30 +177,107 @@ def target_json(t: ir.Target, weight: float | None = None) -> dict:
     return out
 
 
+def _parameters(s: ir.Strategy, default_salt: str) -> dict[str, Any]:
+    """The strategy's own parameters, as x-routelang carries them."""
+    out: dict[str, Any] = {}
+    if isinstance(s, ir.Split) and s.sticky_by is not None:
+        out = {"sticky_by": s.sticky_by, "salt": s.salt if s.salt is not None else default_salt}
+    for factor in strategies.strategy(s.kind).score_factors:
+        out[f"{factor}_weight"] = getattr(s, f"{factor}_weight") or 0.0
+    return out
+
+
 def _strategy(rule: ir.Rule, notes: list[Diagnostic]) -> tuple[str, list[dict], dict | None]:
     s = rule.strategy
-    kind = s.kind
-    if kind in ("single", "shadow", "fallback"):
-        return kind, [target_json(t) for t in s.targets], None
-    if kind == "split":
-        targets = [target_json(t) for t in s.targets]
-        if s.sticky_by is None:
-            return "split", targets, None
-        ext = {"kind": "split", "sticky_by": s.sticky_by, "salt": s.salt if s.salt is not None else rule.name}
+    defn = strategies.strategy(s.kind)
+    if s.nested():
+        return _nested(rule, defn, notes)
+    lowering = defn.mixtrain
+    share = 1.0 / len(s.targets) if lowering.weights == "equal" else None
+    targets = [target_json(t, weight=share) for t in s.targets]
+    ext: dict[str, Any] | None = None
+    params = _parameters(s, rule.name)
+    if not defn.mixtrain_native or params:
+        ext = {"kind": s.kind, **params}
+    if lowering.note is not None:
+        _note(notes, rule, lowering.note.format(rule=rule.name, keyword=defn.keyword))
+    if isinstance(s, ir.Split) and s.sticky_by is not None:
         _note(notes, rule, f"rule `{rule.name}`: Mixtrain splits at random; routelang buckets by "
                            f"`{s.sticky_by}`, so a given user always gets the same target")
-        return "split", targets, ext
-    if kind == "round_robin":
-        share = 1.0 / len(s.targets)
-        _note(notes, rule, f"rule `{rule.name}`: Mixtrain has no round_robin; it gets an equal random split")
-        return "split", [target_json(t, weight=share) for t in s.targets], {"kind": "round_robin"}
-    ext: dict[str, Any] = {"kind": kind}
-    if kind == "hybrid":
-        for factor in ("cost", "latency", "reliability"):
-            ext[f"{factor}_weight"] = getattr(s, f"{factor}_weight") or 0.0
-    _note(notes, rule, f"rule `{rule.name}`: Mixtrain has no {kind}; it returns the targets in written "
-                       f"order as a fallback chain")
-    return "fallback", [target_json(t) for t in s.targets], ext
+    return lowering.strategy, targets, ext
+
+
+def _nested(rule: ir.Rule, defn: strategies.StrategyDef, notes: list[Diagnostic]) -> tuple[str, list[dict], dict]:
+    """A strategy with strategies among its members (A11). Mixtrain gets the
+    outer strategy over every target, flattened (see MixtrainLowering.nested);
+    x-routelang.strategy carries the exact tree, whose leaves are indices into
+    the rule's `targets`."""
+    leaves = list(rule.strategy.targets)
+    index = {id(t): i for i, t in enumerate(leaves)}
+
+    def tree(s: ir.Strategy, path: tuple[int, ...]) -> dict:
+        salt = rule.name if not path else f"{rule.name}/{'.'.join(map(str, path))}"
+        out: dict[str, Any] = {"kind": s.kind, **_parameters(s, salt)}
+        members = []
+        for i, m in enumerate(s.members):
+            inner = m.strategy if isinstance(m, ir.NestedArm) else m
+            members.append(index[id(inner)] if isinstance(inner, ir.Target) else tree(inner, (*path, i)))
+        out["members"] = members
+        if isinstance(s, ir.Split):
+            out["weights"] = [arm.weight if arm.weight is not None else 1.0 for arm in s.arms]
+            out["labels"] = [arm.label for arm in s.arms]
+        return out
+
+    ext = tree(rule.strategy, ())
+    lowering = defn.mixtrain
+    if lowering.nested_weights == "first_choice":
+        first = _first_choice(rule.strategy, index)
+        # Targets Mixtrain can pick first come first; the rest (weight 0) only routelang tries,
+        # and after them Mixtrain's cumulative pick never lands.
+        order = sorted(range(len(leaves)), key=lambda i: first.get(i, 0.0) == 0.0)
+        # 12 significant digits: 0.8 * 0.7 is written 0.56, not 0.5599999999999999.
+        targets = [target_json(leaves[i], weight=float(f"{first.get(i, 0.0):.12g}")) for i in order]
+        position = {old: new for new, old in enumerate(order)}
+        _renumber(ext, position)
+    else:
+        targets = [target_json(t) for t in leaves]
+    _note(notes, rule, lowering.nested.format(rule=rule.name, keyword=defn.keyword, count=len(targets)))
+    for node in rule.strategy.walk():
+        if isinstance(node, ir.Split) and node.sticky_by is not None:
+            _note(notes, rule, f"rule `{rule.name}`: Mixtrain splits at random; routelang buckets by "
+                               f"`{node.sticky_by}`, so a given user always gets the same target")
+    return lowering.strategy, targets, ext
+
+
+def _first_choice(s: ir.Strategy, index: dict[int, int]) -> dict[int, float]:
+    """Target index -> the share of requests routelang tries that target first
+    (no failures, no breakers; ranked strategies count their written order)."""
+    defn = strategies.strategy(s.kind)
+    members = s.members
+    if defn.shares == "weighted":
+        weights = [arm.weight or 0.0 for arm in members]
+    elif defn.shares == "equal":
+        weights = [1.0 / len(members)] * len(members)
+    else:  # the first member serves (single, shadow, a fallback chain, a ranking's written order)
+        weights = [1.0] + [0.0] * (len(members) - 1)
+    out: dict[int, float] = {}
+    for member, weight in zip(members, weights):
+        inner = member.strategy if isinstance(member, ir.NestedArm) else member
+        if weight <= 0:
+            continue
+        if isinstance(inner, ir.Target):
+            out[index[id(inner)]] = out.get(index[id(inner)], 0.0) + weight
+        else:
+            for i, share in _first_choice(inner, index).items():
+                out[i] = out.get(i, 0.0) + weight * share
+    return out
+
+
+def _renumber(tree: dict, position: dict[int, int]) -> None:
+    tree["members"] = [position[m] if isinstance(m, int) else m for m in tree["members"]]
+    for m in tree["members"]:
+        if isinstance(m, dict):
+            _renumber(m, position)
 
 
 def _note(notes: list[Diagnostic], rule: ir.Rule, message: str) -> None:

@@ -21,13 +21,15 @@ import orjson
 
 import routelang
 from routelang.runtime import operators, strategies
-from routelang.runtime.model import RuleSpec, Target
+from routelang.runtime.model import RuleSpec, StrategySpec, Target
+from routelang.vocab import strategies as vocab
 
 if TYPE_CHECKING:
     from .state import State
 
 EXT = "x-routelang"
-RANKED = ("least_latency", "lowest_cost", "hybrid")
+# Selectors (vocab/strategies.py) that pick one target, which the gateway backs with the rule's others.
+PICKS_ONE = ("weighted_pick", "rotate")
 
 
 class LoadError(Exception):
@@ -185,21 +187,22 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
     rule = result.matched_rule
     if rule is None:
         return Decision(None, [], reason=result.explanation)
-    selected = result.selected_targets
-    attempts = [t for t in selected if not t.is_shadow]
-    shadows = [t for t in selected if t.is_shadow]
-    kind = rule.strategy
+    attempts, shadows = list(result.attempts), list(result.shadows)
+    selector = vocab.strategy(rule.strategy).selector
+    # A flat one-target pick is backed by the rule's other targets; a nested strategy's
+    # attempts are already its whole chain.
+    backed = selector in PICKS_ONE and not _nested(rule.selection)
     picked = len(attempts)
     if state.any_unhealthy():
         healthy = state.healthy
         shadows = [t for t in shadows if healthy(t.key)]
-        if attempts and not healthy(attempts[0].key) and kind in ("split", "round_robin"):
+        if attempts and not healthy(attempts[0].key) and backed:
             attempts, picked = _repick(rule, doc, attempts[0], state), 0
         else:
             attempts = [t for t in attempts if healthy(t.key)]
             picked = len(attempts)
-    if attempts and kind in ("split", "round_robin") and len(rule.targets) > 1:
-        attempts += _others(rule, attempts[0], state, rotate=kind == "round_robin")
+    if attempts and backed and len(rule.targets) > 1:
+        attempts += _others(rule, attempts[0], state, rotate=selector == "rotate")
     reason = result.explanation
     if not attempts:
         why = "every target's circuit breaker is open or its health check fails"
@@ -207,6 +210,10 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
             reason += f": {why}"
         return Decision(rule, [], [], reason, _retry_after(loaded, rule, state))
     return Decision(rule, attempts, shadows, reason, picked=picked)
+
+
+def _nested(node: StrategySpec) -> bool:
+    return any(isinstance(m, StrategySpec) for m in node.members)
 
 
 def _available(rule: RuleSpec, state: State) -> list[Target]:
@@ -219,15 +226,17 @@ def _repick(rule: RuleSpec, doc: dict, chosen: Target, state: State) -> list[Tar
     candidates = _available(rule, state)
     if not candidates:
         return []
-    if rule.strategy == "round_robin":
+    if vocab.strategy(rule.strategy).selector == "rotate":
         at = rule.targets.index(chosen)
         rotation = rule.targets[at:] + rule.targets[:at]
         return [next(t for t in rotation if any(t is c for c in candidates))]
-    if rule.sticky_by is not None:
-        key = strategies.sticky_key(operators.lookup(doc, rule.sticky_by))
+    weights = [t.weight for t in candidates]
+    split = rule.selection
+    if split.sticky_by is not None:
+        key = strategies.sticky_key(operators.lookup(doc, split.sticky_by))
         if key is not None:
-            return [strategies.pick_sticky(candidates, strategies.sticky_point(rule.salt, key))]
-    return [strategies.pick_random(candidates)]
+            return [candidates[strategies.pick_sticky(weights, strategies.sticky_point(split.salt, key))]]
+    return [candidates[strategies.pick_random(weights)]]
 
 
 def _others(rule: RuleSpec, chosen: Target, state: State, rotate: bool) -> list[Target]:
@@ -282,7 +291,8 @@ def target_view(loaded: Loaded, target: Target) -> dict[str, Any]:
 def candidates(loaded: Loaded, rule: RuleSpec, state: State) -> list[dict[str, Any]]:
     """For /routing/decide: each target of `rule` with what its strategy ranks it by."""
     stats = [loaded.router.stats(t) for t in rule.targets]
-    scores = strategies.hybrid_scores(rule, list(rule.targets), stats) if rule.strategy == "hybrid" else None
+    scored = bool(vocab.strategy(rule.strategy).score_factors) and not _nested(rule.selection)
+    scores = strategies.hybrid_scores(rule.selection, list(rule.targets), stats) if scored else None
     out = []
     for i, (t, s) in enumerate(zip(rule.targets, stats)):
         row: dict[str, Any] = {"target": target_name(t), "weight": t.weight, "available":
@@ -298,16 +308,17 @@ def candidates(loaded: Loaded, rule: RuleSpec, state: State) -> list[dict[str, A
 
 def why_winner(rule: RuleSpec, rows: list[dict], winner: Target | None) -> str:
     """One sentence on why the first attempt was chosen, for ranked strategies."""
-    if winner is None or rule.strategy not in RANKED:
+    defn = vocab.strategy(rule.strategy)
+    if winner is None or defn.selector not in strategies.RANKINGS:
         return ""
     name = target_name(winner)
     row = next((r for r in rows if r["target"] == name), None)
     if row is None:
         return ""
-    if rule.strategy == "hybrid":
-        return (f"{name} has the highest hybrid score {row['score']:.4f} (cost {rule.cost_weight}, "
-                f"latency {rule.latency_weight}, reliability {rule.reliability_weight})")
-    if rule.strategy == "least_latency":
+    if defn.score_factors:
+        weights = ", ".join(f"{f} {w}" for f, w in zip(defn.score_factors, rule.selection.score_weights))
+        return f"{name} has the highest {defn.keyword} score {row['score']:.4f} ({weights})"
+    if defn.selector == "rank_by_latency":
         if row["latency_ms"] is None:
             return f"{name} has not been measured yet (unmeasured targets go first)"
         return f"{name} has the lowest measured latency ({row['latency_ms']:.1f} ms)"

@@ -4,6 +4,7 @@ one finding per rule instead of one sentence per config."""
 from __future__ import annotations
 
 from ..diagnostics import Diagnostic, Related, Severity
+from ..vocab import strategies
 from .registry import lint_rule
 
 W, N = Severity.WARNING, Severity.NOTE
@@ -99,7 +100,7 @@ def missing_description(ctx):
 
 @NO_FALLBACK_RULE.check
 def no_fallback_rule(ctx):
-    if not any(r.strategy.kind == "fallback" for r in ctx.router.rules):
+    if not any(strategies.strategy(s.kind).falls_back for r in ctx.router.rules for s in r.strategy.walk()):
         yield Diagnostic(NO_FALLBACK_RULE.code, "no rule routes with a fallback chain", ctx.router_span,
                          help="route the catch-all rule with `fallback primary, backup`")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..diagnostics import Diagnostic, Related, Severity
+from ..vocab import strategies
 from .registry import lint_rule
 
 W = Severity.WARNING
@@ -31,28 +32,38 @@ SPLIT_SINGLE_TARGET = lint_rule(
 )
 HYBRID_WEIGHT_SUM = lint_rule(
     "RL333", "hybrid-weight-sum", W, "hybrid weights do not add up to 1.0",
-    what="`hybrid(cost .., latency .., reliability ..)` whose weights do not add up to 1.0 (within 0.01).",
-    why="Only the ratios matter, but a sum other than 1.0 usually means a typo in one weight.",
+    what="`hybrid(cost .., latency .., reliability ..)` whose weights do not add up to 1.0 (within 0.01). "
+         "A weight that is not written is 0: `hybrid(cost 0.4, latency 0.4)` ignores reliability.",
+    why="Only the ratios matter, but a sum other than 1.0 usually means a typo in one weight, or a "
+        "factor left out by accident.",
     example="rule r priority 0 { hybrid(cost 0.5, latency 0.5, reliability 0.5) a, b }",
     fix="Scale the weights so they add up to 1.0.",
 )
 
 
+def _nodes(ctx, lint_name: str | None = None):
+    """(rule, strategy, its definition) for every strategy, nested ones included;
+    with `lint_name`, only those whose lone member that lint rule flags."""
+    for rule in ctx.router.rules:
+        for s in rule.strategy.walk():
+            defn = strategies.strategy(s.kind)
+            if lint_name is None or defn.lint_single_member == lint_name:
+                yield rule, s, defn
+
+
 @SINGLE_TARGET_FALLBACK.check
 def single_target_fallback(ctx):
-    for rule in ctx.router.rules:
-        s = rule.strategy
-        if s.kind == "fallback" and len(s.targets) == 1:
+    for rule, s, _ in _nodes(ctx, SINGLE_TARGET_FALLBACK.name):
+        if len(s.members) == 1:
             yield Diagnostic(SINGLE_TARGET_FALLBACK.code, "this fallback chain has only one target", s.span,
                              rule=rule.name, help="add a backup target, or write `route`")
 
 
 @SINGLE_PROVIDER_FALLBACK.check
 def single_provider_fallback(ctx):
-    for rule in ctx.router.rules:
-        s = rule.strategy
+    for rule, s, defn in _nodes(ctx):
         providers = {t.provider for t in s.targets}
-        if s.kind == "fallback" and len(s.targets) > 1 and len(providers) == 1:
+        if defn.falls_back and len(s.targets) > 1 and len(providers) == 1:
             yield Diagnostic(SINGLE_PROVIDER_FALLBACK.code,
                              f"every target of this fallback chain is on provider `{providers.pop()}`", s.span,
                              rule=rule.name, help="put a target on another provider in the chain")
@@ -60,23 +71,32 @@ def single_provider_fallback(ctx):
 
 @SPLIT_SINGLE_TARGET.check
 def split_single_target(ctx):
-    for rule in ctx.router.rules:
-        s = rule.strategy
-        if s.kind == "split" and len(s.targets) == 1:
+    for rule, s, _ in _nodes(ctx, SPLIT_SINGLE_TARGET.name):
+        if len(s.members) == 1:
             yield Diagnostic(SPLIT_SINGLE_TARGET.code, "this split has one entry, which gets 100% of requests",
                              s.span, rule=rule.name, help="write `route TARGET` instead")
 
 
 @HYBRID_WEIGHT_SUM.check
 def hybrid_weight_sum(ctx):
-    for rule in ctx.router.rules:
-        s = rule.strategy
-        if s.kind != "hybrid":
+    for rule, s, defn in _nodes(ctx):
+        if not defn.score_factors:
             continue
-        total = sum(w or 0.0 for w in (s.cost_weight, s.latency_weight, s.reliability_weight))
-        if total > 0 and abs(total - 1.0) > HYBRID_TOLERANCE:
-            yield Diagnostic(HYBRID_WEIGHT_SUM.code, f"hybrid weights add up to {total:g}, not 1.0", s.span,
-                             rule=rule.name, help="scale the weights so they add up to 1.0")
+        weights = {f: getattr(s, f"{f}_weight") for f in defn.score_factors}
+        total = sum(w or 0.0 for w in weights.values())
+        if total <= 0 or abs(total - 1.0) <= HYBRID_TOLERANCE:
+            continue
+        message = f"{defn.keyword} weights add up to {total:g}, not 1.0"
+        fix = "scale the weights so they add up to 1.0"
+        unwritten = [f for f, w in weights.items() if w is None]
+        if unwritten:
+            # `hybrid(cost .4, latency .4)` scores reliability with weight 0: say so (issue 8, A12).
+            message += f"; {' and '.join(f'`{f}`' for f in unwritten)}, not written, weigh{'s' if len(unwritten) == 1 else ''} 0"
+            if len(unwritten) == 1 and total < 1.0:
+                fix = f"write `{unwritten[0]} {1.0 - total:.4g}` to make them add up to 1.0, or scale the others"
+        yield Diagnostic(HYBRID_WEIGHT_SUM.code, message, s.span, rule=rule.name, help=fix)
+
+
 DUPLICATE_LABEL = lint_rule(
     "RL334", "duplicate-label", W, "two split entries have the same label",
     what="A `split` in which two entries carry the same label.",
@@ -90,18 +110,17 @@ DUPLICATE_LABEL = lint_rule(
 
 @DUPLICATE_LABEL.check
 def duplicate_label(ctx):
-    for rule in ctx.router.rules:
-        s = rule.strategy
+    for rule, s, _ in _nodes(ctx):
         if s.kind != "split":
             continue
         first: dict[str, object] = {}
-        for t in s.targets:
-            if not t.label:
+        for arm in s.arms:
+            if not arm.label:
                 continue
-            if t.label in first:
-                yield Diagnostic(DUPLICATE_LABEL.code, f"label `{t.label}` is used by two split entries",
-                                 t.spans.get("label", s.span), rule=rule.name,
-                                 related=[Related(first[t.label], "first used here")],
+            if arm.label in first:
+                yield Diagnostic(DUPLICATE_LABEL.code, f"label `{arm.label}` is used by two split entries",
+                                 arm.spans.get("label", s.span), rule=rule.name,
+                                 related=[Related(first[arm.label], "first used here")],
                                  help="give each entry its own label")
             else:
-                first[t.label] = t.spans.get("label", s.span)
+                first[arm.label] = arm.spans.get("label", s.span)

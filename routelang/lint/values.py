@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+from .. import ir
 from ..analysis.sre import sre_constants, sre_parse
 from ..check import NUMERIC_OPERATORS, OPERATOR_TEXT, walk_conditions
 from ..diagnostics import Diagnostic, Severity
@@ -156,16 +157,21 @@ def redos_regex(ctx):
 @STICKY_KEY_CONDITION.check
 def sticky_key_condition(ctx):
     for rule in ctx.router.rules:
-        key = rule.strategy.sticky_by
-        if key is None or rule.when is None:
-            continue
-        conjuncts = rule.when.items if rule.when.kind == "all" else (rule.when,)
-        for cond in conjuncts:
-            pinned = cond.kind == "compare" and cond.field == key and (
-                cond.operator == "equals" or (cond.operator == "in" and isinstance(cond.value, list)
-                                              and len(cond.value) == 1))
-            if pinned:
-                yield Diagnostic(STICKY_KEY_CONDITION.code,
-                                 f"the split is sticky by `{key}`, which this rule pins to one value: every request "
-                                 f"it routes lands in the same bucket", rule.strategy.spans.get("sticky_by", cond.span),
-                                 rule=rule.name, help="make the split sticky by another field")
+        for split in rule.strategy.walk():
+            yield from _pinned_sticky_key(rule, split)
+
+
+def _pinned_sticky_key(rule, split):
+    key = split.sticky_by if isinstance(split, ir.Split) else None
+    if key is None or rule.when is None:
+        return
+    conjuncts = rule.when.items if rule.when.kind == "all" else (rule.when,)
+    for cond in conjuncts:
+        pinned = cond.kind == "compare" and cond.field == key and (
+            cond.operator == "equals" or (cond.operator == "in" and isinstance(cond.value, list)
+                                          and len(cond.value) == 1))
+        if pinned:
+            yield Diagnostic(STICKY_KEY_CONDITION.code,
+                             f"the split is sticky by `{key}`, which this rule pins to one value: every request "
+                             f"it routes lands in the same bucket", split.spans.get("sticky_by", cond.span),
+                             rule=rule.name, help="make the split sticky by another field")

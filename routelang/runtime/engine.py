@@ -24,7 +24,7 @@ from typing import Any
 from . import operators
 from .model import Plan, RuleSpec, Target
 from .operators import RequestError, check_request
-from .strategies import CircuitBreaker, Metrics, Selector, TargetStats
+from .strategies import NOTHING, CircuitBreaker, Metrics, Selection, Selector, TargetStats
 
 Executor = Callable[[Plan], Callable[[dict], int]]
 
@@ -33,14 +33,22 @@ class RouteResult:
     """Mixtrain's RoutingResult: `matched_rule` (None when no rule matched),
     `selected_targets`, `explanation`, `execution_time_ms` (measured by
     RoutingEngine, as Mixtrain does; None from Router.route, which stays lean),
-    and `metadata` (built on first access: most callers never read it)."""
+    and `metadata` (built on first access: most callers never read it).
 
-    __slots__ = ("_metadata", "execution_time_ms", "explanation", "matched_rule", "selected_targets")
+    What a caller (or a gateway) does with the decision: try `attempts` in
+    order until one succeeds, and mirror the request to every one of
+    `shadows` (responses discarded). `selected_targets` is attempts then
+    shadows, as Mixtrain lists them (see docs/runtime.md)."""
 
-    def __init__(self, matched_rule: RuleSpec | None, selected_targets: list[Target], explanation: str,
+    __slots__ = ("_metadata", "attempts", "execution_time_ms", "explanation", "matched_rule", "selected_targets",
+                 "shadows")
+
+    def __init__(self, matched_rule: RuleSpec | None, selection: Selection, explanation: str,
                  execution_time_ms: float | None = None):
         self.matched_rule = matched_rule
-        self.selected_targets = selected_targets
+        self.attempts = selection.attempts
+        self.shadows = selection.shadows
+        self.selected_targets = selection.targets
         self.explanation = explanation
         self.execution_time_ms = execution_time_ms
 
@@ -101,9 +109,9 @@ class Router:
         self.decide = executor(plan)
         selectors = [Selector(rule, self.breakers, self.metrics) for rule in plan.order]
         # Per rule, in evaluation order, what route() needs in one lookup: the selector,
-        # the rule, its explanation, and its targets when they never change.
+        # the rule, its explanation, and its selection when it never changes.
         self._routes = [(s.select, s.rule, f"Matched rule '{s.rule.name}' (priority {s.rule.priority})",
-                         None if s.static is None else list(s.static)) for s in selectors]
+                         s.static) for s in selectors]
 
     @property
     def rules(self) -> tuple[RuleSpec, ...]:
@@ -116,14 +124,14 @@ class Router:
             check_request(request)  # raises the documented error
         position = self.decide(request)
         if position < 0:
-            return RouteResult(None, [], "No rules matched the request")
+            return RouteResult(None, NOTHING, "No rules matched the request")
         select, rule, explanation, static = self._routes[position]
         if static is not None:
-            return RouteResult(rule, static.copy(), explanation)
-        targets = select(request)
-        if not targets:
+            return RouteResult(rule, static, explanation)
+        selection = select(request)
+        if not selection.attempts:
             explanation += ": every target's circuit breaker is open"
-        return RouteResult(rule, targets, explanation)
+        return RouteResult(rule, selection, explanation)
 
     def matched_rule(self, request: Any) -> RuleSpec | None:
         """Only the decision, without selecting targets (no counters move)."""
@@ -188,7 +196,7 @@ class MixtrainInterface:
         try:
             result = self.router.route(request_data)
         except RequestError as exc:
-            result = RouteResult(None, [], f"Invalid request: {exc}")
+            result = RouteResult(None, NOTHING, f"Invalid request: {exc}")
             result.metadata = {"error": str(exc)}
         else:
             metadata = {"evaluated_rules": len(self.router.plan.order)}

@@ -15,12 +15,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..vocab import operators
+from ..vocab import operators, strategies
 from ..vocab import settings as target_settings
 
 EXT = "x-routelang"
 BREAKER_SETTINGS = ("failure_threshold", "cooldown_ms", "success_threshold")
-STRATEGY_KINDS = ("single", "split", "shadow", "fallback", "round_robin", "least_latency", "lowest_cost", "hybrid")
 
 
 class ConfigError(ValueError):
@@ -70,6 +69,40 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class StrategySpec:
+    """How a rule (or a split arm, or a fallback step) picks targets: a node
+    of vocab/strategies.py's `kind` over its members, in written order. A
+    member is a Target, or a StrategySpec when strategies nest (A11)."""
+
+    kind: str
+    members: tuple[Target | StrategySpec, ...]
+    weights: tuple[float, ...]            # one per member: a split arm's share (a target's own weight otherwise)
+    sticky_by: str | None = None          # split: the field that buckets a request
+    salt: str | None = None
+    score_weights: tuple[float, ...] = ()  # one per `score_factors` of the kind (hybrid: cost, latency, reliability)
+
+    def leaves(self) -> list[Target]:
+        """Every target reachable from here, in written order."""
+        out: list[Target] = []
+        for m in self.members:
+            out.extend(m.leaves() if isinstance(m, StrategySpec) else (m,))
+        return out
+
+    def walk(self):
+        """This node and every node nested in it, depth first."""
+        yield self
+        for m in self.members:
+            if isinstance(m, StrategySpec):
+                yield from m.walk()
+
+    def swapped(self, new_of: dict[int, Target]) -> StrategySpec:
+        """A copy whose targets `t` are `new_of[id(t)]` (where given)."""
+        members = tuple(m.swapped(new_of) if isinstance(m, StrategySpec) else new_of.get(id(m), m)
+                        for m in self.members)
+        return replace(self, members=members)
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSpec:
     """One routelang rule as the runtime runs it."""
 
@@ -78,14 +111,20 @@ class RuleSpec:
     description: str | None
     enabled: bool
     when: dict | None                     # exact condition tree (operators.evaluate's form)
-    strategy: str                         # one of STRATEGY_KINDS
-    targets: tuple[Target, ...]
-    sticky_by: str | None = None
-    salt: str | None = None
-    cost_weight: float = 0.0
-    latency_weight: float = 0.0
-    reliability_weight: float = 0.0
+    selection: StrategySpec               # how targets are picked
+    targets: tuple[Target, ...]           # the JSON's `targets`: every target, flattened
     location: tuple[str, int, int] | None = None   # .route file, line, column, when compiled from one
+
+    @property
+    def strategy(self) -> str:
+        """The kind of the rule's (outermost) strategy: single, split, ... (vocab/strategies.py)."""
+        return self.selection.kind
+
+    def with_targets(self, targets: tuple[Target, ...]) -> RuleSpec:
+        """A copy with `targets` (one for each of `self.targets`, in order) in place
+        of the old ones, in the strategy tree too (loading fills `${VAR}`s so)."""
+        new_of = {id(old): new for old, new in zip(self.targets, targets)}
+        return replace(self, targets=targets, selection=self.selection.swapped(new_of))
 
     @property
     def conditions(self) -> list[dict]:
@@ -218,21 +257,67 @@ def _rule(data: Any, index: int) -> RuleSpec | None:
     targets = data.get("targets")
     _require(isinstance(targets, list) and targets, f"{where}: a rule needs at least one target")
     strategy_ext = ext.get("strategy") or {}
-    kind = strategy_ext.get("kind", data.get("strategy", "single"))
-    _require(kind in STRATEGY_KINDS, f"{where}: unknown strategy {kind!r}")
-    if kind == "shadow":
-        _require(len(targets) == 2, f"{where}: the shadow strategy needs exactly 2 targets")
-    sticky_by = strategy_ext.get("sticky_by")
+    _require(isinstance(strategy_ext, dict), f"{where}: `{EXT}.strategy` must be an object")
+    leaves = tuple(_target(t, where) for t in targets)
+    if "members" in strategy_ext:
+        selection = _tree(strategy_ext, leaves, name, (), where)
+    else:
+        kind = strategy_ext.get("kind", data.get("strategy", "single"))
+        defn = _definition(kind, where)
+        count, high = len(leaves), defn.json_max_targets
+        _require(count >= defn.min_targets and (high is None or count <= high),
+                 f"{where}: the {kind} strategy needs {_bounds(defn.min_targets, high)} targets")
+        selection = StrategySpec(kind, leaves, tuple(t.weight for t in leaves),
+                                 **_parameters(strategy_ext, defn, name, where))
+    return RuleSpec(name=name, priority=priority, description=data.get("description"), enabled=enabled, when=when,
+                    selection=selection, targets=leaves)
+
+
+def _definition(kind: Any, where: str) -> strategies.StrategyDef:
+    _require(isinstance(kind, str) and kind in strategies.STRATEGIES, f"{where}: unknown strategy {kind!r}")
+    return strategies.STRATEGIES[kind]
+
+
+def _bounds(low: int, high: int | None) -> str:
+    return f"exactly {low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
+
+
+def _parameters(node: dict, defn: strategies.StrategyDef, salt: str, where: str) -> dict[str, Any]:
+    sticky_by = node.get("sticky_by")
     _require(sticky_by is None or isinstance(sticky_by, str), f"{where}: `sticky_by` must be a string")
-    salt = strategy_ext.get("salt", name)
+    salt = node.get("salt", salt)
     _require(isinstance(salt, str), f"{where}: `salt` must be a string")
-    return RuleSpec(
-        name=name, priority=priority, description=data.get("description"), enabled=enabled, when=when,
-        strategy=kind, targets=tuple(_target(t, where) for t in targets), sticky_by=sticky_by, salt=salt,
-        cost_weight=_number(strategy_ext.get("cost_weight"), 0.0, where),
-        latency_weight=_number(strategy_ext.get("latency_weight"), 0.0, where),
-        reliability_weight=_number(strategy_ext.get("reliability_weight"), 0.0, where),
-    )
+    return {"sticky_by": sticky_by, "salt": salt,
+            "score_weights": tuple(_number(node.get(f"{f}_weight"), 0.0, where) for f in defn.score_factors)}
+
+
+def _tree(node: Any, leaves: tuple[Target, ...], rule: str, path: tuple[int, ...], where: str) -> StrategySpec:
+    """A nested strategy tree (x-routelang.strategy with `members`; see backends/json.py)."""
+    _require(isinstance(node, dict), f"{where}: a nested strategy must be an object")
+    defn = _definition(node.get("kind"), where)
+    members_data = node.get("members")
+    _require(isinstance(members_data, list), f"{where}: `members` must be a list")
+    members: list[Target | StrategySpec] = []
+    for i, m in enumerate(members_data):
+        if isinstance(m, dict):
+            _require(defn.nests, f"{where}: a {defn.kind} strategy cannot have strategies as members")
+            members.append(_tree(m, leaves, rule, (*path, i), where))
+        else:
+            _require(isinstance(m, int) and not isinstance(m, bool) and 0 <= m < len(leaves),
+                     f"{where}: member {m!r} is not the index of one of the rule's targets")
+            members.append(leaves[m])
+    high = defn.max_targets
+    _require(len(members) >= defn.min_targets and (high is None or len(members) <= high),
+             f"{where}: the {defn.kind} strategy needs {_bounds(defn.min_targets, high)} members")
+    if "weights" in node:
+        weights = node["weights"]
+        _require(isinstance(weights, list) and len(weights) == len(members),
+                 f"{where}: `weights` must give one number per member")
+        weights = tuple(_number(w, 1.0, where) for w in weights)
+    else:
+        weights = tuple(m.weight if isinstance(m, Target) else 1.0 for m in members)
+    salt = rule if not path else f"{rule}/{'.'.join(map(str, path))}"
+    return StrategySpec(defn.kind, tuple(members), weights, **_parameters(node, defn, salt, where))
 
 
 def plan_from_config(config: Any, locations: dict[str, tuple[str, int, int]] | None = None) -> Plan:

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..vocab import strategies
 from . import operators
-from .model import RuleSpec, Target
+from .model import RuleSpec, StrategySpec, Target
 
 # ---- the published sticky hash -----------------------------------------------------
 
@@ -45,35 +46,36 @@ def sticky_point(salt: str, key: str) -> float:
     return int(digest[:HASH_DIGITS], 16) / 16**HASH_DIGITS
 
 
-def pick_sticky(targets: tuple[Target, ...] | list[Target], u: float) -> Target:
-    """The first target whose cumulative weight exceeds u * total."""
-    total = sum(t.weight for t in targets)
+def pick_sticky(weights: tuple[float, ...] | list[float], u: float) -> int:
+    """The position of the first member whose cumulative weight exceeds u * total."""
+    total = sum(weights)
     if total <= 0:
-        return targets[0]
+        return 0
     point = u * total
     cumulative = 0.0
-    for target in targets:
-        cumulative += target.weight
+    for position, weight in enumerate(weights):
+        cumulative += weight
         if point < cumulative:
-            return target
-    return targets[-1]
+            return position
+    return len(weights) - 1
 
 
-def pick_random(targets: tuple[Target, ...] | list[Target]) -> Target:
+def pick_random(weights: tuple[float, ...] | list[float]) -> int:
     """Mixtrain's SplitStrategy exactly: `random.random() * total` against
-    cumulative weights, `<=`, on the global `random` generator."""
+    cumulative weights, `<=`, on the global `random` generator. The position
+    of the member picked."""
     cumulative = []
     total = 0.0
-    for target in targets:
-        total += target.weight
+    for weight in weights:
+        total += weight
         cumulative.append(total)
     if total <= 0:
-        return targets[0]
+        return 0
     point = random.random() * total
-    for target, cum in zip(targets, cumulative):
+    for position, cum in enumerate(cumulative):
         if point <= cum:
-            return target
-    return targets[-1]
+            return position
+    return len(weights) - 1
 
 
 # ---- circuit breakers ---------------------------------------------------------------
@@ -191,100 +193,144 @@ def _inverse_score(values: list[float | None], unknown: float) -> list[float]:
     return [unknown if v is None else 1.0 if v <= 0 or best is None else best / v for v in values]
 
 
-def rank(rule: RuleSpec, targets: list[Target], metrics: Metrics) -> list[Target]:
-    """least_latency, lowest_cost and hybrid: every available target, best first
-    (the rest are the fallback chain); ties keep written order."""
-    if rule.strategy == "lowest_cost":
-        # Targets without a cost come after those with one, in written order.
-        return sorted(targets, key=lambda t: (t.cost_per_1k_tokens is None, t.cost_per_1k_tokens or 0.0))
+def _by_cost(node: StrategySpec, targets: list[Target], metrics: Metrics) -> list[Target]:
+    # Targets without a cost come after those with one, in written order.
+    return sorted(targets, key=lambda t: (t.cost_per_1k_tokens is None, t.cost_per_1k_tokens or 0.0))
+
+
+def _by_latency(node: StrategySpec, targets: list[Target], metrics: Metrics) -> list[Target]:
+    # Cold start: unmeasured targets come first, so each gets measured.
     stats = [metrics.get(t.key) for t in targets]
-    if rule.strategy == "least_latency":
-        # Cold start: unmeasured targets come first, so each gets measured.
-        order = sorted(range(len(targets)), key=lambda i: (stats[i].latency_ms is not None,
-                                                           stats[i].latency_ms or 0.0))
-    else:
-        scores = hybrid_scores(rule, targets, stats)
-        order = sorted(range(len(targets)), key=lambda i: -scores[i])
+    order = sorted(range(len(targets)), key=lambda i: (stats[i].latency_ms is not None, stats[i].latency_ms or 0.0))
     return [targets[i] for i in order]
 
 
-def hybrid_scores(rule: RuleSpec, targets: list[Target], stats: list[TargetStats]) -> list[float]:
+def _by_score(node: StrategySpec, targets: list[Target], metrics: Metrics) -> list[Target]:
+    scores = hybrid_scores(node, targets, [metrics.get(t.key) for t in targets])
+    order = sorted(range(len(targets)), key=lambda i: -scores[i])
+    return [targets[i] for i in order]
+
+
+def hybrid_scores(node: StrategySpec, targets: list[Target], stats: list[TargetStats]) -> list[float]:
     """cost_weight * cost score + latency_weight * latency score + reliability_weight
     * reliability, each score in [0, 1] with 1 the best (see docs/semantics.md)."""
+    cost_weight, latency_weight, reliability_weight = node.score_weights
     cost = _inverse_score([t.cost_per_1k_tokens for t in targets], unknown=0.5)
     latency = _inverse_score([s.latency_ms for s in stats], unknown=1.0)
-    return [rule.cost_weight * c + rule.latency_weight * lat + rule.reliability_weight * s.reliability
+    return [cost_weight * c + latency_weight * lat + reliability_weight * s.reliability
             for c, lat, s in zip(cost, latency, stats)]
+
+
+# ranked selectors: every available target, best first (the rest are the fallback
+# chain); ties keep written order.
+RANKINGS = {"rank_by_cost": _by_cost, "rank_by_latency": _by_latency, "rank_by_score": _by_score}
 
 
 # ---- selection ----------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What one routing decision asks the caller to do: try `attempts` in
+    order until one succeeds, and mirror the request to each of `shadows`
+    (copies with `is_shadow=True`, whose responses are discarded).
+    `targets` is both, Mixtrain's `selected_targets`."""
+
+    attempts: tuple[Target, ...]
+    shadows: tuple[Target, ...] = ()
+
+    @property
+    def targets(self) -> list[Target]:
+        return [*self.attempts, *self.shadows]
+
+
+NOTHING = Selection(())
+
+
 class Selector:
-    """Selects the targets of one rule; holds its round-robin counter."""
+    """Selects the targets of one rule, through its strategy tree (nested
+    strategies select recursively); holds its round-robin counters."""
 
     def __init__(self, rule: RuleSpec, breakers: dict[tuple, CircuitBreaker], metrics: Metrics):
         self.rule = rule
         self.metrics = metrics
-        self.breakers = [breakers.get(t.key) for t in rule.targets]
-        self._breaker_of = {t.key: b for t, b in zip(rule.targets, self.breakers) if b is not None}
+        self._breaker_of = {t.key: breakers[t.key] for t in rule.targets if t.key in breakers}
         self.guarded = bool(self._breaker_of)
-        self._counter = 0
+        self._counters: dict[int, int] = {}   # id(round-robin node) -> turns taken
         self._lock = threading.Lock()
-        # Targets that never change, computed once (no breakers, a deterministic strategy).
-        self.static: tuple[Target, ...] | None = None
-        if not self.guarded:
-            if rule.strategy == "shadow":
-                self.static = (rule.targets[0], replace(rule.targets[1], is_shadow=True))
-            elif rule.strategy == "single":
-                self.static = (rule.targets[0],)
-            elif rule.strategy == "fallback":
-                self.static = rule.targets
+        # The selection when it never changes (no breakers, only static strategies): built once.
+        self.static: Selection | None = None
+        if not self.guarded and all(strategies.strategy(n.kind).static for n in rule.selection.walk()):
+            self.static = self._select(rule.selection, {}, None)
 
-    def select(self, request: dict) -> list[Target]:
+    def select(self, request: dict) -> Selection:
         if self.static is not None:
-            return list(self.static)
-        chosen = self._choose(request, self._available())
-        for target in chosen:
+            return self.static
+        available = None
+        if self.guarded:
+            available = {id(t) for t in self.rule.targets
+                         if (b := self._breaker_of.get(t.key)) is None or b.admits()}
+        chosen = self._select(self.rule.selection, request, available)
+        for target in (*chosen.attempts, *chosen.shadows):
             breaker = self._breaker_of.get(target.key)
             if breaker is not None:
                 breaker.dispatched()
         return chosen
 
-    def _available(self) -> list[Target]:
-        if not self.guarded:
-            return list(self.rule.targets)
-        return [t for t, b in zip(self.rule.targets, self.breakers) if b is None or b.admits()]
-
-    def _choose(self, request: dict, targets: list[Target]) -> list[Target]:
-        rule = self.rule
-        kind = rule.strategy
-        if not targets:
-            return []
-        if kind == "single":
-            return [targets[0]] if targets[0] is rule.targets[0] else []
-        if kind == "shadow":
-            return _shadow(rule, targets)
-        if kind == "fallback":
-            return targets
-        if kind == "split":
-            if rule.sticky_by is not None:
-                key = sticky_key(operators.lookup(request, rule.sticky_by))
+    # `available`: ids of the targets whose breaker admits a request now; None: all of them.
+    def _select(self, node: StrategySpec, request: dict, available: set[int] | None) -> Selection:
+        selector = strategies.strategy(node.kind).selector
+        if selector == "first":
+            primary = node.members[0]
+            return Selection((primary,)) if _open(primary, available) else NOTHING
+        if selector == "primary_shadow":
+            primary, shadow = node.members
+            if not _open(primary, available):
+                return NOTHING  # the shadow never serves in the primary's place
+            return Selection((primary,), (replace(shadow, is_shadow=True),) if _open(shadow, available) else ())
+        if selector == "in_order":
+            attempts: list[Target] = []
+            shadows: list[Target] = []
+            for member in node.members:
+                if isinstance(member, StrategySpec):
+                    inner = self._select(member, request, available)
+                    attempts.extend(inner.attempts)
+                    shadows.extend(inner.shadows)
+                elif _open(member, available):
+                    attempts.append(member)
+            return Selection(tuple(attempts), tuple(shadows))
+        if selector == "weighted_pick":
+            usable = [i for i, m in enumerate(node.members) if self._can_serve(m, available)]
+            if not usable:
+                return NOTHING
+            weights = [node.weights[i] for i in usable]
+            position = None
+            if node.sticky_by is not None:
+                key = sticky_key(operators.lookup(request, node.sticky_by))
                 if key is not None:
-                    return [pick_sticky(targets, sticky_point(rule.salt, key))]
-            return [pick_random(targets)]
-        if kind == "round_robin":
+                    position = pick_sticky(weights, sticky_point(node.salt, key))
+            member = node.members[usable[pick_random(weights) if position is None else position]]
+            if isinstance(member, StrategySpec):
+                return self._select(member, request, available)
+            return Selection((member,))
+        targets = [t for t in node.members if _open(t, available)]
+        if not targets:
+            return NOTHING
+        if selector == "rotate":
             with self._lock:
-                turn = self._counter
-                self._counter += 1
-            return [targets[turn % len(targets)]]
-        return rank(rule, targets, self.metrics)
+                turn = self._counters.get(id(node), 0)
+                self._counters[id(node)] = turn + 1
+            return Selection((targets[turn % len(targets)],))
+        return Selection(tuple(RANKINGS[selector](node, targets, self.metrics)))
+
+    def _can_serve(self, member: Target | StrategySpec, available: set[int] | None) -> bool:
+        """Would `member` select anything now? (A nested single or shadow needs its
+        primary; any other strategy one of its members.)"""
+        if not isinstance(member, StrategySpec):
+            return _open(member, available)
+        if strategies.strategy(member.kind).selector in ("first", "primary_shadow"):
+            return _open(member.members[0], available)
+        return any(self._can_serve(m, available) for m in member.members)
 
 
-def _shadow(rule: RuleSpec, available: list[Target]) -> list[Target]:
-    primary, shadow = rule.targets
-    if not any(t is primary for t in available):
-        return []  # the shadow never serves in the primary's place
-    out = [primary]
-    if any(t is shadow for t in available):
-        out.append(replace(shadow, is_shadow=True))
-    return out
+def _open(target: Target, available: set[int] | None) -> bool:
+    return available is None or id(target) in available
