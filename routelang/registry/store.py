@@ -142,15 +142,20 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return 0 if row is None else row[0]
 
 
+def _checked_version(conn: sqlite3.Connection) -> int:
+    current = schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise RegistryError(f"the registry's schema (version {current}) is newer than this routelang "
+                            f"understands (version {SCHEMA_VERSION}): upgrade routelang")
+    return current
+
+
 def migrate(conn: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> None:
     """Apply the steps of MIGRATIONS not applied yet, each in its own transaction."""
-    if schema_version(conn) >= upto:
+    if _checked_version(conn) >= upto:
         return
     with write(conn):
-        current = schema_version(conn)  # again, under the lock: another process may have migrated
-        if current > SCHEMA_VERSION:
-            raise RegistryError(f"the registry's schema (version {current}) is newer than this routelang "
-                                f"understands (version {SCHEMA_VERSION}): upgrade routelang")
+        current = _checked_version(conn)  # again, under the lock: another process may have migrated
         for step in MIGRATIONS[current:upto]:
             for statement in step.split(";"):
                 if statement.strip():
