@@ -161,7 +161,12 @@ class Router:
             config["rules"] = rules
         config.update(kwargs)
         config.setdefault("name", self.name)
-        built = build_config(config, self.name)
+        from ..importer import ImportProblem
+
+        try:
+            built = build_config(config, self.name)
+        except ImportProblem as exc:
+            raise RegistryError(f"the updated router is not a valid config: {exc}") from None
         if not built.ok:
             raise RegistryError("the updated router does not check clean:\n" + built.result.render(built.problems))
         version, _new = self.store.push(self.name, built.entry, built.sources, built.compiled, "update()")
