@@ -52,7 +52,7 @@ def test_deploy_shows_the_semantic_diff_and_asks(registry, router_file):
     assert routelang.Router("chat", registry=registry).active_version == 1
     accepted = run("deploy", "chat", "2", input="y\n")
     assert accepted.exit_code == Exit.OK and "deployed chat version 2" in accepted.output
-    assert "* " in [line for line in run("versions", "chat").output.splitlines() if "   2  " in line][0]
+    assert "* " in next(line for line in run("versions", "chat").output.splitlines() if "   2  " in line)
     rolled = run("rollback", "chat")
     assert rolled.exit_code == Exit.OK and "from version 2 to version 1" in rolled.output
     assert run("rollback", "chat").exit_code == Exit.USAGE

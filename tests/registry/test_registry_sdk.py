@@ -96,7 +96,7 @@ def test_delete_and_errors(deployed, registry):
     router = routelang.Router("chat", registry=registry)
     router.delete()
     with pytest.raises(RegistryError, match="no router called 'chat'"):
-        router.active_version
+        _ = router.active_version
     undeployed = Store(registry)
     undeployed.push("fresh", "x.route", {"x.route": ""}, {"rules": []})
     with pytest.raises(RegistryError, match="no deployed version"):
