@@ -23,8 +23,10 @@ class Exit(IntEnum):
     several situations exits with the highest code among them."""
 
     OK = 0        # success: no errors; tests passed; `fmt --check` / `diff`: nothing changes
-    FINDINGS = 1  # errors in the input, failed tests or expectations; `fmt --check` / `diff`: changes
-    USAGE = 2     # usage or I/O: bad flags, a file that cannot be read or written
+    FINDINGS = 1  # errors in the input, failed tests or expectations; `fmt --check` / `diff`: changes;
+    #               `push`: not clean; `deploy` / `delete`: not confirmed
+    USAGE = 2     # usage or I/O: bad flags, a file that cannot be read or written; the registry cannot be
+    #               opened, or has no such router, version or request
     INTERNAL = 3  # a bug in routelang
 
 
