@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import sqlite3
 import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .store import connect, write
@@ -25,13 +25,17 @@ COLUMNS = ("id", "time", "router", "version", "rule", "targets", "attempts", "st
 JSON_COLUMNS = ("targets", "attempts")
 
 
-@dataclass
+def _new_id() -> str:
+    return os.urandom(16).hex()
+
+
+@dataclass(slots=True)
 class RequestRecord:
     router: str
     version: int | None
     rule: str | None
     status: str                                       # "routed", "unmatched", "ok", "error", ...
-    targets: list[dict] = field(default_factory=list)  # {model_name, provider, label, weight}
+    targets: list = field(default_factory=list)  # {model_name, provider, label, weight}, or runtime Targets
     attempts: list[dict] = field(default_factory=list)
     latency_ms: float | None = None
     ttft_ms: float | None = None
@@ -41,14 +45,24 @@ class RequestRecord:
     split_label: str | None = None
     sticky_key_hash: str | None = None
     client_key_id: str | None = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=_new_id)
     time: float = field(default_factory=time.time)
 
     def row(self) -> tuple:
-        values = asdict(self)
-        for name in JSON_COLUMNS:
-            values[name] = json.dumps(values[name], ensure_ascii=False)
-        return tuple(values[c] for c in COLUMNS)
+        """The values of COLUMNS, in order (built in the writer thread, not on the request path)."""
+        return (self.id, self.time, self.router, self.version, self.rule, _json([_target(t) for t in self.targets]),
+                _json(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
+                self.cost, self.split_label, self.sticky_key_hash, self.client_key_id)
+
+
+_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _target(target) -> dict:
+    if isinstance(target, dict):
+        return target
+    return {"model_name": target.model_name, "provider": target.provider, "label": target.label,
+            "weight": target.weight}
 
 
 def sticky_hash(value) -> str:

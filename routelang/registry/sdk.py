@@ -190,8 +190,6 @@ class Router:
 
 def _record(name: str, version: int, data: Any, result: RouteResult, elapsed_ms: float) -> history.RequestRecord:
     rule = result.matched_rule
-    targets = [{"model_name": t.model_name, "provider": t.provider, "label": t.label, "weight": t.weight}
-               for t in result.selected_targets]
     sticky = None
     if rule is not None and rule.sticky_by is not None:
         from ..runtime.operators import lookup
@@ -202,5 +200,6 @@ def _record(name: str, version: int, data: Any, result: RouteResult, elapsed_ms:
         first = result.selected_targets[0]
         split_label = first.label or first.model_name
     return history.RequestRecord(router=name, version=version, rule=None if rule is None else rule.name,
-                                 status="routed" if rule is not None else "unmatched", targets=targets,
+                                 status="routed" if rule is not None else "unmatched",
+                                 targets=tuple(result.selected_targets),
                                  latency_ms=elapsed_ms, split_label=split_label, sticky_key_hash=sticky)
