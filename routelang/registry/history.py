@@ -8,6 +8,7 @@ then prunes to the retention limits.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -190,3 +191,28 @@ class HistoryWriter:
             except queue.Empty:
                 break
         return batch, markers
+
+
+_WRITERS: dict[Path, HistoryWriter] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def shared_writer(path: str | Path) -> HistoryWriter:
+    """The one writer of this process for the registry at `path` (every SDK
+    Router of that registry uses it); its rows are written at exit too."""
+    key = Path(path).resolve()
+    with _WRITERS_LOCK:
+        writer = _WRITERS.get(key)
+        if writer is None or not writer._thread.is_alive():
+            if not _WRITERS:
+                atexit.register(_close_shared)
+            writer = _WRITERS[key] = HistoryWriter(key)
+    return writer
+
+
+def _close_shared() -> None:
+    with _WRITERS_LOCK:
+        writers = list(_WRITERS.values())
+        _WRITERS.clear()
+    for writer in writers:
+        writer.close()

@@ -65,7 +65,7 @@ class Router:
     def close(self) -> None:
         """Write the history still queued and close the registry file."""
         if self._writer is not None:
-            self._writer.close()
+            self._writer.flush()
             self._writer = None
         if self._store is not None:
             self._store.close()
@@ -130,7 +130,7 @@ class Router:
 
     def _history(self) -> history.HistoryWriter:
         if self._writer is None:
-            self._writer = history.HistoryWriter(self.store.path)
+            self._writer = history.shared_writer(self.store.path)
         return self._writer
 
     def list_requests(self, limit: int = 100) -> list[dict]:

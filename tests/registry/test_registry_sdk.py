@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from conftest import write_router
 from test_registry_store import push_file
@@ -101,3 +104,17 @@ def test_delete_and_errors(deployed, registry):
     undeployed.push("fresh", "x.route", {"x.route": ""}, {"rules": []})
     with pytest.raises(RegistryError, match="no deployed version"):
         routelang.Router("fresh", registry=registry).route(PREMIUM)
+
+
+def test_routers_of_one_registry_share_one_writer_and_rows_are_written_at_exit(deployed, registry):
+    a, b = routelang.Router("chat", registry=registry), routelang.Router("chat", registry=registry)
+    a.route(PREMIUM)
+    b.route(TRIAL)
+    assert a._writer is b._writer
+    a.close()
+    b.close()
+    code = ("import sys, routelang; routelang.Router('chat', registry=sys.argv[1]).route("
+            "{'user': {'tier': 'basic'}})")   # no close(): the rows are written at exit
+    subprocess.run([sys.executable, "-c", code, str(registry)], check=True, timeout=60)
+    assert [r["rule"] for r in routelang.Router("chat", registry=registry).list_requests()] == \
+        ["default", "ab", "premium"]
