@@ -594,15 +594,17 @@ def fmt_command(files, check, show_diff):
 
 # ---- the registry (docs/registry.md) ---------------------------------------------------
 
-def _store(registry: str | None):
-    """The registry file, opened (exit 2 when it cannot be)."""
+def _store(registry: str | None, create: bool = False):
+    """The registry file, opened (exit 2 when it cannot be); only `push` creates one."""
     import sqlite3
 
     from .registry.store import RegistryError, Store
 
     try:
-        return Store(registry)
-    except (sqlite3.Error, OSError, RegistryError) as exc:
+        return Store(registry, create=create)
+    except RegistryError as exc:
+        raise UsageProblem(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
         raise UsageProblem(f"cannot open the registry {registry or 'at the default location'}: {exc}") from None
 
 
@@ -685,7 +687,7 @@ def push_command(file, name, message, registry):
         click.echo(f"not pushed: {file} does not check clean", err=True)
         finish(Exit.FINDINGS)
     name = name or built.result.router.name
-    version, new = _store(registry).push(name, built.entry, built.sources, built.compiled, message)
+    version, new = _store(registry, create=True).push(name, built.entry, built.sources, built.compiled, message)
     if new:
         click.echo(f"pushed {name} version {version.version} ({version.content_hash[:19]})")
     else:

@@ -59,7 +59,7 @@ class Router:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self._registry)
+            self._store = Store(self._registry, create=False)
         return self._store
 
     def close(self) -> None:

@@ -167,8 +167,11 @@ def migrate(conn: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> None:
 class Store:
     """Routers, versions and deployments in one registry file."""
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, create: bool = True):
+        """`create=False`: a missing file is a RegistryError (reading never creates one)."""
         self.path = Path(path) if path is not None else default_path()
+        if not create and not self.path.exists():
+            raise RegistryError(f"no registry at {self.path} (`routelang push` creates it)")
         self.conn = connect(self.path)
 
     def close(self) -> None:

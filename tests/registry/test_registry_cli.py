@@ -120,3 +120,12 @@ def test_a_file_that_is_not_a_registry_is_a_usage_error(tmp_path):
     junk.write_text("not sqlite " * 100)
     result = run("versions", "chat", "--registry", junk)
     assert result.exit_code == Exit.USAGE and "Traceback" not in result.output
+
+
+def test_reading_commands_never_create_a_registry(tmp_path):
+    missing = tmp_path / "missing.db"
+    for args in (["versions", "chat"], ["show", "chat"], ["requests", "chat"], ["request", "x"],
+                 ["rollback", "chat"], ["deploy", "chat", "1", "--yes"], ["diff", "chat@1", "chat@2"]):
+        result = run(*args, "--registry", missing)
+        assert result.exit_code == Exit.USAGE and "no registry at" in result.output, (args, result.output)
+    assert not missing.exists()

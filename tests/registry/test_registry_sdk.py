@@ -29,6 +29,9 @@ def test_router_is_lazy_and_the_runtime_class_keeps_a_name(tmp_path):
     path = tmp_path / "none" / "registry.db"
     router = routelang.Router("chat", registry=path)
     assert router.name == "chat" and not path.exists()   # nothing opened yet
+    with pytest.raises(RegistryError, match="no registry at"):
+        _ = router.active_version
+    assert not path.exists()
     loaded = routelang.load("examples/user_tiering.route")
     assert isinstance(loaded, routelang.LoadedRouter)
     assert isinstance(routelang.Router(loaded.plan), routelang.LoadedRouter)   # the old constructor still works
