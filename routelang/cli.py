@@ -686,7 +686,7 @@ def push_command(file, name, message, registry):
     if not built.ok:
         click.echo(f"not pushed: {file} does not check clean", err=True)
         finish(Exit.FINDINGS)
-    name = name or built.result.router.name
+    name = built.result.router.name if name is None else name
     version, new = _store(registry, create=True).push(name, built.entry, built.sources, built.compiled, message)
     if new:
         click.echo(f"pushed {name} version {version.version} ({version.content_hash[:19]})")

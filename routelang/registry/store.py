@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -76,6 +77,17 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class RegistryError(Exception):
     """A registry operation that cannot be done (no such router or version, ...)."""
+
+
+# A router's name is also a path segment and the NAME of NAME@VERSION.
+ROUTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not ROUTER_NAME.fullmatch(name):
+        raise RegistryError(f"{name!r} is not a router name: letters, digits, `.`, `_` and `-`, "
+                            "starting with a letter or digit, at most 128 characters")
+    return name
 
 
 def default_path() -> Path:
@@ -204,6 +216,7 @@ class Store:
              message: str = "") -> tuple[Version, bool]:
         """Store a new version unless one with the same content exists:
         (the version, whether it is new)."""
+        check_name(router)
         digest = content_hash(sources, compiled)
         with write(self.conn):
             self.conn.execute("INSERT OR IGNORE INTO routers (name, created_at) VALUES (?, ?)",

@@ -129,3 +129,10 @@ def test_reading_commands_never_create_a_registry(tmp_path):
         result = run(*args, "--registry", missing)
         assert result.exit_code == Exit.USAGE and "no registry at" in result.output, (args, result.output)
     assert not missing.exists()
+
+
+def test_a_router_name_must_be_usable_in_name_at_version(registry, router_file):
+    for bad in ("a@b", "a/b", "-x", ""):
+        result = run("push", router_file, "--router", bad)
+        assert result.exit_code == Exit.USAGE and "is not a router name" in result.output, (bad, result.output)
+    assert run("push", router_file, "--router", "team.chat-v2_b").exit_code == Exit.OK
