@@ -83,6 +83,7 @@ INVALID_SETTING = register("RL218", "invalid-setting", E, "a setting's value is 
 BAD_TEST = register("RL219", "invalid-test", E, "a test block is malformed")
 EMPTY_NAME = register("RL220", "empty-name", E, "a name or field is empty")
 DUPLICATE_LABEL = register("RL221", "duplicate-label", E, "two split entries have the same label")
+DOT_IN_SEGMENT = register("RL222", "dot-in-path-segment", E, "a quoted field-path segment contains `.`")
 
 # RL3xx lint codes are registered by routelang.lint.
 MIXTRAIN_APPROXIMATION = register(

@@ -9,8 +9,10 @@ tokens, not from lark's `propagate_positions`, which doubles parse time.
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,7 +27,7 @@ TOKEN_TYPES: tuple = (Token,) if lark_cython is None else (Token, lark_cython.la
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import SYNTAX_ERROR, Diagnostic
+from .diagnostics import DUPLICATE_SETTING, HYBRID_WEIGHTS, SYNTAX_ERROR, Diagnostic, Related
 from .source import Source, Span
 from .vocab import operators
 
@@ -117,6 +119,13 @@ class _Builder(Transformer):
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        # Mistakes that need no resync: reported, and the parse goes on. Keyed
+        # by position, since the error path parses the same text again.
+        self.problems: dict[tuple, Diagnostic] = {}
+
+    def _problem(self, diagnostic: Diagnostic) -> None:
+        span = diagnostic.span
+        self.problems[(span.line, span.column, diagnostic.code.code)] = diagnostic
 
     # -- helpers --
     def _span(self, children) -> Span:
@@ -229,8 +238,7 @@ class _Builder(Transformer):
         return ast.TargetRef(name, name.span)
 
     def settings(self, c):
-        span = self._span(c) if c else Span(self.file, 0, 0, 0, 0)
-        return ast.Settings(list(c), span)
+        return ast.Settings(list(c[1:-1]), self._span([c[0], c[-1]]))
 
     def _setting(key):
         def make(self, c):
@@ -337,7 +345,8 @@ class _Builder(Transformer):
 
     def percent(self, c):
         text = c[0].value
-        return (float(text[:-1]) / 100, text, self._tok(c[0]))
+        # Exact division: `33.3%` is the float nearest 0.333, not 33.3 / 100.
+        return (float(Fraction(text[:-1]) / 100), text, self._tok(c[0]))
 
     def fraction(self, c):
         v = c[0]
@@ -371,9 +380,15 @@ class _Builder(Transformer):
         weights, targets = c
         strategy = ast.Strategy("hybrid", targets, targets[0].span.to(targets[-1].span))
         for key, value in weights:
-            if key in strategy.hybrid:
-                raise SyntaxProblem(f"`{key}` weight given twice", value.token)
-            strategy.hybrid[key] = value
+            first = strategy.hybrid.get(key)
+            if first is None:
+                strategy.hybrid[key] = value
+                continue
+            self._problem(Diagnostic(
+                HYBRID_WEIGHTS, f"the `{key}` weight is given twice", value.span,
+                help=f"give `{key}` once; the first one, {first.value:g}, is used",
+                related=[Related(first.span, f"`{key}` first given here")],
+            ))
         return strategy
 
     def hybrid_weights(self, c):
@@ -410,6 +425,16 @@ class _Builder(Transformer):
         rule = ast.RuleDef(name, name.span)
         for item in items:
             kind, value = item if isinstance(item, tuple) else ("strategy", item)
+            if kind in ("priority", "description", "enabled"):
+                first = getattr(rule, kind)
+                if first is not None:  # the rule keeps one; fmt and the IR must not pick between two
+                    what = {"priority": "a priority", "description": "a description",
+                            "enabled": "`enabled` or `disabled`"}[kind]
+                    self._problem(Diagnostic(
+                        DUPLICATE_SETTING, f"rule `{name.text}` has {what} twice in its header", value.span,
+                        help="keep one", related=[Related(first.span, "first given here")],
+                    ))
+                    continue
             if kind == "priority":
                 rule.priority = value
             elif kind == "description":
@@ -566,6 +591,10 @@ _EXAMPLES: dict[str, list[str]] = {
         "router r rule a { split { control: x } }",
         "router r rule a { split { x } }",
     ],
+    "a shadow takes one target: `route PRIMARY shadow CANDIDATE`": [
+        "router r rule a { route x shadow y, z }",
+        "router r rule a { route x shadow y z }",
+    ],
     "a timeout needs a unit, e.g. `30s` or `500ms`": [
         "router r target t = x { timeout 30 }",
     ],
@@ -573,12 +602,15 @@ _EXAMPLES: dict[str, list[str]] = {
 
 
 def _friendly_message(exc: UnexpectedInput, text: str) -> str | None:
+    problems = _STATE.builder.problems
     try:
         return exc.match_examples(_inline_lark(accelerated=False).parse, _EXAMPLES, use_accepts=True)
     except (UnexpectedInput, VisitError, SyntaxProblem):  # an example failing oddly must not mask the real error
         return None
     except TypeError:  # lark 1.3 formats a debug message with %d on a parser state in one branch
         return None
+    finally:
+        _STATE.builder.problems = problems  # the examples' own problems are not the file's
 
 
 def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
@@ -599,10 +631,14 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         span = Span(source.name, token.line, token.column, token.end_line, token.end_column)
         found = _describe_token(token)
     else:
+        token = None
         last_line = source.text.count("\n") + 1
         last_col = len(source.lines[-1]) + 1 if source.lines else 1
         span = Span(source.name, last_line, last_col, last_line, last_col + 1)
         found = "the end of the file"
+    unclosed = _unclosed_block(exc, token, expected, source)
+    if unclosed is not None:
+        return unclosed
     friendly = _friendly_message(exc, source.text)
     described = sorted({_describe_terminal(t) for t in expected if not t.startswith("__")})
     expected_text = ", ".join(described[:8]) + (", ..." if len(described) > 8 else "")
@@ -611,7 +647,90 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     else:
         message = f"unexpected {found}"
     hint = f"expected {expected_text}" if expected_text else None
+    meant = _meant(token, expected, source) if token is not None else None
+    if meant is not None:
+        hint, span, written = meant
+        if written is not None:  # a word spelt wrong: "the rule needs a body" would mislead
+            message = f"unexpected `{written}`"
     return Diagnostic(SYNTAX_ERROR, message, span, help=hint)
+
+
+_NEGATED_WORDS = ("in", "contains", "exists")  # `not in`, `not contains`, `not exists`: two words
+
+
+def _meant(token: Token, expected: list[str], source: Source) -> tuple[str, Span, str | None] | None:
+    """What the user probably meant by an unexpected token, judged by what the
+    parser would have accepted there: a keyword spelt wrong, `=` for `==`,
+    Mixtrain's `not_in` for `not in`. The help text, the span to mark, and the
+    misspelt word as written (None when the token is not a misspelt word)."""
+    here = Span(source.name, token.line, token.column, token.end_line, token.end_column)
+    if token.type == "EQUAL" and "COMPARE" in expected:
+        return "write `==` to compare: `=` only defines names", here, None
+    start = getattr(token, "start_pos", None)
+    word = str(token.value)
+    if isinstance(start, int) and word.startswith("_") and word[1:] in _NEGATED_WORDS \
+            and source.text[max(start - 3, 0):start] == "not":
+        negated = Span(source.name, token.line, token.column - 3, token.end_line, token.end_column)
+        return f"write `not {word[1:]}`, two words (`not_{word[1:]}` is the JSON spelling)", negated, f"not{word}"
+    if token.type != "NAME":
+        return None
+    keywords = {}
+    for name in expected:
+        try:
+            pattern = _lark().get_terminal(name).pattern
+        except KeyError:
+            continue
+        if pattern.type == "str" and pattern.value.isidentifier():
+            keywords[pattern.value] = name
+        elif name == "TYPE_NAME":
+            keywords.update(dict.fromkeys(TYPE_NAMES, name))
+    close = difflib.get_close_matches(word, list(keywords), n=1, cutoff=0.75) or difflib.get_close_matches(
+        word.replace("_", ""), [k.replace("_", "") for k in keywords], n=1, cutoff=0.75)
+    if not close:
+        return None
+    spelled = next(k for k in keywords if k == close[0] or k.replace("_", "") == close[0])
+    return f"did you mean `{spelled}`?", here, word
+
+
+def _unclosed_block(exc: UnexpectedInput, token: Token | None, expected: list[str],
+                    source: Source) -> Diagnostic | None:
+    """A `{` left open shows up where the next item starts (or at the end of
+    the file); report it at the `{` that is never closed."""
+    if "RBRACE" not in expected:
+        return None
+    if token is not None:
+        at_line_start = source.line_text(token.line)[: token.column - 1].strip() == ""
+        if not (at_line_start and _RESTART.match(source.line_text(token.line))):
+            return None
+        end = token.start_pos
+    else:
+        end = len(source.text)
+    open_braces = []
+    for m in _BRACES.finditer(source.text, 0, end):
+        if m.group() == "{":
+            open_braces.append(m.start())
+        elif m.group() == "}" and open_braces:
+            open_braces.pop()
+    if not open_braces:
+        return None
+    pos = open_braces[-1]
+    line = source.text.count("\n", 0, pos) + 1
+    column = pos - (source.text.rfind("\n", 0, pos) + 1) + 1
+    span = Span(source.name, line, column, line, column + 1)
+    if token is not None:
+        where = f"before `{token.value}` on line {token.line}"
+        related = [Related(Span(source.name, token.line, token.column, token.end_line, token.end_column),
+                           "the next item starts here")]
+    else:
+        where, related = "at the end of the file", []
+    return Diagnostic(SYNTAX_ERROR, UNCLOSED_BLOCK, span, help=f"add the missing `}}` {where}",
+                      related=related)
+
+
+UNCLOSED_BLOCK = "this `{` is never closed"
+# Braces outside strings and comments.
+_BRACES = re.compile(r'r"[^"\n]*"|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[{}]')
+TYPE_NAMES = ("string", "number", "integer", "bool", "list", "object", "any")
 
 
 _RESTART = re.compile(
@@ -629,6 +748,7 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
     offset = 0
     with _PARSE_LOCK:
         _STATE.builder.file = source.name
+        _STATE.builder.problems = {}
         _STATE.comments = comments
         while True:
             token = None
@@ -638,8 +758,13 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
                 break
             except UnexpectedInput as exc:
                 exc = _diagnosable(exc, masked)
-                diagnostics.append(_syntax_diagnostic(exc, source))
+                diagnostic = _syntax_diagnostic(exc, source)
+                diagnostics.append(diagnostic)
                 token = exc
+                if diagnostic.message == UNCLOSED_BLOCK and isinstance(exc, UnexpectedToken) \
+                        and exc.token.type != "$END" and exc.token.start_pos > offset:
+                    offset = exc.token.start_pos  # the item after the open block is whole: parse it
+                    continue
             except VisitError as exc:
                 if not isinstance(exc.orig_exc, SyntaxProblem):
                     raise
@@ -657,6 +782,7 @@ def parse(source: Source) -> tuple[ast.File, list[Diagnostic]]:
                 break
             offset = resume
         _STATE.comments = None
+        diagnostics.extend(_STATE.builder.problems.values())
     file_comments = [
         ast.Comment(t.value, Span(source.name, t.line, t.column, t.end_line, t.end_column))
         for t in sorted(set(comments), key=lambda t: t.start_pos)

@@ -13,6 +13,7 @@ that point.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from . import ast, ir
 from .diagnostics import (
     BAD_CALL,
     BAD_TEST,
+    DOT_IN_SEGMENT,
     DUPLICATE_DEFINITION,
     DUPLICATE_ROUTER,
     DUPLICATE_RULE,
@@ -41,7 +43,7 @@ from .diagnostics import (
     Diagnostic,
     Related,
 )
-from .parser import parse
+from .parser import parse, quote
 from .source import Source, SourceError, Span, SpanMap, read_source
 from .vocab import settings as target_settings
 
@@ -202,11 +204,17 @@ class Resolver:
             key, display = f"std:{parts[1]}", f"<{item.module}>"
         else:
             base = module.source.path.parent if module.source.path else Path.cwd()
-            path = (base / item.path.value).resolve()
+            try:
+                path = (base / item.path.value).resolve()
+                found = path.is_file()
+            except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+                self.error(UNKNOWN_IMPORT, f"`{item.path.value}` is not a usable file name ({exc})", item.span,
+                           help='import a file by its path relative to this file: `import "common.route"`')
+                return
             key, display = str(path), item.path.value
             if module.source.path is not None:
                 display = _display_path(path)
-            if not path.is_file():
+            if not found:
                 self.error(UNKNOWN_IMPORT, f"cannot find imported file `{item.path.value}`", item.span,
                            help=f"looked for {_display_path(path)}")
                 return
@@ -244,6 +252,7 @@ class Resolver:
             close = _closest(name.text, candidates)
             if close:
                 help = f"did you mean `{close}`?"
+            help = _import_hint(module, name.text, kind) or help
             self.error(UNKNOWN_NAME, f"unknown {kind} `{name.text}`", name.span, help=help)
             return None
         self.references.append(Reference(name.text, kind, name.span, symbol))
@@ -386,14 +395,29 @@ class Resolver:
 
     # ---- conditions --------------------------------------------------------------
 
+    def field_path(self, path: ast.FieldPath) -> str | None:
+        """The IR's dotted path, or None (reported) when a quoted segment
+        holds a `.`: the IR, the runtime and Mixtrain all split paths at
+        dots, so such a key cannot be addressed the same way everywhere."""
+        dotted = [seg for seg in path.segments if "." in seg]
+        if not dotted:
+            return path.dotted
+        self.error(DOT_IN_SEGMENT, f"the field-path segment {quote(dotted[0])} contains `.`", path.span,
+                   help="paths split at every `.`, here and in Mixtrain, so a key with a dot in its name cannot"
+                        " be matched; send the value under a key without dots")
+        return None
+
     def condition(self, module: Module, expr) -> Any:
         if isinstance(expr, ast.Compare):
+            path = self.field_path(expr.path)
+            if path is None:
+                return None
             value = expr.value.plain() if expr.value is not None else None
             spans = SpanMap(field=expr.path.span)
             if expr.value is not None:
                 spans["value"] = expr.value.span
             return ir.Compare(
-                field=expr.path.dotted, operator=expr.op, value=value,
+                field=path, operator=expr.op, value=value,
                 description=expr.note.value if expr.note is not None else None,
                 span=expr.span, spans=spans,
             )
@@ -443,7 +467,9 @@ class Resolver:
         spans = SpanMap()
         kwargs: dict = {}
         if strat.sticky is not None:
-            kwargs["sticky_by"] = strat.sticky.path.dotted
+            kwargs["sticky_by"] = self.field_path(strat.sticky.path)
+            if kwargs["sticky_by"] is None:
+                return None
             spans["sticky_by"] = strat.sticky.path.span
             if strat.sticky.salt is not None:
                 kwargs["salt"] = strat.sticky.salt.value
@@ -529,7 +555,8 @@ class Resolver:
             rule=single("rule"), target=single("target"), target_in=several("target_in"),
             targets=several("targets"), shadow=single("shadow"), no_match="no_match" in by_kind,
             span=test.expectations[0].span,
-            spans=SpanMap({k: e.span for k, e in by_kind.items()}
+            # A one-name expectation is located at the name (an unknown target is underlined there).
+            spans=SpanMap({k: e.span if e.name is None else e.name.span for k, e in by_kind.items()}
                           | {f"{k}.{i}": n.span for k, e in by_kind.items() for i, n in enumerate(e.names)}),
         )
         return ir.Test(name=name, request=test.requests[0].plain(), expect=expect, span=test.span,
@@ -605,6 +632,8 @@ class Resolver:
         for item in items:
             if isinstance(item, ast.SchemaDef):
                 for f in item.fields:
+                    if self.field_path(f.path) is None:
+                        continue
                     schema_fields.append(ir.SchemaField(
                         path=f.path.dotted, type=f.type, values=tuple(v.plain() for v in f.enum),
                         span=f.span,
@@ -650,6 +679,34 @@ def _visible(module: Module):
     yield from module.defs.values()
     for _, imported in module.imports:
         yield from imported.defs.values()
+
+
+def _import_hint(module: Module, name: str, kind: str) -> str | None:
+    """Imports are not transitive; when a file that an import imports in
+    turn defines the name, say which file to import."""
+    seen = {module.key} | {imported.key for _, imported in module.imports}
+    frontier = [imported for _, imported in module.imports]
+    while frontier:
+        current = frontier.pop(0)
+        for _, deeper in current.imports:
+            if deeper.key in seen:
+                continue
+            seen.add(deeper.key)
+            symbol = deeper.defs.get(name)
+            if symbol is not None and symbol.kind == kind:
+                return (f"`{name}` is defined in {deeper.source.name}, which {current.source.name} imports;"
+                        f" add `{_import_statement(module, deeper)}` here")
+            frontier.append(deeper)
+    return None
+
+
+def _import_statement(importer: Module, imported: Module) -> str:
+    if imported.key.startswith("std:"):
+        return f"import std.{imported.key[4:]}"
+    path = Path(imported.key)
+    if importer.source.path is not None:
+        path = Path(os.path.relpath(path, importer.source.path.resolve().parent))
+    return f"import {quote(path.as_posix())}"
 
 
 def _closest(name: str, candidates) -> str | None:
