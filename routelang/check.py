@@ -16,7 +16,6 @@ from typing import Any
 from . import envvars, expectations, ir
 from .diagnostics import (
     BAD_TEST,
-    DUPLICATE_LABEL,
     EMPTY_NAME,
     HYBRID_WEIGHTS,
     INCOMPLETE_TARGET,
@@ -43,6 +42,10 @@ from .vocab import settings as target_settings
 OPERATOR_TEXT = {op.name: op.text for op in operators.TABLE}
 NUMERIC_OPERATORS = tuple(op.name for op in operators.TABLE if op.operand == "number")
 TEXT_OPERATORS = tuple(op.name for op in operators.TABLE if op.operand in ("text", "pattern"))
+# Bounds of target settings (vocab/settings.py).
+_SETTING = target_settings.BY_SURFACE
+_BREAKER = {s.surface: s for s in _SETTING["circuit_breaker"].block}
+_HEALTH = {s.surface: s for s in _SETTING["health_check"].block}
 SPLIT_TOLERANCE = 0.001  # Mixtrain's tolerance for weights summing to 1.0
 
 
@@ -112,8 +115,13 @@ class Checker:
         value_span = cmp.spans.get("value", cmp.span)
         field_span = cmp.spans.get("field", cmp.span)
         text = entry.text
-        if not cmp.field or any(not seg for seg in cmp.field.split(".")):
-            self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment", field_span, rule=rule)
+        # Mixtrain's validator rejects a blank field and `..`; an empty first or last
+        # segment it accepts, so that is a lint warning (empty-path-segment).
+        if not cmp.field.strip():
+            self.error(EMPTY_NAME, "the field path is empty", field_span, rule=rule)
+        elif ".." in cmp.field:
+            self.error(EMPTY_NAME, f"field path `{cmp.field}` has an empty segment between two others", field_span,
+                       help="Mixtrain's validator rejects `..` in a field path", rule=rule)
         if not entry.unary and value is None:
             alt = "not exists" if op == "equals" else "exists"
             self.error(NULL_IN_CONDITION, f"`{text} null` compares with null", value_span,
@@ -185,9 +193,6 @@ class Checker:
             elif len(strat.targets) > 1 and any(t.weight == 1.0 for t in strat.targets):
                 self.error(SPLIT_WEIGHTS, "a 100% share leaves nothing for the other split entries", strat.span,
                            help="route to one target with `route T` instead", rule=name)
-            labels = [t.label for t in strat.targets if t.label]
-            for label in {x for x in labels if labels.count(x) > 1}:
-                self.error(DUPLICATE_LABEL, f"label `{label}` is used by two split entries", strat.span, rule=name)
             if strat.sticky_by is not None and self.schema and strat.sticky_by not in self.schema:
                 self.error(UNKNOWN_FIELD, f"sticky field `{strat.sticky_by}` is not declared in the schema",
                            strat.spans.get("sticky_by", strat.span), rule=name)
@@ -210,36 +215,41 @@ class Checker:
             if not text.strip():
                 self.error(INCOMPLETE_TARGET, f"the target's {field} is empty", spans.get(field, t.span), rule=rule)
         endpoint = envvars.with_defaults(t.endpoint)
-        if endpoint is not None and t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
+        if endpoint is None:  # filled in at run time: only the text before the first reference is known
+            endpoint = t.endpoint[:envvars.ENV_REF.search(t.endpoint).start()]
+            if any(scheme.startswith(endpoint) for scheme in ("http://", "https://")):
+                endpoint = "https://"
+        if t.endpoint.strip() and not endpoint.startswith(("http://", "https://")):
             self.error(INVALID_ENDPOINT, f"endpoint `{t.endpoint}` is not an http(s) URL",
                        spans.get("endpoint", t.span), help="endpoints start with https:// or http://", rule=rule)
-        timeout, retries = target_settings.BY_SURFACE["timeout"], target_settings.BY_SURFACE["retries"]
+        timeout, retries = _SETTING["timeout"], _SETTING["retries"]
         if t.timeout_ms is not None and t.timeout_ms < timeout.minimum:
             self.error(TIMEOUT_TOO_SHORT, f"timeout {t.timeout_ms}ms is under {timeout.minimum}ms",
                        spans.get("timeout", t.span), help=f"Mixtrain requires at least {timeout.minimum}ms", rule=rule)
         if t.retry_count is not None and not (retries.minimum <= t.retry_count <= retries.maximum):
             self.error(RETRIES_OUT_OF_RANGE, f"{t.retry_count} retries is outside {retries.minimum}..{retries.maximum}",
                        spans.get("retries", t.span), rule=rule)
-        if t.weight is not None and not (0.0 <= t.weight <= 1.0) or (t.weight is not None and math.isnan(t.weight)):
+        weight = _SETTING["weight"]
+        if t.weight is not None and not (weight.minimum <= t.weight <= weight.maximum) or (t.weight is not None and math.isnan(t.weight)):
             what = _percent(t.weight) if split else f"{t.weight:g}"
             self.error(WEIGHT_OUT_OF_RANGE, f"weight {what} is outside 0..1 (0%..100%)",
                        spans.get("weight", t.span), rule=rule)
-        if t.cost_per_1k_tokens is not None and t.cost_per_1k_tokens < 0:
+        if t.cost_per_1k_tokens is not None and t.cost_per_1k_tokens < _SETTING["cost"].minimum:
             self.error(INVALID_SETTING, "cost per 1k tokens is negative", spans.get("cost", t.span), rule=rule)
         cb = t.circuit_breaker
         if cb is not None:
-            if cb.failure_threshold < 1:
+            if cb.failure_threshold < _BREAKER["failures"].minimum:
                 self.error(INVALID_SETTING, "a circuit breaker needs `failures` of at least 1",
                            spans.get("circuit_breaker.failures", t.span), rule=rule)
-            if cb.success_threshold < 1:
+            if cb.success_threshold < _BREAKER["successes"].minimum:
                 self.error(INVALID_SETTING, "a circuit breaker needs `successes` of at least 1",
                            spans.get("circuit_breaker.successes", t.span), rule=rule)
-            if cb.cooldown_ms < 1:
+            if cb.cooldown_ms < _BREAKER["cooldown"].minimum:
                 self.error(INVALID_SETTING, "a circuit breaker's cooldown must be positive",
                            spans.get("circuit_breaker.cooldown", t.span), rule=rule)
         hc = t.health_check
         if hc is not None:
-            if hc.interval_ms < 1000:
+            if hc.interval_ms < _HEALTH["interval"].minimum:
                 self.error(INVALID_SETTING, "health checks run at most once a second",
                            spans.get("health_check.interval", t.span), rule=rule)
             if not hc.path.startswith("/"):

@@ -186,8 +186,10 @@ def check(files, fmt, use_env):
     """Report every error in FILES (exit 1 if any). A file without a `router`
     header, rules or tests is checked as a module."""
     results, read_code = load_each(files, dict(os.environ) if use_env else None)
-    errors = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
-    emit_diagnostics(results, fmt, diagnostics=errors)
+    # Warnings come only from a JSON config's front end (RL005: what a .route file cannot say).
+    shown = [d for r in results for d in r.diagnostics if d.level is not Severity.NOTE]
+    errors = [d for d in shown if d.level is Severity.ERROR]
+    emit_diagnostics(results, fmt, diagnostics=shown)
     if fmt == "text" and not errors and read_code is Exit.OK:
         click.echo(f"ok: {len(files)} file(s) checked, no errors")
     finish(Exit.FINDINGS if errors else Exit.OK, read_code)
@@ -211,13 +213,13 @@ def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
         finish(Exit.FINDINGS)
     with no_gc_pauses():
         if backend == "json":
-            from .backends.json import lower
+            from .backends.json import dumps, lower
 
             config, notes = lower(result.router, exact=mixtrain_exact)
             if has_errors(notes):
                 emit_diagnostics([result], "text", diagnostics=notes, err=True)
                 finish(Exit.FINDINGS)
-            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+            text = dumps(config) + "\n"
         else:
             from .backends.python import generate
 
@@ -278,7 +280,7 @@ def lint_command(files, fmt, use_env):
     from .lint import lint
 
     results, read_code = load_each(files, dict(os.environ) if use_env else None)
-    diags = [d for r in results for d in r.diagnostics if d.level is Severity.ERROR]
+    diags = [d for r in results for d in r.diagnostics if d.level is not Severity.NOTE]
     for r in results:
         diags.extend(lint(r))
     emit_diagnostics(results, fmt, diagnostics=diags)
@@ -467,7 +469,11 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
     from .gateway.server import Options, Settings, prepare_multiprocess, run
 
-    prepare_multiprocess(workers)
+    try:
+        Path(file).read_bytes()
+    except OSError as exc:
+        raise UsageProblem(f"{file}: cannot read the file: {exc.strerror or exc}") from None
+    metrics_dir = prepare_multiprocess(workers)
     from .gateway.auth import KeyFileError
     from .gateway.plan import LoadError
 
@@ -487,6 +493,11 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
         finish(Exit.FINDINGS)
     except (KeyFileError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     finish(Exit.OK if code == 0 else Exit.INTERNAL)
 
 

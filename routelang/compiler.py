@@ -15,9 +15,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import envvars, ir
+from . import ast, envvars, ir
 from .check import check
-from .diagnostics import INPUT_ERROR, SYNTAX_ERROR, UNSET_ENV_VAR, Diagnostic, has_errors, render_text, sort_diagnostics
+from .diagnostics import (
+    INEXACT_IMPORT,
+    INPUT_ERROR,
+    MIXTRAIN_SCHEMA,
+    MIXTRAIN_VALIDATOR,
+    SYNTAX_ERROR,
+    UNSET_ENV_VAR,
+    Diagnostic,
+    Severity,
+    has_errors,
+    render_text,
+    sort_diagnostics,
+)
 from .resolve import Module, Reference, Symbol, resolve
 from .source import DecodeProblem, Source, Span, read_source
 
@@ -73,8 +85,9 @@ def compile_source(source: Source, env: dict[str, str] | None = None, allow_modu
         return CompileResult(router=None, diagnostics=[diag], sources={source.name: source})
 
 
-def _compile(source: Source, env: dict[str, str] | None, allow_module: bool) -> CompileResult:
-    resolution = resolve(source, allow_module)
+def _compile(source: Source, env: dict[str, str] | None, allow_module: bool,
+             file: ast.File | None = None) -> CompileResult:
+    resolution = resolve(source, allow_module, file)
     diagnostics = list(resolution.diagnostics)
     router = resolution.router
     if router is not None:
@@ -100,13 +113,73 @@ def compile_text(text: str, name: str = "<input>", path: Path | None = None,
 
 
 def compile_path(path: str | Path, env: dict[str, str] | None = None, allow_module: bool = False) -> CompileResult:
-    """Raises source.SourceError when the file cannot be read; a file that
-    is not UTF-8 gives an RL002 diagnostic."""
+    """A `.route` file, or a Mixtrain `.json` config (compile_json). Raises
+    source.SourceError when the file cannot be read; a file that is not UTF-8
+    gives an RL002 diagnostic."""
     try:
         source = read_source(path)
     except DecodeProblem as exc:
         return CompileResult(router=None, diagnostics=[not_utf8(exc)], sources={})
+    if Path(path).suffix.lower() == ".json":
+        return compile_json(source, env)
     return compile_source(source, env, allow_module)
+
+
+# ---- Mixtrain JSON as input -------------------------------------------------------
+
+def compile_json(source: Source, env: dict[str, str] | None = None) -> CompileResult:
+    """A Mixtrain routing config through the same front end as a `.route`
+    file: the syntax nodes `routelang import` would write (importer.py), each
+    located at its place in the JSON, resolved and checked unchanged, so every
+    diagnostic points into the JSON. Added to the checker's findings: JSON
+    syntax errors (RL001), what Mixtrain's RoutingConfig refuses (RL003), what
+    its RoutingValidator rejects where the checker found nothing in that
+    object (RL004), and what a .route file cannot say exactly (RL005)."""
+    from .importer import ImportProblem, syntax_for_analysis, validation_errors
+    from .jsonpos import JSONProblem, read_json
+    from .mixtrain_schema import validation_path
+
+    sources = {source.name: source}
+    try:
+        doc = read_json(source)
+    except JSONProblem as exc:
+        return CompileResult(None, [Diagnostic(SYNTAX_ERROR, exc.message, exc.span, help=exc.help)], sources)
+    try:
+        with no_gc_pauses():
+            file, notes = syntax_for_analysis(doc.value, source.name, doc.span_at)
+    except ImportProblem as exc:
+        diags = [Diagnostic(MIXTRAIN_SCHEMA, f"Mixtrain's RoutingConfig refuses this config: "
+                            f"{_json_path(loc) or 'the config'}: {message}", doc.span_at(loc))
+                 for loc, message in exc.problems]
+        return CompileResult(None, sort_diagnostics(diags), sources)
+    result = _compile_built(source, env, file)
+    extra = [Diagnostic(INEXACT_IMPORT, note.message, doc.span_at(note.path)) for note in notes]
+    errors = [d for d in result.diagnostics if d.level is Severity.ERROR]
+    for message in validation_errors(doc.value):
+        where = doc.span_at(validation_path(message))
+        if not any(_inside(d.span, where) for d in errors):
+            extra.append(Diagnostic(MIXTRAIN_VALIDATOR, f"Mixtrain's validator: {message}", where))
+    result.diagnostics = sort_diagnostics(result.diagnostics + extra)
+    return result
+
+
+def _compile_built(source: Source, env: dict[str, str] | None, file: ast.File) -> CompileResult:
+    try:
+        with no_gc_pauses():
+            return _compile(source, env, allow_module=False, file=file)
+    except RecursionError:
+        span = Span(source.name, 1, 1, 1, 2)
+        return CompileResult(None, [Diagnostic(SYNTAX_ERROR, "the config nests too deeply to compile", span)],
+                             {source.name: source})
+
+
+def _json_path(loc: tuple) -> str:
+    """("rules", 0, "targets") -> rules[0].targets"""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _inside(span: Span, outer: Span) -> bool:
+    return (outer.line, outer.column) <= (span.line, span.column) <= (outer.end_line, outer.end_column)
 
 
 def not_utf8(exc: DecodeProblem) -> Diagnostic:

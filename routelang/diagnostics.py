@@ -47,6 +47,10 @@ E, W, N = Severity.ERROR, Severity.WARNING, Severity.NOTE
 
 SYNTAX_ERROR = register("RL001", "syntax-error", E, "the text is not valid routelang")
 INPUT_ERROR = register("RL002", "unreadable-input", E, "the file cannot be read as UTF-8 text")
+MIXTRAIN_SCHEMA = register("RL003", "mixtrain-schema", E, "a JSON config is not one Mixtrain's RoutingConfig loads")
+MIXTRAIN_VALIDATOR = register("RL004", "mixtrain-validator", E, "Mixtrain's RoutingValidator rejects a JSON config")
+INEXACT_IMPORT = register("RL005", "inexact-import", W,
+                          "a JSON config says something a .route file cannot say exactly (docs/import.md)")
 
 UNKNOWN_NAME = register("RL101", "unknown-name", E, "a name is used but never defined")
 DUPLICATE_RULE = register("RL102", "duplicate-rule", E, "two rules have the same name")
@@ -82,7 +86,6 @@ BAD_CALL = register("RL217", "bad-provider-call", E, "a provider preset is calle
 INVALID_SETTING = register("RL218", "invalid-setting", E, "a setting's value is out of range")
 BAD_TEST = register("RL219", "invalid-test", E, "a test block is malformed")
 EMPTY_NAME = register("RL220", "empty-name", E, "a name or field is empty")
-DUPLICATE_LABEL = register("RL221", "duplicate-label", E, "two split entries have the same label")
 DOT_IN_SEGMENT = register("RL222", "dot-in-path-segment", E, "a quoted field-path segment contains `.`")
 
 # RL3xx lint codes are registered by routelang.lint.

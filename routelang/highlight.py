@@ -23,6 +23,7 @@ from pygments.token import (
 )
 
 from .vocab import operators
+from .vocab import settings as target_settings
 
 __all__ = ["RoutelangLexer"]
 
@@ -36,10 +37,10 @@ DECLARATIONS = ("router", "metadata", "import", "provider", "profile", "defaults
                 "condition", "schema", "rule", "test")
 STRATEGIES = ("when", "route", "shadow", "split", "sticky", "by", "salt", "fallback",
               "round_robin", "least_latency", "lowest_cost", "hybrid")
-SETTINGS = ("priority", "model", "endpoint", "weight", "label", "timeout", "retries", "headers",
-            "function_name", "request_class", "is_shadow", "circuit_breaker", "failures",
-            "cooldown", "successes", "health_check", "path", "interval", "use", "cost", "per",
-            "latency", "reliability")
+# Target settings and their sub-settings come from vocab/settings.py (`provider` is a declaration).
+SETTINGS = tuple(dict.fromkeys((
+    "priority", *(s.surface for s in target_settings.TABLE if s.surface != "provider"),
+    *(sub.surface for s in target_settings.TABLE for sub in s.block), "use", "per", "latency", "reliability")))
 WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
 TEST_KEYWORDS = ("request", "expect", "no", "match", "targets")
 MODIFIERS = ("enabled", "disabled")

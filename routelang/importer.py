@@ -1,13 +1,20 @@
-"""Mixtrain routing-config JSON -> an idiomatic `.route` file (migration).
+"""Mixtrain routing-config JSON -> routelang syntax nodes -> an idiomatic `.route` file.
 
     text = import_config(json.load(f), "routing.json")
 
-The input is read the way Mixtrain reads it: `RoutingConfig.from_json`
-first, so coercions (`"weight": 1` -> 1.0, `"timeout_ms": "500"` -> 500)
-and defaults are Mixtrain's. The output, compiled back to JSON, gives the
-same canonical dump (`RoutingConfig.from_json(x).to_json()`), value types
-included. The few things a `.route` file cannot say (docs/import.md) are
-reported as `ImportNote`s and a `# NOTE` comment in the output.
+The input is read the way Mixtrain reads it, with routelang's copy of
+Mixtrain's models (mixtrain_schema.py): coercions (`"weight": 1` -> 1.0,
+`"timeout_ms": "500"` -> 500) and defaults are Mixtrain's. The importer
+builds the syntax nodes (ast.py) a `.route` file would parse to, and the
+printer spells them in `routelang fmt` layout. Compiled back to JSON, the
+file gives the same canonical dump (`RoutingConfig.from_json(x).to_json()`),
+value types included. The few things a `.route` file cannot say
+(docs/import.md) are reported as `ImportNote`s and a `# NOTE` comment.
+
+The same nodes, with every span pointing into the JSON, are the front end of
+`routelang check/lint/explain CONFIG.json` (`syntax_for_analysis`, used by
+compiler.compile_json): there targets stay inline, so that each one is
+located at its own object.
 
 A config that routelang compiled carries `x-routelang` fields (see
 backends/json.py); those are read back too (`or`, `not`, `>=`, sticky splits,
@@ -18,16 +25,28 @@ the same config for Mixtrain; otherwise the import is of Mixtrain's view.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .fmt import FormatError, FormatterBug, format_text
-from .parser import grammar_text, quote
+from . import ast, envvars, mixtrain_schema
+from .parser import MAX_VALUE_DEPTH
+from .printer import (
+    PrinterBug,
+    duration_text,
+    is_identifier,
+    keywords,
+    name_node,
+    percent_text,
+    percent_value,
+    print_file,
+)
+from .source import NO_SPAN, Span
 from .vocab import operators
+from .vocab import settings as target_settings
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
@@ -35,14 +54,24 @@ from .vocab import operators
 PRESETS = ("modal", "fal", "custom", "openai", "anthropic")
 # The presets' own endpoints (stdlib/providers.route), which a call may leave out.
 PRESET_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 EXT = "x-routelang"
-LINE_WIDTH = 100
+
+# The Mixtrain target fields after provider, model and endpoint, in the order the
+# import has always written them (headers before function_name, unlike the JSON).
+_MIXTRAIN_SETTINGS = tuple(target_settings.BY_SURFACE[surface] for surface in (
+    "weight", "label", "timeout", "retries", "headers", "function_name", "request_class", "is_shadow"))
+
+Path = tuple
+Locate = Callable[[Path], Span]
 
 
 class ImportProblem(ValueError):
-    """The input is not a config Mixtrain's `RoutingConfig` loads."""
+    """The input is not a config Mixtrain's `RoutingConfig` loads. `problems`
+    are (JSON path, message) pairs."""
+
+    def __init__(self, message: str, problems: list[tuple[Path, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or [((), message)]
 
 
 @dataclass(frozen=True)
@@ -51,192 +80,163 @@ class ImportNote:
 
     where: str
     message: str
+    path: Path = ()        # where in the JSON
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
 
 
-@functools.cache
-def keywords() -> frozenset[str]:
-    """The grammar's words. Names that are keywords get quotes: a keyword
-    cannot stand everywhere a name can (`50% is_shadow: t` does not parse)."""
-    words = re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', grammar_text())
-    return frozenset(words) | {"true", "false", "null"}
+def load_config(config: Any) -> dict:
+    """Mixtrain's canonical form of `config`; ImportProblem when it does not load."""
+    try:
+        return mixtrain_schema.canonical(config)
+    except mixtrain_schema.SchemaProblem as exc:
+        raise ImportProblem(f"Mixtrain's RoutingConfig rejects this config: {exc}", exc.problems) from None
 
 
-def is_identifier(text: str) -> bool:
-    """Can `text` be written bare as a name (router, rule, label, target, key)?"""
-    return _NAME.fullmatch(text) is not None and text not in keywords()
+def validation_errors(config: dict) -> list[str]:
+    """What Mixtrain's RoutingValidator says about a config that loads."""
+    return mixtrain_schema.validate_config(mixtrain_schema.load(config))
 
 
-def name_text(name: str) -> str:
-    """A router, rule or label name: bare when it is an identifier."""
-    return name if is_identifier(name) else quote(name)
+# ---- JSON -> syntax nodes ------------------------------------------------------------
 
-
-def field_text(field: str) -> str:
-    """A dotted field path; segments that are not identifiers are quoted.
-    Keywords read fine as segments (`request.model`), except that a leading
-    `not` would read as negation."""
-    parts = []
-    for i, seg in enumerate(field.split(".")):
-        bare = _NAME.fullmatch(seg) is not None and not (i == 0 and seg == "not")
-        parts.append(seg if bare else quote(seg))
-    return ".".join(parts)
-
-
-def regex_text(pattern: str) -> str:
-    """r"..." keeps backslashes as written, which is how regexes read best."""
-    if "\\" in pattern and '"' not in pattern and "\n" not in pattern and "\r" not in pattern:
-        return f'r"{pattern}"'
-    return quote(pattern)
-
-
-class _Writer:
-    def __init__(self):
+class _Builder:
+    def __init__(self, locate: Locate, inline: bool, from_routelang: bool):
+        self.locate = locate
+        self.inline = inline     # every target inline, as a `{ provider ... }` literal
+        self.from_routelang = from_routelang  # compiled by routelang: `${VAR}` was written as a reference
         self.notes: list[ImportNote] = []
 
-    def note(self, where: str, message: str) -> None:
-        self.notes.append(ImportNote(where, message))
+    def note(self, where: str, message: str, path: Path) -> None:
+        self.notes.append(ImportNote(where, message, path))
 
     # ---- values ----------------------------------------------------------------
 
-    def value(self, v: Any, where: str) -> str:
-        if v is None:
-            return "null"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                self.note(where, f"{v!r} has no routelang spelling; written as null")
-                return "null"
-            return repr(v)  # always has "." or "e", so it reads back as a float
-        if isinstance(v, str):
-            return quote(v)
+    def value(self, v: Any, path: Path, where: str) -> ast.Value:
+        span = self.locate(path)
+        if isinstance(v, float) and not math.isfinite(v):
+            self.note(where, f"{v!r} has no routelang spelling; written as null", path)
+            return ast.Value(None, span)
         if isinstance(v, list):
-            return "[" + ", ".join(self.value(x, where) for x in v) + "]"
+            items = [self.value(x, path + (i,), where) for i, x in enumerate(v)]
+            return self._nested(items, items, span, path, where)
         if isinstance(v, dict):
-            if not v:
-                return "{}"
-            pairs = ", ".join(f"{k if is_identifier(k) else quote(k)}: {self.value(x, where)}" for k, x in v.items())
-            return "{ " + pairs + " }"
+            pairs = {k: self.value(x, path + (k,), where) for k, x in v.items()}
+            return self._nested(pairs, pairs.values(), span, path, where)
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return ast.Value(v, span)
         raise ImportProblem(f"{where}: unexpected value {v!r}")
+
+    def _nested(self, value, children, span: Span, path: Path, where: str) -> ast.Value:
+        depth = 1 + max((c.depth for c in children), default=0)
+        if depth > MAX_VALUE_DEPTH:
+            self.note(where, f"a value nests deeper than {MAX_VALUE_DEPTH} levels, which routelang refuses; "
+                             f"written as null", path)
+            return ast.Value(None, span)
+        return ast.Value(value, span, depth)
+
+    def string(self, text: str, path: Path) -> ast.Value:
+        return ast.Value(text, self.locate(path))
 
     # ---- conditions --------------------------------------------------------------
 
-    def condition(self, c: dict, where: str) -> str:
-        field, op, value = c["field"], c["operator"], c["value"]
-        if any(not seg for seg in field.split(".")):
-            self.note(where, f"field path {field!r} has an empty segment, which routelang rejects")
-        lhs = field_text(field)
+    def condition(self, c: dict, path: Path, where: str) -> ast.Compare:
+        field, op, value = c["field"], c["operator"], c.get("value")
         entry = operators.get(op)
+        lhs = ast.FieldPath(field.split("."), self.locate(path + ("field",)))
         if entry.unary:
             if value is not None:
-                self.note(where, f"the value {value!r} of `{op}` is ignored by Mixtrain and dropped")
-            text = f"{lhs} {entry.text}"
-        elif entry.operand == "pattern" and isinstance(value, str):
-            text = f"{lhs} {entry.text} {regex_text(value)}"
+                self.note(where, f"the value {value!r} of `{op}` is ignored by Mixtrain and dropped", path + ("value",))
+            operand = None
+        elif entry.operand == "list" and not isinstance(value, list):
+            # Mixtrain's engine: `in` a non-list never matches, `not_in` always does; so do `[]`.
+            what = "no value" if value is None else f"the non-list value {value!r}"
+            self.note(where, f"`{op}` with {what} (Mixtrain's validator rejects it): "
+                             f"written as `{entry.text} []`, which routes the same", path)
+            operand = ast.Value([], self.locate(path + ("value",)), 1)
         else:
-            text = f"{lhs} {entry.text} {self.value(value, where)}"
+            operand = self.value(value, path + ("value",), where)
+        note = None
         if c.get("description") is not None:
-            text += f" note {quote(c['description'])}"
-        return text
+            note = self.string(c["description"], path + ("description",))
+        return ast.Compare(lhs, op, operand, self.locate(path), entry.text, note)
 
-    def tree(self, tree: dict, where: str, notes: dict, parent: str | None = None) -> str:
-        """An `x-routelang.when` condition tree as an expression. Groups get
-        parentheses wherever the parser would otherwise regroup them, so the
-        file reads back to the same tree."""
-        if "any" in tree or "all" in tree:
-            kind = "any" if "any" in tree else "all"
-            text = f" {'or' if kind == 'any' else 'and'} ".join(
-                self.tree(c, where, notes, kind) for c in tree[kind])
-            bare = parent is None or (kind == "all" and parent == "any")
-            return text if bare else f"({text})"
+    def tree(self, tree: dict, path: Path, where: str, descriptions: dict[str, tuple[str, Path]]):
+        """An `x-routelang.when` condition tree as nodes, grouped as the parser groups them."""
+        for kind, cls in (("any", ast.AnyOf), ("all", ast.AllOf)):
+            if kind in tree:
+                items = [self.tree(c, path + (kind, i), where, descriptions) for i, c in enumerate(tree[kind])]
+                if not items:
+                    raise ValueError(f"an empty `{kind}` group")
+                if len(items) == 1:
+                    return items[0]
+                if isinstance(items[0], cls):  # `(a and b) and c` reads as one chain
+                    items = items[0].items + items[1:]
+                return cls(items, self.locate(path))
         if "not" in tree:
-            return "not " + self.tree(tree["not"], where, notes, "not")
-        leaf = dict(tree, value=tree.get("value"), description=notes.get(_leaf_key(tree)))
-        text = self.condition(leaf, where)
-        return f"({text})" if parent == "not" else text
+            return ast.Not(self.tree(tree["not"], path + ("not",), where, descriptions), self.locate(path))
+        leaf = dict(tree, value=tree.get("value"), description=None)
+        cmp = self.condition(leaf, path, where)
+        described = descriptions.get(_leaf_key(tree))
+        if described is not None:
+            cmp.note = ast.Value(described[0], self.locate(described[1]))
+        return cmp
 
     # ---- targets -------------------------------------------------------------------
 
-    def settings(self, t: dict, in_split: bool, label_outside: bool, where: str) -> list[str]:
+    def duration(self, ms: int, path: Path) -> ast.Duration:
+        # What the parser makes of duration_text(ms): `30s` -> 30.0 * 1000, `1500ms` -> 1500.0.
+        whole = float(ms // 1000) * 1000 if ms % 1000 == 0 and ms else float(ms)
+        return ast.Duration(whole, duration_text(ms), self.locate(path))
+
+    def setting(self, s: target_settings.Setting, v: Any, path: Path, where: str) -> ast.Setting:
+        """One `key value` setting, `v` read from the JSON at `path`."""
+        if s.kind == "duration":
+            value = self.duration(v, path)
+            if v > 2**53:
+                self.note(where, f"{s.surface} {v}ms is too large to read back exactly", path)
+        elif s.kind == "headers":
+            value = ast.Value({k: self.string(x, path + (k,)) for k, x in v.items()}, self.locate(path), 1)
+        elif s.kind == "block":
+            value = [self.setting(sub, v[sub.json_field], path + (sub.json_field,), where)
+                     for sub in s.block if v.get(sub.json_field) is not None]
+        else:
+            value = self.value(v, path, where)
+        return ast.Setting(s.surface, value, self.locate(path))
+
+    def settings(self, t: dict, path: Path, in_split: bool, label_outside: bool, where: str) -> list[ast.Setting]:
         out = []
-        if not in_split and t["weight"] != 1.0:
-            out.append(f"weight {self.value(t['weight'], where)}")
-        if t["label"] is not None and not label_outside:
-            out.append(f"label {quote(t['label'])}")
-        if t["timeout_ms"] is not None:
-            out.append(f"timeout {duration_text(t['timeout_ms'])}")
-            if t["timeout_ms"] > 2**53:
-                self.note(where, f"timeout {t['timeout_ms']}ms is too large to read back exactly")
-        if t["retry_count"] is not None:
-            out.append(f"retries {t['retry_count']}")
-        if t["headers"] is not None:
-            pairs = ", ".join(f"{quote(k)}: {quote(v)}" for k, v in t["headers"].items())
-            out.append("headers { " + pairs + " }" if pairs else "headers {}")
-        if t["function_name"] is not None:
-            out.append(f"function_name {quote(t['function_name'])}")
-        if t["request_class"] is not None:
-            out.append(f"request_class {quote(t['request_class'])}")
-        if t["is_shadow"]:
-            out.append("is_shadow true")
+        for s in _MIXTRAIN_SETTINGS:
+            v = t[s.json_field]
+            if v is None or (s.surface == "weight" and (in_split or v == 1.0)) \
+                    or (s.surface == "label" and label_outside) or (s.surface == "is_shadow" and not v):
+                continue  # unset, Mixtrain's default, or written elsewhere (a split share, `label: T`)
+            out.append(self.setting(s, v, path + (s.json_field,), where))
         ext = t.get(EXT, {})
-        if ext.get("cost_per_1k_tokens") is not None:
-            out.append(f"cost {self.value(ext['cost_per_1k_tokens'], where)} per 1k")
-        if ext.get("circuit_breaker"):
-            cb = ext["circuit_breaker"]
-            out.append(f"circuit_breaker {{ failures {cb['failure_threshold']}  "
-                       f"cooldown {duration_text(cb['cooldown_ms'])}  successes {cb['success_threshold']} }}")
-        if ext.get("health_check"):
-            hc = ext["health_check"]
-            parts = [f"path {quote(hc['path'])}", f"interval {duration_text(hc['interval_ms'])}"]
-            if hc.get("timeout_ms") is not None:
-                parts.append(f"timeout {duration_text(hc['timeout_ms'])}")
-            out.append("health_check { " + "  ".join(parts) + " }")
+        for s in target_settings.EXTENSIONS:
+            v = ext.get(s.json_field)
+            if v if s.kind == "block" else v is not None:  # (an empty block is no block)
+                out.append(self.setting(s, v, path + (EXT, s.json_field), where))
         return out
 
-    def target_expr(self, t: dict, in_split: bool, label_outside: bool, where: str, indent: str) -> str:
-        settings = self.settings(t, in_split, label_outside, where)
-        if t["provider"] in PRESETS:
-            args = [quote(t["model_name"])]
+    def target(self, t: dict, path: Path, in_split: bool, label_outside: bool, where: str):
+        span = self.locate(path)
+        strings = [(k, t[k], (k,)) for k in envvars.TARGET_STRING_FIELDS]
+        strings += [(f"header {k!r}", v, ("headers", k)) for k, v in (t["headers"] or {}).items()]
+        for key, text, at in strings:
+            if isinstance(text, str) and envvars.has_refs(text) and not self.from_routelang:
+                self.note(where, f"{key} {text!r} holds `${{...}}`, which routelang fills in from the environment "
+                                 f"when the router is loaded; Mixtrain takes it literally", path + at)
+        settings = self.settings(t, path, in_split, label_outside, where)
+        if t["provider"] in PRESETS and not self.inline:
+            args = [self.string(t["model_name"], path + ("model_name",))]
             if PRESET_ENDPOINTS.get(t["provider"]) != t["endpoint"]:
-                args.append(quote(t["endpoint"]))
-            head = f"{t['provider']}({', '.join(args)})"
-            if not settings:
-                return head
-            return head + " " + _block(settings, indent, len(head) + len(indent))
-        settings = [f"provider {quote(t['provider'])}", f"model {quote(t['model_name'])}",
-                    f"endpoint {quote(t['endpoint'])}"] + settings
-        return _block(settings, indent, len(indent))
-
-
-def _block(settings: list[str], indent: str, used: int) -> str:
-    """`{ a  b }` on one line when it fits, else one setting per line."""
-    one_line = "{ " + "  ".join(settings) + " }"
-    if used + len(one_line) <= LINE_WIDTH:
-        return one_line
-    inner = indent + "    "
-    return "{\n" + "".join(f"{inner}{s}\n" for s in settings) + indent + "}"
-
-
-def duration_text(ms: int) -> str:
-    return f"{ms // 1000}s" if ms % 1000 == 0 and ms else f"{ms}ms"
-
-
-def percent_text(weight: float) -> str | None:
-    """`80%` when reading it back (float(text) / 100) gives exactly `weight`."""
-    if not math.isfinite(weight) or weight < 0:
-        return None
-    for digits in range(18):
-        text = f"{weight * 100:.{digits}f}"
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        if float(text) / 100 == weight:
-            return text + "%"
-    return None
+                args.append(self.string(t["endpoint"], path + ("endpoint",)))
+            provider = ast.Name(t["provider"], self.locate(path + ("provider",)))
+            return ast.TargetCall(provider, args, ast.Settings(settings, span) if settings else None, span)
+        spelled = [self.setting(s, t[s.json_field], path + (s.json_field,), where) for s in target_settings.IDENTITY]
+        return ast.TargetLiteral(ast.Settings(spelled + settings, span), span)
 
 
 def _target_key(t: dict, in_split: bool, label_outside: bool) -> str:
@@ -273,40 +273,147 @@ def _kind(rule: dict) -> str:
     return rule.get(EXT, {}).get("strategy", {}).get("kind", rule["strategy"])
 
 
-def _uses(rule: dict):
-    """(target, in_split, label_outside) for each target a rule writes."""
+def _uses(rule: dict, i: int):
+    """(target, JSON path, in_split, label_outside) for each target a rule writes."""
     if "part_of" in rule.get(EXT, {}):
         return  # an extra rule routelang expanded an `or` into; its owner says it all
     kind = _kind(rule)
     targets = rule["targets"][:1] if kind == "single" else rule["targets"]
-    for t in targets:
+    for k, t in enumerate(targets):
         in_split = kind in ("split", "round_robin")  # round_robin's weights are the compiler's shares
-        yield t, in_split, kind == "split" and t["label"] is not None and is_identifier(t["label"])
+        outside = kind == "split" and t["label"] is not None and is_identifier(t["label"])
+        yield t, ("rules", i, "targets", k), in_split, outside
 
 
-def load_config(config: Any) -> dict:
-    """Mixtrain's canonical form of `config`; ImportProblem when it does not load."""
-    from mixtrain.routing import RoutingConfig
-    from pydantic import ValidationError
+class _FileBuilder(_Builder):
+    """The whole file: header, shared target definitions, rules."""
 
-    if not isinstance(config, dict):
-        raise ImportProblem(f"a routing config is a JSON object, not {type(config).__name__}")
-    try:
-        return RoutingConfig.from_json(config).to_json()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ImportProblem(f"Mixtrain's RoutingConfig rejects this config: {problems}")
-    except TypeError as exc:
-        raise ImportProblem(f"Mixtrain's RoutingConfig rejects this config: {exc}")
+    def build(self, cfg: dict) -> tuple[ast.File, dict[int, list[str]]]:
+        items: list = []
+        comments: dict[int, list[str]] = {}
+        # Targets written by more than one rule, or named in the .route file a
+        # compiled config came from, get a definition; the rest stay inline.
+        self.named: dict[str, ast.Name] = {}
+        definitions = []
+        if not self.inline:
+            counts: dict[str, int] = {}
+            for i, rule in enumerate(cfg["rules"]):
+                for t, _, in_split, outside in _uses(rule, i):
+                    key = _target_key(t, in_split, outside)
+                    counts[key] = counts.get(key, 0) + 1
+            taken = set(PRESETS) | keywords()
+            for i, rule in enumerate(cfg["rules"]):
+                for t, path, in_split, outside in _uses(rule, i):
+                    key = _target_key(t, in_split, outside)
+                    if (counts[key] > 1 or t.get(EXT, {}).get("name")) and key not in self.named:
+                        name = _target_name(t, taken)
+                        self.named[key] = ast.Name(name, self.locate(path))
+                        expr = self.target(t, path, in_split, outside, f"target {name}")
+                        definitions.append(ast.TargetDef(ast.Name(name, self.locate(path)), expr, self.locate(path)))
+
+        header_desc = None
+        if cfg["description"]:
+            header_desc = self.string(cfg["description"], ("description",))
+        elif cfg["description"] is None:
+            self.note("router", "description is null; routelang writes it as absent (\"\")", ("description",))
+        items.append(ast.RouterHeader(name_node(cfg["name"], self.locate(("name",))), header_desc,
+                                      self.locate(("name",))))
+        if cfg["metadata"]:
+            metadata = self.value(cfg["metadata"], ("metadata",), "metadata")
+            items.append(ast.MetadataBlock(metadata, metadata.span))
+        elif cfg["metadata"] is None:
+            self.note("router", "metadata is null; routelang writes it as absent ({})", ("metadata",))
+
+        # Condition descriptions, for the leaves of `x-routelang.when` trees.
+        descriptions: dict[str, dict[str, tuple[str, Path]]] = {}
+        for i, rule in enumerate(cfg["rules"]):
+            owner = rule.get(EXT, {}).get("part_of", rule["name"])
+            for j, c in enumerate(rule["conditions"]):
+                if c["description"] is not None:
+                    descriptions.setdefault(owner, {}).setdefault(
+                        _leaf_key(c), (c["description"], ("rules", i, "conditions", j, "description")))
+        rules = [self.rule(rule, i, descriptions.get(rule["name"], {}))
+                 for i, rule in enumerate(cfg["rules"]) if "part_of" not in rule.get(EXT, {})]
+
+        uses_presets = any(t["provider"] in PRESETS for i, rule in enumerate(cfg["rules"]) for t, *_ in _uses(rule, i))
+        if uses_presets and not self.inline:
+            items.append(ast.Import("std.providers", None, NO_SPAN))
+        if definitions:
+            comments[len(items)] = ["Targets (named in the source, or routed to by several rules)."]
+            items.extend(definitions)
+        items.extend(rules)
+        return ast.File(items, [], self.locate(())), comments
+
+    def rule(self, rule: dict, i: int, descriptions: dict[str, tuple[str, Path]]) -> ast.RuleDef:
+        path = ("rules", i)
+        where = f"rule {rule['name']!r}"
+        ext = rule.get(EXT, {})
+        node = ast.RuleDef(name_node(rule["name"], self.locate(path + ("name",))), self.locate(path + ("name",)))
+        node.priority = ast.Value(rule["priority"], self.locate(path + ("priority",)))
+        if rule["description"]:
+            node.description = self.string(rule["description"], path + ("description",))
+        elif rule["description"] is None:
+            self.note(where, "description is null; routelang writes it as absent (\"\")", path + ("description",))
+        if not rule["is_enabled"] and not ext.get("enabled"):
+            node.enabled = ast.Name("disabled", self.locate(path + ("is_enabled",)))
+        if "when" in ext:
+            node.whens.append(self.tree(ext["when"], path + (EXT, "when"), where, descriptions))
+        elif rule["conditions"]:
+            conditions = [self.condition(c, path + ("conditions", j), where) for j, c in enumerate(rule["conditions"])]
+            node.whens.append(conditions[0] if len(conditions) == 1 else
+                              ast.AllOf(conditions, self.locate(path + ("conditions",))))
+        node.strategies.append(self.strategy(rule, path, where))
+        return node
+
+    def ref(self, t: dict, path: Path, in_split: bool, outside: bool, where: str):
+        name = self.named.get(_target_key(t, in_split, outside))
+        if name is not None:
+            return ast.TargetRef(ast.Name(name.text, self.locate(path)), self.locate(path))
+        return self.target(t, path, in_split, outside, where)
+
+    def strategy(self, rule: dict, path: Path, where: str) -> ast.Strategy:
+        kind, targets = _kind(rule), rule["targets"]
+        ext = rule.get(EXT, {}).get("strategy", {})
+        span = self.locate(path + ("targets",))
+        at = [path + ("targets", k) for k in range(len(targets))]
+        if kind == "single":
+            if len(targets) > 1:
+                self.note(where, f"strategy single with {len(targets)} targets: Mixtrain routes to the first only; "
+                                 f"the other {len(targets) - 1} are dropped", path + ("targets",))
+            return ast.Strategy("single", [self.ref(targets[0], at[0], False, False, where)], span)
+        if kind == "shadow":
+            return ast.Strategy("shadow", [self.ref(t, p, False, False, where) for t, p in zip(targets, at)], span)
+        if kind != "split":
+            refs = [self.ref(t, p, kind == "round_robin", False, where) for t, p in zip(targets, at)]
+            strategy = ast.Strategy(kind, refs, span)
+            if kind == "hybrid":
+                for factor in ("cost", "latency", "reliability"):
+                    key = f"{factor}_weight"
+                    strategy.hybrid[factor] = self.value(ext.get(key, 0.0), path + (EXT, "strategy", key), where)
+            return strategy
+        entries = []
+        for t, p in zip(targets, at):
+            outside = t["label"] is not None and is_identifier(t["label"])
+            share = percent_text(t["weight"]) or repr(t["weight"])
+            weight = percent_value(share[:-1]) if share.endswith("%") else float(share)
+            label = ast.Name(t["label"], self.locate(p + ("label",))) if outside else None
+            entries.append(ast.SplitEntry(weight, share, label, self.ref(t, p, True, outside, where),
+                                          self.locate(p + ("weight",))))
+        strategy = ast.Strategy("split", [e.target for e in entries], span, entries=entries)
+        if ext.get("sticky_by"):
+            sticky_at = path + (EXT, "strategy", "sticky_by")
+            salt = None
+            if ext.get("salt") is not None and ext["salt"] != rule["name"]:
+                salt = self.string(ext["salt"], path + (EXT, "strategy", "salt"))
+            strategy.sticky = ast.Sticky(ast.FieldPath(ext["sticky_by"].split("."), self.locate(sticky_at)), salt,
+                                         self.locate(sticky_at))
+        return strategy
 
 
-def validation_errors(config: dict) -> list[str]:
-    """What Mixtrain's RoutingValidator says about a config that loads."""
-    from mixtrain.routing import RoutingConfig, RoutingValidator
+# ---- entry points ---------------------------------------------------------------
 
-    return RoutingValidator.validate_config(RoutingConfig.from_json(config))
+def _no_span(path: Path) -> Span:
+    return NO_SPAN
 
 
 def _with_extensions(cfg: dict, raw: dict) -> dict | None:
@@ -326,6 +433,19 @@ def _with_extensions(cfg: dict, raw: dict) -> dict | None:
     return dict(cfg, rules=rules) if found else None
 
 
+def _compiled_by_routelang(config: dict) -> bool:
+    return isinstance(config.get(EXT), dict)  # backends/json.py writes {"format": ..., "compiler": ...}
+
+
+def _render(cfg: dict, source_name: str, notes: list[ImportNote], from_routelang: bool) -> tuple[str, list[ImportNote]]:
+    builder = _FileBuilder(_no_span, inline=False, from_routelang=from_routelang)
+    builder.notes.extend(notes)
+    file, comments = builder.build(cfg)
+    header = [f"Imported from {source_name} by `routelang import`."] + [f"NOTE: {n}" for n in builder.notes]
+    comments[0] = header + comments.get(0, [])
+    return print_file(file, comments), builder.notes
+
+
 def _same_for_mixtrain(text: str, cfg: dict) -> bool:
     """Does `text` compile to a config whose Mixtrain canonical form is `cfg`?"""
     from .backends.json import lower
@@ -341,91 +461,32 @@ def _same_for_mixtrain(text: str, cfg: dict) -> bool:
         return False
 
 
-def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[ImportNote]]:
-    """The `.route` text for a Mixtrain config, and what it could not say."""
+_IGNORED_EXTENSIONS = ImportNote(
+    EXT, "the extension fields disagree with what Mixtrain reads (edited after compiling?); "
+         "imported Mixtrain's view and ignored them")
+
+
+def _view(config: dict, source_name: str) -> tuple[dict, list[ImportNote], tuple[str, list[ImportNote]] | None]:
+    """The config to write (with its usable extension fields), notes so far,
+    and the import text if it was already made while deciding."""
     cfg = load_config(config)
     extended = _with_extensions(cfg, config)
     if extended is None:
-        return _render(cfg, source_name)
+        return cfg, [], None
     try:
-        text, notes = _render(extended, source_name)
-        usable = _same_for_mixtrain(text, cfg)
-    except (KeyError, TypeError, AttributeError, ValueError, FormatError):
+        rendered = _render(extended, source_name, [], _compiled_by_routelang(config))
+        usable = _same_for_mixtrain(rendered[0], cfg)
+    except (KeyError, TypeError, AttributeError, ValueError, PrinterBug):
         usable = False  # malformed extension fields: they are a hint, Mixtrain's fields are the config
     if usable:
-        return text, notes
-    return _render(cfg, source_name, [ImportNote(
-        EXT, "the extension fields disagree with what Mixtrain reads (edited after compiling?); "
-             "imported Mixtrain's view and ignored them")])
+        return extended, [], rendered
+    return cfg, [_IGNORED_EXTENSIONS], None
 
 
-def _render(cfg: dict, source_name: str, notes: list[ImportNote] | None = None) -> tuple[str, list[ImportNote]]:
-    w = _Writer()
-    w.notes.extend(notes or [])
-
-    # Targets written by more than one rule, or named in the .route file a
-    # compiled config came from, get a definition; the rest stay inline.
-    counts: dict[str, int] = {}
-    for rule in cfg["rules"]:
-        for t, in_split, outside in _uses(rule):
-            key = _target_key(t, in_split, outside)
-            counts[key] = counts.get(key, 0) + 1
-    taken = set(PRESETS) | keywords()
-    named: dict[str, str] = {}
-    definitions: list[str] = []
-    for rule in cfg["rules"]:
-        for t, in_split, outside in _uses(rule):
-            key = _target_key(t, in_split, outside)
-            if (counts[key] > 1 or t.get(EXT, {}).get("name")) and key not in named:
-                named[key] = name = _target_name(t, taken)
-                expr = w.target_expr(t, in_split, outside, f"target {name}", "")
-                definitions.append(f"target {name} = {expr}")
-
-    lines = [f"# Imported from {source_name} by `routelang import`."]
-    header = f"router {name_text(cfg['name'])}"
-    if cfg["description"]:
-        header += f" {quote(cfg['description'])}"
-    elif cfg["description"] is None:
-        w.note("router", "description is null; routelang writes it as absent (\"\")")
-    lines.append(header)
-    if cfg["metadata"]:
-        lines.append(f"metadata {w.value(cfg['metadata'], 'metadata')}")
-    elif cfg["metadata"] is None:
-        w.note("router", "metadata is null; routelang writes it as absent ({})")
-    uses_presets = any(t["provider"] in PRESETS for rule in cfg["rules"] for t, _, _ in _uses(rule))
-    if uses_presets:
-        lines.append("import std.providers")
-    if definitions:
-        lines.append("")
-        lines.append("# Targets (named in the source, or routed to by several rules).")
-        lines.extend(definitions)
-
-    # Condition descriptions, for the leaves of `x-routelang.when` trees.
-    notes_of: dict[str, dict[str, str]] = {}
-    for rule in cfg["rules"]:
-        owner = rule.get(EXT, {}).get("part_of", rule["name"])
-        for c in rule["conditions"]:
-            if c["description"] is not None:
-                notes_of.setdefault(owner, {}).setdefault(_leaf_key(c), c["description"])
-    for rule in cfg["rules"]:
-        if "part_of" not in rule.get(EXT, {}):
-            lines.append("")
-            lines.extend(_rule(w, rule, named, notes_of.get(rule["name"], {})))
-
-    body = "\n".join(lines) + "\n"
-    if w.notes:
-        comments = "".join(f"# NOTE: {n}\n" for n in w.notes)
-        first, rest = body.split("\n", 1)
-        body = f"{first}\n{comments}{rest}"
-    return _canonical_layout(body), w.notes
-
-
-def _canonical_layout(text: str) -> str:
-    """`routelang fmt`'s layout, so an imported file is already formatted."""
-    try:
-        return format_text(text)
-    except FormatterBug:
-        return text  # the text written above is valid as it stands, only laid out by hand
+def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[ImportNote]]:
+    """The `.route` text for a Mixtrain config, and what it could not say."""
+    cfg, notes, rendered = _view(config, source_name)
+    return rendered if rendered is not None else _render(cfg, source_name, notes, _compiled_by_routelang(config))
 
 
 def import_config(config: dict, source_name: str) -> str:
@@ -433,72 +494,11 @@ def import_config(config: dict, source_name: str) -> str:
     return import_config_with_notes(config, source_name)[0]
 
 
-def _rule(w: _Writer, rule: dict, named: dict[str, str], notes: dict[str, str]) -> list[str]:
-    where = f"rule {rule['name']!r}"
-    ext = rule.get(EXT, {})
-    header = f"rule {name_text(rule['name'])} priority {rule['priority']}"
-    if rule["description"]:
-        header += f" {quote(rule['description'])}"
-    elif rule["description"] is None:
-        w.note(where, "description is null; routelang writes it as absent (\"\")")
-    if not rule["is_enabled"] and not ext.get("enabled"):
-        header += " disabled"
-    out = [header + " {"]
-    conditions = [] if "when" in ext else [w.condition(c, where) for c in rule["conditions"]]
-    if "when" in ext:
-        out.append("    when " + w.tree(ext["when"], where, notes))
-    elif conditions:
-        one_line = "    when " + " and ".join(conditions)
-        if len(conditions) == 1 or len(one_line) <= LINE_WIDTH:
-            out.append(one_line)
-        else:
-            out.append("    when " + conditions[0])
-            out.extend(f"        and {c}" for c in conditions[1:])
-    out.extend(_strategy(w, rule, named, where))
-    out.append("}")
-    return out
-
-
-def _strategy(w: _Writer, rule: dict, named: dict[str, str], where: str) -> list[str]:
-    strategy, targets = _kind(rule), rule["targets"]
-    ext = rule.get(EXT, {}).get("strategy", {})
-
-    def ref(t: dict, in_split: bool, outside: bool, indent: str) -> str:
-        key = _target_key(t, in_split, outside)
-        return named.get(key) or w.target_expr(t, in_split, outside, where, indent)
-
-    if strategy == "single":
-        if len(targets) > 1:
-            w.note(where, f"strategy single with {len(targets)} targets: Mixtrain routes to the first only; "
-                          f"the other {len(targets) - 1} are dropped")
-        return [f"    route {ref(targets[0], False, False, '    ')}"]
-    if strategy == "shadow":
-        return [f"    route {ref(targets[0], False, False, '    ')}",
-                f"        shadow {ref(targets[1], False, False, '        ')}"]
-    if strategy in ("fallback", "round_robin", "least_latency", "lowest_cost", "hybrid"):
-        head = strategy
-        if strategy == "hybrid":
-            head = "hybrid(" + ", ".join(
-                f"{factor} {w.value(ext.get(f'{factor}_weight', 0.0), where)}"
-                for factor in ("cost", "latency", "reliability")) + ")"
-        items = [ref(t, strategy == "round_robin", False, "        ") for t in targets]
-        one_line = f"    {head} " + ", ".join(items)
-        if len(items) == 1 or len(one_line) <= LINE_WIDTH and "\n" not in one_line:
-            return [one_line]
-        return [f"    {head} " + items[0] + ","] + [f"        {x}," for x in items[1:-1]] + [f"        {items[-1]}"]
-    labels = [t["label"] for t in targets if t["label"]]
-    for label in sorted({x for x in labels if labels.count(x) > 1}):
-        w.note(where, f"label {label!r} names two split entries, which routelang rejects")
-    sticky = ""
-    if ext.get("sticky_by"):
-        sticky = f" sticky by {field_text(ext['sticky_by'])}"
-        if ext.get("salt") is not None and ext["salt"] != rule["name"]:
-            sticky += f" salt {quote(ext['salt'])}"
-    out = [f"    split{sticky} {{"]
-    for t in targets:
-        outside = t["label"] is not None and is_identifier(t["label"])
-        share = percent_text(t["weight"]) or repr(t["weight"])
-        label = f"{t['label']}: " if outside else ""
-        out.append(f"        {share} {label}{ref(t, True, outside, '        ')}")
-    out.append("    }")
-    return out
+def syntax_for_analysis(config: Any, source_name: str, locate: Locate) -> tuple[ast.File, list[ImportNote]]:
+    """The syntax nodes of the imported file, each located in the JSON by
+    `locate(path)`, with every target inline (at its own object)."""
+    cfg, notes, _ = _view(config, source_name)
+    builder = _FileBuilder(locate, inline=True, from_routelang=_compiled_by_routelang(config))
+    builder.notes.extend(notes)
+    file, _ = builder.build(cfg)
+    return file, builder.notes

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .source import NO_SPAN, Span, SpanMap
 from .vocab import operators
+from .vocab import settings as target_settings
 
 # Condition operators, from the one table (routelang/vocab/operators.py).
 OperatorName = Literal[operators.NAMES]
@@ -80,24 +81,25 @@ class HealthCheck(Node):
     timeout_ms: int | None = None
 
 
-class Target(Node):
-    """A concrete endpoint. `name` is the definition's name, if it had one."""
+_SETTING_TYPES: dict[str, Any] = {
+    "string": str, "int": int, "duration": int, "fraction": float, "number": float, "bool": bool,
+    "headers": dict[str, str],
+}
+_BLOCK_TYPES = {"circuit_breaker": CircuitBreaker, "health_check": HealthCheck}
 
-    name: str | None = None
-    provider: str
-    model_name: str
-    endpoint: str
-    weight: float | None = None          # None: not written (Mixtrain's default 1.0)
-    label: str | None = None
-    timeout_ms: int | None = None
-    retry_count: int | None = None
-    headers: dict[str, str] | None = None
-    function_name: str | None = None
-    request_class: str | None = None
-    is_shadow: bool | None = None
-    cost_per_1k_tokens: float | None = None
-    circuit_breaker: CircuitBreaker | None = None
-    health_check: HealthCheck | None = None
+
+def _setting_field(setting: target_settings.Setting) -> tuple[Any, Any]:
+    kind = _BLOCK_TYPES[setting.surface] if setting.block else _SETTING_TYPES[setting.kind]
+    return (kind, ...) if setting.required else (kind | None, None)  # None: not written
+
+
+# A concrete endpoint: one field per target setting of vocab/settings.py (weight None:
+# not written, Mixtrain's default 1.0), and `name`, the definition's name if it had one.
+Target = create_model(
+    "Target", __base__=Node, __module__=__name__,
+    name=(str | None, None),
+    **{s.ir_field: _setting_field(s) for s in target_settings.TABLE},
+)
 
 
 # ---- strategies ----------------------------------------------------------------

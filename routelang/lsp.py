@@ -3,15 +3,19 @@
     routelang lsp            # or: python -m routelang.lsp
 
 Features:
-  * diagnostics (checker, plus the linter when `routelang.lint` is present) on
-    open, change and save, with codes, help text and related locations;
-  * hover on names: the definition's one-line summary and its doc comment;
+  * diagnostics on open, change and save, with codes, help text and related
+    locations, in two steps: the checker's as soon as the change is compiled,
+    then the same plus lint findings, computed on a worker thread and dropped
+    if a newer change arrived meanwhile (so a slow lint never delays the
+    checker's errors, and stale findings are never shown);
+  * hover on names: the definition's first line in `.route` syntax and its
+    doc comment;
   * go to definition for targets, conditions, providers, profiles, schema
     fields and imports (jumps to the imported file);
   * find references;
   * document symbols (rules, targets, conditions, tests, providers, profiles,
     schema fields);
-  * formatting through `routelang.fmt` when that module is present;
+  * formatting through `routelang.fmt`;
   * completion of keywords, operators, defined names and schema fields.
 
 Everything goes through `routelang.compiler.compile_text`, so the editor shows
@@ -20,11 +24,12 @@ exactly what `routelang check` prints.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import importlib
-import importlib.util
+import functools
+import json
 import re
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,20 +38,17 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
+from . import ast
 from . import diagnostics as rl_diagnostics
 from .compiler import CompileResult, compile_text
+from .fmt import FormatError, format_text
+from .lint import lint
 from .source import Span
 from .vocab import operators
+from .vocab import settings as target_settings
 
 SERVER_NAME = "routelang"
 SERVER_VERSION = "0.1.0"
-
-
-def _optional(module: str, attr: str) -> Callable | None:
-    """`module.attr` when the module exists (the linter and formatter are optional)."""
-    if importlib.util.find_spec(module) is None:
-        return None
-    return getattr(importlib.import_module(module), attr, None)
 
 
 # ---- the language's vocabulary -------------------------------------------------
@@ -86,6 +88,11 @@ KEYWORD_DOCS = {
     "defaults": "`defaults { settings }`: settings every target of the router starts from.",
     "use": "`use PROFILE`: apply a profile's settings at this point.",
 }
+# Each target setting documents itself from vocab/settings.py (`provider` keeps its declaration doc).
+for _setting in target_settings.TABLE:
+    _where = (f"`x-routelang.{_setting.json_field}`" if _setting.json_place == target_settings.EXTENSION
+              else f"Mixtrain's `{_setting.json_field}`")
+    KEYWORD_DOCS.setdefault(_setting.surface, f"`{_setting.surface}`: the target's {_setting.phrase} ({_where}).")
 
 _SEVERITY = {
     rl_diagnostics.Severity.ERROR: types.DiagnosticSeverity.Error,
@@ -173,6 +180,7 @@ class DocumentState:
     name: str
     path: Path | None
     text: str
+    version: int | None
     result: CompileResult
     # The last result that had symbols, for completion and hover while the
     # text does not parse.
@@ -181,12 +189,32 @@ class DocumentState:
 
 
 class RoutelangServer(LanguageServer):
+    """One method per LSP feature (registered in `__init__`), on top of the
+    per-document state. Diagnostics come in two steps: the checker's, published
+    as soon as a change is compiled, then the same plus lint findings, computed
+    on a worker thread and published only if no newer change has arrived."""
+
     def __init__(self):
         super().__init__(SERVER_NAME, SERVER_VERSION)
         self.documents: dict[str, DocumentState] = {}
-        self.lint = _optional("routelang.lint", "lint")
-        self.format_text = _optional("routelang.fmt", "format_text")
-        self.format_error = _optional("routelang.fmt", "FormatError")
+        # One worker: lints run in the order of the changes, so a stale one never overtakes a fresh one.
+        self.lint_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routelang-lint")
+        features = [
+            (types.TEXT_DOCUMENT_DID_OPEN, self.did_open, None),
+            (types.TEXT_DOCUMENT_DID_CHANGE, self.did_change, None),
+            (types.TEXT_DOCUMENT_DID_SAVE, self.did_save, None),
+            (types.TEXT_DOCUMENT_DID_CLOSE, self.did_close, None),
+            (types.WORKSPACE_DID_CHANGE_WATCHED_FILES, self.watched_files_changed, None),
+            (types.TEXT_DOCUMENT_HOVER, self.hover, None),
+            (types.TEXT_DOCUMENT_DEFINITION, self.definition, None),
+            (types.TEXT_DOCUMENT_REFERENCES, self.references, None),
+            (types.TEXT_DOCUMENT_DOCUMENT_SYMBOL, self.document_symbols, None),
+            (types.TEXT_DOCUMENT_COMPLETION, self.completion, types.CompletionOptions(trigger_characters=["."])),
+            (types.TEXT_DOCUMENT_FORMATTING, self.formatting, None),
+        ]
+        for name, handler, options in features:
+            # pygls marks the function it registers; a bound method cannot take attributes, a partial can.
+            self.feature(name, options)(functools.partial(handler))
 
     # -- encoding --------------------------------------------------------------------
     @property
@@ -195,27 +223,71 @@ class RoutelangServer(LanguageServer):
 
     # -- compiling ---------------------------------------------------------------------
     def analyse(self, uri: str) -> DocumentState:
+        """Compile the document (the checker, not the linter) and make it the current state."""
         document = self.workspace.get_text_document(uri)
         path_text = to_fs_path(uri) if uri.startswith("file:") else None
         path = Path(path_text) if path_text else None
         name = str(_display(path)) if path else uri
         text = document.source
         result = compile_text(text, name, path)
-        diags = list(result.diagnostics)
-        if self.lint is not None and result.router is not None:
-            diags.extend(self.lint(result))
         previous = self.documents.get(uri)
         parsed = not any(d.code.code == SYNTAX_ERROR_CODE for d in result.diagnostics)
         good = result if (parsed or previous is None or not previous.good.symbols) else previous.good
-        state = DocumentState(uri, name, path, text, result, good, rl_diagnostics.sort_diagnostics(diags))
+        state = DocumentState(uri, name, path, text, document.version, result, good,
+                              rl_diagnostics.sort_diagnostics(result.diagnostics))
         self.documents[uri] = state
         return state
 
+    def is_current(self, state: DocumentState) -> bool:
+        return self.documents.get(state.uri) is state
+
     def publish(self, state: DocumentState) -> None:
         items = [self.to_lsp_diagnostic(state, d) for d in state.diagnostics]
+        self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+            uri=state.uri, version=state.version, diagnostics=[i for i in items if i is not None]))
+
+    async def refresh(self, uri: str) -> None:
+        """Publish the checker's diagnostics now, then the lint findings when
+        they are ready, unless the document changed meanwhile."""
+        state = self.analyse(uri)
+        self.publish(state)
+        if state.result.router is None or rl_diagnostics.has_errors(state.result.diagnostics):
+            return  # lint reports nothing on a file that does not compile
+        findings = await asyncio.get_running_loop().run_in_executor(self.lint_worker, self.lint_if_current, state)
+        if findings is None or not self.is_current(state):
+            return  # a newer change arrived: its own lint will publish
+        state.diagnostics = rl_diagnostics.sort_diagnostics([*state.result.diagnostics, *findings])
+        self.publish(state)
+
+    def lint_if_current(self, state: DocumentState) -> list[rl_diagnostics.Diagnostic] | None:
+        """On the worker thread: the lint findings, or None (not computed) when
+        the document changed since `state` was compiled."""
+        return lint(state.result) if self.is_current(state) else None
+
+    def state_for(self, uri: str) -> DocumentState:
+        state = self.documents.get(uri)
+        if state is None or state.text != self.workspace.get_text_document(uri).source:
+            state = self.analyse(uri)
+        return state
+
+    # -- document sync ---------------------------------------------------------------------
+    async def did_open(self, params: types.DidOpenTextDocumentParams) -> None:
+        await self.refresh(params.text_document.uri)
+
+    async def did_change(self, params: types.DidChangeTextDocumentParams) -> None:
+        await self.refresh(params.text_document.uri)
+
+    async def did_save(self, params: types.DidSaveTextDocumentParams) -> None:
+        await self.refresh(params.text_document.uri)
+
+    def did_close(self, params: types.DidCloseTextDocumentParams) -> None:
+        self.documents.pop(params.text_document.uri, None)
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=state.uri, diagnostics=[i for i in items if i is not None])
-        )
+            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
+
+    async def watched_files_changed(self, params: types.DidChangeWatchedFilesParams) -> None:
+        # An imported file changed on disk: check every open document again.
+        await asyncio.gather(*(self.refresh(uri) for uri in list(self.documents)))
 
     # -- locations -----------------------------------------------------------------------
     def lines_of(self, state: DocumentState, file: str) -> list[str]:
@@ -355,166 +427,81 @@ class RoutelangServer(LanguageServer):
         return [s for s in result.symbols if s.module is None or id(s.module) in visible]
 
 
-def _extent(node, file: str) -> Span | None:
-    """The span from the first to the last position of any span inside an AST node."""
-    spans: list[Span] = []
+    def hover_header(self, state: DocumentState, symbol) -> str:
+        """The first line of the definition in `.route` syntax, as `routelang fmt`
+        prints it: a target's arguments as written (fmt keeps literals as they
+        are), not Python reprs."""
+        node = symbol.node
+        call = getattr(node, "target", None)
+        if symbol.kind != "target" or not isinstance(call, ast.TargetCall) or symbol.module is None:
+            return symbol.detail or f"{symbol.kind} {symbol.name}"
+        args = [_source_text(symbol.module.source, a.span) or json.dumps(a.value) for a in call.args]
+        return f"target {symbol.name} = {call.provider.text}({', '.join(args)})"
 
-    def walk(value, depth: int) -> None:
-        if depth > 50:
-            return
-        if isinstance(value, Span):
-            if value.line > 0 and value.file == file:
-                spans.append(value)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                walk(item, depth + 1)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for f in dataclasses.fields(value):
-                walk(getattr(value, f.name, None), depth + 1)
-
-    walk(node, 0)
-    if not spans:
-        return None
-    first = min(spans, key=lambda sp: (sp.line, sp.column))
-    last = max(spans, key=lambda sp: (sp.end_line, sp.end_column))
-    return first.to(last)
-
-
-def _display(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
-
-
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*")
-
-
-def _word_at(text: str, name: str, line: int, column: int) -> tuple[str, Span | None]:
-    lines = text.split("\n")
-    if not 0 < line <= len(lines):
-        return "", None
-    for match in _WORD.finditer(lines[line - 1]):
-        if match.start() + 1 <= column <= match.end() + 1:
-            return match.group(), Span(name, line, match.start() + 1, line, match.end() + 1)
-    return "", None
-
-
-def _hover_markdown(symbol) -> str:
-    parts = [f"```route\n{symbol.detail or f'{symbol.kind} {symbol.name}'}\n```"]
-    if symbol.doc:
-        parts.append(symbol.doc)
-    kind = symbol.kind.replace("_", " ")
-    if symbol.span.line > 0:
-        parts.append(f"*{kind}* defined at `{symbol.span.file}:{symbol.span.line}`")
-    return "\n\n".join(parts)
-
-
-# ---- the server ----------------------------------------------------------------------
-
-def build_server() -> RoutelangServer:
-    server = RoutelangServer()
-
-    def refresh(ls: RoutelangServer, uri: str) -> None:
-        ls.publish(ls.analyse(uri))
-
-    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: RoutelangServer, params: types.DidOpenTextDocumentParams) -> None:
-        refresh(ls, params.text_document.uri)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: RoutelangServer, params: types.DidChangeTextDocumentParams) -> None:
-        refresh(ls, params.text_document.uri)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
-    def did_save(ls: RoutelangServer, params: types.DidSaveTextDocumentParams) -> None:
-        refresh(ls, params.text_document.uri)
-
-    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
-    def did_close(ls: RoutelangServer, params: types.DidCloseTextDocumentParams) -> None:
-        ls.documents.pop(params.text_document.uri, None)
-        ls.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
-        )
-
-    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
-    def watched_files_changed(ls: RoutelangServer, params: types.DidChangeWatchedFilesParams) -> None:
-        # An imported file changed on disk: check every open document again.
-        for uri in list(ls.documents):
-            refresh(ls, uri)
-
-    def state_for(ls: RoutelangServer, uri: str) -> DocumentState:
-        state = ls.documents.get(uri)
-        if state is None or state.text != ls.workspace.get_text_document(uri).source:
-            state = ls.analyse(uri)
-        return state
-
-    @server.feature(types.TEXT_DOCUMENT_HOVER)
-    def hover(ls: RoutelangServer, params: types.HoverParams) -> types.Hover | None:
-        state = state_for(ls, params.text_document.uri)
-        symbol, span = ls.symbol_at(state, params.position)
+    # -- features ------------------------------------------------------------------------
+    def hover(self, params: types.HoverParams) -> types.Hover | None:
+        state = self.state_for(params.text_document.uri)
+        symbol, span = self.symbol_at(state, params.position)
         if symbol is not None:
             return types.Hover(
-                contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=_hover_markdown(symbol)),
-                range=ls.to_range(state, span),
+                contents=types.MarkupContent(kind=types.MarkupKind.Markdown,
+                                             value=_hover_markdown(symbol, self.hover_header(state, symbol))),
+                range=self.to_range(state, span),
             )
-        found = ls.import_at(state, params.position)
+        found = self.import_at(state, params.position)
         if found is not None:
             span, path = found
             return types.Hover(
                 contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=f"imports `{path}`"),
-                range=ls.to_range(state, span),
+                range=self.to_range(state, span),
             )
-        line, column = ls.from_position(state, params.position)
+        line, column = self.from_position(state, params.position)
         word, span = _word_at(state.text, state.name, line, column)
         if word in KEYWORD_DOCS:
             return types.Hover(
                 contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=KEYWORD_DOCS[word]),
-                range=ls.to_range(state, span),
+                range=self.to_range(state, span),
             )
         return None
 
-    @server.feature(types.TEXT_DOCUMENT_DEFINITION)
-    def definition(ls: RoutelangServer, params: types.DefinitionParams) -> types.Location | None:
-        state = state_for(ls, params.text_document.uri)
-        symbol, _ = ls.symbol_at(state, params.position)
+    def definition(self, params: types.DefinitionParams) -> types.Location | None:
+        state = self.state_for(params.text_document.uri)
+        symbol, _ = self.symbol_at(state, params.position)
         if symbol is not None:
             if symbol.module is not None and symbol.module.source.path is not None and symbol.file != state.name:
                 return types.Location(
                     uri=from_fs_path(str(symbol.module.source.path)),
-                    range=ls.to_range(state, symbol.span),
+                    range=self.to_range(state, symbol.span),
                 )
-            return ls.location(state, symbol.span)
-        found = ls.import_at(state, params.position)
+            return self.location(state, symbol.span)
+        found = self.import_at(state, params.position)
         if found is not None:
             _, path = found
             start = types.Position(0, 0)
             return types.Location(uri=from_fs_path(str(path)), range=types.Range(start, start))
         return None
 
-    @server.feature(types.TEXT_DOCUMENT_REFERENCES)
-    def references(ls: RoutelangServer, params: types.ReferenceParams) -> list[types.Location]:
-        state = state_for(ls, params.text_document.uri)
-        symbol, _ = ls.symbol_at(state, params.position)
+    def references(self, params: types.ReferenceParams) -> list[types.Location]:
+        state = self.state_for(params.text_document.uri)
+        symbol, _ = self.symbol_at(state, params.position)
         if symbol is None:
             return []
         spans = [r.span for r in state.result.references if r.symbol is symbol]
         if params.context.include_declaration:
             spans.insert(0, symbol.span)
-        return [loc for loc in (ls.location(state, s) for s in spans) if loc is not None]
+        return [loc for loc in (self.location(state, s) for s in spans) if loc is not None]
 
-    @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
-    def document_symbols(ls: RoutelangServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
-        state = state_for(ls, params.text_document.uri)
+    def document_symbols(self, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
+        state = self.state_for(params.text_document.uri)
         out = []
         for symbol in state.good.symbols:
             if symbol.span.file != state.name or symbol.span.line <= 0:
                 continue
-            selection = ls.to_range(state, symbol.span)
+            selection = self.to_range(state, symbol.span)
             node_span = _extent(symbol.node, state.name)
             whole = selection
             if node_span is not None:
-                candidate = ls.to_range(state, node_span)
+                candidate = self.to_range(state, node_span)
                 starts_before = (candidate.start.line, candidate.start.character) <= (
                     selection.start.line, selection.start.character)
                 ends_after = (candidate.end.line, candidate.end.character) >= (
@@ -530,16 +517,12 @@ def build_server() -> RoutelangServer:
             ))
         return out
 
-    @server.feature(
-        types.TEXT_DOCUMENT_COMPLETION,
-        types.CompletionOptions(trigger_characters=["."]),
-    )
-    def completion(ls: RoutelangServer, params: types.CompletionParams) -> types.CompletionList:
-        state = state_for(ls, params.text_document.uri)
+    def completion(self, params: types.CompletionParams) -> types.CompletionList:
+        state = self.state_for(params.text_document.uri)
         lines = state.text.split("\n")
         line_text = lines[params.position.line] if params.position.line < len(lines) else ""
-        before = line_text[: _chars(line_text, params.position.character, ls.encoding)]
-        symbols = ls.visible_symbols(state)
+        before = line_text[: _chars(line_text, params.position.character, self.encoding)]
+        symbols = self.visible_symbols(state)
         word = re.search(r"[A-Za-z0-9_.\-]*$", before).group()
         items: list[types.CompletionItem] = []
         if "." in word:
@@ -588,26 +571,90 @@ def build_server() -> RoutelangServer:
                     label=op, kind=types.CompletionItemKind.Operator, sort_text=f"2{op}"))
         return types.CompletionList(is_incomplete=False, items=items)
 
-    if server.format_text is not None:
-        @server.feature(types.TEXT_DOCUMENT_FORMATTING)
-        def formatting(ls: RoutelangServer, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
-            state = state_for(ls, params.text_document.uri)
-            if any(d.code.code == SYNTAX_ERROR_CODE for d in state.result.diagnostics):
-                return None  # nothing sensible to format until the text parses
-            if ls.format_error is None:
-                new_text = ls.format_text(state.text, state.name)
-            else:
-                try:
-                    new_text = ls.format_text(state.text, state.name)
-                except ls.format_error:
-                    return None  # the text does not parse; diagnostics already say why
-            if new_text == state.text:
-                return []
-            lines = state.text.split("\n")
-            end = types.Position(len(lines) - 1, _units(lines[-1], ls.encoding))
-            return [types.TextEdit(range=types.Range(types.Position(0, 0), end), new_text=new_text)]
+    def formatting(self, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
+        state = self.state_for(params.text_document.uri)
+        if any(d.code.code == SYNTAX_ERROR_CODE for d in state.result.diagnostics):
+            return None  # nothing sensible to format until the text parses
+        try:
+            new_text = format_text(state.text, state.name)
+        except FormatError:
+            return None  # the text does not parse; diagnostics already say why
+        if new_text == state.text:
+            return []
+        lines = state.text.split("\n")
+        end = types.Position(len(lines) - 1, _units(lines[-1], self.encoding))
+        return [types.TextEdit(range=types.Range(types.Position(0, 0), end), new_text=new_text)]
 
-    return server
+
+def _extent(node, file: str) -> Span | None:
+    """The span from the first to the last position of any span inside an AST node."""
+    spans: list[Span] = []
+
+    def walk(value, depth: int) -> None:
+        if depth > 50:
+            return
+        if isinstance(value, Span):
+            if value.line > 0 and value.file == file:
+                spans.append(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, depth + 1)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name, None), depth + 1)
+
+    walk(node, 0)
+    if not spans:
+        return None
+    first = min(spans, key=lambda sp: (sp.line, sp.column))
+    last = max(spans, key=lambda sp: (sp.end_line, sp.end_column))
+    return first.to(last)
+
+
+def _source_text(source, span: Span) -> str:
+    """The text under a span of `source`."""
+    if span.line <= 0:
+        return ""
+    lines = source.lines[span.line - 1:span.end_line]
+    if not lines:
+        return ""
+    if len(lines) == 1:
+        return lines[0][span.column - 1:span.end_column - 1]
+    return "\n".join([lines[0][span.column - 1:], *lines[1:-1], lines[-1][:span.end_column - 1]])
+
+
+def _display(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*")
+
+
+def _word_at(text: str, name: str, line: int, column: int) -> tuple[str, Span | None]:
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return "", None
+    for match in _WORD.finditer(lines[line - 1]):
+        if match.start() + 1 <= column <= match.end() + 1:
+            return match.group(), Span(name, line, match.start() + 1, line, match.end() + 1)
+    return "", None
+
+
+def _hover_markdown(symbol, header: str) -> str:
+    parts = [f"```route\n{header}\n```"]
+    if symbol.doc:
+        parts.append(symbol.doc)
+    kind = symbol.kind.replace("_", " ")
+    if symbol.span.line > 0:
+        parts.append(f"*{kind}* defined at `{symbol.span.file}:{symbol.span.line}`")
+    return "\n\n".join(parts)
+
+
+def build_server() -> RoutelangServer:
+    return RoutelangServer()
 
 
 def main() -> None:

@@ -146,9 +146,11 @@ class Resolver:
 
     # ---- modules and imports ---------------------------------------------------
 
-    def load_module(self, key: str, source: Source) -> Module:
-        file, diags = parse(source)
-        self.diagnostics.extend(diags)
+    def load_module(self, key: str, source: Source, file: ast.File | None = None) -> Module:
+        """`file`: the syntax of `source` when it was built, not parsed (JSON input)."""
+        if file is None:
+            file, diags = parse(source)
+            self.diagnostics.extend(diags)
         module = Module(key, source, file)
         self.modules[key] = module
         self.loading.append(key)
@@ -735,12 +737,14 @@ def _detail(kind: str, item) -> str:
     return f"{kind} {item.name.text}"
 
 
-def resolve(source: Source, allow_module: bool = False) -> Resolution:
+def resolve(source: Source, allow_module: bool = False, file: ast.File | None = None) -> Resolution:
     """With allow_module, a file without a `router` header, rules or tests is a
-    module: its definitions are checked and the router is None, without RL106."""
+    module: its definitions are checked and the router is None, without RL106.
+    `file`: the syntax of `source`, when it was built rather than parsed
+    (a Mixtrain JSON config: compiler.compile_json)."""
     resolver = Resolver()
     key = str(source.path.resolve()) if source.path else f"<{source.name}>"
-    root = resolver.load_module(key, source)
+    root = resolver.load_module(key, source, file)
     for module in resolver.modules.values():
         for item in module.file.items:
             if isinstance(item, ast.DefaultsDef) and module is not root:

@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routelang import ir
-from routelang.analysis import RouterAnalysis, Verdict, build_variables
-from routelang.analysis.domain import atom_of, leaf_candidates, literal_regex
+from routelang.analysis import RouterAnalysis, Verdict, build_variables, first_match
+from routelang.analysis.domain import Column, atom_of, leaf_candidates, literal_regex, regex_prefix
+from routelang.analysis.router import RuleIndex
+from routelang.backends.json import condition_tree
 from routelang.check import walk_conditions
 from routelang.runtime.operators import apply, lookup
 
@@ -196,3 +198,35 @@ def test_candidates_are_deduplicated_by_outcome():
     [var] = build_variables({atom_of("tier", "equals", "a")})
     assert len(var.candidates) == 2  # equal to "a", or not
     assert {apply("equals", lookup(c, "tier"), "a") for c in var.candidates} == {True, False}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(routers())
+def test_rule_index_agrees_with_the_linear_scan(router):
+    """The guarded index (which skips rules whose guard fails) picks the same
+    first rule as evaluating every rule in order, on every request."""
+    order = router.evaluation_order()
+    trees = [condition_tree(r.when) if r.when is not None else None for r in order]
+    index = RuleIndex(order, trees)
+    for request in requests_for(router):
+        assert index.first_match(request) is first_match(order, trees, request), request
+
+
+REGEX_VALUES = POOL + ["ab1", "a1", "a12", "x\na", "A", "Ab", "m1-2", "m1-", "m12-3", "\U0010ffffa", "a\U0010ffff"]
+
+
+def test_regex_masks_equal_the_operator():
+    """Column answers a regex from the texts starting with its literal prefix:
+    the same bits as calling the operator on every value."""
+    column = Column(REGEX_VALUES)
+    for pattern in ["^ab", "^a\\d+", "^m1-\\d+", "(?m)^a", "(?i)^a", "^a|b", "^", "a", "^(a)b", "^a?b", "[", 5,
+                    "^\U0010ffff", "^a\\Z"]:
+        expected = sum(1 << i for i, v in enumerate(REGEX_VALUES) if apply("regex", v, pattern))
+        assert column.mask("regex", pattern) == expected, pattern
+
+
+def test_regex_prefix():
+    assert regex_prefix("^m1-\\d+") == "m1-"
+    assert regex_prefix("^a?b") == ""
+    assert regex_prefix("(?m)^ab") == "" and regex_prefix("(?i)^ab") == "" and regex_prefix("^a|^b") == ""
+    assert regex_prefix("ab") == "" and regex_prefix("[") == ""

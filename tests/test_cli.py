@@ -161,6 +161,8 @@ EXIT_TABLE = {
                Exit.USAGE: ["missing"]},
     # The server runs until its client says exit (tests/test_packaging.py drives it); only usage here.
     "lsp": {},
+    # A file that loads is served until SIGTERM (tests/gateway/test_cli_serve.py): only the failures here.
+    "serve": {Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
 }
 CASES = [(command, situation) for command, row in EXIT_TABLE.items() for situation in row]
 

@@ -9,6 +9,7 @@ value types included (1 vs 1.0 vs "1" vs true), so the comparison is on
 import copy
 import itertools
 import json
+import random
 import re
 from pathlib import Path
 
@@ -17,19 +18,23 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mixtrain.routing import RoutingConfig, RoutingValidator
+from mixtrain.routing.engine import RoutingEngine as MixtrainEngine
 
 from routelang.backends.json import lower
 from routelang.cli import main
 from routelang.compiler import compile_path, compile_text
+from routelang.envvars import has_refs
 from routelang.importer import (
     PRESET_ENDPOINTS,
     ImportProblem,
-    field_text,
     import_config,
     import_config_with_notes,
-    percent_text,
-    regex_text,
+    validation_errors,
 )
+from routelang.lint import lint
+from routelang.loader import make_router
+from routelang.printer import field_text, percent_text, regex_text
+from routelang.runtime.model import plan_from_config
 
 
 def canonical(config: dict) -> str:
@@ -57,7 +62,13 @@ SEGMENT = st.one_of(
                      "route", "true", "target", "is_shadow", "and", "or", "note", "exists"]),
     st.text(alphabet=st.characters(blacklist_characters=".", blacklist_categories=("Cs",)), min_size=1, max_size=8),
 )
-FIELD = st.lists(SEGMENT, min_size=1, max_size=3).map(".".join).filter(lambda f: f.strip())
+# Empty first or last segments ("a.", ".a", ".") Mixtrain's validator passes; blank fields and ".." it rejects.
+FIELD = st.one_of(
+    st.lists(SEGMENT, min_size=1, max_size=3).map(".".join).filter(lambda f: f.strip()),
+    st.sampled_from(["a.", ".a", ".", "user.tier.", ". x"]),
+)
+LOOSE_FIELD = st.one_of(FIELD, st.sampled_from(["", " ", "\t", "a..b", ".."]),
+                        st.lists(st.one_of(SEGMENT, st.just("")), min_size=1, max_size=3).map(".".join))
 FLOAT = st.floats(allow_nan=False, allow_infinity=False)
 SCALAR = st.one_of(
     st.booleans(), st.integers(), st.integers(min_value=-(10**30), max_value=10**30), FLOAT, TEXT,
@@ -86,42 +97,61 @@ def _compiles(pattern) -> bool:
     return True
 
 
+# `loose=True` draws configs that RoutingConfig loads but RoutingValidator may
+# reject (non-list values for `in`, null values, negative priorities, ...) and
+# the Limits of docs/import.md; `loose=False` draws only configs the validator passes.
+
 @st.composite
-def conditions(draw):
+def conditions(draw, loose: bool = False):
     op = draw(st.sampled_from(["equals", "not_equals", "contains", "not_contains", "in", "not_in",
                                "exists", "not_exists", "greater_than", "less_than", "regex"]))
-    cond = {"field": draw(FIELD), "operator": op}
+    cond = {"field": draw(LOOSE_FIELD if loose else FIELD), "operator": op}
     if op in ("equals", "not_equals", "contains", "not_contains"):
         cond["value"] = draw(st.one_of(SCALAR, LIST))
     elif op in ("in", "not_in"):
-        cond["value"] = draw(LIST)
+        cond["value"] = draw(st.one_of(LIST, SCALAR, st.none()) if loose else LIST)
     elif op in ("greater_than", "less_than"):
         cond["value"] = draw(NUMERIC)
     elif op == "regex":
         cond["value"] = draw(REGEX)
     elif draw(st.booleans()):
-        cond["value"] = None
+        cond["value"] = draw(st.one_of(st.none(), SCALAR) if loose else st.none())
+    if loose and op not in ("exists", "not_exists") and draw(st.integers(0, 9)) == 0:
+        cond["value"] = None  # the validator: "requires a value"
     if draw(st.booleans()):
-        cond["description"] = draw(TEXT)
+        cond["description"] = draw(st.one_of(TEXT, st.none()))  # null is the model's default here
     return cond
 
 
+# Spellings Mixtrain's models coerce: the canonical dump is what counts.
+COERCED_WEIGHT_ONE = st.sampled_from([1.0, 1, "1", "1.0", True])
+BOOL_SPELLINGS = st.one_of(st.booleans(), st.sampled_from([0, 1, "true", "false", "yes", "no", "on", "off"]))
+
+
+# `${VAR}` in a target string is an environment reference in routelang, a literal
+# in Mixtrain (a Limit in docs/import.md): only loose configs have them.
+def _literal(strategy):
+    return strategy.filter(lambda text: not has_refs(text))
+
+
 @st.composite
-def targets(draw):
+def targets(draw, loose: bool = False):
+    text, name = (TEXT, NAME) if loose else (_literal(TEXT), _literal(NAME))
     t = {
         "provider": draw(st.sampled_from(["modal", "fal", "custom", "openai", "anthropic", "vllm", "my provider"])),
-        "model_name": draw(NAME),
-        "endpoint": draw(st.sampled_from(["https://", "http://"])) + draw(TEXT),
+        "model_name": draw(name),
+        "endpoint": draw(st.sampled_from(["https://", "http://"] + (["ftp://", ""] if loose else []))) + draw(text),
     }
     optional = {
-        "weight": st.one_of(st.just(1.0), st.just(1), st.floats(min_value=0.0, max_value=1.0)),
-        "label": TEXT,
-        "timeout_ms": st.integers(min_value=100, max_value=2**53),
-        "retry_count": st.integers(min_value=0, max_value=5),
-        "headers": st.dictionaries(TEXT, TEXT, max_size=3),
-        "function_name": TEXT,
-        "request_class": TEXT,
-        "is_shadow": st.booleans(),
+        "weight": st.one_of(COERCED_WEIGHT_ONE, st.floats(min_value=0.0, max_value=1.0)),
+        "label": st.one_of(text, st.none()),
+        "timeout_ms": st.one_of(st.integers(min_value=100, max_value=2**53), st.sampled_from(["500", 1000.0])),
+        "retry_count": st.one_of(st.integers(min_value=0, max_value=5), st.sampled_from(["3", 2.0])),
+        "headers": st.one_of(st.dictionaries(TEXT, text, max_size=3), st.none()),
+        "function_name": st.one_of(text, st.none()),
+        "request_class": st.one_of(text, st.none()),
+        "is_shadow": BOOL_SPELLINGS,
+        "x-unknown-key": JSON,  # Mixtrain ignores unknown keys
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -142,51 +172,127 @@ def split_weights(draw, n: int) -> list[float]:
 
 
 @st.composite
-def rules(draw, name: str, pool: list[dict]):
+def rules(draw, name: str, pool: list[dict], loose: bool = False):
     strategy = draw(st.sampled_from(["single", "split", "shadow", "fallback"]))
-    count = {"single": 1, "shadow": 2}.get(strategy) or draw(st.integers(1, 4))
-    chosen = [dict(draw(st.sampled_from(pool))) if pool and draw(st.booleans()) else draw(targets())
+    count = {"shadow": 2}.get(strategy) or draw(st.integers(1, 4 if strategy != "single" or loose else 1))
+    chosen = [dict(draw(st.sampled_from(pool))) if pool and draw(st.booleans()) else draw(targets(loose))
               for _ in range(count)]
     if strategy == "split":
-        labels = set()
+        labels = []
         for t, w in zip(chosen, draw(split_weights(count))):
             t["weight"] = w
-            if t.get("label") in labels:  # routelang rejects duplicate labels (docs/import.md)
-                del t["label"]
+            if labels and draw(st.booleans()):
+                t["label"] = draw(st.sampled_from(labels))  # Mixtrain accepts repeated labels
             elif t.get("label"):
-                labels.add(t["label"])
-    rule = {"name": name, "strategy": strategy, "targets": chosen}
+                labels.append(t["label"])
+    rule = {"name": name, "targets": chosen}
+    if strategy != "single" or draw(st.booleans()):  # single is Mixtrain's default
+        rule["strategy"] = strategy
     if draw(st.booleans()):
-        rule["priority"] = draw(st.integers(min_value=0, max_value=10**12))
+        rule["priority"] = draw(st.one_of(st.integers(min_value=-5 if loose else 0, max_value=10**12),
+                                          st.sampled_from(["7", 3.0])))
     if draw(st.booleans()):
-        rule["description"] = draw(TEXT)
+        rule["description"] = draw(st.one_of(TEXT, st.none()) if loose else TEXT)
     if draw(st.booleans()):
-        rule["is_enabled"] = draw(st.booleans())
+        rule["is_enabled"] = draw(BOOL_SPELLINGS)
     if draw(st.booleans()):
-        rule["conditions"] = draw(st.lists(conditions(), max_size=4))
+        rule["conditions"] = draw(st.lists(conditions(loose), max_size=4))
     return rule
 
 
 @st.composite
-def configs(draw):
+def configs(draw, loose: bool = False):
     names = draw(st.lists(NAME, min_size=1, max_size=4, unique=True))
-    pool = draw(st.lists(targets(), max_size=3))
-    config = {"name": draw(NAME), "rules": [draw(rules(n, pool)) for n in names]}
+    pool = draw(st.lists(targets(loose), max_size=3))
+    config = {"name": draw(NAME), "rules": [draw(rules(n, pool, loose)) for n in names]}
     if draw(st.booleans()):
-        config["description"] = draw(TEXT)
+        config["description"] = draw(st.one_of(TEXT, st.none()) if loose else TEXT)
     if draw(st.booleans()):
-        config["metadata"] = draw(st.dictionaries(TEXT, JSON, max_size=4))
+        config["metadata"] = draw(st.one_of(st.dictionaries(TEXT, JSON, max_size=4), st.none()) if loose
+                                  else st.dictionaries(TEXT, JSON, max_size=4))
     return config
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(configs())
-def test_round_trip_preserves_mixtrains_canonical_dump(config):
+# ---- routing: Mixtrain's engine and routelang's runtime decide alike ---------------
+
+def _set(request: dict, segments: list[str], value) -> None:
+    node = request
+    for seg in segments[:-1]:
+        if not isinstance(node.get(seg), dict):
+            node[seg] = {}
+        node = node[seg]
+    node[segments[-1]] = value
+
+
+@st.composite
+def requests_for(draw, config: dict) -> dict:
+    """A request that sets some of the fields the config's conditions read, to
+    values the conditions name (or list), or to any JSON."""
+    fields, values = [], [None]
+    for rule in config["rules"]:
+        for c in rule.get("conditions", []):
+            fields.append(c["field"])
+            v = c.get("value")
+            values.extend(v if isinstance(v, list) else [v])
+    request: dict = {}
+    for f in draw(st.lists(st.sampled_from(fields), max_size=6)) if fields else []:
+        _set(request, f.split("."), draw(st.one_of(st.sampled_from(values), JSON)))
+    return request
+
+
+def _target_dump(t) -> str:
+    data = t.model_dump() if hasattr(t, "model_dump") else {k: v for k, v in t.to_dict().items() if k != "name"}
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+
+def decisions(router, request: dict, seed: int) -> tuple:
+    """(rule name, selected targets) with the split's random draw fixed."""
+    random.seed(seed)
+    result = router.route_request(request) if isinstance(router, MixtrainEngine) else router.route(request)
+    rule = result.matched_rule.name if result.matched_rule is not None else None
+    return rule, tuple(_target_dump(t) for t in result.selected_targets)
+
+
+def assert_routes_like_mixtrain(config: dict, compiled: dict, requests: list[dict]) -> None:
+    engines = {
+        "mixtrain(original)": MixtrainEngine(RoutingConfig.from_json(config)),
+        "mixtrain(compiled)": MixtrainEngine(RoutingConfig.from_json(compiled)),
+        "routelang(python)": make_router(plan_from_config(compiled), backend="python"),
+        "routelang(json)": make_router(plan_from_config(compiled), backend="json"),
+    }
+    for seed, request in enumerate(requests):
+        seen = {name: decisions(engine, request, seed) for name, engine in engines.items()}
+        assert len(set(seen.values())) == 1, (request, seen)
+
+
+ROUND_TRIP_EXAMPLES = 200
+
+
+@settings(max_examples=ROUND_TRIP_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(), st.data())
+def test_round_trip_preserves_mixtrains_canonical_dump_and_routing(config, data):
     assert RoutingValidator.validate_config(RoutingConfig.from_json(config)) == []
     _, notes = import_config_with_notes(config, "input.json")
     assert notes == []
     _, compiled = round_trip(config)
     assert canonical(compiled) == canonical(config)
+    assert_routes_like_mixtrain(config, compiled, [{}] + data.draw(st.lists(requests_for(config), max_size=6)))
+
+
+@settings(max_examples=ROUND_TRIP_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs(loose=True), st.data())
+def test_every_config_mixtrain_loads_imports_and_never_routes_differently(config, data):
+    """Beyond the promise: whatever RoutingConfig loads imports without an
+    internal error; what the validator rejects does not compile, or comes
+    with a note; and whenever the import compiles, it routes as Mixtrain does."""
+    text, notes = import_config_with_notes(config, "input.json")
+    result = compile_text(text, "imported.route")
+    assert not any(d.code.code == "RL001" for d in result.diagnostics), text + result.render()
+    if RoutingValidator.validate_config(RoutingConfig.from_json(config)):
+        assert not result.ok or notes, text
+    if result.ok:
+        compiled, _ = lower(result.router)
+        assert_routes_like_mixtrain(config, compiled, [{}] + data.draw(st.lists(requests_for(config), max_size=6)))
 
 
 # ---- hand-written configs ---------------------------------------------------------
@@ -298,9 +404,9 @@ def test_weight_that_is_no_whole_percent_is_written_as_a_fraction():
 
 
 def test_spelling_helpers():
-    assert field_text("user.tier") == "user.tier"
-    assert field_text("not.x") == '"not".x'
-    assert field_text("user.first name") == 'user."first name"'
+    assert field_text(["user", "tier"]) == "user.tier"
+    assert field_text(["not", "x"]) == '"not".x'
+    assert field_text(["user", "first name"]) == 'user."first name"'
     assert regex_text(r"^a\d") == r'r"^a\d"'
     assert regex_text('a"\\d') == '"a\\"\\\\d"'
     assert regex_text("^a") == '"^a"'
@@ -314,7 +420,7 @@ def test_spelling_helpers():
     ({"name": "x", "rules": [dict(SEED["rules"][0], conditions=[
         {"field": "a", "operator": "exists", "value": 3}])]}, "the value 3 of `exists`"),
     ({"name": "x", "rules": [dict(SEED["rules"][0], conditions=[
-        {"field": "a.", "operator": "equals", "value": 3}])]}, "empty segment"),
+        {"field": "y", "operator": "in", "value": "abc"}])]}, "written as `in []`, which routes the same"),
     ({"name": "x", "rules": [dict(SEED["rules"][0], conditions=[
         {"field": "a", "operator": "equals", "value": float("nan")}])]}, "nan has no routelang spelling"),
 ])
@@ -322,6 +428,55 @@ def test_what_routelang_cannot_say_is_reported(config, message):
     text, notes = import_config_with_notes(config, "x.json")
     assert any(message in str(n) for n in notes), notes
     assert "# NOTE: " in text
+
+
+def seed_with(**rule) -> dict:
+    return {"name": "x", "rules": [dict(SEED["rules"][0], **rule)]}
+
+
+def test_split_entries_sharing_a_label_round_trip():
+    """Regression: the import of split entries that share a label failed RL221."""
+    config = seed_with(strategy="split", targets=[
+        {"provider": "modal", "model_name": m, "endpoint": f"https://{m}.modal.run", "weight": 0.5, "label": "arm"}
+        for m in ("a", "b")])
+    text, compiled = round_trip(config)
+    assert text.count('arm: modal(') == 2
+    assert canonical(compiled) == canonical(config)
+    assert "duplicate-label" in [d.code.name for d in lint(compile_text(text))]
+
+
+@pytest.mark.parametrize("operator, written", [("in", "y in []"), ("not_in", "y not in []")])
+@pytest.mark.parametrize("value", ["abc", 5, None, True])
+def test_list_operators_with_a_non_list_value_import_as_the_empty_list(operator, written, value):
+    """Regression: `in` with a non-list value gave `internal error: FormatError`.
+    Mixtrain's engine: `in` a non-list never matches, `not_in` always does."""
+    condition = {"field": "y", "operator": operator}
+    if value is not None:
+        condition["value"] = value
+    config = seed_with(conditions=[condition])
+    text, notes = import_config_with_notes(config, "x.json")
+    assert f"when {written}" in text and "Mixtrain's validator rejects it" in str(notes[0])
+    result = compile_text(text)
+    assert result.ok
+    assert_routes_like_mixtrain(config, lower(result.router)[0], [{}, {"y": "abc"}, {"y": ["abc"]}, {"y": 5}])
+
+
+@pytest.mark.parametrize("field", ["a.", ".a", "."])
+def test_empty_first_or_last_segment_round_trips_with_a_lint_warning(field):
+    """Regression: Mixtrain accepts `"a."`; the import failed RL220."""
+    config = seed_with(conditions=[{"field": field, "operator": "equals", "value": 3}])
+    text, compiled = round_trip(config)
+    assert canonical(compiled) == canonical(config)
+    assert_routes_like_mixtrain(config, compiled, [{}, {"a": {"": 3}}, {"": {"a": 3}}, {"": {"": 3}}, {"a": 3}])
+    assert "empty-path-segment" in [d.code.name for d in lint(compile_text(text))]
+
+
+@pytest.mark.parametrize("field", ["", " ", "a..b"])
+def test_fields_mixtrains_validator_rejects_are_checker_errors(field):
+    config = seed_with(conditions=[{"field": field, "operator": "equals", "value": 3}])
+    assert validation_errors(config)
+    result = compile_text(import_config(config, "x.json"))
+    assert [d.code.code for d in result.diagnostics] == ["RL220"]
 
 
 def test_configs_mixtrain_rejects_are_refused():

@@ -312,7 +312,14 @@ def make_cli(bin_dir: Path) -> Cli:
     return cli
 
 
-@pytest.mark.parametrize("command", sorted(main.commands))
+# The importer still reads configs through mixtrain (a test-only package); the fix is another branch's.
+# strict: the day it works without mixtrain this xfail fails, and this mark goes.
+NEEDS_FIX = {"import": "routelang import still imports mixtrain (issue 8, A1: importer without mixtrain)"}
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=NEEDS_FIX[c])) if c in NEEDS_FIX else c
+    for c in sorted(main.commands)])
 def test_subcommand_works_from_a_plain_install(command, installed, tmp_path):
     invoke = INVOCATIONS.get(command)
     assert invoke is not None, f"`routelang {command}` has no entry in INVOCATIONS (tests/test_packaging.py)"

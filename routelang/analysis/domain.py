@@ -24,11 +24,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..runtime.operators import lookup
 from ..vocab import operators
-from ..vocab.operators import apply, compile_regex, matches_compiled, to_float
+from ..vocab.operators import apply, compile_regex, text, to_float
 from .sre import sre_constants, sre_parse
 
 
@@ -68,6 +69,7 @@ def value_key(value: Any) -> tuple:
 
 # ---- literal-ish regexes ---------------------------------------------------------
 
+@lru_cache(maxsize=4096)  # exactness questions ask about the same patterns again and again
 def literal_regex(pattern: str) -> tuple[str, str] | None:
     """("substring"|"prefix"|"suffix"|"whole", text) for a regex that is a
     plain literal, optionally anchored by ^ and/or \\Z; None otherwise."""
@@ -90,6 +92,29 @@ def literal_regex(pattern: str) -> tuple[str, str] | None:
     kind = {(False, False): "substring", (True, False): "prefix",
             (False, True): "suffix", (True, True): "whole"}[(start, end)]
     return kind, text
+
+
+@lru_cache(maxsize=4096)
+def regex_prefix(pattern: str) -> str:
+    """Text that every string the pattern finds a match in (`re.search`)
+    starts with: the literals right after a leading `^` ("" when there are
+    none, or when a flag lets `^` match elsewhere or letters match their other
+    case)."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError):
+        return ""
+    if parsed.state.flags & (re.IGNORECASE | re.MULTILINE | re.VERBOSE):
+        return ""
+    items = list(parsed)
+    if not items or items[0] != (sre_constants.AT, sre_constants.AT_BEGINNING):
+        return ""
+    prefix = []
+    for op, arg in items[1:]:
+        if op is not sre_constants.LITERAL:
+            break
+        prefix.append(chr(arg))
+    return "".join(prefix)
 
 
 def regex_samples(pattern: str) -> list[str]:
@@ -469,8 +494,10 @@ class Column:
     membership are answered from a dict of equality classes and comparisons
     by bisecting the sorted float values; both give exactly the bits
     `operators.apply` gives (1 == 1.0 == True share a dict key, as they are
-    equal; float() is the same `to_float` the operators use). Everything else
-    calls the operator on each value."""
+    equal; float() is the same `to_float` the operators use). A regex is
+    searched in the texts that start with its literal prefix (`^m1-` in
+    `^m1-\\d+`), found by bisecting the sorted texts. Everything else calls
+    the operator on each value."""
 
     def __init__(self, values: list[Any]):
         self.values = values
@@ -478,6 +505,7 @@ class Column:
         self._classes: dict[Any, int] | None = None
         self._odd: list[tuple[int, Any]] = []   # values not usable as dict keys
         self._sorted: tuple[list[float], list[int]] | None = None
+        self._texts: list[tuple[str, int]] | None = None  # (text, index), sorted, for regexes
 
     def mask(self, op: str, expected: Any) -> int:
         op = operators.get(op).name
@@ -490,9 +518,26 @@ class Column:
         if op in _COMPARISONS:
             return self._compare(op, expected)
         if operators.get(op).domain == "regex":
-            pattern = compile_regex(expected)
-            return _bits_to_mask(["1" if matches_compiled(v, pattern) else "0" for v in self.values])
+            return self._regex(expected)
         return _bits_to_mask(["1" if apply(op, v, expected) else "0" for v in self.values])
+
+    def _regex(self, expected: Any) -> int:
+        """Only values whose text starts with the pattern's literal prefix can
+        match: they are a range of the sorted texts."""
+        pattern = compile_regex(expected)
+        if pattern is None:
+            return 0
+        if self._texts is None:
+            self._texts = sorted((t, i) for i, v in enumerate(self.values)
+                                 if v is not None and (t := text(v)) is not None)
+        prefix = regex_prefix(str(expected))
+        mask = 0
+        for t, i in self._texts[bisect.bisect_left(self._texts, (prefix,)):]:
+            if not t.startswith(prefix):
+                break
+            if pattern.search(t) is not None:
+                mask |= 1 << i
+        return mask
 
     def _equal_to(self, expected: list) -> int:
         if self._classes is None:

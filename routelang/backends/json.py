@@ -17,6 +17,14 @@ target["x-routelang"]:
     name, cost_per_1k_tokens, circuit_breaker, health_check
 
 Each approximation comes with an RL901 note that says what Mixtrain will do.
+
+Conditions: each operator's entry in vocab/operators.py gives its Mixtrain
+form (`lower`, and `lower_negated` for `not`), exact where one exists (`>=`
+as `greater_than nextafter(v, -inf)`, a prefix or suffix test as an anchored regex, the
+exact negations). A form that is not exact holds on a subset of the rule's
+requests; the rule gets an RL902 warning with a witness request (routed both
+ways before it is reported), an error under `lower(..., exact=True)`
+(`compile --mixtrain-exact`). docs/semantics.md has the table.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from .. import __version__, ir
 from ..diagnostics import MIXTRAIN_APPROXIMATION, MIXTRAIN_INEXACT, Diagnostic, Related, Severity
@@ -295,6 +305,34 @@ def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic
     return out, notes
 
 
+def dumps(config: Any) -> str:
+    """`json.dumps(config, indent=2, ensure_ascii=False)`, byte for byte, with
+    orjson where it writes the same (10x faster on a 10,000-rule config): it
+    refuses integers beyond 64 bits, non-string keys and lone surrogates, and
+    writes some floats differently (`0.00001` for `1e-05`, `null` for NaN), so
+    configs holding any of those go through the standard library."""
+    if not _floats_print_alike(config):
+        return json.dumps(config, indent=2, ensure_ascii=False)
+    try:
+        return orjson.dumps(config, option=orjson.OPT_INDENT_2).decode("utf-8")
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(config, indent=2, ensure_ascii=False)
+
+
+def _floats_print_alike(value: Any) -> bool:
+    """Whether orjson writes every float inside `value` as `repr` does (json.dumps
+    writes repr). Strings, the bulk of a config, are skipped without a call."""
+    kind = type(value)
+    if kind is float:
+        return orjson.dumps(value) == repr(value).encode()
+    items = value.values() if kind is dict else value if kind is list or kind is tuple else ()
+    for item in items:
+        kind = type(item)
+        if (kind is dict or kind is list or kind is tuple or kind is float) and not _floats_print_alike(item):
+            return False
+    return True
+
+
 # ---- what stays inexact ---------------------------------------------------------------
 
 def mixtrain_choice(config: dict, request: dict) -> str | None:
@@ -342,43 +380,66 @@ def _describe_value(value: Any) -> str:
     return json.dumps(value)
 
 
+MAX_WITNESS_BASES = 16
+PROBES = ("", "zz", 0, 1.5, True, [], {})  # field values tried when a miss names none
+MAX_ANALYSED_EARLIER_RULES = 100  # the analysis grows about quadratically with the rules it reads
+
+
+def _requests_matching(order: list[ir.Rule], rule: ir.Rule) -> list[dict]:
+    """Requests the rule's condition holds for: first one that reaches it past
+    the rules before it (when there are few enough of those to analyse), then
+    one per region box from an analysis of the rule alone. Whether an earlier
+    rule takes them is checked afterwards by routing them."""
+    from ..analysis.regions import find_point
+    from ..analysis.router import RouterAnalysis
+
+    out = []
+    earlier = order[:order.index(rule)]
+    if len(earlier) <= MAX_ANALYSED_EARLIER_RULES:
+        reached = RouterAnalysis(ir.Router(name="witness", rules=(*earlier, rule))).facts[-1].witness
+        if reached is not None:
+            out.append(reached)
+    alone = RouterAnalysis(ir.Router(name="witness", rules=(rule,)))
+    for box in (alone.facts[0].region or [])[:MAX_WITNESS_BASES]:
+        point = find_point(alone.space, box, [])
+        if point is not None:
+            out.append(alone.space.witness(point))
+    return out
+
+
 def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: bool) -> list[Diagnostic]:
     """One warning per rule whose conditions Mixtrain cannot state exactly, with
     a request routelang routes by that rule and Mixtrain does not: found by the
     analysis, then checked by routing it in both engines."""
-    from ..analysis.router import RouterAnalysis
+    from ..analysis.router import first_match
 
-    analysis = RouterAnalysis(router)
-    facts = {id(f.rule): f for f in analysis.facts}
+    order = router.evaluation_order()
+    trees = [condition_tree(r.when) if r.when is not None else None for r in order]
     out = []
     for rule, misses in inexact:
-        reached = facts[id(rule)].witness if id(rule) in facts else None
-        bases = [reached] if reached is not None else []
-        candidates = [(b, None) for b in bases]
-        base_of: dict[int, dict] = {}
+        bases = _requests_matching(order, rule)
+        # (request, the miss it was built to show, the request it was built from)
+        candidates: list[tuple[dict, Miss | None, dict]] = [(b, None, b) for b in bases]
         for miss in misses:
             if miss.field is not None:
-                for b in [*bases, {}]:
-                    candidate = _with_field(b, miss.field, miss.value)
-                    base_of[id(candidate)] = b
-                    candidates.append((candidate, miss))
-        witness = None
-        for request, miss in candidates:
-            ours = analysis.route(request)
-            theirs = mixtrain_choice(config, request)
-            if ours is rule and theirs != rule.name:
-                witness = (request, miss, theirs)
-                break
+                values = [miss.value] if miss.value is not None else list(PROBES)
+                candidates += [(_with_field(b, miss.field, v), miss, b) for v in values for b in [*bases, {}]]
+        witness = next(((request, miss, base, theirs) for request, miss, base in candidates
+                        if first_match(order, trees, request) is rule
+                        and (theirs := mixtrain_choice(config, request)) != rule.name), None)
         what = "; ".join(f"`{m.written}` (it differs for {m.differs})" for m in misses)
         message = f"rule `{rule.name}`: Mixtrain's conditions cannot state {what}"
         request = None
-        if witness is not None:
-            request, miss, theirs = witness
+        if witness is None:
+            message += " (no request tried showed the difference)"
+        else:
+            request, miss, base, theirs = witness
             elsewhere = f"rule `{theirs}`" if theirs is not None else "no rule"
             message += f"; a request routelang routes by `{rule.name}` goes to {elsewhere} in Mixtrain"
-            if not _printable(request):
-                rest = _with_field(request_base, miss.field, None) if (request_base := base_of[id(request)]) else {}
-                message += f": {json.dumps(rest, sort_keys=True)} with `{miss.field}` holding {_describe_value(miss.value)}"
+            if not _printable(request):  # a huge integer or a deep list: say what it holds
+                rest = _with_field(base, miss.field, None)
+                message += (f": {json.dumps(rest, sort_keys=True)} with `{miss.field}` holding "
+                            f"{_describe_value(miss.value)}")
                 request = None
         out.append(Diagnostic(MIXTRAIN_INEXACT, message, rule.span, rule=rule.name, witness=request,
                               severity=Severity.ERROR if exact else None,

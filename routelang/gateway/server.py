@@ -132,9 +132,10 @@ def _supervise(options: Options, sock: socket.socket, keys: frozenset[str] | Non
 
 
 def prepare_multiprocess(workers: int) -> str | None:
-    """Before anything imports prometheus_client: a directory for the workers' metric files."""
+    """Before anything imports prometheus_client: a directory for the workers' metric
+    files. Returns it when this call made it (the caller removes it at exit)."""
     if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        return None
     directory = tempfile.mkdtemp(prefix="routelang-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     return directory

@@ -15,7 +15,9 @@ The linter finds routing mistakes that compile: rules no request can reach,
 rules whose order in the file decides where traffic goes, requests no rule
 matches, conditions that contradict each other, and values Mixtrain accepts
 but that do not mean what they seem to. It runs the checker first and reports
-its errors too.
+its errors too. FILE may also be a Mixtrain `.json` config: the findings
+are then located at the JSON's lines and columns (docs/import.md, "Checking,
+linting and explaining a JSON config directly").
 
 **Exit codes.** 1 if any finding has error severity (only the checker's errors
 do), otherwise 0: lint warnings and notes alone exit 0, so `lint` can gate a

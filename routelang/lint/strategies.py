@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..diagnostics import Diagnostic, Severity
+from ..diagnostics import Diagnostic, Related, Severity
 from .registry import lint_rule
 
 W = Severity.WARNING
@@ -77,3 +77,31 @@ def hybrid_weight_sum(ctx):
         if total > 0 and abs(total - 1.0) > HYBRID_TOLERANCE:
             yield Diagnostic(HYBRID_WEIGHT_SUM.code, f"hybrid weights add up to {total:g}, not 1.0", s.span,
                              rule=rule.name, help="scale the weights so they add up to 1.0")
+DUPLICATE_LABEL = lint_rule(
+    "RL334", "duplicate-label", W, "two split entries have the same label",
+    what="A `split` in which two entries carry the same label.",
+    why="Labels name the arms of an experiment in results and `expect target LABEL`; with two arms of one "
+        "name, a result or a test cannot tell them apart. (Mixtrain accepts it, so routing is unaffected.)",
+    example='rule r priority 0 { split { 50% { provider "x" model "a" endpoint "https://a" label "v1" }  '
+            '50% { provider "x" model "b" endpoint "https://b" label "v1" } } }',
+    fix="Give each entry its own label.",
+)
+
+
+@DUPLICATE_LABEL.check
+def duplicate_label(ctx):
+    for rule in ctx.router.rules:
+        s = rule.strategy
+        if s.kind != "split":
+            continue
+        first: dict[str, object] = {}
+        for t in s.targets:
+            if not t.label:
+                continue
+            if t.label in first:
+                yield Diagnostic(DUPLICATE_LABEL.code, f"label `{t.label}` is used by two split entries",
+                                 t.spans.get("label", s.span), rule=rule.name,
+                                 related=[Related(first[t.label], "first used here")],
+                                 help="give each entry its own label")
+            else:
+                first[t.label] = t.spans.get("label", s.span)

@@ -38,6 +38,14 @@ EMPTY_LIST = lint_rule(
     example="rule r priority 1 { when region in [] route x }",
     fix="Fill in the list, or delete the condition.",
 )
+EMPTY_PATH_SEGMENT = lint_rule(
+    "RL325", "empty-path-segment", W, "a field path starts or ends with an empty segment",
+    what='A field path whose first or last segment is empty (`user.""`, as Mixtrain\'s `"user."`).',
+    why='It reads the key `""`, which requests almost never have: usually a typo for the path without the dot. '
+        "(Mixtrain accepts it; an empty segment between two others, `a..b`, it rejects.)",
+    example='rule r priority 1 { when user."" == "x" route x }',
+    fix="Delete the stray dot.",
+)
 REDOS_REGEX = lint_rule(
     "RL323", "redos-regex", W, "a regex has nested quantifiers (catastrophic backtracking)",
     what="A regular expression with a repeated group that itself contains a repetition, like `(a+)+`.",
@@ -95,6 +103,16 @@ def empty_list(ctx):
                 yield Diagnostic(EMPTY_LIST.code, f"`{OPERATOR_TEXT[cmp.operator]} []` {always}",
                                  part_span(cmp, "value"), rule=rule.name,
                                  help="fill in the list, or delete the condition")
+
+
+@EMPTY_PATH_SEGMENT.check
+def empty_path_segment(ctx):
+    for rule in ctx.router.rules:
+        for cmp in walk_conditions(rule.when):
+            segments = cmp.field.split(".")
+            if cmp.field.strip() and ".." not in cmp.field and "" in (segments[0], segments[-1]):
+                yield Diagnostic(EMPTY_PATH_SEGMENT.code, f"field path `{cmp.field}` has an empty segment: it reads "
+                                 f'the key ""', part_span(cmp, "field"), rule=rule.name, help="delete the stray dot")
 
 
 def nested_quantifier(pattern: str) -> bool:

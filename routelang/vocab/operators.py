@@ -298,8 +298,11 @@ def _not_text(positive: str, on_non_string: Lowering) -> Callable[[Any], Lowerin
 def negated_regex(pattern: str) -> str | None:
     """A pattern that `re.search` finds in s exactly when `pattern` is not
     found in s (a lookahead from the start over every position), or None
-    when `pattern` cannot be embedded (global inline flags)."""
-    wrapped = r"\A(?![\s\S]*?(?:" + pattern + "))"
+    when `pattern` cannot be embedded (global inline flags after its start)."""
+    # Global inline flags must stay at the very start; they mean the same there
+    # (`[\s\S]` and `\A` are unaffected by any flag).
+    flags = re.match(r"(?:\(\?[aiLmsux]+\))*", pattern).group()
+    wrapped = flags + r"\A(?![\s\S]*?(?:" + pattern[len(flags):] + "))"
     try:
         re.compile(wrapped)
     except (re.error, RecursionError):
@@ -317,7 +320,7 @@ def _not_regex(positive: Callable[[Any], Lowering]) -> Callable[[Any], Lowering]
         terms: tuple = ((("not_exists", None),),)
         wrapped = negated_regex(str(inner.terms[0][0][1]))
         if wrapped is None:
-            return Lowering(terms, exact=False, witness="",
+            return Lowering(terms, exact=False,  # any present value: the analysis finds one
                             differs="a present value (the pattern has flags that cannot be embedded in a negation)")
         return Lowering(terms + ((("regex", wrapped),),), exact=False, differs=STR_FAILS, witness=HUGE_INT)
     return lower

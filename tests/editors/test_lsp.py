@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import asyncio
 import sys
+import time
 from pathlib import Path
 
 import pytest_lsp
@@ -12,6 +13,9 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from routelang.compiler import compile_text
+from routelang.diagnostics import has_errors
+from routelang.fmt import format_text
+from routelang.lint import lint
 
 SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "routelang.lsp"])
 
@@ -50,6 +54,7 @@ target shared = custom("s", "https://s.example.com")
 
 @pytest_lsp.fixture(config=SERVER)
 async def client(lsp_client: LanguageClient):
+    lsp_client.diagnostics = History()
     lsp_client.init_result = await lsp_client.initialize_session(
         types.InitializeParams(capabilities=client_capabilities("visual-studio-code"))
     )
@@ -68,16 +73,63 @@ def _pos(text: str, needle: str, occurrence: int = 0, offset: int = 0) -> types.
     return types.Position(line=line, character=len(col_text.encode("utf-16-le")) // 2)
 
 
+class History(dict):
+    """client.diagnostics that also keeps every publication, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.published: list[tuple[str, list]] = []
+
+    def __setitem__(self, uri, diagnostics):
+        self.published.append((uri, list(diagnostics)))
+        super().__setitem__(uri, diagnostics)
+
+    def count(self, uri: str) -> int:
+        return sum(u == uri for u, _ in self.published)
+
+
+def _compiles(path: Path, text: str) -> bool:
+    result = compile_text(text, str(path), path)
+    return result.router is not None and not has_errors(result.diagnostics)
+
+
+async def _settled(client: LanguageClient, path: Path, text: str, before: int,
+                   timeout: float = 60.0) -> list[types.Diagnostic]:
+    """The diagnostics once the server has published everything for `text`:
+    the checker's at once, then (for a file that compiles) lint findings."""
+    uri = path.as_uri()
+    wanted = before + (2 if _compiles(path, text) else 1)
+    deadline = time.monotonic() + timeout
+    while client.diagnostics.count(uri) < wanted:
+        assert time.monotonic() < deadline, f"diagnostics never settled: {client.diagnostics.published[-3:]}"
+        await asyncio.sleep(0.02)
+    return client.diagnostics[uri]
+
+
 async def _open(client: LanguageClient, path: Path, text: str) -> list[types.Diagnostic]:
     path.write_text(text, encoding="utf-8")
-    uri = path.as_uri()
+    before = client.diagnostics.count(path.as_uri())
     client.text_document_did_open(
         types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(uri=uri, language_id="route", version=1, text=text)
+            text_document=types.TextDocumentItem(uri=path.as_uri(), language_id="route", version=1, text=text)
         )
     )
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-    return client.diagnostics[uri]
+    return await _settled(client, path, text, before)
+
+
+def _send_change(client: LanguageClient, path: Path, text: str, version: int) -> None:
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
+
+
+async def _change(client: LanguageClient, path: Path, text: str, version: int) -> list[types.Diagnostic]:
+    before = client.diagnostics.count(path.as_uri())
+    _send_change(client, path, text, version)
+    return await _settled(client, path, text, before)
 
 
 def _demo(tmp_path: Path) -> Path:
@@ -126,23 +178,11 @@ async def test_diagnostics_follow_changes(client: LanguageClient, tmp_path):
     assert "help:" in unknown[0].message or unknown[0].message.startswith("unknown")
 
     good = bad.replace("route nowhere", 'route custom("m", "https://m.example.com")')
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=2),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=good)],
-        )
-    )
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await _change(client, path, good, version=2)
     assert not [d for d in client.diagnostics[path.as_uri()] if d.severity == types.DiagnosticSeverity.Error]
 
     broken = good.replace("rule a {", "rule a {{")
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=3),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=broken)],
-        )
-    )
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await _change(client, path, broken, version=3)
     assert any(d.code == "RL001" for d in client.diagnostics[path.as_uri()])
 
 
@@ -165,23 +205,21 @@ async def test_positions_are_utf16(client: LanguageClient, tmp_path):
 
 
 async def test_every_example_matches_the_compiler(client: LanguageClient, tmp_path):
-    """The editor shows exactly what the compiler (and linter, when present) reports."""
-    lint = None
-    if importlib.util.find_spec("routelang.lint") is not None:
-        lint = getattr(importlib.import_module("routelang.lint"), "lint", None)
+    """The editor shows exactly what the compiler and the linter report."""
     files = route_files()
     assert files
     for path in files:
         text = path.read_text(encoding="utf-8")
+        before = client.diagnostics.count(path.as_uri())
         client.text_document_did_open(
             types.DidOpenTextDocumentParams(
                 text_document=types.TextDocumentItem(uri=path.as_uri(), language_id="route", version=1, text=text)
             )
         )
-        await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        await _settled(client, path, text, before)
         result = compile_text(text, str(path.relative_to(REPO)), path)
         expected = list(result.diagnostics)
-        if lint is not None and result.router is not None:
+        if result.router is not None:
             expected += lint(result)
         own = sorted(d.code.code for d in expected if d.span.file == str(path.relative_to(REPO)))
         got = sorted(d.code for d in client.diagnostics[path.as_uri()])
@@ -200,7 +238,8 @@ async def test_hover_on_names(client: LanguageClient, tmp_path):
         types.HoverParams(text_document=types.TextDocumentIdentifier(uri=uri), position=_pos(DEMO, "route big", offset=7))
     )
     assert hover is not None
-    assert "target big = modal('big-model'" in hover.contents.value
+    # .route syntax, as `routelang fmt` prints the definition (not Python reprs)
+    assert 'target big = modal("big-model", "https://big.modal.run")' in hover.contents.value
     assert "The big model for paying users." in hover.contents.value
     assert hover.range.start == _pos(DEMO, "route big", offset=6)
 
@@ -335,26 +374,14 @@ async def test_completion(client: LanguageClient, tmp_path):
 
     # after `user.`: the schema's fields under `user`
     dotted = text.replace("    route big\n    \n", "    route big\n    when user.\n")
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=dotted)],
-        )
-    )
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await _change(client, path, dotted, version=2)
     fields = await _complete(client, uri, _pos(dotted, "when user.", offset=10))
     assert set(fields) == {"tier", "id"}
     assert all(f.kind == types.CompletionItemKind.Field for f in fields.values())
 
     # after `use`: only profiles
     profiles_text = dotted.replace("    when user.\n", "").replace("{ use fast }", "{ use  }")
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=3),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=profiles_text)],
-        )
-    )
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await _change(client, path, profiles_text, version=3)
     profiles = await _complete(client, uri, _pos(profiles_text, "{ use  }", offset=6))
     assert {"fast", "resilient"} <= set(profiles)
     assert all(item.kind == types.CompletionItemKind.Struct for item in profiles.values())
@@ -363,19 +390,11 @@ async def test_completion(client: LanguageClient, tmp_path):
 # ---- formatting ------------------------------------------------------------------------------
 
 async def test_formatting(client: LanguageClient, tmp_path):
-    """Formatting goes through routelang.fmt.format_text; without that module the
-    server does not offer formatting."""
+    """Formatting goes through routelang.fmt.format_text."""
     path = _demo(tmp_path)
     messy = DEMO.replace("    route big\n", "        route    big\n")
     await _open(client, path, messy)
-    has_formatter = (importlib.util.find_spec("routelang.fmt") is not None
-                     and hasattr(importlib.import_module("routelang.fmt"), "format_text"))
-    offered = client.init_result.capabilities.document_formatting_provider
-    if not has_formatter:
-        assert not offered
-        return
-    assert offered
-    from routelang.fmt import format_text
+    assert client.init_result.capabilities.document_formatting_provider
 
     edits = await client.text_document_formatting_async(
         types.DocumentFormattingParams(
@@ -392,16 +411,55 @@ async def test_formatting(client: LanguageClient, tmp_path):
 
     # text that does not parse is left alone
     broken = messy.replace("rule rest", "rule rest {{")
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=2),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=broken)],
-        )
-    )
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    await _change(client, path, broken, version=2)
     assert await client.text_document_formatting_async(
         types.DocumentFormattingParams(
             text_document=types.TextDocumentIdentifier(uri=path.as_uri()),
             options=types.FormattingOptions(tab_size=4, insert_spaces=True),
         )
     ) is None
+
+
+# ---- diagnostics in two steps ----------------------------------------------------------------
+
+LINTED = '''router l "linted"
+import std.providers
+target a = modal("a", "https://a.modal.run")
+rule first priority 2 "the first" { when user.tier == "pro" route a }
+rule second priority 1 "covered by the first" { when user.tier == "pro" route a }
+rule rest priority 0 "catch-all" { fallback a, modal("b", "https://b.modal.run") }
+'''
+
+
+async def test_checker_diagnostics_first_then_lint_findings(client: LanguageClient, tmp_path):
+    path = tmp_path / "l.route"
+    diags = await _open(client, path, LINTED)
+    published = [d for uri, d in client.diagnostics.published if uri == path.as_uri()]
+    checker, linted = published[-2:]
+    assert not any(d.code == "RL310" for d in checker)  # the checker's step has no lint findings
+    unreachable = [d for d in linted if d.code == "RL310"]
+    assert unreachable and unreachable[0].range.start == _pos(LINTED, "second")
+    assert list(diags) == linted
+
+
+async def test_stale_lint_findings_are_never_published(client: LanguageClient, tmp_path):
+    """A lint still running (or queued) when a newer change arrives is
+    dropped: only the newest text's findings are published."""
+    sys.path.insert(0, str(REPO / "tests" / "lint"))
+    import generated_routers
+
+    path = tmp_path / "big.route"
+    big = generated_routers.bench(1000)  # its lint takes long and finds RL310 (unreachable rules)
+    path.write_text(big, encoding="utf-8")
+    before = client.diagnostics.count(path.as_uri())
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=path.as_uri(), language_id="route", version=1, text=big)))
+    while client.diagnostics.count(path.as_uri()) == before:  # the checker's step: the lint has started
+        await asyncio.sleep(0.01)
+    small = LINTED.replace('rule second priority 1 "covered by the first" { when user.tier == "pro"',
+                           'rule second priority 1 { when user.tier == "team"')
+    diags = await _change(client, path, small, version=2)
+    codes = {d.code for d in diags}
+    assert "RL304" in codes and "RL310" not in codes  # the new text's findings
+    published = [d for uri, d in client.diagnostics.published[before:] if uri == path.as_uri()]
+    assert not any(d.code == "RL310" for diags in published for d in diags), "a stale lint was published"

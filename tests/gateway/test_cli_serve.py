@@ -152,3 +152,16 @@ def test_sighup_reloads_and_a_broken_file_keeps_the_old_version(upstreams, serve
     served.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: http("GET", served.url + "/routing").json()["version"] == 2)
     assert http("POST", served.url + "/v1/chat/completions", CHAT).headers["x-routelang-target"] == "mb"
+
+
+def test_serve_refuses_a_key_file_with_plain_keys(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [{"provider": "openai", "model_name": "m",
+                                                    "endpoint": "http://127.0.0.1:9/v1"}]))))
+    keys = tmp_path / "keys"
+    keys.write_text("sk-plaintext\n")
+    proc = subprocess.run([sys.executable, "-m", "routelang", "serve", str(path), "--port", "0", "--api-keys",
+                           str(keys)], check=False, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert "keys are stored hashed" in proc.stderr and "Traceback" not in proc.stderr
