@@ -4,30 +4,37 @@
     router = routelang.load("routing.route")          # or a Mixtrain JSON config
     result = router.route({"user": {"tier": "premium"}})
 
-`routelang.RoutingEngine` is a drop-in for Mixtrain's. The loader and the
-runtime are imported on first use, so `import routelang` stays light.
+`routelang.RoutingEngine` is a drop-in for Mixtrain's. `load` gives a
+`LoadedRouter` (the runtime's class); `routelang.Router("name")` is the
+Router SDK over the registry (docs/registry.md). Everything is imported on
+first use, so `import routelang` stays light.
 """
 
 __version__ = "0.1.0"
 
+# name -> (module, its name there)
 _EXPORTS = {
-    "load": "loader", "loads": "loader", "RoutingEngine": "loader", "CompileError": "loader",
-    "Router": "runtime.engine", "RouteResult": "runtime.engine", "ConfigError": "runtime.model",
-    "Target": "runtime.model", "RuleSpec": "runtime.model", "RequestError": "runtime.operators",
+    "load": ("loader", "load"), "loads": ("loader", "loads"), "RoutingEngine": ("loader", "RoutingEngine"),
+    "CompileError": ("loader", "CompileError"),
+    "LoadedRouter": ("runtime.engine", "Router"), "RouteResult": ("runtime.engine", "RouteResult"),
+    "ConfigError": ("runtime.model", "ConfigError"), "Target": ("runtime.model", "Target"),
+    "RuleSpec": ("runtime.model", "RuleSpec"), "RequestError": ("runtime.operators", "RequestError"),
+    "Router": ("registry.sdk", "Router"), "RegistryError": ("registry.store", "RegistryError"),
 }
 
-__all__ = [  # noqa: RUF022 (grouped: version, then the loader and the runtime)
-    "__version__", "load", "loads", "Router", "RouteResult", "RoutingEngine", "CompileError", "ConfigError",
-    "Target", "RuleSpec", "RequestError",
+__all__ = [  # noqa: RUF022 (grouped: version, the loader and the runtime, the registry)
+    "__version__", "load", "loads", "LoadedRouter", "RouteResult", "RoutingEngine", "CompileError", "ConfigError",
+    "Target", "RuleSpec", "RequestError", "Router", "RegistryError",
 ]
 
 
 def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
+    where = _EXPORTS.get(name)
+    if where is None:
         raise AttributeError(f"module 'routelang' has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(f"routelang.{module}"), name)
+    module, attribute = where
+    value = getattr(import_module(f"routelang.{module}"), attribute)
     globals()[name] = value
     return value

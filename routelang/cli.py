@@ -23,8 +23,10 @@ class Exit(IntEnum):
     several situations exits with the highest code among them."""
 
     OK = 0        # success: no errors; tests passed; `fmt --check` / `diff`: nothing changes
-    FINDINGS = 1  # errors in the input, failed tests or expectations; `fmt --check` / `diff`: changes
-    USAGE = 2     # usage or I/O: bad flags, a file that cannot be read or written
+    FINDINGS = 1  # errors in the input, failed tests or expectations; `fmt --check` / `diff`: changes;
+    #               `push`: not clean; `deploy` / `delete`: not confirmed
+    USAGE = 2     # usage or I/O: bad flags, a file that cannot be read or written; the registry cannot be
+    #               opened, or has no such router, version or request
     INTERNAL = 3  # a bug in routelang
 
 
@@ -158,6 +160,13 @@ def env_option(fn):
 FORMAT = click.Choice(["text", "json", "sarif"])
 
 
+def registry_option(fn):
+    return click.option(
+        "--registry", type=click.Path(dir_okay=False), envvar="ROUTELANG_REGISTRY",
+        help="The registry file (default: $ROUTELANG_REGISTRY, else $XDG_DATA_HOME/routelang/registry.db).",
+    )(fn)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="routelang")
 def main() -> None:
@@ -284,16 +293,18 @@ def lint_command(files, fmt, use_env):
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@registry_option
 @guarded
-def diff_command(old, new, fmt):
+def diff_command(old, new, fmt, registry):
     """Which requests change rule or target between OLD and NEW, each with a request.
 
-    Exit 0 when no request changes, 1 when some do (as `diff` and
-    `fmt --check`) or a file does not compile, 2 when a file cannot be read.
+    OLD and NEW are files, or stored versions `NAME@VERSION` (a name that is
+    not a file). Exit 0 when no request changes, 1 when some do (as `diff`
+    and `fmt --check`) or a file does not compile, 2 when a file cannot be read.
     """
     from .diff import diff, render_json, render_text
 
-    results = [load(old), load(new)]
+    results = [_file_or_version(old, registry), _file_or_version(new, registry)]
     broken = [r for r in results if not r.ok]
     if broken:
         emit_diagnostics(broken, "text", err=True)
@@ -587,3 +598,260 @@ def fmt_command(files, check, show_diff):
     if dry_run and changed:
         click.echo(f"{len(changed)} file(s) would be reformatted", err=True)
     finish(Exit.FINDINGS if failed or (dry_run and changed) else Exit.OK, read_code)
+
+
+# ---- the registry (docs/registry.md) ---------------------------------------------------
+
+def _store(registry: str | None, create: bool = False):
+    """The registry file, opened (exit 2 when it cannot be); only `push` creates one."""
+    import sqlite3
+
+    from .registry.store import RegistryError, Store
+
+    try:
+        return Store(registry, create=create)
+    except RegistryError as exc:
+        raise UsageProblem(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:
+        raise UsageProblem(f"cannot open the registry {registry or 'at the default location'}: {exc}") from None
+
+
+def registry_errors(fn):
+    """A registry operation that cannot be done (no such router or version): exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import sqlite3
+
+        from .registry.store import RegistryError
+
+        try:
+            return fn(*args, **kwargs)
+        except RegistryError as exc:
+            raise UsageProblem(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise UsageProblem(f"the registry: {exc}") from None
+
+    return wrapper
+
+
+def _name_at_version(ref: str) -> tuple[str, int | None]:
+    name, sep, number = ref.rpartition("@")
+    if not sep:
+        return ref, None
+    if not number.isdigit() or not name:
+        raise UsageProblem(f"{ref!r}: expected NAME or NAME@VERSION (a version number)")
+    return name, int(number)
+
+
+def _compiled_version(version) -> CompileResult:
+    from .registry.artifacts import compile_stored
+
+    result = compile_stored(version.entry, version.sources)
+    if not result.ok:  # a routelang upgrade may reject what an older one accepted
+        emit_diagnostics([result], "text", err=True)
+        finish(Exit.FINDINGS)
+    return result
+
+
+@registry_errors
+def _file_or_version(arg: str, registry: str | None) -> CompileResult:
+    """A file, or (when no such file exists) a stored version NAME@VERSION."""
+    import re
+
+    if Path(arg).exists() or not re.fullmatch(r".+@\d+", arg):
+        return load(arg)
+    name, number = _name_at_version(arg)
+    return _compiled_version(_store(registry).version(name, number))
+
+
+def _when(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@main.command(name="push")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--router", "name", help="The router's name in the registry (default: the file's `router` name).")
+@click.option("-m", "--message", default="", help="What this version changes.")
+@registry_option
+@guarded
+@registry_errors
+def push_command(file, name, message, registry):
+    """Store FILE (with its imports) as a new version, if it checks clean.
+
+    Warnings are shown and do not stop the push; identical content creates no
+    version. Exit 1 when FILE has errors, 2 when it cannot be read."""
+    from .registry.artifacts import build_file
+
+    try:
+        built = build_file(file)
+    except SourceError as exc:
+        raise UsageProblem(str(exc)) from None
+    if built.problems:
+        emit_diagnostics([built.result], "text", diagnostics=built.problems, err=True)
+    if not built.ok:
+        click.echo(f"not pushed: {file} does not check clean", err=True)
+        finish(Exit.FINDINGS)
+    name = built.result.router.name if name is None else name
+    version, new = _store(registry, create=True).push(name, built.entry, built.sources, built.compiled, message)
+    if new:
+        click.echo(f"pushed {name} version {version.version} ({version.content_hash[:19]})")
+    else:
+        click.echo(f"no change: {file} is identical to {name} version {version.version}")
+    finish(Exit.OK)
+
+
+@main.command(name="versions")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@registry_option
+@guarded
+@registry_errors
+def versions_command(name, fmt, registry):
+    """The versions of router NAME, the active one marked `*`."""
+    store = _store(registry)
+    active = store.active_version(name)
+    rows = store.versions(name)
+    if fmt == "json":
+        click.echo(json.dumps({"router": name, "active_version": active, "versions": rows}, indent=2))
+        finish(Exit.OK)
+    for v in rows:
+        mark = "*" if v["version"] == active else " "
+        click.echo(f"{mark} {v['version']:>4}  {_when(v['created_at'])}  {v['content_hash'][:19]}  {v['message']}")
+    finish(Exit.OK)
+
+
+@main.command(name="show")
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: what it is and its source files; json: everything stored, the compiled config too.")
+@registry_option
+@guarded
+@registry_errors
+def show_command(ref, fmt, registry):
+    """A stored version (default: the active one, else the latest)."""
+    name, number = _name_at_version(ref)
+    store = _store(registry)
+    version = store.version(name, number)
+    active = store.active_version(name)
+    if fmt == "json":
+        click.echo(json.dumps({**version.summary(), "active": version.version == active, "entry": version.entry,
+                               "sources": version.sources, "compiled": version.compiled}, indent=2,
+                              ensure_ascii=False))
+        finish(Exit.OK)
+    state = "active" if version.version == active else "not active"
+    click.echo(f"router {name} version {version.version} ({state})\n"
+               f"pushed {_when(version.created_at)}  {version.content_hash}\n"
+               f"message: {version.message or '(none)'}")
+    from .registry.artifacts import is_stdlib
+
+    for file, text in version.sources.items():
+        if not is_stdlib(file):
+            click.echo(f"\n--- {file}{' (entry)' if file == version.entry else ''}\n{text.rstrip()}")
+    finish(Exit.OK)
+
+
+@main.command(name="deploy")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(1))
+@click.option("--yes", "-y", is_flag=True, help="Deploy without asking.")
+@registry_option
+@guarded
+@registry_errors
+def deploy_command(name, version, yes, registry):
+    """Make VERSION of router NAME the active one, after showing which requests
+    change route (the semantic diff against the active version). Exit 1 when
+    not confirmed."""
+    from .diff import diff, render_text
+
+    store = _store(registry)
+    target = store.version(name, version)
+    active = store.active_version(name)
+    if active == version:
+        click.echo(f"{name} version {version} is already active")
+        finish(Exit.OK)
+    if active is None:
+        click.echo(f"{name} has no active version: every request it routes is new")
+    else:
+        outcome = diff(_compiled_version(store.version(name, active)).router, _compiled_version(target).router)
+        click.echo(f"from version {active} to version {version}: {render_text(outcome)}")
+    if not yes and not click.confirm(f"deploy {name} version {version}?", default=False):
+        click.echo("not deployed", err=True)
+        finish(Exit.FINDINGS)
+    store.deploy(name, version)
+    click.echo(f"deployed {name} version {version}")
+    finish(Exit.OK)
+
+
+@main.command(name="rollback")
+@click.argument("name")
+@registry_option
+@guarded
+@registry_errors
+def rollback_command(name, registry):
+    """Make the version deployed before the current one active again (again: further back)."""
+    current, previous = _store(registry).rollback(name)
+    click.echo(f"rolled back {name} from version {current} to version {previous}")
+    finish(Exit.OK)
+
+
+@main.command(name="delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
+@registry_option
+@guarded
+@registry_errors
+def delete_command(name, yes, registry):
+    """Delete router NAME: every version, deployment and its request history."""
+    store = _store(registry)
+    count = len(store.versions(name))
+    if not yes and not click.confirm(f"delete {name} and its {count} version(s)?", default=False):
+        click.echo("not deleted", err=True)
+        finish(Exit.FINDINGS)
+    store.delete(name)
+    click.echo(f"deleted {name}")
+    finish(Exit.OK)
+
+
+@main.command(name="requests")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@registry_option
+@guarded
+@registry_errors
+def requests_command(name, limit, fmt, registry):
+    """The newest requests router NAME routed (the request history)."""
+    from .registry.history import list_requests
+
+    store = _store(registry)
+    store.active_version(name)  # an unknown router is an error, not an empty list
+    rows = list_requests(store.conn, name, limit)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        finish(Exit.OK)
+    for r in rows:
+        latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}ms"
+        click.echo(f"{r['id']}  {_when(r['time'])}  v{r['version']}  {r['status']:<9}  {r['rule'] or '-'}  "
+                   f"-> {r['selected_target'] or '-'}  {latency}")
+    if not rows:
+        click.echo(f"no requests recorded for {name}")
+    finish(Exit.OK)
+
+
+@main.command(name="request")
+@click.argument("request_id", metavar="ID")
+@registry_option
+@guarded
+@registry_errors
+def request_command(request_id, registry):
+    """One request of the history, every field (JSON)."""
+    from .registry.history import get_request
+
+    found = get_request(_store(registry).conn, request_id)
+    if found is None:
+        raise UsageProblem(f"no request {request_id!r} in the registry")
+    click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    finish(Exit.OK)

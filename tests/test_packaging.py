@@ -201,18 +201,95 @@ def check_serve(cli: Cli, tmp: Path) -> None:
     assert code == 0 and "Traceback" not in stderr, stderr
 
 
+def _registry(cli: Cli, tmp: Path, deploy: bool = True) -> Path:
+    """A registry in `tmp` holding TIERING as router `tiering`, version 1 (deployed)."""
+    registry = tmp / "registry.db"
+    proc = cli("push", TIERING, "--router", "tiering", "-m", "first", "--registry", registry)
+    assert proc.returncode == 0 and "pushed tiering version 1" in proc.stdout, proc.stderr
+    if deploy:
+        proc = cli("deploy", "tiering", "1", "--yes", "--registry", registry)
+        assert proc.returncode == 0 and "deployed tiering version 1" in proc.stdout, proc.stderr
+    return registry
+
+
+def check_push(cli: Cli, tmp: Path) -> None:
+    registry = _registry(cli, tmp, deploy=False)
+    proc = cli("push", TIERING, "--router", "tiering", "--registry", registry)
+    assert proc.returncode == 0 and "identical to tiering version 1" in proc.stdout, proc.stderr
+
+
+def check_versions(cli: Cli, tmp: Path) -> None:
+    registry = _registry(cli, tmp)
+    proc = cli("versions", "tiering", "--format", "json", "--registry", registry)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["active_version"] == 1
+
+
+def check_show(cli: Cli, tmp: Path) -> None:
+    proc = cli("show", "tiering@1", "--registry", _registry(cli, tmp))
+    assert proc.returncode == 0 and "router tiering version 1 (active)" in proc.stdout, proc.stderr
+
+
+def check_deploy(cli: Cli, tmp: Path) -> None:
+    registry = _registry(cli, tmp)
+    changed = tmp / "changed.route"
+    changed.write_text(TIERING.read_text().replace("priority 110", "priority 10"))
+    cli("push", changed, "--router", "tiering", "--registry", registry)
+    proc = cli("deploy", "tiering", "2", "--yes", "--registry", registry)
+    assert proc.returncode == 0 and "kind(s) of request change route" in proc.stdout, proc.stderr
+
+
+def check_rollback(cli: Cli, tmp: Path) -> None:
+    proc = cli("rollback", "tiering", "--registry", _registry(cli, tmp))
+    assert proc.returncode == 2 and "no earlier deployment" in proc.stderr, proc.stderr
+
+
+def check_delete(cli: Cli, tmp: Path) -> None:
+    proc = cli("delete", "tiering", "--yes", "--registry", _registry(cli, tmp))
+    assert proc.returncode == 0 and "deleted tiering" in proc.stdout, proc.stderr
+
+
+def _routed(cli: Cli, tmp: Path) -> Path:
+    registry = _registry(cli, tmp)
+    code = ("import sys, routelang; r = routelang.Router('tiering', registry=sys.argv[1]); "
+            "r.route({'user': {'tier': 'free'}}); r.close()")
+    subprocess.run([cli.bin_dir / "python", "-c", code, str(registry)], check=True, timeout=TIMEOUT, cwd="/")
+    return registry
+
+
+def check_requests(cli: Cli, tmp: Path) -> None:
+    proc = cli("requests", "tiering", "--format", "json", "--registry", _routed(cli, tmp))
+    assert proc.returncode == 0, proc.stderr
+    assert [r["rule"] for r in json.loads(proc.stdout)] == ["standard"]
+
+
+def check_request(cli: Cli, tmp: Path) -> None:
+    registry = _routed(cli, tmp)
+    [row] = json.loads(cli("requests", "tiering", "--format", "json", "--registry", registry).stdout)
+    proc = cli("request", row["id"], "--registry", registry)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["rule"] == "standard", proc.stderr
+
+
 INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "check": check_check,
     "compile": check_compile,
     "coverage": check_coverage,
+    "delete": check_delete,
+    "deploy": check_deploy,
     "diff": check_diff,
     "explain": check_explain,
     "fmt": check_fmt,
     "import": check_import,
     "lint": check_lint,
     "lsp": check_lsp,
+    "push": check_push,
+    "request": check_request,
+    "requests": check_requests,
+    "rollback": check_rollback,
     "serve": check_serve,
+    "show": check_show,
     "test": check_test,
+    "versions": check_versions,
 }
 
 
@@ -231,6 +308,7 @@ def make_cli(bin_dir: Path) -> Cli:
                                 env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": "/tmp"})
 
     cli.start = start
+    cli.bin_dir = bin_dir   # its `python` imports the installed wheel
     return cli
 
 

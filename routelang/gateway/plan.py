@@ -48,7 +48,7 @@ class Loaded:
     """One loaded version of the config file."""
 
     path: str
-    router: routelang.Router
+    router: routelang.LoadedRouter
     sha256: str
     targets: dict[tuple, Target]              # every distinct target (by runtime key), in file order
     health_checks: dict[tuple, HealthCheck]
@@ -108,7 +108,7 @@ def load(path: str, env: dict[str, str] | None = None) -> Loaded:
                   health_checks=_health_checks(config, router), models=_models(router))
 
 
-def _health_checks(config: dict, router: routelang.Router) -> dict[tuple, HealthCheck]:
+def _health_checks(config: dict, router: routelang.LoadedRouter) -> dict[tuple, HealthCheck]:
     """`x-routelang.health_check` of each target (the runtime's model does not
     carry it), keyed by the loaded target: the config's rules, less the extra
     ones an `or` expanded into, are the router's rules in file order."""
@@ -124,7 +124,7 @@ def _health_checks(config: dict, router: routelang.Router) -> dict[tuple, Health
     return out
 
 
-def _models(router: routelang.Router) -> list[str]:
+def _models(router: routelang.LoadedRouter) -> list[str]:
     """Model names rules test (`model` / `request.model` with == or in), then the targets' model names."""
     names: dict[str, None] = {}
     for rule in router.plan.order:

@@ -1,0 +1,12 @@
+"""The router registry (docs/registry.md): versions, deploy and rollback,
+request history, and the Router SDK, in one SQLite file.
+
+- `store.py`: the file, its schema migrations, routers, versions, deployments
+- `artifacts.py`: what a version holds; compiling a file for a push, and a stored version again
+- `history.py`: the request history and its batched background writer
+- `sdk.py`: `routelang.Router`, the Mixtrain Router SDK's interface
+"""
+
+from .store import RegistryError, Store, default_path
+
+__all__ = ["RegistryError", "Store", "default_path"]

@@ -1,0 +1,138 @@
+"""The registry commands: push, versions, show, deploy, rollback, delete, diff NAME@N, requests, request."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from conftest import write_router
+
+import routelang
+from routelang.cli import Exit, main
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def test_push_then_identical_push_then_a_change(registry, router_file):
+    first = run("push", router_file, "-m", "first")
+    assert first.exit_code == Exit.OK, first.output
+    assert "pushed chat version 1" in first.output
+    same = run("push", router_file)
+    assert same.exit_code == Exit.OK and "identical to chat version 1" in same.output
+    write_router(router_file.parent, premium="small")
+    assert "pushed chat version 2" in run("push", router_file, "--router", "chat").output
+    listed = json.loads(run("versions", "chat", "--format", "json").output)
+    assert [v["version"] for v in listed["versions"]] == [1, 2] and listed["versions"][0]["message"] == "first"
+    assert registry.exists()
+
+
+def test_a_file_with_errors_is_not_pushed_and_warnings_do_not_stop_a_push(registry, tmp_path):
+    broken = tmp_path / "broken.route"
+    broken.write_text('router broken\n\nrule a {\n    route nowhere\n}\n')
+    result = run("push", broken)
+    assert result.exit_code == Exit.FINDINGS and "not pushed" in result.output and "error[" in result.output
+    warned = tmp_path / "warned.route"
+    warned.write_text('router warned\n\nimport std.providers\n\ntarget unused = openai("a", "https://x")\n\n'
+                      'rule a {\n    route openai("b", "https://y")\n}\n')
+    result = run("push", warned)
+    assert result.exit_code == Exit.OK and "warning[" in result.output and "pushed warned version 1" in result.output
+    assert run("push", tmp_path / "missing.route").exit_code == Exit.USAGE
+
+
+def test_deploy_shows_the_semantic_diff_and_asks(registry, router_file):
+    run("push", router_file)
+    assert run("deploy", "chat", "1", "--yes").exit_code == Exit.OK
+    write_router(router_file.parent, premium="small")
+    run("push", router_file)
+    declined = run("deploy", "chat", "2", input="n\n")
+    assert declined.exit_code == Exit.FINDINGS
+    assert 'requests like {"user": {"tier": "premium"}}' in declined.output and "gpt-4o-mini" in declined.output
+    assert routelang.Router("chat", registry=registry).active_version == 1
+    accepted = run("deploy", "chat", "2", input="y\n")
+    assert accepted.exit_code == Exit.OK and "deployed chat version 2" in accepted.output
+    assert "* " in next(line for line in run("versions", "chat").output.splitlines() if "   2  " in line)
+    rolled = run("rollback", "chat")
+    assert rolled.exit_code == Exit.OK and "from version 2 to version 1" in rolled.output
+    assert run("rollback", "chat").exit_code == Exit.USAGE
+    assert run("deploy", "chat", "9", "--yes").exit_code == Exit.USAGE
+
+
+def test_diff_of_stored_versions_and_files(registry, router_file, tmp_path):
+    run("push", router_file)
+    old_copy = tmp_path / "old.route"
+    old_copy.write_text(router_file.read_text())
+    write_router(router_file.parent, premium="small")
+    run("push", router_file)
+    stored = run("diff", "chat@1", "chat@2", "--format", "json")
+    assert stored.exit_code == Exit.FINDINGS
+    change = json.loads(stored.output)["changes"][0]
+    assert change["witness"] == {"user": {"tier": "premium"}}
+    assert run("diff", "chat@1", "chat@1").exit_code == Exit.OK
+    assert run("diff", old_copy, router_file).exit_code == Exit.FINDINGS   # plain paths keep working
+    assert run("diff", "chat@1", "chat@7").exit_code == Exit.USAGE
+
+
+def test_show_prints_a_version_and_its_files(registry, router_file):
+    run("push", router_file, "-m", "hello")
+    text = run("show", "chat")
+    assert text.exit_code == Exit.OK
+    assert "router chat version 1 (not active)" in text.output and "message: hello" in text.output
+    assert "--- chat.route (entry)" in text.output and "--- targets.route" in text.output
+    data = json.loads(run("show", "chat@1", "--format", "json").output)
+    assert data["compiled"]["rules"][0]["name"] == "premium" and "<std.providers>" in data["sources"]
+    assert run("show", "chat@x").exit_code == Exit.USAGE
+    assert run("show", "nope").exit_code == Exit.USAGE
+
+
+def test_requests_and_request(registry, router_file):
+    run("push", router_file)
+    run("deploy", "chat", "1", "--yes")
+    with routelang.Router("chat", registry=registry) as router:
+        router.route({"user": {"tier": "premium"}})
+        router.route({"user": {"tier": "basic"}})
+    rows = json.loads(run("requests", "chat", "--format", "json").output)
+    assert [r["rule"] for r in rows] == ["default", "premium"]
+    table = run("requests", "chat", "--limit", "1")
+    assert table.exit_code == Exit.OK and len(table.output.splitlines()) == 1 and "default" in table.output
+    one = json.loads(run("request", rows[1]["id"]).output)
+    assert one["selected_target"] == "gpt-4o" and one["version"] == 1
+    assert run("request", "nope").exit_code == Exit.USAGE
+    assert run("requests", "nope").exit_code == Exit.USAGE
+
+
+def test_delete_asks_unless_yes(registry, router_file):
+    run("push", router_file)
+    assert run("delete", "chat", input="n\n").exit_code == Exit.FINDINGS
+    assert run("delete", "chat", "--yes").exit_code == Exit.OK
+    assert run("versions", "chat").exit_code == Exit.USAGE
+
+
+def test_registry_option_beats_the_environment(registry, router_file, tmp_path):
+    other = tmp_path / "other.db"
+    assert run("push", router_file, "--registry", other).exit_code == Exit.OK
+    assert other.exists() and not registry.exists()
+
+
+def test_a_file_that_is_not_a_registry_is_a_usage_error(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite " * 100)
+    result = run("versions", "chat", "--registry", junk)
+    assert result.exit_code == Exit.USAGE and "Traceback" not in result.output
+
+
+def test_reading_commands_never_create_a_registry(tmp_path):
+    missing = tmp_path / "missing.db"
+    for args in (["versions", "chat"], ["show", "chat"], ["requests", "chat"], ["request", "x"],
+                 ["rollback", "chat"], ["deploy", "chat", "1", "--yes"], ["diff", "chat@1", "chat@2"]):
+        result = run(*args, "--registry", missing)
+        assert result.exit_code == Exit.USAGE and "no registry at" in result.output, (args, result.output)
+    assert not missing.exists()
+
+
+def test_a_router_name_must_be_usable_in_name_at_version(registry, router_file):
+    for bad in ("a@b", "a/b", "-x", ""):
+        result = run("push", router_file, "--router", bad)
+        assert result.exit_code == Exit.USAGE and "is not a router name" in result.output, (bad, result.output)
+    assert run("push", router_file, "--router", "team.chat-v2_b").exit_code == Exit.OK

@@ -1,0 +1,123 @@
+"""routelang.Router, the Router SDK, against a local registry file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import write_router
+from test_registry_store import push_file
+
+import routelang
+from routelang.registry import sdk
+from routelang.registry.store import RegistryError, Store
+
+PREMIUM = {"user": {"tier": "premium", "id": "u-1"}}
+TRIAL = {"user": {"tier": "trial", "id": "u-42"}}
+
+
+@pytest.fixture
+def deployed(registry, router_file):
+    store = Store(registry)
+    push_file(store, router_file)
+    store.deploy("chat", 1)
+    return store
+
+
+def test_router_is_lazy_and_the_runtime_class_keeps_a_name(tmp_path):
+    path = tmp_path / "none" / "registry.db"
+    router = routelang.Router("chat", registry=path)
+    assert router.name == "chat" and not path.exists()   # nothing opened yet
+    with pytest.raises(RegistryError, match="no registry at"):
+        _ = router.active_version
+    assert not path.exists()
+    loaded = routelang.load("examples/user_tiering.route")
+    assert isinstance(loaded, routelang.LoadedRouter)
+    assert isinstance(routelang.Router(loaded.plan), routelang.LoadedRouter)   # the old constructor still works
+
+
+def test_properties(deployed, registry):
+    router = routelang.Router("chat", registry=registry)
+    assert router.active_version == 1
+    assert [r["name"] for r in router.rules] == ["premium", "ab", "default"]
+    assert router.config["rules"] == router.rules
+    assert router.versions[0]["version"] == 1 and router.versions[0]["active"] is True
+
+
+def test_route_decides_with_the_active_version_and_records_it(deployed, registry):
+    with routelang.Router("chat", registry=registry) as router:
+        result = router.route(PREMIUM)
+        assert result.matched_rule.name == "premium" and result.matched_rule.priority == 100
+        assert result.selected_targets[0].model_name == "gpt-4o"
+        split = router.route(TRIAL)
+        assert split.matched_rule.name == "ab"
+        listed = router.list_requests(limit=10)
+        assert [r["matched_rule"] for r in listed] == ["ab", "premium"]   # newest first
+        assert listed[1]["selected_target"] == "gpt-4o" and listed[1]["version"] == 1
+        trial = router.get_request(listed[0]["id"])
+        assert trial["split_label"] in ("control", "variant")
+        assert trial["sticky_key_hash"] and "u-42" not in str(trial)    # a hash, never the key
+        assert trial["latency_ms"] >= 0
+        with pytest.raises(RegistryError, match="no request"):
+            router.get_request("nope")
+
+
+def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, registry):
+    router = routelang.Router("chat", registry=registry, record=False)
+    rules = router.rules
+    rules[0]["targets"] = [dict(rules[0]["targets"][0], model_name="gpt-4.1")]
+    version = router.update(rules=rules)
+    assert version == 2 and router.active_version == 1
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o"
+    router.deploy(version=2)
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4.1"
+    assert router.update(rules=router.rules) == 2     # nothing changed: no new version
+    bad = [dict(rules[0], strategy="no-such-strategy")]
+    with pytest.raises(RegistryError, match="not a valid config"):
+        router.update(rules=bad)
+    with pytest.raises(RegistryError, match="does not check clean"):
+        router.update(rules=[rules[1], dict(rules[2], name=rules[1]["name"])])   # two rules of one name
+    assert [v["version"] for v in router.versions] == [1, 2]
+
+
+def test_a_deploy_from_another_process_is_picked_up_within_a_second(deployed, registry, router_file, monkeypatch):
+    router = routelang.Router("chat", registry=registry, record=False)
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o"
+    write_router(router_file.parent, premium="small")
+    push_file(deployed, router_file)
+    deployed.deploy("chat", 2)
+    clock = [1000.0]
+    monkeypatch.setattr(sdk.time, "monotonic", lambda: clock[0])
+    router.refresh()
+    router.route(PREMIUM)
+    deployed.deploy("chat", 1)
+    clock[0] += 0.5
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o-mini"  # still cached
+    clock[0] += sdk.RECHECK_ACTIVE_S
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o"
+
+
+def test_delete_and_errors(deployed, registry):
+    router = routelang.Router("chat", registry=registry)
+    router.delete()
+    with pytest.raises(RegistryError, match="no router called 'chat'"):
+        _ = router.active_version
+    undeployed = Store(registry)
+    undeployed.push("fresh", "x.route", {"x.route": ""}, {"rules": []})
+    with pytest.raises(RegistryError, match="no deployed version"):
+        routelang.Router("fresh", registry=registry).route(PREMIUM)
+
+
+def test_routers_of_one_registry_share_one_writer_and_rows_are_written_at_exit(deployed, registry):
+    a, b = routelang.Router("chat", registry=registry), routelang.Router("chat", registry=registry)
+    a.route(PREMIUM)
+    b.route(TRIAL)
+    assert a._writer is b._writer
+    a.close()
+    b.close()
+    code = ("import sys, routelang; routelang.Router('chat', registry=sys.argv[1]).route("
+            "{'user': {'tier': 'basic'}})")   # no close(): the rows are written at exit
+    subprocess.run([sys.executable, "-c", code, str(registry)], check=True, timeout=60)
+    assert [r["rule"] for r in routelang.Router("chat", registry=registry).list_requests()] == \
+        ["default", "ab", "premium"]

@@ -1,0 +1,212 @@
+"""The registry file: versions, deployments, migrations, several processes at once, history retention."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import write_router
+
+from routelang.registry import history
+from routelang.registry.artifacts import build_file, compile_stored
+from routelang.registry.store import MIGRATIONS, SCHEMA_VERSION, RegistryError, Store, default_path, migrate
+
+
+def push_file(store: Store, path, name: str = "chat", message: str = ""):
+    built = build_file(path)
+    assert built.ok, built.problems
+    return store.push(name, built.entry, built.sources, built.compiled, message)
+
+
+def test_default_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("ROUTELANG_REGISTRY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_path() == tmp_path / "data" / "routelang" / "registry.db"
+    monkeypatch.setenv("ROUTELANG_REGISTRY", str(tmp_path / "x.db"))
+    assert default_path() == tmp_path / "x.db"
+
+
+def test_the_file_is_in_wal_mode_with_a_busy_timeout(registry):
+    store = Store(registry)
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+
+
+def test_push_stores_the_files_with_their_imports_and_identical_content_no_version(registry, router_file):
+    store = Store(registry)
+    first, new = push_file(store, router_file, message="first")
+    assert new and first.version == 1 and first.message == "first"
+    assert set(first.sources) == {"chat.route", "targets.route", "<std.providers>"}
+    assert first.entry == "chat.route" and first.compiled["rules"][0]["name"] == "premium"
+    again, new = push_file(store, router_file, message="again")
+    assert not new and again.version == 1
+    write_router(router_file.parent, premium="small")
+    second, new = push_file(store, router_file)
+    assert new and second.version == 2 and second.content_hash != first.content_hash
+    assert [v["version"] for v in store.versions("chat")] == [1, 2]
+    # The stored files compile again on their own, imports included (the source dir is gone from view).
+    router_file.unlink()
+    assert compile_stored(second.entry, second.sources).ok
+
+
+def test_versions_are_immutable_rows_numbered_per_router(registry, router_file):
+    store = Store(registry)
+    push_file(store, router_file, name="a")
+    push_file(store, router_file, name="b")  # same content, other router: its own version 1
+    assert store.version("b", 1).content_hash == store.version("a", 1).content_hash
+    with pytest.raises(RegistryError, match="no version 7"):
+        store.version("a", 7)
+    with pytest.raises(RegistryError, match="no router called 'nope'"):
+        store.versions("nope")
+
+
+def test_deploy_and_rollback_walk_back_through_the_deployments(registry, router_file):
+    store = Store(registry)
+    for premium in ("big", "small", "big"):   # versions 1, 2, and 1 again (identical)
+        write_router(router_file.parent, premium=premium)
+        push_file(store, router_file)
+    write_router(router_file.parent, premium="small")
+    (router_file.parent / "chat.route").write_text(router_file.read_text().replace("priority 10", "priority 11"))
+    push_file(store, router_file)                 # version 3
+    assert store.active_version("chat") is None
+    for v in (1, 2, 3):
+        store.deploy("chat", v)
+    assert store.active_version("chat") == 3
+    assert store.rollback("chat") == (3, 2)
+    assert store.rollback("chat") == (2, 1)
+    with pytest.raises(RegistryError, match="no earlier deployment"):
+        store.rollback("chat")
+    assert store.active_version("chat") == 1
+    with pytest.raises(RegistryError, match="no version 9"):
+        store.deploy("chat", 9)
+    assert store.active_version("chat") == 1
+
+
+def test_delete_removes_versions_deployments_and_history(registry, router_file):
+    store = Store(registry)
+    push_file(store, router_file)
+    store.deploy("chat", 1)
+    history.insert(store.conn, [history.RequestRecord("chat", 1, "default", "routed")])
+    store.delete("chat")
+    assert store.routers() == []
+    assert store.conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
+    assert store.conn.execute("SELECT COUNT(*) FROM deployments").fetchone()[0] == 0
+    assert store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0
+    with pytest.raises(RegistryError):
+        store.delete("chat")
+
+
+def test_an_older_schema_is_migrated_keeping_its_data(registry, router_file):
+    registry.parent.mkdir(parents=True)
+    old = sqlite3.connect(registry, isolation_level=None)
+    migrate(old, upto=1)   # a registry written before the request history existed
+    old.execute("INSERT INTO routers (name, active_version, created_at) VALUES ('old', NULL, 0)")
+    old.close()
+    assert SCHEMA_VERSION == len(MIGRATIONS) >= 2
+    store = Store(registry)
+    assert store.conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    assert [r["name"] for r in store.routers()] == ["old"]
+    history.insert(store.conn, [history.RequestRecord("old", None, None, "unmatched")])  # the new table works
+
+
+def test_a_newer_schema_is_refused(registry):
+    store = Store(registry)
+    store.conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    store.close()
+    with pytest.raises(RegistryError, match="newer than this routelang"):
+        Store(registry)
+
+
+WORKER = """
+import sys
+from routelang.registry.store import Store
+store = Store(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    content = {"rules": [], "worker": sys.argv[2], "i": i}
+    version, new = store.push("shared", "x.route", {"x.route": f"{sys.argv[2]}-{i}"}, content)
+    assert new
+    store.deploy("shared", version.version)
+print("done")
+"""
+
+
+def test_several_processes_push_and_deploy_at_once(registry):
+    Store(registry).close()  # created once; the workers race on pushes and deploys, not on creation
+    workers, each = 4, 10
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(registry), f"w{n}", str(each)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(workers)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    store = Store(registry)
+    numbers = [v["version"] for v in store.versions("shared")]
+    assert numbers == list(range(1, workers * each + 1))   # no number given twice, none lost
+    assert len(store.deployments("shared")) == workers * each
+    assert store.active_version("shared") == store.deployments("shared")[-1]["version"]
+
+
+def test_several_processes_migrate_a_new_file_at_once(registry):
+    registry.parent.mkdir(parents=True)
+    code = "import sys; from routelang.registry.store import Store; Store(sys.argv[1]); print('ok')"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(registry)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert Store(registry).conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+
+
+# ---- request history ---------------------------------------------------------------------
+
+def test_retention_deletes_old_rows_then_the_oldest_beyond_the_row_limit(registry):
+    store = Store(registry)
+    now = 1_000_000_000.0
+    rows = [history.RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
+    history.insert(store.conn, rows)
+    assert history.prune(store.conn, history.Retention(max_rows=2, max_days=30), now=now) == 3
+    kept = store.conn.execute("SELECT time FROM requests ORDER BY time").fetchall()
+    assert [now - t[0] for t in kept] == [2 * 86400, 86400]
+
+
+def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(registry):
+    Store(registry).close()
+    writer = history.HistoryWriter(registry, batch_size=50)
+    try:
+        for i in range(120):
+            writer.record(history.RequestRecord("chat", 1, "default", "routed", latency_ms=float(i)))
+        writer.flush()
+        assert writer.written == 120 and writer.dropped == 0
+        listed = history.list_requests(Store(registry).conn, "chat", limit=500)
+        assert len(listed) == 120
+    finally:
+        writer.close()
+    assert not writer._thread.is_alive()
+
+
+def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(registry):
+    store = Store(registry)
+    writer = history.HistoryWriter(registry, queue_size=5, interval_s=0.01)
+    try:
+        store.conn.execute("BEGIN IMMEDIATE")    # the writer's next insert waits for this lock
+        writer.record(history.RequestRecord("chat", 1, "a", "routed"))
+        deadline = time.monotonic() + 5
+        while writer._queue.qsize() and time.monotonic() < deadline:  # the writer took it, and is blocked
+            time.sleep(0.01)
+        started = time.perf_counter()
+        for _ in range(20):
+            writer.record(history.RequestRecord("chat", 1, "b", "routed"))
+        assert time.perf_counter() - started < 0.5    # record() never waited
+        assert writer.dropped == 15
+        store.conn.execute("COMMIT")
+        writer.flush()
+        assert writer.written == 6
+    finally:
+        if store.conn.in_transaction:
+            store.conn.execute("COMMIT")
+        writer.close()
+
+
+def test_history_rows_never_hold_request_text(registry):
+    record = history.RequestRecord("chat", 1, "default", "routed", sticky_key_hash=history.sticky_hash("u-1"))
+    assert "u-1" not in repr(record.row())
