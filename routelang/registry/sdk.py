@@ -191,10 +191,12 @@ class Router:
 def _record(name: str, version: int, data: Any, result: RouteResult, elapsed_ms: float) -> history.RequestRecord:
     rule = result.matched_rule
     sticky = None
-    if rule is not None and rule.sticky_by is not None:
+    # The rule's own (outermost) sticky split buckets the request; nested splits are not recorded.
+    sticky_by = None if rule is None else rule.selection.sticky_by
+    if sticky_by is not None:
         from ..runtime.operators import lookup
 
-        sticky = history.sticky_hash(lookup(data, rule.sticky_by))
+        sticky = history.sticky_hash(lookup(data, sticky_by))
     split_label = None
     if rule is not None and rule.strategy == "split" and result.selected_targets:
         first = result.selected_targets[0]
