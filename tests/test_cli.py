@@ -134,9 +134,14 @@ def files(tmp_path):
     f["binary.json"] = tmp_path / "binary.json"
     f["binary.json"].write_bytes(b'{"name": "caf\xe9"}')
     assert f["failing"].read_text() != TIERING.read_text() and f["bad"].read_text() != TIERING.read_text()
+    # A registry holding one version of the tiering router, for the registry commands.
+    f["registry"] = tmp_path / "registry.db"
+    pushed = CliRunner().invoke(main, ["push", "--registry", str(f["registry"]), str(TIERING)])
+    assert pushed.exit_code == Exit.OK and "version 1" in pushed.output, pushed.output
     return f
 
 
+REG = ("--registry", "registry")
 # Per command, per situation, the arguments (names from `files`). Every command of the click group
 # must be here; the table in the README is this one.
 EXIT_TABLE = {
@@ -163,6 +168,17 @@ EXIT_TABLE = {
     # them), so no OK case here.
     "lsp": {},
     "serve": {Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
+    # The registry commands: a registry problem (no such router, version or request) is an I/O error.
+    "push": {Exit.OK: ["--registry", "registry", "good"], Exit.FINDINGS: ["--registry", "registry", "bad"],
+             "not utf-8": ["--registry", "registry", "binary"], Exit.USAGE: ["--registry", "registry", "missing"]},
+    "versions": {Exit.OK: [*REG, "user_tiering"], "unknown router": ([*REG, "nope"], Exit.USAGE)},
+    "show": {Exit.OK: [*REG, "user_tiering@1"], "unknown version": ([*REG, "user_tiering@9"], Exit.USAGE)},
+    "deploy": {Exit.OK: [*REG, "user_tiering", "1", "--yes"],
+               "unknown version": ([*REG, "user_tiering", "9", "--yes"], Exit.USAGE)},
+    "rollback": {"nothing to roll back to": ([*REG, "user_tiering"], Exit.USAGE)},
+    "delete": {Exit.OK: [*REG, "user_tiering", "--yes"], "unknown router": ([*REG, "nope", "--yes"], Exit.USAGE)},
+    "requests": {Exit.OK: [*REG, "user_tiering"], "unknown router": ([*REG, "nope"], Exit.USAGE)},
+    "request": {"unknown request": ([*REG, "nope"], Exit.USAGE)},
 }
 CASES = [(command, situation) for command, row in EXIT_TABLE.items() for situation in row]
 
@@ -183,8 +199,10 @@ def test_exit_code_table(command, situation, files):
     if situation == "not utf-8":
         assert ":2:6: error[RL002]: the file is not valid UTF-8 (byte b'\\xe9')" in result.output or \
             ":1:14: error[RL002]: the file is not valid UTF-8 (byte b'\\xe9')" in result.output, result.output
-    if expected is Exit.USAGE:
+    if "missing" in args:
         assert "missing.route" in result.output and "No such file or directory" in result.output
+    elif expected is Exit.USAGE:
+        assert "routelang: error: " in result.output and ("no " in result.output or "has no" in result.output)
 
 
 @pytest.mark.parametrize("command", sorted(EXIT_TABLE))
