@@ -168,13 +168,14 @@ class _Builder(Transformer):
         return self._nested(items, items, self._span([c[0], c[-1]]))
 
     def object(self, c):
-        pairs = [x for x in c if x is not None]
+        # The braces are named terminals so that even `{ }` has a position.
+        pairs = [x for x in c[1:-1] if x is not None]
         out: dict = {}
         for key, value in pairs:
             if key.text in out:
                 raise SyntaxProblem(f"key `{key.text}` appears twice in this object", key.token)
             out[key.text] = value
-        span = self._span([p[1] for p in pairs]) if pairs else Span(self.file, 0, 0, 0, 0)
+        span = self._span([p[1] for p in pairs]) if pairs else self._span([c[0], c[-1]])
         return self._nested(out, out.values(), span)
 
     def pair(self, c):
@@ -279,11 +280,16 @@ class _Builder(Transformer):
     hc_interval = _setting("interval")
     hc_timeout = _setting("timeout")
 
+    def _block_setting(self, key: str, c) -> ast.Setting:
+        # Located at the sub-settings, or at the braces of an empty block (`circuit_breaker { }`).
+        inner = c[1:-1]
+        return ast.Setting(key, inner, self._span(inner) if inner else self._span([c[0], c[-1]]))
+
     def set_circuit_breaker(self, c):
-        return ast.Setting("circuit_breaker", list(c), self._span(c) if c else Span(self.file, 0, 0, 0, 0))
+        return self._block_setting("circuit_breaker", c)
 
     def set_health_check(self, c):
-        return ast.Setting("health_check", list(c), self._span(c) if c else Span(self.file, 0, 0, 0, 0))
+        return self._block_setting("health_check", c)
 
     def _duration(self, t: Token) -> ast.Duration:
         m = _DURATION.fullmatch(t.value)
@@ -398,8 +404,8 @@ class _Builder(Transformer):
 
     # -- schema --
     def schema_def(self, c):
-        span = self._span(c) if c else Span(self.file, 0, 0, 0, 0)
-        return ast.SchemaDef(list(c), span)
+        fields = c[1:-1]
+        return ast.SchemaDef(fields, self._span(fields) if fields else self._span([c[0], c[-1]]))
 
     def schema_field(self, c):
         path, (type_name, enum, span) = c

@@ -14,6 +14,7 @@ from routelang import CompileError, ConfigError, loads
 from routelang.backends.json import lower
 from routelang.backends.python import generate
 from routelang.compiler import compile_text
+from routelang.diagnostics import render_text
 from routelang.fmt import FormatError, format_text
 from routelang.parser import grammar_text
 
@@ -258,6 +259,27 @@ def test_an_empty_target_block_is_located():
     [diag] = result.diagnostics
     assert diag.code.code == "RL211"
     assert (diag.span.line, diag.span.column, diag.span.end_column) == (2, 24, 27)
+
+
+def test_an_empty_breaker_or_health_block_given_twice_is_located():
+    # Found by the grammar-directed generator: `circuit_breaker { }` had no position.
+    for block in ("circuit_breaker", "health_check"):
+        text = f"router r\ndefaults {{ {block} {{ }} {block} {{ }} }}\nrule a {{ route {{ }} }}\n"
+        diags = [d for d in compile_text(text, name="e.route").diagnostics if d.code.code == "RL213"]
+        assert len(diags) == 1, diags
+        first = 12 + len(block) + 1
+        second = first + 4 + len(block) + 1
+        assert (diags[0].span.line, diags[0].span.column) == (2, second)
+        assert (diags[0].related[0].span.line, diags[0].related[0].span.column) == (2, first)
+        assert "e.route:2:" in render_text(diags[0], compile_text(text, name="e.route").sources)
+
+
+def test_an_empty_object_value_is_located():
+    # Found by the grammar-directed generator: `{ }` as a value had no position.
+    text = 'router r\nrule r0 { when user starts_with { } route { provider "p" model "a" endpoint "https://a.example.com" } }\n'
+    [diag] = compile_text(text, name="e.route").diagnostics
+    assert diag.code.code == "RL201"
+    assert (diag.span.line, diag.span.column, diag.span.end_column) == (2, 33, 36)
 
 
 def test_an_empty_target_block_formats():

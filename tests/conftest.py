@@ -1,0 +1,11 @@
+"""Hypothesis in CI runs the same examples every time (derandomize), so a red run
+is reproducible and a green one does not depend on luck; by hand (no CI variable)
+every run explores new examples, which is how the generators find new bugs."""
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
