@@ -443,36 +443,63 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 
 
 @main.command(name="serve")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--registry", type=click.Path(dir_okay=False), envvar="ROUTELANG_REGISTRY",
+              help="Serve every deployed router of this registry (also $ROUTELANG_REGISTRY, when no FILE is given).")
+@click.option("--default-router", metavar="NAME",
+              help="With --registry: the router of requests that name none (default: the only deployed one).")
+@click.option("--no-history", is_flag=True, help="With --registry: do not record requests in the history.")
+@click.option("--capture", is_flag=True,
+              help="With --registry: also store each request's body and answer (user text!) in the history.")
+@click.option("--history-max-rows", type=click.IntRange(1), envvar="ROUTELANG_HISTORY_MAX_ROWS",
+              help="Keep at most this many history rows (default 1,000,000).")
+@click.option("--history-max-days", type=click.FloatRange(0, min_open=True), envvar="ROUTELANG_HISTORY_MAX_DAYS",
+              help="Delete history rows older than this (default 30).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes sharing the port (metrics are summed across them).")
 @click.option("--api-keys", "api_keys", type=click.Path(dir_okay=False),
-              help="File of `sha256:<hex>` client-key hashes; requests then need `Authorization: Bearer`.")
+              help="File of `sha256:<hex> [ID]` client-key hashes; requests then need `Authorization: Bearer`.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True,
               help="Seconds per upstream attempt, for targets without `timeout`.")
 @click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
               help="Seconds a stream may wait for its first byte (and between bytes).")
 @click.option("--reload-interval", default=1.0, show_default=True,
-              help="Seconds between checks of FILE for changes (0: reload on SIGHUP only).")
+              help="Seconds between checks of FILE (and the files it imports) for changes (0: on SIGHUP only).")
 @click.option("--drain", "drain_s", default=30.0, show_default=True,
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
 @click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
               help="Event loop; uvloop must be installed separately.")
+@click.pass_context
 @guarded
-def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file, loop):
-    """Serve FILE (.route or Mixtrain JSON) as an OpenAI-compatible gateway (docs/gateway.md).
+def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
+                  host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s, log_file, loop):
+    """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
+    router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
     from .gateway.server import Options, Settings, prepare_multiprocess, run
+    from .registry.history import Retention
 
-    read_text(file)  # as every command: an unreadable FILE exits 2, one that is not UTF-8 exits 1
+    if file is not None:
+        if ctx.get_parameter_source("registry") is click.core.ParameterSource.COMMANDLINE:
+            raise UsageProblem("give FILE or --registry, not both")
+        if default_router or capture or no_history:
+            raise UsageProblem("--default-router, --capture and --no-history need --registry")
+        registry = None
+        read_text(file)  # as every command: an unreadable FILE exits 2, one that is not UTF-8 exits 1
+    elif registry is None:
+        raise UsageProblem("serve needs FILE or --registry PATH (or $ROUTELANG_REGISTRY)")
+    retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
+                             if v is not None})
     metrics_dir = prepare_multiprocess(workers)
+    import sqlite3
+
     from .gateway.auth import KeyFileError
     from .gateway.plan import LoadError
+    from .registry.store import RegistryError
 
     if loop == "uvloop":
         try:
@@ -481,15 +508,19 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
             raise UsageProblem("--loop uvloop needs the uvloop package: pip install uvloop") from None
 
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
-    options = Options(path=file, host=host, port=port, workers=workers, settings=settings, api_keys_file=api_keys,
-                      reload_interval_s=reload_interval, drain_s=drain_s, log_file=log_file, loop=loop)
+    options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
+                      retention=retention, capture=capture, host=host, port=port, workers=workers,
+                      settings=settings, api_keys_file=api_keys, reload_interval_s=reload_interval, drain_s=drain_s,
+                      log_file=log_file, loop=loop)
     try:
         code = run(options)
     except LoadError as exc:
         click.echo(str(exc), err=True)
         finish(Exit.FINDINGS)
-    except (KeyFileError, OSError) as exc:
+    except (KeyFileError, RegistryError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise UsageProblem(f"cannot open the registry {registry}: {exc}") from None
     finally:
         if metrics_dir is not None:
             import shutil

@@ -8,52 +8,86 @@ import asyncio
 import os
 import time
 import traceback
+from pathlib import Path
 from time import perf_counter
 
 import orjson
 from aiohttp import web
+
+from routelang.registry.history import HistoryWriter, Retention
+from routelang.registry.store import ROUTER_NAME, Store
 
 from . import auth, errors, plan
 from .executor import Exchange, Executor, Settings
 from .health import HealthChecker
 from .logs import JsonLog
 from .metrics import CONTENT_TYPE, Metrics
-from .reload import Reloader
+from .recording import Recorder, Routed
 from .request import KINDS, NOT_FORWARDED, document
-from .state import InProcessState, State
+from .routers import POLL_S, FileSource, RegistrySource, Source
+from .state import ROUTER, InProcessState, State, about
 
 JSON = "application/json"
 MAX_BODY = 32 * 1024 * 1024  # images in chat messages make bodies large
+ROUTER_HEADER = "x-routelang-router"
+ROUTER_PREFIX = "/r/{router:" + ROUTER_NAME.pattern + "}"   # /r/NAME/v1/chat/completions
 
 
 class Gateway:
-    def __init__(self, path: str, settings: Settings | None = None, state: State | None = None,
-                 api_keys: frozenset[str] | None = None, log: JsonLog | None = None,
-                 reload_interval_s: float = 1.0):
+    """Serves one config file (`path`) or every deployed router of a registry
+    (`registry`). A request names its router by path (`/r/NAME/v1/...`) or by
+    the `x-routelang-router` header, else gets the default one (docs/gateway.md)."""
+
+    def __init__(self, path: str | None = None, settings: Settings | None = None, state: State | None = None,
+                 api_keys: dict[str, str] | None = None, log: JsonLog | None = None,
+                 reload_interval_s: float = 1.0, *, registry: str | Path | None = None,
+                 default_router: str | None = None, history: bool | HistoryWriter = True,
+                 retention: Retention | None = None, capture: bool = False, poll_s: float = POLL_S):
+        if (path is None) == (registry is None):
+            raise TypeError("Gateway: give a config file `path` or a `registry`, not both")
         self.path = path
-        self.loaded = plan.load(path)          # raises plan.LoadError: nothing to serve
         self.state = state or InProcessState()
-        self.state.bind(self.loaded, None)
         self.api_keys = api_keys
         self.log = log or JsonLog()
         self.metrics = Metrics()
-        self.metrics.config_version.set(self.loaded.version)
+        self.store: Store | None = None
+        self.recorder: Recorder | None = None
+        self.routers: Source
+        if registry is None:
+            self.routers = FileSource(self, path, reload_interval_s)  # raises plan.LoadError
+            self.state.bind(self.routers.loaded, None)
+            self.metrics.config_version.set(self.routers.loaded.version)
+        else:
+            self.store = Store(registry, create=False)                    # raises RegistryError
+            self.routers = RegistrySource(self, self.store, default_router, poll_s)
+            if history is not False:
+                writer = history if isinstance(history, HistoryWriter) else HistoryWriter(
+                    self.store.path, retention or Retention.from_env())
+                self.recorder = Recorder(writer, capture)
         self.executor = Executor(self, settings or Settings())
         self.health = HealthChecker(self)
-        self.reloader = Reloader(self, reload_interval_s)
         self.started = time.time()
+
+    def loaded_for(self, name: str | None) -> plan.Loaded | None:
+        """The current version of router `name` (None: the default router); None when not served."""
+        return self.routers.get(name)
+
+    def health_sync(self) -> None:
+        """Probe the health checks of every router served (after a reload or a deploy)."""
+        self.health.sync(self.routers.all())
 
     # ---- lifecycle --------------------------------------------------------------
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
-        for path in KINDS:
-            app.router.add_post("/v1" + path, self.completions)
-        app.router.add_get("/v1/models", self.models)
+        for prefix in ("", ROUTER_PREFIX):
+            for path in KINDS:
+                app.router.add_post(prefix + "/v1" + path, self.completions)
+            app.router.add_get(prefix + "/v1/models", self.models)
+            app.router.add_get(prefix + "/routing", self.routing)
+            app.router.add_post(prefix + "/routing/decide", self.decide)
         app.router.add_get("/health", self.liveness)
         app.router.add_get("/health/ready", self.readiness)
-        app.router.add_get("/routing", self.routing)
-        app.router.add_post("/routing/decide", self.decide)
         app.router.add_get("/metrics", self.prometheus)
         app.router.add_route("*", "/{tail:.*}", self.unknown)
         app.on_startup.append(self._startup)
@@ -62,17 +96,38 @@ class Gateway:
 
     async def _startup(self, _app: web.Application) -> None:
         await self.executor.start()
-        self.health.sync(self.loaded)
-        self.reloader.start()
-        self.log.write("start", pid=os.getpid(), router=self.loaded.name, version=self.loaded.version,
-                       sha256=self.loaded.sha256)
+        self.health_sync()
+        self.routers.start()
+        served = {r.name: r.version for r in self.routers.all()}
+        self.log.write("start", pid=os.getpid(), routers=served,
+                       **({"registry": str(self.store.path)} if self.store is not None else {
+                           "router": self.routers.loaded.name, "version": self.routers.loaded.version,
+                           "sha256": self.routers.loaded.sha256}))
 
     async def _cleanup(self, _app: web.Application) -> None:
-        await self.reloader.close()
+        await self.routers.close()
         await self.health.close()
         await self.executor.close()
+        if self.recorder is not None:
+            self.recorder.close()   # what is queued is written
+        if self.store is not None:
+            self.store.close()
         self.log.write("stop", pid=os.getpid())
         self.log.close()
+
+    def _router(self, request: web.Request) -> tuple[plan.Loaded | None, str | None]:
+        """The router a request names (path, else header), else the default; and the name asked for."""
+        name = request.match_info.get("router") or request.headers.get(ROUTER_HEADER)
+        loaded = self.routers.get(name)
+        if loaded is not None:
+            ROUTER.set(loaded.name)  # for the State calls this request's task (and its shadows) makes
+        return loaded, name
+
+    def _no_router(self, ex: Exchange, name: str | None) -> web.Response:
+        if name is None:
+            return self.error(ex, errors.ROUTER_NOT_FOUND, self.routers.default_problem())
+        served = ", ".join(r.name for r in self.routers.all()) or "none"
+        return self.error(ex, errors.ROUTER_NOT_FOUND, f"no router {name!r} is served here (routers: {served})")
 
     # ---- responses ----------------------------------------------------------------
 
@@ -91,21 +146,28 @@ class Gateway:
     def _refused(self, request: web.Request) -> web.Response | None:
         if self.api_keys is None:
             return None
-        problem = auth.check(request.headers.get("Authorization"), self.api_keys)
-        if problem is None:
-            return None
-        kind, message = problem
-        return web.Response(status=kind.status, body=errors.error_bytes(kind, message), content_type=JSON)
+        try:
+            auth.check(request.headers.get("Authorization"), self.api_keys)
+        except auth.Refused as refused:
+            return _refusal(refused)
+        return None
 
     # ---- the OpenAI endpoints -----------------------------------------------------
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         start = perf_counter()
-        ex = Exchange(id=request.headers.get("x-request-id") or os.urandom(12).hex(), path=request.path,
+        ex = Exchange(id=request.headers.get("x-request-id") or os.urandom(12).hex(), path=_endpoint(request),
                       start=start)
+        routed = Routed()
         response: web.StreamResponse | None = None
         try:
-            response = self._refused(request) or await self._complete(request, ex)
+            if self.api_keys is not None:
+                try:
+                    routed.client_key_id = auth.check(request.headers.get("Authorization"), self.api_keys)
+                except auth.Refused as refused:
+                    response = _refusal(refused)
+                    return response
+            response = await self._complete(request, ex, routed)
             return response
         except asyncio.CancelledError:
             ex.status, ex.error = 499, "client_disconnected"
@@ -120,24 +182,32 @@ class Gateway:
             response = self.error(ex, errors.INTERNAL, f"internal error ({type(exc).__name__}); see the gateway log")
             return response
         finally:
-            self._account(ex, response)
+            self._account(ex, response, routed)
 
-    async def _complete(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
+    async def _complete(self, request: web.Request, ex: Exchange, routed: Routed) -> web.StreamResponse:
+        loaded, name = self._router(request)  # this request runs on this version, whatever reloads meanwhile
+        if loaded is None:
+            return self._no_router(ex, name)
+        routed.loaded = loaded
         try:
-            body = orjson.loads(await request.read())
+            raw = await request.read()
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return self.error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
         except web.HTTPRequestEntityTooLarge:
             return self.error(ex, errors.TOO_LARGE, f"the body is larger than {MAX_BODY} bytes")
+        if self.recorder is not None and self.recorder.capture:
+            routed.body = raw
+            ex.captured = []
         if not isinstance(body, dict):
             return self.error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
-        doc = document(body, request.headers.items(), request.path)
-        ex.stream = doc["request"]["stream"] and request.path != "/v1/embeddings"
+        doc = document(body, request.headers.items(), ex.path)
+        ex.stream = doc["request"]["stream"] and ex.path != "/v1/embeddings"
         if ex.stream:
             options = body.get("stream_options")
             ex.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        loaded = self.loaded  # this request runs on this version, whatever reloads meanwhile
         decision = plan.decide(loaded, doc, self.state)
+        routed.decision, routed.doc = decision, doc
         if decision.rule is None:
             return self.error(ex, errors.NO_MATCHING_RULE, f"no routing rule matches this request "
                                                            f"(router {loaded.name!r}); see POST /routing/decide")
@@ -150,8 +220,8 @@ class Gateway:
             self.executor.shadow(ex, target, body, forward)
         return await self.executor.run(request, ex, decision, body, forward)
 
-    def _account(self, ex: Exchange, response: web.StreamResponse | None) -> None:
-        """The request's metrics and its one log line."""
+    def _account(self, ex: Exchange, response: web.StreamResponse | None, routed: Routed) -> None:
+        """The request's metrics, its one log line, and its row in the history."""
         total = perf_counter() - ex.start
         status = ex.status or (response.status if response is not None else 0)
         target = plan.target_name(ex.target) if ex.target is not None else "-"
@@ -176,14 +246,19 @@ class Gateway:
             ttft_ms=None if ex.ttft_s is None else round(ex.ttft_s * 1000, 3),
             prompt_tokens=None if usage is None else usage.prompt_tokens,
             completion_tokens=None if usage is None else usage.completion_tokens, cost=cost)
+        if self.recorder is not None and routed.loaded is not None:
+            self.recorder.record(ex, routed, status, total, cost, response)
 
     async def models(self, request: web.Request) -> web.Response:
         refused = self._refused(request)
         if refused is not None:
             return refused
+        loaded, name = self._router(request)
+        if loaded is None:
+            return self._no_router(_exchange(request), name)
         created = int(self.started)
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "routelang"}
-                for name in self.loaded.models]
+        data = [{"id": model, "object": "model", "created": created, "owned_by": "routelang"}
+                for model in loaded.models]
         return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=JSON)
 
     # ---- operations ---------------------------------------------------------------
@@ -192,27 +267,45 @@ class Gateway:
         return web.Response(body=b'{"status":"ok"}', content_type=JSON)
 
     async def readiness(self, _request: web.Request) -> web.Response:
-        loaded = self.loaded
-        healthy = [t for t in loaded.targets.values() if self.state.healthy(t.key)]
+        """Ready: some router is served and at least one of its targets is healthy."""
+        routers = self.routers.all()
+        targets = {key for loaded in routers for key in loaded.targets}
+        healthy = [key for key in targets if self.state.healthy(key)]
         ready = bool(healthy)
-        body = {"status": "ready" if ready else "not_ready", "version": loaded.version,
-                "healthy_targets": len(healthy), "targets": len(loaded.targets)}
+        body = {"status": "ready" if ready else "not_ready", "healthy_targets": len(healthy),
+                "targets": len(targets)}
+        if self.store is None:
+            body["version"] = routers[0].version
+        else:
+            body["routers"] = {loaded.name: loaded.version for loaded in routers}
         if not ready:
-            body["error"] = errors.error_body(errors.NOT_READY, "no target is healthy")["error"]
+            problem = "no target is healthy" if routers else "no router is deployed"
+            body["error"] = errors.error_body(errors.NOT_READY, problem)["error"]
         return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
 
+    def _routing_body(self, loaded: plan.Loaded) -> dict:
+        with about(loaded.name):
+            rules = [{"name": r.name, "priority": r.priority, "strategy": r.strategy, "description": r.description,
+                      "targets": [plan.target_name(t) for t in r.targets]} for r in loaded.router.plan.order]
+            targets = [{"name": plan.target_name(t), "provider": t.provider, "model": t.model_name,
+                        "endpoint": t.endpoint, **self.state.view(t)} for t in loaded.targets.values()]
+        return {"router": loaded.name, "file": loaded.path, "version": loaded.version, "sha256": loaded.sha256,
+                "rules": rules, "targets": targets}
+
     async def routing(self, request: web.Request) -> web.Response:
+        """One router (file mode; or the one a registry request names); else every router of the registry."""
         refused = self._refused(request)
         if refused is not None:
             return refused
-        loaded = self.loaded
-        rules = [{"name": r.name, "priority": r.priority, "strategy": r.strategy, "description": r.description,
-                  "targets": [plan.target_name(t) for t in r.targets]} for r in loaded.router.plan.order]
-        targets = [{"name": plan.target_name(t), "provider": t.provider, "model": t.model_name,
-                    "endpoint": t.endpoint, **self.state.view(t)} for t in loaded.targets.values()]
-        body = {"router": loaded.name, "file": loaded.path, "version": loaded.version, "sha256": loaded.sha256,
-                "rules": rules, "targets": targets, "last_reload_error": self.reloader.last_error,
-                "shadow_in_flight": len(self.executor.shadow_tasks)}
+        loaded, name = self._router(request)
+        if loaded is None and (name is not None or self.store is None):
+            return self._no_router(_exchange(request), name)
+        common = {"last_reload_error": self.routers.last_error, "shadow_in_flight": len(self.executor.shadow_tasks)}
+        if name is not None or self.store is None:
+            return web.Response(body=orjson.dumps({**self._routing_body(loaded), **common}), content_type=JSON)
+        default = self.routers.get(None)
+        body = {"registry": str(self.store.path), "default_router": None if default is None else default.name,
+                "routers": [self._routing_body(r) for r in self.routers.all()], **common}
         return web.Response(body=orjson.dumps(body), content_type=JSON)
 
     async def decide(self, request: web.Request) -> web.Response:
@@ -221,7 +314,10 @@ class Gateway:
         refused = self._refused(request)
         if refused is not None:
             return refused
-        ex = Exchange(id=os.urandom(12).hex(), path=request.path, start=perf_counter())
+        ex = _exchange(request)
+        loaded, name = self._router(request)
+        if loaded is None:
+            return self._no_router(ex, name)
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError as exc:
@@ -232,9 +328,9 @@ class Gateway:
         if path.removeprefix("/v1") not in KINDS:
             return self.error(ex, errors.INVALID_REQUEST, f"unknown endpoint path {path!r}")
         doc = document(body, request.headers.items(), path)
-        loaded = self.loaded
         decision = plan.decide(loaded, doc, self.state)
-        out: dict = {"document": doc, "rule": None, "reason": decision.reason, "attempts": [], "shadows": []}
+        out: dict = {"router": loaded.name, "version": loaded.version, "document": doc, "rule": None,
+                     "reason": decision.reason, "attempts": [], "shadows": []}
         if decision.rule is not None:
             rows = plan.candidates(loaded, decision.rule, self.state)
             winner = decision.attempts[0] if decision.attempts else None
@@ -247,18 +343,39 @@ class Gateway:
         return web.Response(body=orjson.dumps(out), content_type=JSON)
 
     async def prometheus(self, _request: web.Request) -> web.Response:
-        for target in self.loaded.targets.values():  # a cooldown may have ended since the last attempt
-            if target.circuit_breaker is not None:
-                self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))
+        for loaded in self.routers.all():  # a cooldown may have ended since the last attempt
+            with about(loaded.name):
+                for target in loaded.targets.values():
+                    if target.circuit_breaker is not None:
+                        self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def unknown(self, request: web.Request) -> web.Response:
-        ex = Exchange(id=os.urandom(12).hex(), path=request.path, start=perf_counter())
-        known = request.path in ("/v1" + p for p in KINDS) or request.path in (
+        ex = _exchange(request)
+        path = request.path
+        if path.startswith("/r/"):  # /r/NAME/...: the endpoint after the router's name
+            path = "/" + path[3:].partition("/")[2]
+        known = path in ("/v1" + p for p in KINDS) or path in (
             "/v1/models", "/health", "/health/ready", "/routing", "/routing/decide", "/metrics")
         if known:
             return self.error(ex, errors.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
         return self.error(ex, errors.NOT_FOUND, f"no endpoint {request.method} {request.path}")
+
+
+def _endpoint(request: web.Request) -> str:
+    """The endpoint's path: `/v1/chat/completions` also for `/r/NAME/v1/chat/completions`."""
+    name = request.match_info.get("router")
+    return request.path if name is None else request.path[len("/r/") + len(name):]
+
+
+def _exchange(request: web.Request) -> Exchange:
+    """An Exchange for an answer that is not routed (errors of the other endpoints)."""
+    return Exchange(id=os.urandom(12).hex(), path=request.path, start=perf_counter())
+
+
+def _refusal(refused: auth.Refused) -> web.Response:
+    return web.Response(status=refused.kind.status, body=errors.error_bytes(refused.kind, refused.message),
+                        content_type=JSON)
 
 
 def _target_json(target) -> dict:

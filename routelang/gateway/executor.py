@@ -73,6 +73,7 @@ class Exchange:
     status: int = 0
     error: str | None = None
     overhead_s: float | None = None
+    captured: list[bytes] | None = None   # `--capture`: the SSE frames sent to the client
 
     def headers(self, running: int = 0) -> dict[str, str]:
         """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`
@@ -342,6 +343,8 @@ class Executor:
             response = web.StreamResponse(status=200, headers={
                 **ex.headers(running=1), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
             await response.prepare(request)
+            if ex.captured is not None:
+                ex.captured.extend(frames)
             await response.write(b"".join(frames))
             problem = None
             try:
@@ -351,6 +354,8 @@ class Executor:
                         break
                     frames = translator.feed(line)
                     if frames:
+                        if ex.captured is not None:
+                            ex.captured.extend(frames)
                         await response.write(b"".join(frames))
             except (TimeoutError, aiohttp.ClientError) as exc:
                 problem = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"

@@ -10,10 +10,13 @@ counts as healthy."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from routelang.runtime.model import Target
 
 from .plan import HealthCheck, Loaded, target_name
 
@@ -31,16 +34,22 @@ class HealthChecker:
         self.gateway = gateway
         self.tasks: dict[tuple, tuple[HealthCheck, asyncio.Task]] = {}
 
-    def sync(self, loaded: Loaded) -> None:
-        """Probe what `loaded` asks for: start new probes, stop removed or changed ones."""
+    def sync(self, routers: Iterable[Loaded]) -> None:
+        """Probe what the served routers ask for: start new probes, stop removed or
+        changed ones. A target several routers check is probed once (its health is
+        the upstream's); when they disagree on how, the first router's check wins."""
+        wanted: dict[tuple, tuple[HealthCheck, Target]] = {}
+        for loaded in routers:
+            for key, check in loaded.health_checks.items():
+                wanted.setdefault(key, (check, loaded.targets[key]))
         for key, (check, task) in list(self.tasks.items()):
-            if loaded.health_checks.get(key) != check:
+            if key not in wanted or wanted[key][0] != check:
                 task.cancel()
                 del self.tasks[key]
-        for key, check in loaded.health_checks.items():
+        for key, (check, target) in wanted.items():
             if key not in self.tasks:
-                task = asyncio.get_running_loop().create_task(self._loop(key, loaded.targets[key].endpoint,
-                                                                         target_name(loaded.targets[key]), check))
+                task = asyncio.get_running_loop().create_task(self._loop(key, target.endpoint,
+                                                                         target_name(target), check))
                 self.tasks[key] = (check, task)
 
     async def close(self) -> None:

@@ -45,15 +45,17 @@ class HealthCheck:
 
 @dataclass
 class Loaded:
-    """One loaded version of the config file."""
+    """One loaded version of a router: of the config file (`version` counts its
+    reloads) or of a registry router (`version` is the registry's number)."""
 
-    path: str
+    path: str                                  # the file, or `REGISTRY#NAME@VERSION`
     router: routelang.LoadedRouter
     sha256: str
     targets: dict[tuple, Target]              # every distinct target (by runtime key), in file order
     health_checks: dict[tuple, HealthCheck]
     models: list[str]                          # the model names a client may ask for (GET /v1/models)
     version: int = 1
+    files: tuple[str, ...] = ()                # what a reload watches: the file and the files it imports
 
     @property
     def name(self) -> str:
@@ -67,10 +69,11 @@ def target_name(target: Target) -> str:
 
 # ---- loading --------------------------------------------------------------------
 
-def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes]:
+def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes, tuple[str, ...]]:
     """The Mixtrain-schema JSON config of a `.route` file (compiled and checked,
-    `${VAR}`s filled in from `env`) or of a `.json` file, and the file's bytes
-    (for the version hash)."""
+    `${VAR}`s filled in from `env`) or of a `.json` file; the bytes of every file
+    it was read from (for the version hash) and their paths (the file first, then
+    the files it imports; the standard library's modules, named `<std...>`, are not watched)."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -80,7 +83,7 @@ def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes]:
             config = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise LoadError(f"{path}: not valid JSON: {exc}") from None
-        return config, raw
+        return config, raw, (path,)
     from routelang.backends.json import lower
     from routelang.compiler import compile_path
 
@@ -88,23 +91,36 @@ def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes]:
     if not result.ok:
         raise LoadError(result.render())
     config, _notes = lower(result.router)
-    return config, raw
+    entry = os.path.abspath(path)
+    imports = {os.path.abspath(s.path): s.text for name, s in result.sources.items()
+               if s.path is not None and not name.startswith("<") and os.path.abspath(s.path) != entry}
+    hashed = raw + b"".join(f"\0{name}\0{text}".encode() for name, text in sorted(imports.items()))
+    return config, hashed, (path, *sorted(imports))
 
 
 def load(path: str, env: dict[str, str] | None = None) -> Loaded:
     """Compile/read, check and load `path`; `${VAR}`s come from `env` (default:
     the process environment). Raises LoadError."""
     env = dict(os.environ) if env is None else env
-    config, raw = read_config(path, env)
+    config, raw, files = read_config(path, env)
+    loaded = from_config(config, path, hashlib.sha256(raw).hexdigest(), env)
+    loaded.files = files
+    return loaded
+
+
+def from_config(config: dict, origin: str, sha256: str, env: dict[str, str] | None = None) -> Loaded:
+    """Load a Mixtrain-schema config (`${VAR}`s filled in from `env`, default the
+    process environment); `origin` names it in messages. Raises LoadError."""
+    env = dict(os.environ) if env is None else env
     try:
         router = routelang.load(config, env=env)
     except (routelang.ConfigError, routelang.CompileError) as exc:
-        raise LoadError(f"{path}: {exc}") from None
+        raise LoadError(f"{origin}: {exc}") from None
     targets: dict[tuple, Target] = {}
     for rule in router.rules:
         for t in rule.targets:
             targets.setdefault(t.key, t)
-    return Loaded(path=path, router=router, sha256=hashlib.sha256(raw).hexdigest(), targets=targets,
+    return Loaded(path=origin, router=router, sha256=sha256, targets=targets,
                   health_checks=_health_checks(config, router), models=_models(router))
 
 

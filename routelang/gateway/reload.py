@@ -1,4 +1,5 @@
-"""Hot reload: on a change of the config file (polled) or on SIGHUP, compile
+"""Hot reload: on a change of the config file or of a file it imports (polled)
+or on SIGHUP, compile
 and check the new version in a worker thread; serve it only if it loads.
 A version with errors leaves the old one in service: the diagnostics are
 logged, counted (`routelang_reloads_total{result="error"}`) and shown in
@@ -16,23 +17,31 @@ from . import plan
 
 if TYPE_CHECKING:
     from .app import Gateway
+    from .routers import FileSource
 
 
 class Reloader:
-    def __init__(self, gateway: Gateway, interval_s: float):
+    def __init__(self, gateway: Gateway, source: FileSource, interval_s: float):
         self.gateway = gateway
+        self.source = source
         self.interval_s = interval_s
         self.last_error: dict | None = None
         self._lock = asyncio.Lock()
-        self._seen = self._stat()
+        self._seen = self._stat(source.loaded.files)
         self._task: asyncio.Task | None = None
 
-    def _stat(self) -> tuple | None:
-        try:
-            st = os.stat(self.gateway.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    @staticmethod
+    def _stat(files: tuple[str, ...]) -> tuple:
+        """What changes when one of `files` is edited, replaced or removed."""
+        out = []
+        for path in files:
+            try:
+                st = os.stat(path)
+            except OSError:
+                out.append(None)
+                continue
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(out)
 
     def start(self) -> None:
         if self.interval_s > 0:
@@ -46,8 +55,8 @@ class Reloader:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            seen = self._stat()
-            if seen is not None and seen != self._seen:
+            seen = self._stat(self.source.loaded.files)
+            if seen != self._seen and seen[0] is not None:  # (a missing import is a load error to show)
                 self._seen = seen
                 await self.reload("file changed")
 
@@ -55,9 +64,9 @@ class Reloader:
         """Load the file again; True when a new version is now served."""
         gw = self.gateway
         async with self._lock:
-            current = gw.loaded
+            current = self.source.loaded
             try:
-                new = await asyncio.get_running_loop().run_in_executor(None, plan.load, gw.path)
+                new = await asyncio.get_running_loop().run_in_executor(None, plan.load, self.source.path)
             except plan.LoadError as exc:
                 self.last_error = {"at": round(time.time(), 3), "trigger": trigger, "message": str(exc)}
                 gw.metrics.reloads.labels("error").inc()
@@ -67,10 +76,12 @@ class Reloader:
             self.last_error = None
             if new.sha256 == current.sha256:
                 return False
+            if new.files != current.files:  # an import added or removed: watch what it imports now
+                self._seen = self._stat(new.files)
             new.version = current.version + 1
             gw.state.bind(new, current)
-            gw.loaded = new
-            gw.health.sync(new)
+            self.source.loaded = new
+            gw.health_sync()
             gw.metrics.reloads.labels("ok").inc()
             gw.metrics.config_version.set(new.version)
             gw.log.write("reload", trigger=trigger, result="ok", version=new.version, sha256=new.sha256)

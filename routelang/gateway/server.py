@@ -15,13 +15,22 @@ import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .executor import Settings
+
+if TYPE_CHECKING:
+    from routelang.registry.history import Retention
 
 
 @dataclass
 class Options:
-    path: str
+    path: str | None                # the config file, or None with `registry`
+    registry: str | None = None     # serve every deployed router of this registry
+    default_router: str | None = None
+    history: bool = True            # registry mode: record each request in the history
+    retention: Retention | None = None   # None: from the environment
+    capture: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -45,21 +54,28 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def run(options: Options) -> int:
     """Serve until SIGTERM; the exit status. Raises plan.LoadError (the file does not
-    load) and auth.KeyFileError before listening."""
+    load), auth.KeyFileError and registry.RegistryError (no registry file) before listening."""
     from . import auth, plan  # neither imports prometheus_client (see prepare_multiprocess)
 
-    plan.load(options.path)
+    if options.registry is None:
+        plan.load(options.path)
+        what = options.path
+    else:
+        from routelang.registry.store import Store
+
+        Store(options.registry, create=False).close()  # each worker opens it itself, after the fork
+        what = f"registry {options.registry}"
     keys = auth.load_keys(options.api_keys_file) if options.api_keys_file else None
     sock = _listen(options.host, options.port)
     host, port = sock.getsockname()[:2]
-    print(f"routelang serve: {options.path} on http://{host}:{port} ({options.workers} worker(s))",
+    print(f"routelang serve: {what} on http://{host}:{port} ({options.workers} worker(s))",
           file=sys.stderr, flush=True)
     if options.workers <= 1:
         return _run_worker(options, sock, keys)
     return _supervise(options, sock, keys)
 
 
-def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+def _run_worker(options: Options, sock: socket.socket, keys: dict[str, str] | None) -> int:
     factory = None
     if options.loop == "uvloop":
         import uvloop  # optional: `pip install uvloop` (the CLI checks it is there)
@@ -69,7 +85,7 @@ def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | No
         return runner.run(_worker(options, sock, keys))
 
 
-async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+async def _worker(options: Options, sock: socket.socket, keys: dict[str, str] | None) -> int:
     from aiohttp import web
 
     from .app import Gateway
@@ -78,7 +94,9 @@ async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | 
     log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
     try:
         gateway = Gateway(options.path, settings=options.settings, api_keys=keys, log=JsonLog(log_stream),
-                          reload_interval_s=options.reload_interval_s)
+                          reload_interval_s=options.reload_interval_s, registry=options.registry,
+                          default_router=options.default_router, history=options.history,
+                          retention=options.retention, capture=options.capture)
         runner = web.AppRunner(gateway.application(), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()
@@ -87,7 +105,7 @@ async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | 
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(gateway.reloader.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(gateway.routers.reload("SIGHUP")))
         await stop.wait()
         gateway.log.write("draining", pid=os.getpid())
         await runner.cleanup()
@@ -97,7 +115,7 @@ async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | 
             log_stream.close()
 
 
-def _supervise(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+def _supervise(options: Options, sock: socket.socket, keys: dict[str, str] | None) -> int:
     from prometheus_client import multiprocess
 
     children: list[int] = []

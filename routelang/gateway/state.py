@@ -5,20 +5,47 @@ so a shared store (Redis, ...) is a new class here, not a change there.
 `InProcessState`, the default, keeps it in this process: breakers and
 statistics are the runtime's own (fed through `plan`), health is a dict.
 With `--workers N` each worker has its own.
+
+One gateway may serve several routers (`serve --registry`). Breakers and
+statistics are each router's own; health is the upstream's, shared by every
+router that uses it (keyed by the target's key). Which router a call is
+about is the request's: its handler sets `ROUTER` (a ContextVar, so the
+executor and the shadow tasks it starts need not pass it along); with one
+router, that one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from routelang.runtime.model import Target
 
 from . import plan
 
+# The router the current request (task) is routed by; None: the only one.
+ROUTER: ContextVar[str | None] = ContextVar("routelang_router", default=None)
+
+
+@contextmanager
+def about(router: str) -> Iterator[None]:
+    """Calls in this block are about `router` (for code outside a request: /routing, /metrics)."""
+    token = ROUTER.set(router)
+    try:
+        yield
+    finally:
+        ROUTER.reset(token)
+
 
 class State(Protocol):
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
-        """A new config version takes over; state of targets that stay carries over."""
+        """A new config version of router `loaded.name` takes over (or the router is
+        new: `previous` None); state of targets that stay carries over."""
+
+    def unbind(self, router: str) -> None:
+        """Router `router` is no longer served (undeployed, deleted)."""
 
     def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
         """One attempt's outcome (feeds the breaker and the ranking statistics)."""
@@ -45,16 +72,37 @@ class State(Protocol):
 
 class InProcessState:
     def __init__(self) -> None:
-        self.loaded: plan.Loaded | None = None
+        self.routers: dict[str, plan.Loaded] = {}
         self._health: dict[tuple, tuple[bool, str | None]] = {}
         self._unhealthy = 0
 
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
         if previous is not None:
             plan.carry_over(previous, loaded)
-        self.loaded = loaded
-        self._health = {k: v for k, v in self._health.items() if k in loaded.health_checks}
+            if previous.name != loaded.name:
+                self.routers.pop(previous.name, None)  # a file whose router was renamed
+        self.routers[loaded.name] = loaded
+        self._forget_health()
+
+    def unbind(self, router: str) -> None:
+        self.routers.pop(router, None)
+        self._forget_health()
+
+    def _forget_health(self) -> None:
+        """Keep the health of targets some router still checks."""
+        checked = set().union(*(r.health_checks for r in self.routers.values()))
+        self._health = {k: v for k, v in self._health.items() if k in checked}
         self._unhealthy = sum(not ok for ok, _ in self._health.values())
+
+    @property
+    def loaded(self) -> plan.Loaded:
+        """The current version of the router this call is about (`ROUTER`)."""
+        name = ROUTER.get()
+        if name is None:
+            if len(self.routers) != 1:
+                raise LookupError(f"which router? {len(self.routers)} are served and no request names one")
+            return next(iter(self.routers.values()))
+        return self.routers[name]
 
     def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
         plan.observe(self.loaded, target, ok, latency_ms, tokens)

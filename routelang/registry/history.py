@@ -1,4 +1,6 @@
-"""The request history: one row per routed request, never its text.
+"""The request history: one row per routed request, never its text (unless
+the gateway runs with `--capture`: then the body and the answer go to the
+separate table `captures`, same id, same retention).
 
 Rows are written off the request path: `HistoryWriter.record` puts a row on
 a bounded queue (a full queue drops the row and counts it, so a slow disk
@@ -22,7 +24,8 @@ from pathlib import Path
 from .store import connect, write
 
 COLUMNS = ("id", "time", "router", "version", "rule", "targets", "attempts", "status", "latency_ms", "ttft_ms",
-           "tokens_in", "tokens_out", "cost", "split_label", "sticky_key_hash", "client_key_id")
+           "tokens_in", "tokens_out", "cost", "split_label", "sticky_key_hash", "client_key_id", "http_status",
+           "error")
 JSON_COLUMNS = ("targets", "attempts")
 
 
@@ -35,7 +38,7 @@ class RequestRecord:
     router: str
     version: int | None
     rule: str | None
-    status: str                                       # "routed", "unmatched", "ok", "error", ...
+    status: str              # SDK: "routed", "unmatched"; gateway: "ok", "unmatched", "error", "client_disconnected"
     targets: list = field(default_factory=list)  # {model_name, provider, label, weight}, or runtime Targets
     attempts: list[dict] = field(default_factory=list)
     latency_ms: float | None = None
@@ -46,14 +49,48 @@ class RequestRecord:
     split_label: str | None = None
     sticky_key_hash: str | None = None
     client_key_id: str | None = None
+    http_status: int | None = None
+    error: str | None = None
     id: str = field(default_factory=_new_id)
     time: float = field(default_factory=time.time)
+    # `--capture` only: the request body, and the answer's body (bytes) or a stream's SSE frames (list)
+    captured_request: bytes | None = None
+    captured_response: bytes | list[bytes] | None = None
 
     def row(self) -> tuple:
         """The values of COLUMNS, in order (built in the writer thread, not on the request path)."""
         return (self.id, self.time, self.router, self.version, self.rule, _json([_target(t) for t in self.targets]),
                 _json(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
-                self.cost, self.split_label, self.sticky_key_hash, self.client_key_id)
+                self.cost, self.split_label, self.sticky_key_hash, self.client_key_id, self.http_status, self.error)
+
+    def capture_row(self) -> tuple[str, str, str | None]:
+        response = self.captured_response
+        if isinstance(response, list):
+            response = stream_content(response)
+        elif response is not None:
+            response = response.decode("utf-8", "replace")
+        return self.id, self.captured_request.decode("utf-8", "replace"), response
+
+
+def stream_content(frames: list[bytes]) -> str:
+    """The text of an OpenAI-format SSE stream: each chunk's `delta.content`
+    (chat) or `text` (completions), concatenated."""
+    out: list[str] = []
+    for line in b"".join(frames).splitlines():
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        try:
+            chunk = json.loads(line[6:])
+        except ValueError:
+            continue
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict):
+                continue
+            text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+            if isinstance(text, str):
+                out.append(text)
+    return "".join(out)
 
 
 _json = json.JSONEncoder(ensure_ascii=False).encode
@@ -76,6 +113,25 @@ class Retention:
     max_rows: int = 1_000_000
     max_days: float = 30.0
 
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Retention:
+        """`ROUTELANG_HISTORY_MAX_ROWS` / `ROUTELANG_HISTORY_MAX_DAYS`, else the defaults."""
+        from .store import RegistryError
+
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, key, kind in (("ROUTELANG_HISTORY_MAX_ROWS", "max_rows", int),
+                                ("ROUTELANG_HISTORY_MAX_DAYS", "max_days", float)):
+            text = environ.get(name)
+            if text:
+                try:
+                    values[key] = kind(text)
+                except ValueError:
+                    raise RegistryError(f"{name}={text!r}: expected a number") from None
+                if values[key] <= 0:
+                    raise RegistryError(f"{name}={text!r}: expected a number above 0")
+        return cls(**values)
+
 
 def prune(conn: sqlite3.Connection, retention: Retention, now: float | None = None) -> int:
     """Delete rows older than max_days, then the oldest beyond max_rows; the number deleted."""
@@ -84,13 +140,18 @@ def prune(conn: sqlite3.Connection, retention: Retention, now: float | None = No
         gone = conn.execute("DELETE FROM requests WHERE time < ?", (now - retention.max_days * 86400,)).rowcount
         gone += conn.execute("DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
                              "ORDER BY time DESC LIMIT -1 OFFSET ?)", (retention.max_rows,)).rowcount
+        if gone:
+            conn.execute("DELETE FROM captures WHERE id NOT IN (SELECT id FROM requests)")
     return gone
 
 
 def insert(conn: sqlite3.Connection, records: list[RequestRecord]) -> None:
+    captured = [r.capture_row() for r in records if r.captured_request is not None]
     with write(conn):
         conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(COLUMNS))})", [r.row() for r in records])
+        if captured:
+            conn.executemany("INSERT OR IGNORE INTO captures (id, request, response) VALUES (?, ?, ?)", captured)
 
 
 def _decode(row: sqlite3.Row) -> dict:
@@ -111,8 +172,15 @@ def list_requests(conn: sqlite3.Connection, router: str, limit: int = 100) -> li
 
 
 def get_request(conn: sqlite3.Connection, request_id: str) -> dict | None:
+    """The row; with `capture` ({request, response}) when it was captured."""
     row = conn.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-    return None if row is None else _decode(row)
+    if row is None:
+        return None
+    out = _decode(row)
+    captured = conn.execute("SELECT request, response FROM captures WHERE id = ?", (request_id,)).fetchone()
+    if captured is not None:
+        out["capture"] = dict(captured)
+    return out
 
 
 class HistoryWriter:
@@ -206,7 +274,7 @@ def shared_writer(path: str | Path) -> HistoryWriter:
         if writer is None or not writer._thread.is_alive():
             if not _WRITERS:
                 atexit.register(_close_shared)
-            writer = _WRITERS[key] = HistoryWriter(key)
+            writer = _WRITERS[key] = HistoryWriter(key, retention=Retention.from_env())
     return writer
 
 

@@ -23,6 +23,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 # The schema, one step per version, applied in order; a step is never edited
 # once released (add a new one). `schema_version` holds how many are applied.
+# A step is split into statements at each `;`, so comments in it never hold one.
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE routers (
@@ -70,6 +71,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX requests_by_router_time ON requests (router, time);
     CREATE INDEX requests_by_time ON requests (time);
+    """,
+    """
+    ALTER TABLE requests ADD COLUMN http_status INTEGER;   -- the gateway's answer (SDK rows: NULL)
+    ALTER TABLE requests ADD COLUMN error TEXT;            -- the gateway's error code, if any
+    CREATE TABLE captures (           -- only with `serve --capture`: user text
+        id TEXT PRIMARY KEY,          -- the request's id in requests
+        request TEXT NOT NULL,        -- the body as the client sent it
+        response TEXT                 -- the answer's body, or a stream's content concatenated
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -208,6 +218,8 @@ class Store:
         with write(self.conn):
             if self.conn.execute("DELETE FROM routers WHERE name = ?", (router,)).rowcount == 0:
                 raise RegistryError(f"no router called {router!r} in the registry {self.path}")
+            self.conn.execute("DELETE FROM captures WHERE id IN (SELECT id FROM requests WHERE router = ?)",
+                              (router,))
             self.conn.execute("DELETE FROM requests WHERE router = ?", (router,))
 
     # ---- versions -----------------------------------------------------------------

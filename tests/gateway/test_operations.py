@@ -60,7 +60,7 @@ def test_hot_reload_under_load_keeps_every_request_answered(upstreams, gateway):
 
 
 async def _fail_once(gw):
-    loaded = gw.gateway.loaded
+    loaded = gw.gateway.loaded_for(None)
     target = next(t for t in loaded.targets.values() if t.model_name == "ma")
     gw.gateway.state.record(target, ok=False, latency_ms=None, tokens=None)
 
@@ -71,11 +71,11 @@ def test_a_route_file_reloads_on_sighup_path_too(upstreams, gateway):
     gw = gateway(source.format(url=a.url), reload_interval_s=0)
     assert post(gw.url).json()["choices"][0]["message"]["content"] == "from a"
     gw.path.write_text(source.format(url=b.url).replace("rule all", "rule all priority oops"))
-    assert gw.lt.run(gw.gateway.reloader.reload("SIGHUP")) is False
+    assert gw.lt.run(gw.gateway.routers.reload("SIGHUP")) is False
     error = http("GET", gw.url + "/routing").json()["last_reload_error"]
     assert error["trigger"] == "SIGHUP" and "error" in error["message"]
     gw.path.write_text(source.format(url=b.url))
-    assert gw.lt.run(gw.gateway.reloader.reload("SIGHUP")) is True
+    assert gw.lt.run(gw.gateway.routers.reload("SIGHUP")) is True
     assert post(gw.url).json()["choices"][0]["message"]["content"] == "from b"
 
 

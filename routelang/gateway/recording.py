@@ -1,0 +1,80 @@
+"""The request history from the gateway (`serve --registry`): one row per
+request a router handled, through the registry's batched writer
+(`registry/history.py`), so the request only puts a record on a queue.
+
+What the handler knows beyond the Exchange (which router and version, the
+decision, the client's key id, the body when capturing) is collected in a
+`Routed` as the request goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from routelang.registry import history
+from routelang.runtime.operators import lookup
+
+from . import errors
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from . import plan
+    from .executor import Exchange
+
+
+@dataclass(slots=True)
+class Routed:
+    loaded: plan.Loaded | None = None       # the version the request runs on
+    decision: plan.Decision | None = None
+    doc: dict | None = None
+    body: bytes | None = None               # kept only when capturing
+    client_key_id: str | None = None
+
+
+def outcome(ex: Exchange, status: int) -> str:
+    """The row's `status`: ok, unmatched, client_disconnected or error."""
+    if ex.error is None and 200 <= status < 300:
+        return "ok"
+    if ex.error == errors.NO_MATCHING_RULE.code:
+        return "unmatched"
+    if status == 499:
+        return "client_disconnected"
+    return "error"
+
+
+class Recorder:
+    def __init__(self, writer: history.HistoryWriter, capture: bool = False):
+        self.writer = writer
+        self.capture = capture
+
+    def record(self, ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None,
+               response: web.StreamResponse | None) -> None:
+        decision = routed.decision
+        rule = None if decision is None else decision.rule
+        selected, split_label, sticky = [], None, None
+        if rule is not None and decision.attempts:
+            selected = decision.attempts[:max(decision.picked, 1)]
+            if rule.strategy == "split":   # the arm the request was assigned to (what A/B reports group by)
+                split_label = selected[0].label or selected[0].model_name
+            if rule.selection.sticky_by is not None:
+                sticky = history.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
+        usage = ex.usage
+        record = history.RequestRecord(
+            router=routed.loaded.name, version=routed.loaded.version, rule=None if rule is None else rule.name,
+            status=outcome(ex, status), targets=selected, attempts=ex.attempts, latency_ms=total_s * 1000,
+            ttft_ms=None if ex.ttft_s is None else ex.ttft_s * 1000,
+            tokens_in=None if usage is None else usage.prompt_tokens,
+            tokens_out=None if usage is None else usage.completion_tokens, cost=cost, split_label=split_label,
+            sticky_key_hash=sticky, client_key_id=routed.client_key_id, http_status=status, error=ex.error,
+            id=ex.id)
+        if self.capture and routed.body is not None:
+            record.captured_request = routed.body
+            if ex.captured:
+                record.captured_response = ex.captured
+            elif response is not None and isinstance(getattr(response, "body", None), bytes):
+                record.captured_response = response.body
+        self.writer.record(record)
+
+    def close(self) -> None:
+        self.writer.close()

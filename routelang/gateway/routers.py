@@ -1,0 +1,195 @@
+"""Where the gateway's routers come from: one config file (`serve FILE`) or
+the deployed routers of a registry (`serve --registry PATH`).
+
+Both hand out `plan.Loaded` versions; a request takes the version current
+when it starts and keeps it to its end, so a reload or a deploy never
+disturbs a request in flight. When a router gets a new version, the state of
+the targets that stay carries over (`State.bind`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from . import plan
+from .reload import Reloader
+
+if TYPE_CHECKING:
+    from routelang.registry.store import Store
+
+    from .app import Gateway
+
+# How often a registry gateway looks for deploys and rollbacks: a change is served within a second.
+POLL_S = 0.25
+
+
+class Source(Protocol):
+    def get(self, name: str | None) -> plan.Loaded | None:
+        """The current version of router `name` (None: the default router), None when not served."""
+
+    def all(self) -> list[plan.Loaded]:
+        """Every router served, by name."""
+
+    def default_problem(self) -> str:
+        """Why there is no default router (the message of a request that names none)."""
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def reload(self, trigger: str) -> bool:
+        """Look for a new version now (SIGHUP); True when one is now served."""
+
+    @property
+    def last_error(self) -> dict | None:
+        """The last version that could not be loaded, while it is not served."""
+
+
+class FileSource:
+    """One router from a config file, reloaded when it or a file it imports changes."""
+
+    def __init__(self, gateway: Gateway, path: str, reload_interval_s: float):
+        self.path = path
+        self.loaded = plan.load(path)   # raises plan.LoadError: nothing to serve
+        self.reloader = Reloader(gateway, self, reload_interval_s)
+
+    def get(self, name: str | None) -> plan.Loaded | None:
+        loaded = self.loaded
+        return loaded if name is None or name == loaded.name else None
+
+    def all(self) -> list[plan.Loaded]:
+        return [self.loaded]
+
+    def default_problem(self) -> str:
+        return ""  # the file's router is always the default
+
+    def start(self) -> None:
+        self.reloader.start()
+
+    async def close(self) -> None:
+        await self.reloader.close()
+
+    async def reload(self, trigger: str) -> bool:
+        return await self.reloader.reload(trigger)
+
+    @property
+    def last_error(self) -> dict | None:
+        return self.reloader.last_error
+
+
+class RegistrySource:
+    """Every deployed router of a registry, each at its active version (compiled
+    once when it becomes active). A cheap query on the routers table every
+    `poll_s` notices deploys, rollbacks and deletions made by any process."""
+
+    def __init__(self, gateway: Gateway, store: Store, default: str | None = None, poll_s: float = POLL_S):
+        self.gateway = gateway
+        self.store = store
+        self.default = default
+        self.poll_s = poll_s
+        self.routers: dict[str, plan.Loaded] = {}
+        self.errors: dict[str, dict] = {}     # router -> the active version that does not load
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+        for name, version in self._active().items():   # before serving: what is deployed now
+            self._apply(name, version, self._load(name, version), "start")
+
+    # ---- what requests see ------------------------------------------------------
+
+    def get(self, name: str | None) -> plan.Loaded | None:
+        if name is None:
+            if self.default is not None:
+                return self.routers.get(self.default)
+            if len(self.routers) == 1:
+                return next(iter(self.routers.values()))
+            return None
+        return self.routers.get(name)
+
+    def all(self) -> list[plan.Loaded]:
+        return [self.routers[name] for name in sorted(self.routers)]
+
+    def default_problem(self) -> str:
+        served = ", ".join(sorted(self.routers)) or "none is deployed"
+        if self.default is not None:
+            return f"the default router {self.default!r} is not deployed (routers: {served})"
+        return (f"name a router: /r/NAME/v1/... or the header x-routelang-router: NAME "
+                f"(routers: {served})")
+
+    @property
+    def last_error(self) -> dict | None:
+        return max(self.errors.values(), key=lambda e: e["at"]) if self.errors else None
+
+    # ---- following the registry ---------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                await self.reload("registry changed")
+            except Exception as exc:  # noqa: BLE001 (a locked or broken file must not stop the polling)
+                self.gateway.log.write("reload", trigger="registry", result="error",
+                                       diagnostics=f"{type(exc).__name__}: {exc}")
+
+    def _active(self) -> dict[str, int]:
+        rows = self.store.conn.execute(
+            "SELECT name, active_version FROM routers WHERE active_version IS NOT NULL").fetchall()
+        return {name: version for name, version in rows}
+
+    def _load(self, name: str, version: int) -> plan.Loaded | plan.LoadError:
+        stored = self.store.version(name, version)
+        try:
+            loaded = plan.from_config(stored.compiled, f"{self.store.path}#{name}@{version}", stored.content_hash)
+        except plan.LoadError as exc:
+            return exc
+        loaded.version = version
+        return loaded
+
+    async def reload(self, trigger: str) -> bool:
+        """Serve what the registry has deployed now: True when something changed."""
+        async with self._lock:
+            active = self._active()
+            changed = False
+            for name in [n for n in self.routers if n not in active]:
+                self.gateway.state.unbind(name)
+                del self.routers[name]
+                self.gateway.log.write("reload", trigger=trigger, result="ok", router=name, version=None)
+                changed = True
+            self.errors = {n: e for n, e in self.errors.items() if active.get(n) == e["version"]}
+            loop = asyncio.get_running_loop()
+            for name, version in active.items():
+                current = self.routers.get(name)
+                if (current is not None and current.version == version) or \
+                        self.errors.get(name, {}).get("version") == version:
+                    continue
+                new = await loop.run_in_executor(None, self._load, name, version)
+                changed |= self._apply(name, version, new, trigger)
+            if changed:
+                self.gateway.health_sync()
+            return changed
+
+    def _apply(self, name: str, version: int, new: plan.Loaded | plan.LoadError, trigger: str) -> bool:
+        gw = self.gateway
+        if isinstance(new, plan.LoadError):
+            self.errors[name] = {"at": round(time.time(), 3), "trigger": trigger, "router": name,
+                                 "version": version, "message": str(new)}
+            gw.metrics.reloads.labels("error").inc()
+            gw.log.write("reload", trigger=trigger, result="error", router=name, version=version,
+                         diagnostics=str(new))
+            return False
+        previous = self.routers.get(name)
+        gw.state.bind(new, previous)
+        self.routers[name] = new
+        gw.metrics.reloads.labels("ok").inc()
+        gw.log.write("reload", trigger=trigger, result="ok", router=name, version=version, sha256=new.sha256,
+                     previous=None if previous is None else previous.version)
+        return True
