@@ -8,6 +8,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -147,20 +152,24 @@ class FakeUpstream:
 
 
 class GatewayServer:
-    def __init__(self, loop_thread: LoopThread, path: Path, settings: Settings, api_keys=None,
-                 reload_interval_s: float = 0.1):
+    """A Gateway of a config file (`path`), or with `registry=PATH` in `options` of a registry."""
+
+    def __init__(self, loop_thread: LoopThread, path: Path | None, settings: Settings, api_keys=None,
+                 reload_interval_s: float = 0.1, **options: Any):
         self.lt = loop_thread
         self.path = path
         self.logs = io.BytesIO()
         self.settings = settings
         self.api_keys = api_keys
         self.reload_interval_s = reload_interval_s
+        self.options = options
         self.gateway: Gateway | None = None
         self.url = ""
 
     async def start(self):
-        self.gateway = Gateway(str(self.path), settings=self.settings, api_keys=self.api_keys,
-                               log=JsonLog(self.logs), reload_interval_s=self.reload_interval_s)
+        self.gateway = Gateway(None if self.path is None else str(self.path), settings=self.settings,
+                               api_keys=self.api_keys, log=JsonLog(self.logs),
+                               reload_interval_s=self.reload_interval_s, **self.options)
         self._runner = web.AppRunner(self.gateway.application(), handler_cancellation=True, access_log=None,
                                      shutdown_timeout=2)
         await self._runner.setup()
@@ -232,3 +241,35 @@ def http(method: str, url: str, body: Any = None, headers: dict | None = None, t
             return Reply(resp.status, resp.headers, resp.read())
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, exc.headers, exc.read())
+
+
+ROOT = Path(__file__).parents[2]
+
+
+class Served:
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "routelang", "serve", *args, "--port", "0"],
+                                     stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        line = self.proc.stderr.readline()
+        match = re.search(r"on (http://[\d.]+:\d+)", line)
+        if match is None:
+            self.proc.kill()
+            raise AssertionError(line + self.proc.stderr.read())
+        self.url = match.group(1)
+        assert wait_for(lambda: self._up(), timeout=30)
+
+    def _up(self) -> bool:
+        try:
+            return http("GET", self.url + "/health", timeout=2).status_code == 200
+        except OSError:
+            return False
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()

@@ -9,42 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
-from gateway_fakes import config, http, rule, target, wait_for
+from gateway_fakes import ROOT, Served, config, http, rule, target, wait_for
 
-ROOT = Path(__file__).parents[2]
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class Served:
-    def __init__(self, *args: str, env: dict[str, str] | None = None):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "routelang", "serve", *args, "--port", "0"],
-                                     stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
-        line = self.proc.stderr.readline()
-        match = re.search(r"on (http://[\d.]+:\d+)", line)
-        if match is None:
-            self.proc.kill()
-            raise AssertionError(line + self.proc.stderr.read())
-        self.url = match.group(1)
-        assert wait_for(lambda: self._up(), timeout=30)
-
-    def _up(self) -> bool:
-        try:
-            return http("GET", self.url + "/health", timeout=2).status_code == 200
-        except OSError:
-            return False
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
 
 
 @pytest.fixture

@@ -1,0 +1,439 @@
+"""`routelang serve --registry`: every deployed router of a registry, named by
+path or header; deploys and rollbacks from other processes picked up under
+load; the request history the gateway records (and captures, when asked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+import pytest
+from click.testing import CliRunner
+from gateway_fakes import FAST, ROOT, GatewayServer, Served, chat_answer, http, wait_for
+
+from routelang.cli import Exit, main
+from routelang.gateway import auth
+from routelang.gateway.app import Gateway
+from routelang.registry.artifacts import build_file
+from routelang.registry.history import HistoryWriter, Retention
+from routelang.registry.store import RegistryError, Store
+
+CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+
+ROUTER = '''router {name} "test"
+
+import std.providers
+
+{targets}
+
+{rules}
+'''
+
+
+def route_text(name: str, upstream_url: str, model: str = "m", cost: str = "cost 0.002 per 1k") -> str:
+    return ROUTER.format(name=name, targets=f'target a = openai("{model}", "{upstream_url}/v1") {{ {cost} }}',
+                         rules="rule all priority 10 {\n    route a\n}")
+
+
+class Registry:
+    """A registry file in tmp_path, with routers pushed from `.route` text."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.path = directory / "reg" / "registry.db"
+        self.store = Store(self.path)
+        self._pushed = 0
+
+    def push(self, name: str, text: str, deploy: bool = True) -> int:
+        self._pushed += 1
+        source = self.directory / f"src{self._pushed}" / f"{name}.route"
+        source.parent.mkdir(parents=True)
+        source.write_text(text)
+        built = build_file(source)
+        assert built.ok, built.result.render(built.problems)
+        version, _new = self.store.push(name, built.entry, built.sources, built.compiled, f"push {self._pushed}")
+        if deploy:
+            self.store.deploy(name, version.version)
+        return version.version
+
+    def rows(self) -> list[dict]:
+        conn = sqlite3.connect(self.path)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY time")]
+        finally:
+            conn.close()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`routelang ARGS` in another process (as a deploy from another terminal)."""
+    return subprocess.run([sys.executable, "-m", "routelang", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = Registry(tmp_path)
+    yield reg
+    reg.store.close()
+
+
+@pytest.fixture
+def serve_registry(loop_thread, registry):
+    """serve_registry(**Gateway options) -> a running GatewayServer of `registry`."""
+    made: list[GatewayServer] = []
+
+    def start(**options) -> GatewayServer:
+        server = loop_thread.run(GatewayServer(loop_thread, None, options.pop("settings", FAST),
+                                               api_keys=options.pop("api_keys", None), registry=registry.path,
+                                               **options).start())
+        made.append(server)
+        return server
+
+    yield start
+    for server in made:
+        loop_thread.run(server.stop())
+
+
+def answered_by(reply) -> str:
+    return reply.json()["choices"][0]["message"]["content"]
+
+
+def flush(gw: GatewayServer) -> None:
+    gw.gateway.recorder.writer.flush()
+
+
+# ---- naming the router ------------------------------------------------------------
+
+def test_two_routers_by_path_and_by_header(upstreams, registry, serve_registry):
+    a, b = upstreams("a"), upstreams("b")
+    registry.push("alpha", route_text("alpha", a.url, "ma"))
+    registry.push("beta", route_text("beta", b.url, "mb"))
+    gw = serve_registry()
+    for name, text in (("alpha", "from a"), ("beta", "from b")):
+        by_path = openai.OpenAI(base_url=f"{gw.url}/r/{name}/v1", api_key="x", max_retries=0)
+        reply = by_path.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content == text
+        assert [m.id for m in by_path.models.list()] == ["m" + name[0]]
+        by_header = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0,
+                                  default_headers={"x-routelang-router": name})
+        reply = by_header.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content == text
+        decided = http("POST", f"{gw.url}/r/{name}/routing/decide", CHAT).json()
+        assert (decided["router"], decided["version"], decided["rule"]) == (name, 1, "all")
+        assert http("GET", f"{gw.url}/r/{name}/routing").json()["router"] == name
+    # the upstream got the endpoint path, not the /r/NAME prefix
+    assert {r["path"] for r in a.received + b.received} == {"/v1/chat/completions"}
+    listing = http("GET", gw.url + "/routing").json()
+    assert [(r["router"], r["version"]) for r in listing["routers"]] == [("alpha", 1), ("beta", 1)]
+    assert listing["default_router"] is None
+
+
+def test_no_default_with_two_routers_and_an_unknown_router_are_openai_404s(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    registry.push("alpha", route_text("alpha", a.url))
+    registry.push("beta", route_text("beta", a.url))
+    gw = serve_registry()
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["code"] == "router_not_found"
+    assert "alpha, beta" in caught.value.body["message"]
+    unknown = openai.OpenAI(base_url=f"{gw.url}/r/gamma/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as caught:
+        unknown.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["code"] == "router_not_found" and "'gamma'" in caught.value.body["message"]
+    reply = http("POST", gw.url + "/v1/chat/completions", CHAT, headers={"x-routelang-router": "gamma"})
+    assert reply.status_code == 404 and reply.json()["error"]["code"] == "router_not_found"
+    assert http("GET", gw.url + "/r/gamma/routing").status_code == 404
+    assert http("GET", gw.url + "/v1/models").json()["error"]["code"] == "router_not_found"
+    assert a.received == []
+
+
+def test_default_router_given_or_the_only_one(upstreams, registry, serve_registry):
+    a, b = upstreams("a"), upstreams("b")
+    registry.push("alpha", route_text("alpha", a.url))
+    only = serve_registry()
+    assert answered_by(http("POST", only.url + "/v1/chat/completions", CHAT)) == "from a"
+    registry.push("beta", route_text("beta", b.url))
+    chosen = serve_registry(default_router="beta")
+    assert answered_by(http("POST", chosen.url + "/v1/chat/completions", CHAT)) == "from b"
+    assert http("GET", chosen.url + "/routing").json()["default_router"] == "beta"
+    absent = serve_registry(default_router="nope")
+    reply = http("POST", absent.url + "/v1/chat/completions", CHAT)
+    assert reply.status_code == 404 and "'nope' is not deployed" in reply.json()["error"]["message"]
+
+
+def test_an_undeployed_router_is_not_served_and_a_missing_registry_is_refused(upstreams, registry,
+                                                                               serve_registry, tmp_path):
+    a = upstreams("a")
+    registry.push("alpha", route_text("alpha", a.url), deploy=False)
+    gw = serve_registry()
+    assert http("GET", gw.url + "/routing").json()["routers"] == []
+    assert http("GET", gw.url + "/health/ready").status_code == 503
+    with pytest.raises(RegistryError, match="no registry"):
+        Gateway(registry=tmp_path / "none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
+# ---- deploys and rollbacks ------------------------------------------------------------
+
+def test_a_deploy_from_another_process_under_load(upstreams, registry, serve_registry):
+    """200 requests, 16 at a time, on a slow upstream; `routelang deploy` in another
+    process midway: every request succeeds, new requests move to the new version
+    within a second, and each history row names the version that routed it."""
+    a, b = upstreams("a"), upstreams("b")
+    a.default = {"body": chat_answer("m", "from a"), "delay": 0.2}
+    b.default = {"body": chat_answer("m", "from b"), "delay": 0.2}
+    registry.push("alpha", route_text("alpha", a.url))
+    v2 = registry.push("alpha", route_text("alpha", b.url), deploy=False)
+    gw = serve_registry()
+    sent: dict[str, tuple[float, str]] = {}
+    deployed = threading.Event()
+    deployed_at = 0.0
+
+    def one(i: int) -> None:
+        if i >= 150:  # the last ones are sent a second after the deploy finished
+            deployed.wait(60)
+            time.sleep(max(0.0, deployed_at + 1.0 - time.monotonic()))
+        started = time.monotonic()
+        reply = http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT, headers={"x-request-id": f"load-{i}"})
+        assert reply.status_code == 200, reply.text
+        sent[f"load-{i}"] = (started, answered_by(reply))
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(one, i) for i in range(200)]
+        assert wait_for(lambda: len(sent) >= 30, timeout=30)
+        done = cli("deploy", "alpha", str(v2), "--yes", "--registry", str(registry.path))
+        deployed_at = time.monotonic()
+        deployed.set()
+        assert done.returncode == Exit.OK, done.stderr
+        for future in futures:
+            future.result(timeout=60)
+    assert len(sent) == 200
+    late = [text for started, text in sent.values() if started > deployed_at + 1.0]
+    assert late and set(late) == {"from b"}          # new requests: the new version, within 1 s
+    assert {"from a", "from b"} <= {text for _s, text in sent.values()}
+    flush(gw)
+    rows = {r["id"]: r for r in registry.rows()}
+    assert set(sent) <= set(rows)
+    for request_id, (_started, text) in sent.items():
+        assert rows[request_id]["version"] == (1 if text == "from a" else v2), request_id
+        assert rows[request_id]["status"] == "ok" and rows[request_id]["http_status"] == 200
+
+
+def test_rollback_from_another_process(upstreams, registry, serve_registry):
+    a, b = upstreams("a"), upstreams("b")
+    registry.push("alpha", route_text("alpha", a.url))
+    registry.push("alpha", route_text("alpha", b.url))
+    gw = serve_registry()
+    assert answered_by(http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT)) == "from b"
+    rolled = cli("rollback", "alpha", "--registry", str(registry.path))
+    assert rolled.returncode == Exit.OK, rolled.stderr
+    assert wait_for(lambda: answered_by(http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT)) == "from a",
+                    timeout=1.0, interval=0.05)
+    assert http("GET", gw.url + "/r/alpha/routing").json()["version"] == 1
+
+
+def test_breaker_state_carries_over_to_the_next_version(upstreams, registry, serve_registry):
+    a, b = upstreams("a"), upstreams("b")
+    breaker = "cost 0.002 per 1k circuit_breaker { failures 1 cooldown 60s successes 1 }"
+    registry.push("alpha", route_text("alpha", a.url, cost=breaker))
+    gw = serve_registry()
+    a.script = [{"status": 500, "body": {"error": {"message": "down"}}}]
+    assert http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT).status_code == 502
+    # version 2 keeps target a (and its open breaker) and adds a rule for another path
+    text = route_text("alpha", a.url, cost=breaker).replace(
+        "rule all", f'target b = openai("mb", "{b.url}/v1")\n\nrule other priority 20 {{\n'
+                    '    when user == "b"\n    route b\n}\n\nrule all')
+    registry.push("alpha", text)
+    assert wait_for(lambda: http("GET", gw.url + "/r/alpha/routing").json()["version"] == 2, timeout=2)
+    targets = {t["name"]: t for t in http("GET", gw.url + "/r/alpha/routing").json()["targets"]}
+    assert targets["a"]["breaker"] == "open" and targets["a"]["failures"] == 1
+
+
+def test_two_gateway_processes_on_one_registry_both_pick_up_a_deploy(upstreams, registry, tmp_path):
+    a, b = upstreams("a"), upstreams("b")
+    registry.push("alpha", route_text("alpha", a.url))
+    v2 = registry.push("alpha", route_text("alpha", b.url), deploy=False)
+    gateways = [Served("--registry", str(registry.path), "--log-file", str(tmp_path / "one.log")),
+                Served("--registry", str(registry.path), "--workers", "2", "--log-file", str(tmp_path / "two.log"))]
+    try:
+        for served in gateways:
+            assert answered_by(http("POST", served.url + "/v1/chat/completions", CHAT)) == "from a"
+        registry.store.deploy("alpha", v2)
+        deployed_at = time.monotonic()
+        for served in gateways:
+            # (each of the second gateway's two workers polls; several requests reach both)
+            assert wait_for(lambda served=served: all(
+                answered_by(http("POST", served.url + "/v1/chat/completions", CHAT)) == "from b"
+                for _ in range(4)), timeout=5, interval=0.02)
+        assert time.monotonic() - deployed_at < 2.0
+    finally:
+        for served in gateways:
+            assert served.stop() == 0
+    assert {r["version"] for r in registry.rows()} == {1, v2}
+
+
+# ---- the history ------------------------------------------------------------------------
+
+def test_history_rows_carry_attempts_tokens_cost_ttft_status_and_the_key_id(upstreams, registry, serve_registry,
+                                                                          tmp_path):
+    a, b = upstreams("a"), upstreams("b")
+    text = ROUTER.format(
+        name="alpha",
+        targets=f'target a = openai("ma", "{a.url}/v1") {{ cost 0.002 per 1k }}\n'
+                f'target b = openai("mb", "{b.url}/v1") {{ cost 0.004 per 1k }}',
+        rules='rule ab priority 20 {\n    when user == "ab"\n    split sticky by metadata.team {\n'
+              '        50% control: a\n        50% variant: b\n    }\n}\n\n'
+              "rule all priority 10 {\n    fallback a, b\n}")
+    registry.push("alpha", text)
+    keys = tmp_path / "keys"
+    keys.write_text(f"sha256:{auth.digest('k1')} team-a\n")
+    gw = serve_registry(api_keys=auth.load_keys(str(keys)))
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="k1", max_retries=0)
+    a.script = [{"status": 503, "body": {"error": {"message": "busy"}}}]
+    reply = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user",
+                                                                                      "content": "hi"}])
+    fell_back = reply.headers["x-request-id"]
+    stream = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}],
+                                            stream=True, extra_headers={"x-request-id": "streamed"})
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "hello"
+    client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], user="ab",
+                                   metadata={"team": "ml"}, extra_headers={"x-request-id": "split"})
+    assert http("POST", gw.url + "/v1/chat/completions", CHAT, headers={"Authorization": "Bearer bad"}
+                ).status_code == 401
+    flush(gw)
+    rows = {r["id"]: r for r in registry.rows()}
+    assert set(rows) == {fell_back, "streamed", "split"}   # a refused request is not a routed one
+    row = rows[fell_back]
+    assert [(x["target"], x["outcome"], x.get("status")) for x in json.loads(row["attempts"])] == [
+        ("a", "http_503", 503), ("b", "ok", 200)]
+    assert (row["router"], row["version"], row["rule"], row["status"], row["http_status"]) == (
+        "alpha", 1, "all", "ok", 200)
+    assert (row["tokens_in"], row["tokens_out"]) == (5, 2)
+    assert row["cost"] == pytest.approx(7 * 0.004 / 1000)    # b answered
+    assert row["client_key_id"] == "team-a" and "k1" not in json.dumps(row)
+    assert row["ttft_ms"] is None and row["latency_ms"] > 0
+    assert [t["model_name"] for t in json.loads(row["targets"])] == ["ma", "mb"]
+    streamed = rows["streamed"]
+    assert streamed["ttft_ms"] is not None and 0 < streamed["ttft_ms"] <= streamed["latency_ms"]
+    assert (streamed["tokens_in"], streamed["tokens_out"]) == (5, 2)
+    split = rows["split"]
+    assert split["rule"] == "ab" and split["split_label"] in ("control", "variant")
+    assert split["sticky_key_hash"] and len(split["sticky_key_hash"]) == 16 and "ml" not in split["sticky_key_hash"]
+
+
+def test_unmatched_and_failed_requests_are_recorded_with_their_status(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    text = ROUTER.format(name="alpha", targets=f'target a = openai("ma", "{a.url}/v1")',
+                         rules='rule only priority 10 {\n    when user == "x"\n    route a\n}')
+    registry.push("alpha", text)
+    gw = serve_registry()
+    assert http("POST", gw.url + "/v1/chat/completions", CHAT, headers={"x-request-id": "u"}).status_code == 400
+    a.script = [{"status": 500, "body": {"error": {"message": "down"}}}]
+    assert http("POST", gw.url + "/v1/chat/completions", {**CHAT, "user": "x"},
+                headers={"x-request-id": "f"}).status_code == 502
+    flush(gw)
+    rows = {r["id"]: r for r in registry.rows()}
+    assert (rows["u"]["status"], rows["u"]["http_status"], rows["u"]["rule"]) == ("unmatched", 400, None)
+    assert (rows["f"]["status"], rows["f"]["http_status"], rows["f"]["error"]) == ("error", 502,
+                                                                                  "all_targets_failed")
+
+
+def _file_bytes(path: Path) -> bytes:
+    """The registry file and its write-ahead log (rows may not be checkpointed yet)."""
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def test_capture_off_stores_no_text(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    registry.push("alpha", route_text("alpha", a.url))
+    gw = serve_registry()
+    secret = {"model": "auto", "messages": [{"role": "user", "content": "zebra-prompt-7731"}]}
+    assert answered_by(http("POST", gw.url + "/v1/chat/completions", secret)) == "from a"
+    flush(gw)
+    assert len(registry.rows()) == 1
+    data = _file_bytes(registry.path)
+    assert b"zebra-prompt-7731" not in data and b"from a" not in data
+    assert registry.store.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+
+
+def test_capture_on_stores_the_body_and_the_answer_and_request_shows_them(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    registry.push("alpha", route_text("alpha", a.url))
+    gw = serve_registry(capture=True)
+    secret = {"model": "auto", "messages": [{"role": "user", "content": "zebra-prompt-7731"}]}
+    http("POST", gw.url + "/v1/chat/completions", secret, headers={"x-request-id": "whole"})
+    http("POST", gw.url + "/v1/chat/completions", {**secret, "stream": True}, headers={"x-request-id": "streamed"})
+    flush(gw)
+    assert b"zebra-prompt-7731" in _file_bytes(registry.path)
+    shown = CliRunner().invoke(main, ["request", "whole", "--registry", str(registry.path)])
+    assert shown.exit_code == Exit.OK, shown.output
+    capture = json.loads(shown.output)["capture"]
+    assert json.loads(capture["request"]) == secret
+    assert json.loads(capture["response"])["choices"][0]["message"]["content"] == "from a"
+    streamed = json.loads(CliRunner().invoke(main, ["request", "streamed", "--registry",
+                                                    str(registry.path)]).output)["capture"]
+    assert streamed["response"] == "hello"                      # the stream's content, concatenated
+    registry.store.delete("alpha")
+    assert registry.store.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+
+
+def test_no_history_records_nothing(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    registry.push("alpha", route_text("alpha", a.url))
+    gw = serve_registry(history=False)
+    assert answered_by(http("POST", gw.url + "/v1/chat/completions", CHAT)) == "from a"
+    assert gw.gateway.recorder is None
+    time.sleep(0.3)
+    assert registry.rows() == []
+
+
+def test_retention_by_rows_and_by_days(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    registry.push("alpha", route_text("alpha", a.url))
+    conn = registry.store.conn
+    conn.execute("INSERT INTO requests (id, time, router, targets, attempts, status) "
+                 "VALUES ('old', ?, 'alpha', '[]', '[]', 'ok')", (time.time() - 3 * 86400,))
+    writer = HistoryWriter(registry.path, Retention(max_rows=5, max_days=2), prune_every_s=0)
+    gw = serve_registry(history=writer, capture=True)
+    for i in range(12):
+        http("POST", gw.url + "/v1/chat/completions", CHAT, headers={"x-request-id": f"r{i:02}"})
+    flush(gw)
+    ids = [r["id"] for r in registry.rows()]
+    assert "old" not in ids                  # older than max_days
+    assert ids == [f"r{i:02}" for i in range(7, 12)]   # the newest max_rows
+    captured = {row[0] for row in conn.execute("SELECT id FROM captures")}
+    assert captured == set(ids)              # captures follow their rows
+
+
+def test_retention_from_the_environment_and_the_serve_options():
+    assert Retention.from_env({}) == Retention()
+    assert Retention.from_env({"ROUTELANG_HISTORY_MAX_ROWS": "10", "ROUTELANG_HISTORY_MAX_DAYS": "0.5"}) == \
+        Retention(max_rows=10, max_days=0.5)
+    with pytest.raises(RegistryError, match="ROUTELANG_HISTORY_MAX_ROWS='many'"):
+        Retention.from_env({"ROUTELANG_HISTORY_MAX_ROWS": "many"})
+    bad = CliRunner().invoke(main, ["serve", "--registry", "x.db", "--history-max-rows", "0"])
+    assert bad.exit_code == Exit.USAGE
+
+
+def test_serve_needs_file_or_registry_and_registry_options_need_a_registry(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROUTELANG_REGISTRY", raising=False)
+    route = tmp_path / "r.json"
+    route.write_text('{"name": "r", "rules": []}')
+    for args, message in ((["serve"], "needs FILE or --registry"),
+                          (["serve", str(route), "--registry", "x.db"], "not both"),
+                          (["serve", str(route), "--capture"], "need --registry"),
+                          (["serve", "--registry", str(tmp_path / "none.db")], "no registry")):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == Exit.USAGE, (args, result.output)
+        assert message in result.output, (args, result.output)
