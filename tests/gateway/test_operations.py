@@ -79,6 +79,21 @@ def test_a_route_file_reloads_on_sighup_path_too(upstreams, gateway):
     assert post(gw.url).json()["choices"][0]["message"]["content"] == "from b"
 
 
+def test_a_change_to_an_imported_file_reloads_too(upstreams, gateway, tmp_path):
+    a, b = upstreams("a"), upstreams("b")
+    targets = tmp_path / "targets.route"
+    targets.write_text(f'import std.providers\ntarget x = openai("m1") {{ endpoint "{a.url}/v1" }}\n')
+    gw = gateway('router r\nimport "targets.route"\nrule all { route x }\n', reload_interval_s=0.05)
+    assert post(gw.url).json()["choices"][0]["message"]["content"] == "from a"
+    assert str(targets) in gw.gateway.loaded_for(None).files
+    targets.write_text(f'import std.providers\ntarget x = openai("m1") {{ endpoint "{b.url}/v1" }}\n')
+    assert wait_for(lambda: post(gw.url).json()["choices"][0]["message"]["content"] == "from b", timeout=5)
+    assert http("GET", gw.url + "/routing").json()["version"] == 2
+    targets.write_text("target x = broken(\n")   # an import that breaks: the old version keeps serving
+    assert wait_for(lambda: http("GET", gw.url + "/routing").json()["last_reload_error"] is not None, timeout=5)
+    assert post(gw.url).json()["choices"][0]["message"]["content"] == "from b"
+
+
 def test_env_variables_in_targets_are_resolved_at_load(upstreams, gateway, monkeypatch):
     up = upstreams()
     monkeypatch.setenv("GW_TEST_BASE", up.url + "/v1")
@@ -106,6 +121,27 @@ def test_client_keys_are_required_when_configured(upstreams, gateway, tmp_path):
     assert http("GET", gw.url + "/health").status_code == 200  # liveness stays open
     keys_file.write_text("good-key\n")
     with pytest.raises(auth.KeyFileError, match="stored hashed"):
+        auth.load_keys(str(keys_file))
+
+
+def test_key_file_entries_have_ids_never_the_key(tmp_path):
+    keys_file = tmp_path / "keys"
+    one, two = auth.digest("key-one"), auth.digest("key-two")
+    keys_file.write_text(f"sha256:{one} team-a  # the A team\nsha256:{two.upper()}\n")
+    keys = auth.load_keys(str(keys_file))
+    assert keys == {one: "team-a", two: two[:12]}
+    assert auth.check("Bearer key-one", keys) == "team-a"
+    assert auth.check("bearer key-two", keys) == two[:12]
+    for header, code in ((None, "missing_api_key"), ("Bearer nope", "invalid_api_key"),
+                         ("Basic key-one", "invalid_api_key")):
+        with pytest.raises(auth.Refused) as refused:
+            auth.check(header, keys)
+        assert refused.value.kind.code == code
+    keys_file.write_text(f"sha256:{one} team-a\nsha256:{two} team-a\n")
+    with pytest.raises(auth.KeyFileError, match="keys:2: the ID 'team-a' is also the ID of line 1"):
+        auth.load_keys(str(keys_file))
+    keys_file.write_text(f"sha256:{one} bad/id\n")
+    with pytest.raises(auth.KeyFileError, match="keys:1: expected"):
         auth.load_keys(str(keys_file))
 
 
