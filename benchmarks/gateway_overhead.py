@@ -281,6 +281,44 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
     return row
 
 
+def measure_history(args, scratch: Path, up_port: int, rows: list, direct: dict, notes: list[str]) -> None:
+    """`routelang serve --registry` with the request history on and with `--no-history`
+    (issue 10: history may cost at most 5%), three times each, alternating, on the bench
+    router; a note gives the medians (CPU per request is the figure to trust on a shared machine)."""
+    sys.path.insert(0, str(ROOT))
+    from routelang.registry.store import Store
+
+    registry = scratch / "history-bench" / "registry.db"
+    if registry.exists():
+        registry.unlink()
+    config = {"name": "bench", "rules": [{"name": "all", "targets": [{
+        "provider": "openai", "model_name": "bench-model", "endpoint": f"http://127.0.0.1:{up_port}/v1",
+        "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
+    store = Store(registry)
+    version, _new = store.push("bench", "bench.json", {"bench.json": json.dumps(config)}, config)
+    store.deploy("bench", version.version)
+    measured: dict[bool, list[dict]] = {False: [], True: []}
+    for round_no in (1, 2, 3):
+        for history in (False, True):
+            port = free_port()
+            before = store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+            proc = Proc([sys.executable, "-m", "routelang", "serve", "--registry", str(registry), "--port", str(port),
+                         "--log-file", str(scratch / "routelang.log"), *([] if history else ["--no-history"])],
+                        env={"PYTHONPATH": str(ROOT)})
+            assert wait_port(port), "routelang serve --registry did not start"
+            row = measure(f"routelang serve --registry, history {'on' if history else 'off'} (run {round_no})",
+                          port, "/v1/chat/completions", {}, args, scratch, proc.proc.pid, rows, direct)
+            proc.stop()  # SIGTERM: what is queued is written
+            written = store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - before
+            if history:
+                notes.append(f"{row['name']}: {written} history rows written")
+            measured[history].append(row)
+    store.close()
+    for key, label in (("cpu_us", "CPU per request"), ("rps", "req/s at 32"), ("p50_ms", "p50 at 1")):
+        off, on = (statistics.median(r[key] for r in measured[h]) for h in (False, True))
+        notes.append(f"history on vs off, median {label}: {on:.3f} vs {off:.3f} ({(on / off - 1) * 100:+.1f}%)")
+
+
 def table(rows: list[dict]) -> str:
     def f(value, fmt):
         return "-" if value is None or math.isnan(value) else format(value, fmt)
@@ -347,6 +385,8 @@ def main() -> None:
                     rl.proc.pid, rows, direct)
             rl.stop()
             procs.remove(rl)
+
+        measure_history(args, scratch, up_port, rows, direct, notes)
 
         if not args.no_peers:
             litellm = install_litellm(scratch)

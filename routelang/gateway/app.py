@@ -120,7 +120,7 @@ class Gateway:
         name = request.match_info.get("router") or request.headers.get(ROUTER_HEADER)
         loaded = self.routers.get(name)
         if loaded is not None:
-            ROUTER.set(loaded.name)  # for the State calls this request's task (and its shadows) makes
+            ROUTER.set(loaded)  # for the State calls this request's task (and its shadows) makes
         return loaded, name
 
     def _no_router(self, ex: Exchange, name: str | None) -> web.Response:
@@ -284,7 +284,7 @@ class Gateway:
         return web.Response(status=200 if ready else 503, body=orjson.dumps(body), content_type=JSON)
 
     def _routing_body(self, loaded: plan.Loaded) -> dict:
-        with about(loaded.name):
+        with about(loaded):
             rules = [{"name": r.name, "priority": r.priority, "strategy": r.strategy, "description": r.description,
                       "targets": [plan.target_name(t) for t in r.targets]} for r in loaded.router.plan.order]
             targets = [{"name": plan.target_name(t), "provider": t.provider, "model": t.model_name,
@@ -344,7 +344,7 @@ class Gateway:
 
     async def prometheus(self, _request: web.Request) -> web.Response:
         for loaded in self.routers.all():  # a cooldown may have ended since the last attempt
-            with about(loaded.name):
+            with about(loaded):
                 for target in loaded.targets.values():
                     if target.circuit_breaker is not None:
                         self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))

@@ -9,9 +9,11 @@ With `--workers N` each worker has its own.
 One gateway may serve several routers (`serve --registry`). Breakers and
 statistics are each router's own; health is the upstream's, shared by every
 router that uses it (keyed by the target's key). Which router a call is
-about is the request's: its handler sets `ROUTER` (a ContextVar, so the
-executor and the shadow tasks it starts need not pass it along); with one
-router, that one.
+about is the request's: its handler sets `ROUTER` to the version it runs on
+(a ContextVar, so the executor and the shadow tasks it starts need not pass
+it along), and calls go to that router's current version (a version that
+took over meanwhile inherited the state), or to the request's own when the
+router is no longer served; with no ROUTER set and one router, that one.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from routelang.runtime.model import Target
 
 from . import plan
 
-# The router the current request (task) is routed by; None: the only one.
-ROUTER: ContextVar[str | None] = ContextVar("routelang_router", default=None)
+# The version the current request (task) is routed by; None: the only router served.
+ROUTER: ContextVar[plan.Loaded | None] = ContextVar("routelang_router", default=None)
 
 
 @contextmanager
-def about(router: str) -> Iterator[None]:
+def about(router: plan.Loaded) -> Iterator[None]:
     """Calls in this block are about `router` (for code outside a request: /routing, /metrics)."""
     token = ROUTER.set(router)
     try:
@@ -97,12 +99,12 @@ class InProcessState:
     @property
     def loaded(self) -> plan.Loaded:
         """The current version of the router this call is about (`ROUTER`)."""
-        name = ROUTER.get()
-        if name is None:
+        routed = ROUTER.get()
+        if routed is None:
             if len(self.routers) != 1:
                 raise LookupError(f"which router? {len(self.routers)} are served and no request names one")
             return next(iter(self.routers.values()))
-        return self.routers[name]
+        return self.routers.get(routed.name, routed)
 
     def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
         plan.observe(self.loaded, target, ok, latency_ms, tokens)

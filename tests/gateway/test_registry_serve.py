@@ -111,6 +111,17 @@ def flush(gw: GatewayServer) -> None:
     gw.gateway.recorder.writer.flush()
 
 
+def recorded(gw: GatewayServer, registry: Registry, *ids: str) -> dict[str, dict]:
+    """The history rows once those of `ids` are written (a stream's row is queued
+    just after its last byte reached the client)."""
+    def written() -> bool:
+        flush(gw)
+        return set(ids) <= {r["id"] for r in registry.rows()}
+
+    assert wait_for(written, timeout=5)
+    return {r["id"]: r for r in registry.rows()}
+
+
 # ---- naming the router ------------------------------------------------------------
 
 def test_two_routers_by_path_and_by_header(upstreams, registry, serve_registry):
@@ -243,6 +254,25 @@ def test_rollback_from_another_process(upstreams, registry, serve_registry):
     assert http("GET", gw.url + "/r/alpha/routing").json()["version"] == 1
 
 
+def test_a_request_in_flight_when_its_router_is_deleted_still_finishes(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    registry.push("alpha", route_text("alpha", a.url))
+    registry.push("beta", route_text("beta", a.url))
+    gw = serve_registry()
+    a.script = [{"body": chat_answer("m", "slow"), "delay": 1.0}]
+    result = {}
+    slow = threading.Thread(target=lambda: result.update(
+        r=http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT)))
+    slow.start()
+    assert wait_for(lambda: len(a.received) == 1)
+    registry.store.delete("alpha")
+    assert wait_for(lambda: [r["router"] for r in http("GET", gw.url + "/routing").json()["routers"]] == ["beta"],
+                    timeout=2)
+    slow.join(10)
+    assert result["r"].status_code == 200 and answered_by(result["r"]) == "slow"
+    assert http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT).status_code == 404
+
+
 def test_breaker_state_carries_over_to_the_next_version(upstreams, registry, serve_registry):
     a, b = upstreams("a"), upstreams("b")
     breaker = "cost 0.002 per 1k circuit_breaker { failures 1 cooldown 60s successes 1 }"
@@ -311,8 +341,7 @@ def test_history_rows_carry_attempts_tokens_cost_ttft_status_and_the_key_id(upst
                                    metadata={"team": "ml"}, extra_headers={"x-request-id": "split"})
     assert http("POST", gw.url + "/v1/chat/completions", CHAT, headers={"Authorization": "Bearer bad"}
                 ).status_code == 401
-    flush(gw)
-    rows = {r["id"]: r for r in registry.rows()}
+    rows = recorded(gw, registry, fell_back, "streamed", "split")
     assert set(rows) == {fell_back, "streamed", "split"}   # a refused request is not a routed one
     row = rows[fell_back]
     assert [(x["target"], x["outcome"], x.get("status")) for x in json.loads(row["attempts"])] == [
@@ -374,7 +403,7 @@ def test_capture_on_stores_the_body_and_the_answer_and_request_shows_them(upstre
     secret = {"model": "auto", "messages": [{"role": "user", "content": "zebra-prompt-7731"}]}
     http("POST", gw.url + "/v1/chat/completions", secret, headers={"x-request-id": "whole"})
     http("POST", gw.url + "/v1/chat/completions", {**secret, "stream": True}, headers={"x-request-id": "streamed"})
-    flush(gw)
+    recorded(gw, registry, "whole", "streamed")
     assert b"zebra-prompt-7731" in _file_bytes(registry.path)
     shown = CliRunner().invoke(main, ["request", "whole", "--registry", str(registry.path)])
     assert shown.exit_code == Exit.OK, shown.output

@@ -191,7 +191,7 @@ def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(
         store.conn.execute("BEGIN IMMEDIATE")    # the writer's next insert waits for this lock
         writer.record(history.RequestRecord("chat", 1, "a", "routed"))
         deadline = time.monotonic() + 5
-        while writer._queue.qsize() and time.monotonic() < deadline:  # the writer took it, and is blocked
+        while writer._pending and time.monotonic() < deadline:  # the writer took it, and is blocked
             time.sleep(0.01)
         started = time.perf_counter()
         for _ in range(20):
