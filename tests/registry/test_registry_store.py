@@ -184,6 +184,25 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
     assert not writer._thread.is_alive()
 
 
+def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkeypatch):
+    """Rows recorded one by one (as requests arrive) are written together each interval,
+    not one transaction per row (a writer woken by every row did that under load)."""
+    Store(registry).close()
+    batches = []
+    real_insert = history.insert
+    monkeypatch.setattr(history, "insert", lambda conn, rows: (batches.append(len(rows)), real_insert(conn, rows)))
+    writer = history.HistoryWriter(registry, interval_s=0.3)
+    try:
+        time.sleep(0.05)
+        for _ in range(50):
+            writer.record(history.RequestRecord("chat", 1, "default", "routed"))
+            time.sleep(0.002)
+        writer.flush()
+    finally:
+        writer.close()
+    assert sum(batches) == 50 and len(batches) <= 2, batches
+
+
 def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(registry):
     store = Store(registry)
     writer = history.HistoryWriter(registry, queue_size=5, interval_s=0.01)
