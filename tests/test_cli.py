@@ -167,7 +167,8 @@ EXIT_TABLE = {
     # The servers run until stopped (tests/test_packaging.py, tests/gateway/test_cli_serve.py drive
     # them), so no OK case here.
     "lsp": {},
-    "serve": {Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"]},
+    "serve": {Exit.FINDINGS: ["bad"], "not utf-8": ["binary"], Exit.USAGE: ["missing"],
+              "no such registry": (["--registry", "no-such-registry.db"], Exit.USAGE)},
     # The registry commands: a registry problem (no such router, version or request) is an I/O error.
     "push": {Exit.OK: ["--registry", "registry", "good"], Exit.FINDINGS: ["--registry", "registry", "bad"],
              "not utf-8": ["--registry", "registry", "binary"], Exit.USAGE: ["--registry", "registry", "missing"]},
