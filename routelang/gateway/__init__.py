@@ -2,6 +2,8 @@
 decisions against real upstreams. docs/gateway.md is the reference.
 
     app.py        HTTP endpoints (aiohttp), headers, metrics and log per request
+    routers.py    where routers come from: a config file, or a registry's deployed routers
+    recording.py  each request's row in the registry's history (serve --registry)
     request.py    the request document rules see
     plan.py       the one door into the compiler and the runtime
     executor.py   attempts, retries, fallback, streaming, shadows

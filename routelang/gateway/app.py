@@ -31,6 +31,7 @@ JSON = "application/json"
 MAX_BODY = 32 * 1024 * 1024  # images in chat messages make bodies large
 ROUTER_HEADER = "x-routelang-router"
 ROUTER_PREFIX = "/r/{router:" + ROUTER_NAME.pattern + "}"   # /r/NAME/v1/chat/completions
+ROUTED_PATHS = frozenset({*("/v1" + p for p in KINDS), "/v1/models", "/routing", "/routing/decide"})
 
 
 class Gateway:
@@ -354,10 +355,11 @@ class Gateway:
         ex = _exchange(request)
         path = request.path
         if path.startswith("/r/"):  # /r/NAME/...: the endpoint after the router's name
-            path = "/" + path[3:].partition("/")[2]
-        known = path in ("/v1" + p for p in KINDS) or path in (
-            "/v1/models", "/health", "/health/ready", "/routing", "/routing/decide", "/metrics")
-        if known:
+            name, _, rest = path[3:].partition("/")
+            if "/" + rest in ROUTED_PATHS and not ROUTER_NAME.fullmatch(name):
+                return self.error(ex, errors.ROUTER_NOT_FOUND, f"{name!r} is not a router name")
+            path = "/" + rest
+        if path in ROUTED_PATHS or path in ("/health", "/health/ready", "/metrics"):
             return self.error(ex, errors.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
         return self.error(ex, errors.NOT_FOUND, f"no endpoint {request.method} {request.path}")
 
