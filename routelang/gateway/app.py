@@ -45,7 +45,7 @@ class Gateway:
                  default_router: str | None = None, history: bool | HistoryWriter = True,
                  retention: Retention | None = None, capture: bool = False, poll_s: float = POLL_S):
         if (path is None) == (registry is None):
-            raise TypeError("Gateway: give a config file `path` or a `registry`, not both")
+            raise TypeError("Gateway: give either a config file `path` or a `registry`")
         self.path = path
         self.state = state or InProcessState()
         self.api_keys = api_keys
@@ -99,11 +99,13 @@ class Gateway:
         await self.executor.start()
         self.health_sync()
         self.routers.start()
-        served = {r.name: r.version for r in self.routers.all()}
-        self.log.write("start", pid=os.getpid(), routers=served,
-                       **({"registry": str(self.store.path)} if self.store is not None else {
-                           "router": self.routers.loaded.name, "version": self.routers.loaded.version,
-                           "sha256": self.routers.loaded.sha256}))
+        if self.store is None:
+            loaded = self.routers.loaded
+            self.log.write("start", pid=os.getpid(), router=loaded.name, version=loaded.version,
+                           sha256=loaded.sha256)
+        else:
+            self.log.write("start", pid=os.getpid(), registry=str(self.store.path),
+                           routers={r.name: r.version for r in self.routers.all()})
 
     async def _cleanup(self, _app: web.Application) -> None:
         await self.routers.close()
@@ -354,11 +356,11 @@ class Gateway:
     async def unknown(self, request: web.Request) -> web.Response:
         ex = _exchange(request)
         path = request.path
-        if path.startswith("/r/"):  # /r/NAME/...: the endpoint after the router's name
+        if path.startswith("/r/"):  # /r/NAME/ENDPOINT: a routed endpoint of router NAME
             name, _, rest = path[3:].partition("/")
-            if "/" + rest in ROUTED_PATHS and not ROUTER_NAME.fullmatch(name):
+            path = "/" + rest if "/" + rest in ROUTED_PATHS else path
+            if path in ROUTED_PATHS and not ROUTER_NAME.fullmatch(name):
                 return self.error(ex, errors.ROUTER_NOT_FOUND, f"{name!r} is not a router name")
-            path = "/" + rest
         if path in ROUTED_PATHS or path in ("/health", "/health/ready", "/metrics"):
             return self.error(ex, errors.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
         return self.error(ex, errors.NOT_FOUND, f"no endpoint {request.method} {request.path}")

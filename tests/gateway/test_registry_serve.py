@@ -168,6 +168,7 @@ def test_no_default_with_two_routers_and_an_unknown_router_are_openai_404s(upstr
     reply = http("POST", gw.url + "/r/-bad/v1/chat/completions", CHAT)   # not a router name at all
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "router_not_found"
     assert http("GET", gw.url + "/r/alpha/v1/chat/completions").status_code == 405
+    assert http("GET", gw.url + "/r/alpha/health").json()["error"]["code"] == "unknown_endpoint"
     assert http("GET", gw.url + "/v1/models").json()["error"]["code"] == "router_not_found"
     assert a.received == []
 
