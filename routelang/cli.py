@@ -886,3 +886,26 @@ def request_command(request_id, registry):
         raise UsageProblem(f"no request {request_id!r} in the registry")
     click.echo(json.dumps(found, indent=2, ensure_ascii=False))
     finish(Exit.OK)
+
+
+@main.group(name="history")
+def history_group() -> None:
+    """The request history of a registry (docs/registry.md#request-history)."""
+
+
+@history_group.command(name="prune")
+@click.option("--max-rows", type=click.IntRange(1), envvar="ROUTELANG_HISTORY_MAX_ROWS",
+              help="Keep at most this many rows (default: $ROUTELANG_HISTORY_MAX_ROWS, else 1,000,000).")
+@click.option("--max-days", type=click.FloatRange(0, min_open=True), envvar="ROUTELANG_HISTORY_MAX_DAYS",
+              help="Delete rows older than this (default: $ROUTELANG_HISTORY_MAX_DAYS, else 30).")
+@registry_option
+@guarded
+@registry_errors
+def history_prune_command(max_rows, max_days, registry):
+    """Apply the retention now (the writers apply it after a batch, at most once a minute)."""
+    from .registry.history import Retention, prune
+
+    retention = Retention(**{k: v for k, v in (("max_rows", max_rows), ("max_days", max_days)) if v is not None})
+    gone = prune(_store(registry).conn, retention)
+    click.echo(f"deleted {gone} request(s) beyond {retention.max_rows} rows or older than {retention.max_days:g} days")
+    finish(Exit.OK)

@@ -180,6 +180,8 @@ EXIT_TABLE = {
     "delete": {Exit.OK: [*REG, "user_tiering", "--yes"], "unknown router": ([*REG, "nope", "--yes"], Exit.USAGE)},
     "requests": {Exit.OK: [*REG, "user_tiering"], "unknown router": ([*REG, "nope"], Exit.USAGE)},
     "request": {"unknown request": ([*REG, "nope"], Exit.USAGE)},
+    "history": {Exit.OK: ["prune", *REG], "no such registry": (["prune", "--registry", "no-such-registry.db"],
+                                                               Exit.USAGE)},
 }
 CASES = [(command, situation) for command, row in EXIT_TABLE.items() for situation in row]
 

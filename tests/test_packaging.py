@@ -270,6 +270,14 @@ def check_request(cli: Cli, tmp: Path) -> None:
     assert proc.returncode == 0 and json.loads(proc.stdout)["rule"] == "standard", proc.stderr
 
 
+def check_history(cli: Cli, tmp: Path) -> None:
+    registry = _routed(cli, tmp)
+    proc = cli("history", "prune", "--max-rows", "1", "--registry", registry)
+    assert proc.returncode == 0 and proc.stdout.startswith("deleted 0 request(s)"), proc.stdout + proc.stderr
+    proc = cli("history", "prune", "--max-days", "0.000001", "--registry", registry)
+    assert proc.returncode == 0 and proc.stdout.startswith("deleted 1 request(s)"), proc.stdout + proc.stderr
+
+
 INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "check": check_check,
     "compile": check_compile,
@@ -279,6 +287,7 @@ INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "diff": check_diff,
     "explain": check_explain,
     "fmt": check_fmt,
+    "history": check_history,
     "import": check_import,
     "lint": check_lint,
     "lsp": check_lsp,

@@ -136,3 +136,23 @@ def test_a_router_name_must_be_usable_in_name_at_version(registry, router_file):
         result = run("push", router_file, "--router", bad)
         assert result.exit_code == Exit.USAGE and "is not a router name" in result.output, (bad, result.output)
     assert run("push", router_file, "--router", "team.chat-v2_b").exit_code == Exit.OK
+
+
+def test_history_prune_applies_the_retention_now(registry, router_file, monkeypatch):
+    import time
+
+    from routelang.registry import history
+    from routelang.registry.store import Store
+
+    assert run("push", router_file).exit_code == Exit.OK
+    store = Store(registry)
+    now = time.time()
+    history.insert(store.conn, [history.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
+                                                      time=now - age * 86400) for age in (10, 5, 3, 2, 1)])
+    pruned = run("history", "prune", "--max-days", "4")
+    assert pruned.exit_code == Exit.OK, pruned.output
+    assert pruned.output.startswith("deleted 2 request(s)")
+    monkeypatch.setenv("ROUTELANG_HISTORY_MAX_ROWS", "1")       # the environment, as the writers read it
+    assert run("history", "prune").output.startswith("deleted 2 request(s)")
+    assert [r[0] for r in store.conn.execute("SELECT id FROM requests")] == ["r1"]
+    assert run("history", "prune", "--max-rows", "0").exit_code == Exit.USAGE
