@@ -492,6 +492,8 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
         read_text(file)  # as every command: an unreadable FILE exits 2, one that is not UTF-8 exits 1
     elif registry is None:
         raise UsageProblem("serve needs FILE or --registry PATH (or $ROUTELANG_REGISTRY)")
+    elif capture and no_history:
+        raise UsageProblem("--capture stores text in the history: it cannot go with --no-history")
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)

@@ -466,6 +466,7 @@ def test_serve_needs_file_or_registry_and_registry_options_need_a_registry(tmp_p
     for args, message in ((["serve"], "needs FILE or --registry"),
                           (["serve", str(route), "--registry", "x.db"], "not both"),
                           (["serve", str(route), "--capture"], "need --registry"),
+                          (["serve", "--registry", "x.db", "--capture", "--no-history"], "cannot go with"),
                           (["serve", "--registry", str(tmp_path / "none.db")], "no registry")):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == Exit.USAGE, (args, result.output)
