@@ -277,6 +277,23 @@ def test_a_request_in_flight_when_its_router_is_deleted_still_finishes(upstreams
     assert http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT).status_code == 404
 
 
+def test_a_version_that_does_not_load_is_shown_and_the_next_one_served(upstreams, registry, serve_registry,
+                                                                        monkeypatch):
+    a = upstreams("a")
+    monkeypatch.delenv("RL_TEST_UNSET_BASE", raising=False)
+    registry.push("alpha", route_text("alpha", "${RL_TEST_UNSET_BASE}"))
+    gw = serve_registry()
+    routing = http("GET", gw.url + "/routing").json()
+    assert routing["routers"] == []
+    error = routing["last_reload_error"]
+    assert (error["router"], error["version"]) == ("alpha", 1) and "RL_TEST_UNSET_BASE" in error["message"]
+    assert http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT).status_code == 404
+    registry.push("alpha", route_text("alpha", a.url))
+    assert wait_for(lambda: http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT).status_code == 200,
+                    timeout=2)
+    assert http("GET", gw.url + "/routing").json()["last_reload_error"] is None
+
+
 def test_breaker_state_carries_over_to_the_next_version(upstreams, registry, serve_registry):
     a, b = upstreams("a"), upstreams("b")
     breaker = "cost 0.002 per 1k circuit_breaker { failures 1 cooldown 60s successes 1 }"
