@@ -229,3 +229,15 @@ def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(
 def test_history_rows_never_hold_request_text(registry):
     record = history.RequestRecord("chat", 1, "default", "routed", sticky_key_hash=history.sticky_hash("u-1"))
     assert "u-1" not in repr(record.row())
+
+
+def test_the_sdk_writer_reads_the_retention_from_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "env.db"
+    Store(path).close()
+    monkeypatch.setenv("ROUTELANG_HISTORY_MAX_ROWS", "3")
+    monkeypatch.setenv("ROUTELANG_HISTORY_MAX_DAYS", "0.5")
+    writer = history.shared_writer(path)
+    try:
+        assert writer.retention == history.Retention(max_rows=3, max_days=0.5)
+    finally:
+        writer.close()
