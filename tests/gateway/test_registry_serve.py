@@ -311,6 +311,21 @@ def test_breaker_state_carries_over_to_the_next_version(upstreams, registry, ser
     assert targets["a"]["breaker"] == "open" and targets["a"]["failures"] == 1
 
 
+def test_a_target_two_routers_check_is_probed_once_and_fails_for_both(upstreams, registry, serve_registry):
+    a = upstreams("a")
+    checked = 'health_check { path "/health" interval 1s timeout 1s }'
+    registry.push("alpha", route_text("alpha", a.url, cost=checked))
+    registry.push("beta", route_text("beta", a.url, cost=checked))
+    gw = serve_registry()
+    assert len(gw.gateway.health.tasks) == 1
+    a.health_status = 503
+    for name in ("alpha", "beta"):
+        assert wait_for(lambda name=name: http("POST", f"{gw.url}/r/{name}/v1/chat/completions", CHAT).json().get(
+            "error", {}).get("code") == "targets_unavailable", timeout=5)
+    a.health_status = 200
+    assert wait_for(lambda: http("POST", gw.url + "/r/beta/v1/chat/completions", CHAT).status_code == 200, timeout=5)
+
+
 def test_two_gateway_processes_on_one_registry_both_pick_up_a_deploy(upstreams, registry, tmp_path):
     a, b = upstreams("a"), upstreams("b")
     registry.push("alpha", route_text("alpha", a.url))
