@@ -113,7 +113,7 @@ def test_routers_of_one_registry_share_one_writer_and_rows_are_written_at_exit(d
     a, b = routelang.Router("chat", registry=registry), routelang.Router("chat", registry=registry)
     a.route(PREMIUM)
     b.route(TRIAL)
-    assert a._writer is b._writer
+    assert a._transport._writer is b._transport._writer
     a.close()
     b.close()
     code = ("import sys, routelang; routelang.Router('chat', registry=sys.argv[1]).route("
