@@ -759,8 +759,9 @@ class Admin:
                 versions = [store.version(r["name"], v["version"]) for v in store.versions(r["name"])]
                 routers.append(ExportedRouter(
                     name=r["name"], active_version=r["active_version"],
-                    versions=[ExportedVersion(**v.summary(), entry=v.entry, sources=v.sources, compiled=v.compiled)
-                              for v in versions],
+                    versions=[ExportedVersion(version=v.version, content_hash=v.content_hash, message=v.message,
+                                              created_at=v.created_at, entry=v.entry, sources=v.sources,
+                                              compiled=v.compiled) for v in versions],
                     deployments=[ExportedDeployment(**d) for d in store.deployments(r["name"])]))
             return ExportAnswer(exported_at=time.time(), routers=routers)
 
