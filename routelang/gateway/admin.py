@@ -248,7 +248,7 @@ class TargetOut(Answer):
     request_class: str | None
     headers: list[str] | None = Field(description="the names of the target's headers; never their values")
     is_shadow: bool
-    name: str | None = Field(description="the target's name in the .route file; null when it has none")
+    name: str | None = Field(None, description="the target's name in the .route file; null when it has none")
 
 
 class MatchedRule(Answer):

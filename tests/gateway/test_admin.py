@@ -330,6 +330,18 @@ def test_a_gateway_serving_a_file_has_no_registry_endpoints(upstreams, gateway):
                  "router_not_served")
 
 
+def test_targets_without_a_name_are_shown_too(upstreams, gateway):
+    up = upstreams()
+    gw = gateway({"name": "plain", "rules": [{"name": "all", "priority": 1, "conditions": [], "strategy": "single",
+                                             "targets": [{"provider": "openai", "model_name": "m",
+                                                          "endpoint": up.url + "/v1"}]}]},
+                 admin_keys=frozenset({auth.digest(ADMIN)}))
+    routed = http("POST", gw.url + "/api/route", {"data": {}}, AS_ADMIN)
+    assert routed.status_code == 200, routed.text
+    assert routed.json()["selected_targets"][0]["name"] is None
+    assert http("POST", gw.url + "/api/targets/plain/m/drain", headers=AS_ADMIN).json()["drained"] is True
+
+
 # ---- targets: drain and pushed health --------------------------------------------------------------
 
 def metric(gw, name: str, target: str) -> float | None:
