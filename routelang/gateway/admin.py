@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
@@ -44,6 +44,13 @@ JSON = "application/json"
 ROUTER_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"   # store.ROUTER_NAME, as an OpenAPI pattern
 MAX_LIMIT = 10_000
 EXPORT_FORMAT = "routelang-registry"
+STDLIB_NAME = re.compile(r"<std(\.[A-Za-z_][A-Za-z0-9_]*)+>")
+
+
+def _relative(name: str) -> bool:
+    parts = name.split("/")
+    return not name.startswith("/") and "\\" not in name and ":" not in name and \
+        all(p not in ("", ".", "..") for p in parts)
 
 
 class AdminError(Exception):
@@ -104,6 +111,16 @@ class ExportedVersion(Body):
     entry: str
     sources: dict[str, str]
     compiled: dict[str, Any]
+
+    @field_validator("sources")
+    @classmethod
+    def _relative_names(cls, sources: dict[str, str]) -> dict[str, str]:
+        """They are written to a temporary directory to be checked: never outside it."""
+        for name in sources:
+            if not (STDLIB_NAME.fullmatch(name) or _relative(name)):
+                raise ValueError(f"{name!r} is not a source file's name: a relative path without `..`, "
+                                 "or a standard-library module `<std.name>`")
+        return sources
 
 
 class ExportedDeployment(Body):

@@ -314,6 +314,13 @@ def test_export_then_import_into_another_registry_is_idempotent(env, gateway, tm
     assert error["diagnostics"]
     assert [r["name"] for r in http("GET", second.url + "/api/routers", headers=AS_ADMIN).json()["data"]] == \
         ["chat", "other"]
+    # source names are written to a temporary directory to be checked: never outside it
+    for name in ("../escape.route", "/tmp/escape.route", "a/../../escape.route"):
+        escaping = {**exported, "routers": [{**chat, "name": "esc", "active_version": None, "versions": [
+            {**chat["versions"][0], "sources": {**chat["versions"][0]["sources"], name: "x"}}]}]}
+        error = assert_error(http("POST", second.url + "/api/import", escaping, AS_ADMIN), 400, "invalid_request")
+        assert "not a source file's name" in error["message"]
+    assert not (tmp_path.parent / "escape.route").exists()
     bad = {**exported, "routers": [{**chat, "active_version": 9}]}
     assert_error(http("POST", second.url + "/api/import", bad, AS_ADMIN), 400, "invalid_request")
     assert_error(http("POST", second.url + "/api/import", {"routers": "x"}, AS_ADMIN), 400, "invalid_request")
