@@ -269,7 +269,8 @@ class RemoteGateway:
     def forget(self) -> None:
         """Nothing is cached here: the gateway answers every call."""
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, missing_ok: bool = False) -> Any:
+        """The answer's JSON; `missing_ok`: None for a 404 (any other error raises)."""
         headers = {"Accept": "application/json"}
         if self._key is not None:
             headers["Authorization"] = f"Bearer {self._key}"
@@ -282,6 +283,8 @@ class RemoteGateway:
             with urllib.request.urlopen(request, timeout=self._timeout_s) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
+            if missing_ok and exc.code == 404:
+                return None
             raise RegistryError(_error_message(exc)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -318,10 +321,7 @@ class RemoteGateway:
         return self._call("GET", self._router_path(f"/requests?limit={int(limit)}"))["data"]
 
     def get_request(self, request_id: str) -> dict | None:
-        try:
-            return self._call("GET", f"/requests/{urllib.parse.quote(request_id, safe='')}")
-        except RegistryError:
-            return None   # Router.get_request says which router has no such request
+        return self._call("GET", f"/requests/{urllib.parse.quote(request_id, safe='')}", missing_ok=True)
 
     def push_config(self, config: dict) -> int:
         return self._call("POST", self._router_path("/versions"), {"config": config, "message": "update()"})["version"]

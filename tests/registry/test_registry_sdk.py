@@ -152,6 +152,8 @@ def test_local_and_remote_give_the_same_results(deployed, registry, live_gateway
 def test_remote_errors_are_registry_errors(live_gateway):
     with pytest.raises(RegistryError, match="invalid API key"):
         _ = routelang.Router("chat", url=live_gateway, api_key="wrong").active_version
+    with pytest.raises(RegistryError, match="invalid API key"):   # not "no such request"
+        routelang.Router("chat", url=live_gateway, api_key="wrong").get_request("0" * 32)
     with pytest.raises(RegistryError, match="cannot reach the gateway"):
         _ = routelang.Router("chat", url="http://127.0.0.1:9", api_key="k", timeout_s=2).active_version
     with pytest.raises(TypeError, match="not both"):
