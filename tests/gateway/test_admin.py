@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from gateway_fakes import http, wait_for
+from gateway_fakes import config, http, rule, target, wait_for
 
 from routelang.gateway import auth
 from routelang.gateway.admin import ENDPOINTS
@@ -428,3 +428,18 @@ def test_the_openapi_document_is_served_and_covers_every_endpoint(env):
     assert schema == {"$ref": "#/components/schemas/PushBody"}
     assert set(doc["components"]["schemas"]["PushBody"]["properties"]) == {"source", "config", "filename", "message"}
     assert {"201", "200", "401", "403", "422"} <= set(push["responses"])
+
+
+def test_a_drained_target_with_a_health_check_logs_only_real_health_changes(upstreams, gateway):
+    a, b = upstreams("a"), upstreams("b")
+    checked = {"x-routelang": {"health_check": {"path": "/health", "interval_ms": 50, "timeout_ms": 1000}}}
+    gw = gateway(config(rule("all", [target(a, "ma"), target(b, "mb", **checked)], strategy="fallback")),
+                 admin_keys=frozenset({auth.digest(ADMIN)}))
+    assert wait_for(lambda: b.health_probes >= 1)
+    assert http("POST", gw.url + "/api/targets/test-router/mb/drain", headers=AS_ADMIN).json()["drained"] is True
+    probes = b.health_probes
+    assert wait_for(lambda: b.health_probes >= probes + 3)
+    assert gw.log_lines("health") == []   # healthy all along: no change to log, drained or not
+    b.health_status = 503
+    assert wait_for(lambda: len(gw.log_lines("health")) == 1)
+    assert gw.log_lines("health")[0]["healthy"] is False
