@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..registry.store import RegistryError
 from ..runtime.engine import RouteResult
 from ..runtime.operators import RequestError
 from ..runtime.strategies import Selection
@@ -373,7 +375,7 @@ class Endpoint:
     answer: type[BaseModel]
     body: type[BaseModel] | None = None
     status: int = 200
-    errors: tuple[int, ...] = ()    # beyond 400 (bad parameters or body), 401 and 403, which every one may give
+    errors: tuple[int, ...] = ()    # beyond 400, 401, 403 and 503 (the registry unusable), which every one may give
     query: tuple[str, ...] = ()
 
 
@@ -469,6 +471,8 @@ class Admin:
             return await handler(request)
         except AdminError as exc:
             return _error(exc.kind, exc.message, exc.param, **exc.extra)
+        except (sqlite3.Error, RegistryError) as exc:  # locked past the busy timeout, unreadable, too new
+            return _error(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc}")
         except Exception as exc:  # noqa: BLE001 (a bug must still get an answer, and a log line to find it)
             self.gateway.log.write("bug", path=request.path, error=f"{type(exc).__name__}: {exc}",
                                    traceback=traceback.format_exc(limit=8))
@@ -584,7 +588,7 @@ class Admin:
         """Checked exactly as `routelang push` checks a file (artifacts._finish): errors stop it (422,
         the diagnostics in the error), warnings are returned with the new version."""
         from ..registry.artifacts import build_text
-        from ..registry.store import RegistryError, check_name
+        from ..registry.store import check_name
 
         name = request.match_info["name"]
 
@@ -629,8 +633,6 @@ class Admin:
         return 200, await self._in_registry(work)
 
     async def rollback(self, request, _body) -> tuple[int, BaseModel]:
-        from ..registry.store import RegistryError
-
         name = request.match_info["name"]
 
         def work(store: Store) -> RolledBack:
@@ -789,7 +791,7 @@ class Admin:
         already there is matched, not duplicated) and the exported active version deployed unless it is
         active already. Importing the same document twice changes nothing the second time."""
         from ..registry.artifacts import build_stored
-        from ..registry.store import RegistryError, check_name
+        from ..registry.store import check_name
 
         def work(store: Store) -> Imported:
             builds = []
@@ -911,8 +913,6 @@ def _int(text: str, param: str) -> int:
 
 def _active(store: Store, name: str) -> int | None:
     """The router's active version; 404 when there is no such router."""
-    from ..registry.store import RegistryError
-
     try:
         return store.active_version(name)
     except RegistryError as exc:
@@ -920,8 +920,6 @@ def _active(store: Store, name: str) -> int | None:
 
 
 def _version(store: Store, name: str, number: int):
-    from ..registry.store import RegistryError
-
     try:
         return store.version(name, number)
     except RegistryError as exc:
@@ -1030,8 +1028,9 @@ def openapi() -> dict:
         described = {400: "bad parameters or body", 401: "no admin key, or an unknown key",
                      403: "a client key, not an admin key", 404: "no such router, version, request or target",
                      409: "the registry's state does not allow it (no registry, not deployed, nothing to roll "
-                          "back to)", 413: "the body is too large", 422: "the router does not check clean"}
-        for status in (400, 401, 403, *e.errors):
+                          "back to)", 413: "the body is too large", 422: "the router does not check clean",
+                     503: "the registry cannot be used now (locked past the busy timeout, unreadable)"}
+        for status in (400, 401, 403, *e.errors, 503):
             responses[str(status)] = error(described[status])
         op["responses"] = responses
         paths.setdefault(path, {})[e.method.lower()] = op

@@ -43,6 +43,7 @@ NO_REGISTRY = Kind(409, "conflict_error", "no_registry")
 NOT_DEPLOYED = Kind(409, "conflict_error", "not_deployed")
 NOTHING_TO_ROLL_BACK = Kind(409, "conflict_error", "nothing_to_roll_back")
 DOES_NOT_CHECK = Kind(422, "invalid_request_error", "does_not_check")
+REGISTRY_UNAVAILABLE = Kind(503, "service_unavailable", "registry_unavailable")
 
 
 def error_body(kind: Kind, message: str, param: str | None = None, **extra) -> dict:

@@ -443,3 +443,15 @@ def test_a_drained_target_with_a_health_check_logs_only_real_health_changes(upst
     b.health_status = 503
     assert wait_for(lambda: len(gw.log_lines("health")) == 1)
     assert gw.log_lines("health")[0]["healthy"] is False
+
+
+def test_a_registry_it_cannot_use_is_a_503_not_a_bug(env, tmp_path):
+    import sqlite3
+
+    conn = sqlite3.connect(env.store.path)
+    conn.execute("UPDATE schema_version SET version = 999")   # written by a newer routelang
+    conn.commit()
+    conn.close()
+    error = assert_error(api(env, "GET", "/routers"), 503, "registry_unavailable")
+    assert "upgrade routelang" in error["message"]
+    assert env.gw.log_lines("bug") == []
