@@ -378,6 +378,9 @@ def test_a_drained_target_leaves_selection_like_an_unhealthy_one(env):
                        "selectable": False}
     assert routing_target(env.gw, "big")["drained"] is True and routing_target(env.gw, "small")["drained"] is False
     assert metric(env.gw, "routelang_target_drained", "big") == 1
+    candidates = http("POST", env.gw.url + "/routing/decide", {"user": {"tier": "trial", "id": "u-1"}},
+                      {"Authorization": f"Bearer {CLIENT}"}).json()["candidates"]
+    assert {c["target"]: c["available"] for c in candidates} == {"small": True, "big": False}
     # the split renormalises over the arms left; the premium rule (big only) has nothing to try
     assert {chat(env.gw, "trial", u) for u in users} == {"small"}
     decided = api(env, "POST", "/route", {"data": TRIAL}).json()
