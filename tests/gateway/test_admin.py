@@ -397,6 +397,8 @@ def test_a_drained_target_leaves_selection_like_an_unhealthy_one(env):
     assert {chat(env.gw, "trial", u) for u in users} == before
     assert_error(api(env, "POST", "/targets/chat/nope/drain"), 404, "target_not_found")
     assert_error(api(env, "POST", "/targets/nope/big/drain"), 404, "router_not_served")
+    assert_error(api(env, "POST", "/targets/chat/nope/undrain"), 404, "target_not_found")
+    assert_error(api(env, "POST", "/targets/nope/big/health", {"healthy": True}), 404, "router_not_served")
 
 
 def test_pushed_health_counts_as_a_probe_does(env):
