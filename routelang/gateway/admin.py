@@ -443,7 +443,9 @@ class Admin:
         self.gateway = gateway
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routelang-admin")
         self._store: Store | None = None     # the worker thread's own connection
-        self._runtimes: dict[tuple[str, int], Any] = {}   # (router, version) -> runtime router (not served here)
+        # Runtime routers of registry routers not served here, by content hash (a router deleted and pushed
+        # again elsewhere starts at version 1 again: its number says nothing).
+        self._runtimes: dict[str, Any] = {}
         self._openapi = orjson.dumps(openapi())
 
     def application(self) -> web.Application:
@@ -557,7 +559,6 @@ class Admin:
         def work(store: Store) -> None:
             _active(store, name)
             store.delete(name)
-            self._runtimes = {k: v for k, v in self._runtimes.items() if k[0] != name}
 
         await self._in_registry(work)
         return 200, Deleted(router=name)
@@ -703,7 +704,8 @@ class Admin:
             if active is None:
                 raise AdminError(errors.NOT_DEPLOYED, f"router {name!r} has no deployed version "
                                                       f"(POST /api/routers/{name}/deploy)", "router")
-            runtime = self._runtimes.get((name, active))
+            digest = next(v["content_hash"] for v in store.versions(name) if v["version"] == active)
+            runtime = self._runtimes.get(digest)
             if runtime is None:
                 from ..loader import make_router, plan_from_json
                 from ..runtime.model import ConfigError
@@ -713,7 +715,7 @@ class Admin:
                 except ConfigError as exc:
                     raise AdminError(errors.DOES_NOT_CHECK, f"router {name!r} version {active} does not load "
                                                             f"here: {exc}", "router") from None
-                self._runtimes[(name, active)] = runtime
+                self._runtimes[digest] = runtime
             return active, runtime
 
         version, runtime = await self._in_registry(work)

@@ -259,6 +259,13 @@ def test_a_registry_router_this_gateway_does_not_serve_is_decided_by_its_active_
     routed = api(env, "POST", "/route", {"router": "other", "data": {"user": {"tier": "gold"}}}).json()
     assert routed["matched_rule"]["name"] == "premium" and routed["version"] == 1
     assert_error(api(env, "POST", "/targets/other/big/drain"), 404, "router_not_served")
+    # deleted and pushed again from elsewhere (another process): version 1 again, another content
+    env.store.delete("other")
+    built = build_text(other.replace('"gold"', '"silver"'), "other.route")
+    env.store.push("other", built.entry, built.sources, built.compiled)
+    env.store.deploy("other", 1)
+    again = api(env, "POST", "/route", {"router": "other", "data": {"user": {"tier": "silver"}}}).json()
+    assert again["matched_rule"]["name"] == "premium" and again["version"] == 1
 
 
 def test_routing_test_reports_every_condition_of_every_rule(env):
