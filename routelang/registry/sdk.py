@@ -153,8 +153,8 @@ class LocalRegistry:
         self._record = record
         self._store: Store | None = None
         self._writer: history.HistoryWriter | None = None
-        self._loaded: tuple[int, Any] | None = None    # (version, runtime router)
-        self._active_checked = (0.0, None)             # (monotonic time, active version)
+        self._loaded: tuple[tuple, Any] | None = None  # ((version, content hash), runtime router)
+        self._active_checked = (0.0, None)             # (monotonic time, (active version, content hash))
 
     @property
     def store(self) -> Store:
@@ -193,20 +193,24 @@ class LocalRegistry:
             self._history().record(history_record(self.name, version, data, result, elapsed_ms))
         return result
 
-    def _runtime(self):
+    def _runtime(self) -> tuple[int, Any]:
+        """(the active version, its runtime router). The active version and its content hash are looked
+        up again at most once a second: a router deleted and pushed again elsewhere is version 1 again."""
         now = time.monotonic()
         checked_at, active = self._active_checked
         if self._loaded is None or now - checked_at >= RECHECK_ACTIVE_S:
-            active = self.active_version()
+            number = self.active_version()
+            digest = next((v["content_hash"] for v in self.store.versions(self.name) if v["version"] == number), None)
+            active = None if number is None else (number, digest)
             self._active_checked = (now, active)
         if active is None:
             raise RegistryError(f"router {self.name!r} has no deployed version (routelang deploy {self.name} N)")
         if self._loaded is None or self._loaded[0] != active:
             from ..loader import make_router, plan_from_json
 
-            plan = plan_from_json(self.store.version(self.name, active).compiled)
+            plan = plan_from_json(self.store.version(self.name, active[0]).compiled)
             self._loaded = (active, make_router(plan, backend=self._backend))
-        return self._loaded
+        return active[0], self._loaded[1]
 
     def _history(self) -> history.HistoryWriter:
         if self._writer is None:

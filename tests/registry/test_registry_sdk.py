@@ -158,3 +158,17 @@ def test_remote_errors_are_registry_errors(live_gateway):
         _ = routelang.Router("chat", url="http://127.0.0.1:9", api_key="k", timeout_s=2).active_version
     with pytest.raises(TypeError, match="not both"):
         routelang.Router("chat", url=live_gateway, registry="x.db")
+
+
+def test_a_router_deleted_and_pushed_again_elsewhere_is_not_decided_by_its_old_rules(deployed, registry,
+                                                                                     router_file, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(sdk.time, "monotonic", lambda: clock[0])
+    router = routelang.Router("chat", registry=registry, record=False)
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o"
+    deployed.delete("chat")              # another process: delete, push other content, deploy: version 1 again
+    write_router(router_file.parent, premium="small")
+    push_file(deployed, router_file)
+    deployed.deploy("chat", 1)
+    clock[0] += sdk.RECHECK_ACTIVE_S
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o-mini"
