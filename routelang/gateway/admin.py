@@ -73,7 +73,7 @@ class PushBody(Body):
     source: str | None = Field(None, description="`.route` text; it may import the standard library only")
     config: dict[str, Any] | None = Field(None, description="a Mixtrain-schema config, imported to `.route`")
     filename: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.route$",
-                                 description="the entry file's name (default NAME.route)")
+                                 description="with `source`: the entry file's name (default NAME.route)")
     message: str = ""
 
     @model_validator(mode="after")
