@@ -461,6 +461,9 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
               help="Processes sharing the port (metrics are summed across them).")
 @click.option("--api-keys", "api_keys", type=click.Path(dir_okay=False),
               help="File of `sha256:<hex> [ID]` client-key hashes; requests then need `Authorization: Bearer`.")
+@click.option("--admin-keys", "admin_keys", type=click.Path(dir_okay=False),
+              help="File of admin-key hashes (same format): serves the admin API at /api. Without it there is "
+                   "no /api.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True,
               help="Seconds per upstream attempt, for targets without `timeout`.")
 @click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
@@ -475,7 +478,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.pass_context
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
-                  host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s, log_file, loop):
+                  host, port, workers, api_keys, admin_keys, timeout_s, first_token_s, reload_interval, drain_s,
+                  log_file, loop):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -512,7 +516,8 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
-                      settings=settings, api_keys_file=api_keys, reload_interval_s=reload_interval, drain_s=drain_s,
+                      settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys,
+                      reload_interval_s=reload_interval, drain_s=drain_s,
                       log_file=log_file, loop=loop)
     try:
         code = run(options)

@@ -14,7 +14,7 @@ from time import perf_counter
 import orjson
 from aiohttp import web
 
-from routelang.registry.history import HistoryWriter, Retention
+from routelang.registry.history import HistoryWriter, Retention, shared_writer
 from routelang.registry.store import ROUTER_NAME, Store
 
 from . import auth, errors, plan
@@ -37,11 +37,14 @@ ROUTED_PATHS = frozenset({*("/v1" + p for p in KINDS), "/v1/models", "/routing",
 class Gateway:
     """Serves one config file (`path`) or every deployed router of a registry
     (`registry`). A request names its router by path (`/r/NAME/v1/...`) or by
-    the `x-routelang-router` header, else gets the default one (docs/gateway.md)."""
+    the `x-routelang-router` header, else gets the default one (docs/gateway.md).
+    `admin_keys`: serve the admin API at /api (admin.py); `store`: the registry
+    a file-serving gateway's admin API works on (with `registry`, that one)."""
 
     def __init__(self, path: str | None = None, settings: Settings | None = None, state: State | None = None,
-                 api_keys: dict[str, str] | None = None, log: JsonLog | None = None,
-                 reload_interval_s: float = 1.0, *, registry: str | Path | None = None,
+                 api_keys: auth.Keys | None = None, log: JsonLog | None = None,
+                 reload_interval_s: float = 1.0, admin_keys: auth.Keys | None = None,
+                 store: Store | None = None, *, registry: str | Path | None = None,
                  default_router: str | None = None, history: bool | HistoryWriter = True,
                  retention: Retention | None = None, capture: bool = False, poll_s: float = POLL_S):
         if (path is None) == (registry is None):
@@ -51,7 +54,9 @@ class Gateway:
         self.api_keys = api_keys
         self.log = log or JsonLog()
         self.metrics = Metrics()
-        self.store: Store | None = None
+        self.store = store                      # the registry Store; None: serving a file, no registry
+        self.admin_keys = admin_keys            # None: no admin API (/api does not exist)
+        self.serves_registry = registry is not None
         self.recorder: Recorder | None = None
         self.routers: Source
         if registry is None:
@@ -62,8 +67,7 @@ class Gateway:
             self.store = Store(registry, create=False)                    # raises RegistryError
             self.routers = RegistrySource(self, self.store, default_router, poll_s)
             if history is not False:
-                writer = history if isinstance(history, HistoryWriter) else HistoryWriter(
-                    self.store.path, retention or Retention.from_env())
+                writer = history if isinstance(history, HistoryWriter) else shared_writer(self.store.path, retention)
                 self.recorder = Recorder(writer, capture)
         self.executor = Executor(self, settings or Settings())
         self.health = HealthChecker(self)
@@ -90,6 +94,10 @@ class Gateway:
         app.router.add_get("/health", self.liveness)
         app.router.add_get("/health/ready", self.readiness)
         app.router.add_get("/metrics", self.prometheus)
+        if self.admin_keys is not None:
+            from .admin import Admin
+
+            app.add_subapp("/api", Admin(self).application())
         app.router.add_route("*", "/{tail:.*}", self.unknown)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
@@ -99,7 +107,7 @@ class Gateway:
         await self.executor.start()
         self.health_sync()
         self.routers.start()
-        if self.store is None:
+        if not self.serves_registry:
             loaded = self.routers.loaded
             self.log.write("start", pid=os.getpid(), router=loaded.name, version=loaded.version,
                            sha256=loaded.sha256)
@@ -113,8 +121,8 @@ class Gateway:
         await self.executor.close()
         if self.recorder is not None:
             self.recorder.close()   # what is queued is written
-        if self.store is not None:
-            self.store.close()
+        if self.serves_registry:
+            self.store.close()  # (a store given by the caller is the caller's to close)
         self.log.write("stop", pid=os.getpid())
         self.log.close()
 
@@ -128,9 +136,9 @@ class Gateway:
 
     def _no_router(self, ex: Exchange, name: str | None) -> web.Response:
         if name is None:
-            return self.error(ex, errors.ROUTER_NOT_FOUND, self.routers.default_problem())
+            return self.error(ex, errors.NOT_FOUND_ROUTER, self.routers.default_problem())
         served = ", ".join(r.name for r in self.routers.all()) or "none"
-        return self.error(ex, errors.ROUTER_NOT_FOUND, f"no router {name!r} is served here (routers: {served})")
+        return self.error(ex, errors.NOT_FOUND_ROUTER, f"no router {name!r} is served here (routers: {served})")
 
     # ---- responses ----------------------------------------------------------------
 
@@ -150,7 +158,7 @@ class Gateway:
         if self.api_keys is None:
             return None
         try:
-            auth.check(request.headers.get("Authorization"), self.api_keys)
+            auth.identify(request.headers.get("Authorization"), self.api_keys)
         except auth.Refused as refused:
             return _refusal(refused)
         return None
@@ -166,7 +174,7 @@ class Gateway:
         try:
             if self.api_keys is not None:
                 try:
-                    routed.client_key_id = auth.check(request.headers.get("Authorization"), self.api_keys)
+                    routed.client_key_id = auth.identify(request.headers.get("Authorization"), self.api_keys)
                 except auth.Refused as refused:
                     response = _refusal(refused)
                     return response
@@ -277,7 +285,7 @@ class Gateway:
         ready = bool(healthy)
         body = {"status": "ready" if ready else "not_ready", "healthy_targets": len(healthy),
                 "targets": len(targets)}
-        if self.store is None:
+        if not self.serves_registry:
             body["version"] = routers[0].version
         else:
             body["routers"] = {loaded.name: loaded.version for loaded in routers}
@@ -301,10 +309,10 @@ class Gateway:
         if refused is not None:
             return refused
         loaded, name = self._router(request)
-        if loaded is None and (name is not None or self.store is None):
+        if loaded is None and (name is not None or not self.serves_registry):
             return self._no_router(_exchange(request), name)
         common = {"last_reload_error": self.routers.last_error, "shadow_in_flight": len(self.executor.shadow_tasks)}
-        if name is not None or self.store is None:
+        if name is not None or not self.serves_registry:
             return web.Response(body=orjson.dumps({**self._routing_body(loaded), **common}), content_type=JSON)
         default = self.routers.get(None)
         body = {"registry": str(self.store.path), "default_router": None if default is None else default.name,
@@ -360,7 +368,7 @@ class Gateway:
             name, _, rest = path[3:].partition("/")
             path = "/" + rest if "/" + rest in ROUTED_PATHS else path
             if path in ROUTED_PATHS and not ROUTER_NAME.fullmatch(name):
-                return self.error(ex, errors.ROUTER_NOT_FOUND, f"{name!r} is not a router name")
+                return self.error(ex, errors.NOT_FOUND_ROUTER, f"{name!r} is not a router name")
         if path in ROUTED_PATHS or path in ("/health", "/health/ready", "/metrics"):
             return self.error(ex, errors.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
         return self.error(ex, errors.NOT_FOUND, f"no endpoint {request.method} {request.path}")

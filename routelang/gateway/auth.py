@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from . import errors
@@ -61,12 +63,24 @@ def load_keys(path: str) -> dict[str, str]:
     return keys
 
 
-def check(authorization: str | None, keys: dict[str, str]) -> str:
+Keys = Mapping[str, str] | AbstractSet[str]  # {digest: key id}, or digests (each one's id: its first 12 hex)
+
+
+def identify(authorization: str | None, keys: Keys) -> str:
     """The id of the client's key; raises Refused when the request may not pass."""
     if not authorization:
         raise Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
     scheme, _, token = authorization.partition(" ")
-    key_id = keys.get(digest(token.strip())) if scheme.lower() == "bearer" else None
-    if key_id is None:
+    hexdigest = digest(token.strip())
+    if scheme.lower() != "bearer" or hexdigest not in keys:
         raise Refused(errors.INVALID_API_KEY, "invalid API key")
-    return key_id
+    return keys[hexdigest] if isinstance(keys, Mapping) else hexdigest[:12]
+
+
+def check(authorization: str | None, keys: Keys) -> tuple[errors.Kind, str] | None:
+    """None when the request may pass, else the error to answer with."""
+    try:
+        identify(authorization, keys)
+    except Refused as refused:
+        return refused.kind, refused.message
+    return None

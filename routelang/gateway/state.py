@@ -1,5 +1,6 @@
 """The state replicas would share: circuit breakers, latency/reliability
-statistics, target health. The request path reaches it only through `State`,
+statistics, target health (probed, or pushed through the admin API) and
+drained targets. The request path reaches it only through `State`,
 so a shared store (Redis, ...) is a new class here, not a change there.
 
 `InProcessState`, the default, keeps it in this process: breakers and
@@ -13,7 +14,9 @@ about is the request's: its handler sets `ROUTER` to the version it runs on
 (a ContextVar, so the executor and the shadow tasks it starts need not pass
 it along), and calls go to that router's current version (a version that
 took over meanwhile inherited the state), or to the request's own when the
-router is no longer served; with no ROUTER set and one router, that one.
+router is no longer served. Outside a request (the admin API), with no
+ROUTER set: the only router, else the router the target is of. Drains and
+pushed health, like probed health, are the upstream's (keyed by the target's key).
 """
 
 from __future__ import annotations
@@ -62,11 +65,19 @@ class State(Protocol):
         """"closed", "open", "half_open", or None without a breaker."""
 
     def healthy(self, key: tuple) -> bool:
-        """False only while the target's health check fails."""
+        """May the target be selected? False while its health check (or the health
+        last pushed for it) fails, and while it is drained: either way it leaves selection."""
 
-    def any_unhealthy(self) -> bool: ...
+    def any_unhealthy(self) -> bool:
+        """Is any target out of selection (unhealthy or drained)?"""
 
-    def set_health(self, key: tuple, healthy: bool, detail: str | None) -> None: ...
+    def set_health(self, key: tuple, healthy: bool, detail: str | None, pushed: bool = False) -> None:
+        """A probe's result, or (`pushed`) a report from outside (POST /api/targets/.../health)."""
+
+    def set_drained(self, key: tuple, drained: bool) -> None:
+        """Drain a target by hand (it leaves selection as an unhealthy one does) or undrain it."""
+
+    def drained(self, key: tuple) -> bool: ...
 
     def view(self, target: Target) -> dict[str, Any]:
         """What /routing shows of a target: breaker, health, statistics."""
@@ -75,8 +86,9 @@ class State(Protocol):
 class InProcessState:
     def __init__(self) -> None:
         self.routers: dict[str, plan.Loaded] = {}
-        self._health: dict[tuple, tuple[bool, str | None]] = {}
+        self._health: dict[tuple, tuple[bool, str | None, bool]] = {}   # key -> (healthy, detail, pushed)
         self._unhealthy = 0
+        self._drained: set[tuple] = set()
 
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
         if previous is not None:
@@ -84,54 +96,75 @@ class InProcessState:
             if previous.name != loaded.name:
                 self.routers.pop(previous.name, None)  # a file whose router was renamed
         self.routers[loaded.name] = loaded
-        self._forget_health()
+        self._forget()
 
     def unbind(self, router: str) -> None:
         self.routers.pop(router, None)
-        self._forget_health()
+        self._forget()
 
-    def _forget_health(self) -> None:
-        """Keep the health of targets some router still checks."""
+    def _forget(self) -> None:
+        """A probe's result goes with its health check; pushed health and drains stay with
+        the target, while some router served here has it."""
         checked = set().union(*(r.health_checks for r in self.routers.values()))
-        self._health = {k: v for k, v in self._health.items() if k in checked}
-        self._unhealthy = sum(not ok for ok, _ in self._health.values())
+        targets = set().union(*(r.targets for r in self.routers.values()))
+        self._health = {k: v for k, v in self._health.items() if k in checked or (v[2] and k in targets)}
+        self._unhealthy = sum(not entry[0] for entry in self._health.values())
+        self._drained &= targets
 
-    @property
-    def loaded(self) -> plan.Loaded:
-        """The current version of the router this call is about (`ROUTER`)."""
+    def _router_of(self, target: Target) -> plan.Loaded:
+        """The current version of the router this call is about: the request's (`ROUTER`);
+        outside a request (the admin API), the only router, else the one this target is of."""
         routed = ROUTER.get()
-        if routed is None:
-            if len(self.routers) != 1:
-                raise LookupError(f"which router? {len(self.routers)} are served and no request names one")
+        if routed is not None:
+            return self.routers.get(routed.name, routed)
+        if len(self.routers) == 1:
             return next(iter(self.routers.values()))
-        return self.routers.get(routed.name, routed)
+        owners = [r for r in self.routers.values() if r.targets.get(target.key) is target] or \
+                 [r for r in self.routers.values() if target.key in r.targets]
+        if len(owners) != 1:
+            raise LookupError(f"which router is target {plan.target_name(target)!r} of? "
+                              f"({len(owners)} served here have it; use state.about(loaded))")
+        return owners[0]
 
     def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
-        plan.observe(self.loaded, target, ok, latency_ms, tokens)
+        plan.observe(self._router_of(target), target, ok, latency_ms, tokens)
 
     def admits(self, target: Target) -> bool:
-        return plan.admits(self.loaded, target)
+        return plan.admits(self._router_of(target), target)
 
     def claim(self, target: Target) -> None:
-        plan.claim(self.loaded, target)
+        plan.claim(self._router_of(target), target)
 
     def breaker(self, target: Target) -> str | None:
-        return plan.breaker_state(self.loaded, target)
+        return plan.breaker_state(self._router_of(target), target)
 
     def healthy(self, key: tuple) -> bool:
+        if key in self._drained:
+            return False
         entry = self._health.get(key)
         return entry is None or entry[0]
 
     def any_unhealthy(self) -> bool:
-        return self._unhealthy > 0
+        return self._unhealthy > 0 or bool(self._drained)
 
-    def set_health(self, key: tuple, healthy: bool, detail: str | None) -> None:
-        self._health[key] = (healthy, detail)
-        self._unhealthy = sum(not ok for ok, _ in self._health.values())
+    def set_health(self, key: tuple, healthy: bool, detail: str | None, pushed: bool = False) -> None:
+        self._health[key] = (healthy, detail, pushed)
+        self._unhealthy = sum(not entry[0] for entry in self._health.values())
+
+    def set_drained(self, key: tuple, drained: bool) -> None:
+        if drained:
+            self._drained.add(key)
+        else:
+            self._drained.discard(key)
+
+    def drained(self, key: tuple) -> bool:
+        return key in self._drained
 
     def view(self, target: Target) -> dict[str, Any]:
-        out = plan.target_view(self.loaded, target)
+        out = plan.target_view(self._router_of(target), target)
         entry = self._health.get(target.key)
         out["healthy"] = None if entry is None else entry[0]
         out["health_detail"] = None if entry is None else entry[1]
+        out["health_pushed"] = None if entry is None else entry[2]
+        out["drained"] = target.key in self._drained
         return out

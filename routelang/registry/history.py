@@ -274,16 +274,20 @@ _WRITERS: dict[Path, HistoryWriter] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def shared_writer(path: str | Path) -> HistoryWriter:
+def shared_writer(path: str | Path, retention: Retention | None = None) -> HistoryWriter:
     """The one writer of this process for the registry at `path` (every SDK
-    Router of that registry uses it); its rows are written at exit too."""
+    Router of that registry, the gateway and its admin API use it, so a flush
+    covers all of them); its rows are written at exit too. `retention`: the
+    writer's (default: from the environment)."""
     key = Path(path).resolve()
     with _WRITERS_LOCK:
         writer = _WRITERS.get(key)
         if writer is None or not writer._thread.is_alive():
             if not _WRITERS:
                 atexit.register(_close_shared)
-            writer = _WRITERS[key] = HistoryWriter(key, retention=Retention.from_env())
+            writer = _WRITERS[key] = HistoryWriter(key, retention=retention or Retention.from_env())
+        elif retention is not None:
+            writer.retention = retention
     return writer
 
 

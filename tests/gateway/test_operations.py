@@ -130,13 +130,16 @@ def test_key_file_entries_have_ids_never_the_key(tmp_path):
     keys_file.write_text(f"sha256:{one} team-a  # the A team\nsha256:{two.upper()}\n")
     keys = auth.load_keys(str(keys_file))
     assert keys == {one: "team-a", two: two[:12]}
-    assert auth.check("Bearer key-one", keys) == "team-a"
-    assert auth.check("bearer key-two", keys) == two[:12]
+    assert auth.identify("Bearer key-one", keys) == "team-a"
+    assert auth.identify("bearer key-two", keys) == two[:12]
+    assert auth.identify("Bearer key-one", frozenset(keys)) == one[:12]    # digests alone: ids are their prefixes
     for header, code in ((None, "missing_api_key"), ("Bearer nope", "invalid_api_key"),
                          ("Basic key-one", "invalid_api_key")):
         with pytest.raises(auth.Refused) as refused:
-            auth.check(header, keys)
+            auth.identify(header, keys)
         assert refused.value.kind.code == code
+        assert auth.check(header, keys)[0].code == code
+    assert auth.check("Bearer key-one", keys) is None
     keys_file.write_text(f"sha256:{one} team-a\nsha256:{two} team-a\n")
     with pytest.raises(auth.KeyFileError, match="keys:2: the ID 'team-a' is also the ID of line 1"):
         auth.load_keys(str(keys_file))
