@@ -326,6 +326,26 @@ def test_a_target_two_routers_check_is_probed_once_and_fails_for_both(upstreams,
     assert wait_for(lambda: http("POST", gw.url + "/r/beta/v1/chat/completions", CHAT).status_code == 200, timeout=5)
 
 
+def test_the_admin_api_on_a_registry_gateway(upstreams, registry, serve_registry):
+    """The admin API sees every router served: a drain in one router, the decision of
+    another, and the history rows the gateway recorded."""
+    a, b = upstreams("a"), upstreams("b")
+    registry.push("alpha", route_text("alpha", a.url))
+    registry.push("beta", route_text("beta", b.url))
+    gw = serve_registry(admin_keys={auth.digest("admin-key"): "ops"})
+    admin = {"Authorization": "Bearer admin-key"}
+    drained = http("POST", gw.url + "/api/targets/beta/a/drain", headers=admin)
+    assert drained.status_code == 200 and drained.json()["drained"] is True, drained.text
+    reply = http("POST", gw.url + "/r/beta/v1/chat/completions", CHAT)
+    assert reply.json()["error"]["code"] == "targets_unavailable"
+    reply = http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT, headers={"x-request-id": "via-alpha"})
+    assert answered_by(reply) == "from a"     # another upstream: not drained
+    decided = http("POST", gw.url + "/api/route", {"router": "alpha", "data": CHAT}, headers=admin).json()
+    assert decided["router"] == "alpha" and decided["unavailable"] is False
+    row = http("GET", gw.url + "/api/requests/via-alpha", headers=admin).json()
+    assert (row["router"], row["version"], row["http_status"], row["status"]) == ("alpha", 1, 200, "ok")
+
+
 def test_two_gateway_processes_on_one_registry_both_pick_up_a_deploy(upstreams, registry, tmp_path):
     a, b = upstreams("a"), upstreams("b")
     registry.push("alpha", route_text("alpha", a.url))
