@@ -156,13 +156,13 @@ def _judge(name: str, unit: Callable[[float], str], higher_is_better: bool, size
                "p_value": result.p_value}
     if result.df is not None:
         figures["df"] = result.df
+    if reasons:
+        return _metric(VERDICT_NO_DATA, reasons, **figures)
     try:
         guard = sequential()
     except ab.NotTestable as exc:
-        return _metric(VERDICT_NO_DATA, reasons + [f"{name}: {exc}"], **figures)
+        return _metric(VERDICT_NO_DATA, [f"{name}: {exc}"], **figures)
     figures.update(always_valid_p=guard.p_value, always_valid_ci=list(guard.ci))
-    if reasons:
-        return _metric(VERDICT_NO_DATA, reasons, **figures)
     direction = "higher" if result.difference > 0 else "lower"
     if guard.p_value <= alpha:
         better = (result.difference > 0) == higher_is_better
@@ -194,7 +194,7 @@ def _compare(control: dict, variant: dict, rows: dict[str, list], min_requests: 
         "the success rate", _points, True, sizes, min_requests, alpha,
         lambda: ab.two_proportion_z_test(control["successes"], control["requests"], variant["successes"],
                                          variant["requests"], alpha),
-        lambda: ab.always_valid(((v, float(is_success(r["status"]))) for _, v, r in merged), alpha))
+        lambda: ab.always_valid(((v, float(is_success(r["status"]))) for _, v, r in merged), alpha, min_requests))
     latency_sizes = {control["label"]: control["latency_ms"]["count"],
                      variant["label"]: variant["latency_ms"]["count"]}
     latency = _judge(
@@ -202,7 +202,7 @@ def _compare(control: dict, variant: dict, rows: dict[str, list], min_requests: 
         lambda: ab.welch_t_test([r["latency_ms"] for r in c_rows if r["latency_ms"] is not None],
                                 [r["latency_ms"] for r in v_rows if r["latency_ms"] is not None], alpha),
         lambda: ab.always_valid(((v, r["latency_ms"]) for _, v, r in merged if r["latency_ms"] is not None),
-                                alpha))
+                                alpha, min_requests))
     return {"arm": variant["label"], "control": control["label"], "success_rate": success, "latency_ms": latency}
 
 
@@ -295,7 +295,7 @@ def comparison_lines(comparison: dict, alpha: float) -> list[tuple[str, str, lis
     level = level_of(alpha)
     out = []
     for key, name, fmt, stat in (("success_rate", "success rate", lambda v: f"{v * 100:+.2f} points", "z"),
-                                 ("latency_ms", "mean latency", lambda v: f"{v:+.4g} ms", "Welch t")):
+                                 ("latency_ms", "mean latency", lambda v: f"{v:+.2f} ms", "Welch t")):
         m = comparison[key]
         if "difference" in m:
             figures = (f"{fmt(m['difference'])}, {level} CI [{fmt(m['ci'][0])}, {fmt(m['ci'][1])}]; "
