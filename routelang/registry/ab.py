@@ -50,13 +50,21 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     """The q-th percentile (0..100) by linear interpolation between the closest
     order statistics: position (n - 1) * q / 100 of the sorted values (Hyndman &
     Fan 1996 type 7; numpy.percentile's default). None for no values."""
+    return percentiles(values, [q])[0]
+
+
+def percentiles(values: Iterable[float], qs: Sequence[float]) -> list[float | None]:
+    """`percentile` for each of qs, sorting once."""
     ordered = sorted(values)
     if not ordered:
-        return None
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+        return [None] * len(qs)
+    out = []
+    for q in qs:
+        position = (len(ordered) - 1) * q / 100
+        low = math.floor(position)
+        high = min(low + 1, len(ordered) - 1)
+        out.append(ordered[low] + (position - low) * (ordered[high] - ordered[low]))
+    return out
 
 
 # ---- the t distribution -------------------------------------------------------------------

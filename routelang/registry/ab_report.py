@@ -104,8 +104,8 @@ def _arm(label: str, rows: list, alpha: float, edges: list[float]) -> dict:
         "success_rate": successes / len(rows),
         "success_rate_ci": list(ab.wilson_interval(successes, len(rows), alpha)),
         "latency_ms": {"count": len(latencies), "mean": ab.mean(latencies) if latencies else None,
-                       **{f"p{q}": ab.percentile(latencies, q) for q in (50, 95, 99)}},
-        "ttft_ms": {"count": len(ttfts), **{f"p{q}": ab.percentile(ttfts, q) for q in (50, 95)}},
+                       **dict(zip(("p50", "p95", "p99"), ab.percentiles(latencies, (50, 95, 99))))},
+        "ttft_ms": {"count": len(ttfts), **dict(zip(("p50", "p95"), ab.percentiles(ttfts, (50, 95))))},
         "tokens_in_per_request": _per_request(rows, "tokens_in"),
         "tokens_out_per_request": _per_request(rows, "tokens_out"),
         "cost_per_request": _per_request(rows, "cost"),
@@ -143,10 +143,12 @@ def _metric(verdict: str, reasons: list[str], **figures) -> dict:
     return {"verdict": verdict, "reasons": reasons, **figures}
 
 
-def _judge(name: str, unit: Callable[[float], str], higher_is_better: bool, sizes: dict[str, int], min_requests: int, alpha: float,
-           fixed: Callable[[], ab.FixedHorizonResult], sequential: Callable[[], ab.AlwaysValid]) -> dict:
-    """One metric of one comparison: the figures that can be computed, and the verdict with its reasons."""
-    reasons = [f"{label} has {n} request(s); each arm needs at least {min_requests} before a verdict"
+def _judge(name: str, *, unit: Callable[[float], str], higher_is_better: bool, sizes: dict[str, int], counted: str,
+           min_requests: int, alpha: float, fixed: Callable[[], ab.FixedHorizonResult],
+           sequential: Callable[[], ab.AlwaysValid]) -> dict:
+    """One metric of one comparison: the figures that can be computed, and the verdict with its reasons.
+    `sizes`: how many values each arm has (`counted` names them); the tests run only when called."""
+    reasons = [f"{label} has {n} {counted}; each arm needs at least {min_requests} before a verdict"
                for label, n in sizes.items() if n < min_requests]
     try:
         result = fixed()
@@ -185,24 +187,26 @@ def _ms(value: float) -> str:
     return f"{value:.4g} ms"
 
 
-def _compare(control: dict, variant: dict, rows: dict[str, list], min_requests: int, alpha: float) -> dict:
-    c_rows, v_rows = rows[control["label"]], rows[variant["label"]]
-    merged = sorted([(r["time"], False, r) for r in c_rows] + [(r["time"], True, r) for r in v_rows],
-                    key=lambda item: (item[0], item[1]))
-    sizes = {control["label"]: control["requests"], variant["label"]: variant["requests"]}
+def _compare(control: dict, variant: dict, rows: list, min_requests: int, alpha: float) -> dict:
+    """`rows`: the experiment's, in time order (the mSPRT looks after every request, as a live dashboard would)."""
+    merged = [(r["split_label"] == variant["label"], r) for r in rows
+              if r["split_label"] in (control["label"], variant["label"])]
+    outcomes = [(is_variant, float(is_success(r["status"]))) for is_variant, r in merged]
+    latencies = [(is_variant, r["latency_ms"]) for is_variant, r in merged if r["latency_ms"] is not None]
     success = _judge(
-        "the success rate", _points, True, sizes, min_requests, alpha,
-        lambda: ab.two_proportion_z_test(control["successes"], control["requests"], variant["successes"],
-                                         variant["requests"], alpha),
-        lambda: ab.always_valid(((v, float(is_success(r["status"]))) for _, v, r in merged), alpha, min_requests))
-    latency_sizes = {control["label"]: control["latency_ms"]["count"],
-                     variant["label"]: variant["latency_ms"]["count"]}
+        "the success rate", unit=_points, higher_is_better=True, counted="request(s)",
+        sizes={control["label"]: control["requests"], variant["label"]: variant["requests"]},
+        min_requests=min_requests, alpha=alpha,
+        fixed=lambda: ab.two_proportion_z_test(control["successes"], control["requests"], variant["successes"],
+                                               variant["requests"], alpha),
+        sequential=lambda: ab.always_valid(outcomes, alpha, min_requests))
     latency = _judge(
-        "the mean latency", _ms, False, latency_sizes, min_requests, alpha,
-        lambda: ab.welch_t_test([r["latency_ms"] for r in c_rows if r["latency_ms"] is not None],
-                                [r["latency_ms"] for r in v_rows if r["latency_ms"] is not None], alpha),
-        lambda: ab.always_valid(((v, r["latency_ms"]) for _, v, r in merged if r["latency_ms"] is not None),
-                                alpha, min_requests))
+        "the mean latency", unit=_ms, higher_is_better=False, counted="latency value(s)",
+        sizes={control["label"]: control["latency_ms"]["count"], variant["label"]: variant["latency_ms"]["count"]},
+        min_requests=min_requests, alpha=alpha,
+        fixed=lambda: ab.welch_t_test([v for is_variant, v in latencies if not is_variant],
+                                      [v for is_variant, v in latencies if is_variant], alpha),
+        sequential=lambda: ab.always_valid(latencies, alpha, min_requests))
     return {"arm": variant["label"], "control": control["label"], "success_rate": success, "latency_ms": latency}
 
 
@@ -221,7 +225,7 @@ def _experiment(rule: str | None, rows: list, control: str | None, min_requests:
     per_test_alpha = alpha / max(len(variants), 1)
     edges = _histogram_edges([r["latency_ms"] for r in rows if r["latency_ms"] is not None])
     arms = {label: _arm(label, by_arm[label], per_test_alpha, edges) for label in labels}
-    comparisons = [_compare(arms[control], arms[label], by_arm, min_requests, per_test_alpha)
+    comparisons = [_compare(arms[control], arms[label], rows, min_requests, per_test_alpha)
                    for label in variants]
     notes = []
     if not variants:
