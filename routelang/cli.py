@@ -22,7 +22,7 @@ class Exit(IntEnum):
     """The exit codes of every command (the README's table). A run that meets
     several situations exits with the highest code among them."""
 
-    OK = 0        # success: no errors; tests passed; `fmt --check` / `diff`: nothing changes
+    OK = 0        # success: no errors; tests passed; `fmt --check` / `diff`: nothing changes; `ab`: a report
     FINDINGS = 1  # errors in the input, failed tests or expectations; `fmt --check` / `diff`: changes;
     #               `push`: not clean; `deploy` / `delete`: not confirmed
     USAGE = 2     # usage or I/O: bad flags, a file that cannot be read or written; the registry cannot be
