@@ -232,3 +232,12 @@ def test_always_valid_detects_a_real_effect_and_its_p_value_only_decreases():
 def test_always_valid_without_variance_is_not_testable():
     with pytest.raises(ab.NotTestable, match="variance"):
         ab.always_valid([(i % 2 == 1, 1.0) for i in range(100)])
+
+
+def test_an_arm_without_requests_is_not_testable_never_a_division_by_zero():
+    with pytest.raises(ab.NotTestable, match="an arm has no requests"):
+        ab.two_proportion_z_test(0, 0, 5, 10)
+    with pytest.raises(ab.NotTestable, match="at least 2"):
+        ab.welch_t_test([], [1.0, 2.0])
+    with pytest.raises(ab.NotTestable, match="no look"):
+        ab.always_valid([(True, 1.0), (True, 2.0)])
