@@ -41,7 +41,10 @@ def mean(values: Sequence[float]) -> float:
 
 
 def sample_variance(values: Sequence[float]) -> float:
-    """The unbiased variance (n - 1 in the denominator), two-pass for accuracy."""
+    """The unbiased variance (n - 1 in the denominator), two-pass for accuracy;
+    exactly 0 for equal values (their mean may round off them)."""
+    if min(values) == max(values):
+        return 0.0
     m = mean(values)
     return math.fsum((v - m) ** 2 for v in values) / (len(values) - 1)
 

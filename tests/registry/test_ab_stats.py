@@ -241,3 +241,10 @@ def test_an_arm_without_requests_is_not_testable_never_a_division_by_zero():
         ab.welch_t_test([], [1.0, 2.0])
     with pytest.raises(ab.NotTestable, match="no look"):
         ab.always_valid([(True, 1.0), (True, 2.0)])
+
+
+def test_equal_values_have_no_variance_even_when_their_mean_rounds():
+    assert ab.mean([1000.3] * 3) != 1000.3   # the rounding that made a constant arm look variable
+    assert ab.sample_variance([1000.3] * 3) == 0.0
+    with pytest.raises(ab.NotTestable, match="no variance"):
+        ab.welch_t_test([1000.3] * 3, [7.1] * 5)
