@@ -20,8 +20,9 @@ from . import ab
 MIN_REQUESTS = 30           # per arm, before any verdict
 HISTOGRAM_BINS = 24
 
-SUCCESS_DEFINITION = ("a request succeeded when its status is `routed` (an SDK decision), `ok`, or an HTTP "
-                      "status 2xx (a gateway request); anything else (`unmatched`, `error`, 4xx, 5xx, ...) failed")
+SUCCESS_DEFINITION = ("a request succeeded when its status is `routed` (an SDK decision) or `ok` (a gateway "
+                      "request answered 2xx; a status recorded as a 2xx number counts too); anything else "
+                      "(`unmatched`, `error`, `client_disconnected`, 4xx, 5xx, ...) failed")
 METHOD = ("fixed-horizon tests: a pooled two-proportion z-test on the success rate (Newcombe's hybrid score "
           "interval for the difference) and Welch's t-test on latency (Welch-Satterthwaite df, t interval); "
           "early-stopping guard: the mixture sequential probability ratio test (mSPRT; Johari, Koomen, Pekelis & "

@@ -40,7 +40,7 @@ def store(registry, router_file):
 def gateway_rows(arms: dict[str, tuple[int, float, float, float]], seed: int = 1, rule: str = "ab",
                  start: float = T0) -> list[RequestRecord]:
     """Requests as the gateway records them: per arm (n, success rate, mean latency ms,
-    latency sd), HTTP statuses, ttft, tokens and cost; the arms interleaved in time."""
+    latency sd), status `ok` or `error`, ttft, tokens and cost; the arms interleaved in time."""
     rng = random.Random(seed)
     plan = [label for label, (n, *_) in arms.items() for _ in range(n)]
     rng.shuffle(plan)
@@ -49,7 +49,7 @@ def gateway_rows(arms: dict[str, tuple[int, float, float, float]], seed: int = 1
         _, success, mean, sd = arms[label]
         latency = max(rng.gauss(mean, sd), 1.0)
         rows.append(RequestRecord(
-            router="chat", version=1, rule=rule, status="200" if rng.random() < success else "503",
+            router="chat", version=1, rule=rule, status="ok" if rng.random() < success else "error",
             latency_ms=latency, ttft_ms=latency / 4, tokens_in=rng.randint(20, 200), tokens_out=rng.randint(50, 400),
             cost=0.002 if label == "control" else 0.003, split_label=label, time=start + i))
     return rows
@@ -80,7 +80,7 @@ def test_two_arms_with_known_distributions_match_the_references(store):
         ttfts = _values(rows, arm["label"], "ttft_ms")
         assert math.isclose(arm["ttft_ms"]["p95"], np.percentile(ttfts, 95), rel_tol=1e-12)
         assert math.isclose(arm["tokens_out_per_request"]["mean"], np.mean(_values(rows, arm["label"], "tokens_out")))
-        assert arm["successes"] == sum(r.status == "200" for r in rows if r.split_label == arm["label"])
+        assert arm["successes"] == sum(r.status == "ok" for r in rows if r.split_label == arm["label"])
         assert sum(arm["latency_histogram"]["counts"]) + arm["latency_histogram"]["above"] == arm["requests"]
     assert control["cost_per_request"]["mean"] == pytest.approx(0.002)
     [comparison] = exp["comparisons"]
@@ -271,8 +271,8 @@ def test_sdk_recorded_history_end_to_end(store, registry):
     assert "p_value" in comparison["latency_ms"]              # the SDK's decision time is compared
 
 
-@pytest.mark.parametrize(("status", "success"), [("routed", True), ("ok", True), ("200", True), ("204", True),
-                                                 ("unmatched", False), ("error", False), ("503", False),
-                                                 ("404", False), ("2000", False), (None, False)])
+@pytest.mark.parametrize(("status", "success"), [
+    ("routed", True), ("ok", True), ("200", True), ("204", True), ("unmatched", False), ("error", False),
+    ("client_disconnected", False), ("503", False), ("404", False), ("2000", False), (None, False)])
 def test_what_counts_as_success(status, success):
     assert ab_report.is_success(status) is success
