@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from statsmodels.stats.proportion import proportions_ztest
 from test_registry_store import push_file
 
-import routelang
 from routelang.cli import Exit, main
 from routelang.registry import ab_report
 from routelang.registry.history import RequestRecord, insert
@@ -254,12 +253,17 @@ def test_html_without_latency_still_draws_every_chart(store, tmp_path):
     assert "no latency recorded" in ET.tostring(charts[0], encoding="unicode")
 
 
-def test_sdk_recorded_history_end_to_end(store, registry):
-    """Router.route records each trial user's arm; `routelang ab` reports the two arms."""
-    with routelang.Router("chat", registry=registry) as router:
+def test_sdk_and_gateway_recorded_history_end_to_end(store, open_router):
+    """Router.route records each trial user's arm, decided in this process (local) or by a
+    live gateway's admin API (remote, the gateway records); `routelang ab` reports the two arms."""
+    router = open_router("chat")
+    try:
         for i in range(400):
             router.route({"user": {"tier": "trial", "id": f"u-{i}"}})
         router.route({"user": {"tier": "premium", "id": "p"}})   # not a split: not in the report
+        router.list_requests(limit=1)                           # waits until the history is written
+    finally:
+        router.close()
     report = json.loads(run("ab", "chat", "--format", "json").output)
     [exp] = report["experiments"]
     assert exp["rule"] == "ab" and [a["label"] for a in exp["arms"]] == ["control", "variant"]
