@@ -1,9 +1,10 @@
 """The state replicas would share: circuit breakers, latency/reliability
-statistics, target health. The request path reaches it only through `State`,
+statistics, target health, round-robin turns. The request path reaches it only through `State`,
 so a shared store (Redis, ...) is a new class here, not a change there.
 
 `InProcessState`, the default, keeps it in this process: breakers and
-statistics are the runtime's own (fed through `plan`), health is a dict.
+statistics are the runtime's own (fed through `plan`), health and the
+round-robin turns are dicts.
 With `--workers N` each worker has its own.
 """
 
@@ -42,17 +43,23 @@ class State(Protocol):
     def view(self, target: Target) -> dict[str, Any]:
         """What /routing shows of a target: breaker, health, statistics."""
 
+    def take_turn(self, key: tuple) -> int:
+        """The next turn (0, 1, 2, ...) of a round-robin node; `key` is (rule name,
+        position of the node in the rule's strategy tree), so turns carry over a reload."""
+
 
 class InProcessState:
     def __init__(self) -> None:
         self.loaded: plan.Loaded | None = None
         self._health: dict[tuple, tuple[bool, str | None]] = {}
         self._unhealthy = 0
+        self._turns: dict[tuple, int] = {}  # one event loop: no lock needed
 
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
         if previous is not None:
             plan.carry_over(previous, loaded)
         self.loaded = loaded
+        plan.take_turns_from(loaded, self)
         self._health = {k: v for k, v in self._health.items() if k in loaded.health_checks}
         self._unhealthy = sum(not ok for ok, _ in self._health.values())
 
@@ -85,3 +92,8 @@ class InProcessState:
         out["healthy"] = None if entry is None else entry[0]
         out["health_detail"] = None if entry is None else entry[1]
         return out
+
+    def take_turn(self, key: tuple) -> int:
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        return turn
