@@ -450,6 +450,9 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
               help="Processes sharing the port (metrics are summed across them).")
 @click.option("--api-keys", "api_keys", type=click.Path(dir_okay=False),
               help="File of `sha256:<hex>` client-key hashes; requests then need `Authorization: Bearer`.")
+@click.option("--admin-keys", "admin_keys", type=click.Path(dir_okay=False),
+              help="File of admin-key hashes (same format): serves the admin API at /api. Without it there is "
+                   "no /api.")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True,
               help="Seconds per upstream attempt, for targets without `timeout`.")
 @click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
@@ -462,8 +465,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
               help="Event loop; uvloop must be installed separately.")
 @guarded
-def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file, loop):
+def serve_command(file, host, port, workers, api_keys, admin_keys, timeout_s, first_token_s, reload_interval,
+                  drain_s, log_file, loop):
     """Serve FILE (.route or Mixtrain JSON) as an OpenAI-compatible gateway (docs/gateway.md).
 
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
@@ -482,7 +485,8 @@ def serve_command(file, host, port, workers, api_keys, timeout_s, first_token_s,
 
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, host=host, port=port, workers=workers, settings=settings, api_keys_file=api_keys,
-                      reload_interval_s=reload_interval, drain_s=drain_s, log_file=log_file, loop=loop)
+                      admin_keys_file=admin_keys, reload_interval_s=reload_interval, drain_s=drain_s,
+                      log_file=log_file, loop=loop)
     try:
         code = run(options)
     except LoadError as exc:

@@ -6,9 +6,10 @@ decisions against real upstreams. docs/gateway.md is the reference.
     plan.py       the one door into the compiler and the runtime
     executor.py   attempts, retries, fallback, streaming, shadows
     adapters/     one module per upstream wire format (openai, anthropic)
-    state.py      breakers, statistics, health: the interface replicas would share
+    state.py      breakers, statistics, health, drains: the interface replicas would share
     health.py     health-check probes          reload.py   hot reload
     metrics.py    Prometheus                   logs.py     JSON log lines
     auth.py       client keys                  server.py   processes and signals
+    admin.py      the admin API at /api (--admin-keys) and its OpenAPI document
     errors.py     the gateway's own errors, in OpenAI's shape, one code each
 """

@@ -29,7 +29,7 @@ MAX_BODY = 32 * 1024 * 1024  # images in chat messages make bodies large
 class Gateway:
     def __init__(self, path: str, settings: Settings | None = None, state: State | None = None,
                  api_keys: frozenset[str] | None = None, log: JsonLog | None = None,
-                 reload_interval_s: float = 1.0):
+                 reload_interval_s: float = 1.0, admin_keys: frozenset[str] | None = None, store=None):
         self.path = path
         self.loaded = plan.load(path)          # raises plan.LoadError: nothing to serve
         self.state = state or InProcessState()
@@ -42,6 +42,14 @@ class Gateway:
         self.health = HealthChecker(self)
         self.reloader = Reloader(self, reload_interval_s)
         self.started = time.time()
+        self.store = store                      # the registry Store; None: serving a file
+        self.admin_keys = admin_keys            # None: no admin API (/api does not exist)
+
+    def loaded_for(self, name: str | None) -> plan.Loaded | None:
+        """The Loaded serving router `name` now (None: the default router); None when not served."""
+        if name is None or name == self.loaded.name:
+            return self.loaded
+        return None
 
     # ---- lifecycle --------------------------------------------------------------
 
@@ -55,6 +63,10 @@ class Gateway:
         app.router.add_get("/routing", self.routing)
         app.router.add_post("/routing/decide", self.decide)
         app.router.add_get("/metrics", self.prometheus)
+        if self.admin_keys is not None:
+            from .admin import Admin
+
+            app.add_subapp("/api", Admin(self).application())
         app.router.add_route("*", "/{tail:.*}", self.unknown)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)

@@ -33,10 +33,24 @@ TARGETS_UNAVAILABLE = Kind(503, "service_unavailable", "targets_unavailable")
 NOT_READY = Kind(503, "service_unavailable", "not_ready")
 INTERNAL = Kind(500, "internal_error", "internal_error")
 
+# The admin API's (routelang/gateway/admin.py, docs/registry.md#the-admin-api).
+NOT_ADMIN = Kind(403, "permission_error", "admin_key_required")
+NOT_FOUND_ROUTER = Kind(404, "not_found_error", "router_not_found")
+NOT_FOUND_VERSION = Kind(404, "not_found_error", "version_not_found")
+NOT_FOUND_REQUEST = Kind(404, "not_found_error", "request_not_found")
+NOT_FOUND_TARGET = Kind(404, "not_found_error", "target_not_found")
+NOT_SERVED = Kind(404, "not_found_error", "router_not_served")
+NO_REGISTRY = Kind(409, "conflict_error", "no_registry")
+NOT_DEPLOYED = Kind(409, "conflict_error", "not_deployed")
+NOTHING_TO_ROLL_BACK = Kind(409, "conflict_error", "nothing_to_roll_back")
+DOES_NOT_CHECK = Kind(422, "invalid_request_error", "does_not_check")
+REGISTRY_UNAVAILABLE = Kind(503, "service_unavailable", "registry_unavailable")
 
-def error_body(kind: Kind, message: str, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": kind.type, "param": param, "code": kind.code}}
+
+def error_body(kind: Kind, message: str, param: str | None = None, **extra) -> dict:
+    """`extra`: more members of `error` (the admin API's `diagnostics`)."""
+    return {"error": {"message": message, "type": kind.type, "param": param, "code": kind.code, **extra}}
 
 
-def error_bytes(kind: Kind, message: str, param: str | None = None) -> bytes:
-    return orjson.dumps(error_body(kind, message, param))
+def error_bytes(kind: Kind, message: str, param: str | None = None, **extra) -> bytes:
+    return orjson.dumps(error_body(kind, message, param, **extra))

@@ -53,13 +53,14 @@ class HealthChecker:
     async def _loop(self, key: tuple, endpoint: str, name: str, check: HealthCheck) -> None:
         url = probe_url(endpoint, check.path)
         gw = self.gateway
+        was = True  # a target counts as healthy until its first probe
         while True:
             healthy, detail = await self.probe(url, check.timeout_s)
-            was = gw.state.healthy(key)
             gw.state.set_health(key, healthy, detail)
             gw.metrics.healthy.labels(name).set(1 if healthy else 0)
-            if was != healthy:
+            if was != healthy:  # this probe's last result, not State.healthy (which a drain makes False)
                 gw.log.write("health", target=name, healthy=healthy, detail=detail)
+            was = healthy
             await asyncio.sleep(check.interval_s)
 
     async def probe(self, url: str, timeout_s: float) -> tuple[bool, str | None]:

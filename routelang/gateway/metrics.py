@@ -47,8 +47,10 @@ class Metrics:
         self.reloads = Counter("routelang_reloads", "Config reloads, by result", ["result"], registry=r)
         self.breaker = Gauge("routelang_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
                              ["target"], registry=r, multiprocess_mode="max")
-        self.healthy = Gauge("routelang_target_healthy", "Health check: 1 healthy, 0 failing", ["target"],
-                             registry=r, multiprocess_mode="min")
+        self.healthy = Gauge("routelang_target_healthy", "Health (probed or pushed): 1 healthy, 0 failing",
+                             ["target"], registry=r, multiprocess_mode="min")
+        self.drained = Gauge("routelang_target_drained", "Drained by hand through the admin API: 1 drained, 0 not",
+                             ["target"], registry=r, multiprocess_mode="max")
         self.config_version = Gauge("routelang_config_version", "Version of the config being served",
                                     registry=r, multiprocess_mode="max")
         # Label lookups cost more than the updates: children are cached per label values.

@@ -28,6 +28,7 @@ class Options:
     workers: int = 1
     settings: Settings = field(default_factory=Settings)
     api_keys_file: str | None = None
+    admin_keys_file: str | None = None    # None: no admin API (no /api at all)
     reload_interval_s: float = 1.0
     drain_s: float = 30.0
     log_file: str | None = None
@@ -50,7 +51,8 @@ def run(options: Options) -> int:
     from . import auth, plan  # neither imports prometheus_client (see prepare_multiprocess)
 
     plan.load(options.path)
-    keys = auth.load_keys(options.api_keys_file) if options.api_keys_file else None
+    keys = Keys(auth.load_keys(options.api_keys_file) if options.api_keys_file else None,
+                auth.load_keys(options.admin_keys_file) if options.admin_keys_file else None)
     sock = _listen(options.host, options.port)
     host, port = sock.getsockname()[:2]
     print(f"routelang serve: {options.path} on http://{host}:{port} ({options.workers} worker(s))",
@@ -60,7 +62,13 @@ def run(options: Options) -> int:
     return _supervise(options, sock, keys)
 
 
-def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+@dataclass(frozen=True)
+class Keys:
+    clients: frozenset[str] | None      # --api-keys
+    admins: frozenset[str] | None       # --admin-keys
+
+
+def _run_worker(options: Options, sock: socket.socket, keys: Keys) -> int:
     factory = None
     if options.loop == "uvloop":
         import uvloop  # optional: `pip install uvloop` (the CLI checks it is there)
@@ -70,7 +78,7 @@ def _run_worker(options: Options, sock: socket.socket, keys: frozenset[str] | No
         return runner.run(_worker(options, sock, keys))
 
 
-async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
     from aiohttp import web
 
     from .app import Gateway
@@ -78,8 +86,8 @@ async def _worker(options: Options, sock: socket.socket, keys: frozenset[str] | 
 
     log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
     try:
-        gateway = Gateway(options.path, settings=options.settings, api_keys=keys, log=JsonLog(log_stream),
-                          reload_interval_s=options.reload_interval_s)
+        gateway = Gateway(options.path, settings=options.settings, api_keys=keys.clients, log=JsonLog(log_stream),
+                          reload_interval_s=options.reload_interval_s, admin_keys=keys.admins)
         runner = web.AppRunner(gateway.application(), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()
@@ -114,7 +122,7 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def _supervise(options: Options, sock: socket.socket, keys: frozenset[str] | None) -> int:
+def _supervise(options: Options, sock: socket.socket, keys: Keys) -> int:
     from prometheus_client import multiprocess
 
     children: list[int] = []

@@ -1,5 +1,6 @@
 """The state replicas would share: circuit breakers, latency/reliability
-statistics, target health, round-robin turns. The request path reaches it only through `State`,
+statistics, target health (probed, or pushed through the admin API),
+drained targets and round-robin turns. The request path reaches it only through `State`,
 so a shared store (Redis, ...) is a new class here, not a change there.
 
 `InProcessState`, the default, keeps it in this process: breakers and
@@ -34,11 +35,19 @@ class State(Protocol):
         """"closed", "open", "half_open", or None without a breaker."""
 
     def healthy(self, key: tuple) -> bool:
-        """False only while the target's health check fails."""
+        """May the target be selected? False while its health check (or the health
+        last pushed for it) fails, and while it is drained: either way it leaves selection."""
 
-    def any_unhealthy(self) -> bool: ...
+    def any_unhealthy(self) -> bool:
+        """Is any target out of selection (unhealthy or drained)?"""
 
-    def set_health(self, key: tuple, healthy: bool, detail: str | None) -> None: ...
+    def set_health(self, key: tuple, healthy: bool, detail: str | None, pushed: bool = False) -> None:
+        """A probe's result, or (`pushed`) a report from outside (POST /api/targets/.../health)."""
+
+    def set_drained(self, key: tuple, drained: bool) -> None:
+        """Drain a target by hand (it leaves selection as an unhealthy one does) or undrain it."""
+
+    def drained(self, key: tuple) -> bool: ...
 
     def view(self, target: Target) -> dict[str, Any]:
         """What /routing shows of a target: breaker, health, statistics."""
@@ -51,8 +60,9 @@ class State(Protocol):
 class InProcessState:
     def __init__(self) -> None:
         self.loaded: plan.Loaded | None = None
-        self._health: dict[tuple, tuple[bool, str | None]] = {}
+        self._health: dict[tuple, tuple[bool, str | None, bool]] = {}   # key -> (healthy, detail, pushed)
         self._unhealthy = 0
+        self._drained: set[tuple] = set()
         self._turns: dict[tuple, int] = {}  # one event loop: no lock needed
 
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
@@ -60,8 +70,11 @@ class InProcessState:
             plan.carry_over(previous, loaded)
         self.loaded = loaded
         plan.take_turns_from(loaded, self)
-        self._health = {k: v for k, v in self._health.items() if k in loaded.health_checks}
-        self._unhealthy = sum(not ok for ok, _ in self._health.values())
+        # A probe's result goes with its health check; pushed health and drains stay with the target.
+        self._health = {k: v for k, v in self._health.items()
+                        if k in loaded.health_checks or (v[2] and k in loaded.targets)}
+        self._unhealthy = sum(not entry[0] for entry in self._health.values())
+        self._drained &= loaded.targets.keys()
 
     def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
         plan.observe(self.loaded, target, ok, latency_ms, tokens)
@@ -76,21 +89,34 @@ class InProcessState:
         return plan.breaker_state(self.loaded, target)
 
     def healthy(self, key: tuple) -> bool:
+        if key in self._drained:
+            return False
         entry = self._health.get(key)
         return entry is None or entry[0]
 
     def any_unhealthy(self) -> bool:
-        return self._unhealthy > 0
+        return self._unhealthy > 0 or bool(self._drained)
 
-    def set_health(self, key: tuple, healthy: bool, detail: str | None) -> None:
-        self._health[key] = (healthy, detail)
-        self._unhealthy = sum(not ok for ok, _ in self._health.values())
+    def set_health(self, key: tuple, healthy: bool, detail: str | None, pushed: bool = False) -> None:
+        self._health[key] = (healthy, detail, pushed)
+        self._unhealthy = sum(not entry[0] for entry in self._health.values())
+
+    def set_drained(self, key: tuple, drained: bool) -> None:
+        if drained:
+            self._drained.add(key)
+        else:
+            self._drained.discard(key)
+
+    def drained(self, key: tuple) -> bool:
+        return key in self._drained
 
     def view(self, target: Target) -> dict[str, Any]:
         out = plan.target_view(self.loaded, target)
         entry = self._health.get(target.key)
         out["healthy"] = None if entry is None else entry[0]
         out["health_detail"] = None if entry is None else entry[1]
+        out["health_pushed"] = None if entry is None else entry[2]
+        out["drained"] = target.key in self._drained
         return out
 
     def take_turn(self, key: tuple) -> int:

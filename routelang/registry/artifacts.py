@@ -70,6 +70,22 @@ def build_file(path: str | Path) -> Built:
     return _finish(result, entry, sources)
 
 
+def build_text(text: str, entry: str) -> Built:
+    """`.route` source text for a push over the admin API. It is compiled in an
+    empty directory, so it may import the standard library but no other file
+    (never one next to the server)."""
+    with tempfile.TemporaryDirectory(prefix="routelang-push-") as tmp:
+        result = compile_text(text, name=entry, path=Path(tmp) / entry)
+    sources = {entry: result.sources[entry].text if entry in result.sources else text}
+    sources.update({name: s.text for name, s in result.sources.items() if is_stdlib(name)})
+    return _finish(result, entry, dict(sorted(sources.items())))
+
+
+def build_stored(entry: str, sources: dict[str, str]) -> Built:
+    """Stored (or exported) files checked again exactly like a push (`routelang import` of a registry)."""
+    return _finish(compile_stored(entry, sources), entry, dict(sorted(sources.items())))
+
+
 def build_config(config: dict, name: str) -> Built:
     """A version from a Mixtrain-schema config (the SDK's `update`): imported to
     `.route` text, which is then checked and compiled like a pushed file."""

@@ -33,7 +33,7 @@ def describe(router: Router, request: Any, expected: str | None = None) -> dict[
         if result.matched_rule is not None:
             out["conditions"] = [
                 {"field": leaf["field"], "operator": leaf["operator"], "value": leaf.get("value"),
-                 "actual": _jsonable(actual), "held": held}
+                 "actual": jsonable(actual), "held": held}
                 for leaf, actual, held in router.condition_report(result.matched_rule, request)
             ]
     if expected is not None:
@@ -42,7 +42,7 @@ def describe(router: Router, request: Any, expected: str | None = None) -> dict[
     return out
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     try:
         json.dumps(value)
     except (TypeError, ValueError, RecursionError):

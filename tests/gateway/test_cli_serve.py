@@ -165,3 +165,28 @@ def test_serve_refuses_a_key_file_with_plain_keys(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2
     assert "keys are stored hashed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_admin_keys_mounts_the_admin_api(upstreams, serve, tmp_path):
+    from routelang.gateway import auth
+
+    up = upstreams()
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [target(up, "m")]), name="front")))
+    admins, clients = tmp_path / "admins", tmp_path / "clients"
+    admins.write_text(f"# admins\nsha256:{auth.digest('adm')}\n")
+    clients.write_text(f"sha256:{auth.digest('cli')}\n")
+    plain = serve(str(path))
+    assert http("GET", plain.url + "/api/openapi.json").status_code == 404   # no --admin-keys: no /api
+    served = serve(str(path), "--admin-keys", str(admins), "--api-keys", str(clients))
+    assert http("GET", served.url + "/api/openapi.json").json()["openapi"] == "3.1.0"
+    routed = http("POST", served.url + "/api/route", {"data": {}}, {"Authorization": "Bearer adm"})
+    assert routed.status_code == 200 and routed.json()["matched_rule"]["name"] == "all"
+    assert http("POST", served.url + "/api/route", {"data": {}}, {"Authorization": "Bearer cli"}).status_code == 403
+    assert http("POST", served.url + "/v1/chat/completions", CHAT, {"Authorization": "Bearer cli"}).status_code == 200
+    bad = tmp_path / "bad"
+    bad.write_text("adm\n")
+    proc = subprocess.run([sys.executable, "-m", "routelang", "serve", str(path), "--port", "0", "--admin-keys",
+                           str(bad)], check=False, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and "keys are stored hashed" in proc.stderr and "Traceback" not in proc.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 TARGETS = '''
@@ -53,3 +56,57 @@ def registry(tmp_path, monkeypatch):
 @pytest.fixture
 def router_file(tmp_path):
     return write_router(tmp_path)
+
+
+# ---- the SDK against a live gateway (its admin API) -------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))   # gateway_fakes: the gateway tests' helpers
+
+ADMIN_KEY = "sdk-admin-key"
+# What the gateway serves from its file; the registry's routers are reached through its admin API.
+FRONT = '''router front
+
+import std.providers
+
+target only = openai("front-model", "http://127.0.0.1:9/v1")
+
+rule all priority 1 {
+    route only
+}
+'''
+
+
+@pytest.fixture(scope="session")
+def loop_thread():
+    from gateway_fakes import LoopThread
+
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture
+def live_gateway(loop_thread, registry, tmp_path):
+    """A gateway on loopback whose admin API serves the registry file `registry`: its url."""
+    from gateway_fakes import FAST, GatewayServer
+
+    from routelang.gateway.auth import digest
+    from routelang.registry.store import Store
+
+    front = tmp_path / "front.route"
+    front.write_text(FRONT)
+    server = loop_thread.run(GatewayServer(loop_thread, front, FAST, admin_keys=frozenset({digest(ADMIN_KEY)}),
+                                           store=Store(registry)).start())
+    yield server.url
+    loop_thread.run(server.stop())
+
+
+@pytest.fixture(params=["local", "remote"])
+def open_router(request, registry):
+    """open_router(name, **kwargs) -> routelang.Router over the registry file, or over a live gateway's API."""
+    import routelang
+
+    if request.param == "local":
+        return lambda name, **kwargs: routelang.Router(name, registry=registry, **kwargs)
+    url = request.getfixturevalue("live_gateway")
+    return lambda name, **kwargs: routelang.Router(name, url=url, api_key=ADMIN_KEY, **kwargs)

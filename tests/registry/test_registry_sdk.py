@@ -1,4 +1,5 @@
-"""routelang.Router, the Router SDK, against a local registry file."""
+"""routelang.Router, the Router SDK: the same cases against a local registry file and a live gateway
+(`Router(name, url=..., api_key=...)` over its admin API); what only a local file has, locally."""
 
 from __future__ import annotations
 
@@ -37,16 +38,16 @@ def test_router_is_lazy_and_the_runtime_class_keeps_a_name(tmp_path):
     assert isinstance(routelang.Router(loaded.plan), routelang.LoadedRouter)   # the old constructor still works
 
 
-def test_properties(deployed, registry):
-    router = routelang.Router("chat", registry=registry)
+def test_properties(deployed, open_router):
+    router = open_router("chat")
     assert router.active_version == 1
     assert [r["name"] for r in router.rules] == ["premium", "ab", "default"]
     assert router.config["rules"] == router.rules
     assert router.versions[0]["version"] == 1 and router.versions[0]["active"] is True
 
 
-def test_route_decides_with_the_active_version_and_records_it(deployed, registry):
-    with routelang.Router("chat", registry=registry) as router:
+def test_route_decides_with_the_active_version_and_records_it(deployed, open_router):
+    with open_router("chat") as router:
         result = router.route(PREMIUM)
         assert result.matched_rule.name == "premium" and result.matched_rule.priority == 100
         assert result.selected_targets[0].model_name == "gpt-4o"
@@ -63,8 +64,8 @@ def test_route_decides_with_the_active_version_and_records_it(deployed, registry
             router.get_request("nope")
 
 
-def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, registry):
-    router = routelang.Router("chat", registry=registry, record=False)
+def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
+    router = open_router("chat", record=False)
     rules = router.rules
     rules[0]["targets"] = [dict(rules[0]["targets"][0], model_name="gpt-4.1")]
     version = router.update(rules=rules)
@@ -98,22 +99,22 @@ def test_a_deploy_from_another_process_is_picked_up_within_a_second(deployed, re
     assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o"
 
 
-def test_delete_and_errors(deployed, registry):
-    router = routelang.Router("chat", registry=registry)
+def test_delete_and_errors(deployed, registry, open_router):
+    router = open_router("chat")
     router.delete()
     with pytest.raises(RegistryError, match="no router called 'chat'"):
         _ = router.active_version
     undeployed = Store(registry)
     undeployed.push("fresh", "x.route", {"x.route": ""}, {"rules": []})
     with pytest.raises(RegistryError, match="no deployed version"):
-        routelang.Router("fresh", registry=registry).route(PREMIUM)
+        open_router("fresh").route(PREMIUM)
 
 
 def test_routers_of_one_registry_share_one_writer_and_rows_are_written_at_exit(deployed, registry):
     a, b = routelang.Router("chat", registry=registry), routelang.Router("chat", registry=registry)
     a.route(PREMIUM)
     b.route(TRIAL)
-    assert a._writer is b._writer
+    assert a._transport._writer is b._transport._writer
     a.close()
     b.close()
     code = ("import sys, routelang; routelang.Router('chat', registry=sys.argv[1]).route("
@@ -121,3 +122,53 @@ def test_routers_of_one_registry_share_one_writer_and_rows_are_written_at_exit(d
     subprocess.run([sys.executable, "-c", code, str(registry)], check=True, timeout=60)
     assert [r["rule"] for r in routelang.Router("chat", registry=registry).list_requests()] == \
         ["default", "ab", "premium"]
+
+
+def test_local_and_remote_give_the_same_results(deployed, registry, live_gateway):
+    from conftest import ADMIN_KEY
+
+    local = routelang.Router("chat", registry=registry)
+    remote = routelang.Router("chat", url=live_gateway, api_key=ADMIN_KEY)
+    assert remote.config == local.config and remote.versions == local.versions and remote.rules == local.rules
+    requests = [PREMIUM, TRIAL, {"user": {"tier": "basic"}}, {}] + \
+        [{"user": {"tier": "trial", "id": f"u-{i}"}} for i in range(30)]
+
+    def seen(result):
+        rule = result.matched_rule
+        return ((rule.name, rule.priority, rule.strategy),
+                [(t.model_name, t.provider, t.endpoint, t.weight, t.label, t.is_shadow) for t in result.selected_targets],
+                result.explanation)
+
+    assert [seen(remote.route(r)) for r in requests] == [seen(local.route(r)) for r in requests]
+    rows = remote.list_requests(limit=200)   # one registry, newest first: the local routes, then the remote ones
+    assert rows == local.list_requests(limit=200) and len(rows) == 2 * len(requests)
+    keep = ("router", "version", "rule", "targets", "status", "split_label", "sticky_key_hash")
+    local_rows, remote_rows = rows[:len(requests)], rows[len(requests):]
+    assert [{k: r[k] for k in keep} for r in remote_rows] == [{k: r[k] for k in keep} for r in local_rows]
+    assert {r["split_label"] for r in remote_rows} == {"control", "variant", None}   # None: not a split
+    assert remote.get_request(remote_rows[0]["id"]) == local.get_request(remote_rows[0]["id"])
+
+
+def test_remote_errors_are_registry_errors(live_gateway):
+    with pytest.raises(RegistryError, match="invalid API key"):
+        _ = routelang.Router("chat", url=live_gateway, api_key="wrong").active_version
+    with pytest.raises(RegistryError, match="invalid API key"):   # not "no such request"
+        routelang.Router("chat", url=live_gateway, api_key="wrong").get_request("0" * 32)
+    with pytest.raises(RegistryError, match="cannot reach the gateway"):
+        _ = routelang.Router("chat", url="http://127.0.0.1:9", api_key="k", timeout_s=2).active_version
+    with pytest.raises(TypeError, match="not both"):
+        routelang.Router("chat", url=live_gateway, registry="x.db")
+
+
+def test_a_router_deleted_and_pushed_again_elsewhere_is_not_decided_by_its_old_rules(deployed, registry,
+                                                                                     router_file, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(sdk.time, "monotonic", lambda: clock[0])
+    router = routelang.Router("chat", registry=registry, record=False)
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o"
+    deployed.delete("chat")              # another process: delete, push other content, deploy: version 1 again
+    write_router(router_file.parent, premium="small")
+    push_file(deployed, router_file)
+    deployed.deploy("chat", 1)
+    clock[0] += sdk.RECHECK_ACTIVE_S
+    assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o-mini"
