@@ -116,7 +116,9 @@ def settle_gc() -> None:
     leave the collector's view (`gc.freeze`; measured here, each full collection walked them for
     about 60 ms, every few thousand requests); and generation 0 waits for more young objects:
     the requests in flight hold a few thousand that reference counting frees anyway, and at
-    the default threshold a collection ran every ~15 requests for nothing."""
+    the default threshold a collection ran every ~15 requests for nothing. (Frozen objects in
+    reference cycles are never collected: the first config, once a reload replaces it, stays in
+    memory; that happens once, later versions are collected as usual.)"""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
