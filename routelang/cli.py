@@ -22,7 +22,7 @@ class Exit(IntEnum):
     """The exit codes of every command (the README's table). A run that meets
     several situations exits with the highest code among them."""
 
-    OK = 0        # success: no errors; tests passed; `fmt --check` / `diff`: nothing changes
+    OK = 0        # success: no errors; tests passed; `fmt --check` / `diff`: nothing changes; `ab`: a report
     FINDINGS = 1  # errors in the input, failed tests or expectations; `fmt --check` / `diff`: changes;
     #               `push`: not clean; `deploy` / `delete`: not confirmed
     USAGE = 2     # usage or I/O: bad flags, a file that cannot be read or written; the registry cannot be
@@ -858,4 +858,47 @@ def request_command(request_id, registry):
     if found is None:
         raise UsageProblem(f"no request {request_id!r} in the registry")
     click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    finish(Exit.OK)
+
+
+@main.command(name="ab")
+@click.argument("name")
+@click.option("--rule", help="Only this split rule (default: every rule with split arms, one report each).")
+@click.option("--since", help="From this time: an ISO date or date-time (UTC unless given), or a duration ago "
+                              "(30m, 24h, 7d).")
+@click.option("--until", help="Before this time (the same forms as --since).")
+@click.option("--control", help="The control arm (default: the first label in sorted order).")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="The false-positive rate of the report, shared by its variants (Bonferroni).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "html"]), default="table",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (default: stdout).")
+@registry_option
+@guarded
+@registry_errors
+def ab_command(name, rule, since, until, control, alpha, fmt, output, registry):
+    """An A/B report of router NAME's split arms from the request history:
+    per arm, requests, success rate, latency, time to first token, tokens and
+    cost; per variant against the control, a z-test on the success rate and
+    Welch's t-test on latency, guarded against stopping early by always-valid
+    p-values (mSPRT). Exit 0 when the report is printed, whatever it says."""
+    from .registry import ab_report
+
+    store = _store(registry)
+    store.active_version(name)  # an unknown router is an error, not an empty report
+    try:
+        report = ab_report.build_report(
+            store.conn, name, rule=rule, since=None if since is None else ab_report.parse_time(since),
+            until=None if until is None else ab_report.parse_time(until), control=control, alpha=alpha)
+    except ab_report.ReportProblem as exc:
+        raise UsageProblem(str(exc)) from None
+    if fmt == "json":
+        text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    elif fmt == "html":
+        from .registry.ab_html import render_html
+
+        text = render_html(report)
+    else:
+        text = (ab_report.render_markdown if fmt == "markdown" else ab_report.render_text)(report)
+    write_output(text, output)
     finish(Exit.OK)

@@ -270,7 +270,25 @@ def check_request(cli: Cli, tmp: Path) -> None:
     assert proc.returncode == 0 and json.loads(proc.stdout)["rule"] == "standard", proc.stderr
 
 
+def check_ab(cli: Cli, tmp: Path) -> None:
+    """The A/B report of SDK-recorded split decisions, in json and html (standard library only)."""
+    registry = tmp / "registry.db"
+    assert cli("push", EXAMPLES / "ab_split.route", "--registry", registry).returncode == 0
+    assert cli("deploy", "ab_test", "1", "--yes", "--registry", registry).returncode == 0
+    code = ("import sys, routelang; r = routelang.Router('ab_test', registry=sys.argv[1]); "
+            "[r.route({'user': {'id': f'u-{i}', 'email': 'a@example.com'}, 'request': {'type': 'image'}}) "
+            "for i in range(200)]; r.close()")
+    subprocess.run([cli.bin_dir / "python", "-c", code, str(registry)], check=True, timeout=TIMEOUT, cwd="/")
+    proc = cli("ab", "ab_test", "--format", "json", "--registry", registry)
+    assert proc.returncode == 0, proc.stderr
+    [experiment] = json.loads(proc.stdout)["experiments"]
+    assert [arm["label"] for arm in experiment["arms"]] == ["control", "variant"]
+    proc = cli("ab", "ab_test", "--format", "html", "--registry", registry)
+    assert proc.returncode == 0 and proc.stdout.count("<svg") == 4, proc.stderr
+
+
 INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
+    "ab": check_ab,
     "check": check_check,
     "compile": check_compile,
     "coverage": check_coverage,

@@ -5,6 +5,8 @@ request history, and the Router SDK, in one SQLite file.
 - `artifacts.py`: what a version holds; compiling a file for a push, and a stored version again
 - `history.py`: the request history and its batched background writer
 - `sdk.py`: `routelang.Router`, the Mixtrain Router SDK's interface
+- `ab.py`: the statistics of A/B reports; `ab_report.py` builds and prints a report
+  from the history, `ab_html.py` draws it (`routelang ab`)
 """
 
 from .store import RegistryError, Store, default_path
