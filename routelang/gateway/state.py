@@ -1,10 +1,11 @@
 """The state replicas would share: circuit breakers, latency/reliability
-statistics, target health (probed, or pushed through the admin API) and
-drained targets. The request path reaches it only through `State`,
+statistics, target health (probed, or pushed through the admin API),
+drained targets and round-robin turns. The request path reaches it only through `State`,
 so a shared store (Redis, ...) is a new class here, not a change there.
 
 `InProcessState`, the default, keeps it in this process: breakers and
-statistics are the runtime's own (fed through `plan`), health is a dict.
+statistics are the runtime's own (fed through `plan`), health and the
+round-robin turns are dicts.
 With `--workers N` each worker has its own.
 
 One gateway may serve several routers (`serve --registry`). Breakers and
@@ -82,6 +83,10 @@ class State(Protocol):
     def view(self, target: Target) -> dict[str, Any]:
         """What /routing shows of a target: breaker, health, statistics."""
 
+    def take_turn(self, key: tuple) -> int:
+        """The next turn (0, 1, 2, ...) of a round-robin node; `key` is (router name, rule
+        name, position of the node in the rule's strategy tree), so turns carry over a reload."""
+
 
 class InProcessState:
     def __init__(self) -> None:
@@ -89,6 +94,7 @@ class InProcessState:
         self._health: dict[tuple, tuple[bool, str | None, bool]] = {}   # key -> (healthy, detail, pushed)
         self._unhealthy = 0
         self._drained: set[tuple] = set()
+        self._turns: dict[tuple, int] = {}  # one event loop: no lock needed
 
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
         if previous is not None:
@@ -96,6 +102,7 @@ class InProcessState:
             if previous.name != loaded.name:
                 self.routers.pop(previous.name, None)  # a file whose router was renamed
         self.routers[loaded.name] = loaded
+        plan.take_turns_from(loaded, _Turns(self, loaded.name))
         self._forget()
 
     def unbind(self, router: str) -> None:
@@ -168,3 +175,22 @@ class InProcessState:
         out["health_pushed"] = None if entry is None else entry[2]
         out["drained"] = target.key in self._drained
         return out
+
+    def take_turn(self, key: tuple) -> int:
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        return turn
+
+
+class _Turns:
+    """One router's round-robin turns, kept in the State under the router's name
+    (two routers' rules of one name do not share turns; a new version's do)."""
+
+    __slots__ = ("router", "state")
+
+    def __init__(self, state: State, router: str):
+        self.state = state
+        self.router = router
+
+    def take_turn(self, key: tuple) -> int:
+        return self.state.take_turn((self.router, *key))
