@@ -757,6 +757,16 @@ def show_command(ref, fmt, registry):
     finish(Exit.OK)
 
 
+def _confirmed(question: str) -> bool:
+    """The user's answer to a yes/no question; no terminal input (end of file) is a no, not click's
+    bare `Aborted!`, so the caller says what was not done and exits 1."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:
+        click.echo()   # end the prompt's line
+        return False
+
+
 @main.command(name="deploy")
 @click.argument("name")
 @click.argument("version", type=click.IntRange(1))
@@ -781,7 +791,7 @@ def deploy_command(name, version, yes, registry):
     else:
         outcome = diff(_compiled_version(store.version(name, active)).router, _compiled_version(target).router)
         click.echo(f"from version {active} to version {version}: {render_text(outcome)}")
-    if not yes and not click.confirm(f"deploy {name} version {version}?", default=False):
+    if not yes and not _confirmed(f"deploy {name} version {version}?"):
         click.echo("not deployed", err=True)
         finish(Exit.FINDINGS)
     store.deploy(name, version)
@@ -811,7 +821,7 @@ def delete_command(name, yes, registry):
     """Delete router NAME: every version, deployment and its request history."""
     store = _store(registry)
     count = len(store.versions(name))
-    if not yes and not click.confirm(f"delete {name} and its {count} version(s)?", default=False):
+    if not yes and not _confirmed(f"delete {name} and its {count} version(s)?"):
         click.echo("not deleted", err=True)
         finish(Exit.FINDINGS)
     store.delete(name)
