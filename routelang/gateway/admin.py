@@ -748,8 +748,8 @@ class Admin:
         from ..registry import history
         from ..registry.sdk import history_record
 
-        started = time.perf_counter()
         name, version, runtime, loaded = await self._decider(router)
+        started = time.perf_counter()   # the decision's latency: not the lookup or compiling of a version
         result, attempts, unavailable = self._decide(runtime, loaded, data)
         elapsed_ms = (time.perf_counter() - started) * 1000
         request_id = None

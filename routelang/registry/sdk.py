@@ -185,8 +185,8 @@ class LocalRegistry:
         return self.store.active_version(self.name)
 
     def route(self, data: dict) -> RouteResult:
-        started = time.perf_counter()
         version, runtime = self._runtime()
+        started = time.perf_counter()   # the decision's latency: not the lookup or compiling of a version
         result = runtime.route(data)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if self._record:

@@ -64,6 +64,25 @@ def test_route_decides_with_the_active_version_and_records_it(deployed, open_rou
             router.get_request("nope")
 
 
+def test_recorded_latency_is_the_decision_not_compiling_the_version(deployed, open_router, monkeypatch):
+    # The first request of a version compiles it; an A/B report's latency must not count that in one arm.
+    import time
+
+    from routelang import loader
+
+    compile_router = loader.make_router
+
+    def slow_compile(*args, **kwargs):
+        time.sleep(0.3)
+        return compile_router(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "make_router", slow_compile)
+    with open_router("chat") as router:
+        router.route(PREMIUM)
+        (row,) = router.list_requests(limit=10)
+    assert 0 <= row["latency_ms"] < 100
+
+
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
     router = open_router("chat", record=False)
     rules = router.rules
