@@ -101,6 +101,14 @@ def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open
     assert [v["version"] for v in router.versions] == [1, 2]
 
 
+def test_update_needs_no_mixtrain_package(deployed, registry, monkeypatch):
+    # The importer reads configs with routelang's own copy of Mixtrain's models (a plain install works).
+    monkeypatch.setitem(sys.modules, "mixtrain", None)    # `import mixtrain` now fails
+    with routelang.Router("chat", registry=registry) as router:
+        version = router.update(rules=router.rules[:1])
+        assert version == 2 and [r["name"] for r in Store(registry).version("chat", 2).compiled["rules"]] == ["premium"]
+
+
 def test_a_deploy_from_another_process_is_picked_up_within_a_second(deployed, registry, router_file, monkeypatch):
     router = routelang.Router("chat", registry=registry, record=False)
     assert router.route(PREMIUM).selected_targets[0].model_name == "gpt-4o"
