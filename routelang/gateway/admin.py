@@ -608,7 +608,8 @@ class Admin:
             if not built.ok:
                 raise AdminError(errors.DOES_NOT_CHECK, f"not pushed: the router does not check clean\n{rendered}",
                                  diagnostics=found)
-            version, created = store.push(name, built.entry, built.sources, built.compiled, body.message)
+            version, created = store.push(name, built.entry, built.sources, built.compiled, body.message,
+                                          from_config=body.config is not None)
             active = store.active_version(name)
             return Pushed(**version.summary(), active=version.version == active, created=created, warnings=found,
                           warnings_text=rendered)

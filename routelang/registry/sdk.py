@@ -237,7 +237,8 @@ class LocalRegistry:
             raise RegistryError(f"the updated router is not a valid config: {exc}") from None
         if not built.ok:
             raise RegistryError("the updated router does not check clean:\n" + built.result.render(built.problems))
-        version, _new = self.store.push(self.name, built.entry, built.sources, built.compiled, "update()")
+        version, _new = self.store.push(self.name, built.entry, built.sources, built.compiled, "update()",
+                                         from_config=True)
         return version.version
 
     def deploy(self, version: int) -> None:

@@ -83,6 +83,14 @@ def test_recorded_latency_is_the_decision_not_compiling_the_version(deployed, op
     assert 0 <= row["latency_ms"] < 100
 
 
+def test_update_that_changes_nothing_returns_the_pushed_version(deployed, open_router):
+    # Version 1 was pushed from a file; the text imported from its config differs, its compiled config not.
+    router = open_router("chat", record=False)
+    assert router.update(rules=router.rules) == 1
+    assert router.update() == 1
+    assert [v["version"] for v in router.versions] == [1]
+
+
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
     router = open_router("chat", record=False)
     rules = router.rules
