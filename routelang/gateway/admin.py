@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..registry.history import MAX_LIMIT
 from ..registry.store import RegistryError
 from ..runtime.engine import RouteResult
 from ..runtime.operators import RequestError
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 JSON = "application/json"
 ROUTER_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"   # store.ROUTER_NAME, as an OpenAPI pattern
-MAX_LIMIT = 10_000
 EXPORT_FORMAT = "routelang-registry"
 STDLIB_NAME = re.compile(r"<std(\.[A-Za-z_][A-Za-z0-9_]*)+>")
 

@@ -104,7 +104,10 @@ class Router:
         return self._transport.route(data)
 
     def list_requests(self, limit: int = 100) -> list[dict]:
-        """The newest first (what this process recorded is written first)."""
+        """The newest first (what this process recorded is written first); 1 <= limit <= 10,000,
+        checked here so that a local file and a gateway refuse the same limits."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= history.MAX_LIMIT:
+            raise ValueError(f"limit must be an int from 1 to {history.MAX_LIMIT}, not {limit!r}")
         return self._transport.list_requests(limit)
 
     def get_request(self, request_id: str) -> dict:

@@ -91,6 +91,16 @@ def test_update_that_changes_nothing_returns_the_pushed_version(deployed, open_r
     assert [v["version"] for v in router.versions] == [1]
 
 
+@pytest.mark.parametrize("limit", [0, -1, 10_001, 2.5, True])
+def test_a_limit_out_of_range_is_refused_alike_locally_and_remotely(deployed, open_router, limit):
+    # SQLite reads LIMIT -1 as no limit: a local file returned every row where the gateway said 400.
+    with open_router("chat") as router:
+        router.route(PREMIUM)
+        with pytest.raises(ValueError, match="limit must be an int from 1 to 10000"):
+            router.list_requests(limit=limit)
+        assert len(router.list_requests(limit=1)) == 1
+
+
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
     router = open_router("chat", record=False)
     rules = router.rules
