@@ -265,6 +265,10 @@ class RemoteGateway:
     HTTP request (stdlib urllib); an error answer is a RegistryError with the gateway's message."""
 
     def __init__(self, name: str, url: str, api_key: str | None, record: bool, timeout_s: float):
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        # urllib would also open file:// and ftp:// addresses, and report a bare host as "unknown url type".
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"Router(url=...): the gateway's address, http(s)://host:port, not {url!r}")
         self.name = name
         self._base = url.rstrip("/") + "/api"
         self._key = api_key

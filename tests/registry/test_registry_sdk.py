@@ -194,6 +194,12 @@ def test_local_and_remote_give_the_same_results(deployed, registry, live_gateway
     assert remote.get_request(remote_rows[0]["id"]) == local.get_request(remote_rows[0]["id"])
 
 
+@pytest.mark.parametrize("url", ["not a url", "localhost:8080", "file:///etc", "http://"])
+def test_a_remote_url_that_is_not_an_http_address_is_refused_at_once(url):
+    with pytest.raises(ValueError, match=r"the gateway's address, http\(s\)://host:port"):
+        routelang.Router("chat", url=url, api_key="k")
+
+
 def test_remote_errors_are_registry_errors(live_gateway):
     with pytest.raises(RegistryError, match="invalid API key"):
         _ = routelang.Router("chat", url=live_gateway, api_key="wrong").active_version
