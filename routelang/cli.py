@@ -897,9 +897,12 @@ def ab_command(name, rule, since, until, control, alpha, fmt, output, registry):
     store = _store(registry)
     store.active_version(name)  # an unknown router is an error, not an empty report
     try:
-        report = ab_report.build_report(
-            store.conn, name, rule=rule, since=None if since is None else ab_report.parse_time(since),
-            until=None if until is None else ab_report.parse_time(until), control=control, alpha=alpha)
+        start = None if since is None else ab_report.parse_time(since)
+        end = None if until is None else ab_report.parse_time(until)
+        if start is not None and end is not None and end <= start:
+            raise ab_report.ReportProblem(f"--until {until} is not after --since {since}: the window is empty")
+        report = ab_report.build_report(store.conn, name, rule=rule, since=start, until=end, control=control,
+                                        alpha=alpha)
     except ab_report.ReportProblem as exc:
         raise UsageProblem(str(exc)) from None
     if fmt == "json":

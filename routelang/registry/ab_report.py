@@ -57,7 +57,12 @@ def parse_time(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     relative = _RELATIVE.fullmatch(text.strip())
     if relative:
-        return now - float(relative[1]) * _UNIT_S[relative[2]]
+        when = now - float(relative[1]) * _UNIT_S[relative[2]]
+        try:
+            iso(when)   # the report prints it: a time before year 1 cannot be
+        except (ValueError, OverflowError, OSError):
+            raise ReportProblem(f"{text!r} is too long ago to be a time") from None
+        return when
     try:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:

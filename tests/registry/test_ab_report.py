@@ -197,6 +197,10 @@ def test_since_and_until_accept_iso_and_durations(store):
     assert window["since"] == "2026-11-01T00:00:30Z"
     recent = json.loads(run("ab", "chat", "--since", "1h", "--format", "json").output)  # T0 is long ago
     assert recent["experiments"] == [] and "in this window" in recent["message"]
+    far = run("ab", "chat", "--since", "99999999d")     # before year 1: was an internal error (exit 3)
+    assert far.exit_code == Exit.USAGE and "too long ago" in far.output
+    backwards = run("ab", "chat", "--since", "1d", "--until", "7d")
+    assert backwards.exit_code == Exit.USAGE and "is not after --since" in backwards.output
     bad = run("ab", "chat", "--since", "yesterday")
     assert bad.exit_code == Exit.USAGE and "'yesterday' is not a time" in bad.output
 
