@@ -210,8 +210,12 @@ class LocalRegistry:
             raise RegistryError(f"router {self.name!r} has no deployed version (routelang deploy {self.name} N)")
         if self._loaded is None or self._loaded[0] != active:
             from ..loader import make_router, plan_from_json
+            from ..runtime.model import ConfigError
 
-            plan = plan_from_json(self.store.version(self.name, active[0]).compiled)
+            try:
+                plan = plan_from_json(self.store.version(self.name, active[0]).compiled)
+            except ConfigError as exc:   # an unset ${VAR}: the words of the admin API's 422, as remotely
+                raise RegistryError(f"router {self.name!r} version {active[0]} does not load here: {exc}") from None
             self._loaded = (active, make_router(plan, backend=self._backend))
         return active[0], self._loaded[1]
 

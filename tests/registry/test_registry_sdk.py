@@ -200,6 +200,19 @@ def test_a_remote_url_that_is_not_an_http_address_is_refused_at_once(url):
         routelang.Router("chat", url=url, api_key="k")
 
 
+def test_a_version_with_an_unset_variable_is_a_registry_error_locally_and_remotely(registry, tmp_path, open_router,
+                                                                                   monkeypatch):
+    monkeypatch.delenv("ROUTELANG_TEST_UNSET", raising=False)
+    path = tmp_path / "envy.route"
+    path.write_text('router envy\nimport std.providers\n'
+                    'rule all priority 1 { route openai("m", "${ROUTELANG_TEST_UNSET}") }\n')
+    store = Store(registry)
+    push_file(store, path, name="envy")
+    store.deploy("envy", 1)
+    with pytest.raises(RegistryError, match=r"router 'envy' version 1 does not load here: .*ROUTELANG_TEST_UNSET"):
+        open_router("envy", record=False).route({})
+
+
 def test_remote_errors_are_registry_errors(live_gateway):
     with pytest.raises(RegistryError, match="invalid API key"):
         _ = routelang.Router("chat", url=live_gateway, api_key="wrong").active_version
