@@ -15,6 +15,7 @@ process is picked up within a second) or `RemoteGateway` (the gateway's
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import urllib.error
@@ -78,14 +79,15 @@ class Router:
 
     @property
     def config(self) -> dict:
-        """The active version's compiled config (the latest version's before any deploy); cached."""
+        """The active version's compiled config (the latest version's before any deploy); cached, and
+        each access a copy: editing what it returns (say, to pass to `update`) never edits the cache."""
         if self._config is None:
             self._config = self._transport.config()
-        return self._config
+        return copy.deepcopy(self._config)
 
     @property
     def rules(self) -> list[dict]:
-        return list(self.config.get("rules", []))
+        return self.config.get("rules", [])
 
     @property
     def versions(self) -> list[dict]:
@@ -123,7 +125,7 @@ class Router:
         fields given replaced, checked like a pushed file (raises RegistryError
         with the diagnostics when it does not check clean). Not deployed; returns
         its number (an existing one when nothing changed)."""
-        config = dict(self.config)
+        config = self.config
         if rules is not None:
             config["rules"] = rules
         config.update(kwargs)

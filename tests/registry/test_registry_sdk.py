@@ -101,6 +101,17 @@ def test_a_limit_out_of_range_is_refused_alike_locally_and_remotely(deployed, op
         assert len(router.list_requests(limit=1)) == 1
 
 
+def test_editing_the_returned_rules_does_not_edit_the_router(deployed, open_router):
+    # An edit that was never passed to update() must not reach the next update(description=...).
+    router = open_router("chat", record=False)
+    router.rules[0]["priority"] = 1
+    router.config["rules"][0]["targets"].clear()
+    assert router.rules[0]["priority"] == 100 and router.rules[0]["targets"]
+    version = router.update(description="same rules")
+    assert open_router("chat").versions[-1]["version"] == version
+    assert Store(deployed.path).version("chat", version).compiled["rules"][0]["priority"] == 100
+
+
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
     router = open_router("chat", record=False)
     rules = router.rules
