@@ -164,7 +164,11 @@ def test_no_split_rule_gives_a_clear_message(store):
     result = run("ab", "chat")
     assert result.exit_code == Exit.OK
     assert "not enough data: no request of router 'chat' has a split label" in result.output
-    assert "rule 'nope'" in run("ab", "chat", "--rule", "nope").output
+    typo = run("ab", "chat", "--rule", "nope")   # was "not enough data", exit 0: a typo looked like no data
+    assert typo.exit_code == Exit.USAGE and "router 'chat' has no rule 'nope'" in typo.output
+    assert "(rules: ab, default, premium)" in typo.output
+    no_split = run("ab", "chat", "--rule", "default")
+    assert no_split.exit_code == Exit.OK and "no request of rule 'default' of router 'chat' has a split" in no_split.output
 
 
 def test_several_split_rules_are_separate_experiments_and_rule_selects_one(store):
