@@ -1,22 +1,31 @@
 """What the gateway adds to a request, side by side with LiteLLM and Portkey (run by hand).
 
     python benchmarks/gateway_overhead.py [--duration 10] [--no-peers] [--scratch DIR]
+    python benchmarks/gateway_overhead.py --long SECONDS [--every N] [--loop uvloop|asyncio]
 
 A fake OpenAI upstream on loopback answers a small chat completion at once
 (raw asyncio + uvloop, so it is not the bottleneck). `wrk` (Debian package
-`wrk`) sends the same POST directly, through `routelang serve` (one worker,
-metrics, logs, breakers and headers on), through the LiteLLM proxy (PyPI
-`litellm[proxy]`, one worker, in its own venv) and through the Portkey gateway
-(npm `@portkey-ai/gateway`), each installed into the scratch folder on first
-use, never a dependency of the project. Printed: p50 latency at 1 connection,
-req/s at 32 connections, streaming time to first byte at 1 connection, and
-resident memory before and after the load.
+`wrk`) sends the same POST directly; through the ~60-line minimal pass-through
+of GATEWAY.md (aiohttp server and client) on both event loops, and with an
+httpx client instead (when httpx is installed: the benchmark's own, never a
+dependency of the project); through `routelang serve` (one worker, metrics,
+logs, breakers and headers on) on both loops; through the LiteLLM proxy (PyPI
+`litellm[proxy]`, one worker, in its own venv) and the Portkey gateway (npm
+`@portkey-ai/gateway`), each installed into the scratch folder on first use.
+Printed: p50 latency at 1 connection, req/s at 32 connections, CPU per request
+of the server's processes, streaming time to first byte at 1 connection (or
+why a server did not stream), resident memory before and after the load, and
+each routelang row's ratios to direct, to the minimal pass-throughs on the
+same loop and to each peer. `--long` instead keeps routelang under load and
+prints its memory every N seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
+import importlib.util
 import json
 import math
 import os
@@ -75,25 +84,50 @@ class Upstream(asyncio.Protocol):
                                  + str(len(payload)).encode() + b"\r\n\r\n" + payload)
 
 
-def run_minimal_proxy(port: int, upstream: int) -> None:
-    """The ~60-line reference of GATEWAY.md: aiohttp server and client, nothing else."""
-    from aiohttp import ClientSession, TCPConnector, web
+def run_minimal_proxy(port: int, upstream: int, loop: str, client: str) -> None:
+    """The ~60-line reference of GATEWAY.md: an aiohttp server and an aiohttp (or
+    httpx) client, nothing else; on the same event loop choices as routelang."""
+    import asyncio
 
-    async def handler(request):
+    from aiohttp import web
+
+    url = f"http://127.0.0.1:{upstream}/v1/chat/completions"
+
+    async def with_aiohttp(request):
         body = await request.read()
-        async with request.app["session"].post(f"http://127.0.0.1:{upstream}/v1/chat/completions", data=body,
-                                               headers={"Content-Type": "application/json"}) as resp:
+        async with request.app["session"].post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
             data = await resp.read()
             kind = resp.headers.get("Content-Type", "application/json")
         return web.Response(body=data, headers={"Content-Type": kind})
 
+    async def with_httpx(request):
+        body = await request.read()
+        resp = await request.app["session"].post(url, content=body, headers={"Content-Type": "application/json"})
+        return web.Response(body=resp.content, headers={"Content-Type": resp.headers.get("Content-Type",
+                                                                                         "application/json")})
+
     async def start(app):
-        app["session"] = ClientSession(connector=TCPConnector(limit=0))
+        if client == "httpx":
+            import httpx  # the benchmark's own: never a dependency of the project
+
+            app["session"] = httpx.AsyncClient(limits=httpx.Limits(max_connections=None,
+                                                                   max_keepalive_connections=None))
+        else:
+            from aiohttp import ClientSession, TCPConnector
+
+            app["session"] = ClientSession(connector=TCPConnector(limit=0))
 
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/chat/completions", with_httpx if client == "httpx" else with_aiohttp)
     app.on_startup.append(start)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    event_loop = None
+    if loop == "uvloop":
+        import uvloop
+
+        event_loop = uvloop.new_event_loop()
+    else:
+        event_loop = asyncio.new_event_loop()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=event_loop)
 
 
 def run_upstream(port: int) -> None:
@@ -181,34 +215,38 @@ def wrk(url: str, headers: dict[str, str], connections: int, duration: int, scra
             "errors": int(non2xx.group(1)) if non2xx else 0, "requests": int(total.group(1)) if total else 0}
 
 
+class StreamFailed(Exception):
+    """The server did not stream: its status and the start of its answer."""
+
+
 def ttfb_ms(port: int, path: str, headers: dict[str, str], n: int = 300) -> float:
-    """Median time from sending a streaming request to the first `data:` byte, one keep-alive connection."""
+    """Median time from sending a streaming request to the first `data:` line, one keep-alive
+    connection (http.client: Content-Length, chunked and close-delimited answers alike). A server
+    that answers anything but a 200 stream raises StreamFailed with what it said."""
     body = json.dumps({**BODY, "stream": True}).encode()
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     samples = []
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     try:
         for i in range(n + 20):
             start = time.perf_counter()
-            sock.sendall(request)
-            data = b""
+            conn.request("POST", path, body, {"Content-Type": "application/json", **headers})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise StreamFailed(f"HTTP {resp.status}: {resp.read()[:200].decode('utf-8', 'replace')}")
             first = None
-            while b"[DONE]" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed")
-                if first is None and b"data:" in data + chunk:
+            while first is None:
+                line = resp.readline()
+                if not line:
+                    raise StreamFailed("the stream ended before any data line")
+                if line.startswith(b"data:"):
                     first = time.perf_counter() - start
-                data += chunk
+            rest = resp.read()
+            if b"[DONE]" not in rest:
+                raise StreamFailed("the stream did not end with [DONE]")
             if i >= 20:  # warm-up first
                 samples.append(first * 1000)
-            if b"transfer-encoding: chunked" in data.lower():
-                while not data.endswith(b"0\r\n\r\n"):
-                    data += sock.recv(65536)
     finally:
-        sock.close()
+        conn.close()
     return statistics.median(samples)
 
 
@@ -267,12 +305,15 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
         cpu = (cpu_seconds(pid) - cpu_before) / many["requests"] * 1e6
     try:
         ttfb = ttfb_ms(port, path, headers)
-    except (OSError, ConnectionError) as exc:
+    except (OSError, http.client.HTTPException, StreamFailed) as exc:
         print(f"{name}: streaming measurement failed: {exc}", file=sys.stderr)
         ttfb = float("nan")
+        row_note = f"stream: {exc}"
+    else:
+        row_note = None
     after = rss_mb(pid) if pid else None
     row = {"name": name, "p50_ms": one["p50_ms"], "rps": many["rps"], "errors": one["errors"] + many["errors"],
-           "ttfb_ms": ttfb, "rss_before": before, "rss_after": after, "cpu_us": cpu}
+           "ttfb_ms": ttfb, "rss_before": before, "rss_after": after, "cpu_us": cpu, "note": row_note}
     if direct is not None:
         row["added_p50_ms"] = row["p50_ms"] - direct["p50_ms"]
         row["added_ttfb_ms"] = row["ttfb_ms"] - direct["ttfb_ms"]
@@ -281,34 +322,125 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
     return row
 
 
-def table(rows: list[dict]) -> str:
-    def f(value, fmt):
-        return "-" if value is None or math.isnan(value) else format(value, fmt)
+def _f(value, fmt: str) -> str:
+    return "-" if value is None or math.isnan(value) else format(value, fmt)
 
+
+def table(rows: list[dict]) -> str:
     out = [("| | p50 at 1 conn | added p50 | req/s at 32 conns | CPU per request (server processes) | "
             "stream first byte | added | RSS before/after load | non-2xx |"),
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rss = "-" if r["rss_before"] is None else f"{r['rss_before']:.0f} / {r['rss_after']:.0f} MB"
-        out.append(f"| {r['name']} | {f(r['p50_ms'], '.3f')} ms | {f(r.get('added_p50_ms'), '.3f')} ms | "
-                   f"{f(r['rps'], ',.0f')} | {f(r.get('cpu_us'), '.0f')} µs | {f(r['ttfb_ms'], '.3f')} ms | {f(r.get('added_ttfb_ms'), '.3f')} ms | "
-                   f"{rss} | {r['errors']} |")
+        stream = f"{_f(r['ttfb_ms'], '.3f')} ms" if r["note"] is None else f"({r['note']})"
+        out.append(f"| {r['name']} | {_f(r['p50_ms'], '.3f')} ms | {_f(r.get('added_p50_ms'), '.3f')} ms | "
+                   f"{_f(r['rps'], ',.0f')} | {_f(r.get('cpu_us'), ',.0f')} µs | {stream} | "
+                   f"{_f(r.get('added_ttfb_ms'), '.3f')} ms | {rss} | {r['errors']} |")
     return "\n".join(out)
+
+
+def _ratio(a, b) -> float:
+    return float("nan") if a is None or b is None or not b or math.isnan(a) or math.isnan(b) else a / b
+
+
+def ratios(rows: list[dict]) -> str:
+    """Each routelang row against direct, the minimal reference on the same loop, and each peer:
+    req/s (higher is better) and CPU per request (lower is better) as routelang / other."""
+    by_name = {r["name"]: r for r in rows}
+    direct = by_name.get(DIRECT)
+    out = ["| routelang row | vs | req/s ratio | CPU per request ratio | added p50 ratio |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        if not r["name"].startswith("routelang"):
+            continue
+        loop = r["name"].split(", ")[-1].rstrip(")")
+        others = [direct, by_name.get(reference_name("aiohttp", loop)), by_name.get(reference_name("httpx", loop))]
+        others += [o for o in rows if o["name"] in PEERS]
+        for o in others:
+            if o is None:
+                continue
+            cells = [_ratio(r["rps"], o["rps"]), _ratio(r.get("cpu_us"), o.get("cpu_us")),
+                     _ratio(r.get("added_p50_ms"), o.get("added_p50_ms"))]
+            out.append(f"| {r['name']} | {o['name']} | " + " | ".join(
+                "-" if math.isnan(c) else f"{c:.2f}x" for c in cells) + " |")
+    return "\n".join(out)
+
+
+DIRECT = "direct to the upstream"
+LITELLM = "LiteLLM proxy (1 worker)"
+PORTKEY = "Portkey gateway"
+PEERS = (LITELLM, PORTKEY)
+LOOPS = ("uvloop", "asyncio")
+
+
+def reference_name(client: str, loop: str) -> str:
+    return f"minimal {client} pass-through ({loop})"
+
+
+def bench_config(scratch: Path, up_port: int) -> Path:
+    config = scratch / "bench.json"
+    config.write_text(json.dumps({"name": "bench", "rules": [{"name": "all", "targets": [{
+        "provider": "openai", "model_name": "bench-model", "endpoint": f"http://127.0.0.1:{up_port}/v1",
+        "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}))
+    return config
+
+
+def start_routelang(scratch: Path, config: Path, loop: str) -> tuple[Proc, int]:
+    port = free_port()
+    proc = Proc([sys.executable, "-m", "routelang", "serve", str(config), "--port", str(port), "--loop", loop,
+                 "--log-file", str(scratch / "routelang.log")], env={"PYTHONPATH": str(ROOT)})
+    assert wait_port(port), "routelang serve did not start"
+    return proc, port
+
+
+def long_run(args, scratch: Path, up_port: int) -> None:
+    """routelang under wrk -c32 for `args.long` seconds; RSS (and CPU so far) every `args.every` s."""
+    proc, port = start_routelang(scratch, bench_config(scratch, up_port), args.loop)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        wrk(url, {}, 8, 2, scratch)  # warm-up
+        script = scratch / "post.lua"
+        load = subprocess.Popen(["wrk", "-t2", "-c32", f"-d{args.long}s", "-s", str(script), "--latency", url],
+                                stdout=subprocess.PIPE, text=True)
+        started = time.monotonic()
+        samples = []
+        while load.poll() is None:
+            elapsed = time.monotonic() - started
+            rss = rss_mb(proc.proc.pid)
+            samples.append((elapsed, rss))
+            print(f"{elapsed:7.0f} s  RSS {_f(rss, '.1f')} MB  CPU {cpu_seconds(proc.proc.pid):.1f} s", flush=True)
+            time.sleep(args.every)
+        out = load.communicate()[0]
+        total = re.search(r"(\d+) requests in", out)
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+        rss_values = [r for _t, r in samples if r is not None]
+        print(f"{total.group(1) if total else '?'} requests, {rps.group(1) if rps else '?'} req/s, "
+              f"non-2xx {non2xx.group(1) if non2xx else 0}; RSS first {_f(rss_values[0], '.1f')} MB, "
+              f"last {_f(rss_values[-1], '.1f')} MB, max {_f(max(rss_values), '.1f')} MB; "
+              f"load average {os.getloadavg()[0]:.1f}")
+    finally:
+        proc.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--no-peers", action="store_true", help="only direct and routelang")
+    parser.add_argument("--no-peers", action="store_true", help="without LiteLLM and Portkey")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "routelang-gateway-bench")
+    parser.add_argument("--long", type=int, metavar="SECONDS",
+                        help="instead: routelang under load for SECONDS, printing its memory (flat?)")
+    parser.add_argument("--every", type=int, default=10, metavar="N", help="with --long: print every N seconds")
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="with --long: routelang's event loop")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--minimal-proxy", type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--minimal-proxy", nargs=4, metavar=("PORT", "UPSTREAM", "LOOP", "CLIENT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
         run_upstream(args.upstream)
         return
     if args.minimal_proxy:
-        run_minimal_proxy(*args.minimal_proxy)
+        port, upstream, loop, client = args.minimal_proxy
+        run_minimal_proxy(int(port), int(upstream), loop, client)
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -321,28 +453,29 @@ def main() -> None:
         up_port = free_port()
         procs.append(Proc([sys.executable, __file__, "--upstream", str(up_port)]))
         assert wait_port(up_port), "the fake upstream did not start"
-        direct = measure("direct to the upstream", up_port, "/v1/chat/completions", {}, args, scratch, None, rows,
-                         None)
+        if args.long:
+            long_run(args, scratch, up_port)
+            return
+        direct = measure(DIRECT, up_port, "/v1/chat/completions", {}, args, scratch, None, rows, None)
+        config = bench_config(scratch, up_port)
+        references = [("aiohttp", loop) for loop in LOOPS]
+        if importlib.util.find_spec("httpx") is not None:
+            references.append(("httpx", "uvloop"))
+        else:
+            notes.append("minimal httpx pass-through: httpx is not installed here (pip install httpx), not measured")
+        for client, loop in references:
+            port = free_port()
+            mini = Proc([sys.executable, __file__, "--minimal-proxy", str(port), str(up_port), loop, client])
+            procs.append(mini)
+            assert wait_port(port), "the minimal proxy did not start"
+            measure(reference_name(client, loop), port, "/v1/chat/completions", {}, args, scratch, mini.proc.pid,
+                    rows, direct)
+            mini.stop()
+            procs.remove(mini)
 
-        config = scratch / "bench.json"
-        config.write_text(json.dumps({"name": "bench", "rules": [{"name": "all", "targets": [{
-            "provider": "openai", "model_name": "bench-model", "endpoint": f"http://127.0.0.1:{up_port}/v1",
-            "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}))
-        mini_port = free_port()
-        mini = Proc([sys.executable, __file__, "--minimal-proxy", str(mini_port), str(up_port)])
-        procs.append(mini)
-        assert wait_port(mini_port), "the minimal proxy did not start"
-        measure("minimal aiohttp pass-through (reference)", mini_port, "/v1/chat/completions", {}, args, scratch,
-                mini.proc.pid, rows, direct)
-        mini.stop()
-        procs.remove(mini)
-
-        for loop in ("uvloop", "asyncio"):
-            rl_port = free_port()
-            rl = Proc([sys.executable, "-m", "routelang", "serve", str(config), "--port", str(rl_port), "--loop", loop,
-                       "--log-file", str(scratch / "routelang.log")], env={"PYTHONPATH": str(ROOT)})
+        for loop in LOOPS:
+            rl, rl_port = start_routelang(scratch, config, loop)
             procs.append(rl)
-            assert wait_port(rl_port), "routelang serve did not start"
             measure(f"routelang serve (1 worker, {loop})", rl_port, "/v1/chat/completions", {}, args, scratch,
                     rl.proc.pid, rows, direct)
             rl.stop()
@@ -363,7 +496,7 @@ def main() -> None:
                 procs.append(ll)
                 if wait_port(ll_port, timeout=180):
                     time.sleep(2)
-                    measure("LiteLLM proxy (1 worker)", ll_port, "/v1/chat/completions",
+                    measure(LITELLM, ll_port, "/v1/chat/completions",
                             {"Authorization": f"Bearer {MASTER_KEY}"}, args, scratch, ll.proc.pid, rows, direct)
                 else:
                     notes.append("LiteLLM: did not start (see litellm.log in the scratch folder)")
@@ -374,7 +507,7 @@ def main() -> None:
                 pk = Proc(["npx", "@portkey-ai/gateway"], cwd=portkey, log=scratch / "portkey.log")
                 procs.append(pk)
                 if wait_port(8787, timeout=120):
-                    measure("Portkey gateway", 8787, "/v1/chat/completions",
+                    measure(PORTKEY, 8787, "/v1/chat/completions",
                             {"x-portkey-provider": "openai", "Authorization": "Bearer x",
                              "x-portkey-custom-host": f"http://127.0.0.1:{up_port}/v1"},
                             args, scratch, pk.proc.pid, rows, direct)
@@ -383,11 +516,16 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             proc.stop()
+    if args.long:
+        return
     print(table(rows))
+    print()
+    print(ratios(rows))
     for note in notes:
         print(note)
-    load = os.getloadavg()[0]
-    print(f"\n{os.cpu_count()} cores, load average {load:.1f}; wrk runs on the same machine; one run.")
+    load = os.getloadavg()
+    print(f"\n{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min); "
+          "wrk runs on the same machine; one run.")
 
 
 if __name__ == "__main__":

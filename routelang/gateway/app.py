@@ -136,11 +136,13 @@ class Gateway:
 
     async def _complete(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(await self._body(request))
         except orjson.JSONDecodeError as exc:
             return self.error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
         except web.HTTPRequestEntityTooLarge:
             return self.error(ex, errors.TOO_LARGE, f"the body is larger than {MAX_BODY} bytes")
+        except TimeoutError:
+            return await self._body_timed_out(request, ex)
         if not isinstance(body, dict):
             return self.error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
         doc = document(body, request.headers.items(), request.path)
@@ -162,6 +164,26 @@ class Gateway:
             self.executor.shadow(ex, target, body, forward)
         return await self.executor.run(request, ex, decision, body, forward)
 
+    async def _body(self, request: web.Request) -> bytes:
+        """The request body; a client that sends it too slowly raises TimeoutError, so a
+        stalled upload does not hold the handler forever. A body that came with the headers
+        (the usual case) is read without arming a timer."""
+        if request.content.is_eof():
+            return await request.read()
+        async with asyncio.timeout(self.executor.settings.body_timeout_s):
+            return await request.read()
+
+    async def _body_timed_out(self, request: web.Request, ex: Exchange) -> web.Response:
+        """A 408, sent at once, then the connection closes: the rest of a stalled body is not
+        waited for (aiohttp would linger reading it for up to 10 s after the answer)."""
+        response = self.error(ex, errors.REQUEST_TIMEOUT, f"the request body did not arrive within "
+                                                          f"{self.executor.settings.body_timeout_s:g} s")
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()  # the answer is written; the transport flushes it, then closes
+        return response
+
     def _account(self, ex: Exchange, response: web.StreamResponse | None) -> None:
         """The request's metrics and its one log line."""
         total = perf_counter() - ex.start
@@ -172,15 +194,13 @@ class Gateway:
         if ex.overhead_s is not None:
             m.overhead.observe(ex.overhead_s)
         if ex.ttft_s is not None:
-            m.ttft.labels(ex.rule, target).observe(ex.ttft_s)
+            m.first_token(ex.rule, target, ex.ttft_s)
         cost = None
         usage = ex.usage
         if usage is not None and ex.target is not None:
-            m.tokens.labels(target, "prompt").inc(usage.prompt_tokens)
-            m.tokens.labels(target, "completion").inc(usage.completion_tokens)
             if ex.target.cost_per_1k_tokens is not None:
                 cost = usage.total * ex.target.cost_per_1k_tokens / 1000
-                m.cost.labels(target).inc(cost)
+            m.usage(target, usage.prompt_tokens, usage.completion_tokens, cost)
         self.log.write(
             "request", id=ex.id, path=ex.path, stream=ex.stream, rule=ex.rule, target=target, status=status,
             error=ex.error, attempts=ex.attempts, ms=round(total * 1000, 3),
@@ -235,9 +255,11 @@ class Gateway:
             return refused
         ex = Exchange(id=os.urandom(12).hex(), path=request.path, start=perf_counter())
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(await self._body(request))
         except orjson.JSONDecodeError as exc:
             return self.error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
+        except TimeoutError:
+            return await self._body_timed_out(request, ex)
         if not isinstance(body, dict):
             return self.error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
         path = request.query.get("path", "/v1/chat/completions")

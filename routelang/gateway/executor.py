@@ -49,6 +49,7 @@ class Settings:
     timeout_s: float = 600.0             # one attempt, when the target sets no `timeout`
     first_token_timeout_s: float = 60.0  # a stream's first byte, and any silence after it
     connect_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0         # a client's request body, from its headers to its last byte
     retry_base_s: float = 0.5
     retry_max_s: float = 8.0
     max_retry_after_s: float = 60.0
@@ -133,11 +134,13 @@ class Executor:
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
         self.shadow_tasks: set[asyncio.Task] = set()
+        self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}  # built once per distinct (total, sock_read)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        # DummyCookieJar: an upstream's Set-Cookie must never be kept and sent with other clients' requests.
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=(
-            "User-Agent",), json_serialize=lambda o: orjson.dumps(o).decode())
+            "User-Agent",), cookie_jar=aiohttp.DummyCookieJar(), json_serialize=lambda o: orjson.dumps(o).decode())
 
     async def close(self) -> None:
         for task in list(self.shadow_tasks):
@@ -262,11 +265,19 @@ class Executor:
     def _returned(headers: Any) -> dict[str, str]:
         return {k: v for k, v in headers.items() if k.lower() not in NOT_RETURNED}
 
+    def timeout(self, total_s: float, sock_read_s: float | None = None) -> aiohttp.ClientTimeout:
+        key = (total_s, sock_read_s)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=total_s, sock_connect=self.settings.connect_timeout_s, sock_read=sock_read_s)
+        return timeout
+
     # ---- one attempt, whole answer ------------------------------------------------
 
     async def _call(self, request: web.Request, ex: Exchange, target: Target, adapter: Adapter, url: str,
                     data: bytes, headers: dict[str, str], timeout_s: float) -> Failure | web.Response:
-        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self.settings.connect_timeout_s)
+        timeout = self.timeout(timeout_s)
         t0 = perf_counter()
         try:
             async with self.session.post(url, data=data, headers=headers, timeout=timeout) as resp:
@@ -297,9 +308,7 @@ class Executor:
 
     async def _stream(self, request: web.Request, ex: Exchange, target: Target, adapter: Adapter, url: str,
                       data: bytes, headers: dict[str, str], timeout_s: float) -> Failure | web.StreamResponse:
-        first_token_s = min(self.settings.first_token_timeout_s, timeout_s)
-        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self.settings.connect_timeout_s,
-                                        sock_read=first_token_s)
+        timeout = self.timeout(timeout_s, min(self.settings.first_token_timeout_s, timeout_s))
         t0 = perf_counter()
         try:
             resp = await self.session.post(url, data=data, headers=headers, timeout=timeout)

@@ -57,6 +57,8 @@ class Metrics:
         self._requests: dict[tuple, object] = {}
         self._durations: dict[tuple, object] = {}
         self._attempts: dict[tuple, object] = {}
+        self._ttfts: dict[tuple, object] = {}
+        self._usage: dict[str, tuple] = {}   # target -> (prompt tokens, completion tokens, cost) children
         self._breakers: dict[str, str] = {}
 
     def request(self, endpoint: str, rule: str, target: str, status: int, seconds: float) -> None:
@@ -77,6 +79,23 @@ class Metrics:
         if child is None:
             child = self._attempts[key] = self.upstream.labels(target, outcome)
         child.observe(seconds)
+
+    def first_token(self, rule: str, target: str, seconds: float) -> None:
+        key = (rule, target)
+        child = self._ttfts.get(key)
+        if child is None:
+            child = self._ttfts[key] = self.ttft.labels(rule, target)
+        child.observe(seconds)
+
+    def usage(self, target: str, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
+        children = self._usage.get(target)
+        if children is None:
+            children = self._usage[target] = (self.tokens.labels(target, "prompt"),
+                                              self.tokens.labels(target, "completion"), self.cost.labels(target))
+        children[0].inc(prompt_tokens)
+        children[1].inc(completion_tokens)
+        if cost is not None:
+            children[2].inc(cost)
 
     def breaker_state(self, target: str, state: str | None) -> None:
         if state is not None and self._breakers.get(target) != state:

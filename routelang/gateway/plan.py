@@ -54,6 +54,12 @@ class Loaded:
     health_checks: dict[tuple, HealthCheck]
     models: list[str]                          # the model names a client may ask for (GET /v1/models)
     version: int = 1
+    # id(rule) -> how the gateway backs the rule's one-target pick with its other targets:
+    # "split" (written order), "rotate" (rotation order) or None (no backing); see `decide`.
+    backing: dict[int, str | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backing = {id(rule): _backing(rule) for rule in self.router.plan.order}
 
     @property
     def name(self) -> str:
@@ -188,21 +194,18 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
     if rule is None:
         return Decision(None, [], reason=result.explanation)
     attempts, shadows = list(result.attempts), list(result.shadows)
-    selector = vocab.strategy(rule.strategy).selector
-    # A flat one-target pick is backed by the rule's other targets; a nested strategy's
-    # attempts are already its whole chain.
-    backed = selector in PICKS_ONE and not _nested(rule.selection)
+    backing = loaded.backing[id(rule)]
     picked = len(attempts)
     if state.any_unhealthy():
         healthy = state.healthy
         shadows = [t for t in shadows if healthy(t.key)]
-        if attempts and not healthy(attempts[0].key) and backed:
+        if attempts and not healthy(attempts[0].key) and backing is not None:
             attempts, picked = _repick(rule, doc, attempts[0], state), 0
         else:
             attempts = [t for t in attempts if healthy(t.key)]
             picked = len(attempts)
-    if attempts and backed and len(rule.targets) > 1:
-        attempts += _others(rule, attempts[0], state, rotate=selector == "rotate")
+    if attempts and backing is not None and len(rule.targets) > 1:
+        attempts += _others(rule, attempts[0], state, rotate=backing == "rotate")
     reason = result.explanation
     if not attempts:
         if not reason.endswith("open"):   # the runtime's reason already says its breakers are open
@@ -218,6 +221,15 @@ def _why_out(rule: RuleSpec, state: State) -> str:
             return "drained"
         return "health check fails" if not state.healthy(target.key) else "circuit breaker open"
     return "; ".join(f"{target_name(t)}: {why(t)}" for t in rule.targets)
+
+
+def _backing(rule: RuleSpec) -> str | None:
+    """A flat one-target pick (split, round-robin) is backed by the rule's other targets;
+    a nested strategy's attempts are already its whole chain."""
+    selector = vocab.strategy(rule.strategy).selector
+    if selector not in PICKS_ONE or _nested(rule.selection):
+        return None
+    return "rotate" if selector == "rotate" else "split"
 
 
 def _nested(node: StrategySpec) -> bool:
@@ -266,6 +278,11 @@ def _retry_after(loaded: Loaded, rule: RuleSpec, state: State) -> int:
         if not state.healthy(t.key) and t.key in loaded.health_checks:
             waits.append(loaded.health_checks[t.key].interval_s)
     return max(1, math.ceil(min(waits))) if waits else 1
+
+
+def take_turns_from(loaded: Loaded, state: State) -> None:
+    """The runtime's round-robin turns come from `state` (State.take_turn)."""
+    loaded.router.turns = state
 
 
 def observe(loaded: Loaded, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:

@@ -9,6 +9,7 @@ both on to its workers)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -94,6 +95,7 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
         runner = web.AppRunner(gateway.application(), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()
+        settle_gc()
         await web.SockSite(runner, sock, backlog=4096).start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -107,6 +109,23 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
     finally:
         if log_stream is not None:
             log_stream.close()
+
+
+# Young objects before a generation-0 collection (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_gc() -> None:
+    """Before serving: the modules and the loaded config live as long as the process, so they
+    leave the collector's view (`gc.freeze`; measured here, each full collection walked them for
+    about 60 ms, every few thousand requests); and generation 0 waits for more young objects:
+    the requests in flight hold a few thousand that reference counting frees anyway, and at
+    the default threshold a collection ran every ~15 requests for nothing. (Frozen objects in
+    reference cycles are never collected: the first config, once a reload replaces it, stays in
+    memory; that happens once, later versions are collected as usual.)"""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _supervise(options: Options, sock: socket.socket, keys: Keys) -> int:

@@ -1,10 +1,11 @@
 """The state replicas would share: circuit breakers, latency/reliability
-statistics, target health (probed, or pushed through the admin API) and
-drained targets. The request path reaches it only through `State`,
+statistics, target health (probed, or pushed through the admin API),
+drained targets and round-robin turns. The request path reaches it only through `State`,
 so a shared store (Redis, ...) is a new class here, not a change there.
 
 `InProcessState`, the default, keeps it in this process: breakers and
-statistics are the runtime's own (fed through `plan`), health is a dict.
+statistics are the runtime's own (fed through `plan`), health and the
+round-robin turns are dicts.
 With `--workers N` each worker has its own.
 """
 
@@ -51,6 +52,10 @@ class State(Protocol):
     def view(self, target: Target) -> dict[str, Any]:
         """What /routing shows of a target: breaker, health, statistics."""
 
+    def take_turn(self, key: tuple) -> int:
+        """The next turn (0, 1, 2, ...) of a round-robin node; `key` is (rule name,
+        position of the node in the rule's strategy tree), so turns carry over a reload."""
+
 
 class InProcessState:
     def __init__(self) -> None:
@@ -58,11 +63,13 @@ class InProcessState:
         self._health: dict[tuple, tuple[bool, str | None, bool]] = {}   # key -> (healthy, detail, pushed)
         self._unhealthy = 0
         self._drained: set[tuple] = set()
+        self._turns: dict[tuple, int] = {}  # one event loop: no lock needed
 
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
         if previous is not None:
             plan.carry_over(previous, loaded)
         self.loaded = loaded
+        plan.take_turns_from(loaded, self)
         # A probe's result goes with its health check; pushed health and drains stay with the target.
         self._health = {k: v for k, v in self._health.items()
                         if k in loaded.health_checks or (v[2] and k in loaded.targets)}
@@ -111,3 +118,8 @@ class InProcessState:
         out["health_pushed"] = None if entry is None else entry[2]
         out["drained"] = target.key in self._drained
         return out
+
+    def take_turn(self, key: tuple) -> int:
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        return turn

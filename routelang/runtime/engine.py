@@ -24,7 +24,7 @@ from typing import Any
 from . import operators
 from .model import Plan, RuleSpec, Target
 from .operators import RequestError, check_request
-from .strategies import NOTHING, CircuitBreaker, Metrics, Selection, Selector, TargetStats
+from .strategies import NOTHING, CircuitBreaker, Metrics, Selection, Selector, TargetStats, Turns
 
 Executor = Callable[[Plan], Callable[[dict], int]]
 
@@ -96,7 +96,9 @@ def interpreter(plan: Plan) -> Callable[[dict], int]:
 
 
 class Router:
-    """A loaded router. Thread-safe: counters, breakers and metrics lock."""
+    """A loaded router. Thread-safe: counters, breakers and metrics lock.
+    `turns` holds the round-robin counters (`take_turn(key) -> int`); replace it
+    to share them (the gateway's State does)."""
 
     def __init__(self, plan: Plan, executor: Executor = interpreter, clock: Callable[[], float] = time.monotonic):
         self.plan = plan
@@ -107,11 +109,15 @@ class Router:
                 if t.circuit_breaker is not None and t.key not in self.breakers:
                     self.breakers[t.key] = CircuitBreaker(clock=clock, **t.circuit_breaker)
         self.decide = executor(plan)
-        selectors = [Selector(rule, self.breakers, self.metrics) for rule in plan.order]
+        self.turns = Turns()
+        selectors = [Selector(rule, self.breakers, self.metrics, self._take_turn) for rule in plan.order]
         # Per rule, in evaluation order, what route() needs in one lookup: the selector,
         # the rule, its explanation, and its selection when it never changes.
         self._routes = [(s.select, s.rule, f"Matched rule '{s.rule.name}' (priority {s.rule.priority})",
                          s.static) for s in selectors]
+
+    def _take_turn(self, key: tuple) -> int:
+        return self.turns.take_turn(key)
 
     @property
     def rules(self) -> tuple[RuleSpec, ...]:

@@ -169,7 +169,9 @@ class Metrics:
 
     def observe(self, key: tuple, latency_ms: float | None, ok: bool, tokens: int | None) -> None:
         with self._lock:
-            stats = self._stats.setdefault(key, TargetStats())
+            stats = self._stats.get(key)
+            if stats is None:
+                stats = self._stats[key] = TargetStats()
             stats.requests += 1
             stats.failures += 0 if ok else 1
             if tokens:
@@ -246,17 +248,37 @@ class Selection:
 NOTHING = Selection(())
 
 
+class Turns:
+    """Round-robin turn counters, in this process: `take_turn(key)` is 0, 1, 2, ... for
+    each key (a round-robin node: its rule's name and its position in the rule's
+    strategy tree). A Router's `turns` may be replaced by any object with this method
+    (the gateway keeps them in its shared state)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: dict[tuple, int] = {}
+
+    def take_turn(self, key: tuple) -> int:
+        with self._lock:
+            turn = self._taken.get(key, 0)
+            self._taken[key] = turn + 1
+            return turn
+
+
 class Selector:
     """Selects the targets of one rule, through its strategy tree (nested
-    strategies select recursively); holds its round-robin counters."""
+    strategies select recursively); round-robin turns come from `take_turn`."""
 
-    def __init__(self, rule: RuleSpec, breakers: dict[tuple, CircuitBreaker], metrics: Metrics):
+    def __init__(self, rule: RuleSpec, breakers: dict[tuple, CircuitBreaker], metrics: Metrics,
+                 take_turn: Callable[[tuple], int]):
         self.rule = rule
         self.metrics = metrics
         self._breaker_of = {t.key: breakers[t.key] for t in rule.targets if t.key in breakers}
         self.guarded = bool(self._breaker_of)
-        self._counters: dict[int, int] = {}   # id(round-robin node) -> turns taken
-        self._lock = threading.Lock()
+        self._guards = [(id(t), self._breaker_of.get(t.key)) for t in rule.targets]
+        self._take_turn = take_turn
+        # id(round-robin node) -> its turn key: (rule name, position in the strategy tree)
+        self._turn_keys = {id(n): (rule.name, i) for i, n in enumerate(rule.selection.walk())}
         # The selection when it never changes (no breakers, only static strategies): built once.
         self.static: Selection | None = None
         if not self.guarded and all(strategies.strategy(n.kind).static for n in rule.selection.walk()):
@@ -267,8 +289,7 @@ class Selector:
             return self.static
         available = None
         if self.guarded:
-            available = {id(t) for t in self.rule.targets
-                         if (b := self._breaker_of.get(t.key)) is None or b.admits()}
+            available = {i for i, breaker in self._guards if breaker is None or breaker.admits()}
         chosen = self._select(self.rule.selection, request, available)
         for target in (*chosen.attempts, *chosen.shadows):
             breaker = self._breaker_of.get(target.key)
@@ -316,9 +337,7 @@ class Selector:
         if not targets:
             return NOTHING
         if selector == "rotate":
-            with self._lock:
-                turn = self._counters.get(id(node), 0)
-                self._counters[id(node)] = turn + 1
+            turn = self._take_turn(self._turn_keys[id(node)])
             return Selection((targets[turn % len(targets)],))
         return Selection(tuple(RANKINGS[selector](node, targets, self.metrics)))
 

@@ -148,7 +148,7 @@ class FakeUpstream:
 
 class GatewayServer:
     def __init__(self, loop_thread: LoopThread, path: Path, settings: Settings, api_keys=None,
-                 reload_interval_s: float = 0.1, admin_keys=None, store=None):
+                 reload_interval_s: float = 0.1, admin_keys=None, store=None, state=None):
         self.lt = loop_thread
         self.path = path
         self.logs = io.BytesIO()
@@ -157,13 +157,14 @@ class GatewayServer:
         self.reload_interval_s = reload_interval_s
         self.admin_keys = admin_keys
         self.store = store
+        self.state = state
         self.gateway: Gateway | None = None
         self.url = ""
 
     async def start(self):
         self.gateway = Gateway(str(self.path), settings=self.settings, api_keys=self.api_keys,
                                log=JsonLog(self.logs), reload_interval_s=self.reload_interval_s,
-                               admin_keys=self.admin_keys, store=self.store)
+                               admin_keys=self.admin_keys, store=self.store, state=self.state)
         self._runner = web.AppRunner(self.gateway.application(), handler_cancellation=True, access_log=None,
                                      shutdown_timeout=2)
         await self._runner.setup()

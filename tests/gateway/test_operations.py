@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import openai
 import pytest
-from gateway_fakes import chat_answer, config, http, rule, target, wait_for
+from gateway_fakes import FAST, chat_answer, config, http, rule, target, wait_for
 
 from routelang.gateway import auth
 
@@ -131,6 +133,18 @@ def test_headers_are_forwarded_but_not_credentials_or_hop_by_hop(upstreams, gate
     assert sent.get("connection") != "close"
 
 
+
+def test_an_upstream_cookie_is_never_kept_or_sent_with_later_requests(upstreams, gateway):
+    up = upstreams()
+    up.script = [{"body": chat_answer("m"), "headers": {"Set-Cookie": "session=of-client-one; Path=/"}}]
+    by_name = {**target(up), "endpoint": up.url.replace("127.0.0.1", "localhost") + "/v1"}  # IPs keep no cookies
+    gw = gateway(config(rule("all", [by_name])))
+    first = post(gw.url)
+    assert "set-cookie" not in {k.lower() for k in first.headers}
+    post(gw.url)
+    assert "cookie" not in {k.lower() for k in up.received[1]["headers"]}
+
+
 def test_one_log_line_per_request_without_text_or_secrets(upstreams, gateway):
     up = upstreams()
     gw = gateway(config(rule("all", [target(up, "m")])))
@@ -180,3 +194,50 @@ def test_bounded_load_with_failing_and_hanging_upstreams_answers_every_request(u
     assert all(r.headers["x-request-id"] for r in replies)
     assert len(gw.log_lines()) == 240
     assert time.monotonic() - started < 60  # bounded: nothing waited for the hanging upstream's hour
+
+
+
+def _raw_request(url: str, pieces: list[bytes], pause_s: float, timeout: float) -> bytes:
+    """Send a request in pieces, `pause_s` apart, then wait; all the server answers
+    until it closes the connection (or `timeout` passes)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(pause_s)
+            sock.sendall(piece)
+        answer = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break  # the server kept the connection open: the assertions fail on what came
+            if not data:
+                break
+            answer += data
+    return answer
+
+
+def test_a_request_body_that_stalls_gets_a_408_and_frees_the_connection(upstreams, gateway):
+    up = upstreams()
+    gw = gateway(config(rule("all", [target(up)])), settings=replace(FAST, body_timeout_s=0.5))
+    body = json.dumps(CHAT).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    started = time.monotonic()
+    answer = _raw_request(gw.url, [head + body[:10]], 0, timeout=5)  # headers, a bit of body, then silence
+    assert time.monotonic() - started < 3
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408")
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "request_timeout" and set(error) == {"message", "type", "param", "code"}
+    assert b"connection: close" in rest.lower()
+    assert not up.received  # nothing went upstream
+    line = gw.log_lines()[0]
+    assert (line["status"], line["error"]) == (408, "request_timeout")
+    # A body that comes in pieces but in time is served as usual.
+    closing = head.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+    answer = _raw_request(gw.url, [closing + body[:10], body[10:]], 0.1, timeout=5)
+    assert answer.startswith(b"HTTP/1.1 200") and len(up.received) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
@@ -9,6 +10,7 @@ import pytest
 from gateway_fakes import FAST, chat_answer, config, http, rule, target, wait_for
 
 from routelang.gateway.executor import Settings
+from routelang.gateway.state import InProcessState
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -139,6 +141,29 @@ def test_round_robin_cycles(upstreams, gateway):
     gw = gateway(config(rule("rr", [target(a, "ma"), target(b, "mb")], strategy="round_robin",
                              ext={"strategy": {"kind": "round_robin"}})))
     assert [post(gw).headers["x-routelang-target"] for _ in range(4)] == ["ma", "mb", "ma", "mb"]
+
+
+def test_round_robin_turns_go_through_the_state_and_carry_over_a_reload(upstreams, gateway):
+    class SharedTurns(InProcessState):  # stands for a store that replicas share
+        def __init__(self):
+            super().__init__()
+            self.keys = []
+
+        def take_turn(self, key):
+            self.keys.append(key)
+            return super().take_turn(key)
+
+    state = SharedTurns()
+    state.take_turn(("rr", 0))  # a turn another replica took
+    a, b = upstreams("a"), upstreams("b")
+    rr = rule("rr", [target(a, "ma"), target(b, "mb")], strategy="round_robin",
+              ext={"strategy": {"kind": "round_robin"}})
+    gw = gateway(config(rr), state=state)
+    assert [post(gw).headers["x-routelang-target"] for _ in range(3)] == ["mb", "ma", "mb"]
+    gw.path.write_text(json.dumps(config({**rr, "description": "changed"})))
+    assert wait_for(lambda: gw.gateway.loaded.version == 2)  # the file watcher reloaded it
+    assert post(gw).headers["x-routelang-target"] == "ma"  # the rotation goes on across the reload
+    assert state.keys == [("rr", 0)] * 5
 
 
 def test_lowest_cost_and_least_latency_use_measurements(upstreams, gateway):

@@ -104,6 +104,20 @@ def test_round_robin_cycles_and_is_thread_safe():
     assert counts == {"a": 2400, "b": 2400, "c": 2400}
 
 
+def test_round_robin_turns_come_from_the_routers_turns_object():
+    r = router("rule rr priority 1 { fallback (round_robin a, b), c }")
+    taken = []
+
+    class Shared:  # e.g. counters another process shares
+        def take_turn(self, key):
+            taken.append(key)
+            return 7
+
+    r.turns = Shared()
+    assert names(r.route({}))[:2] == ["b", "c"]  # turn 7 of 2 targets: the second
+    assert taken == [("rr", 1)]  # the rule, and the round-robin node's place in its strategy tree
+
+
 def test_circuit_breaker_opens_probes_and_closes():
     clock = Clock()
     r = router("rule chain priority 1 { fallback a, b, c }", clock=clock)
