@@ -791,6 +791,16 @@ def show_command(ref, fmt, registry):
     finish(Exit.OK)
 
 
+def _confirmed(question: str) -> bool:
+    """The user's answer to a yes/no question; no terminal input (end of file) is a no, not click's
+    bare `Aborted!`, so the caller says what was not done and exits 1."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort:
+        click.echo()   # end the prompt's line
+        return False
+
+
 @main.command(name="deploy")
 @click.argument("name")
 @click.argument("version", type=click.IntRange(1))
@@ -815,7 +825,7 @@ def deploy_command(name, version, yes, registry):
     else:
         outcome = diff(_compiled_version(store.version(name, active)).router, _compiled_version(target).router)
         click.echo(f"from version {active} to version {version}: {render_text(outcome)}")
-    if not yes and not click.confirm(f"deploy {name} version {version}?", default=False):
+    if not yes and not _confirmed(f"deploy {name} version {version}?"):
         click.echo("not deployed", err=True)
         finish(Exit.FINDINGS)
     store.deploy(name, version)
@@ -845,7 +855,7 @@ def delete_command(name, yes, registry):
     """Delete router NAME: every version, deployment and its request history."""
     store = _store(registry)
     count = len(store.versions(name))
-    if not yes and not click.confirm(f"delete {name} and its {count} version(s)?", default=False):
+    if not yes and not _confirmed(f"delete {name} and its {count} version(s)?"):
         click.echo("not deleted", err=True)
         finish(Exit.FINDINGS)
     store.delete(name)
@@ -944,9 +954,12 @@ def ab_command(name, rule, since, until, control, alpha, fmt, output, registry):
     store = _store(registry)
     store.active_version(name)  # an unknown router is an error, not an empty report
     try:
-        report = ab_report.build_report(
-            store.conn, name, rule=rule, since=None if since is None else ab_report.parse_time(since),
-            until=None if until is None else ab_report.parse_time(until), control=control, alpha=alpha)
+        start = None if since is None else ab_report.parse_time(since)
+        end = None if until is None else ab_report.parse_time(until)
+        if start is not None and end is not None and end <= start:
+            raise ab_report.ReportProblem(f"--until {until} is not after --since {since}: the window is empty")
+        report = ab_report.build_report(store.conn, name, rule=rule, since=start, until=end, control=control,
+                                        alpha=alpha)
     except ab_report.ReportProblem as exc:
         raise UsageProblem(str(exc)) from None
     if fmt == "json":

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
+from ..registry.history import MAX_LIMIT
 from ..registry.store import RegistryError
 from ..runtime.engine import RouteResult
 from ..runtime.operators import RequestError
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 JSON = "application/json"
 ROUTER_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"   # store.ROUTER_NAME, as an OpenAPI pattern
-MAX_LIMIT = 10_000
 EXPORT_FORMAT = "routelang-registry"
 STDLIB_NAME = re.compile(r"<std(\.[A-Za-z_][A-Za-z0-9_]*)+>")
 
@@ -611,7 +611,8 @@ class Admin:
             if not built.ok:
                 raise AdminError(errors.DOES_NOT_CHECK, f"not pushed: the router does not check clean\n{rendered}",
                                  diagnostics=found)
-            version, created = store.push(name, built.entry, built.sources, built.compiled, body.message)
+            version, created = store.push(name, built.entry, built.sources, built.compiled, body.message,
+                                          from_config=body.config is not None)
             active = store.active_version(name)
             return Pushed(**version.summary(), active=version.version == active, created=created, warnings=found,
                           warnings_text=rendered)
@@ -753,8 +754,8 @@ class Admin:
         from ..registry import history
         from ..registry.sdk import history_record
 
-        started = time.perf_counter()
         name, version, runtime, loaded = await self._decider(router)
+        started = time.perf_counter()   # the decision's latency: not the lookup or compiling of a version
         result, attempts, unavailable = self._decide(runtime, loaded, data)
         elapsed_ms = (time.perf_counter() - started) * 1000
         request_id = None

@@ -224,11 +224,19 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
         attempts += _others(rule, attempts[0], state, rotate=backing == "rotate")
     reason = result.explanation
     if not attempts:
-        why = "every target's circuit breaker is open or its health check fails"
-        if not reason.endswith("open"):
-            reason += f": {why}"
+        if not reason.endswith("open"):   # the runtime's reason already says its breakers are open
+            reason += f": no target may be tried ({_why_out(rule, state)})"
         return Decision(rule, [], [], reason, _retry_after(loaded, rule, state))
     return Decision(rule, attempts, shadows, reason, picked=picked)
+
+
+def _why_out(rule: RuleSpec, state: State) -> str:
+    """Why each target of the rule is out of selection: a drain by hand is not a failing target."""
+    def why(target: Target) -> str:
+        if state.drained(target.key):
+            return "drained"
+        return "health check fails" if not state.healthy(target.key) else "circuit breaker open"
+    return "; ".join(f"{target_name(t)}: {why(t)}" for t in rule.targets)
 
 
 def _backing(rule: RuleSpec) -> str | None:

@@ -9,6 +9,7 @@ plain dict (the `json` format); `render_text` and `render_markdown` print it,
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import re
 import sqlite3
@@ -57,7 +58,12 @@ def parse_time(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     relative = _RELATIVE.fullmatch(text.strip())
     if relative:
-        return now - float(relative[1]) * _UNIT_S[relative[2]]
+        when = now - float(relative[1]) * _UNIT_S[relative[2]]
+        try:
+            iso(when)   # the report prints it: a time before year 1 cannot be
+        except (ValueError, OverflowError, OSError):
+            raise ReportProblem(f"{text!r} is too long ago to be a time") from None
+        return when
     try:
         when = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
@@ -242,11 +248,24 @@ def _experiment(rule: str | None, rows: list, control: str | None, min_requests:
             "arms": [arms[label] for label in labels], "comparisons": comparisons, "notes": notes}
 
 
+def _rule_names(conn: sqlite3.Connection, router: str) -> set[str]:
+    """The rules of every stored version of `router` and of its recorded requests: a `--rule` that is
+    none of them is a typo, not an experiment without data."""
+    names = {row[0] for row in conn.execute("SELECT DISTINCT rule FROM requests WHERE router = ? AND rule IS "
+                                            "NOT NULL", (router,))}
+    for (compiled,) in conn.execute("SELECT compiled FROM versions WHERE router = ?", (router,)):
+        names.update(r.get("name") for r in json.loads(compiled).get("rules", []) if r.get("name"))
+    return names
+
+
 def build_report(conn: sqlite3.Connection, router: str, rule: str | None = None, since: float | None = None,
                  until: float | None = None, control: str | None = None, alpha: float = 0.05,
                  min_requests: int = MIN_REQUESTS) -> dict:
     """The report of router `router`'s split arms in [since, until): one experiment per
     split rule (only `rule` if given). A JSON-ready dict; no NaN anywhere."""
+    if rule is not None and rule not in (known := _rule_names(conn, router)):
+        raise ReportProblem(f"router {router!r} has no rule {rule!r}, in any version or request "
+                            f"(rules: {', '.join(sorted(known)) or 'none'})")
     rows = _rows(conn, router, rule, since, until)
     by_rule: dict[str | None, list] = {}
     for row in rows:

@@ -167,6 +167,9 @@ def _decode(row: sqlite3.Row) -> dict:
     return out
 
 
+MAX_LIMIT = 10_000   # rows one listing may ask for (the SDK's and the admin API's `limit`)
+
+
 def list_requests(conn: sqlite3.Connection, router: str, limit: int = 100) -> list[dict]:
     """The newest first."""
     rows = conn.execute("SELECT * FROM requests WHERE router = ? ORDER BY time DESC, rowid DESC LIMIT ?",

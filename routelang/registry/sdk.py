@@ -15,6 +15,7 @@ process is picked up within a second) or `RemoteGateway` (the gateway's
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import urllib.error
@@ -78,14 +79,15 @@ class Router:
 
     @property
     def config(self) -> dict:
-        """The active version's compiled config (the latest version's before any deploy); cached."""
+        """The active version's compiled config (the latest version's before any deploy); cached, and
+        each access a copy: editing what it returns (say, to pass to `update`) never edits the cache."""
         if self._config is None:
             self._config = self._transport.config()
-        return self._config
+        return copy.deepcopy(self._config)
 
     @property
     def rules(self) -> list[dict]:
-        return list(self.config.get("rules", []))
+        return self.config.get("rules", [])
 
     @property
     def versions(self) -> list[dict]:
@@ -104,7 +106,10 @@ class Router:
         return self._transport.route(data)
 
     def list_requests(self, limit: int = 100) -> list[dict]:
-        """The newest first (what this process recorded is written first)."""
+        """The newest first (what this process recorded is written first); 1 <= limit <= 10,000,
+        checked here so that a local file and a gateway refuse the same limits."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= history.MAX_LIMIT:
+            raise ValueError(f"limit must be an int from 1 to {history.MAX_LIMIT}, not {limit!r}")
         return self._transport.list_requests(limit)
 
     def get_request(self, request_id: str) -> dict:
@@ -120,7 +125,7 @@ class Router:
         fields given replaced, checked like a pushed file (raises RegistryError
         with the diagnostics when it does not check clean). Not deployed; returns
         its number (an existing one when nothing changed)."""
-        config = dict(self.config)
+        config = self.config
         if rules is not None:
             config["rules"] = rules
         config.update(kwargs)
@@ -185,8 +190,8 @@ class LocalRegistry:
         return self.store.active_version(self.name)
 
     def route(self, data: dict) -> RouteResult:
-        started = time.perf_counter()
         version, runtime = self._runtime()
+        started = time.perf_counter()   # the decision's latency: not the lookup or compiling of a version
         result = runtime.route(data)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if self._record:
@@ -207,8 +212,12 @@ class LocalRegistry:
             raise RegistryError(f"router {self.name!r} has no deployed version (routelang deploy {self.name} N)")
         if self._loaded is None or self._loaded[0] != active:
             from ..loader import make_router, plan_from_json
+            from ..runtime.model import ConfigError
 
-            plan = plan_from_json(self.store.version(self.name, active[0]).compiled)
+            try:
+                plan = plan_from_json(self.store.version(self.name, active[0]).compiled)
+            except ConfigError as exc:   # an unset ${VAR}: the words of the admin API's 422, as remotely
+                raise RegistryError(f"router {self.name!r} version {active[0]} does not load here: {exc}") from None
             self._loaded = (active, make_router(plan, backend=self._backend))
         return active[0], self._loaded[1]
 
@@ -237,7 +246,8 @@ class LocalRegistry:
             raise RegistryError(f"the updated router is not a valid config: {exc}") from None
         if not built.ok:
             raise RegistryError("the updated router does not check clean:\n" + built.result.render(built.problems))
-        version, _new = self.store.push(self.name, built.entry, built.sources, built.compiled, "update()")
+        version, _new = self.store.push(self.name, built.entry, built.sources, built.compiled, "update()",
+                                         from_config=True)
         return version.version
 
     def deploy(self, version: int) -> None:
@@ -261,6 +271,10 @@ class RemoteGateway:
     HTTP request (stdlib urllib); an error answer is a RegistryError with the gateway's message."""
 
     def __init__(self, name: str, url: str, api_key: str | None, record: bool, timeout_s: float):
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        # urllib would also open file:// and ftp:// addresses, and report a bare host as "unknown url type".
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"Router(url=...): the gateway's address, http(s)://host:port, not {url!r}")
         self.name = name
         self._base = url.rstrip("/") + "/api"
         self._key = api_key

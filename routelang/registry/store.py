@@ -225,9 +225,12 @@ class Store:
     # ---- versions -----------------------------------------------------------------
 
     def push(self, router: str, entry: str, sources: dict[str, str], compiled: dict,
-             message: str = "") -> tuple[Version, bool]:
+             message: str = "", from_config: bool = False) -> tuple[Version, bool]:
         """Store a new version unless one with the same content exists:
-        (the version, whether it is new)."""
+        (the version, whether it is new). `from_config`: the source is text imported
+        from a config (`update()`, a config push), so it is the compiled config that
+        says what was given: a version compiled to the same config is the same (an
+        `update()` that changes nothing after a pushed file makes no version)."""
         check_name(router)
         digest = content_hash(sources, compiled)
         with write(self.conn):
@@ -235,6 +238,10 @@ class Store:
                               (router, time.time()))
             row = self.conn.execute("SELECT version FROM versions WHERE router = ? AND content_hash = ?",
                                     (router, digest)).fetchone()
+            if row is None and from_config:
+                row = next((r for r in self.conn.execute("SELECT version, compiled FROM versions WHERE router = ? "
+                                                         "ORDER BY version", (router,))
+                            if json.loads(r["compiled"]) == compiled), None)
             if row is not None:
                 existing = row[0]
             else:

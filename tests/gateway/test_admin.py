@@ -397,6 +397,7 @@ def test_a_drained_target_leaves_selection_like_an_unhealthy_one(env):
     premium = http("POST", env.gw.url + "/v1/chat/completions", {**CHAT, "user": {"tier": "premium"}},
                    {"Authorization": f"Bearer {CLIENT}"})
     assert premium.status_code == 503 and premium.json()["error"]["code"] == "targets_unavailable"
+    assert "no target may be tried (big: drained)" in premium.json()["error"]["message"]   # not "health fails"
     assert http("GET", env.gw.url + "/health/ready").json()["healthy_targets"] == 1
     undrained = api(env, "POST", "/targets/chat/big/undrain").json()
     assert undrained["drained"] is False and undrained["selectable"] is True

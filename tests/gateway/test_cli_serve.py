@@ -136,6 +136,24 @@ def test_serve_refuses_a_key_file_with_plain_keys(tmp_path):
     assert "keys are stored hashed" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_serve_on_a_port_in_use_says_which_and_exits_2(tmp_path):
+    import socket
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [{"provider": "openai", "model_name": "m",
+                                                    "endpoint": "http://127.0.0.1:9/v1"}]))))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "routelang", "serve", str(path), "--port", str(port)],
+                              check=False, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
+    assert "Errno" not in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_serve_admin_keys_mounts_the_admin_api(upstreams, serve, tmp_path):
     from routelang.gateway import auth
 

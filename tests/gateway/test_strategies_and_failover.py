@@ -247,6 +247,7 @@ def test_health_checks_take_targets_out_and_back(upstreams, gateway):
     assert wait_for(lambda: get(gw, "/health/ready").status_code == 503)
     r = post(gw)
     assert r.status_code == 503 and r.json()["error"]["code"] == "targets_unavailable"
+    assert "(ma: health check fails; mb: health check fails)" in r.json()["error"]["message"]
     assert r.headers["Retry-After"] == "1"
     a.health_status = b.health_status = 200
     assert wait_for(lambda: get(gw, "/health/ready").status_code == 200)

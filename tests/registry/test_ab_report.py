@@ -164,7 +164,11 @@ def test_no_split_rule_gives_a_clear_message(store):
     result = run("ab", "chat")
     assert result.exit_code == Exit.OK
     assert "not enough data: no request of router 'chat' has a split label" in result.output
-    assert "rule 'nope'" in run("ab", "chat", "--rule", "nope").output
+    typo = run("ab", "chat", "--rule", "nope")   # was "not enough data", exit 0: a typo looked like no data
+    assert typo.exit_code == Exit.USAGE and "router 'chat' has no rule 'nope'" in typo.output
+    assert "(rules: ab, default, premium)" in typo.output
+    no_split = run("ab", "chat", "--rule", "default")
+    assert no_split.exit_code == Exit.OK and "no request of rule 'default' of router 'chat' has a split" in no_split.output
 
 
 def test_several_split_rules_are_separate_experiments_and_rule_selects_one(store):
@@ -197,6 +201,10 @@ def test_since_and_until_accept_iso_and_durations(store):
     assert window["since"] == "2026-11-01T00:00:30Z"
     recent = json.loads(run("ab", "chat", "--since", "1h", "--format", "json").output)  # T0 is long ago
     assert recent["experiments"] == [] and "in this window" in recent["message"]
+    far = run("ab", "chat", "--since", "99999999d")     # before year 1: was an internal error (exit 3)
+    assert far.exit_code == Exit.USAGE and "too long ago" in far.output
+    backwards = run("ab", "chat", "--since", "1d", "--until", "7d")
+    assert backwards.exit_code == Exit.USAGE and "is not after --since" in backwards.output
     bad = run("ab", "chat", "--since", "yesterday")
     assert bad.exit_code == Exit.USAGE and "'yesterday' is not a time" in bad.output
 

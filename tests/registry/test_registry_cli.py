@@ -109,6 +109,15 @@ def test_delete_asks_unless_yes(registry, router_file):
     assert run("versions", "chat").exit_code == Exit.USAGE
 
 
+def test_no_terminal_input_is_a_no_that_says_what_was_not_done(registry, router_file):
+    run("push", router_file)
+    deploy = run("deploy", "chat", "1", input="")      # end of file at the prompt, as `< /dev/null`
+    assert deploy.exit_code == Exit.FINDINGS and "not deployed" in deploy.output and "Aborted" not in deploy.output
+    delete = run("delete", "chat", input="")
+    assert delete.exit_code == Exit.FINDINGS and "not deleted" in delete.output and "Aborted" not in delete.output
+    assert run("versions", "chat").exit_code == Exit.OK
+
+
 def test_registry_option_beats_the_environment(registry, router_file, tmp_path):
     other = tmp_path / "other.db"
     assert run("push", router_file, "--registry", other).exit_code == Exit.OK

@@ -64,6 +64,54 @@ def test_route_decides_with_the_active_version_and_records_it(deployed, open_rou
             router.get_request("nope")
 
 
+def test_recorded_latency_is_the_decision_not_compiling_the_version(deployed, open_router, monkeypatch):
+    # The first request of a version compiles it; an A/B report's latency must not count that in one arm.
+    import time
+
+    from routelang import loader
+
+    compile_router = loader.make_router
+
+    def slow_compile(*args, **kwargs):
+        time.sleep(0.3)
+        return compile_router(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "make_router", slow_compile)
+    with open_router("chat") as router:
+        router.route(PREMIUM)
+        (row,) = router.list_requests(limit=10)
+    assert 0 <= row["latency_ms"] < 100
+
+
+def test_update_that_changes_nothing_returns_the_pushed_version(deployed, open_router):
+    # Version 1 was pushed from a file; the text imported from its config differs, its compiled config not.
+    router = open_router("chat", record=False)
+    assert router.update(rules=router.rules) == 1
+    assert router.update() == 1
+    assert [v["version"] for v in router.versions] == [1]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 10_001, 2.5, True])
+def test_a_limit_out_of_range_is_refused_alike_locally_and_remotely(deployed, open_router, limit):
+    # SQLite reads LIMIT -1 as no limit: a local file returned every row where the gateway said 400.
+    with open_router("chat") as router:
+        router.route(PREMIUM)
+        with pytest.raises(ValueError, match="limit must be an int from 1 to 10000"):
+            router.list_requests(limit=limit)
+        assert len(router.list_requests(limit=1)) == 1
+
+
+def test_editing_the_returned_rules_does_not_edit_the_router(deployed, open_router):
+    # An edit that was never passed to update() must not reach the next update(description=...).
+    router = open_router("chat", record=False)
+    router.rules[0]["priority"] = 1
+    router.config["rules"][0]["targets"].clear()
+    assert router.rules[0]["priority"] == 100 and router.rules[0]["targets"]
+    version = router.update(description="same rules")
+    assert open_router("chat").versions[-1]["version"] == version
+    assert Store(deployed.path).version("chat", version).compiled["rules"][0]["priority"] == 100
+
+
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
     router = open_router("chat", record=False)
     rules = router.rules
@@ -80,6 +128,14 @@ def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open
     with pytest.raises(RegistryError, match="does not check clean"):
         router.update(rules=[rules[1], dict(rules[2], name=rules[1]["name"])])   # two rules of one name
     assert [v["version"] for v in router.versions] == [1, 2]
+
+
+def test_update_needs_no_mixtrain_package(deployed, registry, monkeypatch):
+    # The importer reads configs with routelang's own copy of Mixtrain's models (a plain install works).
+    monkeypatch.setitem(sys.modules, "mixtrain", None)    # `import mixtrain` now fails
+    with routelang.Router("chat", registry=registry) as router:
+        version = router.update(rules=router.rules[:1])
+        assert version == 2 and [r["name"] for r in Store(registry).version("chat", 2).compiled["rules"]] == ["premium"]
 
 
 def test_a_deploy_from_another_process_is_picked_up_within_a_second(deployed, registry, router_file, monkeypatch):
@@ -147,6 +203,25 @@ def test_local_and_remote_give_the_same_results(deployed, registry, live_gateway
     assert [{k: r[k] for k in keep} for r in remote_rows] == [{k: r[k] for k in keep} for r in local_rows]
     assert {r["split_label"] for r in remote_rows} == {"control", "variant", None}   # None: not a split
     assert remote.get_request(remote_rows[0]["id"]) == local.get_request(remote_rows[0]["id"])
+
+
+@pytest.mark.parametrize("url", ["not a url", "localhost:8080", "file:///etc", "http://"])
+def test_a_remote_url_that_is_not_an_http_address_is_refused_at_once(url):
+    with pytest.raises(ValueError, match=r"the gateway's address, http\(s\)://host:port"):
+        routelang.Router("chat", url=url, api_key="k")
+
+
+def test_a_version_with_an_unset_variable_is_a_registry_error_locally_and_remotely(registry, tmp_path, open_router,
+                                                                                   monkeypatch):
+    monkeypatch.delenv("ROUTELANG_TEST_UNSET", raising=False)
+    path = tmp_path / "envy.route"
+    path.write_text('router envy\nimport std.providers\n'
+                    'rule all priority 1 { route openai("m", "${ROUTELANG_TEST_UNSET}") }\n')
+    store = Store(registry)
+    push_file(store, path, name="envy")
+    store.deploy("envy", 1)
+    with pytest.raises(RegistryError, match=r"router 'envy' version 1 does not load here: .*ROUTELANG_TEST_UNSET"):
+        open_router("envy", record=False).route({})
 
 
 def test_remote_errors_are_registry_errors(live_gateway):
