@@ -23,13 +23,12 @@ from .health import HealthChecker
 from .logs import JsonLog
 from .metrics import CONTENT_TYPE, Metrics
 from .recording import Recorder, Routed
-from .request import KINDS, NOT_FORWARDED, document
+from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
 from .routers import POLL_S, FileSource, RegistrySource, Source
 from .state import ROUTER, InProcessState, State, about
 
 JSON = "application/json"
 MAX_BODY = 32 * 1024 * 1024  # images in chat messages make bodies large
-ROUTER_HEADER = "x-routelang-router"
 ROUTER_PREFIX = "/r/{router:" + ROUTER_NAME.pattern + "}"   # /r/NAME/v1/chat/completions
 ROUTED_PATHS = frozenset({*("/v1" + p for p in KINDS), "/v1/models", "/routing", "/routing/decide"})
 

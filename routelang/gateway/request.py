@@ -22,10 +22,12 @@ KINDS = {"/chat/completions": "chat", "/completions": "completion", "/embeddings
 
 # Headers a rule never sees and an upstream never gets from the client: credentials.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"})
-# Hop-by-hop headers (RFC 9110 7.6.1) and those the gateway sets itself for each upstream call.
+# Names the router a request is for (docs/gateway.md); meant for this gateway, not the upstream.
+ROUTER_HEADER = "x-routelang-router"
+# Hop-by-hop headers (RFC 9110 7.6.1), those the gateway sets itself for each upstream call, and its own.
 NOT_FORWARDED = SECRET_HEADERS | frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-    "host", "content-length", "content-type", "accept-encoding", "expect",
+    "host", "content-length", "content-type", "accept-encoding", "expect", ROUTER_HEADER,
 })
 
 CHARS_PER_TOKEN = 4

@@ -165,10 +165,11 @@ def test_gateway_errors_are_openai_shaped_with_distinct_codes(upstreams, gateway
 def test_headers_are_forwarded_but_not_credentials_or_hop_by_hop(upstreams, gateway):
     up = upstreams()
     gw = gateway(config(rule("all", [target(up, headers={"X-Upstream": "set-by-target"})])))
-    post(gw.url, headers={"Authorization": "Bearer c", "X-Api-Key": "k", "X-Trace": "t1", "Connection": "close"})
+    post(gw.url, headers={"Authorization": "Bearer c", "X-Api-Key": "k", "X-Trace": "t1", "Connection": "close",
+                          "X-Routelang-Router": gw.gateway.loaded_for(None).name})
     sent = {k.lower(): v for k, v in up.received[0]["headers"].items()}
     assert sent["x-trace"] == "t1" and sent["x-upstream"] == "set-by-target"
-    assert "authorization" not in sent and "x-api-key" not in sent
+    assert "authorization" not in sent and "x-api-key" not in sent and "x-routelang-router" not in sent
     assert sent.get("connection") != "close"
 
 
