@@ -16,8 +16,34 @@ from typing import TYPE_CHECKING
 from . import plan
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .app import Gateway
     from .routers import FileSource
+
+
+class Every:
+    """Awaits `step()` every `interval_s` seconds on the running loop, from `start()` until
+    `close()` (the file reloader and the registry poller)."""
+
+    def __init__(self, interval_s: float, step: Callable[[], Awaitable[None]]):
+        self.interval_s = interval_s
+        self.step = step
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.step()
 
 
 class Reloader:
@@ -28,7 +54,7 @@ class Reloader:
         self.last_error: dict | None = None
         self._lock = asyncio.Lock()
         self._seen = self._stat(source.loaded.files)
-        self._task: asyncio.Task | None = None
+        self._polling = Every(interval_s, self._check)
 
     @staticmethod
     def _stat(files: tuple[str, ...]) -> tuple:
@@ -44,21 +70,16 @@ class Reloader:
         return tuple(out)
 
     def start(self) -> None:
-        if self.interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._watch())
+        self._polling.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._polling.close()
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            seen = self._stat(self.source.loaded.files)
-            if seen != self._seen and seen[0] is not None:  # (a missing import is a load error to show)
-                self._seen = seen
-                await self.reload("file changed")
+    async def _check(self) -> None:
+        seen = self._stat(self.source.loaded.files)
+        if seen != self._seen and seen[0] is not None:  # (a missing import is a load error to show)
+            self._seen = seen
+            await self.reload("file changed")
 
     async def reload(self, trigger: str) -> bool:
         """Load the file again; True when a new version is now served."""

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from . import plan
-from .reload import Reloader
+from .reload import Every, Reloader
 
 if TYPE_CHECKING:
     from routelang.registry.store import Store
@@ -92,7 +92,7 @@ class RegistrySource:
         self.routers: dict[str, plan.Loaded] = {}
         self.errors: dict[str, dict] = {}     # router -> the active version that does not load
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task | None = None
+        self._polling = Every(poll_s, self._check)
         for name, version in self._active().items():   # before serving: what is deployed now
             self._apply(name, version, self._load(name, version), "start")
 
@@ -124,21 +124,17 @@ class RegistrySource:
     # ---- following the registry ---------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        self._polling.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._polling.close()
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_s)
-            try:
-                await self.reload("registry changed")
-            except Exception as exc:  # noqa: BLE001 (a locked or broken file must not stop the polling)
-                self.gateway.log.write("reload", trigger="registry", result="error",
-                                       diagnostics=f"{type(exc).__name__}: {exc}")
+    async def _check(self) -> None:
+        try:
+            await self.reload("registry changed")
+        except Exception as exc:  # noqa: BLE001 (a locked or broken file must not stop the polling)
+            self.gateway.log.write("reload", trigger="registry", result="error",
+                                   diagnostics=f"{type(exc).__name__}: {exc}")
 
     def _active(self) -> dict[str, int]:
         rows = self.store.conn.execute(
