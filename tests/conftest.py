@@ -4,8 +4,20 @@ every run explores new examples, which is how the generators find new bugs."""
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def loop_thread():
+    """One background event loop for the session's fake upstreams and gateways (the gateway
+    and registry tests; gateway_fakes is on sys.path there)."""
+    from gateway_fakes import LoopThread
+
+    lt = LoopThread()
+    yield lt
+    lt.close()

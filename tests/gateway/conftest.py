@@ -5,16 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from gateway_fakes import FAST, FakeUpstream, GatewayServer, LoopThread
+from gateway_fakes import FAST, FakeUpstream, GatewayServer
 
 from routelang.gateway.executor import Settings
-
-
-@pytest.fixture(scope="session")
-def loop_thread():
-    lt = LoopThread()
-    yield lt
-    lt.close()
 
 
 @pytest.fixture

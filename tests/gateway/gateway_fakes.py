@@ -27,6 +27,28 @@ from routelang.gateway.executor import Settings
 from routelang.gateway.logs import JsonLog
 
 # Fast retries for tests; real defaults are in Settings.
+# The rules of router `chat` in the admin API and registry tests (`{premium}`: the premium
+# rule's target; a str.format field, hence the doubled braces).
+CHAT_RULES = '''
+rule premium priority 100 {{
+    when user.tier == "premium"
+    route {premium}
+}}
+
+rule ab priority 50 {{
+    when user.tier == "trial"
+    split sticky by user.id {{
+        50% control: small
+        50% variant: big
+    }}
+}}
+
+rule default priority 10 {{
+    route small
+}}
+'''
+
+
 FAST = Settings(timeout_s=10, first_token_timeout_s=5, connect_timeout_s=2, retry_base_s=0.01, retry_max_s=0.05,
                 max_retry_after_s=2)
 
@@ -273,3 +295,4 @@ class Served:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+

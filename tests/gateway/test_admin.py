@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from gateway_fakes import config, http, rule, target, wait_for
+from gateway_fakes import CHAT_RULES, config, http, rule, target, wait_for
 
 from routelang.gateway import auth
 from routelang.gateway.admin import ENDPOINTS
@@ -26,24 +26,7 @@ import std.providers
 
 target small = openai("m-small", "{a}/v1")
 target big = openai("m-big", "{b}/v1")
-
-rule premium priority 100 {{
-    when user.tier == "premium"
-    route {premium}
-}}
-
-rule ab priority 50 {{
-    when user.tier == "trial"
-    split sticky by user.id {{
-        50% control: small
-        50% variant: big
-    }}
-}}
-
-rule default priority 10 {{
-    route small
-}}
-'''
+''' + CHAT_RULES
 
 
 def source(a, b, premium: str = "big") -> str:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))   # gateway_fakes: the gateway tests' helpers
+from gateway_fakes import CHAT_RULES
+
 TARGETS = '''
 import std.providers
 
@@ -17,24 +20,7 @@ target big = openai("gpt-4o", "https://api.openai.com/v1")
 ROUTER = '''router chat "Chat"
 
 import "targets.route"
-
-rule premium priority 100 {{
-    when user.tier == "premium"
-    route {premium}
-}}
-
-rule ab priority 50 {{
-    when user.tier == "trial"
-    split sticky by user.id {{
-        50% control: small
-        50% variant: big
-    }}
-}}
-
-rule default priority 10 {{
-    route small
-}}
-'''
+''' + CHAT_RULES
 
 
 def write_router(directory, premium: str = "big"):
@@ -60,8 +46,6 @@ def router_file(tmp_path):
 
 # ---- the SDK against a live gateway (its admin API) -------------------------------------------
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "gateway"))   # gateway_fakes: the gateway tests' helpers
-
 ADMIN_KEY = "sdk-admin-key"
 # What the gateway serves from its file; the registry's routers are reached through its admin API.
 FRONT = '''router front
@@ -74,15 +58,6 @@ rule all priority 1 {
     route only
 }
 '''
-
-
-@pytest.fixture(scope="session")
-def loop_thread():
-    from gateway_fakes import LoopThread
-
-    lt = LoopThread()
-    yield lt
-    lt.close()
 
 
 @pytest.fixture
