@@ -1,0 +1,179 @@
+"""What routelang's own code costs per gateway request, without any upstream (run by hand).
+
+    python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
+                                         [--profile FILE] [--config bench.json]
+
+One process, one uvloop: the gateway's aiohttp application (served as `routelang
+serve` serves it: the same AppRunner options) on a loopback port, and a raw
+keep-alive client sending the requests one after the other on one connection.
+No upstream is called: the executor's upstream call is replaced by what a
+successful call does after the bytes arrive (the adapter reads the answer, the
+attempt is recorded, the response is built), so the figure is the aiohttp
+server plus routelang's own work (document, decision, State calls, metrics, the
+log line, headers, the response). The same server with a minimal handler (read
+the body, answer fixed bytes) is the baseline: the difference is routelang's.
+
+Printed: the best of `--repeat` runs, in microseconds of CPU time (of this
+process: server and client) per request; the machine is shared, and CPU time
+and the minimum are the figures least disturbed by other load.
+`--only` runs one side `--requests` times and prints nothing else, for
+instruction counts: `valgrind --tool=callgrind` of two runs with different
+`--requests`, the difference divided by the difference in requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import functools
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from routelang.gateway import executor as executor_module
+from routelang.gateway.adapters import adapter_for
+from routelang.gateway.app import Gateway
+from routelang.gateway.logs import JsonLog
+from routelang.gateway.server import settle_gc
+
+BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}],
+                   "max_tokens": 16}).encode()
+ANSWER = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench-model",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there, how are you?"},
+                 "finish_reason": "stop", "logprobs": None}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}).encode()
+# What an upstream (the benchmark's fake, an OpenAI-compatible server) answers besides the body.
+UPSTREAM_HEADERS = {"Content-Type": "application/json", "Content-Length": str(len(ANSWER)),
+                    "Date": "Wed, 02 Dec 2026 01:00:00 GMT", "Server": "uvicorn", "x-request-id": "up-1"}
+CONFIG = {"name": "bench", "rules": [{"name": "all", "targets": [{
+    "provider": "openai", "model_name": "bench-model", "endpoint": "http://127.0.0.1:9/v1",
+    "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
+REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n"
+           b"Content-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+
+
+async def answered_call(self, request, ex, target, adapter, url, data, headers, timeout_s):
+    """Executor._call's work once the upstream's answer is in (the call itself costs nothing here)."""
+    seconds = 0.0002
+    ex.upstream_s += seconds
+    out, usage = adapter.response(ANSWER, ex.path.removeprefix("/v1"))
+    self._record(ex, target, "ok", seconds, ok=True, status=200, usage=usage)
+    ex.target, ex.usage = target, usage
+    return self.gateway.respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
+
+
+def routelang_app(config: Path, log_path: Path) -> web.Application:
+    gateway = Gateway(str(config), log=JsonLog(log_path.open("ab")))
+    gateway.executor._call = answered_call.__get__(gateway.executor, executor_module.Executor)
+    assert adapter_for("openai").passthrough
+    return gateway.application()
+
+
+def minimal_app() -> web.Application:
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=ANSWER, headers={"Content-Type": "application/json", "x-request-id": "1"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    return app
+
+
+class Client(asyncio.Protocol):
+    """Sends REQUEST, waits for the whole response (Content-Length), sends the next."""
+
+    def __init__(self, count: int, done: asyncio.Future):
+        self.left, self.done, self.buffer = count, done, b""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(REQUEST)
+
+    def data_received(self, data):
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower()
+        at = head.index(b"content-length:") + len(b"content-length:")
+        length = int(head[at:head.index(b"\r\n", at)])
+        if len(self.buffer) < end + 4 + length:
+            return
+        if not self.buffer.startswith(b"HTTP/1.1 200"):
+            self.done.set_exception(RuntimeError(self.buffer[:300].decode("latin-1")))
+            return
+        self.buffer = self.buffer[end + 4 + length:]
+        self.left -= 1
+        if self.left:
+            self.transport.write(REQUEST)
+        else:
+            self.done.set_result(None)
+
+
+async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None) -> list[float]:
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)  # as server.py runs it
+    await runner.setup()
+    settle_gc()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    times = []
+    try:
+        for run in range(repeat + 1):  # the first run warms up (caches, connections)
+            done: asyncio.Future = loop.create_future()
+            profiler = cProfile.Profile() if profile and run == repeat else None
+            if profiler:
+                profiler.enable()
+            start = time.process_time()
+            transport, _ = await loop.create_connection(functools.partial(Client, count, done), "127.0.0.1", port)
+            await done
+            elapsed = time.process_time() - start
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(profile)
+            transport.close()
+            if run:
+                times.append(elapsed / count * 1e6)
+    finally:
+        await runner.cleanup()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=("routelang", "minimal"))
+    parser.add_argument("--profile", help="cProfile the last routelang run into this file")
+    parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        config = args.config
+        if config is None:
+            config = Path(scratch, "bench.json")
+            config.write_text(json.dumps(CONFIG))
+        log = Path(scratch, "log.jsonl")
+        if args.only:
+            app = routelang_app(config, log) if args.only == "routelang" else minimal_app()
+            uvloop.run(serve_and_send(app, args.requests, 0, None))
+            return
+        ours = uvloop.run(serve_and_send(routelang_app(config, log), args.requests, args.repeat, args.profile))
+        base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
+    print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
+    print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")
+    print(f"routelang's own work: {min(ours) - min(base):.1f} us/request")
+
+
+if __name__ == "__main__":
+    main()
