@@ -227,10 +227,9 @@ class Executor:
             entry["status"] = status
         ex.attempts.append(entry)
         gw.metrics.attempt(name, outcome, seconds)
-        gw.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok and latency else None,
-                        tokens=usage.total if usage is not None else None)
-        if target.circuit_breaker is not None:
-            gw.metrics.breaker_state(name, gw.state.breaker(target))
+        breaker = gw.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok and latency else None,
+                                  tokens=usage.total if usage is not None else None)
+        gw.metrics.breaker_state(name, breaker)
 
     def _failure(self, ex: Exchange, target: Target, seconds: float, exc: BaseException) -> Failure:
         if isinstance(exc, TimeoutError):

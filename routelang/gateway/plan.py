@@ -59,13 +59,11 @@ class Loaded:
     # id(rule) -> how the gateway backs the rule's one-target pick with its other targets:
     # "split" (written order), "rotate" (rotation order) or None (no backing); see `decide`.
     backing: dict[int, str | None] = field(init=False)
+    name: str = field(init=False)              # the router's name (an attribute: read on every State call)
 
     def __post_init__(self) -> None:
         self.backing = {id(rule): _backing(rule) for rule in self.router.plan.order}
-
-    @property
-    def name(self) -> str:
-        return self.router.plan.name
+        self.name = self.router.plan.name
 
 
 def target_name(target: Target) -> str:
@@ -301,9 +299,14 @@ def take_turns_from(loaded: Loaded, state: State) -> None:
     loaded.router.turns = state
 
 
-def observe(loaded: Loaded, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
-    """Feed one attempt's outcome to the runtime (breakers, latency, reliability)."""
-    loaded.router.observe(target, latency_ms=latency_ms, ok=ok, tokens=tokens)
+def observe(loaded: Loaded, target: Target, ok: bool, latency_ms: float | None,
+            tokens: int | None) -> str | None:
+    """Feed one attempt's outcome to the runtime (breakers, latency, reliability);
+    the target's breaker state after it (None: no breaker)."""
+    router = loaded.router
+    router.observe(target, latency_ms=latency_ms, ok=ok, tokens=tokens)
+    breaker = router.breakers.get(target.key)
+    return None if breaker is None else breaker.state
 
 
 def admits(loaded: Loaded, target: Target) -> bool:

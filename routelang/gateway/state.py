@@ -53,8 +53,9 @@ class State(Protocol):
     def unbind(self, router: str) -> None:
         """Router `router` is no longer served (undeployed, deleted)."""
 
-    def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
-        """One attempt's outcome (feeds the breaker and the ranking statistics)."""
+    def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> str | None:
+        """One attempt's outcome (feeds the breaker and the ranking statistics); the target's
+        breaker state after it, as `breaker` gives it (None: no breaker)."""
 
     def admits(self, target: Target) -> bool:
         """Does the target's breaker let a request through now?"""
@@ -133,8 +134,8 @@ class InProcessState:
                               f"({len(owners)} served here have it; use state.about(loaded))")
         return owners[0]
 
-    def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> None:
-        plan.observe(self._router_of(target), target, ok, latency_ms, tokens)
+    def record(self, target: Target, ok: bool, latency_ms: float | None, tokens: int | None) -> str | None:
+        return plan.observe(self._router_of(target), target, ok, latency_ms, tokens)
 
     def admits(self, target: Target) -> bool:
         return plan.admits(self._router_of(target), target)
