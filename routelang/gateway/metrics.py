@@ -1,13 +1,25 @@
 """Prometheus metrics (prometheus_client). With `--workers N` the server sets
 PROMETHEUS_MULTIPROC_DIR before this module is imported, so every worker writes
-its values to shared files and /metrics (served by any worker) sums them."""
+its values to shared files and /metrics (served by any worker) sums them.
+
+In one process, the counters and histograms every request updates are this
+module's `LocalCounter` / `LocalHistogram`: plain numbers the event loop updates
+and a collector that exposes them exactly as prometheus_client would (its own
+children take a lock per value and walk the bucket bounds per observation)."""
 
 from __future__ import annotations
 
 import os
+import time
+from bisect import bisect_left
+from collections.abc import Callable
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 # Seconds, up to ten minutes: long generations are normal.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -20,26 +32,122 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+class _Count:
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+
+class _Buckets:
+    __slots__ = ("bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)   # the last: above every bound (+Inf)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1   # the first bound >= amount, as prometheus_client
+        self.sum += amount
+
+
+class _Local:
+    """A counter or histogram of this process that one event loop updates (no lock:
+    updates and the exposition run on that loop). `labels(...)` gives the child to
+    `inc` / `observe`, as prometheus_client's metrics do."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry,
+                 child: Callable[[], _Count | _Buckets]):
+        self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
+        self._child = child
+        self._children: dict[tuple[str, ...], _Count | _Buckets] = {}
+        if not self.labelnames:
+            self.labels()  # an unlabelled metric is exposed from the start, as prometheus_client's
+        registry.register(self)
+
+    def labels(self, *values: str):
+        values = tuple(str(v) for v in values)
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._child()
+        return child
+
+
+class LocalCounter(_Local):
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry):
+        super().__init__(name, documentation, labelnames, registry, _Count)
+
+    def inc(self, amount: float = 1) -> None:
+        self._children[()].inc(amount)
+
+    def collect(self):
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in self._children.items():
+            family.add_metric(values, child.value, created=child.created)
+        yield family
+
+    describe = collect
+
+
+class LocalHistogram(_Local):
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry,
+                 buckets: tuple[float, ...]):
+        self.bounds = tuple(float(b) for b in buckets)
+        self._le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        super().__init__(name, documentation, labelnames, registry, lambda: _Buckets(self.bounds))
+
+    def observe(self, amount: float) -> None:
+        self._children[()].observe(amount)
+
+    def collect(self):
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in self._children.items():
+            family.add_metric(values, list(zip(self._le, accumulate(child.counts))), child.sum)
+            family.samples.append(Sample(self.name + "_created", dict(zip(self.labelnames, values)), child.created,
+                                         None))
+        yield family
+
+    describe = collect
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("routelang_requests", "Requests answered, by rule, target and HTTP status",
-                                ["endpoint", "rule", "target", "status"], registry=r)
-        self.duration = Histogram("routelang_request_duration_seconds", "Time from request to the last byte",
-                                  ["endpoint", "rule"], buckets=DURATION_BUCKETS, registry=r)
-        self.ttft = Histogram("routelang_time_to_first_token_seconds",
-                              "Time from request to the first streamed byte", ["rule", "target"],
-                              buckets=DURATION_BUCKETS, registry=r)
-        self.overhead = Histogram("routelang_overhead_seconds",
-                                  "Time spent in the gateway (the request's time minus upstream time)",
-                                  buckets=OVERHEAD_BUCKETS, registry=r)
-        self.upstream = Histogram("routelang_upstream_latency_seconds", "One upstream attempt, by outcome",
-                                  ["target", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        # What every request updates: this process's own numbers, unless workers share files
+        # (measured in a loop, a request's four hot calls: 11.3 us with prometheus_client's, 2.3 us local).
+        if multiprocess_mode():
+            def counter(name, doc, labels):
+                return Counter(name, doc, labels, registry=r)
+
+            def histogram(name, doc, labels, buckets):
+                return Histogram(name, doc, labels, buckets=buckets, registry=r)
+        else:
+            def counter(name, doc, labels):
+                return LocalCounter(name, doc, labels, r)
+
+            def histogram(name, doc, labels, buckets):
+                return LocalHistogram(name, doc, labels, r, buckets)
+        self.requests = counter("routelang_requests", "Requests answered, by rule, target and HTTP status",
+                                ("endpoint", "rule", "target", "status"))
+        self.duration = histogram("routelang_request_duration_seconds", "Time from request to the last byte",
+                                  ("endpoint", "rule"), DURATION_BUCKETS)
+        self.ttft = histogram("routelang_time_to_first_token_seconds",
+                              "Time from request to the first streamed byte", ("rule", "target"), DURATION_BUCKETS)
+        self.overhead = histogram("routelang_overhead_seconds",
+                                  "Time spent in the gateway (the request's time minus upstream time)", (),
+                                  OVERHEAD_BUCKETS)
+        self.upstream = histogram("routelang_upstream_latency_seconds", "One upstream attempt, by outcome",
+                                  ("target", "outcome"), DURATION_BUCKETS)
         self.fallbacks = Counter("routelang_fallbacks", "Moves from one target to the next", ["rule"], registry=r)
         self.retries = Counter("routelang_retries", "Retries of the same target", ["target"], registry=r)
-        self.tokens = Counter("routelang_tokens", "Tokens reported by upstreams", ["target", "kind"], registry=r)
-        self.cost = Counter("routelang_cost", "Cost from usage and `cost ... per 1k` (the config's unit)",
-                            ["target"], registry=r)
+        self.tokens = counter("routelang_tokens", "Tokens reported by upstreams", ("target", "kind"))
+        self.cost = counter("routelang_cost", "Cost from usage and `cost ... per 1k` (the config's unit)", ("target",))
         self.shadow = Counter("routelang_shadow_requests", "Shadow copies, by outcome", ["target", "outcome"],
                               registry=r)
         self.shadow_dropped = Counter("routelang_shadow_dropped", "Shadow copies dropped (too many in flight)",

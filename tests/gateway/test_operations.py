@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import re
 import socket
 import threading
 import time
@@ -14,6 +17,7 @@ import pytest
 from gateway_fakes import FAST, chat_answer, config, http, rule, target, wait_for
 
 from routelang.gateway import auth
+from routelang.gateway.logs import JsonLog
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "a secret prompt"}]}
 
@@ -281,3 +285,68 @@ def test_a_request_body_that_stalls_gets_a_408_and_frees_the_connection(upstream
     closing = head.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
     answer = _raw_request(gw.url, [closing + body[:10], body[10:]], 0.1, timeout=5)
     assert answer.startswith(b"HTTP/1.1 200") and len(up.received) == 1
+
+
+def test_log_lines_are_flushed_whole_and_in_order_and_a_broken_stream_counts_them_lost():
+    out = io.BytesIO()
+    log = JsonLog(out)
+    log.write("start", pid=1)  # no event loop: written at once
+    assert json.loads(out.getvalue())["event"] == "start"
+
+    class Broken(io.BytesIO):
+        def write(self, data):
+            raise OSError("disk full")
+
+    async def three_lines(log: JsonLog) -> None:
+        for n in range(3):
+            log.write("request", n=n)
+        log.close()
+
+    asyncio.run(three_lines(log))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line.get("n") for line in lines] == [None, 0, 1, 2]
+    broken = JsonLog(Broken())
+    asyncio.run(three_lines(broken))
+    assert broken.lost == 3
+
+
+async def _breaker_after(gw, ok: bool):
+    loaded = gw.gateway.loaded_for(None)
+    target = next(t for t in loaded.targets.values() if t.model_name == "ma")
+    return gw.gateway.state.record(target, ok=ok, latency_ms=None, tokens=None)
+
+
+def test_state_record_answers_the_breaker_state_after_the_outcome(upstreams, gateway):
+    a = upstreams("a")
+    breaker = {"x-routelang": {"circuit_breaker": {"failure_threshold": 2, "cooldown_ms": 60000}}}
+    gw = gateway(config(rule("all", [target(a, "ma", **breaker), target(a, "mb")], strategy="fallback")))
+    assert gw.lt.run(_breaker_after(gw, ok=False)) == "closed"
+    assert gw.lt.run(_breaker_after(gw, ok=False)) == "open"
+    assert post(gw.url).headers["x-routelang-target"] == "mb"   # the open breaker is skipped
+
+
+def test_the_local_metrics_expose_what_prometheus_client_would(monkeypatch):
+    from prometheus_client import generate_latest
+
+    from routelang.gateway import metrics
+
+    def fill(m: metrics.Metrics) -> str:
+        m.request("/v1/chat/completions", "all", "t1", 200, 0.0123)
+        m.request("/v1/chat/completions", "all", "t1", 200, 7.5)
+        m.request("/v1/embeddings", "emb", "-", 404, 0.005)   # a bound itself falls in its bucket
+        m.attempt("t1", "ok", 0.01)
+        m.attempt("t1", "http_503", 1000.0)                   # above every bound: +Inf only
+        m.first_token("all", "t1", 0.3)
+        m.usage("t1", 12, 7, 0.5)
+        m.usage("t2", 1, 2, None)
+        m.overhead.observe(0.0001)
+        m.overhead.observe(0.00011)
+        text = generate_latest(m.registry).decode()
+        return re.sub(r"(_created(\{[^}]*\})?) \S+", r"\1 T", text)   # creation times differ
+
+    local = fill(metrics.Metrics())
+    monkeypatch.setattr(metrics, "multiprocess_mode", lambda: True)  # prometheus_client's own classes
+    assert local == fill(metrics.Metrics())
+    assert 'routelang_request_duration_seconds_bucket{endpoint="/v1/embeddings",le="0.005",rule="emb"} 1.0' in local
+    assert 'routelang_upstream_latency_seconds_bucket{le="600.0",outcome="http_503",target="t1"} 0.0' in local
+    assert "routelang_overhead_seconds_count 2.0" in local
