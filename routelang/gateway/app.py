@@ -20,7 +20,7 @@ from routelang.registry.store import ROUTER_NAME, Store
 from . import auth, errors, plan
 from .executor import Exchange, Executor, Settings
 from .health import HealthChecker
-from .logs import JsonLog
+from .logs import JsonLog, ms
 from .metrics import CONTENT_TYPE, Metrics
 from .recording import Recorder, Routed
 from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
@@ -271,9 +271,9 @@ class Gateway:
             m.usage(target, usage.prompt_tokens, usage.completion_tokens, cost)
         self.log.write(
             "request", id=ex.id, path=ex.path, stream=ex.stream, rule=ex.rule, target=target, status=status,
-            error=ex.error, attempts=ex.attempts, ms=round(total * 1000, 3),
-            overhead_ms=None if ex.overhead_s is None else round(ex.overhead_s * 1000, 3),
-            ttft_ms=None if ex.ttft_s is None else round(ex.ttft_s * 1000, 3),
+            error=ex.error, attempts=ex.attempts, ms=ms(total),
+            overhead_ms=None if ex.overhead_s is None else ms(ex.overhead_s),
+            ttft_ms=None if ex.ttft_s is None else ms(ex.ttft_s),
             prompt_tokens=None if usage is None else usage.prompt_tokens,
             completion_tokens=None if usage is None else usage.completion_tokens, cost=cost)
         if self.recorder is not None and routed.loaded is not None:

@@ -152,7 +152,7 @@ class Router:
         """Report the outcome of a request sent to `target` (a selected Target,
         or a target's name, label, model name or endpoint). Feeds the metrics of
         least_latency / hybrid and the target's circuit breaker."""
-        for key in self._keys(target):
+        for key in (target.key,) if isinstance(target, Target) else self._keys(target):
             self.metrics.observe(key, latency_ms, ok, tokens)
             breaker = self.breakers.get(key)
             if breaker is not None:

@@ -45,12 +45,12 @@ class Target:
     name: str | None = None
     cost_per_1k_tokens: float | None = None
     circuit_breaker: dict | None = None
+    # Identity for metrics and circuit breakers: the same endpoint used by several rules shares
+    # one breaker and one latency record. Built once (read several times per routed request).
+    key: tuple[str, str, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """Identity for metrics and circuit breakers: the same endpoint used by
-        several rules shares one breaker and one latency record."""
-        return (self.provider, self.model_name, self.endpoint)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.provider, self.model_name, self.endpoint))
 
     def to_dict(self) -> dict[str, Any]:
         """Mixtrain's `RoutingTarget.model_dump()` fields, plus `name` when known."""
