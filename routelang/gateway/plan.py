@@ -203,11 +203,10 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
     leave selection, and a split or round-robin pick is followed by the rule's
     other available targets (written order for a split, rotation order for
     round-robin) as the failover chain."""
-    result = loaded.router.route(doc)
-    rule = result.matched_rule
+    rule, selection, reason = loaded.router.pick(doc)
     if rule is None:
-        return Decision(None, [], reason=result.explanation)
-    attempts, shadows = list(result.attempts), list(result.shadows)
+        return Decision(None, [], reason=reason)
+    attempts, shadows = list(selection.attempts), list(selection.shadows)
     backing = loaded.backing[id(rule)]
     picked = len(attempts)
     if state.any_unhealthy():
@@ -220,7 +219,6 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
             picked = len(attempts)
     if attempts and backing is not None and len(rule.targets) > 1:
         attempts += _others(rule, attempts[0], state, rotate=backing == "rotate")
-    reason = result.explanation
     if not attempts:
         if not reason.endswith("open"):   # the runtime's reason already says its breakers are open
             reason += f": no target may be tried ({_why_out(rule, state)})"

@@ -126,18 +126,23 @@ class Router:
     def route(self, request: Any) -> RouteResult:
         """The first matching rule and its selected targets. Raises RequestError
         for a request that is not a JSON object (a dict)."""
+        return RouteResult(*self.pick(request))
+
+    def pick(self, request: Any) -> tuple[RuleSpec | None, Selection, str]:
+        """What `route` answers, as (rule, selection, explanation), without building the
+        RouteResult (the gateway reads these three once per request)."""
         if not isinstance(request, dict):
             check_request(request)  # raises the documented error
         position = self.decide(request)
         if position < 0:
-            return RouteResult(None, NOTHING, "No rules matched the request")
+            return None, NOTHING, "No rules matched the request"
         select, rule, explanation, static = self._routes[position]
         if static is not None:
-            return RouteResult(rule, static, explanation)
+            return rule, static, explanation
         selection = select(request)
         if not selection.attempts:
             explanation += ": every target's circuit breaker is open"
-        return RouteResult(rule, selection, explanation)
+        return rule, selection, explanation
 
     def matched_rule(self, request: Any) -> RuleSpec | None:
         """Only the decision, without selecting targets (no counters move)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,17 @@ def test_no_runtime_module_imports_a_layer_above_even_lazily():
                 continue
             for name in names:
                 assert not name.startswith(FORBIDDEN_IN_RUNTIME), f"{path.name}:{node.lineno} imports {name}"
+
+
+@pytest.mark.parametrize("backend", ["json", "python"])
+def test_pick_is_route_without_the_route_result(backend):
+    router, twin = routelang.load(TIERS, backend=backend), routelang.load(TIERS, backend=backend)
+    for request in ({"user": {"tier": "premium"}, "request": {"type": "chat"}}, {"user": {"tier": "nobody"}}, {}):
+        random.seed(7)  # the same pick from a split; the twin's round-robin turns move in step
+        rule, selection, explanation = router.pick(request)
+        random.seed(7)
+        result = twin.route(request)
+        assert (rule, selection.attempts, selection.shadows, explanation) == (
+            result.matched_rule, result.attempts, result.shadows, result.explanation)
+    with pytest.raises(routelang.RequestError):
+        router.pick([1, 2])
