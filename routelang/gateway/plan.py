@@ -301,10 +301,7 @@ def observe(loaded: Loaded, target: Target, ok: bool, latency_ms: float | None,
             tokens: int | None) -> str | None:
     """Feed one attempt's outcome to the runtime (breakers, latency, reliability);
     the target's breaker state after it (None: no breaker)."""
-    router = loaded.router
-    router.observe(target, latency_ms=latency_ms, ok=ok, tokens=tokens)
-    breaker = router.breakers.get(target.key)
-    return None if breaker is None else breaker.state
+    return loaded.router.observe(target, latency_ms=latency_ms, ok=ok, tokens=tokens)
 
 
 def admits(loaded: Loaded, target: Target) -> bool:

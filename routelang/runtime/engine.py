@@ -153,15 +153,17 @@ class Router:
     # ---- feedback --------------------------------------------------------------
 
     def observe(self, target: Target | str, latency_ms: float | None = None, ok: bool = True,
-                tokens: int | None = None) -> None:
+                tokens: int | None = None) -> str | None:
         """Report the outcome of a request sent to `target` (a selected Target,
         or a target's name, label, model name or endpoint). Feeds the metrics of
-        least_latency / hybrid and the target's circuit breaker."""
+        least_latency / hybrid and the target's circuit breaker. Answers the breaker's
+        state after it (of the last target a name matched; None without a breaker)."""
+        state = None
         for key in (target.key,) if isinstance(target, Target) else self._keys(target):
             self.metrics.observe(key, latency_ms, ok, tokens)
             breaker = self.breakers.get(key)
-            if breaker is not None:
-                breaker.record(ok)
+            state = None if breaker is None else breaker.record(ok)
+        return state
 
     def stats(self, target: Target | str) -> TargetStats:
         keys = self._keys(target)

@@ -132,7 +132,8 @@ class CircuitBreaker:
             if self._current() == HALF_OPEN:
                 self._probe_at = self._clock()
 
-    def record(self, ok: bool) -> None:
+    def record(self, ok: bool) -> str:
+        """One outcome; the state after it."""
         with self._lock:
             state = self._current()
             if ok:
@@ -142,10 +143,11 @@ class CircuitBreaker:
                     self._probe_at = None
                     if self._successes >= self.success_threshold:
                         self._state = CLOSED
-                return
+                return self._state
             self._failures += 1
             if state == HALF_OPEN or self._failures >= self.failure_threshold:
                 self._state, self._opened_at, self._probe_at = OPEN, self._clock(), None
+            return self._state
 
 
 # ---- metrics ------------------------------------------------------------------------

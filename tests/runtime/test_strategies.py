@@ -208,3 +208,15 @@ def test_observe_rejects_an_unknown_target():
     r = router("rule one priority 1 { route a }")
     with pytest.raises(KeyError):
         r.observe("nope", ok=False)
+
+
+def test_observe_answers_the_breaker_state_after_the_outcome():
+    clock = Clock()
+    r = router("rule chain priority 1 { fallback a, b, c }", clock=clock)
+    a = r.route({}).attempts[0]
+    assert r.observe(a, ok=False) == "closed"
+    assert r.observe(a, ok=False) == "open"          # failures 2
+    clock.now += 10.0
+    assert r.observe(a, ok=True) == "half_open"      # successes 2: one more needed
+    assert r.observe(a, ok=True) == "closed"
+    assert r.observe("c", ok=True) is None           # no breaker
