@@ -20,7 +20,7 @@ from routelang.registry.store import ROUTER_NAME, Store
 from . import auth, errors, plan
 from .executor import Exchange, Executor, Settings
 from .health import HealthChecker
-from .logs import JsonLog, ms
+from .logs import JsonLog, ms, now
 from .metrics import CONTENT_TYPE, Metrics
 from .recording import Recorder, Routed
 from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
@@ -142,10 +142,13 @@ class Gateway:
     # ---- responses ----------------------------------------------------------------
 
     def respond(self, ex: Exchange, status: int, body: bytes, extra: dict[str, str] | None = None) -> web.Response:
+        """The answer with the x-routelang headers; `extra` (a dict the caller made for it, taken
+        over) adds headers, which the gateway's own override."""
         ex.status = status
         headers = ex.headers()
         if extra:
-            headers = {**extra, **headers}
+            extra.update(headers)
+            headers = extra
         return web.Response(status=status, body=body, content_type=JSON, headers=headers)
 
     def error(self, ex: Exchange, kind: errors.Kind, message: str, retry_after_s: int | None = None) -> web.Response:
@@ -269,13 +272,13 @@ class Gateway:
             if ex.target.cost_per_1k_tokens is not None:
                 cost = usage.total * ex.target.cost_per_1k_tokens / 1000
             m.usage(target, usage.prompt_tokens, usage.completion_tokens, cost)
-        self.log.write(
-            "request", id=ex.id, path=ex.path, stream=ex.stream, rule=ex.rule, target=target, status=status,
-            error=ex.error, attempts=ex.attempts, ms=ms(total),
-            overhead_ms=None if ex.overhead_s is None else ms(ex.overhead_s),
-            ttft_ms=None if ex.ttft_s is None else ms(ex.ttft_s),
-            prompt_tokens=None if usage is None else usage.prompt_tokens,
-            completion_tokens=None if usage is None else usage.completion_tokens, cost=cost)
+        self.log.record({
+            "ts": now(), "event": "request", "id": ex.id, "path": ex.path, "stream": ex.stream, "rule": ex.rule,
+            "target": target, "status": status, "error": ex.error, "attempts": ex.attempts, "ms": ms(total),
+            "overhead_ms": None if ex.overhead_s is None else ms(ex.overhead_s),
+            "ttft_ms": None if ex.ttft_s is None else ms(ex.ttft_s),
+            "prompt_tokens": None if usage is None else usage.prompt_tokens,
+            "completion_tokens": None if usage is None else usage.completion_tokens, "cost": cost})
         if self.recorder is not None and routed.loaded is not None:
             self.recorder.record(ex, routed, status, total, cost, response)
 
