@@ -6,9 +6,10 @@
 A fake OpenAI upstream on loopback answers a small chat completion at once
 (raw asyncio + uvloop, so it is not the bottleneck). `wrk` (Debian package
 `wrk`) sends the same POST directly; through the ~60-line minimal pass-through
-of GATEWAY.md (aiohttp server and client) on both event loops, and with an
-httpx client instead (when httpx is installed: the benchmark's own, never a
-dependency of the project); through `routelang serve` (one worker, metrics,
+of GATEWAY.md (aiohttp server and client) on both event loops, with
+routelang's own upstream client instead of aiohttp's (the floor of routelang's
+server and client without its features), and with an httpx client (when httpx
+is installed: the benchmark's own, never a dependency of the project); through `routelang serve` (one worker, metrics,
 logs, breakers and headers on) on both loops; through the LiteLLM proxy (PyPI
 `litellm[proxy]`, one worker, in its own venv) and the Portkey gateway (npm
 `@portkey-ai/gateway`), each installed into the scratch folder on first use.
@@ -85,8 +86,10 @@ class Upstream(asyncio.Protocol):
 
 
 def run_minimal_proxy(port: int, upstream: int, loop: str, client: str) -> None:
-    """The ~60-line reference of GATEWAY.md: an aiohttp server and an aiohttp (or
-    httpx) client, nothing else; on the same event loop choices as routelang."""
+    """The ~60-line reference of GATEWAY.md: an aiohttp server and an aiohttp client,
+    nothing else; on the same event loop choices as routelang. `client` "httpx" puts
+    httpx in aiohttp's place; "routelang", the gateway's own upstream client (so that
+    row is the floor of what routelang's server and client cost, without its features)."""
     import asyncio
 
     from aiohttp import web
@@ -100,6 +103,13 @@ def run_minimal_proxy(port: int, upstream: int, loop: str, client: str) -> None:
             kind = resp.headers.get("Content-Type", "application/json")
         return web.Response(body=data, headers={"Content-Type": kind})
 
+    async def with_routelang_client(request):
+        body = await request.read()
+        status, headers, data = await request.app["session"].fetch(
+            "POST", url, body, {"Content-Type": "application/json"}, 600)
+        return web.Response(status=status, body=data,
+                            headers={"Content-Type": headers.get("content-type", "application/json")})
+
     async def with_httpx(request):
         body = await request.read()
         resp = await request.app["session"].post(url, content=body, headers={"Content-Type": "application/json"})
@@ -107,7 +117,11 @@ def run_minimal_proxy(port: int, upstream: int, loop: str, client: str) -> None:
                                                                                          "application/json")})
 
     async def start(app):
-        if client == "httpx":
+        if client == "routelang":
+            from routelang.gateway.upstream import Client
+
+            app["session"] = Client()
+        elif client == "httpx":
             import httpx  # the benchmark's own: never a dependency of the project
 
             app["session"] = httpx.AsyncClient(limits=httpx.Limits(max_connections=None,
@@ -118,7 +132,8 @@ def run_minimal_proxy(port: int, upstream: int, loop: str, client: str) -> None:
             app["session"] = ClientSession(connector=TCPConnector(limit=0))
 
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", with_httpx if client == "httpx" else with_aiohttp)
+    handlers = {"aiohttp": with_aiohttp, "httpx": with_httpx, "routelang": with_routelang_client}
+    app.router.add_post("/v1/chat/completions", handlers[client])
     app.on_startup.append(start)
     event_loop = None
     if loop == "uvloop":
@@ -391,7 +406,7 @@ def ratios(rows: list[dict]) -> str:
         if not r["name"].startswith("routelang"):
             continue
         loop = r["name"].split(", ")[-1].rstrip(")")
-        others = [direct, by_name.get(reference_name("aiohttp", loop)), by_name.get(reference_name("httpx", loop))]
+        others = [direct] + [by_name.get(reference_name(client, loop)) for client in ("aiohttp", "routelang", "httpx")]
         others += [o for o in rows if o["name"] in PEERS]
         for o in others:
             if o is None:
@@ -411,6 +426,8 @@ LOOPS = ("uvloop", "asyncio")
 
 
 def reference_name(client: str, loop: str) -> str:
+    if client == "routelang":
+        return f"minimal pass-through, routelang's upstream client ({loop})"
     return f"minimal {client} pass-through ({loop})"
 
 
@@ -496,14 +513,15 @@ def main() -> None:
             return
         direct = measure(DIRECT, up_port, "/v1/chat/completions", {}, args, scratch, None, rows, None)
         config = bench_config(scratch, up_port)
-        references = [("aiohttp", loop) for loop in LOOPS]
+        references = [("aiohttp", loop) for loop in LOOPS] + [("routelang", loop) for loop in LOOPS]
         if importlib.util.find_spec("httpx") is not None:
             references.append(("httpx", "uvloop"))
         else:
             notes.append("minimal httpx pass-through: httpx is not installed here (pip install httpx), not measured")
         for client, loop in references:
             port = free_port()
-            mini = Proc([sys.executable, __file__, "--minimal-proxy", str(port), str(up_port), loop, client])
+            mini = Proc([sys.executable, __file__, "--minimal-proxy", str(port), str(up_port), loop, client],
+                        env={"PYTHONPATH": str(ROOT)})
             procs.append(mini)
             assert wait_port(port), "the minimal proxy did not start"
             measure(reference_name(client, loop), port, "/v1/chat/completions", {}, args, scratch, mini.proc.pid,

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from routelang.runtime.model import Target
 
-from . import errors
+from . import errors, upstream
 from .adapters import Adapter, Unsupported, Usage, adapter_for, error_code, error_type
 from .logs import ms
 from .plan import Decision, target_name
@@ -138,23 +137,18 @@ class Executor:
     def __init__(self, gateway: Gateway, settings: Settings):
         self.gateway = gateway
         self.settings = settings
-        self.session: aiohttp.ClientSession | None = None
+        self.client = upstream.Client(settings.connect_timeout_s)
         self.shadow_tasks: set[asyncio.Task] = set()
-        self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}  # built once per distinct (total, sock_read)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-        # DummyCookieJar: an upstream's Set-Cookie must never be kept and sent with other clients' requests.
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=(
-            "User-Agent",), cookie_jar=aiohttp.DummyCookieJar(), json_serialize=lambda o: orjson.dumps(o).decode())
+        return None  # connections are made on first use
 
     async def close(self) -> None:
         for task in list(self.shadow_tasks):
             task.cancel()
         if self.shadow_tasks:
             await asyncio.gather(*self.shadow_tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
+        await self.client.close()
 
     # ---- the attempt loop ---------------------------------------------------------
 
@@ -239,10 +233,10 @@ class Executor:
     def _failure(self, ex: Exchange, target: Target, seconds: float, exc: BaseException) -> Failure:
         if isinstance(exc, TimeoutError):
             failure = Failure("timeout", True, "timed out")
-        elif isinstance(exc, aiohttp.ClientConnectorError):
-            failure = Failure("connect_error", True, f"cannot connect: {exc.os_error or exc}")
+        elif isinstance(exc, upstream.ConnectError):
+            failure = Failure("connect_error", True, str(exc))
         else:
-            failure = Failure("upstream_error", True, f"{type(exc).__name__}: {exc}")
+            failure = Failure("upstream_error", True, str(exc))
         self._record(ex, target, failure.outcome, seconds, ok=False)
         return failure
 
@@ -270,29 +264,18 @@ class Executor:
     def _returned(headers: Any) -> dict[str, str]:
         return {k: v for k, v in headers.items() if k.lower() not in NOT_RETURNED}
 
-    def timeout(self, total_s: float, sock_read_s: float | None = None) -> aiohttp.ClientTimeout:
-        key = (total_s, sock_read_s)
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
-                total=total_s, sock_connect=self.settings.connect_timeout_s, sock_read=sock_read_s)
-        return timeout
-
     # ---- one attempt, whole answer ------------------------------------------------
 
     async def _call(self, request: web.Request, ex: Exchange, target: Target, adapter: Adapter, url: str,
                     data: bytes, headers: dict[str, str], timeout_s: float) -> Failure | web.Response:
-        timeout = self.timeout(timeout_s)
         t0 = perf_counter()
         try:
-            async with self.session.post(url, data=data, headers=headers, timeout=timeout) as resp:
-                raw = await resp.read()
-                status, upstream_headers = resp.status, resp.headers
+            status, upstream_headers, raw = await self.client.fetch("POST", url, data, headers, timeout_s)
         except asyncio.CancelledError:
             ex.attempts.append({"target": target_name(target), "outcome": "client_disconnected",
                                 "ms": round((perf_counter() - t0) * 1000, 3)})
             raise
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, upstream.UpstreamError) as exc:
             seconds = perf_counter() - t0
             ex.upstream_s += seconds
             return self._failure(ex, target, seconds, exc)
@@ -313,11 +296,11 @@ class Executor:
 
     async def _stream(self, request: web.Request, ex: Exchange, target: Target, adapter: Adapter, url: str,
                       data: bytes, headers: dict[str, str], timeout_s: float) -> Failure | web.StreamResponse:
-        timeout = self.timeout(timeout_s, min(self.settings.first_token_timeout_s, timeout_s))
         t0 = perf_counter()
         try:
-            resp = await self.session.post(url, data=data, headers=headers, timeout=timeout)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            resp = await self.client.open_response("POST", url, data, headers, timeout_s,
+                                                   min(self.settings.first_token_timeout_s, timeout_s))
+        except (TimeoutError, upstream.UpstreamError) as exc:
             seconds = perf_counter() - t0
             ex.upstream_s += seconds
             return self._failure(ex, target, seconds, exc)
@@ -325,7 +308,7 @@ class Executor:
             if resp.status != 200:
                 try:
                     raw = await resp.read()
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                except (TimeoutError, upstream.UpstreamError) as exc:
                     ex.upstream_s += perf_counter() - t0
                     return self._failure(ex, target, perf_counter() - t0, exc)
                 seconds = perf_counter() - t0
@@ -334,11 +317,11 @@ class Executor:
             translator = adapter.stream(ex.path.removeprefix("/v1"), ex.client_wants_usage)
             frames: list[bytes] = []
             try:
-                async for line in resp.content:
+                while line := await resp.readline():
                     frames = translator.feed(line)
                     if frames or translator.error is not None:
                         break
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, upstream.UpstreamError) as exc:
                 ex.upstream_s += perf_counter() - t0
                 return self._failure(ex, target, perf_counter() - t0, exc)
             if not frames:
@@ -362,7 +345,7 @@ class Executor:
             problem = None
             try:
                 while not translator.done and translator.error is None:
-                    line = await resp.content.readline()
+                    line = await resp.readline()
                     if not line:
                         break
                     frames = translator.feed(line)
@@ -370,7 +353,7 @@ class Executor:
                         if ex.captured is not None:
                             ex.captured.extend(frames)
                         await response.write(b"".join(frames))
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, upstream.UpstreamError) as exc:
                 problem = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             seconds = perf_counter() - t0
             ex.usage = translator.usage
@@ -422,10 +405,7 @@ class Executor:
             url, payload, wire_headers = adapter.request(target, path.removeprefix("/v1"), copy, False)
             headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
             timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
-            async with self.session.post(url, data=orjson.dumps(payload), headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-                raw = await resp.read()
-                status = resp.status
+            status, _headers, raw = await self.client.fetch("POST", url, orjson.dumps(payload), headers, timeout_s)
             ok = 200 <= status < 300
             if ok:
                 _out, usage = adapter.response(raw, path.removeprefix("/v1"))
@@ -434,7 +414,7 @@ class Executor:
             ok, outcome = True, "unsupported"
         except TimeoutError:
             ok, outcome = False, "timeout"
-        except (aiohttp.ClientError, orjson.JSONDecodeError, TypeError, AttributeError, KeyError) as exc:
+        except (upstream.UpstreamError, orjson.JSONDecodeError, TypeError, AttributeError, KeyError) as exc:
             ok, outcome = False, type(exc).__name__
         seconds = perf_counter() - t0
         gw.metrics.shadow.labels(name, outcome).inc()

@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from routelang.runtime.model import Target
 
+from . import upstream
 from .plan import HealthCheck, Loaded, target_name
 
 if TYPE_CHECKING:
@@ -74,13 +73,11 @@ class HealthChecker:
 
     async def probe(self, url: str, timeout_s: float) -> tuple[bool, str | None]:
         try:
-            async with self.gateway.executor.session.get(
-                    url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-                await resp.read()
-                if 200 <= resp.status < 300:
-                    return True, None
-                return False, f"HTTP {resp.status}"
+            status, _headers, _body = await self.gateway.executor.client.fetch("GET", url, b"", {}, timeout_s)
         except TimeoutError:
             return False, "timed out"
-        except aiohttp.ClientError as exc:
-            return False, f"{type(exc).__name__}: {exc}"
+        except upstream.UpstreamError as exc:
+            return False, str(exc)
+        if 200 <= status < 300:
+            return True, None
+        return False, f"HTTP {status}"

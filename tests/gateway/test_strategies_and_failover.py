@@ -90,6 +90,15 @@ def test_a_client_error_is_not_retried_nor_failed_over(upstreams, gateway):
     assert len(a.received) == 1 and b.received == []
 
 
+def test_a_redirect_is_not_followed_but_goes_back_to_the_client(upstreams, gateway):
+    a, b = upstreams("a"), upstreams("b")
+    a.default = {"status": 307, "body": {"moved": True}, "headers": {"Location": b.url + "/v1/chat/completions"}}
+    gw = gateway(config(rule("chain", [target(a), target(b, "mb")], strategy="fallback")))
+    r = post(gw)
+    assert r.status_code == 307 and r.headers["location"] == b.url + "/v1/chat/completions"
+    assert len(a.received) == 1 and b.received == []   # the body was not posted again anywhere
+
+
 def test_connect_errors_and_timeouts_fail_over(upstreams, gateway):
     hang, b = upstreams("hang"), upstreams("b")
     hang.default = {"hang": True}
