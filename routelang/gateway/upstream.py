@@ -208,7 +208,11 @@ class Connection(asyncio.Protocol):
         self.busy = True
         self.status, self.headers, self.head, self.complete, self.until_eof = 0, {}, False, False, False
         self.buffer, self.decoder, self.error, self.read_timeout_s = bytearray(), None, None, read_timeout_s
-        self.transport.write(head.encode() + body if body else head.encode())
+        try:
+            self.transport.write(head.encode() + body if body else head.encode())
+        except (RuntimeError, OSError) as exc:   # (uvloop raises when the transport closed under us)
+            self.abort()
+            raise UpstreamError(f"the connection to the upstream closed before the request was sent: {exc}") from None
 
     async def wait(self, timeout_s: float | None = None) -> None:
         """Until the parser has something new (head, body bytes, the end) or the call failed."""
@@ -344,7 +348,8 @@ class Client:
             horizon = monotonic() - IDLE_S
             while idle:
                 conn = idle.pop()   # the most recently used: the least likely to have been closed
-                if not conn.closed and conn.idle_since > horizon:
+                # (closing: the upstream's close is read but connection_lost has not run yet)
+                if not conn.closed and not conn.transport.is_closing() and conn.idle_since > horizon:
                     return conn
                 conn.abort()
         loop = asyncio.get_running_loop()

@@ -209,6 +209,17 @@ async def test_an_idle_connection_the_upstream_closed_is_not_reused():
         await client.close()
 
 
+async def test_a_connection_closing_but_not_yet_lost_is_not_reused():
+    async with Scripted(answer_ok_forever) as server:
+        client = upstream.Client()
+        await client.fetch("POST", server.url(), b"{}", {}, 5)
+        (idle,) = client.idle[("http", "127.0.0.1", server.port)]
+        idle.transport.close()   # connection_lost runs later, on a later turn of the loop
+        status, _, _ = await client.fetch("POST", server.url(), b"{}", {}, 5)
+        assert status == 200 and server.connections == 2
+        await client.close()
+
+
 async def test_a_header_with_a_line_break_is_refused_and_nothing_is_sent():
     async with Scripted(answer_ok_forever) as server:
         client = upstream.Client()
