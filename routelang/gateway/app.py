@@ -103,7 +103,6 @@ class Gateway:
         return app
 
     async def _startup(self, _app: web.Application) -> None:
-        await self.executor.start()
         self.health_sync()
         self.routers.start()
         if not self.serves_registry:

@@ -124,6 +124,14 @@ def retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def call_outcome(exc: BaseException) -> str:
+    """The outcome of a call that raised (TimeoutError or upstream.UpstreamError), as attempts,
+    shadows and the log name it."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "connect_error" if isinstance(exc, upstream.ConnectError) else "upstream_error"
+
+
 def _should_retry(status: int, headers: Any) -> bool:
     forced = headers.get("x-should-retry")
     if forced == "true":
@@ -139,9 +147,6 @@ class Executor:
         self.settings = settings
         self.client = upstream.Client(settings.connect_timeout_s)
         self.shadow_tasks: set[asyncio.Task] = set()
-
-    async def start(self) -> None:
-        return None  # connections are made on first use
 
     async def close(self) -> None:
         for task in list(self.shadow_tasks):
@@ -231,12 +236,7 @@ class Executor:
         gw.metrics.breaker_state(name, breaker)
 
     def _failure(self, ex: Exchange, target: Target, seconds: float, exc: BaseException) -> Failure:
-        if isinstance(exc, TimeoutError):
-            failure = Failure("timeout", True, "timed out")
-        elif isinstance(exc, upstream.ConnectError):
-            failure = Failure("connect_error", True, str(exc))
-        else:
-            failure = Failure("upstream_error", True, str(exc))
+        failure = Failure(call_outcome(exc), True, "timed out" if isinstance(exc, TimeoutError) else str(exc))
         self._record(ex, target, failure.outcome, seconds, ok=False)
         return failure
 
@@ -273,7 +273,7 @@ class Executor:
             status, upstream_headers, raw = await self.client.fetch("POST", url, data, headers, timeout_s)
         except asyncio.CancelledError:
             ex.attempts.append({"target": target_name(target), "outcome": "client_disconnected",
-                                "ms": round((perf_counter() - t0) * 1000, 3)})
+                                "ms": ms(perf_counter() - t0)})
             raise
         except (TimeoutError, upstream.UpstreamError) as exc:
             seconds = perf_counter() - t0
@@ -354,7 +354,7 @@ class Executor:
                             ex.captured.extend(frames)
                         await response.write(b"".join(frames))
             except (TimeoutError, upstream.UpstreamError) as exc:
-                problem = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+                problem = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             seconds = perf_counter() - t0
             ex.usage = translator.usage
             if translator.done:
@@ -374,7 +374,7 @@ class Executor:
         except (asyncio.CancelledError, ConnectionResetError):
             # The client went away (the target is not to blame): closing `resp` cancels the upstream call.
             ex.attempts.append({"target": target_name(target), "outcome": "client_disconnected",
-                                "ms": round((perf_counter() - t0) * 1000, 3)})
+                                "ms": ms(perf_counter() - t0)})
             raise
         finally:
             resp.close()
@@ -412,14 +412,14 @@ class Executor:
             outcome = "ok" if ok else f"http_{status}"
         except Unsupported:
             ok, outcome = True, "unsupported"
-        except TimeoutError:
-            ok, outcome = False, "timeout"
-        except (upstream.UpstreamError, orjson.JSONDecodeError, TypeError, AttributeError, KeyError) as exc:
-            ok, outcome = False, type(exc).__name__
+        except (TimeoutError, upstream.UpstreamError) as exc:
+            ok, outcome = False, call_outcome(exc)
+        except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
+            ok, outcome = False, "bad_response"
         seconds = perf_counter() - t0
         gw.metrics.shadow.labels(name, outcome).inc()
         if outcome != "unsupported":
             gw.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok else None,
                             tokens=usage.total if usage else None)
         gw.log.write("shadow", id=request_id, target=name, outcome=outcome, status=status,
-                     ms=round(seconds * 1000, 3), tokens=None if usage is None else usage.total)
+                     ms=ms(seconds), tokens=None if usage is None else usage.total)
