@@ -116,6 +116,15 @@ class LocalHistogram(_Local):
     describe = collect
 
 
+def _cached_child(cache: dict[tuple, object], metric, key: tuple):
+    """The child of `metric` for the label values `key`, from `cache` (label lookups cost more
+    than the updates; prometheus_client and the local metrics alike turn values into str)."""
+    child = cache.get(key)
+    if child is None:
+        child = cache[key] = metric.labels(*key)
+    return child
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -161,7 +170,7 @@ class Metrics:
                              ["target"], registry=r, multiprocess_mode="max")
         self.config_version = Gauge("routelang_config_version", "Version of the config being served",
                                     registry=r, multiprocess_mode="max")
-        # Label lookups cost more than the updates: children are cached per label values.
+        # Children cached per label values (see _cached_child).
         self._requests: dict[tuple, object] = {}
         self._durations: dict[tuple, object] = {}
         self._attempts: dict[tuple, object] = {}
@@ -170,30 +179,14 @@ class Metrics:
         self._breakers: dict[str, str] = {}
 
     def request(self, endpoint: str, rule: str, target: str, status: int, seconds: float) -> None:
-        key = (endpoint, rule, target, status)
-        child = self._requests.get(key)
-        if child is None:
-            child = self._requests[key] = self.requests.labels(endpoint, rule, target, str(status))
-        child.inc()
-        key = (endpoint, rule)
-        hist = self._durations.get(key)
-        if hist is None:
-            hist = self._durations[key] = self.duration.labels(endpoint, rule)
-        hist.observe(seconds)
+        _cached_child(self._requests, self.requests, (endpoint, rule, target, status)).inc()
+        _cached_child(self._durations, self.duration, (endpoint, rule)).observe(seconds)
 
     def attempt(self, target: str, outcome: str, seconds: float) -> None:
-        key = (target, outcome)
-        child = self._attempts.get(key)
-        if child is None:
-            child = self._attempts[key] = self.upstream.labels(target, outcome)
-        child.observe(seconds)
+        _cached_child(self._attempts, self.upstream, (target, outcome)).observe(seconds)
 
     def first_token(self, rule: str, target: str, seconds: float) -> None:
-        key = (rule, target)
-        child = self._ttfts.get(key)
-        if child is None:
-            child = self._ttfts[key] = self.ttft.labels(rule, target)
-        child.observe(seconds)
+        _cached_child(self._ttfts, self.ttft, (rule, target)).observe(seconds)
 
     def usage(self, target: str, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
         children = self._usage.get(target)
