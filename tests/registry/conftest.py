@@ -44,6 +44,19 @@ def router_file(tmp_path):
     return write_router(tmp_path)
 
 
+@pytest.fixture
+def deployed(registry, router_file):
+    """A registry Store with router_file pushed as chat version 1, deployed."""
+    from test_registry_store import push_file
+
+    from routelang.registry.store import Store
+
+    store = Store(registry)
+    push_file(store, router_file)
+    store.deploy("chat", 1)
+    return store
+
+
 # ---- the SDK against a live gateway (its admin API) -------------------------------------------
 
 ADMIN_KEY = "sdk-admin-key"

@@ -13,12 +13,10 @@ import pytest
 import scipy.stats
 from click.testing import CliRunner
 from statsmodels.stats.proportion import proportions_ztest
-from test_registry_store import push_file
 
 from routelang.cli import Exit, main
 from routelang.registry import ab_report
 from routelang.registry.history import RequestRecord, insert
-from routelang.registry.store import Store
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC).timestamp()
@@ -26,14 +24,6 @@ T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC).timestamp()
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-@pytest.fixture
-def store(registry, router_file):
-    store = Store(registry)
-    push_file(store, router_file)
-    store.deploy("chat", 1)
-    return store
 
 
 def gateway_rows(arms: dict[str, tuple[int, float, float, float]], seed: int = 1, rule: str = "ab",
@@ -64,10 +54,10 @@ def _values(rows, label, column):
     return [getattr(r, column) for r in rows if r.split_label == label and getattr(r, column) is not None]
 
 
-def test_two_arms_with_known_distributions_match_the_references(store):
+def test_two_arms_with_known_distributions_match_the_references(deployed):
     rows = gateway_rows({"control": (500, 0.95, 200, 30), "variant": (500, 0.85, 170, 30)})
-    insert(store.conn, rows)
-    report = report_of(store)
+    insert(deployed.conn, rows)
+    report = report_of(deployed)
     [exp] = report["experiments"]
     assert exp["rule"] == "ab" and exp["control"] == "control" and exp["verdict"] == "significant"
     control, variant = exp["arms"]
@@ -101,26 +91,26 @@ def test_two_arms_with_known_distributions_match_the_references(store):
     assert "lower (better)" in comparison["latency_ms"]["reasons"][0]
 
 
-def test_no_difference_is_not_significant_yet_and_says_why(store):
-    insert(store.conn, gateway_rows({"control": (300, 0.9, 200, 40), "variant": (300, 0.9, 200, 40)}, seed=5))
-    [comparison] = report_of(store)["experiments"][0]["comparisons"]
+def test_no_difference_is_not_significant_yet_and_says_why(deployed):
+    insert(deployed.conn, gateway_rows({"control": (300, 0.9, 200, 40), "variant": (300, 0.9, 200, 40)}, seed=5))
+    [comparison] = report_of(deployed)["experiments"][0]["comparisons"]
     for metric in ("success_rate", "latency_ms"):
         assert comparison[metric]["verdict"] == "not significant yet"
         assert comparison[metric]["reasons"][0].startswith("always-valid p = ")
 
 
-def test_a_lucky_fixed_horizon_p_value_is_not_a_verdict(store):
+def test_a_lucky_fixed_horizon_p_value_is_not_a_verdict(deployed):
     """A small effect whose fixed-horizon p is below alpha while the always-valid one is not."""
-    insert(store.conn, gateway_rows({"control": (400, 1.0, 200, 40), "variant": (400, 1.0, 207, 40)}, seed=11))
-    latency = report_of(store)["experiments"][0]["comparisons"][0]["latency_ms"]
+    insert(deployed.conn, gateway_rows({"control": (400, 1.0, 200, 40), "variant": (400, 1.0, 207, 40)}, seed=11))
+    latency = report_of(deployed)["experiments"][0]["comparisons"][0]["latency_ms"]
     assert latency["p_value"] <= 0.05 < latency["always_valid_p"], latency
     assert latency["verdict"] == "not significant yet"
     assert any("holds only for a sample size fixed in advance" in r for r in latency["reasons"])
 
 
-def test_few_requests_is_not_enough_data(store):
-    insert(store.conn, gateway_rows({"control": (12, 0.5, 200, 40), "variant": (40, 0.5, 150, 40)}))
-    exp = report_of(store)["experiments"][0]
+def test_few_requests_is_not_enough_data(deployed):
+    insert(deployed.conn, gateway_rows({"control": (12, 0.5, 200, 40), "variant": (40, 0.5, 150, 40)}))
+    exp = report_of(deployed)["experiments"][0]
     assert exp["verdict"] == "not enough data"
     success = exp["comparisons"][0]["success_rate"]
     assert success["verdict"] == "not enough data"
@@ -128,10 +118,10 @@ def test_few_requests_is_not_enough_data(store):
     assert "p_value" in success   # the figures are still shown
 
 
-def test_all_successes_and_no_latency_variance_say_so(store):
+def test_all_successes_and_no_latency_variance_say_so(deployed):
     rows = gateway_rows({"control": (50, 1.0, 200, 0), "variant": (50, 1.0, 200, 0)})
-    insert(store.conn, rows)
-    [comparison] = report_of(store)["experiments"][0]["comparisons"]
+    insert(deployed.conn, rows)
+    [comparison] = report_of(deployed)["experiments"][0]["comparisons"]
     assert comparison["success_rate"] == {"verdict": "not enough data", "reasons": [
         "the success rate: every request of both arms succeeded: the rates do not vary yet"]}
     assert comparison["latency_ms"]["reasons"] == [
@@ -140,26 +130,26 @@ def test_all_successes_and_no_latency_variance_say_so(store):
     assert "every request of both arms succeeded" in text and "nan" not in text.lower()
 
 
-def test_an_arm_of_one_request_and_a_single_arm(store):
-    insert(store.conn, gateway_rows({"control": (40, 0.9, 200, 30), "variant": (1, 1.0, 150, 30)}))
-    latency = report_of(store)["experiments"][0]["comparisons"][0]["latency_ms"]
+def test_an_arm_of_one_request_and_a_single_arm(deployed):
+    insert(deployed.conn, gateway_rows({"control": (40, 0.9, 200, 30), "variant": (1, 1.0, 150, 30)}))
+    latency = report_of(deployed)["experiments"][0]["comparisons"][0]["latency_ms"]
     assert latency["verdict"] == "not enough data"
     assert "the mean latency: each arm needs at least 2 values" in latency["reasons"]
-    [arm] = report_of(store, rule="ab", until=T0 + 1)["experiments"][0]["arms"]  # the first request only
+    [arm] = report_of(deployed, rule="ab", until=T0 + 1)["experiments"][0]["arms"]  # the first request only
     assert arm["requests"] == 1 and arm["latency_ms"]["p99"] == arm["latency_ms"]["p50"]
 
 
-def test_single_arm_is_not_enough_data(store):
-    insert(store.conn, gateway_rows({"control": (60, 0.9, 200, 30)}))
-    exp = report_of(store)["experiments"][0]
+def test_single_arm_is_not_enough_data(deployed):
+    insert(deployed.conn, gateway_rows({"control": (60, 0.9, 200, 30)}))
+    exp = report_of(deployed)["experiments"][0]
     assert exp["verdict"] == "not enough data" and exp["comparisons"] == []
     assert exp["notes"] == ["only one arm (control) has requests in this window: a comparison needs two"]
     result = run("ab", "chat")
     assert result.exit_code == Exit.OK and "not enough data: only one arm (control)" in result.output
 
 
-def test_no_split_rule_gives_a_clear_message(store):
-    insert(store.conn, [RequestRecord(router="chat", version=1, rule="default", status="routed", latency_ms=1.0,
+def test_no_split_rule_gives_a_clear_message(deployed):
+    insert(deployed.conn, [RequestRecord(router="chat", version=1, rule="default", status="routed", latency_ms=1.0,
                                       time=T0)])
     result = run("ab", "chat")
     assert result.exit_code == Exit.OK
@@ -171,17 +161,17 @@ def test_no_split_rule_gives_a_clear_message(store):
     assert no_split.exit_code == Exit.OK and "no request of rule 'default' of router 'chat' has a split" in no_split.output
 
 
-def test_several_split_rules_are_separate_experiments_and_rule_selects_one(store):
-    insert(store.conn, gateway_rows({"control": (40, 0.9, 200, 30), "variant": (40, 0.9, 200, 30)}, rule="ab"))
-    insert(store.conn, gateway_rows({"a": (40, 0.9, 200, 30), "b": (40, 0.9, 200, 30)}, rule="other", seed=2))
-    assert [e["rule"] for e in report_of(store)["experiments"]] == ["ab", "other"]
-    [only] = report_of(store, rule="other")["experiments"]
+def test_several_split_rules_are_separate_experiments_and_rule_selects_one(deployed):
+    insert(deployed.conn, gateway_rows({"control": (40, 0.9, 200, 30), "variant": (40, 0.9, 200, 30)}, rule="ab"))
+    insert(deployed.conn, gateway_rows({"a": (40, 0.9, 200, 30), "b": (40, 0.9, 200, 30)}, rule="other", seed=2))
+    assert [e["rule"] for e in report_of(deployed)["experiments"]] == ["ab", "other"]
+    [only] = report_of(deployed, rule="other")["experiments"]
     assert [a["label"] for a in only["arms"]] == ["a", "b"]
 
 
-def test_control_option_and_three_arms_share_alpha(store):
-    insert(store.conn, gateway_rows({"a": (60, 0.9, 200, 30), "b": (60, 0.9, 200, 30), "c": (60, 0.9, 200, 30)}))
-    exp = report_of(store, control="b")
+def test_control_option_and_three_arms_share_alpha(deployed):
+    insert(deployed.conn, gateway_rows({"a": (60, 0.9, 200, 30), "b": (60, 0.9, 200, 30), "c": (60, 0.9, 200, 30)}))
+    exp = report_of(deployed, control="b")
     [exp] = exp["experiments"]
     assert exp["control"] == "b" and [c["arm"] for c in exp["comparisons"]] == ["a", "c"]
     assert exp["alpha_per_comparison"] == pytest.approx(0.025)
@@ -189,14 +179,14 @@ def test_control_option_and_three_arms_share_alpha(store):
     assert result.exit_code == Exit.USAGE and "has no arm 'zzz'" in result.output and "a, b, c" in result.output
 
 
-def test_since_and_until_accept_iso_and_durations(store):
-    insert(store.conn, gateway_rows({"control": (50, 0.9, 200, 30), "variant": (50, 0.9, 200, 30)}))
+def test_since_and_until_accept_iso_and_durations(deployed):
+    insert(deployed.conn, gateway_rows({"control": (50, 0.9, 200, 30), "variant": (50, 0.9, 200, 30)}))
     assert ab_report.parse_time("24h", now=1000.0 + 86400) == 1000.0
     assert ab_report.parse_time("7d", now=7 * 86400.0) == 0.0
     assert ab_report.parse_time("2026-11-01") == T0
     assert ab_report.parse_time("2026-11-01T00:00:30Z") == T0 + 30
     assert ab_report.parse_time("2026-11-01T01:00:30+01:00") == T0 + 30
-    window = report_of(store, since=ab_report.parse_time("2026-11-01T00:00:30"), until=T0 + 40)
+    window = report_of(deployed, since=ab_report.parse_time("2026-11-01T00:00:30"), until=T0 + 40)
     assert sum(a["requests"] for a in window["experiments"][0]["arms"]) == 10
     assert window["since"] == "2026-11-01T00:00:30Z"
     recent = json.loads(run("ab", "chat", "--since", "1h", "--format", "json").output)  # T0 is long ago
@@ -209,14 +199,14 @@ def test_since_and_until_accept_iso_and_durations(store):
     assert bad.exit_code == Exit.USAGE and "'yesterday' is not a time" in bad.output
 
 
-def test_unknown_router_and_missing_registry_exit_2(store, tmp_path):
+def test_unknown_router_and_missing_registry_exit_2(deployed, tmp_path):
     assert run("ab", "nope").exit_code == Exit.USAGE
     missing = run("ab", "chat", "--registry", tmp_path / "none.db")
     assert missing.exit_code == Exit.USAGE and "no registry" in missing.output
 
 
-def test_formats_and_output_file(store, tmp_path):
-    insert(store.conn, gateway_rows({"control": (200, 0.95, 200, 30), "variant": (200, 0.85, 170, 30)}))
+def test_formats_and_output_file(deployed, tmp_path):
+    insert(deployed.conn, gateway_rows({"control": (200, 0.95, 200, 30), "variant": (200, 0.85, 170, 30)}))
     table = run("ab", "chat")
     assert table.exit_code == Exit.OK
     assert "rule ab: significant (control: control" in table.output
@@ -228,8 +218,8 @@ def test_formats_and_output_file(store, tmp_path):
     assert json.loads(out.read_text())["experiments"][0]["verdict"] == "significant"
 
 
-def test_html_is_well_formed_self_contained_and_has_a_chart_per_metric_per_arm(store, tmp_path):
-    insert(store.conn, gateway_rows({"control": (200, 0.95, 200, 30), 'new <b>&"x"': (200, 0.85, 170, 30),
+def test_html_is_well_formed_self_contained_and_has_a_chart_per_metric_per_arm(deployed, tmp_path):
+    insert(deployed.conn, gateway_rows({"control": (200, 0.95, 200, 30), 'new <b>&"x"': (200, 0.85, 170, 30),
                                      "third": (100, 0.9, 190, 30)}))
     out = tmp_path / "report.html"
     assert run("ab", "chat", "--format", "html", "-o", out).exit_code == Exit.OK
@@ -252,8 +242,8 @@ def test_html_is_well_formed_self_contained_and_has_a_chart_per_metric_per_arm(s
         'xmlns="http://www.w3.org/1999/xhtml"', "")
 
 
-def test_html_without_latency_still_draws_every_chart(store, tmp_path):
-    insert(store.conn, [RequestRecord(router="chat", version=1, rule="ab", status="routed", split_label=label,
+def test_html_without_latency_still_draws_every_chart(deployed, tmp_path):
+    insert(deployed.conn, [RequestRecord(router="chat", version=1, rule="ab", status="routed", split_label=label,
                                       time=T0 + i) for i, label in enumerate(["control", "variant"] * 3)])
     root = ET.fromstring(run("ab", "chat", "--format", "html").output)
     charts = root.findall(f".//{SVG}svg")
@@ -261,7 +251,7 @@ def test_html_without_latency_still_draws_every_chart(store, tmp_path):
     assert "no latency recorded" in ET.tostring(charts[0], encoding="unicode")
 
 
-def test_sdk_and_gateway_recorded_history_end_to_end(store, open_router):
+def test_sdk_and_gateway_recorded_history_end_to_end(deployed, open_router):
     """Router.route records each trial user's arm, decided in this process (local) or by a
     live gateway's admin API (remote, the gateway records); `routelang ab` reports the two arms."""
     router = open_router("chat")

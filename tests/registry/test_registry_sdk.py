@@ -18,14 +18,6 @@ PREMIUM = {"user": {"tier": "premium", "id": "u-1"}}
 TRIAL = {"user": {"tier": "trial", "id": "u-42"}}
 
 
-@pytest.fixture
-def deployed(registry, router_file):
-    store = Store(registry)
-    push_file(store, router_file)
-    store.deploy("chat", 1)
-    return store
-
-
 def test_router_is_lazy_and_the_runtime_class_keeps_a_name(tmp_path):
     path = tmp_path / "none" / "registry.db"
     router = routelang.Router("chat", registry=path)
