@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from . import plan
-    from .executor import Exchange
+    from .exchange import Exchange
 
 
 @dataclass(slots=True)

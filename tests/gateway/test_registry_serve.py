@@ -20,8 +20,7 @@ from click.testing import CliRunner
 from gateway_fakes import FAST, ROOT, GatewayServer, Served, chat_answer, http, wait_for
 
 from routelang.cli import Exit, main
-from routelang.gateway import auth
-from routelang.gateway.app import Gateway
+from routelang.gateway import auth, wiring
 from routelang.registry.artifacts import build_file
 from routelang.registry.history import HistoryWriter, Retention
 from routelang.registry.store import RegistryError, Store
@@ -195,7 +194,7 @@ def test_an_undeployed_router_is_not_served_and_a_missing_registry_is_refused(up
     assert http("GET", gw.url + "/routing").json()["routers"] == []
     assert http("GET", gw.url + "/health/ready").status_code == 503
     with pytest.raises(RegistryError, match="no registry"):
-        Gateway(registry=tmp_path / "none.db")
+        wiring.build(registry=tmp_path / "none.db")
     assert not (tmp_path / "none.db").exists()
 
 
