@@ -184,7 +184,9 @@ class Executor:
                 wait = self.backoff(try_no, result)
                 if wait is None:
                     break
+                slept = perf_counter()
                 await asyncio.sleep(wait)
+                ex.backoff_s += perf_counter() - slept
                 try_no += 1
                 metrics.retries.labels(target_name(target)).inc()
         if unsupported and unsupported == len(decision.attempts):

@@ -149,7 +149,7 @@ class Metrics:
         self.ttft = histogram("routelang_time_to_first_token_seconds",
                               "Time from request to the first streamed byte", ("rule", "target"), DURATION_BUCKETS)
         self.overhead = histogram("routelang_overhead_seconds",
-                                  "Time spent in the gateway (the request's time minus upstream time)", (),
+                                  "Time spent in the gateway (the request's time minus upstream and retry waits)", (),
                                   OVERHEAD_BUCKETS)
         self.upstream = histogram("routelang_upstream_latency_seconds", "One upstream attempt, by outcome",
                                   ("target", "outcome"), DURATION_BUCKETS)

@@ -62,6 +62,21 @@ def test_retry_waits_for_retry_after_ms(upstreams, gateway):
     assert len(a.received) == 2
 
 
+def test_retry_waits_are_not_counted_as_overhead(upstreams, gateway):
+    """Overhead is the gateway's own time: waiting for upstreams and for Retry-After back-off are
+    not (two waits of 0.4 s here; the gateway's own work is a few milliseconds)."""
+    a = upstreams("a")
+    a.script = [fail(429, headers={"retry-after-ms": "400"}), fail(503, headers={"retry-after-ms": "400"})]
+    gw = gateway(config(rule("one", [target(a, retry_count=2)])))
+    r = post(gw)
+    assert r.status_code == 200 and len(a.received) == 3
+    line = gw.log_lines()[-1]
+    assert line["ms"] >= 800
+    assert float(r.headers["x-routelang-overhead-ms"]) < 400 and line["overhead_ms"] < 400
+    metrics = http("GET", gw.url + "/metrics").text
+    assert "routelang_overhead_seconds_bucket{le=\"0.5\"} 1.0" in metrics
+
+
 def test_a_retry_after_beyond_the_limit_moves_on_instead_of_waiting(upstreams, gateway):
     a, b = upstreams("a"), upstreams("b")
     a.script = [fail(503, headers={"Retry-After": "3600"})]
