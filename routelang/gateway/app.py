@@ -17,6 +17,7 @@ from aiohttp import web
 from routelang.registry.store import ROUTER_NAME
 
 from . import auth, errors, plan
+from .adapters import fit
 from .exchange import Exchange
 from .logs import JsonLog, ms, now
 from .metrics import CONTENT_TYPE, Metrics
@@ -300,10 +301,17 @@ class Endpoints:
             rows = plan.candidates(loaded, decision.rule, self.state)
             winner = decision.attempts[0] if decision.attempts else None
             why = plan.why_winner(decision.rule, rows, winner)
+            endpoint = fit(decision.attempts, path.removeprefix("/v1"))   # as the executor will
+            refused = None
+            if endpoint.refusal is not None:
+                refused = {"status": errors.UNSUPPORTED.status, **errors.error_body(errors.UNSUPPORTED,
+                                                                                    endpoint.refusal)}
             out.update(rule=decision.rule.name, strategy=decision.rule.strategy,
                        reason=decision.reason + (f"; {why}" if why else ""), candidates=rows,
-                       attempts=[_target_json(t) for t in decision.attempts],
-                       shadows=[_target_json(t) for t in decision.shadows],
+                       attempts=[_target_json(t) for t in endpoint.servable],
+                       unsupported=[{"target": plan.target_name(t), "reason": reason}
+                                    for t, reason in endpoint.refused],
+                       refused=refused, shadows=[_target_json(t) for t in decision.shadows],
                        unavailable=decision.unavailable, retry_after_s=decision.retry_after_s)
         return web.Response(body=orjson.dumps(out), content_type=JSON)
 

@@ -31,7 +31,7 @@ from aiohttp import web
 from routelang.runtime.model import Target
 
 from . import errors, upstream
-from .adapters import Adapter, Unsupported, Usage, adapter_for, error_code, error_type
+from .adapters import Adapter, Usage, adapter_for, error_code, error_type, fit
 from .exchange import Exchange
 from .logs import JsonLog, ms
 from .plan import Decision, target_name
@@ -140,24 +140,20 @@ class Executor:
                   forward: dict[str, str]) -> web.StreamResponse:
         state, metrics = self.state, self.metrics
         path = ex.path.removeprefix("/v1")
-        unsupported = 0
-        last: Failure | None = None
         for n, target in enumerate(decision.attempts):
-            if n >= decision.picked:
+            adapter = adapter_for(target.provider)
+            refused = adapter.refuses(path)
+            if n >= decision.picked and refused is None:   # (a target never called takes no half-open probe)
                 if not state.admits(target):
                     ex.attempts.append({"target": target_name(target), "outcome": "breaker_open"})
                     continue
                 state.claim(target)
             if n > 0:
                 metrics.fallbacks.labels(ex.rule).inc()
-            adapter = adapter_for(target.provider)
-            try:
-                url, payload, wire_headers = adapter.request(target, path, body, ex.stream)
-            except Unsupported as exc:
-                unsupported += 1
+            if refused is not None:
                 ex.attempts.append({"target": target_name(target), "outcome": "unsupported"})
-                last = Failure("unsupported", False, str(exc))
                 continue
+            url, payload, wire_headers = adapter.request(target, path, body, ex.stream)
             headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
             data = orjson.dumps(payload)
             timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
@@ -168,7 +164,6 @@ class Executor:
                     request, ex, target, adapter, url, data, headers, timeout_s)
                 if not isinstance(result, Failure):
                     return result
-                last = result
                 if result.outcome == "stream_options_refused":
                     if "stream_options" not in payload:
                         break  # refused again without it: not the option's fault after all
@@ -189,8 +184,9 @@ class Executor:
                 ex.backoff_s += perf_counter() - slept
                 try_no += 1
                 metrics.retries.labels(target_name(target)).inc()
-        if unsupported and unsupported == len(decision.attempts):
-            return error(ex, errors.UNSUPPORTED, last.message if last else "unsupported")
+        refusal = fit(decision.attempts, path).refusal
+        if refusal is not None:
+            return error(ex, errors.UNSUPPORTED, refusal)
         summary = "; ".join(f"{a['target']}: {a['outcome']}" for a in ex.attempts) or "no target was tried"
         return error(ex, errors.ALL_TARGETS_FAILED, f"every target failed ({summary})")
 
@@ -368,25 +364,28 @@ class Executor:
                       path: str) -> None:
         name = target_name(target)
         adapter = adapter_for(target.provider)
+        endpoint = path.removeprefix("/v1")
         copy = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         t0 = perf_counter()
         status = None
         usage = None
-        try:
-            url, payload, wire_headers = adapter.request(target, path.removeprefix("/v1"), copy, False)
-            headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
-            timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
-            status, _headers, raw = await self.client.fetch("POST", url, orjson.dumps(payload), headers, timeout_s)
-            ok = 200 <= status < 300
-            if ok:
-                _out, usage = adapter.response(raw, path.removeprefix("/v1"))
-            outcome = "ok" if ok else f"http_{status}"
-        except Unsupported:
+        if adapter.refuses(endpoint) is not None:
             ok, outcome = True, "unsupported"
-        except (TimeoutError, upstream.UpstreamError) as exc:
-            ok, outcome = False, call_outcome(exc)
-        except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
-            ok, outcome = False, "bad_response"
+        else:
+            try:
+                url, payload, wire_headers = adapter.request(target, endpoint, copy, False)
+                headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
+                timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
+                status, _headers, raw = await self.client.fetch("POST", url, orjson.dumps(payload), headers,
+                                                                timeout_s)
+                ok = 200 <= status < 300
+                if ok:
+                    _out, usage = adapter.response(raw, endpoint)
+                outcome = "ok" if ok else f"http_{status}"
+            except (TimeoutError, upstream.UpstreamError) as exc:
+                ok, outcome = False, call_outcome(exc)
+            except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
+                ok, outcome = False, "bad_response"
         seconds = perf_counter() - t0
         self.metrics.shadow.labels(name, outcome).inc()
         if outcome != "unsupported":
