@@ -17,8 +17,10 @@ class Exchange:
     """One client request as it goes through the gateway (what the log line reports)."""
 
     id: str
-    path: str
+    path: str                             # the endpoint: /v1/chat/completions also for /r/NAME/v1/...
     start: float
+    router: str = "-"                     # the router's name and version, once known
+    version: int | None = None
     stream: bool = False
     client_wants_usage: bool = False
     rule: str = "-"

@@ -149,7 +149,7 @@ class Executor:
                     continue
                 state.claim(target)
             if n > 0:
-                metrics.fallbacks.labels(ex.rule).inc()
+                metrics.fallbacks.labels(ex.router, ex.rule).inc()
             if refused is not None:
                 ex.attempts.append({"target": target_name(target), "outcome": "unsupported"})
                 continue
@@ -183,7 +183,7 @@ class Executor:
                 await asyncio.sleep(wait)
                 ex.backoff_s += perf_counter() - slept
                 try_no += 1
-                metrics.retries.labels(target_name(target)).inc()
+                metrics.retries.labels(ex.router, target_name(target)).inc()
         refusal = fit(decision.attempts, path).refusal
         if refusal is not None:
             return error(ex, errors.UNSUPPORTED, refusal)
@@ -198,10 +198,10 @@ class Executor:
         if status is not None:
             entry["status"] = status
         ex.attempts.append(entry)
-        self.metrics.attempt(name, outcome, seconds)
+        self.metrics.attempt(ex.router, name, outcome, seconds)
         breaker = self.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok and latency else None,
                                     tokens=usage.total if usage is not None else None)
-        self.metrics.breaker_state(name, breaker)
+        self.metrics.breaker_state(ex.router, name, breaker)
 
     def _failure(self, ex: Exchange, target: Target, seconds: float, exc: BaseException) -> Failure:
         failure = Failure(call_outcome(exc), True, "timed out" if isinstance(exc, TimeoutError) else str(exc))
@@ -353,14 +353,15 @@ class Executor:
         """Send a copy to `target` in the background (never streamed); the answer is discarded."""
         name = target_name(target)
         if len(self.shadow_tasks) >= self.settings.shadow_limit:
-            self.metrics.shadow_dropped.labels(name).inc()
-            self.log.write("shadow", id=ex.id, target=name, outcome="dropped")
+            self.metrics.shadow_dropped.labels(ex.router, name).inc()
+            self.log.write("shadow", id=ex.id, router=ex.router, target=name, outcome="dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._shadow(ex.id, target, body, forward, ex.path))
+        task = asyncio.get_running_loop().create_task(self._shadow(ex.id, ex.router, target, body, forward,
+                                                                   ex.path))
         self.shadow_tasks.add(task)
         task.add_done_callback(self.shadow_tasks.discard)
 
-    async def _shadow(self, request_id: str, target: Target, body: dict, forward: dict[str, str],
+    async def _shadow(self, request_id: str, router: str, target: Target, body: dict, forward: dict[str, str],
                       path: str) -> None:
         name = target_name(target)
         adapter = adapter_for(target.provider)
@@ -387,9 +388,9 @@ class Executor:
             except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
                 ok, outcome = False, "bad_response"
         seconds = perf_counter() - t0
-        self.metrics.shadow.labels(name, outcome).inc()
+        self.metrics.shadow.labels(router, name, outcome).inc()
         if outcome != "unsupported":
             self.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok else None,
                               tokens=usage.total if usage else None)
-        self.log.write("shadow", id=request_id, target=name, outcome=outcome, status=status,
+        self.log.write("shadow", id=request_id, router=router, target=name, outcome=outcome, status=status,
                        ms=ms(seconds), tokens=None if usage is None else usage.total)
