@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from . import envvars, expectations, ir
@@ -47,18 +46,6 @@ _SETTING = target_settings.BY_SURFACE
 _BREAKER = {s.surface: s for s in _SETTING["circuit_breaker"].block}
 _HEALTH = {s.surface: s for s in _SETTING["health_check"].block}
 SPLIT_TOLERANCE = 0.001  # Mixtrain's tolerance for weights summing to 1.0
-
-
-def walk_conditions(cond) -> Iterator[ir.Compare]:
-    if cond is None:
-        return
-    if isinstance(cond, ir.Compare):
-        yield cond
-    elif isinstance(cond, ir.Not):
-        yield from walk_conditions(cond.item)
-    else:
-        for item in cond.items:
-            yield from walk_conditions(item)
 
 
 def is_numeric(value: Any) -> bool:
@@ -105,7 +92,7 @@ class Checker:
         if rule.priority < 0:
             self.error(NEGATIVE_PRIORITY, f"priority {rule.priority} is negative", rule.spans.get("priority", rule.span),
                        help="Mixtrain rejects negative priorities; use 0 for the lowest", rule=name)
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             self.compare(cmp, name)
         self.strategy(rule.strategy, rule)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from routelang.backends.json import condition_tree
+from routelang import ir
 from routelang.cli import main
 from routelang.compiler import compile_path
 from routelang.diagnostics import Severity
@@ -77,7 +77,7 @@ def test_rule_expectations_hold_by_the_semantics(path):
     for test in router.tests:
         operators.check_request(test.request)
         chosen = next((r.name for r in order if operators.evaluate(
-            condition_tree(r.when) if r.when is not None else None, test.request)), None)
+            ir.condition_tree(r.when) if r.when is not None else None, test.request)), None)
         if test.expect.no_match:
             assert chosen is None, test.name
         if test.expect.rule is not None:

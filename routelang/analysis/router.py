@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .. import ir
-from ..backends.json import condition_tree
-from ..check import walk_conditions
 from ..runtime.operators import evaluate, lookup
 from ..vocab import operators
 from ..vocab.operators import apply, text
@@ -43,7 +41,7 @@ class RuleFacts:
 
 def atoms_of_condition(cond) -> frozenset:
     return frozenset(atom_of(c.field, c.operator, None if c.operator in operators.UNARY else c.value)
-                     for c in walk_conditions(cond))
+                     for c in ir.walk_conditions(cond))
 
 
 def atoms_of(routers) -> set:
@@ -182,7 +180,7 @@ class RouterAnalysis:
     def __init__(self, router: ir.Router, space: Space | None = None):
         self.router = router
         self.order = router.evaluation_order()
-        self.trees = [condition_tree(r.when) if r.when is not None else None for r in self.order]
+        self.trees = [ir.condition_tree(r.when) if r.when is not None else None for r in self.order]
         self.index = RuleIndex(self.order, self.trees)
         if space is None:
             atoms = atoms_of([router]) | set(schema_atoms(router).values())

@@ -54,19 +54,6 @@ EXT = "x-routelang"
 
 # ---- conditions ----------------------------------------------------------------
 
-def condition_tree(cond) -> dict:
-    """The exact condition tree, as the runtime reads it."""
-    if isinstance(cond, ir.Compare):
-        out: dict[str, Any] = {"field": cond.field, "operator": cond.operator}
-        if cond.operator not in operators.UNARY:
-            out["value"] = cond.value
-        return out
-    if isinstance(cond, ir.Not):
-        return {"not": condition_tree(cond.item)}
-    key = "all" if isinstance(cond, ir.AllOf) else "any"
-    return {key: [condition_tree(c) for c in cond.items]}
-
-
 @dataclass
 class Miss:
     """A condition Mixtrain's operators cannot state exactly: what was written,
@@ -333,7 +320,7 @@ def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic], misses: list
     if _is_plain_conjunction(rule.when):
         return [finish(_flat_conjunction(rule.when), rule.name, ext)]
 
-    ext["when"] = condition_tree(rule.when)
+    ext["when"] = ir.condition_tree(rule.when)
     lowered = _dnf(rule.when)
     if lowered.misses:
         misses.extend(lowered.misses)
@@ -497,7 +484,7 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
     from ..analysis.router import first_match
 
     order = router.evaluation_order()
-    trees = [condition_tree(r.when) if r.when is not None else None for r in order]
+    trees = [ir.condition_tree(r.when) if r.when is not None else None for r in order]
     out = []
     for rule, misses in inexact:
         bases = _requests_matching(order, rule)
