@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import envvars, expectations, ir
 from .diagnostics import (
@@ -36,6 +37,9 @@ from .diagnostics import (
 from .source import Span
 from .vocab import operators, strategies
 from .vocab import settings as target_settings
+
+if TYPE_CHECKING:  # the checker reads what the resolver built; it does not resolve
+    from .resolve import UnbuiltRule
 
 # How messages write each operator: its canonical .route spelling.
 OPERATOR_TEXT = {op.name: op.text for op in operators.TABLE}
@@ -74,12 +78,14 @@ class Checker:
         self._seen.add(key)
         self.diagnostics.append(Diagnostic(code, message, span, help=help, rule=rule))
 
-    def run(self) -> list[Diagnostic]:
+    def run(self, unbuilt_rules: Iterable[UnbuiltRule] = ()) -> list[Diagnostic]:
         r = self.router
         if not r.name.strip():
             self.error(EMPTY_NAME, "the router's name is empty", r.span)
         for rule in r.rules:
             self.rule(rule)
+        for unbuilt in unbuilt_rules:
+            self.rule_parts(unbuilt)
         self.tests()
         return self.diagnostics
 
@@ -94,7 +100,17 @@ class Checker:
                        help="Mixtrain rejects negative priorities; use 0 for the lowest", rule=name)
         for cmp in ir.walk_conditions(rule.when):
             self.compare(cmp, name)
-        self.strategy(rule.strategy, rule)
+        self.strategy(rule.strategy, name)
+
+    def rule_parts(self, rule: UnbuiltRule) -> None:
+        """What resolved of a rule the resolver could not build, checked as in a whole rule."""
+        for part in rule.parts:
+            if isinstance(part, ir.Compare):
+                self.compare(part, rule.name)
+            elif isinstance(part, ir.Target):
+                self.target(part, rule.name, split=part.weight is not None)
+            else:
+                self.strategy(part.strategy if isinstance(part, ir.NestedArm) else part, rule.name)
 
     def compare(self, cmp: ir.Compare, rule: str | None) -> None:
         op, value = cmp.operator, cmp.value
@@ -168,8 +184,7 @@ class Checker:
 
     # ---- strategies and targets --------------------------------------------------
 
-    def strategy(self, root: ir.Strategy, rule: ir.Rule) -> None:
-        name = rule.name
+    def strategy(self, root: ir.Strategy, name: str) -> None:
         for strat in root.walk():
             defn = strategies.strategy(strat.kind)
             for member in strat.members:
@@ -354,5 +369,6 @@ def _closest(name: str, candidates) -> str | None:
     return match[0] if match else None
 
 
-def check(router: ir.Router) -> list[Diagnostic]:
-    return Checker(router).run()
+def check(router: ir.Router, unbuilt_rules: Iterable[UnbuiltRule] = ()) -> list[Diagnostic]:
+    """Every error of a resolved router, and of the parts of the rules the resolver could not build."""
+    return Checker(router).run(unbuilt_rules)

@@ -273,3 +273,4 @@ def test_every_keyword_misspelt_where_it_belongs_gets_a_did_you_mean():
         assert first.help == f"did you mean `{word}`?", (word, result.render())
         hinted.add(word)
     assert len(hinted) >= 25, sorted(hinted)
+
