@@ -265,6 +265,10 @@ class Checker:
             if hc.interval_ms < _HEALTH["interval"].minimum:
                 self.error(INVALID_SETTING, "health checks run at most once a second",
                            spans.get("health_check.interval", t.span), rule=rule)
+            if hc.timeout_ms is not None and hc.timeout_ms < _HEALTH["timeout"].minimum:
+                self.error(INVALID_SETTING, f"a health probe's timeout of {hc.timeout_ms}ms fails every probe",
+                           spans.get("health_check.timeout", t.span), rule=rule,
+                           help="give the probe time to be answered (`timeout 2s`), or leave it out for the default")
             if not hc.path.startswith("/"):
                 self.error(INVALID_SETTING, f"health-check path `{hc.path}` must start with `/`",
                            spans.get("health_check.path", t.span), rule=rule)

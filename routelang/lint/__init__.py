@@ -4,7 +4,7 @@
     findings = lint(compile_path("router.route"))
 
 One module per family of rules (mixtrain, reachability, values, strategies,
-definitions); each rule has a code (RL3xx), a kebab-case name and its docs
+targets, definitions); each rule has a code (RL3xx), a kebab-case name and its docs
 in `LINT_RULES`. A finding is silenced by a comment naming it, on the line of
 the finding or the line before:
 
@@ -17,7 +17,7 @@ import re
 
 from ..compiler import CompileResult
 from ..diagnostics import Diagnostic, has_errors, sort_diagnostics
-from . import definitions, mixtrain, reachability, strategies, values  # noqa: F401  (they register the rules)
+from . import definitions, mixtrain, reachability, strategies, targets, values  # noqa: F401  (they register the rules)
 from .context import LintContext
 from .registry import LINT_RULES, LintRule
 
