@@ -12,7 +12,7 @@ rule["x-routelang"]:
                 parameter it lacks (a sticky split's "sticky_by", "salt"; hybrid's
                 "cost_weight", "latency_weight", "reliability_weight"); see
                 vocab/strategies.py for which. When members are strategies
-                themselves (A11), the whole tree: each node also has "members"
+                themselves, the whole tree: each node also has "members"
                 (an int is an index into the rule's `targets`, an object a
                 nested node), and a split node "weights" and "labels", one per
                 member. A nested split's salt defaults to "RULE/PATH", PATH
@@ -195,7 +195,7 @@ def _strategy(rule: ir.Rule, notes: list[Diagnostic]) -> tuple[str, list[dict], 
 
 
 def _nested(rule: ir.Rule, defn: strategies.StrategyDef, notes: list[Diagnostic]) -> tuple[str, list[dict], dict]:
-    """A strategy with strategies among its members (A11). Mixtrain gets the
+    """A strategy with strategies among its members. Mixtrain gets the
     outer strategy over every target, flattened (see MixtrainLowering.nested);
     x-routelang.strategy carries the exact tree, whose leaves are indices into
     the rule's `targets`."""
