@@ -287,11 +287,11 @@ def check_ab(cli: Cli, tmp: Path) -> None:
             "[r.route({'user': {'id': f'u-{i}', 'email': 'a@example.com'}, 'request': {'type': 'image'}}) "
             "for i in range(200)]; r.close()")
     subprocess.run([cli.bin_dir / "python", "-c", code, str(registry)], check=True, timeout=TIMEOUT, cwd="/")
-    proc = cli("ab", "ab_test", "--format", "json", "--registry", registry)
+    proc = cli("ab", "ab_test", "--source", "sdk", "--format", "json", "--registry", registry)
     assert proc.returncode == 0, proc.stderr
     [experiment] = json.loads(proc.stdout)["experiments"]
     assert [arm["label"] for arm in experiment["arms"]] == ["control", "variant"]
-    proc = cli("ab", "ab_test", "--format", "html", "--registry", registry)
+    proc = cli("ab", "ab_test", "--source", "sdk", "--format", "html", "--registry", registry)
     assert proc.returncode == 0 and proc.stdout.count("<svg") == 4, proc.stderr
 
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__
-from ..registry.history import MAX_LIMIT
+from ..registry.history import MAX_LIMIT, SOURCES
 from ..registry.store import RegistryError
 from ..runtime.engine import RouteResult
 from ..runtime.operators import RequestError
@@ -332,6 +332,12 @@ class RequestRow(Answer):
     client_key_id: str | None
     http_status: int | None = Field(None, description="served by the gateway: the HTTP status of its answer")
     error: str | None = Field(None, description="served by the gateway: its error code, if any")
+    source: str = Field(description="gateway (a request served) or sdk (a decision of the SDK or of POST /api/route)")
+    first_target: str | None = Field(None, description="served by the gateway: the first target tried")
+    first_outcome: str | None = Field(None, description="served by the gateway: the first target's outcome, "
+                                                        "its own retries included")
+    failed_over: bool | None = Field(None, description="served by the gateway: another target was called after "
+                                                       "the first")
     matched_rule: str | None
     selected_target: str | None
 
@@ -401,7 +407,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/routers/{name}/rules", "rules", "The rules of the active (else latest) version", RuleList,
              errors=(404, 409)),
     Endpoint("GET", "/routers/{name}/requests", "list_requests", "The request history, newest first",
-             RequestList, errors=(404, 409), query=("limit",)),
+             RequestList, errors=(404, 409), query=("limit", "source")),
     Endpoint("GET", "/requests/{id}", "get_request", "One request of the history", RequestRow, errors=(404, 409)),
     Endpoint("POST", "/route", "route", "The routing decision for a request (nothing is sent upstream)", Routed,
              body=RouteBody, errors=(404, 409, 413, 422)),
@@ -426,7 +432,8 @@ PARAMETERS = {
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     "target": {"type": "string", "minLength": 1},
 }
-QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}}
+QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+         "source": {"type": "string", "enum": list(SOURCES), "description": "only the rows of this source"}}
 
 
 def _regex(path: str) -> re.Pattern:
@@ -669,12 +676,17 @@ class Admin:
         limit = _int(request.query.get("limit", "100"), "limit")
         if not 1 <= limit <= MAX_LIMIT:
             raise AdminError(errors.INVALID_REQUEST, f"limit must be from 1 to {MAX_LIMIT}", "limit")
+        source = request.query.get("source")
+        try:
+            history.check_source(source)
+        except ValueError as exc:
+            raise AdminError(errors.INVALID_REQUEST, str(exc), "source") from None
 
         def work(store: Store) -> RequestList:
             _active(store, name)
             history.shared_writer(store.path).flush()   # what this gateway recorded is listed too
             return RequestList(router=name, data=[RequestRow(**r) for r in
-                                                  history.list_requests(store.conn, name, limit)])
+                                                  history.list_requests(store.conn, name, limit, source)])
 
         return 200, await self._in_registry(work)
 
