@@ -483,8 +483,10 @@ class Admin:
             return await handler(request)
         except AdminError as exc:
             return _error(exc.kind, exc.message, exc.param, **exc.extra)
-        except (sqlite3.Error, RegistryError) as exc:  # locked past the busy timeout, unreadable, too new
+        except sqlite3.Error as exc:   # locked past the busy timeout, unreadable
             return _error(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc}")
+        except RegistryError as exc:   # too new for this routelang, say
+            return _error(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc.message}")
         except Exception as exc:  # noqa: BLE001 (a bug must still get an answer, and a log line to find it)
             self.gateway.log.write("bug", path=request.path, error=f"{type(exc).__name__}: {exc}",
                                    traceback=traceback.format_exc(limit=8))
@@ -607,7 +609,7 @@ class Admin:
             try:
                 check_name(name)
             except RegistryError as exc:
-                raise AdminError(errors.INVALID_REQUEST, str(exc), "name") from None
+                raise AdminError(errors.INVALID_REQUEST, exc.message, "name") from None
             entry = body.filename or f"{name}.route"
             if body.source is not None:
                 built = build_text(body.source, entry)
@@ -652,7 +654,7 @@ class Admin:
             try:
                 current, previous = store.rollback(name)
             except RegistryError as exc:
-                raise AdminError(errors.NOTHING_TO_ROLL_BACK, str(exc)) from None
+                raise AdminError(errors.NOTHING_TO_ROLL_BACK, exc.message) from None
             return RolledBack(router=name, from_version=current, to_version=previous)
 
         return 200, await self._in_registry(work)
@@ -724,11 +726,11 @@ class Admin:
             digest = next(v["content_hash"] for v in store.versions(name) if v["version"] == active)
             runtime = self._runtimes.get(digest)
             if runtime is None:
-                from ..loader import make_router, plan_from_json
+                from ..loader import make_router, plan_for_deciding
                 from ..runtime.model import ConfigError
 
-                try:
-                    runtime = make_router(plan_from_json(store.version(name, active).compiled))
+                try:   # decided here, never sent: as the SDK decides locally, with no upstream secret
+                    runtime = make_router(plan_for_deciding(store.version(name, active).compiled))
                 except ConfigError as exc:
                     raise AdminError(errors.DOES_NOT_CHECK, f"router {name!r} version {active} does not load "
                                                             f"here: {exc}", "router") from None
@@ -819,7 +821,7 @@ class Admin:
                 try:
                     check_name(r.name)
                 except RegistryError as exc:
-                    raise AdminError(errors.INVALID_REQUEST, str(exc), "routers") from None
+                    raise AdminError(errors.INVALID_REQUEST, exc.message, "routers") from None
                 for v in sorted(r.versions, key=lambda v: v.version):
                     if v.entry not in v.sources:
                         raise AdminError(errors.INVALID_REQUEST, f"router {r.name!r} version {v.version}: its "
@@ -936,14 +938,14 @@ def _active(store: Store, name: str) -> int | None:
     try:
         return store.active_version(name)
     except RegistryError as exc:
-        raise AdminError(errors.NOT_FOUND_ROUTER, str(exc), "name") from None
+        raise AdminError(errors.NOT_FOUND_ROUTER, exc.message, "name") from None
 
 
 def _version(store: Store, name: str, number: int):
     try:
         return store.version(name, number)
     except RegistryError as exc:
-        raise AdminError(errors.NOT_FOUND_VERSION, str(exc), "version") from None
+        raise AdminError(errors.NOT_FOUND_VERSION, exc.message, "version") from None
 
 
 def _safe_build(build: Callable[[], Any]):
