@@ -279,7 +279,7 @@ def check_history(cli: Cli, tmp: Path) -> None:
 
 
 def check_ab(cli: Cli, tmp: Path) -> None:
-    """The A/B report of SDK-recorded split decisions, in json and html (standard library only)."""
+    """The A/B report of SDK-recorded split decisions, in json and html (its charts drawn by vl-convert)."""
     registry = tmp / "registry.db"
     assert cli("push", EXAMPLES / "ab_split.route", "--registry", registry).returncode == 0
     assert cli("deploy", "ab_test", "1", "--yes", "--registry", registry).returncode == 0
@@ -292,7 +292,7 @@ def check_ab(cli: Cli, tmp: Path) -> None:
     [experiment] = json.loads(proc.stdout)["experiments"]
     assert [arm["label"] for arm in experiment["arms"]] == ["control", "variant"]
     proc = cli("ab", "ab_test", "--source", "sdk", "--format", "html", "--registry", registry)
-    assert proc.returncode == 0 and proc.stdout.count("<svg") == 4, proc.stderr
+    assert proc.returncode == 0 and proc.stdout.count("<svg") == 2, proc.stderr   # latency, success rate
 
 
 INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
