@@ -280,6 +280,30 @@ def test_sdk_and_gateway_recorded_history_end_to_end(deployed, open_router):
     assert "p_value" in comparison["latency_ms"]              # the SDK's decision time is compared
 
 
+def test_a_variant_whose_every_request_fell_over_is_reported_failing_and_significant(deployed):
+    """The variant's target answered 500 to all 40 of its requests, each answered by the control:
+    0 % first-target success, 100 % fell over, no latency or cost of its own, and a significant verdict
+    (neither arm varies; the guard uses the pooled rate's variance)."""
+    rows = []
+    for i in range(80):
+        variant = i % 2 == 1
+        rows.append(RequestRecord(router="chat", version=1, rule="ab", status="ok", http_status=200,
+                                  latency_ms=250.0 + i if variant else 200.0 + i, cost=0.002,
+                                  split_label="variant" if variant else "control",
+                                  first_target="b" if variant else "a", first_outcome="http_500" if variant else "ok",
+                                  failed_over=variant, time=T0 + i))
+    insert(deployed.conn, rows)
+    [exp] = report_of(deployed)["experiments"]
+    control, variant = exp["arms"]
+    assert (control["success_rate"], control["fall_over_rate"]) == (1.0, 0.0)
+    assert (variant["success_rate"], variant["fall_over_rate"], variant["fell_over"]) == (0.0, 1.0, 40)
+    assert variant["latency_ms"]["count"] == 0 and variant["cost_per_request"]["mean"] is None
+    [comparison] = exp["comparisons"]
+    assert comparison["success_rate"]["verdict"] == "significant"
+    assert comparison["success_rate"]["difference"] == -1.0
+    assert comparison["latency_ms"]["verdict"] == "not enough data"   # the variant answered nothing itself
+
+
 def test_sdk_decisions_are_not_counted_beside_gateway_requests(deployed):
     """SDK rows (decision time, ~0.01 ms) once pulled the control's p50 down: `ab` counts the
     gateway's rows by default, `--source sdk` the decisions, `--source all` both."""
