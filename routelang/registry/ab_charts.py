@@ -51,7 +51,7 @@ def latency_spec(arms: list[dict]) -> dict[str, Any]:
     values: list[dict] = []
     for order, arm in enumerate(arms):
         latency, histogram = arm["latency_ms"], arm["latency_histogram"]
-        # The column's header, one line per fact (`|` splits it): long lines would run into the next column.
+        # The column's header, one line per fact: long lines would run into the next column.
         lines = [f"{arm['label']}: {latency['count']} answered by the arm"]
         if latency["count"]:
             lines.append(f"p50 {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}")
@@ -59,7 +59,7 @@ def latency_spec(arms: list[dict]) -> dict[str, Any]:
             lines.append("no latency recorded")
         if histogram["above"]:
             lines.append(f"{histogram['above']} slower than {_ms(histogram['edges_ms'][-1])} not drawn")
-        header = "|".join(lines)
+        header = "\n".join(lines)
         edges = histogram["edges_ms"]
         for low, high, count in zip(edges, edges[1:], histogram["counts"]):
             values.append({"header": header, "order": order, "layer": "bin", "low": low, "high": high,
@@ -78,7 +78,7 @@ def latency_spec(arms: list[dict]) -> dict[str, Any]:
         "data": {"values": values},
         "facet": {"column": {"field": "header", "type": "nominal", "title": None,
                              "sort": {"field": "order", "op": "min"},
-                             "header": {"labelExpr": "split(datum.label, '|')"}}},
+                             "header": {"labelExpr": "split(datum.label, '\\n')"}}},
         "spacing": COLUMN_GAP,
         "resolve": {"scale": {"y": "shared", "x": "shared"}},
         "spec": {
