@@ -253,9 +253,10 @@ def _why_out(rule: RuleSpec, state: Availability) -> str:
 
 def _backing(rule: RuleSpec) -> str | None:
     """A flat one-target pick (split, round-robin) is backed by the rule's other targets;
-    a nested strategy's attempts are already its whole chain."""
+    a nested strategy's attempts are already its whole chain, and a `no failover` split
+    keeps each request in its arm (an experiment's arms are judged by their own targets)."""
     selector = vocab.strategy(rule.strategy).selector
-    if selector not in PICKS_ONE or _nested(rule.selection):
+    if selector not in PICKS_ONE or _nested(rule.selection) or not rule.selection.failover:
         return None
     return "rotate" if selector == "rotate" else "split"
 
