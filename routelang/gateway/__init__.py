@@ -7,7 +7,7 @@ decisions against real upstreams. docs/gateway.md is the reference.
     request.py    the request document rules see
     plan.py       the one door into the compiler and the runtime
     executor.py   attempts, retries, fallback, streaming, shadows
-    adapters/     one module per upstream wire format (openai, anthropic)
+    adapters/     one module per upstream wire format (openai, anthropic, azure)
     state.py      breakers, statistics, health, drains: the interface replicas would share
     health.py     health-check probes          reload.py   hot reload
     metrics.py    Prometheus                   logs.py     JSON log lines
