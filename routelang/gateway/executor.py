@@ -36,10 +36,12 @@ from .exchange import Exchange
 from .logs import JsonLog, ms
 from .plan import Decision, target_name
 from .responses import error, respond
+from .tracing import Answer
 
 if TYPE_CHECKING:
     from .metrics import Metrics
     from .state import State
+    from .tracing import Tracing
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Upstream response headers not passed on to the client.
@@ -112,12 +114,14 @@ class Executor:
     """Sends requests (and shadow copies) through `client`; each attempt's outcome goes to
     `state` (breakers, statistics), `metrics` and the Exchange (the log line)."""
 
-    def __init__(self, settings: Settings, client: upstream.Client, state: State, metrics: Metrics, log: JsonLog):
+    def __init__(self, settings: Settings, client: upstream.Client, state: State, metrics: Metrics, log: JsonLog,
+                 tracing: Tracing | None = None):
         self.settings = settings
         self.client = client
         self.state = state
         self.metrics = metrics
         self.log = log
+        self.tracing = tracing   # with it, the Exchange of a request has a span (ex.span)
         self.shadow_tasks: set[asyncio.Task] = set()
 
     async def close(self) -> None:
@@ -138,9 +142,10 @@ class Executor:
 
     async def run(self, request: web.Request, ex: Exchange, decision: Decision, body: dict,
                   forward: dict[str, str]) -> web.StreamResponse:
-        state, metrics = self.state, self.metrics
+        state, metrics, tracing = self.state, self.metrics, self.tracing
         path = ex.path.removeprefix("/v1")
         unsupported = 0
+        calls = 0
         last: Failure | None = None
         for n, target in enumerate(decision.attempts):
             if n >= decision.picked:
@@ -164,8 +169,22 @@ class Executor:
             retries = max(0, target.retry_count or 0)
             try_no = 0
             while True:
-                result = await (self._stream if ex.stream else self._call)(
-                    request, ex, target, adapter, url, data, headers, timeout_s)
+                calls += 1
+                if ex.span is None:
+                    result = await (self._stream if ex.stream else self._call)(
+                        request, ex, target, adapter, url, data, headers, timeout_s)
+                else:
+                    span = tracing.attempt_span(ex.span, target, ex.path, body, ex.rule, calls, try_no)
+                    recorded = len(ex.attempts)
+                    ex.answer = Answer() if span.is_recording() else None
+                    try:
+                        result = await (self._stream if ex.stream else self._call)(
+                            request, ex, target, adapter, url, data, tracing.inject(span, headers), timeout_s)
+                    finally:   # (the call's entry in ex.attempts says how it went; none: it raised)
+                        entry = ex.attempts[-1] if len(ex.attempts) > recorded else {"outcome": "internal_error"}
+                        tracing.end_attempt(span, ex.span, outcome=entry["outcome"], status=entry.get("status"),
+                                            usage=ex.usage if entry["outcome"] == "ok" else None, answer=ex.answer)
+                        ex.answer = None
                 if not isinstance(result, Failure):
                     return result
                 last = result
@@ -260,6 +279,8 @@ class Executor:
             return Failure("bad_response", True, "the upstream's answer is not valid JSON of its format")
         self._record(ex, target, "ok", seconds, ok=True, status=status, usage=usage)
         ex.target, ex.usage = target, usage
+        if ex.answer is not None:
+            ex.answer.read(out)
         return respond(ex, status, out, self._returned(upstream_headers))
 
     # ---- one attempt, streamed ----------------------------------------------------
@@ -311,6 +332,8 @@ class Executor:
             await response.prepare(request)
             if ex.captured is not None:
                 ex.captured.extend(frames)
+            if ex.answer is not None:
+                ex.answer.see(frames)
             await response.write(b"".join(frames))
             problem = None
             try:
@@ -322,6 +345,8 @@ class Executor:
                     if frames:
                         if ex.captured is not None:
                             ex.captured.extend(frames)
+                        if ex.answer is not None:
+                            ex.answer.see(frames)
                         await response.write(b"".join(frames))
             except (TimeoutError, upstream.UpstreamError) as exc:
                 problem = "timed out" if isinstance(exc, TimeoutError) else str(exc)

@@ -58,6 +58,20 @@ def from_options(otlp_endpoint: str | None, environ: Mapping[str, str]) -> Traci
     """The gateway's Tracing, or None when tracing is off. Raises TracingUnavailable."""
     if not wanted(otlp_endpoint, environ):
         return None
+    return Tracing(_exporter(otlp_endpoint, environ))
+
+
+def check(otlp_endpoint: str | None, environ: Mapping[str, str]) -> bool:
+    """Whether tracing is on, having checked it can be (before the workers start, which each
+    make their own Tracing: the exporter's thread does not survive a fork). Raises
+    TracingUnavailable."""
+    if not wanted(otlp_endpoint, environ):
+        return False
+    _exporter(otlp_endpoint, environ).shutdown()
+    return True
+
+
+def _exporter(otlp_endpoint: str | None, environ: Mapping[str, str]) -> Any:
     protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
                 or "http/protobuf").strip()
     if protocol != "http/protobuf":
@@ -74,7 +88,7 @@ def from_options(otlp_endpoint: str | None, environ: Mapping[str, str]) -> Traci
             raise TracingUnavailable(f"--otlp-endpoint {otlp_endpoint!r} is not an http(s) URL "
                                      f"(e.g. http://localhost:4318)")
         endpoint = otlp_endpoint.rstrip("/") + "/v1/traces"   # a base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is
-    return Tracing(OTLPSpanExporter(endpoint=endpoint))
+    return OTLPSpanExporter(endpoint=endpoint)
 
 
 class Tracing:
@@ -172,8 +186,9 @@ class Tracing:
             if split_label is not None:
                 attributes["routelang.split.label"] = split_label
             _result(attributes, usage, None)
-            if error is not None or status >= 500:
+            if error is not None or status >= 400:
                 attributes["error.type"] = error or str(status)
+            if status >= 500:   # a client's mistake (4xx) is not the server span's error
                 span.set_status(self._error)
             span.set_attributes(attributes)
         span.end()
@@ -251,7 +266,7 @@ class Tracing:
 
 class Answer:
     """What the spans say of an upstream's answer in OpenAI's shape: read from a whole body
-    (`of_body`) or from a stream's frames as they are sent (`see`). Only for sampled spans."""
+    (`read`) or from a stream's frames as they are sent (`see`). Only for sampled spans."""
 
     __slots__ = ("finish_reasons", "id", "model")
 
@@ -260,18 +275,15 @@ class Answer:
         self.id: str | None = None
         self.finish_reasons: list[str] = []
 
-    @classmethod
-    def of_body(cls, body: bytes) -> Answer:
-        answer = cls()
+    def read(self, body: bytes) -> None:
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return answer
+            return
         if isinstance(parsed, dict):
-            answer._identify(parsed)
-            answer.finish_reasons = [c["finish_reason"] for c in parsed.get("choices") or []
-                                     if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)]
-        return answer
+            self._identify(parsed)
+            self.finish_reasons = [c["finish_reason"] for c in parsed.get("choices") or []
+                                   if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)]
 
     def see(self, frames: Iterable[bytes]) -> None:
         for frame in frames:
