@@ -218,7 +218,7 @@ class Endpoints:
             "completion_tokens": None if usage is None else usage.completion_tokens, "cost": cost})
         if self.recorder is not None and routed.loaded is not None:
             self.recorder.record(ex, routed, status, total, cost, response)
-        if ex.span is not None:
+        if ex.span is not None and ex.span.is_recording():   # (an unsampled span has nothing to end)
             loaded, decision = routed.loaded, routed.decision
             self.tracing.end_request(
                 ex.span, status=status, error=ex.error, router=None if loaded is None else loaded.name,

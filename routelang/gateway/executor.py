@@ -170,16 +170,19 @@ class Executor:
             try_no = 0
             while True:
                 calls += 1
+                call = self._stream if ex.stream else self._call
                 if ex.span is None:
-                    result = await (self._stream if ex.stream else self._call)(
-                        request, ex, target, adapter, url, data, headers, timeout_s)
+                    result = await call(request, ex, target, adapter, url, data, headers, timeout_s)
+                elif not ex.span.is_recording():   # sampled out: only the trace's id goes on
+                    result = await call(request, ex, target, adapter, url, data,
+                                        tracing.propagate(ex.span, headers), timeout_s)
                 else:
                     span = tracing.attempt_span(ex.span, target, ex.path, body, ex.rule, calls, try_no)
                     recorded = len(ex.attempts)
-                    ex.answer = Answer() if span.is_recording() else None
+                    ex.answer = Answer()
                     try:
-                        result = await (self._stream if ex.stream else self._call)(
-                            request, ex, target, adapter, url, data, tracing.inject(span, headers), timeout_s)
+                        result = await call(request, ex, target, adapter, url, data, tracing.inject(span, headers),
+                                            timeout_s)
                     finally:   # (the call's entry in ex.attempts says how it went; none: it raised)
                         entry = ex.attempts[-1] if len(ex.attempts) > recorded else {"outcome": "internal_error"}
                         tracing.end_attempt(span, ex.span, outcome=entry["outcome"], status=entry.get("status"),

@@ -197,14 +197,8 @@ class Tracing:
 
     def attempt_span(self, parent: Span, target: Target, path: str, body: dict, rule: str, attempt: int,
                      try_no: int) -> Span:
-        """The CLIENT span of one call to an upstream; its attributes are set before it
-        starts, as the conventions ask (a sampler may read them)."""
-        if not parent.is_recording():
-            # The request is sampled out, and every sampler the SDK offers samples its children
-            # out too: only a new span id to pass on (the SDK's start_span costs ~5 µs more).
-            context = parent.get_span_context()
-            return self._unsampled(self._context(context.trace_id, random.getrandbits(64), False,
-                                                 context.trace_flags, context.trace_state))
+        """The CLIENT span of one call to an upstream, for a recording (sampled) `parent`; its
+        attributes are set before it starts, as the conventions ask (a sampler may read them)."""
         name, fixed = self._static_attributes(target, path)
         attributes = {**fixed, "routelang.rule": rule, "routelang.attempt": attempt, "routelang.try": try_no}
         for key, attribute in REQUEST_PARAMETERS:
@@ -237,12 +231,15 @@ class Tracing:
     def inject(span: Span, headers: dict[str, str]) -> dict[str, str]:
         """The upstream's headers with this attempt's W3C `traceparent` (and `tracestate`),
         replacing the client's."""
-        out = {k: v for k, v in headers.items() if k.lower() not in ("traceparent", "tracestate")}
         context = span.get_span_context()
-        out["traceparent"] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-        if context.trace_state:
-            out["tracestate"] = context.trace_state.to_header()
-        return out
+        return _with_context(headers, context, context.span_id)
+
+    @staticmethod
+    def propagate(parent: Span, headers: dict[str, str]) -> dict[str, str]:
+        """The upstream's headers for a call of a request sampled out: no span is made (every
+        sampler the SDK offers samples a child of an unsampled span out too), the trace goes on
+        with a new span id in `traceparent`."""
+        return _with_context(headers, parent.get_span_context(), random.getrandbits(64) or 1)
 
     def end_attempt(self, span: Span, parent: Span, *, outcome: str, status: int | None,
                     usage: Usage | None, answer: Answer | None = None) -> None:
@@ -300,6 +297,15 @@ class Answer:
         model, answer_id = parsed.get("model"), parsed.get("id")
         self.model = model if isinstance(model, str) and model else None
         self.id = answer_id if isinstance(answer_id, str) and answer_id else None
+
+
+def _with_context(headers: dict[str, str], context: Any, span_id: int) -> dict[str, str]:
+    """`headers` with the W3C trace context of `context`'s trace and flags and of span `span_id`."""
+    out = {k: v for k, v in headers.items() if k.lower() not in ("traceparent", "tracestate")}
+    out["traceparent"] = f"00-{context.trace_id:032x}-{span_id:016x}-{context.trace_flags:02x}"
+    if context.trace_state:
+        out["tracestate"] = context.trace_state.to_header()
+    return out
 
 
 def provider_name(provider: str) -> str:

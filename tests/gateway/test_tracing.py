@@ -111,9 +111,8 @@ def test_a_request_and_its_attempts_export_with_the_genai_conventions(sink):
 def test_an_unsampled_client_trace_is_followed_and_passed_on_without_exporting(sink):
     tr = tracer_for(sink)
     request = tr.request_span({"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-00"}, CHAT)
-    attempt = tr.attempt_span(request, Target("openai", "m", "http://127.0.0.1:9/v1"), CHAT, {}, "r", 1, 0)
-    sent = tr.inject(attempt, {})
-    tr.end_attempt(attempt, request, outcome="ok", status=200, usage=None)
+    assert not request.is_recording()
+    sent = tr.propagate(request, {"traceparent": "the client's"})
     tr.end_request(request, status=200, error=None, router="r", version=1, rule="r", target=None, attempts=1,
                    split_label=None, usage=None)
     tr.shutdown()
@@ -292,9 +291,12 @@ def test_serve_exports_a_span_per_request_from_every_worker(upstreams, sink, tmp
     up = upstreams()
     path = tmp_path / "r.json"
     path.write_text(json.dumps(config(rule("all", [target(up, "m")]), name="served")))
-    served = Served(str(path), "--workers", "2", env={
+    log = tmp_path / "log.jsonl"
+    served = Served(str(path), "--workers", "2", "--log-file", str(log), env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "OTEL_SERVICE_NAME": "edge-gateway"})
     try:
+        # Both workers up (a worker still starting when SIGTERM comes dies of it, exit status 3).
+        assert wait_for(lambda: log.read_text().count('"event":"start"') == 2)
         for _ in range(6):
             assert http("POST", served.url + "/v1/chat/completions", CHAT_BODY).status_code == 200
     finally:
