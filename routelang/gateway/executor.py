@@ -386,21 +386,32 @@ class Executor:
             self.metrics.shadow_dropped.labels(name).inc()
             self.log.write("shadow", id=ex.id, target=name, outcome="dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._shadow(ex.id, target, body, forward, ex.path))
+        task = asyncio.get_running_loop().create_task(self._shadow(ex.id, target, body, forward, ex.path, ex.span,
+                                                                   ex.rule))
         self.shadow_tasks.add(task)
         task.add_done_callback(self.shadow_tasks.discard)
 
     async def _shadow(self, request_id: str, target: Target, body: dict, forward: dict[str, str],
-                      path: str) -> None:
+                      path: str, parent: Any = None, rule: str = "-") -> None:
+        """`parent`: the request's span when tracing (the shadow call gets a CLIENT span of its own,
+        `routelang.shadow`, attempt 0)."""
         name = target_name(target)
         adapter = adapter_for(target.provider)
         copy = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        span = None
+        if parent is not None and parent.is_recording():
+            span = self.tracing.attempt_span(parent, target, path, copy, rule, 0, 0)
+            span.set_attribute("routelang.shadow", True)
         t0 = perf_counter()
         status = None
         usage = None
         try:
             url, payload, wire_headers = adapter.request(target, path.removeprefix("/v1"), copy, False)
             headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
+            if span is not None:
+                headers = self.tracing.inject(span, headers)
+            elif parent is not None:
+                headers = self.tracing.propagate(parent, headers)
             timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
             status, _headers, raw = await self.client.fetch("POST", url, orjson.dumps(payload), headers, timeout_s)
             ok = 200 <= status < 300
@@ -413,7 +424,13 @@ class Executor:
             ok, outcome = False, call_outcome(exc)
         except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
             ok, outcome = False, "bad_response"
+        except asyncio.CancelledError:   # the gateway stops
+            if span is not None:
+                self.tracing.end_attempt(span, parent, outcome="cancelled", status=None, usage=None)
+            raise
         seconds = perf_counter() - t0
+        if span is not None:   # (no answer given: the request's span keeps its own answer's)
+            self.tracing.end_attempt(span, parent, outcome=outcome, status=status, usage=usage)
         self.metrics.shadow.labels(name, outcome).inc()
         if outcome != "unsupported":
             self.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok else None,

@@ -342,3 +342,20 @@ def test_serve_only_warns_when_the_environment_asks_for_traces_it_cannot_export(
     assert "warning: the OTEL_EXPORTER_OTLP_* variables ask for traces, but tracing needs the `otel` extra" \
         in proc.stderr
     assert proc.returncode == 1 and "error[" in proc.stderr   # the file's own problem, as without the variable
+
+
+def test_a_shadow_call_has_its_own_span(upstreams, gateway, sink, traced):
+    main, copy = upstreams("main"), upstreams("copy")
+    tr = traced()
+    gw = gateway(config(rule("mirror", [target(main, "m"), target(copy, "shadow-m", is_shadow=True)],
+                             strategy="shadow")), tracing=tr)
+    openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0).chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": "Hi"}])
+    assert wait_for(lambda: len(copy.received) == 1)
+    server, spans = exported(tr, sink, clients=2)
+    (shadow,) = [s for s in spans if s["attributes"].get("routelang.shadow")]
+    (attempt,) = [s for s in spans if not s["attributes"].get("routelang.shadow")]
+    assert (shadow["name"], shadow["attributes"]["routelang.attempt"]) == ("chat shadow-m", 0)
+    assert shadow["attributes"]["routelang.outcome"] == "ok" and attempt["name"] == "chat m"
+    assert copy.received[0]["headers"]["traceparent"].split("-")[2] == shadow["span_id"]
+    assert server["attributes"]["routelang.attempts"] == 1   # the shadow is not an attempt
