@@ -10,8 +10,9 @@ connections for up to IDLE_S; timeouts for the connect, the whole call and each 
 of a stream; a cancelled call closes its connection, so the upstream sees the client go;
 HTTP proxies from the environment (proxies.py): an http URL is asked of the proxy in
 absolute form, an https one goes through a CONNECT tunnel, TLS end to end.
-What it does not do, on purpose: redirects (an API answers, it does not redirect), cookies (never kept: one client's cookie must not reach another's request),
-HTTP/2, and resending a request by itself (the executor's retry policy decides that).
+What it does not do, on purpose: redirects (an API answers, it does not redirect),
+cookies (never kept: one client's cookie must not reach another's request), HTTP/2,
+and resending a request by itself (the executor's retry policy decides that).
 """
 
 from __future__ import annotations
