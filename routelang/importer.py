@@ -52,7 +52,7 @@ from .vocab import settings as target_settings
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
 # explicit endpoint argument overrides).
-PRESETS = ("modal", "fal", "custom", "openai", "anthropic")
+PRESETS = ("modal", "fal", "custom", "openai", "anthropic", "azure")
 # The presets' own endpoints (stdlib/providers.route), which a call may leave out.
 PRESET_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
 EXT = "x-routelang"

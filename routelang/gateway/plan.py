@@ -213,6 +213,13 @@ class Decision:
     def unavailable(self) -> bool:
         return self.rule is not None and not self.attempts
 
+    @property
+    def split_label(self) -> str | None:
+        """A split's arm the request was assigned to (what A/B reports group by)."""
+        if self.rule is None or self.rule.strategy != "split" or not self.attempts:
+            return None
+        return self.attempts[0].label or self.attempts[0].model_name
+
 
 def decide(loaded: Loaded, doc: dict, state: Availability) -> Decision:
     """Route `doc`: the runtime picks (breakers applied), then unhealthy targets
