@@ -232,23 +232,51 @@ def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
 
 
 @main.command(name="import")
-@click.argument("config_file", metavar="CONFIG.json", type=click.Path(dir_okay=False))
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--from", "fmt", type=click.Choice(["mixtrain", "litellm", "portkey", "hybrid"]),
+              help="The config's format (default: detected from its content).")
+@click.option("--models", type=click.Path(dir_okay=False),
+              help="hybrid: the router's models.yaml (default: models.yaml next to CONFIG, if there).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--strict", is_flag=True, help="Exit 1 when the .route file cannot say everything the config says.")
 @guarded
-def import_command(config_file, output, strict):
-    """Translate a Mixtrain routing config (JSON) into a .route file.
+def import_command(config_file, fmt, models, output, strict):
+    """Translate a router config into a .route file: Mixtrain routing JSON,
+    a LiteLLM proxy config.yaml, a Portkey config JSON, or the hybrid
+    router's routing.yaml (docs/import.md).
 
-    Exit 1 when the file is not JSON or Mixtrain's RoutingConfig rejects it
-    (and, with --strict, when something could not be carried over)."""
-    from .importer import ImportProblem, import_config_with_notes, validation_errors
+    Exit 1 when the file is not JSON/YAML or the config is not one its
+    router loads (and, with --strict, when something could not be carried
+    over)."""
+    from .importers import ImportProblem, UnreadableConfig, detect, importer, parse
 
-    config = parse_json(read_text(config_file), config_file)
+    def read(path: str):
+        try:
+            return parse(read_text(path))
+        except UnreadableConfig as exc:
+            raise InputProblem(f"{path}{':' + exc.where if exc.where else ''}: error: {exc}") from None
+
+    config = read(config_file)
+    fmt = fmt or detect(config)
+    if fmt is None:
+        raise InputProblem(f"{config_file}: error: not a config routelang can import (no Mixtrain `rules`, LiteLLM "
+                           f"`model_list`, Portkey `strategy` or hybrid `local_deployment`); name the format "
+                           f"with --from")
+    extra = {}
+    if fmt == "hybrid":
+        models_path = Path(models) if models else Path(config_file).with_name("models.yaml")
+        if models or models_path.is_file():
+            extra["models"] = read(str(models_path))
+    problems: list[str] = []
     try:
-        text, notes = import_config_with_notes(config, Path(config_file).name)
+        text, notes = importer(fmt)(config, Path(config_file).name, **extra)
     except ImportProblem as exc:
         raise InputProblem(f"{config_file}: error: {exc}") from None
-    problems = [f"Mixtrain's validator: {e}" for e in validation_errors(config)] + [str(n) for n in notes]
+    if fmt == "mixtrain":
+        from .importers.mixtrain import validation_errors
+
+        problems += [f"Mixtrain's validator: {e}" for e in validation_errors(config)]
+    problems += [str(n) for n in notes]
     for problem in problems:
         click.echo(f"{config_file}: warning: {problem}", err=True)
     write_output(text, output)

@@ -24,7 +24,7 @@ from routelang.backends.json import lower
 from routelang.cli import main
 from routelang.compiler import compile_path, compile_text
 from routelang.envvars import has_refs
-from routelang.importer import (
+from routelang.importers.mixtrain import (
     PRESET_ENDPOINTS,
     ImportProblem,
     import_config,

@@ -151,7 +151,7 @@ def test_compile_warns_what_mixtrain_does_with_a_nested_strategy(tmp_path):
 
 def test_import_writes_nested_strategies_back_and_ignores_a_broken_tree():
     from routelang.backends.json import lower
-    from routelang.importer import import_config
+    from routelang.importers.mixtrain import import_config
 
     body = "rule r priority 1 { split { 80% primary: (fallback claude, gpt4)  20% canary: (fallback turbo, local) } }"
     config, _ = lower(compiled(body).router)

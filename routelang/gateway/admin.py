@@ -945,7 +945,7 @@ def _safe_build(build: Callable[[], Any]):
 
 
 def _built_from_config(config: dict, name: str):
-    from ..importer import ImportProblem
+    from ..importers.mixtrain import ImportProblem
     from ..registry.artifacts import build_config
 
     config = {"name": name, **config}
