@@ -42,6 +42,15 @@ class ImportNote:
         return f"{self.where}: {self.message}"
 
 
+# The header a provider takes its API key in; any other takes `Authorization: Bearer KEY`.
+KEY_HEADERS = {"azure": "api-key", "azure-openai": "api-key", "anthropic": "x-api-key"}
+
+
+def key_header(provider: str, key: str) -> tuple[str, str]:
+    header = KEY_HEADERS.get(provider, "Authorization")
+    return header, key if header != "Authorization" else f"Bearer {key}"
+
+
 # ---- names and literals ----------------------------------------------------------
 
 def name_text(text: str) -> str:

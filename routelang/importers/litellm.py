@@ -26,6 +26,7 @@ from .common import (
     Target,
     as_strategy,
     compare,
+    key_header,
     simplest,
     unique_name,
     write_file,
@@ -41,8 +42,6 @@ PROVIDER_HOSTS = {
     "together_ai": "https://api.together.xyz/v1",
     "fireworks_ai": "https://api.fireworks.ai/inference/v1",
 }
-# The header each provider takes its key in (else `Authorization: Bearer KEY`).
-KEY_HEADERS = {"azure": "api-key", "anthropic": "x-api-key"}
 # LiteLLM's routing_strategy -> routelang's strategy and what differs.
 STRATEGIES = {
     "simple-shuffle": ("split", None),
@@ -135,8 +134,8 @@ class _Importer:
         target = Target(name, provider, model, endpoint.rstrip("/") if endpoint.startswith("http") else endpoint)
         key = env_text(params.get("api_key"))
         if isinstance(key, str) and key.lower() != "none":
-            header = KEY_HEADERS.get(provider, "Authorization")
-            target.headers[header] = key if header != "Authorization" else f"Bearer {key}"
+            header, value = key_header(provider, key)
+            target.headers[header] = value
         if ("rpm" in params or "tpm" in params) and not self.limits_noted:
             self.limits_noted = True
             self.note("model_list", "rpm and tpm are rate limits; routelang has no per-target limits "

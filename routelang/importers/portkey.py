@@ -35,6 +35,7 @@ from .common import (
     any_of,
     as_strategy,
     compare,
+    key_header,
     simplest,
     unique_name,
     write_file,
@@ -273,7 +274,7 @@ class _Importer:
                 self.note(where, f"override_params.{key} is not carried over (routelang sends the client's "
                                  f"parameters)", path + ("override_params", key))
         endpoint = settings.get("custom_host") or PROVIDER_HOSTS.get(provider)
-        name = unique_name(node.get("name") or f"{provider}_{model}", self.taken)
+        name = unique_name(node.get("name") or node.get("virtual_key") or f"{provider}_{model}", self.taken)
         if endpoint is None:
             variable = re.sub(r"[^A-Z0-9]+", "_", provider.upper()).strip("_") + "_BASE_URL"
             self.note(where, f"provider {provider!r} has no endpoint routelang knows; written as ${{{variable}}}",
@@ -281,7 +282,8 @@ class _Importer:
             endpoint = f"${{{variable}}}"
         target = Target(name, provider, model, endpoint)
         if "api_key" in node:
-            target.headers["Authorization"] = f"Bearer {node['api_key']}"
+            header, value = key_header(provider, str(node["api_key"]))
+            target.headers[header] = value
         if "virtual_key" in node:
             variable = re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") + "_API_KEY"
             self.note(where, f"virtual_key is a key in Portkey's vault; written as the header "
@@ -376,6 +378,9 @@ def import_portkey(config: Any, source_name: str) -> tuple[str, list[ImportNote]
             if when is TRUE and condition is not None:
                 imp.note(where, "the query always holds: the conditions after it are never reached")
                 break
+        if not rules:
+            raise ImportProblem("no condition can ever hold and there is no default: Portkey refuses every "
+                                "request (Query router did not resolve to any valid target)")
     else:
         root = imp.node(config, {}, (), "config")
         rules.append(Rule("default", 0, as_strategy(root)))
