@@ -197,38 +197,61 @@ def check(files, fmt, use_env):
 
 @main.command(name="compile")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--target", "backend", type=click.Choice(["json", "python"]), default="json", show_default=True)
+@click.option("--target", "backend", type=click.Choice(["json", "python", "litellm", "portkey"]), default="json",
+              show_default=True, help="Mixtrain JSON, a Python module, a LiteLLM proxy config.yaml or a Portkey "
+                                      "config (docs/import.md).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="Do not print notes about Mixtrain approximations.")
-@click.option("--mixtrain-exact", is_flag=True,
-              help="Fail (exit 1) when Mixtrain's conditions cannot state a rule's condition exactly (RL902).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print notes about approximations.")
+@click.option("--exact", is_flag=True,
+              help="Fail (exit 1) when the target cannot state a rule exactly (RL902 for json, RL911 for litellm "
+                   "and portkey).")
+@click.option("--mixtrain-exact", is_flag=True, help="The same as --exact, for --target json.")
 @env_option
 @guarded
-def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
-    """Compile FILE to Mixtrain-schema JSON or a Python module."""
+def compile_command(file, backend, output, quiet, exact, mixtrain_exact, use_env):
+    """Compile FILE to Mixtrain-schema JSON, a Python module, or a LiteLLM or Portkey config."""
     env = dict(os.environ) if use_env else None
     result = load(file, env)
     if not result.ok:
         emit_diagnostics([result], "text", err=True)
         finish(Exit.FINDINGS)
     with no_gc_pauses():
-        if backend == "json":
-            from .backends.json import dumps, lower
-
-            config, notes = lower(result.router, exact=mixtrain_exact)
-            if has_errors(notes):
-                emit_diagnostics([result], "text", diagnostics=notes, err=True)
-                finish(Exit.FINDINGS)
-            text = dumps(config) + "\n"
-        else:
+        if backend == "python":
             from .backends.python import generate
 
             text, notes = generate(result.router, source_name=file)
+        else:
+            text, notes = _lower(backend, result.router, exact or mixtrain_exact)
+            if has_errors(notes):
+                emit_diagnostics([result], "text", diagnostics=notes, err=True)
+                finish(Exit.FINDINGS)
     shown = [n for n in notes if not quiet or n.level is not Severity.NOTE]  # warnings show even with -q
     if shown:
         emit_diagnostics([result], "text", diagnostics=shown, err=True)
     write_output(text, output)
     finish(Exit.OK)
+
+
+def _lower(backend: str, router, exact: bool):
+    """The compiled text for a config backend (json, litellm, portkey), and its notes."""
+    if backend == "litellm":
+        import yaml
+
+        from .backends.litellm import lower
+
+        config, notes = lower(router, exact=exact)
+        return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120), notes
+    from .backends.json import dumps
+
+    if backend == "portkey":
+        from .backends.portkey import lower
+
+        config, notes = lower(router, exact=exact)
+    else:
+        from .backends.json import lower
+
+        config, notes = lower(router, exact=exact)
+    return dumps(config) + "\n", notes
 
 
 @main.command(name="import")

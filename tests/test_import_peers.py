@@ -9,8 +9,6 @@ two must agree."""
 from __future__ import annotations
 
 import json
-import math
-import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from portkey_reference import PortkeyConditionalRouter
 
 from routelang import ir
 from routelang.cli import main
@@ -163,119 +162,6 @@ def test_cli_import_errors_are_located_lines(tmp_path, content, message):
 
 
 # ---- Portkey's conditional router, decided both ways -------------------------------------
-
-UNDEFINED = object()  # JavaScript's undefined (None is null)
-
-
-def js_strict_equal(a, b) -> bool:
-    """`a === b` for JSON values: types must agree (a boolean is not a number), objects are never equal."""
-    if a is UNDEFINED or b is UNDEFINED:
-        return a is b
-    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
-        return False
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    return type(a) is type(b) and a == b
-
-
-def js_parse_float(v) -> float:
-    if v is UNDEFINED or v is None or isinstance(v, bool):
-        return math.nan
-    if isinstance(v, (int, float)):
-        return float(v)
-    m = re.match(r"\s*([+-]?(?:Infinity|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?))", str(v))
-    return float(m.group(1).replace("Infinity", "inf")) if m else math.nan
-
-
-def js_string(v) -> str:
-    if v is UNDEFINED:
-        return "undefined"
-    if v is None:
-        return "null"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-class PortkeyConditionalRouter:
-    """Portkey-AI/gateway src/services/conditionalRouter.ts (commit 0b982cb), line by line."""
-
-    def __init__(self, config: dict, context: dict):
-        self.config, self.context = config, context
-
-    def resolve_target(self):                   # resolveTarget()
-        for condition in self.config["strategy"]["conditions"]:
-            if self.evaluate_query(condition["query"]):
-                return self.find_target(condition["then"])
-        if self.config["strategy"].get("default"):
-            return self.find_target(self.config["strategy"]["default"])
-        raise LookupError("Query router did not resolve to any valid target")
-
-    def evaluate_query(self, query: dict) -> bool:  # evaluateQuery()
-        for key, value in query.items():
-            if key == "$or" and isinstance(value, list):
-                return any(self.evaluate_query(q) for q in value)
-            if key == "$and" and isinstance(value, list):
-                return all(self.evaluate_query(q) for q in value)
-            context_value = self.get_context_value(key)
-            if isinstance(value, (dict, list)):   # typeof value === 'object' && value !== null
-                if not self.evaluate_operator(value, context_value):
-                    return False
-            elif not js_strict_equal(context_value, value):
-                return False
-        return True
-
-    def evaluate_operator(self, operator: dict, value) -> bool:  # evaluateOperator()
-        for op, compare_value in operator.items():
-            if op == "$eq":
-                if not js_strict_equal(value, compare_value):
-                    return False
-            elif op == "$ne":
-                if js_strict_equal(value, compare_value):
-                    return False
-            elif op == "$gt":
-                if not js_parse_float(value) > js_parse_float(compare_value):
-                    return False
-            elif op == "$gte":
-                if not js_parse_float(value) >= js_parse_float(compare_value):
-                    return False
-            elif op == "$lt":
-                if not js_parse_float(value) < js_parse_float(compare_value):
-                    return False
-            elif op == "$lte":
-                if not js_parse_float(value) <= js_parse_float(compare_value):
-                    return False
-            elif op == "$in":
-                if not isinstance(compare_value, list) or not any(js_strict_equal(value, c) for c in compare_value):
-                    return False
-            elif op == "$nin":
-                if not isinstance(compare_value, list) or any(js_strict_equal(value, c) for c in compare_value):
-                    return False
-            elif op == "$regex":
-                try:
-                    regex = re.compile(compare_value)
-                except re.error:
-                    return False
-                return regex.search(js_string(value)) is not None   # returns: later operators are never read
-            else:
-                raise ValueError(f"Unsupported operator used in the query router: {op}")
-        return True
-
-    def find_target(self, name: str) -> dict:       # findTarget()
-        for target in self.config["targets"]:
-            if target.get("name") == name:
-                return target
-        raise LookupError(f"Invalid target name found in the query router: {name}")
-
-    def get_context_value(self, key: str):          # getContextValue(): two levels, never deeper
-        parts = key.split(".")
-        first = self.context.get(parts[0], UNDEFINED)
-        if not isinstance(first, dict) or len(parts) < 2:
-            return UNDEFINED
-        return first.get(parts[1], UNDEFINED)
-
 
 # Values on which JavaScript and Python agree (docs/import.md lists where they do not: booleans,
 # null, strings parseFloat reads a prefix of, regex syntax only one of them has).
