@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from portkey_reference import PortkeyConditionalRouter
+from portkey_reference import CONTEXTS, PortkeyConditionalRouter, conditional_configs
 
 from routelang import ir
 from routelang.cli import main
@@ -162,65 +162,6 @@ def test_cli_import_errors_are_located_lines(tmp_path, content, message):
 
 
 # ---- Portkey's conditional router, decided both ways -------------------------------------
-
-# Values on which JavaScript and Python agree (docs/import.md lists where they do not: booleans,
-# null, strings parseFloat reads a prefix of, regex syntax only one of them has).
-STRINGS = st.sampled_from(["free", "paid", "gpt-4o", "eu", "5", "12", "3.5", "-1", "", "undefined", "abc"])
-NUMBERS = st.one_of(st.integers(-20, 20), st.sampled_from([0.5, 2.5, -3.25, 10.0]))
-LITERALS = st.one_of(STRINGS, NUMBERS)
-PATTERNS = st.sampled_from(["^f", "ee$", "^[0-9]+$", "und", "a|e", "(?:pa)+", "^$", "x", "^-"])
-KEYS = st.sampled_from(["metadata.tier", "metadata.region", "metadata.n", "params.model", "params.max_tokens",
-                        "metadata.user.tier", "url.pathname"])
-COMPARISONS = st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex"])
-
-
-@st.composite
-def operator_objects(draw):
-    ops = draw(st.lists(COMPARISONS, min_size=1, max_size=3, unique=True))
-    out = {}
-    for op in ops:
-        if op == "$regex":
-            out[op] = draw(PATTERNS)
-        elif op in ("$in", "$nin"):
-            out[op] = draw(st.one_of(st.lists(LITERALS, max_size=3), LITERALS))  # not a list: never holds
-        elif op in ("$gt", "$gte", "$lt", "$lte"):
-            out[op] = draw(st.one_of(NUMBERS, st.sampled_from(["10", "2.5", "abc"])))
-        else:
-            out[op] = draw(LITERALS)
-    return out
-
-
-def queries(depth: int = 2):
-    leaf = st.dictionaries(KEYS, st.one_of(LITERALS, operator_objects()), min_size=0, max_size=3)
-    if depth == 0:
-        return leaf
-    logical = st.fixed_dictionaries({}).flatmap(lambda _: st.tuples(
-        st.dictionaries(KEYS, st.one_of(LITERALS, operator_objects()), max_size=2),
-        st.sampled_from(["$or", "$and"]),
-        st.lists(queries(depth - 1), min_size=0, max_size=3),
-        st.dictionaries(KEYS, LITERALS, max_size=1),
-    ).map(lambda t: {**t[0], t[1]: t[2], **{k: v for k, v in t[3].items() if k not in t[0]}}))
-    return st.one_of(leaf, logical)
-
-
-@st.composite
-def conditional_configs(draw):
-    n = draw(st.integers(1, 4))
-    targets = [{"name": f"t{i}", "provider": "openai", "override_params": {"model": f"m{i}"}} for i in range(n)]
-    names = st.sampled_from([t["name"] for t in targets])
-    conditions = draw(st.lists(st.fixed_dictionaries({"query": queries(), "then": names}), min_size=1, max_size=4))
-    strategy = {"mode": "conditional", "conditions": conditions}
-    if draw(st.booleans()):
-        strategy["default"] = draw(names)
-    return {"strategy": strategy, "targets": targets}
-
-
-CONTEXT_VALUES = st.one_of(STRINGS, st.integers(-20, 20))
-CONTEXTS = st.fixed_dictionaries({
-    "metadata": st.dictionaries(st.sampled_from(["tier", "region", "n", "user"]), STRINGS, max_size=4),
-    "params": st.dictionaries(st.sampled_from(["model", "max_tokens"]), CONTEXT_VALUES, max_size=2),
-})
-
 
 def routelang_request(context: dict) -> dict:
     """The request document the gateway builds for the same call: the body's fields, its `metadata`."""

@@ -21,6 +21,9 @@ import urllib.request
 
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from portkey_reference import CONTEXTS, PortkeyConditionalRouter, conditional_configs
 
 from routelang.backends.portkey import lower
 from routelang.compiler import compile_text
@@ -168,3 +171,24 @@ def test_portkey_gateway_refuses_a_config_its_schema_rejects(portkey):
     status, answer = ask(portkey, {"strategy": {"mode": "round_robin"}, "targets": []}, {}, {"model": "m"})
     assert status == 400
     assert answer["message"] == "Invalid config passed"
+
+
+# The reference evaluator (tests/portkey_reference.py, which the importer's tests trust) against
+# the gateway itself: generated conditional configs, each target an upstream, bounded to 25
+# configs of up to 4 requests (one HTTP round trip each).
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                               HealthCheck.function_scoped_fixture])
+@given(conditional_configs(), st.lists(CONTEXTS, min_size=1, max_size=4))
+def test_the_reference_evaluator_decides_as_portkeys_gateway(portkey, upstreams, config, contexts):
+    for i, target in enumerate(config["targets"]):
+        target.update(custom_host=f"{upstreams.url}/u{i}/v1", api_key="sk-test")
+    for context in contexts:
+        body = dict(context["params"], messages=[{"role": "user", "content": "hi"}])
+        ref = dict(context, params=body, url={"pathname": "/v1/chat/completions"})
+        try:
+            expected = int(PortkeyConditionalRouter(config, ref).resolve_target()["name"][1:])
+        except LookupError:
+            expected = None
+        upstreams.received.clear()
+        status, answer = ask(portkey, config, context["metadata"], body)
+        assert (upstreams.received[-1] if status == 200 else None) == expected, (config, context, answer)
