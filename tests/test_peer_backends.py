@@ -11,6 +11,7 @@ differently."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -25,7 +26,7 @@ from routelang.backends import litellm as litellm_backend
 from routelang.backends import portkey as portkey_backend
 from routelang.backends.json import condition_tree
 from routelang.cli import main
-from routelang.compiler import compile_text
+from routelang.compiler import compile_path, compile_text
 from routelang.importers.litellm import import_litellm
 from routelang.importers.portkey import import_portkey
 from routelang.parser import quote
@@ -239,3 +240,22 @@ def test_cli_compiles_to_litellm_yaml_and_portkey_json(tmp_path):
     strict = runner.invoke(main, ["compile", str(src), "--target", "portkey", "--exact"])
     assert strict.exit_code == 1
     assert "error[RL911]" in strict.output
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.mark.parametrize("example", ["hybrid_local_remote", "fallback_chain", "user_tiering"])
+@pytest.mark.parametrize("backend", ["litellm", "portkey"])
+def test_compiled_examples(example, backend, snapshot):
+    """The compiled config and its notes, pinned: a change of either shows in review."""
+    result = compile_path(EXAMPLES / f"{example}.route")
+    assert result.ok, result.render()
+    if backend == "litellm":
+        config, notes = litellm_backend.lower(result.router)
+        text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120)
+    else:
+        config, notes = portkey_backend.lower(result.router)
+        text = json.dumps(config, indent=2, ensure_ascii=False)
+    messages = [f"{n.code.code} {n.level.value}: {n.message}" for n in notes]
+    assert {"config": text, "notes": messages} == snapshot

@@ -153,11 +153,12 @@ def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic
     low = _Lowering()
     aliases: dict[str, str] = {}
     groups: dict[str, str] = {}           # model name a client asks for -> the rule it reaches
-    inexact: list[tuple[ir.Rule, list[str]]] = []
+    inexact: list[tuple[ir.Rule, list[str], bool]] = []   # (rule, problems, not a model group)
     for rule in router.evaluation_order():
         problems: list[str] = []
         asked = _asked_models(rule.when) if rule.when is not None else None
-        if asked is None:
+        not_a_group = asked is None
+        if not_a_group:
             asked = [rule.name]
             what = "no condition" if rule.when is None else "a condition on more than the request's model"
             problems.append(f"LiteLLM picks a model group by the request's `model` only; this rule has {what}, "
@@ -172,7 +173,7 @@ def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic
         aliases.update({alias: name for alias in others})
         low.group(name, rule.strategy, rule, problems)
         if problems:
-            inexact.append((rule, problems))
+            inexact.append((rule, problems, not_a_group))
     settings: dict[str, Any] = {"routing_strategy": low.routing_strategy[0] if low.routing_strategy
                                 else "simple-shuffle"}
     if aliases:
@@ -197,18 +198,25 @@ def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic
 
 def litellm_choice(groups: dict[str, str]) -> Callable[[dict], str | None]:
     """request -> the rule whose group LiteLLM sends it to (by the request's `model`)."""
-    return lambda request: groups.get(request.get("model")) if isinstance(request, dict) else None
+    def choice(request: dict) -> str | None:
+        model = request.get("model")
+        if model is None and isinstance(request.get("request"), dict):  # the gateway sets both alike
+            model = request["request"].get("model")
+        return groups.get(model) if isinstance(model, str) else None
+
+    return choice
 
 
 def _inexact_warnings(router: ir.Router, groups: dict[str, str], inexact: list, exact: bool) -> list[Diagnostic]:
     order = router.evaluation_order()
     out = []
-    for rule, problems in inexact:
+    for rule, problems, not_a_group in inexact:
         message = f"rule `{rule.name}`: " + "; ".join(problems)
-        bases = _requests_matching(order, rule) + [{}]
-        found = find_witness(router, rule, bases + [_with_field(b, "model", rule.name) for b in bases],
-                             litellm_choice(groups))
-        witness = None
+        witness = found = None
+        if not_a_group:  # LiteLLM sends some requests elsewhere: show one
+            bases = _requests_matching(order, rule) + [{}]
+            found = find_witness(router, rule, bases + [_with_field(b, "model", rule.name) for b in bases],
+                                 litellm_choice(groups))
         if found is not None:
             witness, ours, theirs = found
             where = f"the group of {rule_text(theirs)}" if theirs is not None else "no model group"
