@@ -254,3 +254,46 @@ def test_portkey_refuses_what_portkey_refuses():
     with pytest.raises(ImportProblem, match="no target is named 'b'"):
         import_portkey({"strategy": {"mode": "conditional", "conditions": [{"query": {}, "then": "b"}]},
                         "targets": [{"name": "a", "provider": "openai"}]}, "p.json")
+
+
+# ---- malformed configs: a clear problem, never a crash ------------------------------------
+
+ODD = st.one_of(st.none(), st.booleans(), st.integers(-2, 5), st.floats(allow_nan=False, allow_infinity=False,
+                                                                        width=16),
+                st.sampled_from(["", "x", "2", "os.environ/K", "openai/gpt", "simple-shuffle", "conditional",
+                                 "loadbalance", "fallback", "metadata.a", "$eq", "http://h.example"]),
+                st.lists(st.sampled_from(["a", "b", 1]), max_size=2),
+                st.dictionaries(st.sampled_from(["a", "model", "attempts", "mode"]), st.sampled_from(["a", 1]),
+                                max_size=2))
+KEYS_OF_ALL = st.sampled_from([
+    "strategy", "mode", "targets", "name", "provider", "weight", "override_params", "retry", "attempts",
+    "request_timeout", "conditions", "query", "then", "default", "on_status_codes", "custom_host", "virtual_key",
+    "api_key", "model_list", "model_name", "litellm_params", "model", "api_base", "rpm", "router_settings",
+    "litellm_settings", "routing_strategy", "fallbacks", "num_retries", "timeout", "allowed_fails",
+    "cooldown_time", "model_group_alias", "local_deployment", "remote_deployment", "endpoint", "models",
+    "routing_parameter", "local_fraction", "health_check"])
+CONFIGS = st.recursive(ODD, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(KEYS_OF_ALL, inner, max_size=4)),
+                       max_leaves=25)
+LITELLM_PARAMS = st.dictionaries(st.sampled_from(["api_base", "api_key", "rpm", "tpm", "weight", "timeout", "tags"]),
+                                 ODD, max_size=4).flatmap(
+    lambda d: st.sampled_from(["openai/a", "a", "azure/x", "bedrock/y"]).map(lambda m: dict(d, model=m)))
+LITELLM_SETTINGS = st.dictionaries(st.sampled_from(
+    ["routing_strategy", "fallbacks", "default_fallbacks", "context_window_fallbacks", "num_retries", "timeout",
+     "request_timeout", "allowed_fails", "cooldown_time", "model_group_alias", "enable_tag_filtering"]), ODD,
+    max_size=4)
+LITELLM_CONFIGS = st.fixed_dictionaries({
+    "model_list": st.lists(st.fixed_dictionaries({"model_name": st.sampled_from(["a", "b"]),
+                                                  "litellm_params": LITELLM_PARAMS}), min_size=1, max_size=3),
+    "router_settings": LITELLM_SETTINGS, "litellm_settings": LITELLM_SETTINGS})
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["litellm", "portkey", "hybrid"]), st.one_of(CONFIGS, LITELLM_CONFIGS))
+def test_a_malformed_config_is_a_problem_never_a_crash(fmt, config):
+    try:
+        text, _ = importer(fmt)(config, "c")
+    except ImportProblem:
+        return
+    result = compile_text(text, "imported.route")   # it parses; a value may still be wrong (an endpoint)
+    assert not any(d.code.code == "RL001" for d in result.diagnostics), text + result.render()

@@ -42,6 +42,39 @@ class ImportNote:
         return f"{self.where}: {self.message}"
 
 
+# ---- reading a config's values: a value of the wrong type is a problem, never a crash ------
+
+def mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ImportProblem(f"{where} is a mapping, not {value!r}")
+    return value
+
+
+def listing(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise ImportProblem(f"{where} is a list, not {value!r}")
+    return value
+
+
+def text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ImportProblem(f"{where} is a string, not {value!r}")
+    return value
+
+
+def number(value: Any, where: str) -> float:
+    """A count, weight or duration: an int or a float at least 0 (a string of digits too, as
+    YAML configs write them), never a boolean."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ImportProblem(f"{where} is a number at least 0, not {value!r}")
+    return value
+
+
 # The header a provider takes its API key in; any other takes `Authorization: Bearer KEY`.
 KEY_HEADERS = {"azure": "api-key", "azure-openai": "api-key", "anthropic": "x-api-key"}
 

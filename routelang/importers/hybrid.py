@@ -36,6 +36,9 @@ from .common import (
     Target,
     as_strategy,
     compare,
+    listing,
+    mapping,
+    number,
     simplest,
     unique_name,
     write_file,
@@ -76,15 +79,16 @@ def import_hybrid(config: Any, source_name: str, models: Any = None) -> tuple[st
     strategy = config.get("routing_strategy", "fixed")
     if strategy != "fixed":
         raise ImportProblem(f"routing_strategy {strategy!r}: the hybrid router supports `fixed` only")
-    fraction = float((config.get("routing_parameter") or {}).get("local_fraction", 0.5))
+    parameters = mapping(config.get("routing_parameter") or {}, "routing_parameter")
+    fraction = float(number(parameters.get("local_fraction", 0.5), "routing_parameter.local_fraction"))
     if not 0.0 <= fraction <= 1.0:
         raise ImportProblem(f"local_fraction {fraction} is outside 0..1")
-    timeout_ms = round(float(config["timeout"]) * 1000) if config.get("timeout") is not None else None
+    timeout_ms = round(number(config["timeout"], "timeout") * 1000) if config.get("timeout") is not None else None
     if timeout_ms is not None and timeout_ms < MIN_TIMEOUT_MS:
         notes.append(ImportNote("routing.yaml", f"timeout {config['timeout']}s is below routelang's "
                                                 f"{MIN_TIMEOUT_MS}ms; written as {MIN_TIMEOUT_MS}ms"))
         timeout_ms = MIN_TIMEOUT_MS
-    interval_ms = round(float(config.get("health_check") or 0) * 1000) or None
+    interval_ms = round(number(config.get("health_check") or 0, "health_check") * 1000) or None
     if interval_ms is not None and interval_ms < MIN_HEALTH_INTERVAL_MS:
         notes.append(ImportNote("routing.yaml", f"health_check every {config['health_check']}s is below "
                                                 f"routelang's 1s; written as 1s"))
@@ -94,11 +98,11 @@ def import_hybrid(config: Any, source_name: str, models: Any = None) -> tuple[st
     targets: list[Target] = []
     served: dict[str, dict[str, list[str]]] = {}    # model -> side -> target names, in config order
     for side in ("local", "remote"):
-        for i, deployment in enumerate(config.get(f"{side}_deployment") or []):
+        for i, deployment in enumerate(listing(config.get(f"{side}_deployment") or [], f"{side}_deployment")):
             where = f"{side}_deployment[{i}]"
             if not isinstance(deployment, dict) or not isinstance(deployment.get("endpoint"), str):
                 raise ImportProblem(f"{where}: a deployment has an endpoint and models")
-            for model in deployment.get("models") or []:
+            for model in listing(deployment.get("models") or [], f"{where}.models"):
                 name = unique_name(f"{side}_{model}", taken)
                 target = Target(name, "openai", str(model), deployment["endpoint"], timeout_ms=timeout_ms)
                 if interval_ms is not None:

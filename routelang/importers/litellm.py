@@ -27,7 +27,11 @@ from .common import (
     as_strategy,
     compare,
     key_header,
+    listing,
+    mapping,
+    number,
     simplest,
+    text,
     unique_name,
     write_file,
 )
@@ -56,10 +60,13 @@ STRATEGIES = {
     "cost-based-routing": ("lowest_cost", ("cost-based-routing reads LiteLLM's price list; routelang's lowest_cost "
                                           "reads each target's `cost`, which the import does not know")),
 }
-SETTINGS_READ = {"routing_strategy", "fallbacks", "default_fallbacks", "context_window_fallbacks",
-                 "content_policy_fallbacks", "num_retries", "timeout", "request_timeout", "allowed_fails",
-                 "cooldown_time", "model_group_alias", "enable_tag_filtering"}
-PARAMS_READ = {"model", "api_base", "api_key", "rpm", "tpm", "weight", "timeout", "tags"}
+# The settings read, each with the type it must have (a setting left empty, null, is unset).
+SETTINGS_READ = {"routing_strategy": text, "fallbacks": listing, "default_fallbacks": listing,
+                 "context_window_fallbacks": listing, "content_policy_fallbacks": listing, "num_retries": number,
+                 "timeout": number, "request_timeout": number, "allowed_fails": number, "cooldown_time": number,
+                 "model_group_alias": mapping, "enable_tag_filtering": lambda value, where: value}
+PARAMS_READ = {"model": text, "api_base": text, "api_key": text, "rpm": number, "tpm": number, "weight": number,
+               "timeout": number, "tags": listing}
 MAX_RETRIES, MIN_TIMEOUT_MS = 5, 100
 ENV = re.compile(r"^os\.environ/(\w+)$")
 
@@ -83,14 +90,15 @@ class _Importer:
         if not isinstance(router, dict) or not isinstance(module, dict):
             raise ImportProblem("router_settings and litellm_settings are mappings")
         self.settings: dict[str, Any] = {}
-        for key in SETTINGS_READ:
-            if key in router and key in module and router[key] != module[key]:
-                self.note("settings", f"{key} is {router[key]!r} in router_settings and {module[key]!r} in "
+        for key, check in SETTINGS_READ.items():
+            router_value, module_value = router.get(key), module.get(key)
+            if router_value is not None and module_value is not None and router_value != module_value:
+                self.note("settings", f"{key} is {router_value!r} in router_settings and {module_value!r} in "
                                       f"litellm_settings; LiteLLM's router uses router_settings'")
-            if key in router:
-                self.settings[key] = router[key]
-            elif key in module:
-                self.settings[key] = module[key]
+            if router_value is not None:
+                self.settings[key] = check(router_value, f"router_settings.{key}")
+            elif module_value is not None:
+                self.settings[key] = check(module_value, f"litellm_settings.{key}")
         for section, values in (("router_settings", router), ("litellm_settings", module)):
             for key in values:
                 if key not in SETTINGS_READ:
@@ -118,10 +126,12 @@ class _Importer:
         return groups
 
     def target(self, entry: dict, name: str, where: str) -> Target:
-        params = entry["litellm_params"]
-        for key in params:
+        params = {}
+        for key, value in entry["litellm_params"].items():
             if key not in PARAMS_READ:
                 self.note(where, f"litellm_params.{key} is not carried over")
+            elif value is not None:
+                params[key] = PARAMS_READ[key](value, f"{where}: litellm_params.{key}")
         provider, _, model = params["model"].partition("/")
         if not model:
             provider, model = ("anthropic" if params["model"].startswith("claude") else "openai"), params["model"]
@@ -154,7 +164,7 @@ class _Importer:
                                  f"{MAX_RETRIES}")
             target.retries = min(int(retries), MAX_RETRIES)
         if "allowed_fails" in self.settings or "cooldown_time" in self.settings:
-            allowed = int(self.settings.get("allowed_fails", 3))     # LiteLLM's defaults: 3 fails, 5 s
+            allowed = max(int(self.settings.get("allowed_fails", 3)), 0)     # LiteLLM's defaults: 3 fails, 5 s
             cooldown = float(self.settings.get("cooldown_time", 5))
             target.breaker = {"failures": allowed + 1, "cooldown_ms": max(round(cooldown * 1000), 1000)}
         return target
@@ -178,7 +188,8 @@ class _Importer:
         params = [d["litellm_params"] for d in deployments]
         for key in ("weight", "rpm", "tpm"):
             if params[0].get(key) is not None:
-                weights = [float(p.get(key, 0)) for p in params]
+                weights = [float(number(p.get(key) or 0, f"model group {name!r}: litellm_params.{key}"))
+                           for p in params]
                 break
         else:
             weights = [1.0] * len(params)
@@ -195,9 +206,8 @@ class _Importer:
     def fallbacks(self, key: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for item in self.settings.get(key) or []:
-            if isinstance(item, dict):
-                for group, to in item.items():
-                    out[group] = list(to) if isinstance(to, list) else [to]
+            for group, to in mapping(item, key).items():
+                out[str(group)] = [str(t) for t in (to if isinstance(to, list) else [to])]
         return out
 
     def aliases(self) -> dict[str, list[str]]:

@@ -36,7 +36,11 @@ from .common import (
     as_strategy,
     compare,
     key_header,
+    listing,
+    mapping,
+    number,
     simplest,
+    text,
     unique_name,
     write_file,
 )
@@ -219,12 +223,21 @@ class _Importer:
         settings = dict(inherited)
         for key in INHERITED:
             if key in node:
-                settings[key] = dict(settings.get(key, {}), **node[key]) if key == "override_params" else node[key]
+                value = node[key]
+                if key == "override_params":
+                    value = dict(settings.get(key, {}), **mapping(value, f"{where}: override_params"))
+                elif key == "retry":
+                    value = mapping(value, f"{where}: retry")
+                elif key == "request_timeout":
+                    value = number(value, f"{where}: request_timeout")
+                else:
+                    value = text(value, f"{where}: custom_host")
+                settings[key] = value
         if "strategy" not in node:
             return self.leaf(node, settings, path, where)
-        strategy = node["strategy"]
-        mode = strategy.get("mode") if isinstance(strategy, dict) else None
-        targets = node.get("targets") or []
+        strategy = mapping(node["strategy"], f"{where}: strategy")
+        mode = strategy.get("mode")
+        targets = listing(node.get("targets") or [], f"{where}: targets")
         if mode not in MODES:
             raise ImportProblem(f"{where}: strategy.mode must be one of {', '.join(MODES)}, not {mode!r}")
         if not targets:
@@ -242,12 +255,12 @@ class _Importer:
                                  f"the others are dropped", path)
             return members[0]
         if mode == "fallback":
-            codes = strategy.get("on_status_codes")
+            codes = listing(strategy.get("on_status_codes") or [], f"{where}: on_status_codes")
             if codes:
                 self.note(where, f"Portkey falls back only on status {codes}; routelang moves on after a "
                                  f"target's retryable failures (docs/gateway.md)", path + ("strategy",))
             return simplest(Strategy("fallback", members))
-        weights = [t.get("weight", 1) if isinstance(t, dict) else 1 for t in targets]
+        weights = [number(t.get("weight", 1), f"{where} > target {i}: weight") for i, t in enumerate(targets)]
         kept = [(w, m) for w, m in zip(weights, members) if w > 0]
         if len(kept) < len(members):
             self.note(where, "targets of weight 0 are never picked by Portkey's loadbalance; left out", path)
@@ -265,7 +278,9 @@ class _Importer:
                 raise ImportProblem(f"{where}: a target needs a provider (or a strategy and targets)")
         params = settings.get("override_params", {})
         model = params.get("model")
-        if not isinstance(model, str):
+        if model is not None:
+            model = text(model, f"{where}: override_params.model")
+        else:
             self.note(where, "no override_params.model: Portkey sends the client's model; routelang names the "
                              "model of each target, written as \"client-model\"", path)
             model = "client-model"
@@ -274,7 +289,7 @@ class _Importer:
                 self.note(where, f"override_params.{key} is not carried over (routelang sends the client's "
                                  f"parameters)", path + ("override_params", key))
         endpoint = settings.get("custom_host") or PROVIDER_HOSTS.get(provider)
-        name = unique_name(node.get("name") or node.get("virtual_key") or f"{provider}_{model}", self.taken)
+        name = unique_name(str(node.get("name") or node.get("virtual_key") or f"{provider}_{model}"), self.taken)
         if endpoint is None:
             variable = re.sub(r"[^A-Z0-9]+", "_", provider.upper()).strip("_") + "_BASE_URL"
             self.note(where, f"provider {provider!r} has no endpoint routelang knows; written as ${{{variable}}}",
@@ -291,13 +306,15 @@ class _Importer:
             target.headers["Authorization"] = f"Bearer ${{{variable}}}"
         retry = settings.get("retry")
         if isinstance(retry, dict) and retry.get("attempts"):
-            attempts = int(retry["attempts"])
+            attempts = int(number(retry["attempts"], f"{where}: retry.attempts"))
             if attempts > MAX_RETRIES:
                 self.note(where, f"retry.attempts {attempts} is above routelang's {MAX_RETRIES}; written as "
                                  f"{MAX_RETRIES}", path)
             target.retries = min(attempts, MAX_RETRIES)
             codes = retry.get("on_status_codes")
-            if codes is not None and sorted(codes) != DEFAULT_RETRY_CODES:
+            if codes is not None and sorted(number(c, f"{where}: retry.on_status_codes")
+                                            for c in listing(codes, f"{where}: retry.on_status_codes")) \
+                    != DEFAULT_RETRY_CODES:
                 self.note(where, f"Portkey retries on status {codes}; routelang retries 408, 409, 429 and 5xx "
                                  f"(docs/gateway.md)", path)
         timeout = settings.get("request_timeout")
@@ -345,7 +362,7 @@ def import_portkey(config: Any, source_name: str) -> tuple[str, list[ImportNote]
     rules: list[Rule] = []
     strategy = config.get("strategy")
     if isinstance(strategy, dict) and strategy.get("mode") == "conditional":
-        targets = config.get("targets") or []
+        targets = listing(config.get("targets") or [], "config: targets")
         base = {k: config[k] for k in INHERITED if k in config}
         for key in config:
             if key not in NODE_KEYS:
@@ -361,7 +378,8 @@ def import_portkey(config: Any, source_name: str) -> tuple[str, list[ImportNote]
                 members[index] = imp.node(targets[index], base, ("targets", index), f"target {index}")
             return members[index]
 
-        entries = [(c, _named(targets, c.get("then"), f"condition {i}")) for i, c in enumerate(conditions)]
+        entries = [(c, _named(targets, mapping(c, f"condition {i}").get("then"), f"condition {i}"))
+                   for i, c in enumerate(conditions)]
         if strategy.get("default") is not None:
             entries.append((None, _named(targets, strategy["default"], "default")))
         taken: set[str] = set()
