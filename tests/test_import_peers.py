@@ -297,3 +297,10 @@ def test_a_malformed_config_is_a_problem_never_a_crash(fmt, config):
         return
     result = compile_text(text, "imported.route")   # it parses; a value may still be wrong (an endpoint)
     assert not any(d.code.code == "RL001" for d in result.diagnostics), text + result.render()
+
+
+def test_portkey_comparison_with_infinity_is_refused_not_a_crash():
+    with pytest.raises(ImportProblem, match="no literal for Infinity"):
+        import_portkey({"strategy": {"mode": "conditional", "conditions": [
+            {"query": {"metadata.a": {"$gt": "1e400"}}, "then": "a"}]},
+            "targets": [{"name": "a", "provider": "openai"}]}, "p.json")

@@ -170,6 +170,8 @@ class _Importer:
                     self.note(where, f"`{key}` {op} {value!r}: parseFloat gives NaN, so it never holds")
                     parts.append(FALSE)
                     continue
+                if math.isinf(number):
+                    raise ImportProblem(f"{where}: `{key}` {op} {value!r}: routelang has no literal for Infinity")
                 if not self.numeric_noted:
                     self.numeric_noted = True
                     self.note(where, "numeric comparisons read the request value with float(); Portkey "
