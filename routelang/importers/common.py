@@ -200,7 +200,6 @@ class Target:
     breaker: dict[str, int] | None = None   # failures, cooldown_ms
     health_path: str | None = None
     health_interval_ms: int | None = None
-    comment: str | None = None
 
     def text(self) -> str:
         lines = [f"provider {quote(self.provider)}", f"model {quote(self.model)}", f"endpoint {quote(self.endpoint)}"]
@@ -217,8 +216,7 @@ class Target:
             lines.append(f"health_check {{ path {quote(self.health_path)} "
                          f"interval {duration_text(self.health_interval_ms)} }}")
         body = "\n".join("    " + line for line in lines)
-        comment = f"# {self.comment}\n" if self.comment else ""
-        return f"{comment}target {self.name} = {{\n{body}\n}}"
+        return f"target {self.name} = {{\n{body}\n}}"
 
 
 @dataclass
@@ -265,11 +263,16 @@ class Rule:
     description: str | None = None
 
 
+def _comment(text: str) -> str:
+    """One comment line, whatever the config's text holds."""
+    return "# " + " ".join(text.splitlines())
+
+
 def write_file(router: str, description: str | None, source_name: str, notes: list[ImportNote],
                targets: list[Target], rules: list[Rule], peer: str) -> str:
     """The `.route` text, in `routelang fmt` layout."""
-    lines = [f"# Imported from {source_name} ({peer}) by `routelang import`."]
-    lines += [f"# NOTE: {note}".replace("\n", " ") for note in notes]
+    lines = [_comment(f"Imported from {source_name} ({peer}) by `routelang import`.")]
+    lines += [_comment(f"NOTE: {note}") for note in notes]
     header = f"router {name_text(router)}" + (f" {quote(description)}" if description else "")
     lines += [header, ""]
     for t in targets:
