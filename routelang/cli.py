@@ -210,6 +210,8 @@ def check(files, fmt, use_env):
 @guarded
 def compile_command(file, backend, output, quiet, exact, mixtrain_exact, use_env):
     """Compile FILE to Mixtrain-schema JSON, a Python module, or a LiteLLM or Portkey config."""
+    if backend == "python" and (exact or mixtrain_exact):
+        raise UsageProblem("--exact is for the config targets (json, litellm, portkey): the Python module is exact")
     env = dict(os.environ) if use_env else None
     result = load(file, env)
     if not result.ok:
@@ -285,6 +287,8 @@ def import_command(config_file, fmt, models, output, strict):
         raise InputProblem(f"{config_file}: error: not a config routelang can import (no Mixtrain `rules`, LiteLLM "
                            f"`model_list`, Portkey `strategy` or hybrid `local_deployment`); name the format "
                            f"with --from")
+    if models and fmt != "hybrid":
+        raise UsageProblem(f"--models is for the hybrid router's routing.yaml; {config_file} is a {fmt} config")
     extra = {}
     if fmt == "hybrid":
         models_path = Path(models) if models else Path(config_file).with_name("models.yaml")

@@ -304,3 +304,10 @@ def test_portkey_comparison_with_infinity_is_refused_not_a_crash():
         import_portkey({"strategy": {"mode": "conditional", "conditions": [
             {"query": {"metadata.a": {"$gt": "1e400"}}, "then": "a"}]},
             "targets": [{"name": "a", "provider": "openai"}]}, "p.json")
+
+
+def test_cli_models_option_is_for_the_hybrid_router_only(tmp_path):
+    result = CliRunner().invoke(main, ["import", str(FIXTURES / "litellm" / "quick_start.yaml"),
+                                       "--models", str(tmp_path / "models.yaml")])
+    assert result.exit_code == 2
+    assert "--models is for the hybrid router's routing.yaml" in result.output

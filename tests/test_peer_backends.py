@@ -259,3 +259,12 @@ def test_compiled_examples(example, backend, snapshot):
         text = json.dumps(config, indent=2, ensure_ascii=False)
     messages = [f"{n.code.code} {n.level.value}: {n.message}" for n in notes]
     assert {"config": text, "notes": messages} == snapshot
+
+
+def test_cli_exact_is_for_config_targets(tmp_path):
+    src = tmp_path / "r.route"
+    src.write_text('router r\ntarget t = { provider "openai" model "m" endpoint "https://x.example" }\n'
+                   "rule a priority 1 { route t }\n")
+    result = CliRunner().invoke(main, ["compile", str(src), "--target", "python", "--exact"])
+    assert result.exit_code == 2
+    assert "--exact is for the config targets" in result.output
