@@ -27,8 +27,7 @@ from typing import Any
 
 from .. import ir
 from ..diagnostics import PEER_APPROXIMATION, PEER_INEXACT, Diagnostic, Severity
-from .json import _requests_matching, _with_field
-from .peer import find_witness, rule_text
+from .peer import find_witness, requests_matching, rule_text, with_field
 
 MODEL_FIELDS = ("model", "request.model")
 ROUTING_STRATEGIES = {"least_latency": "latency-based-routing", "lowest_cost": "cost-based-routing"}
@@ -214,8 +213,8 @@ def _inexact_warnings(router: ir.Router, groups: dict[str, str], inexact: list, 
         message = f"rule `{rule.name}`: " + "; ".join(problems)
         witness = found = None
         if not_a_group:  # LiteLLM sends some requests elsewhere: show one
-            bases = _requests_matching(order, rule) + [{}]
-            found = find_witness(router, rule, bases + [_with_field(b, "model", rule.name) for b in bases],
+            bases = requests_matching(order, rule) + [{}]
+            found = find_witness(router, rule, bases + [with_field(b, "model", rule.name) for b in bases],
                                  litellm_choice(groups))
         if found is not None:
             witness, ours, theirs = found

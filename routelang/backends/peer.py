@@ -1,9 +1,12 @@
-"""What the LiteLLM and Portkey backends share: finding a request on which the
-peer decides differently from routelang (the witness of an RL911 warning)."""
+"""What the backends to other engines (Mixtrain, LiteLLM, Portkey) share: finding a
+request on which the engine decides differently from routelang (the witness of an
+RL902 or RL911 warning)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import ir
 from ..analysis.router import first_match
@@ -26,3 +29,46 @@ def find_witness(router: ir.Router, rule: ir.Rule, candidates: Iterable[dict],
         if ours_name != theirs and rule.name in (ours_name, theirs):
             return request, ours_name, theirs
     return None
+
+
+def with_field(request: dict, path: str, value: Any) -> dict:
+    """A copy of `request` with `path` set to `value` (removed when None)."""
+    out = json.loads(json.dumps(request))
+    node = out
+    keys = path.split(".")
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    if value is None:
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = value
+    return out
+
+
+
+MAX_WITNESS_BASES = 16
+MAX_ANALYSED_EARLIER_RULES = 100  # the analysis grows about quadratically with the rules it reads
+
+
+def requests_matching(order: list[ir.Rule], rule: ir.Rule) -> list[dict]:
+    """Requests the rule's condition holds for: first one that reaches it past
+    the rules before it (when there are few enough of those to analyse), then
+    one per region box from an analysis of the rule alone. Whether an earlier
+    rule takes them is checked afterwards by routing them."""
+    from ..analysis.regions import find_point
+    from ..analysis.router import RouterAnalysis
+
+    out = []
+    earlier = order[:order.index(rule)]
+    if len(earlier) <= MAX_ANALYSED_EARLIER_RULES:
+        reached = RouterAnalysis(ir.Router(name="witness", rules=(*earlier, rule))).facts[-1].witness
+        if reached is not None:
+            out.append(reached)
+    alone = RouterAnalysis(ir.Router(name="witness", rules=(rule,)))
+    for box in (alone.facts[0].region or [])[:MAX_WITNESS_BASES]:
+        point = find_point(alone.space, box, [])
+        if point is not None:
+            out.append(alone.space.witness(point))
+    return out

@@ -32,8 +32,7 @@ from typing import Any
 from .. import ir
 from ..diagnostics import PEER_APPROXIMATION, PEER_INEXACT, Diagnostic, Severity
 from ..vocab import operators
-from .json import _requests_matching, _with_field
-from .peer import find_witness, rule_text
+from .peer import find_witness, requests_matching, rule_text, with_field
 
 # routelang moves on after these (docs/gateway.md); Portkey, without a list, after any non-2xx answer.
 FALLBACK_STATUS_CODES = [408, 409, 429, 500, 502, 503, 504]
@@ -235,11 +234,11 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
         message = f"rule `{rule.name}`: " + "; ".join([f"`{m.written}`: {m.why}" for m in misses] + problems)
         witness = None
         if misses:
-            bases = _requests_matching(order, rule) + [{}]
+            bases = requests_matching(order, rule) + [{}]
             candidates = list(bases)
             for miss in misses:
                 values = [miss.value] if miss.value is not None else list(PROBES)
-                candidates += [_with_field(b, miss.field, v) for b in bases for v in [*values, None]]
+                candidates += [with_field(b, miss.field, v) for b in bases for v in [*values, None]]
             found = find_witness(router, rule, candidates, portkey_choice)
             if found is None:
                 message += " (no request tried showed the difference)"
