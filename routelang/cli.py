@@ -212,33 +212,36 @@ def check(files, fmt, use_env):
 
 @main.command(name="compile")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--target", "backend", type=click.Choice(["json", "python"]), default="json", show_default=True)
+@click.option("--target", "backend", type=click.Choice(["json", "python", "litellm", "portkey"]), default="json",
+              show_default=True, help="Mixtrain JSON, a Python module, a LiteLLM proxy config.yaml or a Portkey "
+                                      "config (docs/import.md).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="Do not print notes about Mixtrain approximations.")
-@click.option("--mixtrain-exact", is_flag=True,
-              help="Fail (exit 1) when Mixtrain's conditions cannot state a rule's condition exactly (RL902).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print notes about approximations.")
+@click.option("--exact", is_flag=True,
+              help="Fail (exit 1) when the target cannot state a rule exactly (RL902 for json, RL911 for litellm "
+                   "and portkey).")
+@click.option("--mixtrain-exact", is_flag=True, help="The same as --exact, for --target json.")
 @env_option
 @guarded
-def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
-    """Compile FILE to Mixtrain-schema JSON or a Python module."""
+def compile_command(file, backend, output, quiet, exact, mixtrain_exact, use_env):
+    """Compile FILE to Mixtrain-schema JSON, a Python module, or a LiteLLM or Portkey config."""
+    if backend == "python" and (exact or mixtrain_exact):
+        raise UsageProblem("--exact is for the config targets (json, litellm, portkey): the Python module is exact")
     env = dict(os.environ) if use_env else None
     result = load(file, env)
     if not result.ok:
         emit_diagnostics([result], "text", err=True)
         finish(Exit.FINDINGS)
     with no_gc_pauses():
-        if backend == "json":
-            from .backends.json import dumps, lower
-
-            config, notes = lower(result.router, exact=mixtrain_exact)
-            if has_errors(notes):
-                emit_diagnostics([result], "text", diagnostics=notes, err=True)
-                finish(Exit.FINDINGS)
-            text = dumps(config) + "\n"
-        else:
+        if backend == "python":
             from .backends.python import generate
 
             text, notes = generate(result.router, source_name=file)
+        else:
+            text, notes = _lower(backend, result.router, exact or mixtrain_exact)
+            if has_errors(notes):
+                emit_diagnostics([result], "text", diagnostics=notes, err=True)
+                finish(Exit.FINDINGS)
     shown = [n for n in notes if not quiet or n.level is not Severity.NOTE]  # warnings show even with -q
     if shown:
         emit_diagnostics([result], "text", diagnostics=shown, err=True)
@@ -246,24 +249,76 @@ def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
     finish(Exit.OK)
 
 
+def _lower(backend: str, router, exact: bool):
+    """The compiled text for a config backend (json, litellm, portkey), and its notes."""
+    if backend == "litellm":
+        import yaml
+
+        from .backends.litellm import lower
+
+        config, notes = lower(router, exact=exact)
+        return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120), notes
+    from .backends.json import dumps
+
+    if backend == "portkey":
+        from .backends.portkey import lower
+
+        config, notes = lower(router, exact=exact)
+    else:
+        from .backends.json import lower
+
+        config, notes = lower(router, exact=exact)
+    return dumps(config) + "\n", notes
+
+
 @main.command(name="import")
-@click.argument("config_file", metavar="CONFIG.json", type=click.Path(dir_okay=False))
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--from", "fmt", type=click.Choice(["mixtrain", "litellm", "portkey", "hybrid"]),
+              help="The config's format (default: detected from its content).")
+@click.option("--models", type=click.Path(dir_okay=False),
+              help="hybrid: the router's models.yaml (default: models.yaml next to CONFIG, if there).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--strict", is_flag=True, help="Exit 1 when the .route file cannot say everything the config says.")
 @guarded
-def import_command(config_file, output, strict):
-    """Translate a Mixtrain routing config (JSON) into a .route file.
+def import_command(config_file, fmt, models, output, strict):
+    """Translate a router config into a .route file: Mixtrain routing JSON,
+    a LiteLLM proxy config.yaml, a Portkey config JSON, or the hybrid
+    router's routing.yaml (docs/import.md).
 
-    Exit 1 when the file is not JSON or Mixtrain's RoutingConfig rejects it
-    (and, with --strict, when something could not be carried over)."""
-    from .importer import ImportProblem, import_config_with_notes, validation_errors
+    Exit 1 when the file is not JSON/YAML or the config is not one its
+    router loads (and, with --strict, when something could not be carried
+    over)."""
+    from .importers import ImportProblem, UnreadableConfig, detect, importer, parse
 
-    config = parse_json(read_text(config_file), config_file)
+    def read(path: str):
+        try:
+            return parse(read_text(path))
+        except UnreadableConfig as exc:
+            raise InputProblem(f"{path}{':' + exc.where if exc.where else ''}: error: {exc}") from None
+
+    config = read(config_file)
+    fmt = fmt or detect(config)
+    if fmt is None:
+        raise InputProblem(f"{config_file}: error: not a config routelang can import (no Mixtrain `rules`, LiteLLM "
+                           f"`model_list`, Portkey `strategy` or hybrid `local_deployment`); name the format "
+                           f"with --from")
+    if models and fmt != "hybrid":
+        raise UsageProblem(f"--models is for the hybrid router's routing.yaml; {config_file} is a {fmt} config")
+    extra = {}
+    if fmt == "hybrid":
+        models_path = Path(models) if models else Path(config_file).with_name("models.yaml")
+        if models or models_path.is_file():
+            extra["models"] = read(str(models_path))
+    problems: list[str] = []
     try:
-        text, notes = import_config_with_notes(config, Path(config_file).name)
+        text, notes = importer(fmt)(config, Path(config_file).name, **extra)
     except ImportProblem as exc:
         raise InputProblem(f"{config_file}: error: {exc}") from None
-    problems = [f"Mixtrain's validator: {e}" for e in validation_errors(config)] + [str(n) for n in notes]
+    if fmt == "mixtrain":
+        from .importers.mixtrain import validation_errors
+
+        problems += [f"Mixtrain's validator: {e}" for e in validation_errors(config)]
+    problems += [str(n) for n in notes]
     for problem in problems:
         click.echo(f"{config_file}: warning: {problem}", err=True)
     write_output(text, output)
@@ -281,9 +336,12 @@ def lsp_command() -> None:
 @main.command(name="lint")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
+@click.option("--serve", "serving", is_flag=True,
+              help="The routers are meant for `routelang serve`: requests are OpenAI bodies made into the "
+                   "gateway's request document (docs/gateway.md).")
 @env_option
 @guarded
-def lint_command(files, fmt, use_env):
+def lint_command(files, fmt, serving, use_env):
     """Report likely mistakes in FILES: unreachable rules, overlaps, gaps, ...
 
     Runs the checker first; its errors are reported too. Exit 1 if any
@@ -297,7 +355,7 @@ def lint_command(files, fmt, use_env):
     results, read_code = load_each(files, dict(os.environ) if use_env else None)
     diags = [d for r in results for d in r.diagnostics if d.level is not Severity.NOTE]
     for r in results:
-        diags.extend(lint(r))
+        diags.extend(lint(r, serving))
     emit_diagnostics(results, fmt, diagnostics=diags)
     if fmt == "text" and not diags and read_code is Exit.OK:
         click.echo(f"ok: {len(files)} file(s) linted, no findings")
@@ -490,11 +548,14 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
 @click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
               help="Event loop; uvloop must be installed separately.")
+@click.option("--otlp-endpoint", metavar="URL",
+              help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
+                   "also $OTEL_EXPORTER_OTLP_ENDPOINT). Needs the otel extra.")
 @click.pass_context
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
                   host, port, workers, api_keys, admin_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file, loop):
+                  log_file, loop, otlp_endpoint):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -527,13 +588,14 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
             import uvloop  # noqa: F401
         except ImportError:
             raise UsageProblem("--loop uvloop needs the uvloop package: pip install uvloop") from None
+    tracing = _tracing_wanted(otlp_endpoint)
 
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
                       settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
-                      log_file=log_file, loop=loop)
+                      log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint)
     try:
         code = run(options)
     except LoadError as exc:
@@ -549,6 +611,21 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
     finish(Exit.OK if code == 0 else Exit.INTERNAL)
+
+
+def _tracing_wanted(otlp_endpoint: str | None) -> bool:
+    """Whether serve exports traces. --otlp-endpoint that cannot work is a usage error; the
+    OTEL_EXPORTER_OTLP_* variables alone, set for other programs too, only warn."""
+    from .gateway import tracing
+
+    try:
+        return tracing.check(otlp_endpoint, os.environ)
+    except tracing.TracingUnavailable as exc:
+        if otlp_endpoint:
+            raise UsageProblem(str(exc)) from None
+        click.echo(f"routelang serve: warning: the OTEL_EXPORTER_OTLP_* variables ask for traces, but {exc}; "
+                   f"serving without traces", err=True)
+        return False
 
 
 @main.command(name="coverage")
@@ -878,27 +955,32 @@ def delete_command(name, yes, registry):
     finish(Exit.OK)
 
 
+SOURCE_CHOICES = click.Choice(["gateway", "sdk", "all"])
+
+
 @main.command(name="requests")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--source", type=SOURCE_CHOICES, default="all", show_default=True,
+              help="Only requests the gateway served, or only the SDK's decisions.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @registry_option
 @guarded
 @registry_errors
-def requests_command(name, limit, fmt, registry):
+def requests_command(name, limit, source, fmt, registry):
     """The newest requests router NAME routed (the request history)."""
     from .registry.history import list_requests
 
     store = _store(registry)
     store.active_version(name)  # an unknown router is an error, not an empty list
-    rows = list_requests(store.conn, name, limit)
+    rows = list_requests(store.conn, name, limit, None if source == "all" else source)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         finish(Exit.OK)
     for r in rows:
         latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}ms"
-        click.echo(f"{r['id']}  {_when(r['time'])}  v{r['version']}  {r['status']:<9}  {r['rule'] or '-'}  "
-                   f"-> {r['selected_target'] or '-'}  {latency}")
+        click.echo(f"{r['id']}  {_when(r['time'])}  v{r['version']}  {r['source']:<7}  {r['status']:<9}  "
+                   f"{r['rule'] or '-'}  -> {r['selected_target'] or '-'}  {latency}")
     if not rows:
         click.echo(f"no requests recorded for {name}")
     finish(Exit.OK)
@@ -950,6 +1032,8 @@ def history_prune_command(max_rows, max_days, registry):
                               "(30m, 24h, 7d).")
 @click.option("--until", help="Before this time (the same forms as --since).")
 @click.option("--control", help="The control arm (default: the first label in sorted order).")
+@click.option("--source", type=SOURCE_CHOICES, default="gateway", show_default=True,
+              help="Whose rows: requests the gateway served, the SDK's decisions (decision time only), or all.")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="The false-positive rate of the report, shared by its variants (Bonferroni).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "html"]), default="table",
@@ -958,7 +1042,7 @@ def history_prune_command(max_rows, max_days, registry):
 @registry_option
 @guarded
 @registry_errors
-def ab_command(name, rule, since, until, control, alpha, fmt, output, registry):
+def ab_command(name, rule, since, until, control, source, alpha, fmt, output, registry):
     """An A/B report of router NAME's split arms from the request history:
     per arm, requests, success rate, latency, time to first token, tokens and
     cost; per variant against the control, a z-test on the success rate and
@@ -974,7 +1058,7 @@ def ab_command(name, rule, since, until, control, alpha, fmt, output, registry):
         if start is not None and end is not None and end <= start:
             raise ab_report.ReportProblem(f"--until {until} is not after --since {since}: the window is empty")
         report = ab_report.build_report(store.conn, name, rule=rule, since=start, until=end, control=control,
-                                        alpha=alpha)
+                                        alpha=alpha, source=None if source == "all" else source)
     except ab_report.ReportProblem as exc:
         raise UsageProblem(str(exc)) from None
     if fmt == "json":

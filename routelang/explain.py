@@ -19,7 +19,7 @@ import textwrap
 from typing import Any
 
 from . import ir
-from .backends.json import condition_tree, lower
+from .backends.json import lower
 from .compiler import CompileResult
 from .diagnostics import Diagnostic, sort_diagnostics
 from .vocab import operators, strategies
@@ -150,6 +150,8 @@ def strategy_words(s: ir.Strategy) -> str:
         text += f", sticky by {s.sticky_by}"
         if s.salt is not None:
             text += f" (salt {literal(s.salt)})"
+    if isinstance(s, ir.Split) and not s.failover:
+        text += ", no failover to another arm"
     return text
 
 
@@ -161,6 +163,7 @@ def _strategy_data(s: ir.Strategy) -> dict:
         "words": strategy_words(s),
         "sticky_by": getattr(s, "sticky_by", None),
         "salt": getattr(s, "salt", None),
+        "failover": getattr(s, "failover", None),
     }
     for factor in strategies.SCORE_FACTORS:
         out[f"{factor}_weight"] = getattr(s, f"{factor}_weight", None)
@@ -288,7 +291,7 @@ def _rule_data(rule: ir.Rule, order: int | None) -> dict:
         "enabled": rule.enabled,
         "when": {
             "words": condition_words(rule.when),
-            "tree": condition_tree(rule.when) if rule.when is not None else None,
+            "tree": ir.condition_tree(rule.when) if rule.when is not None else None,
         },
         "strategy": _strategy_data(s),
         "targets": [_target_data(t, role, share) for t, role, share in _target_shares(s)],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from ...registry.history import MAX_LIMIT
+from ...registry.history import MAX_LIMIT, SOURCES
 from . import decisions, history, registry, targets
 from .common import Handler
 from .models import (
@@ -72,7 +72,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/routers/{name}/rules", registry.rules, "The rules of the active (else latest) version", RuleList,
              errors=(404, 409)),
     Endpoint("GET", "/routers/{name}/requests", history.list_requests, "The request history, newest first",
-             RequestList, errors=(404, 409), query=("limit",)),
+             RequestList, errors=(404, 409), query=("limit", "source")),
     Endpoint("GET", "/requests/{id}", history.get_request, "One request of the history", RequestRow, errors=(404, 409)),
     Endpoint("POST", "/route", decisions.route, "The routing decision for a request (nothing is sent upstream)", Routed,
              body=RouteBody, errors=(404, 409, 413, 422)),
@@ -97,7 +97,8 @@ PARAMETERS = {
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     "target": {"type": "string", "minLength": 1},
 }
-QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}}
+QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+         "source": {"type": "string", "enum": list(SOURCES), "description": "only the rows of this source"}}
 
 
 def _regex(path: str) -> re.Pattern:

@@ -22,12 +22,17 @@ async def list_requests(ctx: Context, request, _body) -> tuple[int, BaseModel]:
     limit = integer(request.query.get("limit", "100"), "limit")
     if not 1 <= limit <= MAX_LIMIT:
         raise AdminError(errors.INVALID_REQUEST, f"limit must be from 1 to {MAX_LIMIT}", "limit")
+    source = request.query.get("source")
+    try:
+        history.check_source(source)
+    except ValueError as exc:
+        raise AdminError(errors.INVALID_REQUEST, str(exc), "source") from None
 
     def work(store: Store) -> RequestList:
         active_version(store, name)
         history.shared_writer(store.path).flush()   # what this gateway recorded is listed too
         return RequestList(router=name, data=[RequestRow(**r) for r in
-                                              history.list_requests(store.conn, name, limit)])
+                                              history.list_requests(store.conn, name, limit, source)])
 
     return 200, await ctx.in_registry(work)
 

@@ -289,6 +289,12 @@ class RequestRow(Answer):
     client_key_id: str | None
     http_status: int | None = Field(None, description="served by the gateway: the HTTP status of its answer")
     error: str | None = Field(None, description="served by the gateway: its error code, if any")
+    source: str = Field(description="gateway (a request served) or sdk (a decision of the SDK or of POST /api/route)")
+    first_target: str | None = Field(None, description="served by the gateway: the first target tried")
+    first_outcome: str | None = Field(None, description="served by the gateway: the first target's outcome, "
+                                                        "its own retries included")
+    failed_over: bool | None = Field(None, description="served by the gateway: another target was called after "
+                                                       "the first")
     matched_rule: str | None
     selected_target: str | None
 
