@@ -46,6 +46,15 @@ class Options:
     otlp_endpoint: str | None = None    # None: from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
 
 
+STOPS = (signal.SIGTERM, signal.SIGINT)
+_STOP_ASKED = False   # SIGTERM/SIGINT came while the process was starting, before its event loop handled it
+
+
+def _stop_while_starting(_signum, _frame) -> None:
+    global _STOP_ASKED
+    _STOP_ASKED = True
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -89,6 +98,8 @@ def run(options: Options) -> int:
         _check_writable(options.log_file)
     sock = _listen(options.host, options.port)
     host, port = sock.getsockname()[:2]
+    for signum in STOPS:   # a stop from now on is kept until the event loop handles it (below)
+        signal.signal(signum, _stop_while_starting)
     print(f"routelang serve: {what} on http://{host}:{port} ({options.workers} worker(s))",
           file=sys.stderr, flush=True)
     if options.workers <= 1:
@@ -136,6 +147,8 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
+        if _STOP_ASKED:
+            stop.set()
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(services.routers.reload("SIGHUP")))
         await stop.wait()
         services.log.write("draining", pid=os.getpid())
@@ -167,10 +180,15 @@ def _supervise(options: Options, sock: socket.socket, keys: Keys) -> int:
     from prometheus_client import multiprocess
 
     children: list[int] = []
+    # Signals wait while the workers are forked: each worker starts with a stop kept for its
+    # event loop (not the master's handler), and the master passes on what came meanwhile.
+    forwarded = (*STOPS, signal.SIGHUP)
+    signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
     for _ in range(options.workers):
         pid = os.fork()
         if pid == 0:  # a worker
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
             os._exit(_run_worker(options, sock, keys))
         children.append(pid)
     sock.close()
@@ -182,8 +200,11 @@ def _supervise(options: Options, sock: socket.socket, keys: Keys) -> int:
             except ProcessLookupError:
                 continue  # already gone
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in forwarded:
         signal.signal(signum, forward)
+    if _STOP_ASKED:   # a stop came before the workers were forked
+        forward(signal.SIGTERM, None)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
     status = 0
     while children:
         try:

@@ -57,6 +57,26 @@ def test_serve_refuses_a_broken_file_with_diagnostics(tmp_path):
     assert "error[" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_stop_while_the_workers_start_is_a_clean_exit(upstreams, tmp_path):
+    """SIGTERM as soon as `serve --workers 2` says where it listens (the workers are still
+    starting): each worker stops once its event loop runs, and serve exits 0. A worker used
+    to die of the signal before it handled it, and serve exited non-zero."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [target(upstreams(), "m")]))))
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "routelang", "serve", str(path), "--port", "0",
+                                 "--workers", "2"], stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            assert "on http://" in proc.stderr.readline()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stderr.close()
+
+
 def test_workers_share_the_port_and_metrics_add_up(upstreams, serve, tmp_path):
     up = upstreams()
     path = tmp_path / "r.json"
