@@ -103,6 +103,7 @@ class Gateway:
         return app
 
     async def _startup(self, _app: web.Application) -> None:
+        await self.state.start()
         self.health_sync()
         self.routers.start()
         if not self.serves_registry:
@@ -116,6 +117,7 @@ class Gateway:
     async def _cleanup(self, _app: web.Application) -> None:
         await self.routers.close()
         await self.health.close()
+        await self.state.close()
         await self.executor.close()
         if self.recorder is not None:
             self.recorder.close()   # what is queued is written
@@ -305,7 +307,9 @@ class Gateway:
         healthy = [key for key in targets if self.state.healthy(key)]
         ready = bool(healthy)
         body = {"status": "ready" if ready else "not_ready", "healthy_targets": len(healthy),
-                "targets": len(targets)}
+                "targets": len(targets), "state": self.state.status()}
+        if body["state"]["degraded"]:  # still ready: this process serves on its own state meanwhile
+            body["degraded"] = True
         if not self.serves_registry:
             body["version"] = routers[0].version
         else:
@@ -322,7 +326,7 @@ class Gateway:
             targets = [{"name": plan.target_name(t), "provider": t.provider, "model": t.model_name,
                         "endpoint": t.endpoint, **self.state.view(t)} for t in loaded.targets.values()]
         return {"router": loaded.name, "file": loaded.path, "version": loaded.version, "sha256": loaded.sha256,
-                "rules": rules, "targets": targets}
+                "state": self.state.status(), "rules": rules, "targets": targets}
 
     async def routing(self, request: web.Request) -> web.Response:
         """One router (file mode; or the one a registry request names); else every router of the registry."""
@@ -382,6 +386,7 @@ class Gateway:
                 for target in loaded.targets.values():
                     if target.circuit_breaker is not None:
                         self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))
+        self.metrics.state_backend_up.set(1 if self.state.status()["up"] else 0)
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def unknown(self, request: web.Request) -> web.Response:

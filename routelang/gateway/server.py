@@ -42,6 +42,7 @@ class Options:
     drain_s: float = 30.0
     log_file: str | None = None
     loop: str = "asyncio"       # or "uvloop" (when installed); see docs/gateway.md#performance
+    state: str = "memory"       # or a Redis URL: state shared by every process on it (redisstate.py)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -103,10 +104,12 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
 
     from .app import Gateway
     from .logs import JsonLog
+    from .state import from_url
 
     log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
     try:
-        gateway = Gateway(options.path, settings=options.settings, api_keys=keys.clients, log=JsonLog(log_stream),
+        gateway = Gateway(options.path, settings=options.settings, state=from_url(options.state),
+                          api_keys=keys.clients, log=JsonLog(log_stream),
                           reload_interval_s=options.reload_interval_s, admin_keys=keys.admins,
                           registry=options.registry, default_router=options.default_router,
                           history=options.history, retention=options.retention, capture=options.capture)
