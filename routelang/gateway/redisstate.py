@@ -106,9 +106,13 @@ return reply
 
 # One target's statistics, plus a batch of outcomes: ARGV requests, failures, tokens, the
 # number of latency samples k, their weighted sum S (the average after them is (1-a)^k * old + S),
-# the batch's own average (when there is no old one), a. Answers {requests, failures, tokens, latency}.
+# the batch's own average (when there is no old one), a; ARGV[1] "read" only reads.
+# Answers {requests, failures, tokens, latency}.
 STATS_LUA = """
 local h = redis.call('HMGET', KEYS[1], 'requests', 'failures', 'tokens', 'latency')
+if ARGV[1] == 'read' then
+  return {tostring(h[1] or '0'), tostring(h[2] or '0'), tostring(h[3] or '0'), h[4] or ''}
+end
 local requests = tonumber(h[1] or '0') + tonumber(ARGV[1])
 local failures = tonumber(h[2] or '0') + tonumber(ARGV[2])
 local tokens = tonumber(h[3] or '0') + tonumber(ARGV[3])
@@ -579,8 +583,7 @@ class RedisState(InProcessState):
         breakers = list(self.breakers.values())
         stats = list(self.stats.items())
         ops = [Op("breaker", [b.rkey], ["read", *b.args]) for b in breakers]
-        ops += [Op("stats", [rkey], [0, 0, 0, 0, "0", "", LATENCY_SMOOTHING, TTL_MS, CHANNEL + ":poll"])
-                for rkey, _ in stats]
+        ops += [Op("stats", [rkey], ["read"]) for rkey, _ in stats]
         replies = await self.link.run(ops) if ops else []
         if replies is None:
             self._lost()

@@ -242,10 +242,20 @@ def test_a_redis_call_cancelled_mid_reply_does_not_put_the_connection_out_of_ste
     assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [b"v", b"v", b"v"]
 
 
-def test_memory_state_and_bad_state_urls(tmp_path):
-    from routelang.gateway.state import InProcessState, from_url
+def test_the_redis_client_is_imported_only_when_a_redis_url_asks_for_it():
+    import subprocess
+    import sys
 
-    assert isinstance(from_url("memory"), InProcessState)
+    from gateway_fakes import ROOT
+
+    code = ("import sys\nfrom routelang.gateway import app, server\nfrom routelang.gateway.state import from_url\n"
+            "state = from_url('memory')\nprint(type(state).__name__, 'redis' in sys.modules)\n"
+            "from_url('redis://127.0.0.1:1/0').link.open()\nprint('redis' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.split() == ["InProcessState", "False", "True"], done.stderr
+    from routelang.gateway.state import from_url
+
     with pytest.raises(ValueError, match="--state takes `memory` or a Redis URL"):
         from_url("postgres://x")
 
