@@ -232,18 +232,6 @@ def check_url(url: str) -> str | None:
     return f"--state takes `memory` or a Redis URL (redis://HOST:PORT/DB), not {url!r}"
 
 
-def from_url(url: str) -> State:
-    """The State a `--state` value asks for: `memory`, or Redis (its client is imported only then)."""
-    problem = check_url(url)
-    if problem is not None:
-        raise ValueError(problem)
-    if url == "memory":
-        return InProcessState()
-    from .redisstate import RedisState
-
-    return RedisState(url)
-
-
 class RouterTargets(InProcessTargetState):
     """One router's breakers and statistics in this process; its round-robin turns are the
     State's, under the router's name (two routers' rules of one name do not share turns;

@@ -248,16 +248,17 @@ def test_the_redis_client_is_imported_only_when_a_redis_url_asks_for_it():
 
     from gateway_fakes import ROOT
 
-    code = ("import sys\nfrom routelang.gateway import app, server\nfrom routelang.gateway.state import from_url\n"
-            "state = from_url('memory')\nprint(type(state).__name__, 'redis' in sys.modules)\n"
-            "from_url('redis://127.0.0.1:1/0').link.open()\nprint('redis' in sys.modules)")
+    code = ("import sys\nfrom routelang.gateway import app, server\n"
+            "from routelang.gateway.wiring import state_from_url\n"
+            "state = state_from_url('memory')\nprint(type(state).__name__, 'redis' in sys.modules)\n"
+            "state_from_url('redis://127.0.0.1:1/0').link.open()\nprint('redis' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.stdout.split() == ["InProcessState", "False", "True"], done.stderr
-    from routelang.gateway.state import from_url
+    from routelang.gateway.wiring import state_from_url
 
     with pytest.raises(ValueError, match="--state takes `memory` or a Redis URL"):
-        from_url("postgres://x")
+        state_from_url("postgres://x")
 
 
 def test_a_gateway_starts_degraded_when_redis_is_unreachable(upstreams, tmp_path):
