@@ -2,6 +2,7 @@
 
     python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
                                          [--profile FILE] [--config bench.json]
+                                         [--state memory|redis://HOST:PORT/DB]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -16,7 +17,8 @@ the body, answer fixed bytes) is the baseline: the difference is routelang's.
 Printed: the best of `--repeat` runs, in microseconds of CPU time (of this
 process: server and client) per request; the machine is shared, and CPU time
 and the minimum are the figures least disturbed by other load.
-`--only` runs one side `--requests` times and prints nothing else, for
+`--state` serves on that state (as `serve --state`; with Redis, the figure includes
+this process's side of sharing, not redis-server's own CPU). `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
 `--requests`, the difference divided by the difference in requests.
 """
@@ -73,8 +75,8 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
     return respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
 
 
-def routelang_app(config: Path, log_path: Path) -> web.Application:
-    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")))
+def routelang_app(config: Path, log_path: Path, state: str = "memory") -> web.Application:
+    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), state=wiring.state_from_url(state))
     services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
     return wiring.application(services)
@@ -158,6 +160,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("routelang", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
+    parser.add_argument("--state", default="memory", help="memory (default) or a Redis URL, as serve --state")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         config = args.config
@@ -166,10 +169,11 @@ def main() -> None:
             config.write_text(json.dumps(CONFIG))
         log = Path(scratch, "log.jsonl")
         if args.only:
-            app = routelang_app(config, log) if args.only == "routelang" else minimal_app()
+            app = routelang_app(config, log, args.state) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
-        ours = uvloop.run(serve_and_send(routelang_app(config, log), args.requests, args.repeat, args.profile))
+        ours = uvloop.run(serve_and_send(routelang_app(config, log, args.state), args.requests, args.repeat,
+                                         args.profile))
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")

@@ -299,8 +299,8 @@ class SharedBreaker(CircuitBreaker):
                 self._probe_at = self._clock()
 
     def record(self, ok: bool) -> str:
-        with self._lock:
-            quiet = self._state == CLOSED and self._failures == 0
+        # Read without the lock, as `closed` is: only this event loop records outcomes here.
+        quiet = self._state == CLOSED and self._failures == 0
         state = super().record(ok)
         if self.shared.link.up and not (ok and quiet):  # a success on a quiet breaker changes nothing
             self.shared.queue(Op("breaker", [self.rkey], ["ok" if ok else "fail", *self.args], self.apply))
