@@ -481,11 +481,14 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--state", "state", default="memory", show_default=True, envvar="ROUTELANG_STATE",
               help="Where breakers, statistics, turns, health and drains live: `memory` (each process its own) "
                    "or redis://HOST:PORT/DB (shared by every process and replica on it; also $ROUTELANG_STATE).")
+@click.option("--otlp-endpoint", metavar="URL",
+              help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
+                   "also $OTEL_EXPORTER_OTLP_ENDPOINT). Needs the otel extra.")
 @click.pass_context
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
                   host, port, workers, api_keys, admin_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file, loop, state):
+                  log_file, loop, otlp_endpoint, state):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -522,13 +525,15 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
             import uvloop  # noqa: F401
         except ImportError:
             raise UsageProblem("--loop uvloop needs the uvloop package: pip install uvloop") from None
+    tracing = _tracing_wanted(otlp_endpoint)
 
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
                       settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
-                      log_file=log_file, loop=loop, state=state)
+                      log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint,
+                      state=state)
     try:
         code = run(options)
     except LoadError as exc:
@@ -544,6 +549,21 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
     finish(Exit.OK if code == 0 else Exit.INTERNAL)
+
+
+def _tracing_wanted(otlp_endpoint: str | None) -> bool:
+    """Whether serve exports traces. --otlp-endpoint that cannot work is a usage error; the
+    OTEL_EXPORTER_OTLP_* variables alone, set for other programs too, only warn."""
+    from .gateway import tracing
+
+    try:
+        return tracing.check(otlp_endpoint, os.environ)
+    except tracing.TracingUnavailable as exc:
+        if otlp_endpoint:
+            raise UsageProblem(str(exc)) from None
+        click.echo(f"routelang serve: warning: the OTEL_EXPORTER_OTLP_* variables ask for traces, but {exc}; "
+                   f"serving without traces", err=True)
+        return False
 
 
 @main.command(name="coverage")

@@ -52,7 +52,7 @@ from .vocab import settings as target_settings
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
 # explicit endpoint argument overrides).
-PRESETS = ("modal", "fal", "custom", "openai", "anthropic")
+PRESETS = ("modal", "fal", "custom", "openai", "anthropic", "azure")
 # The presets' own endpoints (stdlib/providers.route), which a call may leave out.
 PRESET_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
 EXT = "x-routelang"
@@ -452,6 +452,8 @@ class _FileBuilder(_Builder):
                 salt = self.string(ext["salt"], path + (EXT, "strategy", "salt"))
             strategy.sticky = ast.Sticky(ast.FieldPath(ext["sticky_by"].split("."), self.locate(sticky_at)), salt,
                                          self.locate(sticky_at))
+        if ext.get("failover") is False:
+            strategy.no_failover = self.locate(path + (EXT, "strategy", "failover"))
         return strategy
 
     def strategy_tree(self, rule: dict, node: dict, tree_path: tuple[int, ...], path: Path,
@@ -488,6 +490,8 @@ class _FileBuilder(_Builder):
                 if node.get("salt") is not None and node["salt"] != default_salt:
                     salt = self.string(node["salt"], at)
                 strategy.sticky = ast.Sticky(ast.FieldPath(node["sticky_by"].split("."), span), salt, span)
+            if node.get("failover") is False:
+                strategy.no_failover = span
         for factor in defn.score_factors:
             strategy.hybrid[factor] = self.value(node.get(f"{factor}_weight", 0.0), at, where)
         return strategy

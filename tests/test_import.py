@@ -138,7 +138,7 @@ def _literal(strategy):
 def targets(draw, loose: bool = False):
     text, name = (TEXT, NAME) if loose else (_literal(TEXT), _literal(NAME))
     t = {
-        "provider": draw(st.sampled_from(["modal", "fal", "custom", "openai", "anthropic", "vllm", "my provider"])),
+        "provider": draw(st.sampled_from(["modal", "fal", "custom", "openai", "anthropic", "azure", "vllm", "my provider"])),
         "model_name": draw(name),
         "endpoint": draw(st.sampled_from(["https://", "http://"] + (["ftp://", ""] if loose else []))) + draw(text),
     }
@@ -387,6 +387,15 @@ def test_reused_target_becomes_a_named_definition():
     assert "target primary = modal(" in text
     assert text.count('"https://primary.modal.run"') == 1
     assert "route primary shadow modal(" in text
+
+
+def test_an_azure_target_imports_as_the_stdlib_preset():
+    config = {"name": "r", "rules": [{"name": "all", "priority": 0, "conditions": [], "strategy": "single",
+                                      "targets": [{"provider": "azure", "model_name": "gpt-4o-prod",
+                                                   "endpoint": "https://contoso.openai.azure.com"}]}]}
+    text, compiled = round_trip(config)
+    assert 'azure("gpt-4o-prod", "https://contoso.openai.azure.com")' in text
+    assert canonical(compiled) == canonical(config)
 
 
 def test_identifier_labels_are_written_before_the_target():

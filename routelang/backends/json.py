@@ -9,7 +9,8 @@ rule["x-routelang"]:
     when        the exact condition tree ({"all"|"any": [...]}, {"not": c},
                 or a condition), when `conditions` alone is not exact
     strategy    {"kind": K, ...K's parameters}, for a strategy Mixtrain lacks or a
-                parameter it lacks (a sticky split's "sticky_by", "salt"; hybrid's
+                parameter it lacks (a sticky split's "sticky_by", "salt"; a split's
+                "failover": false, written `no failover`; hybrid's
                 "cost_weight", "latency_weight", "reliability_weight"); see
                 vocab/strategies.py for which. When members are strategies
                 themselves, the whole tree: each node also has "members"
@@ -169,6 +170,8 @@ def _parameters(s: ir.Strategy, default_salt: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(s, ir.Split) and s.sticky_by is not None:
         out = {"sticky_by": s.sticky_by, "salt": s.salt if s.salt is not None else default_salt}
+    if isinstance(s, ir.Split) and not s.failover:
+        out["failover"] = False
     for factor in strategies.strategy(s.kind).score_factors:
         out[f"{factor}_weight"] = getattr(s, f"{factor}_weight") or 0.0
     return out
