@@ -187,14 +187,14 @@ class Link:
     Calls are hard-bounded by TIMEOUT_S; a cancelled or timed-out call leaves its connection
     closed (redis-py disconnects a connection whose reply was not read), never out of step."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, on_up: Callable[[], None]):
         self.url = url
         self.up = False
         self.since = time.time()
         self.dropped = 0          # writes dropped while the queue was full
         self.client: Any = None
         self._shas: dict[str, str] = {}
-        self._on_up: list[Callable[[], None]] = []
+        self._on_up = on_up       # called when Redis answers again
 
     def open(self) -> None:
         import redis.asyncio as redis  # imported only when a redis:// URL asks for it
@@ -214,8 +214,7 @@ class Link:
             return
         self.up, self.since = up, time.time()
         if up:
-            for callback in self._on_up:
-                callback()
+            self._on_up()
 
     async def connect(self) -> bool:
         """PING and load the scripts; up when both answer in time."""
@@ -248,7 +247,7 @@ class Link:
                     for op in ops:
                         pipe.evalsha(self._shas[op.script], len(op.keys), *op.keys, *op.args)
                     replies = await pipe.execute(raise_on_error=False)
-            except (OSError, TimeoutError, KeyError, self.errors()):
+            except (OSError, TimeoutError, self.errors()):
                 self.mark(False)
                 return None
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
@@ -393,7 +392,7 @@ class RedisState(InProcessState):
 
     def __init__(self, url: str):
         super().__init__()
-        self.link = Link(url)
+        self.link = Link(url, self._resync)
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
         self.breakers: dict[str, SharedBreaker] = {}            # Redis key -> breaker
         self.stats: dict[str, tuple[SharedTargets, tuple]] = {}  # Redis key -> (router state, target key)
@@ -415,7 +414,6 @@ class RedisState(InProcessState):
         self._wake = asyncio.Event()
         self._subscribed = asyncio.Event()
         self.link.open()
-        self.link._on_up.append(self._resync)
         await self.link.connect()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(job()) for job in (self._writer, self._watch, self._flusher,

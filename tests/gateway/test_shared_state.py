@@ -224,7 +224,7 @@ def test_a_redis_call_cancelled_mid_reply_does_not_put_the_connection_out_of_ste
     from routelang.gateway.redisstate import Link
 
     async def scenario() -> list:
-        link = Link(redis_server.url)
+        link = Link(redis_server.url, on_up=lambda: None)
         link.open()
         link.client.connection_pool.max_connections = 1
         assert await link.connect()
