@@ -329,7 +329,6 @@ class Endpoints:
                 for target in loaded.targets.values():
                     if target.circuit_breaker is not None:
                         self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))
-        self.metrics.state_backend_up.set(1 if self.state.status()["up"] else 0)
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def unknown(self, request: web.Request) -> web.Response:

@@ -187,14 +187,14 @@ class Link:
     Calls are hard-bounded by TIMEOUT_S; a cancelled or timed-out call leaves its connection
     closed (redis-py disconnects a connection whose reply was not read), never out of step."""
 
-    def __init__(self, url: str, on_up: Callable[[], None]):
+    def __init__(self, url: str, on_change: Callable[[bool], None]):
         self.url = url
         self.up = False
         self.since = time.time()
         self.dropped = 0          # writes dropped while the queue was full
         self.client: Any = None
         self._shas: dict[str, str] = {}
-        self._on_up = on_up       # called when Redis answers again
+        self._on_change = on_change   # called with `up` when Redis starts or stops answering
 
     def open(self) -> None:
         import redis.asyncio as redis  # imported only when a redis:// URL asks for it
@@ -213,8 +213,7 @@ class Link:
         if up == self.up:
             return
         self.up, self.since = up, time.time()
-        if up:
-            self._on_up()
+        self._on_change(up)
 
     async def connect(self) -> bool:
         """PING and load the scripts; up when both answer in time."""
@@ -392,7 +391,8 @@ class RedisState(InProcessState):
 
     def __init__(self, url: str):
         super().__init__()
-        self.link = Link(url, self._resync)
+        self.link = Link(url, self._link_changed)
+        self._watchers: list[Callable[[bool], None]] = []
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{id(self):x}"
         self.breakers: dict[str, SharedBreaker] = {}            # Redis key -> breaker
         self.stats: dict[str, tuple[SharedTargets, tuple]] = {}  # Redis key -> (router state, target key)
@@ -572,9 +572,16 @@ class RedisState(InProcessState):
                 if await self.link.connect():
                     await self.poll(force=True)
 
-    def _resync(self) -> None:
-        for key in self._turn_keys:
-            self._refill(key)
+    def watch(self, callback: Callable[[bool], None]) -> None:
+        self._watchers.append(callback)
+        callback(self.link.up)
+
+    def _link_changed(self, up: bool) -> None:
+        if up:  # take turns from the fleet's counters again
+            for key in self._turn_keys:
+                self._refill(key)
+        for callback in self._watchers:
+            callback(up)
 
     async def poll(self, force: bool = False) -> None:
         """Read every breaker, every statistic, health and drains from Redis."""

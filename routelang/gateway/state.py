@@ -25,7 +25,7 @@ pushed health, like probed health, are the upstream's (keyed by the target's key
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -58,6 +58,9 @@ class State(Protocol):
     def status(self) -> dict[str, Any]:
         """Where the state is kept and whether that store answers: {"backend": ..., "up": ...,
         "degraded": ...}; degraded: shared state is unreachable and this process runs on its own."""
+
+    def watch(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(up)` now and whenever the store starts or stops answering."""
 
     async def probe_lease(self, key: tuple, interval_s: float) -> bool:
         """Should this process probe the health of target `key` now? (With shared state, one
@@ -123,6 +126,9 @@ class InProcessState:
 
     def status(self) -> dict[str, Any]:
         return {"backend": "memory", "up": True, "degraded": False}
+
+    def watch(self, callback: Callable[[bool], None]) -> None:
+        callback(True)  # this process's memory always answers
 
     async def probe_lease(self, key: tuple, interval_s: float) -> bool:
         return True  # every process probes for itself

@@ -92,6 +92,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
     log = log or JsonLog()
     metrics = Metrics()
     state = state or InProcessState()
+    state.watch(lambda up: metrics.state_backend_up.set(1 if up else 0))
     client = upstream.Client(settings.connect_timeout_s)
     health = HealthChecker(client, state, metrics, log)
     routers: Source

@@ -179,6 +179,9 @@ def test_redis_frozen_never_hangs_a_request_and_shows_degraded(upstreams, fleet,
         redis_server.thaw()
     assert wait_for(lambda: not any(http("GET", gw.url + "/health/ready").json().get("degraded")
                                     for gw in gateways), timeout=5)
+    # Every worker's gauge follows the link (with --workers 2 the exposition is the minimum of both).
+    assert wait_for(lambda: all("routelang_state_backend_up 1.0" in http("GET", gw.url + "/metrics").text
+                                for gw in gateways), timeout=5)
 
 
 def test_redis_killed_and_restarted_shared_breakers_resume(upstreams, fleet, redis_server):
@@ -224,7 +227,7 @@ def test_a_redis_call_cancelled_mid_reply_does_not_put_the_connection_out_of_ste
     from routelang.gateway.redisstate import Link
 
     async def scenario() -> list:
-        link = Link(redis_server.url, on_up=lambda: None)
+        link = Link(redis_server.url, on_change=lambda up: None)
         link.open()
         link.client.connection_pool.max_connections = 1
         assert await link.connect()
