@@ -449,8 +449,10 @@ class RedisState(InProcessState):
 
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
         super().bind(loaded, previous)
+        targets: SharedTargets = self.targets[loaded.name]
         for key in loaded.targets:
             self.digests[digest(key)] = key
+            targets.stats_key(key)   # read the fleet's statistics of every target, not only those seen here
         for key in loaded.router.turn_keys():
             self._turn_keys.add((loaded.name, *key))
             if self.link.up:
@@ -556,9 +558,8 @@ class RedisState(InProcessState):
             await asyncio.sleep(FLUSH_S)
             if self.link.up:
                 for targets in self.targets.values():
-                    if isinstance(targets, SharedTargets) and targets.pending:
-                        for op in targets.flush():
-                            self.queue(op)
+                    for op in targets.flush():
+                        self.queue(op)
 
     async def _watch(self) -> None:
         """While up, re-read the snapshot every POLL_S (which also notices Redis going away);
