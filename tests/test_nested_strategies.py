@@ -152,7 +152,7 @@ def test_compile_warns_what_mixtrain_does_with_a_nested_strategy(tmp_path):
 
 def test_import_writes_nested_strategies_back_and_ignores_a_broken_tree():
     from routelang.backends.json import lower
-    from routelang.importer import import_config
+    from routelang.importers.mixtrain import import_config
 
     body = "rule r priority 1 { split { 80% primary: (fallback claude, gpt4)  20% canary: (fallback turbo, local) } }"
     config, _ = lower(compiled(body).router)
@@ -181,7 +181,7 @@ def test_no_failover_reaches_every_phase_and_comes_back_from_json():
     """Parsed, resolved (Split.failover), lowered (x-routelang `"failover": false`), loaded by the
     runtime, formatted, explained, diffed, and imported back from the JSON as `no failover`."""
     from routelang.backends.json import lower
-    from routelang.importer import import_config
+    from routelang.importers.mixtrain import import_config
     from routelang.loader import load
 
     result = compile_text(NO_FAILOVER)

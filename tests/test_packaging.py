@@ -26,6 +26,7 @@ ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
 TIERING = EXAMPLES / "user_tiering.route"
 MIXTRAIN_CONFIG = ROOT / "tests" / "runtime" / "fixtures" / "mixtrain_config.json"
+LITELLM_CONFIG = ROOT / "tests" / "fixtures" / "import" / "litellm" / "load_balancing.yaml"
 TIMEOUT = 120  # seconds, for any one command
 
 
@@ -159,6 +160,9 @@ def check_import(cli: Cli, tmp: Path) -> None:
     proc = cli("import", MIXTRAIN_CONFIG)
     assert proc.returncode == 0, proc.stderr
     assert "rule premium_images priority 100" in proc.stdout
+    proc = cli("import", LITELLM_CONFIG)  # YAML: PyYAML is a runtime dependency
+    assert proc.returncode == 0, proc.stderr
+    assert 'when model == "zephyr-beta"' in proc.stdout
 
 
 def check_lsp(cli: Cli, tmp: Path) -> None:

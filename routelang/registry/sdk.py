@@ -238,7 +238,7 @@ class LocalRegistry:
         return history.get_request(self.store.conn, request_id)
 
     def push_config(self, config: dict) -> int:
-        from ..importer import ImportProblem
+        from ..importers.mixtrain import ImportProblem
         from .artifacts import build_config
 
         try:

@@ -253,7 +253,7 @@ def _safe_build(build: Callable[[], Any]):
 
 
 def _built_from_config(config: dict, name: str):
-    from ...importer import ImportProblem
+    from ...importers.common import ImportProblem
     from ...registry.artifacts import build_config
 
     config = {"name": name, **config}
