@@ -2,6 +2,7 @@
 
     python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
                                          [--profile FILE] [--config bench.json]
+                                         [--state memory|redis://HOST:PORT/DB]
                                          [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
@@ -17,9 +18,11 @@ the body, answer fixed bytes) is the baseline: the difference is routelang's.
 Printed: the best of `--repeat` runs, in microseconds of CPU time (of this
 process: server and client) per request; the machine is shared, and CPU time
 and the minimum are the figures least disturbed by other load.
-`--only` runs one side `--requests` times and prints nothing else, for
-instruction counts: `valgrind --tool=callgrind` of two runs with different
-`--requests`, the difference divided by the difference in requests.
+`--state` serves on that state (as `serve --state`; with Redis, the figure includes
+this process's side of sharing, not redis-server's own CPU). `--only` runs one side
+`--requests` times and prints nothing else, for instruction counts: `valgrind
+--tool=callgrind` of two runs with different `--requests`, the difference divided by
+the difference in requests.
 
 `--trace` (the `otel` extra): the gateway exports OpenTelemetry spans over OTLP/HTTP
 to a receiver in another process (so the figure holds the span work and the
@@ -100,9 +103,11 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
     return respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
 
 
-def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None) -> web.Application:
+def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None,
+                  state: str = "memory") -> web.Application:
     tracer = tracing.from_options(otlp_endpoint, os.environ) if otlp_endpoint else None
-    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer)
+    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer,
+                            state=wiring.state_from_url(state))
     services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
     return wiring.application(services)
@@ -188,6 +193,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("routelang", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
+    parser.add_argument("--state", default="memory", help="memory (default) or a Redis URL, as serve --state")
     parser.add_argument("--trace", choices=("off", "sampled", "unsampled-by-client", "unsampled-by-sampler"),
                         default="off")
     args = parser.parse_args()
@@ -216,10 +222,10 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
             config.write_text(json.dumps(CONFIG))
         log = Path(scratch, "log.jsonl")
         if args.only:
-            app = routelang_app(config, log, otlp_endpoint) if args.only == "routelang" else minimal_app()
+            app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
-        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint), args.requests, args.repeat,
+        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests, args.repeat,
                                          args.profile))
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")

@@ -327,7 +327,7 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
     else:
         row_note = None
     after = rss_mb(pid) if pid else None
-    row = {"name": name, "p50_ms": one["p50_ms"], "rps": many["rps"], "errors": one["errors"] + many["errors"],
+    row = {"name": name, "p50_ms": one["p50_ms"], "rps": many["rps"], "requests": many["requests"], "errors": one["errors"] + many["errors"],
            "ttfb_ms": ttfb, "rss_before": before, "rss_after": after, "cpu_us": cpu, "note": row_note}
     if direct is not None:
         row["added_p50_ms"] = row["p50_ms"] - direct["p50_ms"]
@@ -439,12 +439,61 @@ def bench_config(scratch: Path, up_port: int) -> Path:
     return config
 
 
-def start_routelang(scratch: Path, config: Path, loop: str) -> tuple[Proc, int]:
+def start_routelang(scratch: Path, config: Path, loop: str, *extra: str) -> tuple[Proc, int]:
     port = free_port()
     proc = Proc([sys.executable, "-m", "routelang", "serve", str(config), "--port", str(port), "--loop", loop,
-                 "--log-file", str(scratch / "routelang.log")], env={"PYTHONPATH": str(ROOT)})
+                 "--log-file", str(scratch / "routelang.log"), *extra], env={"PYTHONPATH": str(ROOT)})
     assert wait_port(port), "routelang serve did not start"
     return proc, port
+
+
+def measure_state(args, scratch: Path, config: Path, rows: list, direct: dict, notes: list[str]) -> None:
+    """Shared state: `--state redis://...` (a redis-server started here, no persistence) against
+    in-process state, twice each, alternating; and `--workers 2` (in-process state). The goal:
+    shared state adds at most 15 % CPU per request and 0.1 ms p50. A note gives redis-server's
+    own CPU per request (not in the gateway's figure)."""
+    if shutil.which("redis-server") is None:
+        notes.append("--state redis: redis-server is not installed (apt-get install -y redis-server), not measured")
+        return
+    folder = scratch / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    redis_port = free_port()
+    redis = Proc(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(folder),
+                  "--save", "", "--appendonly", "no"], log=scratch / "redis.log")
+    try:
+        assert wait_port(redis_port), "redis-server did not start"
+        url = f"redis://127.0.0.1:{redis_port}/0"
+        by_kind: dict[str, list[dict]] = {"memory": [], "redis": []}
+        for round_no in (1, 2):
+            for kind in ("memory", "redis"):
+                rl, port = start_routelang(scratch, config, "uvloop", "--state", "memory" if kind == "memory" else url)
+                redis_cpu = cpu_seconds(redis.proc.pid)
+                row = measure(f"routelang serve --state {kind} (uvloop, run {round_no})", port,
+                              "/v1/chat/completions", {}, args, scratch, rl.proc.pid, rows, direct)
+                if kind == "redis" and row.get("requests"):
+                    notes.append(f"{row['name']}: redis-server used "
+                                 f"{(cpu_seconds(redis.proc.pid) - redis_cpu) / row['requests'] * 1e6:.1f} us "
+                                 "CPU per request (warm-up and 1-connection run included)")
+                by_kind[kind].append(row)
+                rl.stop()
+        memory_cpu = statistics.median(r["cpu_us"] for r in by_kind["memory"])
+        redis_cpu = statistics.median(r["cpu_us"] for r in by_kind["redis"])
+        memory_p50 = statistics.median(r["p50_ms"] for r in by_kind["memory"])
+        redis_p50 = statistics.median(r["p50_ms"] for r in by_kind["redis"])
+        notes.append(f"--state redis against memory (medians of 2 runs): CPU per request {redis_cpu:.0f} us against "
+                     f"{memory_cpu:.0f} us ({(redis_cpu / memory_cpu - 1) * 100:+.1f} %, goal at most +15 %), "
+                     f"p50 {redis_p50:.3f} ms against {memory_p50:.3f} ms ({(redis_p50 - memory_p50):+.3f} ms, "
+                     "goal at most +0.1 ms)")
+        rl, port = start_routelang(scratch, config, "uvloop", "--workers", "2")
+        measure("routelang serve --workers 2 (uvloop, --state memory)", port, "/v1/chat/completions", {}, args,
+                scratch, rl.proc.pid, rows, direct)
+        rl.stop()
+        rl, port = start_routelang(scratch, config, "uvloop", "--workers", "2", "--state", url)
+        measure("routelang serve --workers 2 (uvloop, --state redis)", port, "/v1/chat/completions", {}, args,
+                scratch, rl.proc.pid, rows, direct)
+        rl.stop()
+    finally:
+        redis.stop()
 
 
 def long_run(args, scratch: Path, up_port: int) -> None:
@@ -481,6 +530,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--no-peers", action="store_true", help="without LiteLLM and Portkey")
+    parser.add_argument("--state-only", action="store_true",
+                        help="only direct and the shared-state rows (--state memory / redis, --workers 2)")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "routelang-gateway-bench")
     parser.add_argument("--long", type=int, metavar="SECONDS",
                         help="instead: routelang under load for SECONDS, printing its memory (flat?)")
@@ -518,6 +569,8 @@ def main() -> None:
             references.append(("httpx", "uvloop"))
         else:
             notes.append("minimal httpx pass-through: httpx is not installed here (pip install httpx), not measured")
+        if args.state_only:
+            references = []
         for client, loop in references:
             port = free_port()
             mini = Proc([sys.executable, __file__, "--minimal-proxy", str(port), str(up_port), loop, client],
@@ -529,7 +582,7 @@ def main() -> None:
             mini.stop()
             procs.remove(mini)
 
-        for loop in LOOPS:
+        for loop in () if args.state_only else LOOPS:
             rl, rl_port = start_routelang(scratch, config, loop)
             procs.append(rl)
             measure(f"routelang serve (1 worker, {loop})", rl_port, "/v1/chat/completions", {}, args, scratch,
@@ -537,9 +590,11 @@ def main() -> None:
             rl.stop()
             procs.remove(rl)
 
-        measure_history(args, scratch, up_port, rows, direct, notes)
+        measure_state(args, scratch, config, rows, direct, notes)
+        if not args.state_only:
+            measure_history(args, scratch, up_port, rows, direct, notes)
 
-        if not args.no_peers:
+        if not (args.no_peers or args.state_only):
             litellm = install_litellm(scratch)
             if litellm is None:
                 notes.append("LiteLLM: install failed, not measured")

@@ -548,6 +548,9 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
 @click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
               help="Event loop; uvloop must be installed separately.")
+@click.option("--state", "state", default="memory", show_default=True, envvar="ROUTELANG_STATE",
+              help="Where breakers, statistics, turns, health and drains live: `memory` (each process its own) "
+                   "or redis://HOST:PORT/DB (shared by every process and replica on it; also $ROUTELANG_STATE).")
 @click.option("--otlp-endpoint", metavar="URL",
               help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
                    "also $OTEL_EXPORTER_OTLP_ENDPOINT). Needs the otel extra.")
@@ -555,7 +558,7 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
                   host, port, workers, api_keys, admin_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file, loop, otlp_endpoint):
+                  log_file, loop, otlp_endpoint, state):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -574,6 +577,10 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
         raise UsageProblem("serve needs FILE or --registry PATH (or $ROUTELANG_REGISTRY)")
     elif capture and no_history:
         raise UsageProblem("--capture stores text in the history: it cannot go with --no-history")
+    from .gateway.state import check_url
+
+    if check_url(state) is not None:
+        raise UsageProblem(check_url(state))
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)
@@ -595,7 +602,8 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
                       settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
-                      log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint)
+                      log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint,
+                      state=state)
     try:
         code = run(options)
     except LoadError as exc:

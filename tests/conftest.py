@@ -21,3 +21,15 @@ def loop_thread():
     lt = LoopThread()
     yield lt
     lt.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server for this test (tests/services.py); stopped afterwards."""
+    from services import RedisServer
+
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder).start()
+    yield server
+    server.stop()

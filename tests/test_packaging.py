@@ -77,6 +77,15 @@ def test_plain_install_has_no_test_packages(installed):
     assert out.strip() == "[]"
 
 
+def test_plain_install_has_the_redis_client(installed):
+    """`serve --state redis://...` needs no extra: redis-py and its hiredis parser are dependencies
+    (imported only when a Redis URL asks for them)."""
+    code = "import importlib.util as u; print([m for m in ('redis', 'hiredis') if u.find_spec(m)])"
+    out = subprocess.run([installed / "python", "-c", code], capture_output=True, text=True, check=True,
+                         timeout=TIMEOUT, cwd="/").stdout
+    assert out.strip() == "['redis', 'hiredis']"
+
+
 def test_plain_install_registers_the_pygments_lexer(installed):
     code = "from pygments.lexers import get_lexer_for_filename as g; print(type(g('x.route')).__name__)"
     out = subprocess.run([installed / "python", "-c", code], capture_output=True, text=True, check=True,

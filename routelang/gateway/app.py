@@ -253,7 +253,9 @@ class Endpoints:
         healthy = [key for key in targets if self.state.healthy(key)]
         ready = bool(healthy)
         body = {"status": "ready" if ready else "not_ready", "healthy_targets": len(healthy),
-                "targets": len(targets)}
+                "targets": len(targets), "state": self.state.status()}
+        if body["state"]["degraded"]:  # still ready: this process serves on its own state meanwhile
+            body["degraded"] = True
         if not self.serves_registry:
             body["version"] = routers[0].version
         else:
@@ -270,7 +272,7 @@ class Endpoints:
             targets = [{"name": plan.target_name(t), "provider": t.provider, "model": t.model_name,
                         "endpoint": t.endpoint, **self.state.view(t)} for t in loaded.targets.values()]
         return {"router": loaded.name, "file": loaded.path, "version": loaded.version, "sha256": loaded.sha256,
-                "rules": rules, "targets": targets}
+                "state": self.state.status(), "rules": rules, "targets": targets}
 
     async def routing(self, request: web.Request) -> web.Response:
         """One router (file mode; or the one a registry request names); else every router of the registry."""

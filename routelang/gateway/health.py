@@ -69,12 +69,13 @@ class HealthChecker:
         url = probe_url(endpoint, check.path)
         was = True  # a target counts as healthy until its first probe
         while True:
-            healthy, detail = await self.probe(url, check.timeout_s)
-            self.state.set_health(key, healthy, detail)
-            self.metrics.healthy.labels(name).set(1 if healthy else 0)
-            if was != healthy:  # this probe's last result, not State.healthy (which a drain makes False)
-                self.log.write("health", target=name, healthy=healthy, detail=detail)
-            was = healthy
+            if await self.state.probe_lease(key, check.interval_s):  # shared state: one prober for the fleet
+                healthy, detail = await self.probe(url, check.timeout_s)
+                self.state.set_health(key, healthy, detail)
+                self.metrics.healthy.labels(name).set(1 if healthy else 0)
+                if was != healthy:  # this probe's last result, not State.healthy (which a drain makes False)
+                    self.log.write("health", target=name, healthy=healthy, detail=detail)
+                was = healthy
             await asyncio.sleep(check.interval_s)
 
     async def probe(self, url: str, timeout_s: float) -> tuple[bool, str | None]:

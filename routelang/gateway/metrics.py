@@ -174,6 +174,9 @@ class Metrics:
                              ["target"], registry=r, multiprocess_mode="min")
         self.drained = Gauge("routelang_target_drained", "Drained by hand through the admin API: 1 drained, 0 not",
                              ["target"], registry=r, multiprocess_mode="max")
+        self.state_backend_up = Gauge("routelang_state_backend_up",
+                                      "Shared state (--state): 1 the store answers, 0 degraded to this process's",
+                                      registry=r, multiprocess_mode="min")
         self.config_version = Gauge("routelang_config_version", "Version of the config being served",
                                     registry=r, multiprocess_mode="max")
         # Children cached per label values (see _cached_child).

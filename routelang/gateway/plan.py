@@ -2,9 +2,8 @@
 
 Everything the gateway needs from them goes through here: loading a file
 into a `Loaded` config (`load`), turning the runtime's routing decision into
-the ordered attempts, the shadow copies and the reason (`decide`), feeding
-outcomes back (`observe`) and carrying breaker and latency state across a
-reload (`carry_over`). When the runtime's strategy model changes (nested
+the ordered attempts, the shadow copies and the reason (`decide`) and
+feeding outcomes back (`observe`). When the runtime's strategy model changes (nested
 strategies), this module is the one to adapt.
 """
 
@@ -37,11 +36,6 @@ class Availability(Protocol):
 
     def admits(self, target: Target) -> bool: ...
 
-
-class Turns(Protocol):
-    """Round-robin turns: `take_turn(key)` gives 0, 1, 2, ... (State provides them)."""
-
-    def take_turn(self, key: tuple) -> int: ...
 
 EXT = "x-routelang"
 # Selectors (vocab/strategies.py) that pick one target, which the gateway backs with the rule's others.
@@ -173,29 +167,6 @@ def _models(router: routelang.LoadedRouter) -> list[str]:
     return list(names)
 
 
-def carry_over(old: Loaded, new: Loaded) -> None:
-    """Keep the breaker state and latency/reliability statistics of the targets
-    that stay (same provider, model and endpoint; breakers only when their
-    settings are unchanged). The runtime has no API to hand state to a new
-    Router, so this copies its fields, here and nowhere else."""
-    for key, breaker in new.router.breakers.items():
-        previous = old.router.breakers.get(key)
-        if previous is None or (previous.failure_threshold, previous.cooldown_s, previous.success_threshold) != (
-                breaker.failure_threshold, breaker.cooldown_s, breaker.success_threshold):
-            continue
-        with previous._lock:
-            state = (previous._state, previous._failures, previous._successes, previous._opened_at,
-                     previous._probe_at)
-        with breaker._lock:
-            (breaker._state, breaker._failures, breaker._successes, breaker._opened_at,
-             breaker._probe_at) = state
-    for key in new.targets:
-        stats = old.router.metrics.get(key)
-        if stats.requests:
-            with new.router.metrics._lock:
-                new.router.metrics._stats[key] = stats
-
-
 # ---- deciding -------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -310,15 +281,10 @@ def _retry_after(loaded: Loaded, rule: RuleSpec, state: Availability) -> int:
     for t in rule.targets:
         breaker = loaded.router.breakers.get(t.key)
         if breaker is not None and breaker.state != "closed":
-            waits.append(breaker.cooldown_s - (breaker._clock() - breaker._opened_at))
+            waits.append(breaker.cooldown_left_s())
         if not state.healthy(t.key) and t.key in loaded.health_checks:
             waits.append(loaded.health_checks[t.key].interval_s)
     return max(1, math.ceil(min(waits))) if waits else 1
-
-
-def take_turns_from(loaded: Loaded, turns: Turns) -> None:
-    """The runtime's round-robin turns come from `turns` (State.take_turn)."""
-    loaded.router.turns = turns
 
 
 def observe(loaded: Loaded, target: Target, ok: bool, latency_ms: float | None,

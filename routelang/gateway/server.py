@@ -42,6 +42,7 @@ class Options:
     drain_s: float = 30.0
     log_file: str | None = None
     loop: str = "asyncio"       # or "uvloop" (when installed); see docs/gateway.md#performance
+    state: str = "memory"       # or a Redis URL: state shared by every process on it (redisstate.py)
     tracing: bool = False       # export traces (checked by tracing.check; each worker makes its own Tracing)
     otlp_endpoint: str | None = None    # None: from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
 
@@ -131,8 +132,8 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
 
     log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
     try:
-        services = wiring.build(options.path, settings=options.settings, api_keys=keys.clients,
-                                log=JsonLog(log_stream), reload_interval_s=options.reload_interval_s,
+        services = wiring.build(options.path, settings=options.settings, state=wiring.state_from_url(options.state),
+                                api_keys=keys.clients, log=JsonLog(log_stream), reload_interval_s=options.reload_interval_s,
                                 admin_keys=keys.admins, registry=options.registry,
                                 default_router=options.default_router, history=options.history,
                                 retention=options.retention, capture=options.capture,

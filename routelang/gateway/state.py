@@ -1,12 +1,15 @@
-"""The state replicas would share: circuit breakers, latency/reliability
+"""The state replicas share: circuit breakers, latency/reliability
 statistics, target health (probed, or pushed through the admin API),
-drained targets and round-robin turns. The request path reaches it only through `State`,
-so a shared store (Redis, ...) is a new class here, not a change there.
+drained targets and round-robin turns. The request path reaches it only through `State`.
 
-`InProcessState`, the default, keeps it in this process: breakers and
-statistics are the runtime's own (fed through `plan`), health and the
-round-robin turns are dicts.
-With `--workers N` each worker has its own.
+Breakers, statistics and turns are the runtime's target state
+(routelang.runtime.targetstate): each router served gets one TargetState,
+which every version of it uses (`bind`), so a reload or a deploy carries on
+with them. Health and drains are the gateway's own.
+
+`InProcessState`, the default (`serve --state memory`), keeps it all in this
+process; with `--workers N` each worker has its own. `RedisState`
+(redisstate.py, `--state redis://...`) shares it through Redis.
 
 One gateway may serve several routers (`serve --registry`). Breakers and
 statistics are each router's own; health is the upstream's, shared by every
@@ -22,12 +25,13 @@ pushed health, like probed health, are the upstream's (keyed by the target's key
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 from routelang.runtime.model import Target
+from routelang.runtime.targetstate import InProcessTargetState
 
 from . import plan
 
@@ -46,6 +50,22 @@ def about(router: plan.Loaded) -> Iterator[None]:
 
 
 class State(Protocol):
+    async def start(self) -> None:
+        """Connect to the store (when there is one), in the serving process's event loop."""
+
+    async def close(self) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        """Where the state is kept and whether that store answers: {"backend": ..., "up": ...,
+        "degraded": ...}; degraded: shared state is unreachable and this process runs on its own."""
+
+    def watch(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(up)` now and whenever the store starts or stops answering."""
+
+    async def probe_lease(self, key: tuple, interval_s: float) -> bool:
+        """Should this process probe the health of target `key` now? (With shared state, one
+        process of the fleet per interval.)"""
+
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
         """A new config version of router `loaded.name` takes over (or the router is
         new: `previous` None); state of targets that stay carries over."""
@@ -92,22 +112,47 @@ class State(Protocol):
 class InProcessState:
     def __init__(self) -> None:
         self.routers: dict[str, plan.Loaded] = {}
+        self.targets: dict[str, InProcessTargetState] = {}   # router name -> its target state
         self._health: dict[tuple, tuple[bool, str | None, bool]] = {}   # key -> (healthy, detail, pushed)
         self._unhealthy = 0
         self._drained: set[tuple] = set()
         self._turns: dict[tuple, int] = {}  # one event loop: no lock needed
 
+    async def start(self) -> None:
+        return None  # nothing to connect to
+
+    async def close(self) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": "memory", "up": True, "degraded": False}
+
+    def watch(self, callback: Callable[[bool], None]) -> None:
+        callback(True)  # this process's memory always answers
+
+    async def probe_lease(self, key: tuple, interval_s: float) -> bool:
+        return True  # every process probes for itself
+
     def bind(self, loaded: plan.Loaded, previous: plan.Loaded | None) -> None:
-        if previous is not None:
-            plan.carry_over(previous, loaded)
-            if previous.name != loaded.name:
-                self.routers.pop(previous.name, None)  # a file whose router was renamed
+        if previous is not None and previous.name != loaded.name:  # a file whose router was renamed
+            self.routers.pop(previous.name, None)
+            if previous.name in self.targets:
+                self.targets[loaded.name] = self.targets.pop(previous.name)
+                self.targets[loaded.name].router = loaded.name
         self.routers[loaded.name] = loaded
-        plan.take_turns_from(loaded, _Turns(self, loaded.name))
+        targets = self.targets.get(loaded.name)
+        if targets is None:
+            targets = self.targets[loaded.name] = self.target_state(loaded)
+        loaded.router.use_state(targets)
         self._forget()
+
+    def target_state(self, loaded: plan.Loaded) -> InProcessTargetState:
+        """The target state of a router bound for the first time."""
+        return RouterTargets(self, loaded.name)
 
     def unbind(self, router: str) -> None:
         self.routers.pop(router, None)
+        self.targets.pop(router, None)
         self._forget()
 
     def _forget(self) -> None:
@@ -183,13 +228,23 @@ class InProcessState:
         return turn
 
 
-class _Turns:
-    """One router's round-robin turns, kept in the State under the router's name
-    (two routers' rules of one name do not share turns; a new version's do)."""
+STATE_SCHEMES = ("redis://", "rediss://", "unix://")
 
-    __slots__ = ("router", "state")
+
+def check_url(url: str) -> str | None:
+    """What is wrong with a `--state` value (None: nothing)."""
+    if url == "memory" or url.startswith(STATE_SCHEMES):
+        return None
+    return f"--state takes `memory` or a Redis URL (redis://HOST:PORT/DB), not {url!r}"
+
+
+class RouterTargets(InProcessTargetState):
+    """One router's breakers and statistics in this process; its round-robin turns are the
+    State's, under the router's name (two routers' rules of one name do not share turns;
+    a new version's do)."""
 
     def __init__(self, state: State, router: str):
+        super().__init__()
         self.state = state
         self.router = router
 

@@ -2,7 +2,8 @@
 from the settings, and hands each one what it needs; nothing holds the whole.
 
     settings, log, metrics     given, or the defaults
-    state                      State: breakers, statistics, health, drains, turns (state.py)
+    state                      State: breakers, statistics, health, drains, turns (state.py; on Redis:
+                               redisstate.py, started and closed with the application)
     client                     the upstream HTTP client (upstream.py), shared by the executor and the probes
     store, recorder            the registry (registry mode, or given for a file's admin API) and the
                                request history written from the requests (recording.py)
@@ -38,8 +39,20 @@ from .logs import JsonLog
 from .metrics import Metrics
 from .recording import Recorder
 from .routers import POLL_S, FileSource, RegistrySource, Source
-from .state import InProcessState, State
+from .state import InProcessState, State, check_url
 from .tracing import Tracing
+
+
+def state_from_url(url: str) -> State:
+    """The State a `--state` value asks for: `memory`, or Redis (its client is imported only then)."""
+    problem = check_url(url)
+    if problem is not None:
+        raise ValueError(problem)
+    if url == "memory":
+        return InProcessState()
+    from .redisstate import RedisState
+
+    return RedisState(url)
 
 
 @dataclass
@@ -79,6 +92,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
     log = log or JsonLog()
     metrics = Metrics()
     state = state or InProcessState()
+    state.watch(lambda up: metrics.state_backend_up.set(1 if up else 0))
     client = upstream.Client(settings.connect_timeout_s)
     health = HealthChecker(client, state, metrics, log)
     routers: Source
@@ -127,6 +141,7 @@ def application(services: Services) -> web.Application:
 
 
 async def start(s: Services) -> None:
+    await s.state.start()   # before the probes, which may ask it for a lease
     s.health.sync(s.routers.all())
     s.routers.start()
     if s.registry is None:
@@ -140,6 +155,7 @@ async def start(s: Services) -> None:
 async def close(s: Services) -> None:
     await s.routers.close()
     await s.health.close()
+    await s.state.close()
     await s.executor.close()
     await s.client.close()
     if s.recorder is not None:

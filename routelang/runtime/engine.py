@@ -21,10 +21,12 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from ..vocab import strategies
 from . import operators
 from .model import Plan, RuleSpec, Target
 from .operators import RequestError, check_request
-from .strategies import NOTHING, CircuitBreaker, Metrics, Selection, Selector, TargetStats, Turns
+from .strategies import NOTHING, Selection, Selector
+from .targetstate import Breaker, InProcessTargetState, TargetState, TargetStats
 
 Executor = Callable[[Plan], Callable[[dict], int]]
 
@@ -96,25 +98,37 @@ def interpreter(plan: Plan) -> Callable[[dict], int]:
 
 
 class Router:
-    """A loaded router. Thread-safe: counters, breakers and metrics lock.
-    `turns` holds the round-robin counters (`take_turn(key) -> int`); replace it
-    to share them (the gateway's State does)."""
+    """A loaded router. Thread-safe. Breakers, statistics and round-robin turns live
+    in its target state (`state`, targetstate.py; in this process unless `state` is
+    given); `turns` answers the round-robin turns (`take_turn(key) -> int`), the
+    state's unless replaced."""
 
-    def __init__(self, plan: Plan, executor: Executor = interpreter, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, plan: Plan, executor: Executor = interpreter, clock: Callable[[], float] = time.monotonic,
+                 state: TargetState | None = None):
         self.plan = plan
-        self.metrics = Metrics()
-        self.breakers: dict[tuple, CircuitBreaker] = {}
-        for rule in plan.rules:
+        self.decide = executor(plan)
+        self.use_state(InProcessTargetState(clock) if state is None else state)
+
+    def use_state(self, state: TargetState) -> None:
+        """Read and feed target state in `state` from now on (the gateway gives every version of
+        a router the same one, so a new version carries on with its breakers, statistics and turns)."""
+        self.state = state
+        self.turns = state
+        self.breakers: dict[tuple, Breaker] = {}
+        for rule in self.plan.rules:
             for t in rule.targets:
                 if t.circuit_breaker is not None and t.key not in self.breakers:
-                    self.breakers[t.key] = CircuitBreaker(clock=clock, **t.circuit_breaker)
-        self.decide = executor(plan)
-        self.turns = Turns()
-        selectors = [Selector(rule, self.breakers, self.metrics, self._take_turn) for rule in plan.order]
+                    self.breakers[t.key] = state.breaker(t.key, t.circuit_breaker)
+        selectors = [Selector(rule, self.breakers, state, self._take_turn) for rule in self.plan.order]
         # Per rule, in evaluation order, what route() needs in one lookup: the selector,
         # the rule, its explanation, and its selection when it never changes.
         self._routes = [(s.select, s.rule, f"Matched rule '{s.rule.name}' (priority {s.rule.priority})",
                          s.static) for s in selectors]
+
+    def turn_keys(self) -> list[tuple]:
+        """The turn key of every round-robin node (what `take_turn` is asked for)."""
+        return [(rule.name, i) for rule in self.plan.order for i, node in enumerate(rule.selection.walk())
+                if strategies.strategy(node.kind).selector == "rotate"]
 
     def _take_turn(self, key: tuple) -> int:
         return self.turns.take_turn(key)
@@ -160,14 +174,13 @@ class Router:
         state after it (of the last target a name matched; None without a breaker)."""
         state = None
         for key in (target.key,) if isinstance(target, Target) else self._keys(target):
-            self.metrics.observe(key, latency_ms, ok, tokens)
+            self.state.observe(key, latency_ms, ok, tokens)
             breaker = self.breakers.get(key)
             state = None if breaker is None else breaker.record(ok)
         return state
 
     def stats(self, target: Target | str) -> TargetStats:
-        keys = self._keys(target)
-        return self.metrics.get(keys[0])
+        return self.state.stats(self._keys(target)[0])
 
     def breaker_state(self, target: Target | str) -> str | None:
         """"closed", "open", "half_open", or None when the target has no breaker."""

@@ -1,4 +1,5 @@
-"""Target selection: every strategy, circuit breakers and live metrics.
+"""Target selection: every strategy, reading breakers and statistics from the
+target state (targetstate.py).
 
 Selection is shared by both executors (interpreted JSON and generated
 Python): they differ only in how they find the rule. docs/semantics.md
@@ -10,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from ..vocab import strategies
 from . import operators
 from .model import RuleSpec, StrategySpec, Target
+from .targetstate import Breaker, TargetState, TargetStats
 
 # ---- the published sticky hash -----------------------------------------------------
 
@@ -78,122 +78,6 @@ def pick_random(weights: tuple[float, ...] | list[float]) -> int:
     return len(weights) - 1
 
 
-# ---- circuit breakers ---------------------------------------------------------------
-
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-
-
-class CircuitBreaker:
-    """As the llm-edge-routing crate: `failure_threshold` consecutive failures
-    open the breaker for `cooldown_ms`; then one request may probe (half-open);
-    `success_threshold` successes close it, a failure opens it again. A probe
-    whose outcome is never reported is given up after another cooldown."""
-
-    def __init__(self, failure_threshold: int = 5, cooldown_ms: int = 30_000, success_threshold: int = 1,
-                 clock: Callable[[], float] = time.monotonic):
-        self.failure_threshold = failure_threshold
-        self.cooldown_s = cooldown_ms / 1000
-        self.success_threshold = success_threshold
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._state = CLOSED
-        self._failures = 0
-        self._successes = 0
-        self._opened_at = 0.0
-        self._probe_at: float | None = None
-
-    @property
-    def state(self) -> str:
-        with self._lock:
-            return self._current()
-
-    @property
-    def closed(self) -> bool:
-        """Closed now? Read without the lock: a closed breaker changes only when an outcome is
-        recorded, and a read just before that is as valid as one under the lock."""
-        return self._state == CLOSED
-
-    def _current(self) -> str:
-        if self._state == OPEN and self._clock() - self._opened_at >= self.cooldown_s:
-            self._state, self._successes, self._probe_at = HALF_OPEN, 0, None
-        return self._state
-
-    def admits(self) -> bool:
-        """May a request go to this target now? (Closed, or half-open with no probe out.)"""
-        with self._lock:
-            state = self._current()
-            if state == HALF_OPEN:
-                return self._probe_at is None or self._clock() - self._probe_at >= self.cooldown_s
-            return state == CLOSED
-
-    def dispatched(self) -> None:
-        """A selection sent a request here: in half-open state that request is the probe."""
-        with self._lock:
-            if self._current() == HALF_OPEN:
-                self._probe_at = self._clock()
-
-    def record(self, ok: bool) -> str:
-        """One outcome; the state after it."""
-        with self._lock:
-            state = self._current()
-            if ok:
-                self._failures = 0
-                if state == HALF_OPEN:
-                    self._successes += 1
-                    self._probe_at = None
-                    if self._successes >= self.success_threshold:
-                        self._state = CLOSED
-                return self._state
-            self._failures += 1
-            if state == HALF_OPEN or self._failures >= self.failure_threshold:
-                self._state, self._opened_at, self._probe_at = OPEN, self._clock(), None
-            return self._state
-
-
-# ---- metrics ------------------------------------------------------------------------
-
-LATENCY_SMOOTHING = 0.3  # weight of the newest sample in the latency average
-
-
-@dataclass
-class TargetStats:
-    requests: int = 0
-    failures: int = 0
-    latency_ms: float | None = None   # exponentially weighted moving average; None: never measured
-    tokens: int = 0
-
-    @property
-    def reliability(self) -> float:
-        """Share of successful requests; 1.0 before any is observed."""
-        return 1.0 if self.requests == 0 else (self.requests - self.failures) / self.requests
-
-
-class Metrics:
-    """Per-target statistics fed by `Router.observe`; thread-safe."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._stats: dict[tuple, TargetStats] = {}
-
-    def observe(self, key: tuple, latency_ms: float | None, ok: bool, tokens: int | None) -> None:
-        with self._lock:
-            stats = self._stats.get(key)
-            if stats is None:
-                stats = self._stats[key] = TargetStats()
-            stats.requests += 1
-            stats.failures += 0 if ok else 1
-            if tokens:
-                stats.tokens += tokens
-            if latency_ms is not None:
-                stats.latency_ms = latency_ms if stats.latency_ms is None else (
-                    LATENCY_SMOOTHING * latency_ms + (1 - LATENCY_SMOOTHING) * stats.latency_ms)
-
-    def get(self, key: tuple) -> TargetStats:
-        with self._lock:
-            stats = self._stats.get(key)
-            return replace(stats) if stats is not None else TargetStats()
-
-
 # ---- ranking strategies -------------------------------------------------------------
 
 def _inverse_score(values: list[float | None], unknown: float) -> list[float]:
@@ -203,20 +87,20 @@ def _inverse_score(values: list[float | None], unknown: float) -> list[float]:
     return [unknown if v is None else 1.0 if v <= 0 or best is None else best / v for v in values]
 
 
-def _by_cost(node: StrategySpec, targets: list[Target], metrics: Metrics) -> list[Target]:
+def _by_cost(node: StrategySpec, targets: list[Target], state: TargetState) -> list[Target]:
     # Targets without a cost come after those with one, in written order.
     return sorted(targets, key=lambda t: (t.cost_per_1k_tokens is None, t.cost_per_1k_tokens or 0.0))
 
 
-def _by_latency(node: StrategySpec, targets: list[Target], metrics: Metrics) -> list[Target]:
+def _by_latency(node: StrategySpec, targets: list[Target], state: TargetState) -> list[Target]:
     # Cold start: unmeasured targets come first, so each gets measured.
-    stats = [metrics.get(t.key) for t in targets]
+    stats = [state.stats(t.key) for t in targets]
     order = sorted(range(len(targets)), key=lambda i: (stats[i].latency_ms is not None, stats[i].latency_ms or 0.0))
     return [targets[i] for i in order]
 
 
-def _by_score(node: StrategySpec, targets: list[Target], metrics: Metrics) -> list[Target]:
-    scores = hybrid_scores(node, targets, [metrics.get(t.key) for t in targets])
+def _by_score(node: StrategySpec, targets: list[Target], state: TargetState) -> list[Target]:
+    scores = hybrid_scores(node, targets, [state.stats(t.key) for t in targets])
     order = sorted(range(len(targets)), key=lambda i: -scores[i])
     return [targets[i] for i in order]
 
@@ -256,31 +140,14 @@ class Selection:
 NOTHING = Selection(())
 
 
-class Turns:
-    """Round-robin turn counters, in this process: `take_turn(key)` is 0, 1, 2, ... for
-    each key (a round-robin node: its rule's name and its position in the rule's
-    strategy tree). A Router's `turns` may be replaced by any object with this method
-    (the gateway keeps them in its shared state)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._taken: dict[tuple, int] = {}
-
-    def take_turn(self, key: tuple) -> int:
-        with self._lock:
-            turn = self._taken.get(key, 0)
-            self._taken[key] = turn + 1
-            return turn
-
-
 class Selector:
     """Selects the targets of one rule, through its strategy tree (nested
     strategies select recursively); round-robin turns come from `take_turn`."""
 
-    def __init__(self, rule: RuleSpec, breakers: dict[tuple, CircuitBreaker], metrics: Metrics,
+    def __init__(self, rule: RuleSpec, breakers: dict[tuple, Breaker], state: TargetState,
                  take_turn: Callable[[tuple], int]):
         self.rule = rule
-        self.metrics = metrics
+        self.state = state
         self._breaker_of = {t.key: breakers[t.key] for t in rule.targets if t.key in breakers}
         self.guarded = bool(self._breaker_of)
         self._guards = [(id(t), self._breaker_of.get(t.key)) for t in rule.targets]
@@ -361,7 +228,7 @@ class Selector:
         if selector == "rotate":
             turn = self._take_turn(self._turn_keys[id(node)])
             return Selection((targets[turn % len(targets)],))
-        return Selection(tuple(RANKINGS[selector](node, targets, self.metrics)))
+        return Selection(tuple(RANKINGS[selector](node, targets, self.state)))
 
     def _can_serve(self, member: Target | StrategySpec, available: set[int] | None) -> bool:
         """Would `member` select anything now? (A nested single or shadow needs its

@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "logs", "request", "upstream", "adapters", "metrics"),
     ("auth", "plan", "tracing"),
     ("state", "exchange"),
+    ("redisstate",),
     ("responses", "recording", "reload"),
     ("health", "executor", "routers"),
     ("app", "admin"),

@@ -645,3 +645,33 @@ def test_a_split_with_no_failover_keeps_each_request_in_its_arm(upstreams, regis
         assert (status, row["first_target"], row["first_outcome"], row["failed_over"]) == (*expected, 0)
     assert len(a.received) == sum(s == 200 for s in statuses.values()) > 0   # a never answered for b
     assert len(b.received) == sum(s == 502 for s in statuses.values()) > 0
+
+
+def test_gateways_on_one_registry_and_one_redis_share_a_breaker_across_versions(upstreams, registry, redis_server,
+                                                                                 tmp_path):
+    a = upstreams("a")
+    breaker = "cost 0.002 per 1k circuit_breaker { failures 1 cooldown 60s successes 1 }"
+    registry.push("alpha", route_text("alpha", a.url, cost=breaker))
+    common = ["--registry", str(registry.path), "--state", redis_server.url]
+    gateways = [Served(*common, "--log-file", str(tmp_path / "one.log")),
+                Served(*common, "--workers", "2", "--log-file", str(tmp_path / "two.log"))]
+    try:
+        a.script = [{"status": 500, "body": {"error": {"message": "down"}}}]
+        assert http("POST", gateways[0].url + "/v1/chat/completions", CHAT).status_code == 502   # open for all
+        time.sleep(0.25)
+        for _ in range(4):   # both workers of the other gateway keep off a
+            reply = http("POST", gateways[1].url + "/v1/chat/completions", CHAT)
+            assert reply.json()["error"]["code"] == "targets_unavailable"
+        assert len(a.received) == 1
+        # A new version (another description) of the router keeps the fleet's breaker.
+        registry.push("alpha", route_text("alpha", a.url, cost=breaker).replace(
+            "rule all priority 10 {", 'rule all priority 10 "every request" {'))
+        for served in gateways:
+            assert wait_for(lambda served=served: http("GET", served.url + "/r/alpha/routing").json()["version"] == 2,
+                            timeout=3)
+            target = http("GET", served.url + "/r/alpha/routing").json()["targets"][0]
+            assert target["breaker"] == "open" and target["failures"] == 1
+        assert len(a.received) == 1
+    finally:
+        for served in gateways:
+            served.stop()
