@@ -357,7 +357,7 @@ def measure_history(args, scratch: Path, up_port: int, rows: list, direct: dict,
     for round_no in (1, 2, 3):
         for history in (False, True):
             port = free_port()
-            before = store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+            before = store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"]
             proc = Proc([sys.executable, "-m", "routelang", "serve", "--registry", str(registry), "--port", str(port),
                          "--log-file", str(scratch / "routelang.log"), *([] if history else ["--no-history"])],
                         env={"PYTHONPATH": str(ROOT)})
@@ -365,7 +365,7 @@ def measure_history(args, scratch: Path, up_port: int, rows: list, direct: dict,
             row = measure(f"routelang serve --registry, history {'on' if history else 'off'} (run {round_no})",
                           port, "/v1/chat/completions", {}, args, scratch, proc.proc.pid, rows, direct)
             proc.stop()  # SIGTERM: what is queued is written
-            written = store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - before
+            written = store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"] - before
             if history:
                 notes.append(f"{row['name']}: {written} history rows written")
             measured[history].append(row)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -476,7 +475,7 @@ class Admin:
             return await handler(request)
         except AdminError as exc:
             return _error(exc.kind, exc.message, exc.param, **exc.extra)
-        except (sqlite3.Error, RegistryError) as exc:  # locked past the busy timeout, unreadable, too new
+        except RegistryError as exc:  # the database locked past its timeout, down, unreadable, too new
             return _error(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc}")
         except Exception as exc:  # noqa: BLE001 (a bug must still get an answer, and a log line to find it)
             self.gateway.log.write("bug", path=request.path, error=f"{type(exc).__name__}: {exc}",
@@ -519,7 +518,7 @@ class Admin:
         from ..registry.store import Store
 
         if self._store is None:
-            self._store = Store(self.gateway.store.path)
+            self._store = Store(self.gateway.store.location)
         return work(self._store)
 
     async def openapi(self, _request: web.Request) -> web.Response:
@@ -672,9 +671,8 @@ class Admin:
 
         def work(store: Store) -> RequestList:
             _active(store, name)
-            history.shared_writer(store.path).flush()   # what this gateway recorded is listed too
-            return RequestList(router=name, data=[RequestRow(**r) for r in
-                                                  history.list_requests(store.conn, name, limit)])
+            history.shared_writer(store.location).flush()   # what this gateway recorded is listed too
+            return RequestList(router=name, data=[RequestRow(**r) for r in store.list_requests(name, limit)])
 
         return 200, await self._in_registry(work)
 
@@ -684,8 +682,8 @@ class Admin:
         request_id = request.match_info["id"]
 
         def work(store: Store) -> RequestRow:
-            history.shared_writer(store.path).flush()
-            found = history.get_request(store.conn, request_id)
+            history.shared_writer(store.location).flush()
+            found = store.get_request(request_id)
             if found is None:
                 raise AdminError(errors.NOT_FOUND_REQUEST, f"no request {request_id!r} in the history", "id")
             found.pop("capture", None)  # captured user text stays in the registry file (`routelang request ID`)
@@ -762,7 +760,7 @@ class Admin:
         store = self.gateway.store
         if record and store is not None:
             row = history_record(name, version, data, result, elapsed_ms)
-            history.shared_writer(store.path).record(row)
+            history.shared_writer(store.location).record(row)
             request_id = row.id
         rule = result.matched_rule
         fields: dict[str, Any] = {

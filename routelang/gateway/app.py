@@ -66,7 +66,7 @@ class Gateway:
             self.store = Store(registry, create=False)                    # raises RegistryError
             self.routers = RegistrySource(self, self.store, default_router, poll_s)
             if history is not False:
-                writer = history if isinstance(history, HistoryWriter) else shared_writer(self.store.path, retention)
+                writer = history if isinstance(history, HistoryWriter) else shared_writer(self.store.location, retention)
                 self.recorder = Recorder(writer, capture)
         self.executor = Executor(self, settings or Settings())
         self.health = HealthChecker(self)
@@ -110,7 +110,7 @@ class Gateway:
             self.log.write("start", pid=os.getpid(), router=loaded.name, version=loaded.version,
                            sha256=loaded.sha256)
         else:
-            self.log.write("start", pid=os.getpid(), registry=str(self.store.path),
+            self.log.write("start", pid=os.getpid(), registry=self.store.shown,
                            routers={r.name: r.version for r in self.routers.all()})
 
     async def _cleanup(self, _app: web.Application) -> None:
@@ -336,7 +336,7 @@ class Gateway:
         if name is not None or not self.serves_registry:
             return web.Response(body=orjson.dumps({**self._routing_body(loaded), **common}), content_type=JSON)
         default = self.routers.get(None)
-        body = {"registry": str(self.store.path), "default_router": None if default is None else default.name,
+        body = {"registry": self.store.shown, "default_router": None if default is None else default.name,
                 "routers": [self._routing_body(r) for r in self.routers.all()], **common}
         return web.Response(body=orjson.dumps(body), content_type=JSON)
 

@@ -137,14 +137,12 @@ class RegistrySource:
                                    diagnostics=f"{type(exc).__name__}: {exc}")
 
     def _active(self) -> dict[str, int]:
-        rows = self.store.conn.execute(
-            "SELECT name, active_version FROM routers WHERE active_version IS NOT NULL").fetchall()
-        return {name: version for name, version in rows}
+        return self.store.active_versions()
 
     def _load(self, name: str, version: int) -> plan.Loaded | plan.LoadError:
         stored = self.store.version(name, version)
         try:
-            loaded = plan.from_config(stored.compiled, f"{self.store.path}#{name}@{version}", stored.content_hash)
+            loaded = plan.from_config(stored.compiled, f"{self.store.shown}#{name}@{version}", stored.content_hash)
         except plan.LoadError as exc:
             return exc
         loaded.version = version
@@ -153,7 +151,8 @@ class RegistrySource:
     async def reload(self, trigger: str) -> bool:
         """Serve what the registry has deployed now: True when something changed."""
         async with self._lock:
-            active = self._active()
+            loop = asyncio.get_running_loop()
+            active = await loop.run_in_executor(None, self._active)   # (a database on the network: off the loop)
             changed = False
             for name in [n for n in self.routers if n not in active]:
                 self.gateway.state.unbind(name)
@@ -161,7 +160,6 @@ class RegistrySource:
                 self.gateway.log.write("reload", trigger=trigger, result="ok", router=name, version=None)
                 changed = True
             self.errors = {n: e for n, e in self.errors.items() if active.get(n) == e["version"]}
-            loop = asyncio.get_running_loop()
             for name, version in active.items():
                 current = self.routers.get(name)
                 if (current is not None and current.version == version) or \

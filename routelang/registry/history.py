@@ -3,9 +3,11 @@ the gateway runs with `--capture`: then the body and the answer go to the
 separate table `captures`, same id, same retention).
 
 Rows are written off the request path: `HistoryWriter.record` puts a row on
-a bounded queue (a full queue drops the row and counts it, so a slow disk
-never slows routing) and one background thread inserts them in batches,
-then prunes to the retention limits.
+a bounded queue (a full queue drops the row and counts it, so a slow disk or
+a database that is down never slows routing) and one background thread
+inserts them in batches through the registry's Store (store.py), then prunes
+to the retention limits. A batch that fails to be written stays queued and
+is tried again, on a new connection, until the database answers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import atexit
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from .store import connect, write
+from .store import RegistryError, StorageError, Store
 
 COLUMNS = ("id", "time", "router", "version", "rule", "targets", "attempts", "status", "latency_ms", "ttft_ms",
            "tokens_in", "tokens_out", "cost", "split_label", "sticky_key_hash", "client_key_id", "http_status",
@@ -119,8 +120,6 @@ class Retention:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Retention:
         """`ROUTELANG_HISTORY_MAX_ROWS` / `ROUTELANG_HISTORY_MAX_DAYS`, else the defaults."""
-        from .store import RegistryError
-
         environ = os.environ if environ is None else environ
         values = {}
         for name, key, kind in (("ROUTELANG_HISTORY_MAX_ROWS", "max_rows", int),
@@ -136,29 +135,10 @@ class Retention:
         return cls(**values)
 
 
-def prune(conn: sqlite3.Connection, retention: Retention, now: float | None = None) -> int:
-    """Delete rows older than max_days, then the oldest beyond max_rows; the number deleted."""
-    now = time.time() if now is None else now
-    with write(conn):
-        gone = conn.execute("DELETE FROM requests WHERE time < ?", (now - retention.max_days * 86400,)).rowcount
-        gone += conn.execute("DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
-                             "ORDER BY time DESC LIMIT -1 OFFSET ?)", (retention.max_rows,)).rowcount
-        if gone:
-            conn.execute("DELETE FROM captures WHERE id NOT IN (SELECT id FROM requests)")
-    return gone
-
-
-def insert(conn: sqlite3.Connection, records: list[RequestRecord]) -> None:
-    captured = [r.capture_row() for r in records if r.captured_request is not None]
-    with write(conn):
-        conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
-                         f"VALUES ({', '.join('?' * len(COLUMNS))})", [r.row() for r in records])
-        if captured:
-            conn.executemany("INSERT OR IGNORE INTO captures (id, request, response) VALUES (?, ?, ?)", captured)
-
-
-def _decode(row: sqlite3.Row) -> dict:
+def decode_row(row: dict) -> dict:
+    """A stored row as the SDK, the CLI and the admin API give it."""
     out = dict(row)
+    out.pop("seq", None)   # (Postgres: the insertion order)
     for name in JSON_COLUMNS:
         out[name] = json.loads(out[name])
     # The names the Mixtrain SDK's examples read.
@@ -170,25 +150,6 @@ def _decode(row: sqlite3.Row) -> dict:
 MAX_LIMIT = 10_000   # rows one listing may ask for (the SDK's and the admin API's `limit`)
 
 
-def list_requests(conn: sqlite3.Connection, router: str, limit: int = 100) -> list[dict]:
-    """The newest first."""
-    rows = conn.execute("SELECT * FROM requests WHERE router = ? ORDER BY time DESC, rowid DESC LIMIT ?",
-                        (router, limit)).fetchall()
-    return [_decode(r) for r in rows]
-
-
-def get_request(conn: sqlite3.Connection, request_id: str) -> dict | None:
-    """The row; with `capture` ({request, response}) when it was captured."""
-    row = conn.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-    if row is None:
-        return None
-    out = _decode(row)
-    captured = conn.execute("SELECT request, response FROM captures WHERE id = ?", (request_id,)).fetchone()
-    if captured is not None:
-        out["capture"] = dict(captured)
-    return out
-
-
 class HistoryWriter:
     """Records requests from any thread; a daemon thread writes them in batches.
 
@@ -197,19 +158,26 @@ class HistoryWriter:
     and the thread wakes every `interval_s` to write what has accumulated, in
     transactions of up to `batch_size` rows. (Waking it for each row, as a
     `queue.Queue` consumer would be, costs a thread switch and a transaction
-    per request under load.) `flush()` waits until every row recorded so far
-    is written; `close()` flushes and stops the thread."""
+    per request under load.) A batch the database refuses (down, locked past
+    its timeout) goes back to the front of the queue and is tried again every
+    `retry_s` on a new connection; meanwhile the queue's bound holds.
+    `flush()` waits until every row recorded so far is written; `close()`
+    flushes and stops the thread (rows it could not write count as dropped)."""
 
-    def __init__(self, path: str | Path, retention: Retention = Retention(), batch_size: int = 500,
-                 interval_s: float = 0.2, queue_size: int = 10_000, prune_every_s: float = 60.0):
-        self.path = Path(path)
+    def __init__(self, location: str | Path, retention: Retention = Retention(), batch_size: int = 500,
+                 interval_s: float = 0.2, queue_size: int = 10_000, prune_every_s: float = 60.0,
+                 retry_s: float = 1.0):
+        self.location = location
         self.retention = retention
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.queue_size = queue_size
         self.prune_every_s = prune_every_s
+        self.retry_s = retry_s
         self.dropped = 0
         self.written = 0
+        self.failures = 0                   # batches the database refused (each tried again)
+        self.last_error: str | None = None  # the last refusal, until a batch is written again
         self._pending: deque[RequestRecord | threading.Event] = deque()
         self._wake = threading.Event()      # flush/close: do not wait for the interval
         self._stop = threading.Event()
@@ -222,42 +190,63 @@ class HistoryWriter:
             return
         self._pending.append(record)   # deque.append is atomic: no lock on the request path
 
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
     def flush(self, timeout_s: float = 10.0) -> None:
+        if not self._mark().wait(timeout_s):
+            raise TimeoutError(f"the request history was not written in time ({self.last_error or 'busy'})")
+
+    def _mark(self) -> threading.Event:
         done = threading.Event()
         self._pending.append(done)  # a marker: set when everything before it is written
         self._wake.set()
-        if not done.wait(timeout_s):
-            raise TimeoutError("the request history was not written in time")
+        return done
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         if self._thread.is_alive():
-            self.flush()
+            self._mark().wait(timeout_s)   # if the database still refuses, what is left is counted as dropped
             self._stop.set()
             self._wake.set()
-            self._thread.join(10)
+            self._thread.join(timeout_s)
+            self.dropped += sum(1 for item in self._pending if not isinstance(item, threading.Event))
+            self._pending.clear()
 
     def _run(self) -> None:
-        conn = connect(self.path)
-        # The history may lose its last rows on a power cut (never its consistency); no fsync per batch.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        store: Store | None = None
         last_prune = 0.0
         try:
             while not self._stop.is_set():
                 self._wake.wait(self.interval_s)
                 self._wake.clear()
-                while self._pending:
+                while self._pending and not self._stop.is_set():
                     batch, markers = self._take()
-                    if batch:
-                        insert(conn, batch)
-                        self.written += len(batch)
-                    now = time.monotonic()
-                    if batch and now - last_prune >= self.prune_every_s:
-                        prune(conn, self.retention)
-                        last_prune = now
+                    try:
+                        if store is None:
+                            store = _open_for_writing(self.location)
+                        if batch:
+                            store.insert_requests(batch)
+                            self.written += len(batch)
+                            self.last_error = None
+                        now = time.monotonic()
+                        if batch and now - last_prune >= self.prune_every_s:
+                            store.prune(self.retention)
+                            last_prune = now
+                    except StorageError as exc:
+                        self._pending.extendleft(reversed([*batch, *markers]))   # in order, at the front
+                        self.failures += 1
+                        self.last_error = str(exc)
+                        if store is not None:
+                            store.close()
+                            store = None
+                        self._stop.wait(self.retry_s)
+                        break
                     for marker in markers:
                         marker.set()
         finally:
-            conn.close()
+            if store is not None:
+                store.close()
 
     def _take(self) -> tuple[list[RequestRecord], list[threading.Event]]:
         """Up to batch_size rows from the front, and the flush markers among them."""
@@ -273,16 +262,28 @@ class HistoryWriter:
         return batch, markers
 
 
-_WRITERS: dict[Path, HistoryWriter] = {}
+def _open_for_writing(location: str | Path) -> Store:
+    store = Store(location)
+    tune = getattr(store, "tune_for_history", None)
+    if tune is not None:
+        tune()
+    return store
+
+
+def _writer_key(location: str | Path) -> str:
+    return location if isinstance(location, str) and "://" in location else str(Path(location).resolve())
+
+
+_WRITERS: dict[str, HistoryWriter] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def shared_writer(path: str | Path, retention: Retention | None = None) -> HistoryWriter:
-    """The one writer of this process for the registry at `path` (every SDK
+def shared_writer(location: str | Path, retention: Retention | None = None) -> HistoryWriter:
+    """The one writer of this process for the registry at `location` (every SDK
     Router of that registry, the gateway and its admin API use it, so a flush
     covers all of them); its rows are written at exit too. `retention`: the
     writer's (default: from the environment)."""
-    key = Path(path).resolve()
+    key = _writer_key(location)
     with _WRITERS_LOCK:
         writer = _WRITERS.get(key)
         if writer is None or not writer._thread.is_alive():

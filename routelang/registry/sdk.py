@@ -223,18 +223,18 @@ class LocalRegistry:
 
     def _history(self) -> history.HistoryWriter:
         if self._writer is None:
-            self._writer = history.shared_writer(self.store.path)
+            self._writer = history.shared_writer(self.store.location)
         return self._writer
 
     def list_requests(self, limit: int) -> list[dict]:
         if self._writer is not None:
             self._writer.flush()
-        return history.list_requests(self.store.conn, self.name, limit)
+        return self.store.list_requests(self.name, limit)
 
     def get_request(self, request_id: str) -> dict | None:
         if self._writer is not None:
             self._writer.flush()
-        return history.get_request(self.store.conn, request_id)
+        return self.store.get_request(request_id)
 
     def push_config(self, config: dict) -> int:
         from ..importer import ImportProblem

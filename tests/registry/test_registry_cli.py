@@ -156,7 +156,7 @@ def test_history_prune_applies_the_retention_now(registry, router_file, monkeypa
     assert run("push", router_file).exit_code == Exit.OK
     store = Store(registry)
     now = time.time()
-    history.insert(store.conn, [history.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
+    store.insert_requests([history.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
                                                       time=now - age * 86400) for age in (10, 5, 3, 2, 1)])
     pruned = run("history", "prune", "--max-days", "4")
     assert pruned.exit_code == Exit.OK, pruned.output

@@ -12,7 +12,8 @@ from conftest import write_router
 
 from routelang.registry import history
 from routelang.registry.artifacts import build_file, compile_stored
-from routelang.registry.store import MIGRATIONS, SCHEMA_VERSION, RegistryError, Store, default_path, migrate
+from routelang.registry.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, migrate
+from routelang.registry.store import RegistryError, Store, default_path
 
 
 def push_file(store: Store, path, name: str = "chat", message: str = ""):
@@ -89,7 +90,7 @@ def test_delete_removes_versions_deployments_and_history(registry, router_file):
     store = Store(registry)
     push_file(store, router_file)
     store.deploy("chat", 1)
-    history.insert(store.conn, [history.RequestRecord("chat", 1, "default", "routed")])
+    store.insert_requests([history.RequestRecord("chat", 1, "default", "routed")])
     store.delete("chat")
     assert store.routers() == []
     assert store.conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
@@ -109,7 +110,7 @@ def test_an_older_schema_is_migrated_keeping_its_data(registry, router_file):
     store = Store(registry)
     assert store.conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     assert [r["name"] for r in store.routers()] == ["old"]
-    history.insert(store.conn, [history.RequestRecord("old", None, None, "unmatched")])  # the new table works
+    store.insert_requests([history.RequestRecord("old", None, None, "unmatched")])  # the new table works
 
 
 def test_a_newer_schema_is_refused(registry):
@@ -163,8 +164,8 @@ def test_retention_deletes_old_rows_then_the_oldest_beyond_the_row_limit(registr
     store = Store(registry)
     now = 1_000_000_000.0
     rows = [history.RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
-    history.insert(store.conn, rows)
-    assert history.prune(store.conn, history.Retention(max_rows=2, max_days=30), now=now) == 3
+    store.insert_requests(rows)
+    assert store.prune(history.Retention(max_rows=2, max_days=30), now=now) == 3
     kept = store.conn.execute("SELECT time FROM requests ORDER BY time").fetchall()
     assert [now - t[0] for t in kept] == [2 * 86400, 86400]
 
@@ -177,7 +178,7 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
             writer.record(history.RequestRecord("chat", 1, "default", "routed", latency_ms=float(i)))
         writer.flush()
         assert writer.written == 120 and writer.dropped == 0
-        listed = history.list_requests(Store(registry).conn, "chat", limit=500)
+        listed = Store(registry).list_requests("chat", limit=500)
         assert len(listed) == 120
     finally:
         writer.close()
@@ -189,8 +190,9 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
     not one transaction per row (a writer woken by every row did that under load)."""
     Store(registry).close()
     batches = []
-    real_insert = history.insert
-    monkeypatch.setattr(history, "insert", lambda conn, rows: (batches.append(len(rows)), real_insert(conn, rows)))
+    real_insert = SqliteStore.insert_requests
+    monkeypatch.setattr(SqliteStore, "insert_requests",
+                        lambda store, rows: (batches.append(len(rows)), real_insert(store, rows)))
     writer = history.HistoryWriter(registry, interval_s=0.3)
     try:
         time.sleep(0.05)
