@@ -169,14 +169,19 @@ class PostgresStore(Store):
 
         if checked(current()) == SCHEMA_VERSION:
             return
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            applied = checked(current())     # again, under the lock: another process may have migrated
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-            for step in MIGRATIONS[applied:]:
-                conn.execute(step)
-            conn.execute("DELETE FROM schema_version")
-            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+        # The lock is taken before the transaction begins, so that the transaction sees the tables
+        # another process created while this one waited (the catalog is read once per transaction).
+        conn.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK,))
+        try:
+            with conn.transaction():
+                applied = checked(current())     # again, under the lock: another process may have migrated
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+                for step in MIGRATIONS[applied:]:
+                    conn.execute(step)
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
 
     def close(self) -> None:
         if self._conn is not None:

@@ -101,7 +101,7 @@ def test_editing_the_returned_rules_does_not_edit_the_router(deployed, open_rout
     assert router.rules[0]["priority"] == 100 and router.rules[0]["targets"]
     version = router.update(description="same rules")
     assert open_router("chat").versions[-1]["version"] == version
-    assert Store(deployed.path).version("chat", version).compiled["rules"][0]["priority"] == 100
+    assert Store(deployed.location).version("chat", version).compiled["rules"][0]["priority"] == 100
 
 
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):

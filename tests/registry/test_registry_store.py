@@ -6,13 +6,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import write_router
 
 from routelang.registry import history
 from routelang.registry.artifacts import build_file, compile_stored
-from routelang.registry.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore, migrate
+from routelang.registry.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
 from routelang.registry.store import RegistryError, Store, default_path
 
 
@@ -30,8 +31,8 @@ def test_default_location_follows_the_environment(monkeypatch, tmp_path):
     assert default_path() == tmp_path / "x.db"
 
 
-def test_the_file_is_in_wal_mode_with_a_busy_timeout(registry):
-    store = Store(registry)
+def test_the_file_is_in_wal_mode_with_a_busy_timeout(sqlite_registry):
+    store = Store(sqlite_registry)
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
@@ -93,14 +94,14 @@ def test_delete_removes_versions_deployments_and_history(registry, router_file):
     store.insert_requests([history.RequestRecord("chat", 1, "default", "routed")])
     store.delete("chat")
     assert store.routers() == []
-    assert store.conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
-    assert store.conn.execute("SELECT COUNT(*) FROM deployments").fetchone()[0] == 0
-    assert store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0
+    for table in ("versions", "deployments", "requests"):
+        assert store.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0
     with pytest.raises(RegistryError):
         store.delete("chat")
 
 
-def test_an_older_schema_is_migrated_keeping_its_data(registry, router_file):
+def test_an_older_schema_is_migrated_keeping_its_data(sqlite_registry, router_file):
+    registry = sqlite_registry
     registry.parent.mkdir(parents=True)
     old = sqlite3.connect(registry, isolation_level=None)
     migrate(old, upto=1)   # a registry written before the request history existed
@@ -115,7 +116,7 @@ def test_an_older_schema_is_migrated_keeping_its_data(registry, router_file):
 
 def test_a_newer_schema_is_refused(registry):
     store = Store(registry)
-    store.conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    store.execute("UPDATE schema_version SET version = version + 1")
     store.close()
     with pytest.raises(RegistryError, match="newer than this routelang"):
         Store(registry)
@@ -148,14 +149,15 @@ def test_several_processes_push_and_deploy_at_once(registry):
     assert store.active_version("shared") == store.deployments("shared")[-1]["version"]
 
 
-def test_several_processes_migrate_a_new_file_at_once(registry):
-    registry.parent.mkdir(parents=True)
+def test_several_processes_migrate_a_new_registry_at_once(registry):
+    if isinstance(registry, Path):
+        registry.parent.mkdir(parents=True)
     code = "import sys; from routelang.registry.store import Store; Store(sys.argv[1]); print('ok')"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(registry)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    assert Store(registry).conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+    assert Store(registry).query("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == 1
 
 
 # ---- request history ---------------------------------------------------------------------
@@ -166,8 +168,8 @@ def test_retention_deletes_old_rows_then_the_oldest_beyond_the_row_limit(registr
     rows = [history.RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
     store.insert_requests(rows)
     assert store.prune(history.Retention(max_rows=2, max_days=30), now=now) == 3
-    kept = store.conn.execute("SELECT time FROM requests ORDER BY time").fetchall()
-    assert [now - t[0] for t in kept] == [2 * 86400, 86400]
+    kept = store.query("SELECT time FROM requests ORDER BY time")
+    assert [now - r["time"] for r in kept] == [2 * 86400, 86400]
 
 
 def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(registry):
@@ -188,10 +190,11 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
 def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkeypatch):
     """Rows recorded one by one (as requests arrive) are written together each interval,
     not one transaction per row (a writer woken by every row did that under load)."""
-    Store(registry).close()
+    store = Store(registry)
+    store.close()
     batches = []
-    real_insert = SqliteStore.insert_requests
-    monkeypatch.setattr(SqliteStore, "insert_requests",
+    real_insert = type(store).insert_requests
+    monkeypatch.setattr(type(store), "insert_requests",
                         lambda store, rows: (batches.append(len(rows)), real_insert(store, rows)))
     writer = history.HistoryWriter(registry, interval_s=0.3)
     try:
@@ -205,9 +208,9 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
     assert sum(batches) == 50 and len(batches) <= 2, batches
 
 
-def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(registry):
-    store = Store(registry)
-    writer = history.HistoryWriter(registry, queue_size=5, interval_s=0.01)
+def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(sqlite_registry):
+    store = Store(sqlite_registry)
+    writer = history.HistoryWriter(sqlite_registry, queue_size=5, interval_s=0.01)
     try:
         store.conn.execute("BEGIN IMMEDIATE")    # the writer's next insert waits for this lock
         writer.record(history.RequestRecord("chat", 1, "a", "routed"))
