@@ -10,6 +10,7 @@ the targets that stay carries over (`State.bind`).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -82,7 +83,9 @@ class FileSource:
 class RegistrySource:
     """Every deployed router of a registry, each at its active version (compiled
     once when it becomes active). A cheap query on the routers table every
-    `poll_s` notices deploys, rollbacks and deletions made by any process."""
+    `poll_s` notices deploys, rollbacks and deletions made by any process; on
+    Postgres, a deploy is also announced (LISTEN/NOTIFY) and served at once
+    by every replica, the poll staying as the fallback."""
 
     def __init__(self, gateway: Gateway, store: Store, default: str | None = None, poll_s: float = POLL_S):
         self.gateway = gateway
@@ -93,6 +96,9 @@ class RegistrySource:
         self.errors: dict[str, dict] = {}     # router -> the active version that does not load
         self._lock = asyncio.Lock()
         self._polling = Every(poll_s, self._check)
+        self._watching: threading.Thread | None = None
+        self._stop_watching = threading.Event()
+        self._checks: set[asyncio.Task] = set()
         for name, version in self._active().items():   # before serving: what is deployed now
             self._apply(name, version, self._load(name, version), "start")
 
@@ -125,9 +131,27 @@ class RegistrySource:
 
     def start(self) -> None:
         self._polling.start()
+        if self.store.notifies:
+            loop = asyncio.get_running_loop()
+            self._watching = threading.Thread(
+                target=self.store.watch, args=(lambda: loop.call_soon_threadsafe(self._notified),
+                                               self._stop_watching),
+                name="routelang-registry-watch", daemon=True)
+            self._watching.start()
+
+    def _notified(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._check())
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
 
     async def close(self) -> None:
         await self._polling.close()
+        self._stop_watching.set()
+        if self._watching is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._watching.join, 5)
+        for task in list(self._checks):
+            task.cancel()
+        await asyncio.gather(*self._checks, return_exceptions=True)
 
     async def _check(self) -> None:
         try:
