@@ -40,9 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from routelang.gateway import executor as executor_module
+from routelang.gateway import wiring
 from routelang.gateway.adapters import adapter_for
-from routelang.gateway.app import Gateway
 from routelang.gateway.logs import JsonLog
+from routelang.gateway.responses import respond
 from routelang.gateway.server import settle_gc
 
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello in five words."}],
@@ -69,14 +70,14 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
     out, usage = adapter.response(ANSWER, ex.path.removeprefix("/v1"))
     self._record(ex, target, "ok", seconds, ok=True, status=200, usage=usage)
     ex.target, ex.usage = target, usage
-    return self.gateway.respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
+    return respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
 
 
 def routelang_app(config: Path, log_path: Path) -> web.Application:
-    gateway = Gateway(str(config), log=JsonLog(log_path.open("ab")))
-    gateway.executor._call = answered_call.__get__(gateway.executor, executor_module.Executor)
+    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")))
+    services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
-    return gateway.application()
+    return wiring.application(services)
 
 
 def minimal_app() -> web.Application:

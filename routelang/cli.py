@@ -854,25 +854,30 @@ def delete_command(name, yes, registry):
     finish(Exit.OK)
 
 
+SOURCE_CHOICES = click.Choice(["gateway", "sdk", "all"])
+
+
 @main.command(name="requests")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--source", type=SOURCE_CHOICES, default="all", show_default=True,
+              help="Only requests the gateway served, or only the SDK's decisions.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @registry_option
 @guarded
 @registry_errors
-def requests_command(name, limit, fmt, registry):
+def requests_command(name, limit, source, fmt, registry):
     """The newest requests router NAME routed (the request history)."""
     store = _store(registry)
     store.active_version(name)  # an unknown router is an error, not an empty list
-    rows = store.list_requests(name, limit)
+    rows = store.list_requests(name, limit, None if source == "all" else source)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         finish(Exit.OK)
     for r in rows:
         latency = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}ms"
-        click.echo(f"{r['id']}  {_when(r['time'])}  v{r['version']}  {r['status']:<9}  {r['rule'] or '-'}  "
-                   f"-> {r['selected_target'] or '-'}  {latency}")
+        click.echo(f"{r['id']}  {_when(r['time'])}  v{r['version']}  {r['source']:<7}  {r['status']:<9}  "
+                   f"{r['rule'] or '-'}  -> {r['selected_target'] or '-'}  {latency}")
     if not rows:
         click.echo(f"no requests recorded for {name}")
     finish(Exit.OK)
@@ -922,6 +927,8 @@ def history_prune_command(max_rows, max_days, registry):
                               "(30m, 24h, 7d).")
 @click.option("--until", help="Before this time (the same forms as --since).")
 @click.option("--control", help="The control arm (default: the first label in sorted order).")
+@click.option("--source", type=SOURCE_CHOICES, default="gateway", show_default=True,
+              help="Whose rows: requests the gateway served, the SDK's decisions (decision time only), or all.")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="The false-positive rate of the report, shared by its variants (Bonferroni).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "html"]), default="table",
@@ -930,7 +937,7 @@ def history_prune_command(max_rows, max_days, registry):
 @registry_option
 @guarded
 @registry_errors
-def ab_command(name, rule, since, until, control, alpha, fmt, output, registry):
+def ab_command(name, rule, since, until, control, source, alpha, fmt, output, registry):
     """An A/B report of router NAME's split arms from the request history:
     per arm, requests, success rate, latency, time to first token, tokens and
     cost; per variant against the control, a z-test on the success rate and
@@ -946,7 +953,7 @@ def ab_command(name, rule, since, until, control, alpha, fmt, output, registry):
         if start is not None and end is not None and end <= start:
             raise ab_report.ReportProblem(f"--until {until} is not after --since {since}: the window is empty")
         report = ab_report.build_report(store, name, rule=rule, since=start, until=end, control=control,
-                                        alpha=alpha)
+                                        alpha=alpha, source=None if source == "all" else source)
     except ab_report.ReportProblem as exc:
         raise UsageProblem(str(exc)) from None
     if fmt == "json":

@@ -1,128 +1,76 @@
 """The HTTP surface: aiohttp handlers for the OpenAI endpoints, /routing,
 /health and /metrics. Handlers parse, decide (through `plan`), hand over to
-the executor, and write the headers, the metrics and the one log line."""
+the executor, and write the headers, the metrics and the one log line.
+`Endpoints` receives the parts it uses from the composition root (wiring.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 import traceback
-from pathlib import Path
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
 
-from routelang.registry.history import HistoryWriter, Retention, shared_writer
-from routelang.registry.store import ROUTER_NAME, Store
+from routelang.registry.store import ROUTER_NAME
 
 from . import auth, errors, plan
-from .executor import Exchange, Executor, Settings
-from .health import HealthChecker
+from .exchange import Exchange
 from .logs import JsonLog, ms, now
 from .metrics import CONTENT_TYPE, Metrics
 from .recording import Recorder, Routed
 from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
-from .routers import POLL_S, FileSource, RegistrySource, Source
-from .state import ROUTER, InProcessState, State, about
+from .responses import JSON, error, refusal
+from .state import ROUTER, State, about
 
-JSON = "application/json"
+if TYPE_CHECKING:
+    from .executor import Executor
+    from .routers import Source
+
 MAX_BODY = 32 * 1024 * 1024  # images in chat messages make bodies large
 ROUTER_PREFIX = "/r/{router:" + ROUTER_NAME.pattern + "}"   # /r/NAME/v1/chat/completions
 ROUTED_PATHS = frozenset({*("/v1" + p for p in KINDS), "/v1/models", "/routing", "/routing/decide"})
 
 
-class Gateway:
-    """Serves one config file (`path`) or every deployed router of a registry
-    (`registry`). A request names its router by path (`/r/NAME/v1/...`) or by
-    the `x-routelang-router` header, else gets the default one (docs/gateway.md).
-    `admin_keys`: serve the admin API at /api (admin.py); `store`: the registry
-    a file-serving gateway's admin API works on (with `registry`, that one)."""
+def application(endpoints: Endpoints, admin: web.Application | None = None) -> web.Application:
+    """The gateway's aiohttp application; `admin`: the admin API, mounted at /api."""
+    app = web.Application(client_max_size=MAX_BODY)
+    for prefix in ("", ROUTER_PREFIX):
+        for path in KINDS:
+            app.router.add_post(prefix + "/v1" + path, endpoints.completions)
+        app.router.add_get(prefix + "/v1/models", endpoints.models)
+        app.router.add_get(prefix + "/routing", endpoints.routing)
+        app.router.add_post(prefix + "/routing/decide", endpoints.decide)
+    app.router.add_get("/health", endpoints.liveness)
+    app.router.add_get("/health/ready", endpoints.readiness)
+    app.router.add_get("/metrics", endpoints.prometheus)
+    if admin is not None:
+        app.add_subapp("/api", admin)
+    app.router.add_route("*", "/{tail:.*}", endpoints.unknown)
+    return app
 
-    def __init__(self, path: str | None = None, settings: Settings | None = None, state: State | None = None,
-                 api_keys: auth.Keys | None = None, log: JsonLog | None = None,
-                 reload_interval_s: float = 1.0, admin_keys: auth.Keys | None = None,
-                 store: Store | None = None, *, registry: str | Path | None = None,
-                 default_router: str | None = None, history: bool | HistoryWriter = True,
-                 retention: Retention | None = None, capture: bool = False, poll_s: float = POLL_S):
-        if (path is None) == (registry is None):
-            raise TypeError("Gateway: give either a config file `path` or a `registry`")
-        self.path = path
-        self.state = state or InProcessState()
+
+class Endpoints:
+    """The handlers of one config file's router or of a registry's deployed routers
+    (`registry`: its path, shown in /routing). A request names its router by path
+    (`/r/NAME/v1/...`) or by the `x-routelang-router` header, else gets the default
+    one (docs/gateway.md)."""
+
+    def __init__(self, routers: Source, state: State, executor: Executor, metrics: Metrics, log: JsonLog,
+                 recorder: Recorder | None, api_keys: auth.Keys | None, registry: str | None, started: float):
+        self.routers = routers
+        self.state = state
+        self.executor = executor
+        self.metrics = metrics
+        self.log = log
+        self.recorder = recorder
         self.api_keys = api_keys
-        self.log = log or JsonLog()
-        self.metrics = Metrics()
-        self.store = store                      # the registry Store; None: serving a file, no registry
-        self.admin_keys = admin_keys            # None: no admin API (/api does not exist)
+        self.registry = registry
         self.serves_registry = registry is not None
-        self.recorder: Recorder | None = None
-        self.routers: Source
-        if registry is None:
-            self.routers = FileSource(self, path, reload_interval_s)  # raises plan.LoadError
-            self.state.bind(self.routers.loaded, None)
-            self.metrics.config_version.set(self.routers.loaded.version)
-        else:
-            self.store = Store(registry, create=False)                    # raises RegistryError
-            self.routers = RegistrySource(self, self.store, default_router, poll_s)
-            if history is not False:
-                writer = history if isinstance(history, HistoryWriter) else shared_writer(self.store.location, retention)
-                self.recorder = Recorder(writer, capture)
-        self.executor = Executor(self, settings or Settings())
-        self.health = HealthChecker(self)
-        self.started = time.time()
-
-    def loaded_for(self, name: str | None) -> plan.Loaded | None:
-        """The current version of router `name` (None: the default router); None when not served."""
-        return self.routers.get(name)
-
-    def health_sync(self) -> None:
-        """Probe the health checks of every router served (after a reload or a deploy)."""
-        self.health.sync(self.routers.all())
-
-    # ---- lifecycle --------------------------------------------------------------
-
-    def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
-        for prefix in ("", ROUTER_PREFIX):
-            for path in KINDS:
-                app.router.add_post(prefix + "/v1" + path, self.completions)
-            app.router.add_get(prefix + "/v1/models", self.models)
-            app.router.add_get(prefix + "/routing", self.routing)
-            app.router.add_post(prefix + "/routing/decide", self.decide)
-        app.router.add_get("/health", self.liveness)
-        app.router.add_get("/health/ready", self.readiness)
-        app.router.add_get("/metrics", self.prometheus)
-        if self.admin_keys is not None:
-            from .admin import Admin
-
-            app.add_subapp("/api", Admin(self).application())
-        app.router.add_route("*", "/{tail:.*}", self.unknown)
-        app.on_startup.append(self._startup)
-        app.on_cleanup.append(self._cleanup)
-        return app
-
-    async def _startup(self, _app: web.Application) -> None:
-        self.health_sync()
-        self.routers.start()
-        if not self.serves_registry:
-            loaded = self.routers.loaded
-            self.log.write("start", pid=os.getpid(), router=loaded.name, version=loaded.version,
-                           sha256=loaded.sha256)
-        else:
-            self.log.write("start", pid=os.getpid(), registry=self.store.shown,
-                           routers={r.name: r.version for r in self.routers.all()})
-
-    async def _cleanup(self, _app: web.Application) -> None:
-        await self.routers.close()
-        await self.health.close()
-        await self.executor.close()
-        if self.recorder is not None:
-            self.recorder.close()   # what is queued is written
-        if self.serves_registry:
-            self.store.close()  # (a store given by the caller is the caller's to close)
-        self.log.write("stop", pid=os.getpid())
-        self.log.close()
+        self.body_timeout_s = executor.settings.body_timeout_s
+        self.started = started
 
     def _router(self, request: web.Request) -> tuple[plan.Loaded | None, str | None]:
         """The router a request names (path, else header), else the default; and the name asked for."""
@@ -134,26 +82,9 @@ class Gateway:
 
     def _no_router(self, ex: Exchange, name: str | None) -> web.Response:
         if name is None:
-            return self.error(ex, errors.NOT_FOUND_ROUTER, self.routers.default_problem())
+            return error(ex, errors.NOT_FOUND_ROUTER, self.routers.default_problem())
         served = ", ".join(r.name for r in self.routers.all()) or "none"
-        return self.error(ex, errors.NOT_FOUND_ROUTER, f"no router {name!r} is served here (routers: {served})")
-
-    # ---- responses ----------------------------------------------------------------
-
-    def respond(self, ex: Exchange, status: int, body: bytes, extra: dict[str, str] | None = None) -> web.Response:
-        """The answer with the x-routelang headers; `extra` (a dict the caller made for it, taken
-        over) adds headers, which the gateway's own override."""
-        ex.status = status
-        headers = ex.headers()
-        if extra:
-            extra.update(headers)
-            headers = extra
-        return web.Response(status=status, body=body, content_type=JSON, headers=headers)
-
-    def error(self, ex: Exchange, kind: errors.Kind, message: str, retry_after_s: int | None = None) -> web.Response:
-        ex.error = kind.code
-        extra = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
-        return self.respond(ex, kind.status, errors.error_bytes(kind, message), extra)
+        return error(ex, errors.NOT_FOUND_ROUTER, f"no router {name!r} is served here (routers: {served})")
 
     def _refused(self, request: web.Request) -> web.Response | None:
         if self.api_keys is None:
@@ -161,7 +92,7 @@ class Gateway:
         try:
             auth.identify(request.headers.get("Authorization"), self.api_keys)
         except auth.Refused as refused:
-            return _refusal(refused)
+            return refusal(refused)
         return None
 
     # ---- the OpenAI endpoints -----------------------------------------------------
@@ -177,7 +108,7 @@ class Gateway:
                 try:
                     routed.client_key_id = auth.identify(request.headers.get("Authorization"), self.api_keys)
                 except auth.Refused as refused:
-                    response = _refusal(refused)
+                    response = refusal(refused)
                     return response
             response = await self._complete(request, ex, routed)
             return response
@@ -191,7 +122,7 @@ class Gateway:
             ex.error = "internal_error"
             self.log.write("bug", id=ex.id, error=f"{type(exc).__name__}: {exc}",
                            traceback=traceback.format_exc(limit=8))
-            response = self.error(ex, errors.INTERNAL, f"internal error ({type(exc).__name__}); see the gateway log")
+            response = error(ex, errors.INTERNAL, f"internal error ({type(exc).__name__}); see the gateway log")
             return response
         finally:
             self._account(ex, response, routed)
@@ -205,16 +136,16 @@ class Gateway:
             raw = await self._body(request)
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            return self.error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
+            return error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
         except web.HTTPRequestEntityTooLarge:
-            return self.error(ex, errors.TOO_LARGE, f"the body is larger than {MAX_BODY} bytes")
+            return error(ex, errors.TOO_LARGE, f"the body is larger than {MAX_BODY} bytes")
         except TimeoutError:
             return await self._body_timed_out(request, ex)
         if self.recorder is not None and self.recorder.capture:
             routed.body = raw
             ex.captured = []
         if not isinstance(body, dict):
-            return self.error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
+            return error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
         doc = document(body, request.headers.items(), ex.path)
         ex.stream = doc["request"]["stream"] and ex.path != "/v1/embeddings"
         if ex.stream:
@@ -223,11 +154,11 @@ class Gateway:
         decision = plan.decide(loaded, doc, self.state)
         routed.decision, routed.doc = decision, doc
         if decision.rule is None:
-            return self.error(ex, errors.NO_MATCHING_RULE, f"no routing rule matches this request "
+            return error(ex, errors.NO_MATCHING_RULE, f"no routing rule matches this request "
                                                            f"(router {loaded.name!r}); see POST /routing/decide")
         ex.rule = decision.rule.name
         if decision.unavailable:
-            return self.error(ex, errors.TARGETS_UNAVAILABLE, f"every target of rule {ex.rule!r} is unavailable: "
+            return error(ex, errors.TARGETS_UNAVAILABLE, f"every target of rule {ex.rule!r} is unavailable: "
                                                               f"{decision.reason}", decision.retry_after_s)
         forward = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         for target in decision.shadows:
@@ -240,14 +171,14 @@ class Gateway:
         (the usual case) is read without arming a timer."""
         if request.content.is_eof():
             return await request.read()
-        async with asyncio.timeout(self.executor.settings.body_timeout_s):
+        async with asyncio.timeout(self.body_timeout_s):
             return await request.read()
 
     async def _body_timed_out(self, request: web.Request, ex: Exchange) -> web.Response:
         """A 408, sent at once, then the connection closes: the rest of a stalled body is not
         waited for (aiohttp would linger reading it for up to 10 s after the answer)."""
-        response = self.error(ex, errors.REQUEST_TIMEOUT, f"the request body did not arrive within "
-                                                          f"{self.executor.settings.body_timeout_s:g} s")
+        response = error(ex, errors.REQUEST_TIMEOUT, f"the request body did not arrive within "
+                                                          f"{self.body_timeout_s:g} s")
         response.force_close()
         await response.prepare(request)
         await response.write_eof()
@@ -336,7 +267,7 @@ class Gateway:
         if name is not None or not self.serves_registry:
             return web.Response(body=orjson.dumps({**self._routing_body(loaded), **common}), content_type=JSON)
         default = self.routers.get(None)
-        body = {"registry": self.store.shown, "default_router": None if default is None else default.name,
+        body = {"registry": self.registry, "default_router": None if default is None else default.name,
                 "routers": [self._routing_body(r) for r in self.routers.all()], **common}
         return web.Response(body=orjson.dumps(body), content_type=JSON)
 
@@ -353,14 +284,14 @@ class Gateway:
         try:
             body = orjson.loads(await self._body(request))
         except orjson.JSONDecodeError as exc:
-            return self.error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
+            return error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
         except TimeoutError:
             return await self._body_timed_out(request, ex)
         if not isinstance(body, dict):
-            return self.error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
+            return error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
         path = request.query.get("path", "/v1/chat/completions")
         if path.removeprefix("/v1") not in KINDS:
-            return self.error(ex, errors.INVALID_REQUEST, f"unknown endpoint path {path!r}")
+            return error(ex, errors.INVALID_REQUEST, f"unknown endpoint path {path!r}")
         doc = document(body, request.headers.items(), path)
         decision = plan.decide(loaded, doc, self.state)
         out: dict = {"router": loaded.name, "version": loaded.version, "document": doc, "rule": None,
@@ -391,10 +322,10 @@ class Gateway:
             name, _, rest = path[3:].partition("/")
             path = "/" + rest if "/" + rest in ROUTED_PATHS else path
             if path in ROUTED_PATHS and not ROUTER_NAME.fullmatch(name):
-                return self.error(ex, errors.NOT_FOUND_ROUTER, f"{name!r} is not a router name")
+                return error(ex, errors.NOT_FOUND_ROUTER, f"{name!r} is not a router name")
         if path in ROUTED_PATHS or path in ("/health", "/health/ready", "/metrics"):
-            return self.error(ex, errors.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
-        return self.error(ex, errors.NOT_FOUND, f"no endpoint {request.method} {request.path}")
+            return error(ex, errors.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
+        return error(ex, errors.NOT_FOUND, f"no endpoint {request.method} {request.path}")
 
 
 def _endpoint(request: web.Request) -> str:
@@ -406,11 +337,6 @@ def _endpoint(request: web.Request) -> str:
 def _exchange(request: web.Request) -> Exchange:
     """An Exchange for an answer that is not routed (errors of the other endpoints)."""
     return Exchange(id=os.urandom(12).hex(), path=request.path, start=perf_counter())
-
-
-def _refusal(refused: auth.Refused) -> web.Response:
-    return web.Response(status=refused.kind.status, body=errors.error_bytes(refused.kind, refused.message),
-                        content_type=JSON)
 
 
 def _target_json(target) -> dict:

@@ -21,7 +21,7 @@ import asyncio
 import email.utils
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +32,14 @@ from routelang.runtime.model import Target
 
 from . import errors, upstream
 from .adapters import Adapter, Unsupported, Usage, adapter_for, error_code, error_type
-from .logs import ms
+from .exchange import Exchange
+from .logs import JsonLog, ms
 from .plan import Decision, target_name
+from .responses import error, respond
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .metrics import Metrics
+    from .state import State
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Upstream response headers not passed on to the client.
@@ -54,42 +57,6 @@ class Settings:
     retry_max_s: float = 8.0
     max_retry_after_s: float = 60.0
     shadow_limit: int = 64               # shadow calls in flight; more are dropped and counted
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One client request as it goes through the gateway (what the log line reports)."""
-
-    id: str
-    path: str
-    start: float
-    stream: bool = False
-    client_wants_usage: bool = False
-    rule: str = "-"
-    target: Target | None = None
-    attempts: list[dict] = field(default_factory=list)
-    upstream_s: float = 0.0
-    ttft_s: float | None = None
-    usage: Usage | None = None
-    status: int = 0
-    error: str | None = None
-    overhead_s: float | None = None
-    captured: list[bytes] | None = None   # `--capture`: the SSE frames sent to the client
-
-    def headers(self, running: int = 0) -> dict[str, str]:
-        """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`
-        (which also lists targets skipped without a call: those have no "ms")."""
-        overhead = perf_counter() - self.start - self.upstream_s
-        self.overhead_s = overhead = max(0.0, overhead)
-        tried = running
-        for attempt in self.attempts:  # (a loop: cheaper than sum() of a generator for one or two)
-            if "ms" in attempt:
-                tried += 1
-        out = {"x-request-id": self.id, "x-routelang-rule": self.rule, "x-routelang-attempts": str(tried),
-               "x-routelang-overhead-ms": f"{overhead * 1000:.3f}"}
-        if self.target is not None:
-            out["x-routelang-target"] = target_name(self.target)
-        return out
 
 
 @dataclass(slots=True)
@@ -142,18 +109,23 @@ def _should_retry(status: int, headers: Any) -> bool:
 
 
 class Executor:
-    def __init__(self, gateway: Gateway, settings: Settings):
-        self.gateway = gateway
+    """Sends requests (and shadow copies) through `client`; each attempt's outcome goes to
+    `state` (breakers, statistics), `metrics` and the Exchange (the log line)."""
+
+    def __init__(self, settings: Settings, client: upstream.Client, state: State, metrics: Metrics, log: JsonLog):
         self.settings = settings
-        self.client = upstream.Client(settings.connect_timeout_s)
+        self.client = client
+        self.state = state
+        self.metrics = metrics
+        self.log = log
         self.shadow_tasks: set[asyncio.Task] = set()
 
     async def close(self) -> None:
+        """Cancel the shadows in flight (the client is the root's to close)."""
         for task in list(self.shadow_tasks):
             task.cancel()
         if self.shadow_tasks:
             await asyncio.gather(*self.shadow_tasks, return_exceptions=True)
-        await self.client.close()
 
     # ---- the attempt loop ---------------------------------------------------------
 
@@ -166,8 +138,7 @@ class Executor:
 
     async def run(self, request: web.Request, ex: Exchange, decision: Decision, body: dict,
                   forward: dict[str, str]) -> web.StreamResponse:
-        gw = self.gateway
-        state, metrics = gw.state, gw.metrics
+        state, metrics = self.state, self.metrics
         path = ex.path.removeprefix("/v1")
         unsupported = 0
         last: Failure | None = None
@@ -217,23 +188,22 @@ class Executor:
                 try_no += 1
                 metrics.retries.labels(target_name(target)).inc()
         if unsupported and unsupported == len(decision.attempts):
-            return self.gateway.error(ex, errors.UNSUPPORTED, last.message if last else "unsupported")
+            return error(ex, errors.UNSUPPORTED, last.message if last else "unsupported")
         summary = "; ".join(f"{a['target']}: {a['outcome']}" for a in ex.attempts) or "no target was tried"
-        return self.gateway.error(ex, errors.ALL_TARGETS_FAILED, f"every target failed ({summary})")
+        return error(ex, errors.ALL_TARGETS_FAILED, f"every target failed ({summary})")
 
     def _record(self, ex: Exchange, target: Target, outcome: str, seconds: float, ok: bool,
                 status: int | None = None, usage: Usage | None = None, latency: bool = True) -> None:
         """One attempt's outcome: the log's attempt list, metrics, and the runtime (breaker, statistics)."""
-        gw = self.gateway
         name = target_name(target)
         entry: dict[str, Any] = {"target": name, "outcome": outcome, "ms": ms(seconds)}
         if status is not None:
             entry["status"] = status
         ex.attempts.append(entry)
-        gw.metrics.attempt(name, outcome, seconds)
-        breaker = gw.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok and latency else None,
-                                  tokens=usage.total if usage is not None else None)
-        gw.metrics.breaker_state(name, breaker)
+        self.metrics.attempt(name, outcome, seconds)
+        breaker = self.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok and latency else None,
+                                    tokens=usage.total if usage is not None else None)
+        self.metrics.breaker_state(name, breaker)
 
     def _failure(self, ex: Exchange, target: Target, seconds: float, exc: BaseException) -> Failure:
         failure = Failure(call_outcome(exc), True, "timed out" if isinstance(exc, TimeoutError) else str(exc))
@@ -258,7 +228,7 @@ class Executor:
         self._record(ex, target, f"http_{status}", seconds, ok=True, status=status, latency=False)
         ex.target = target
         body = data if adapter.passthrough and data.startswith(b"{") else orjson.dumps(error)
-        return self.gateway.respond(ex, status, body, self._returned(headers))
+        return respond(ex, status, body, self._returned(headers))
 
     @staticmethod
     def _returned(headers: Any) -> dict[str, str]:
@@ -290,7 +260,7 @@ class Executor:
             return Failure("bad_response", True, "the upstream's answer is not valid JSON of its format")
         self._record(ex, target, "ok", seconds, ok=True, status=status, usage=usage)
         ex.target, ex.usage = target, usage
-        return self.gateway.respond(ex, status, out, self._returned(upstream_headers))
+        return respond(ex, status, out, self._returned(upstream_headers))
 
     # ---- one attempt, streamed ----------------------------------------------------
 
@@ -385,8 +355,8 @@ class Executor:
         """Send a copy to `target` in the background (never streamed); the answer is discarded."""
         name = target_name(target)
         if len(self.shadow_tasks) >= self.settings.shadow_limit:
-            self.gateway.metrics.shadow_dropped.labels(name).inc()
-            self.gateway.log.write("shadow", id=ex.id, target=name, outcome="dropped")
+            self.metrics.shadow_dropped.labels(name).inc()
+            self.log.write("shadow", id=ex.id, target=name, outcome="dropped")
             return
         task = asyncio.get_running_loop().create_task(self._shadow(ex.id, target, body, forward, ex.path))
         self.shadow_tasks.add(task)
@@ -394,7 +364,6 @@ class Executor:
 
     async def _shadow(self, request_id: str, target: Target, body: dict, forward: dict[str, str],
                       path: str) -> None:
-        gw = self.gateway
         name = target_name(target)
         adapter = adapter_for(target.provider)
         copy = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
@@ -417,9 +386,9 @@ class Executor:
         except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
             ok, outcome = False, "bad_response"
         seconds = perf_counter() - t0
-        gw.metrics.shadow.labels(name, outcome).inc()
+        self.metrics.shadow.labels(name, outcome).inc()
         if outcome != "unsupported":
-            gw.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok else None,
-                            tokens=usage.total if usage else None)
-        gw.log.write("shadow", id=request_id, target=name, outcome=outcome, status=status,
-                     ms=ms(seconds), tokens=None if usage is None else usage.total)
+            self.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok else None,
+                              tokens=usage.total if usage else None)
+        self.log.write("shadow", id=request_id, target=name, outcome=outcome, status=status,
+                       ms=ms(seconds), tokens=None if usage is None else usage.total)

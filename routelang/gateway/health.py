@@ -20,7 +20,9 @@ from . import upstream
 from .plan import HealthCheck, Loaded, target_name
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .logs import JsonLog
+    from .metrics import Metrics
+    from .state import State
 
 
 def probe_url(endpoint: str, path: str) -> str:
@@ -29,8 +31,13 @@ def probe_url(endpoint: str, path: str) -> str:
 
 
 class HealthChecker:
-    def __init__(self, gateway: Gateway):
-        self.gateway = gateway
+    """Probes through `client`; each result goes to `state` and `metrics`, a change to `log`."""
+
+    def __init__(self, client: upstream.Client, state: State, metrics: Metrics, log: JsonLog):
+        self.client = client
+        self.state = state
+        self.metrics = metrics
+        self.log = log
         self.tasks: dict[tuple, tuple[HealthCheck, asyncio.Task]] = {}
 
     def sync(self, routers: Iterable[Loaded]) -> None:
@@ -60,20 +67,19 @@ class HealthChecker:
 
     async def _loop(self, key: tuple, endpoint: str, name: str, check: HealthCheck) -> None:
         url = probe_url(endpoint, check.path)
-        gw = self.gateway
         was = True  # a target counts as healthy until its first probe
         while True:
             healthy, detail = await self.probe(url, check.timeout_s)
-            gw.state.set_health(key, healthy, detail)
-            gw.metrics.healthy.labels(name).set(1 if healthy else 0)
+            self.state.set_health(key, healthy, detail)
+            self.metrics.healthy.labels(name).set(1 if healthy else 0)
             if was != healthy:  # this probe's last result, not State.healthy (which a drain makes False)
-                gw.log.write("health", target=name, healthy=healthy, detail=detail)
+                self.log.write("health", target=name, healthy=healthy, detail=detail)
             was = healthy
             await asyncio.sleep(check.interval_s)
 
     async def probe(self, url: str, timeout_s: float) -> tuple[bool, str | None]:
         try:
-            status, _headers, _body = await self.gateway.executor.client.fetch("GET", url, b"", {}, timeout_s)
+            status, _headers, _body = await self.client.fetch("GET", url, b"", {}, timeout_s)
         except TimeoutError:
             return False, "timed out"
         except upstream.UpstreamError as exc:

@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,8 +24,24 @@ from routelang.runtime import operators, strategies
 from routelang.runtime.model import RuleSpec, StrategySpec, Target
 from routelang.vocab import strategies as vocab
 
-if TYPE_CHECKING:
-    from .state import State
+
+class Availability(Protocol):
+    """What a decision reads of the targets' state (state.State provides it; plan does not
+    depend on state.py, which is built on `Loaded`)."""
+
+    def healthy(self, key: tuple) -> bool: ...
+
+    def drained(self, key: tuple) -> bool: ...
+
+    def any_unhealthy(self) -> bool: ...
+
+    def admits(self, target: Target) -> bool: ...
+
+
+class Turns(Protocol):
+    """Round-robin turns: `take_turn(key)` gives 0, 1, 2, ... (State provides them)."""
+
+    def take_turn(self, key: tuple) -> int: ...
 
 EXT = "x-routelang"
 # Selectors (vocab/strategies.py) that pick one target, which the gateway backs with the rule's others.
@@ -198,7 +214,7 @@ class Decision:
         return self.rule is not None and not self.attempts
 
 
-def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
+def decide(loaded: Loaded, doc: dict, state: Availability) -> Decision:
     """Route `doc`: the runtime picks (breakers applied), then unhealthy targets
     leave selection, and a split or round-robin pick is followed by the rule's
     other available targets (written order for a split, rotation order for
@@ -226,7 +242,7 @@ def decide(loaded: Loaded, doc: dict, state: State) -> Decision:
     return Decision(rule, attempts, shadows, reason, picked=picked)
 
 
-def _why_out(rule: RuleSpec, state: State) -> str:
+def _why_out(rule: RuleSpec, state: Availability) -> str:
     """Why each target of the rule is out of selection: a drain by hand is not a failing target."""
     def why(target: Target) -> str:
         if state.drained(target.key):
@@ -248,11 +264,11 @@ def _nested(node: StrategySpec) -> bool:
     return any(isinstance(m, StrategySpec) for m in node.members)
 
 
-def _available(rule: RuleSpec, state: State) -> list[Target]:
+def _available(rule: RuleSpec, state: Availability) -> list[Target]:
     return [t for t in rule.targets if state.healthy(t.key) and state.admits(t)]
 
 
-def _repick(rule: RuleSpec, doc: dict, chosen: Target, state: State) -> list[Target]:
+def _repick(rule: RuleSpec, doc: dict, chosen: Target, state: Availability) -> list[Target]:
     """The pick again among healthy, admitted targets: weights renormalised for a
     split (the same sticky point), the next one in rotation for round-robin."""
     candidates = _available(rule, state)
@@ -271,14 +287,14 @@ def _repick(rule: RuleSpec, doc: dict, chosen: Target, state: State) -> list[Tar
     return [candidates[strategies.pick_random(weights)]]
 
 
-def _others(rule: RuleSpec, chosen: Target, state: State, rotate: bool) -> list[Target]:
+def _others(rule: RuleSpec, chosen: Target, state: Availability, rotate: bool) -> list[Target]:
     targets = list(rule.targets)
     at = next((i for i, t in enumerate(targets) if t.key == chosen.key), 0)
     order = targets[at + 1:] + targets[:at] if rotate else targets[:at] + targets[at + 1:]
     return [t for t in order if t.key != chosen.key and state.healthy(t.key) and state.admits(t)]
 
 
-def _retry_after(loaded: Loaded, rule: RuleSpec, state: State) -> int:
+def _retry_after(loaded: Loaded, rule: RuleSpec, state: Availability) -> int:
     """Seconds until the first target of `rule` may be available again: the
     earliest end of an open breaker's cooldown, else the shortest health-check
     interval; at least 1."""
@@ -292,9 +308,9 @@ def _retry_after(loaded: Loaded, rule: RuleSpec, state: State) -> int:
     return max(1, math.ceil(min(waits))) if waits else 1
 
 
-def take_turns_from(loaded: Loaded, state: State) -> None:
-    """The runtime's round-robin turns come from `state` (State.take_turn)."""
-    loaded.router.turns = state
+def take_turns_from(loaded: Loaded, turns: Turns) -> None:
+    """The runtime's round-robin turns come from `turns` (State.take_turn)."""
+    loaded.router.turns = turns
 
 
 def observe(loaded: Loaded, target: Target, ok: bool, latency_ms: float | None,
@@ -327,7 +343,7 @@ def target_view(loaded: Loaded, target: Target) -> dict[str, Any]:
             "tokens": stats.tokens}
 
 
-def candidates(loaded: Loaded, rule: RuleSpec, state: State) -> list[dict[str, Any]]:
+def candidates(loaded: Loaded, rule: RuleSpec, state: Availability) -> list[dict[str, Any]]:
     """For /routing/decide: each target of `rule` with what its strategy ranks it by."""
     stats = [loaded.router.stats(t) for t in rule.targets]
     scored = bool(vocab.strategy(rule.strategy).score_factors) and not _nested(rule.selection)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from . import plan
-    from .executor import Exchange
+    from .exchange import Exchange
 
 
 @dataclass(slots=True)
@@ -43,6 +43,23 @@ def outcome(ex: Exchange, status: int) -> str:
     return "error"
 
 
+def first_target(attempts: list[dict]) -> tuple[str | None, str | None, bool | None]:
+    """(the first target, its outcome, whether another target was called after it) from the
+    attempts: the first target's outcome is that of its last try (its own retries included), so
+    a split arm is judged by its own target, not by the arm it fell over to."""
+    if not attempts:
+        return None, None, None
+    first = attempts[0]["target"]
+    outcome = attempts[0]["outcome"]
+    failed_over = False
+    for attempt in attempts[1:]:
+        if attempt["target"] == first:
+            outcome = attempt["outcome"]
+        elif "ms" in attempt:   # called (a target skipped for its open breaker was not)
+            failed_over = True
+    return first, outcome, failed_over
+
+
 class Recorder:
     def __init__(self, writer: history.HistoryWriter, capture: bool = False):
         self.writer = writer
@@ -60,6 +77,7 @@ class Recorder:
             if rule.selection.sticky_by is not None:
                 sticky = history.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
         usage = ex.usage
+        first, first_outcome, failed_over = first_target(ex.attempts)
         record = history.RequestRecord(
             router=routed.loaded.name, version=routed.loaded.version, rule=None if rule is None else rule.name,
             status=outcome(ex, status), targets=selected, attempts=ex.attempts, latency_ms=total_s * 1000,
@@ -67,6 +85,7 @@ class Recorder:
             tokens_in=None if usage is None else usage.prompt_tokens,
             tokens_out=None if usage is None else usage.completion_tokens, cost=cost, split_label=split_label,
             sticky_key_hash=sticky, client_key_id=routed.client_key_id, http_status=status, error=ex.error,
+            source=history.GATEWAY, first_target=first, first_outcome=first_outcome, failed_over=failed_over,
             id=ex.id)
         if self.capture and routed.body is not None:
             record.captured_request = routed.body

@@ -4,7 +4,8 @@ the deployed routers of a registry (`serve --registry PATH`).
 Both hand out `plan.Loaded` versions; a request takes the version current
 when it starts and keeps it to its end, so a reload or a deploy never
 disturbs a request in flight. When a router gets a new version, the state of
-the targets that stay carries over (`State.bind`).
+the targets that stay carries over (`State.bind`), and `on_change` (given by
+the composition root, wiring.py) is called: the health checker follows.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from . import plan
-from .reload import Every, Reloader
+from .reload import Every, stamp
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from routelang.registry.store import Store
 
-    from .app import Gateway
+    from .logs import JsonLog
+    from .metrics import Metrics
+    from .state import State
 
 # How often a registry gateway looks for deploys and rollbacks: a change is served within a second.
 POLL_S = 0.25
@@ -49,12 +54,23 @@ class Source(Protocol):
 
 
 class FileSource:
-    """One router from a config file, reloaded when it or a file it imports changes."""
+    """One router from a config file, reloaded when it or a file it imports changes
+    (polled every `reload_interval_s`), or on `reload()` (SIGHUP)."""
 
-    def __init__(self, gateway: Gateway, path: str, reload_interval_s: float):
+    def __init__(self, path: str, reload_interval_s: float, state: State, metrics: Metrics, log: JsonLog,
+                 on_change: Callable[[], None]):
         self.path = path
         self.loaded = plan.load(path)   # raises plan.LoadError: nothing to serve
-        self.reloader = Reloader(gateway, self, reload_interval_s)
+        self.state = state
+        self.metrics = metrics
+        self.log = log
+        self.on_change = on_change
+        self.last_error: dict | None = None
+        self._lock = asyncio.Lock()
+        self._seen = stamp(self.loaded.files)
+        self._polling = Every(reload_interval_s, self._check)
+        state.bind(self.loaded, None)
+        metrics.config_version.set(self.loaded.version)
 
     def get(self, name: str | None) -> plan.Loaded | None:
         loaded = self.loaded
@@ -67,17 +83,42 @@ class FileSource:
         return ""  # the file's router is always the default
 
     def start(self) -> None:
-        self.reloader.start()
+        self._polling.start()
 
     async def close(self) -> None:
-        await self.reloader.close()
+        await self._polling.close()
+
+    async def _check(self) -> None:
+        seen = stamp(self.loaded.files)
+        if seen != self._seen and seen[0] is not None:  # (a missing import is a load error to show)
+            self._seen = seen
+            await self.reload("file changed")
 
     async def reload(self, trigger: str) -> bool:
-        return await self.reloader.reload(trigger)
-
-    @property
-    def last_error(self) -> dict | None:
-        return self.reloader.last_error
+        """Load the file again; True when a new version is now served."""
+        async with self._lock:
+            current = self.loaded
+            try:
+                new = await asyncio.get_running_loop().run_in_executor(None, plan.load, self.path)
+            except plan.LoadError as exc:
+                self.last_error = {"at": round(time.time(), 3), "trigger": trigger, "message": str(exc)}
+                self.metrics.reloads.labels("error").inc()
+                self.log.write("reload", trigger=trigger, result="error", version=current.version,
+                               diagnostics=str(exc))
+                return False
+            self.last_error = None
+            if new.sha256 == current.sha256:
+                return False
+            if new.files != current.files:  # an import added or removed: watch what it imports now
+                self._seen = stamp(new.files)
+            new.version = current.version + 1
+            self.state.bind(new, current)
+            self.loaded = new
+            self.on_change()
+            self.metrics.reloads.labels("ok").inc()
+            self.metrics.config_version.set(new.version)
+            self.log.write("reload", trigger=trigger, result="ok", version=new.version, sha256=new.sha256)
+            return True
 
 
 class RegistrySource:
@@ -87,9 +128,13 @@ class RegistrySource:
     Postgres, a deploy is also announced (LISTEN/NOTIFY) and served at once
     by every replica, the poll staying as the fallback."""
 
-    def __init__(self, gateway: Gateway, store: Store, default: str | None = None, poll_s: float = POLL_S):
-        self.gateway = gateway
+    def __init__(self, store: Store, state: State, metrics: Metrics, log: JsonLog, on_change: Callable[[], None],
+                 default: str | None = None, poll_s: float = POLL_S):
         self.store = store
+        self.state = state
+        self.metrics = metrics
+        self.log = log
+        self.on_change = on_change
         self.default = default
         self.poll_s = poll_s
         self.routers: dict[str, plan.Loaded] = {}
@@ -157,8 +202,8 @@ class RegistrySource:
         try:
             await self.reload("registry changed")
         except Exception as exc:  # noqa: BLE001 (a locked or broken file must not stop the polling)
-            self.gateway.log.write("reload", trigger="registry", result="error",
-                                   diagnostics=f"{type(exc).__name__}: {exc}")
+            self.log.write("reload", trigger="registry", result="error",
+                           diagnostics=f"{type(exc).__name__}: {exc}")
 
     def _active(self) -> dict[str, int]:
         return self.store.active_versions()
@@ -179,9 +224,9 @@ class RegistrySource:
             active = await loop.run_in_executor(None, self._active)   # (a database on the network: off the loop)
             changed = False
             for name in [n for n in self.routers if n not in active]:
-                self.gateway.state.unbind(name)
+                self.state.unbind(name)
                 del self.routers[name]
-                self.gateway.log.write("reload", trigger=trigger, result="ok", router=name, version=None)
+                self.log.write("reload", trigger=trigger, result="ok", router=name, version=None)
                 changed = True
             self.errors = {n: e for n, e in self.errors.items() if active.get(n) == e["version"]}
             for name, version in active.items():
@@ -192,22 +237,21 @@ class RegistrySource:
                 new = await loop.run_in_executor(None, self._load, name, version)
                 changed |= self._apply(name, version, new, trigger)
             if changed:
-                self.gateway.health_sync()
+                self.on_change()
             return changed
 
     def _apply(self, name: str, version: int, new: plan.Loaded | plan.LoadError, trigger: str) -> bool:
-        gw = self.gateway
         if isinstance(new, plan.LoadError):
             self.errors[name] = {"at": round(time.time(), 3), "trigger": trigger, "router": name,
                                  "version": version, "message": str(new)}
-            gw.metrics.reloads.labels("error").inc()
-            gw.log.write("reload", trigger=trigger, result="error", router=name, version=version,
-                         diagnostics=str(new))
+            self.metrics.reloads.labels("error").inc()
+            self.log.write("reload", trigger=trigger, result="error", router=name, version=version,
+                           diagnostics=str(new))
             return False
         previous = self.routers.get(name)
-        gw.state.bind(new, previous)
+        self.state.bind(new, previous)
         self.routers[name] = new
-        gw.metrics.reloads.labels("ok").inc()
-        gw.log.write("reload", trigger=trigger, result="ok", router=name, version=version, sha256=new.sha256,
-                     previous=None if previous is None else previous.version)
+        self.metrics.reloads.labels("ok").inc()
+        self.log.write("reload", trigger=trigger, result="ok", router=name, version=version, sha256=new.sha256,
+                       previous=None if previous is None else previous.version)
         return True

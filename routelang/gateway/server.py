@@ -101,16 +101,17 @@ def _run_worker(options: Options, sock: socket.socket, keys: Keys) -> int:
 async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
     from aiohttp import web
 
-    from .app import Gateway
+    from . import wiring
     from .logs import JsonLog
 
     log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
     try:
-        gateway = Gateway(options.path, settings=options.settings, api_keys=keys.clients, log=JsonLog(log_stream),
-                          reload_interval_s=options.reload_interval_s, admin_keys=keys.admins,
-                          registry=options.registry, default_router=options.default_router,
-                          history=options.history, retention=options.retention, capture=options.capture)
-        runner = web.AppRunner(gateway.application(), handler_cancellation=True, access_log=None,
+        services = wiring.build(options.path, settings=options.settings, api_keys=keys.clients,
+                                log=JsonLog(log_stream), reload_interval_s=options.reload_interval_s,
+                                admin_keys=keys.admins, registry=options.registry,
+                                default_router=options.default_router, history=options.history,
+                                retention=options.retention, capture=options.capture)
+        runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()
         settle_gc()
@@ -119,9 +120,9 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(gateway.routers.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(services.routers.reload("SIGHUP")))
         await stop.wait()
-        gateway.log.write("draining", pid=os.getpid())
+        services.log.write("draining", pid=os.getpid())
         await runner.cleanup()
         return 0
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from .ab_report import arm_cells, arm_header, comparison_lines, level_of
+from .ab_report import arm_cells, arm_header, comparison_lines, level_of, window_of
 
 WIDTH = 640
 LEFT, RIGHT, TOP, BOTTOM = 70, 24, 34, 52      # the plot area's margins in the latency chart
@@ -185,9 +185,7 @@ def _experiment(exp: dict) -> list[str]:
 
 def render_html(report: dict) -> str:
     title = f"A/B report: router {report['router']}"
-    window = "all recorded requests"
-    if report["since"] or report["until"]:
-        window = f"from {report['since'] or 'the first request'} until {report['until'] or 'now'}"
+    window = window_of(report)
     parts = ["<!DOCTYPE html>", '<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head><meta charset="utf-8"/>',
              f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>",
              f"<h1>{_e(title)}</h1><p>{_e(window)}</p>",

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 MIN_REQUESTS = 30           # per arm, before any verdict
 HISTOGRAM_BINS = 24
 
-SUCCESS_DEFINITION = ("a request succeeded when its status is `routed` (an SDK decision) or `ok` (a gateway "
-                      "request answered 2xx; a status recorded as a 2xx number counts too); anything else "
-                      "(`unmatched`, `error`, `client_disconnected`, 4xx, 5xx, ...) failed")
+SUCCESS_DEFINITION = ("an arm is judged by its own target: a gateway request succeeded when its first target "
+                      "answered (its outcome `ok`, its own retries included), whether or not the request then fell "
+                      "over to another arm; a row without attempts succeeded when its status is `routed` (an SDK "
+                      "decision) or `ok` (a 2xx answer; a status recorded as a 2xx number counts too); anything "
+                      "else (`unmatched`, `error`, `client_disconnected`, 4xx, 5xx, ...) failed")
 METHOD = ("fixed-horizon tests: a pooled two-proportion z-test on the success rate (Newcombe's hybrid score "
           "interval for the difference) and Welch's t-test on latency (Welch-Satterthwaite df, t interval); "
           "early-stopping guard: the mixture sequential probability ratio test (mSPRT; Johari, Koomen, Pekelis & "
@@ -40,6 +42,14 @@ VERDICT_NO_DATA = "not enough data"
 
 class ReportProblem(ValueError):
     """Bad report options (an unknown control arm, an unreadable time): exit 2."""
+
+
+def arm_succeeded(row) -> bool:
+    """The success of the arm the request was assigned to: its first target's outcome when the
+    gateway called one, else the request's status (SDK decisions, requests no target was tried for)."""
+    if row["first_outcome"] is not None:
+        return row["first_outcome"] == "ok"
+    return is_success(row["status"])
 
 
 def is_success(status: str | None) -> bool:
@@ -90,22 +100,32 @@ def _per_request(rows, column: str) -> dict:
     return {"count": len(values), "mean": ab.mean(values) if values else None}
 
 
+def _own(rows: list) -> list:
+    """The requests the arm answered itself: latency, tokens and cost of those that fell over
+    to another arm are that arm's, not this one's."""
+    return [r for r in rows if not r["failed_over"]]
+
+
 def _arm(label: str, rows: list, alpha: float, edges: list[float]) -> dict:
-    successes = sum(is_success(r["status"]) for r in rows)
-    latencies = [r["latency_ms"] for r in rows if r["latency_ms"] is not None]
-    ttfts = [r["ttft_ms"] for r in rows if r["ttft_ms"] is not None]
+    successes = sum(arm_succeeded(r) for r in rows)
+    fell_over = sum(bool(r["failed_over"]) for r in rows)
+    own = _own(rows)
+    latencies = [r["latency_ms"] for r in own if r["latency_ms"] is not None]
+    ttfts = [r["ttft_ms"] for r in own if r["ttft_ms"] is not None]
     return {
         "label": label,
         "requests": len(rows),
         "successes": successes,
         "success_rate": successes / len(rows),
         "success_rate_ci": list(ab.wilson_interval(successes, len(rows), alpha)),
+        "fell_over": fell_over,
+        "fall_over_rate": fell_over / len(rows),
         "latency_ms": {"count": len(latencies), "mean": ab.mean(latencies) if latencies else None,
                        **dict(zip(("p50", "p95", "p99"), ab.percentiles(latencies, (50, 95, 99))))},
         "ttft_ms": {"count": len(ttfts), **dict(zip(("p50", "p95"), ab.percentiles(ttfts, (50, 95))))},
-        "tokens_in_per_request": _per_request(rows, "tokens_in"),
-        "tokens_out_per_request": _per_request(rows, "tokens_out"),
-        "cost_per_request": _per_request(rows, "cost"),
+        "tokens_in_per_request": _per_request(own, "tokens_in"),
+        "tokens_out_per_request": _per_request(own, "tokens_out"),
+        "cost_per_request": _per_request(own, "cost"),
         "versions": sorted({r["version"] for r in rows if r["version"] is not None}),
         "latency_histogram": _histogram(latencies, edges),
     }
@@ -188,8 +208,9 @@ def _compare(control: dict, variant: dict, rows: list, min_requests: int, alpha:
     """`rows`: the experiment's, in time order (the mSPRT looks after every request, as a live dashboard would)."""
     merged = [(r["split_label"] == variant["label"], r) for r in rows
               if r["split_label"] in (control["label"], variant["label"])]
-    outcomes = [(is_variant, float(is_success(r["status"]))) for is_variant, r in merged]
-    latencies = [(is_variant, r["latency_ms"]) for is_variant, r in merged if r["latency_ms"] is not None]
+    outcomes = [(is_variant, float(arm_succeeded(r))) for is_variant, r in merged]
+    latencies = [(is_variant, r["latency_ms"]) for is_variant, r in merged
+                 if r["latency_ms"] is not None and not r["failed_over"]]
     success = _judge(
         "the success rate", unit=_points, higher_is_better=True, counted="request(s)",
         sizes={control["label"]: control["requests"], variant["label"]: variant["requests"]},
@@ -220,7 +241,7 @@ def _experiment(rule: str | None, rows: list, control: str | None, min_requests:
     labels.insert(0, control)
     variants = labels[1:]
     per_test_alpha = alpha / max(len(variants), 1)
-    edges = _histogram_edges([r["latency_ms"] for r in rows if r["latency_ms"] is not None])
+    edges = _histogram_edges([r["latency_ms"] for r in _own(rows) if r["latency_ms"] is not None])
     arms = {label: _arm(label, by_arm[label], per_test_alpha, edges) for label in labels}
     comparisons = [_compare(arms[control], arms[label], rows, min_requests, per_test_alpha)
                    for label in variants]
@@ -240,13 +261,14 @@ def _experiment(rule: str | None, rows: list, control: str | None, min_requests:
 
 def build_report(store: Store, router: str, rule: str | None = None, since: float | None = None,
                  until: float | None = None, control: str | None = None, alpha: float = 0.05,
-                 min_requests: int = MIN_REQUESTS) -> dict:
+                 min_requests: int = MIN_REQUESTS, source: str | None = "gateway") -> dict:
     """The report of router `router`'s split arms in [since, until): one experiment per
-    split rule (only `rule` if given). A JSON-ready dict; no NaN anywhere."""
+    split rule (only `rule` if given), from the rows of `source` (gateway: requests served;
+    sdk: decisions; None: both). A JSON-ready dict; no NaN anywhere."""
     if rule is not None and rule not in (known := store.rule_names(router)):
         raise ReportProblem(f"router {router!r} has no rule {rule!r}, in any version or request "
                             f"(rules: {', '.join(sorted(known)) or 'none'})")
-    rows = store.split_rows(router, rule, since, until)
+    rows = store.split_rows(router, rule, since, until, source)
     by_rule: dict[str | None, list] = {}
     for row in rows:
         by_rule.setdefault(row["rule"], []).append(row)
@@ -256,9 +278,10 @@ def build_report(store: Store, router: str, rule: str | None = None, since: floa
     if not experiments:
         which = f"rule {rule!r} of router {router!r}" if rule else f"router {router!r}"
         window = "" if since is None and until is None else " in this window"
-        message = (f"not enough data: no request of {which} has a split label{window} (a request routed by a "
-                   "`split` rule is recorded with its arm's label)")
-    return {"router": router, "since": iso(since), "until": iso(until), "alpha": alpha,
+        among = "" if source is None else f" among the rows of the {source} (--source)"
+        message = (f"not enough data: no request of {which} has a split label{window}{among} (a request "
+                   "routed by a `split` rule is recorded with its arm's label)")
+    return {"router": router, "source": source, "since": iso(since), "until": iso(until), "alpha": alpha,
             "min_requests_per_arm": min_requests, "success": SUCCESS_DEFINITION, "method": METHOD,
             "experiments": experiments, "message": message}
 
@@ -280,7 +303,7 @@ def level_of(alpha: float) -> str:
 
 
 def arm_header(alpha: float) -> tuple[str, ...]:
-    return ("arm", "requests", "success", f"{level_of(alpha)} CI", "latency ms p50 / p95 / p99",
+    return ("arm", "requests", "success", f"{level_of(alpha)} CI", "fell over", "latency ms p50 / p95 / p99",
             "ttft ms p50 / p95", "tokens in / out", "cost / req", "versions")
 
 
@@ -288,7 +311,7 @@ def arm_cells(arm: dict) -> tuple[str, ...]:
     low, high = arm["success_rate_ci"]
     latency, ttft = arm["latency_ms"], arm["ttft_ms"]
     return (arm["label"], str(arm["requests"]), _pct(arm["success_rate"]), f"[{_pct(low)}, {_pct(high)}]",
-            f"{_num(latency['p50'])} / {_num(latency['p95'])} / {_num(latency['p99'])}",
+            _pct(arm["fall_over_rate"]), f"{_num(latency['p50'])} / {_num(latency['p95'])} / {_num(latency['p99'])}",
             f"{_num(ttft['p50'])} / {_num(ttft['p95'])}",
             f"{_num(arm['tokens_in_per_request']['mean'])} / {_num(arm['tokens_out_per_request']['mean'])}",
             _num(arm["cost_per_request"]["mean"]), ", ".join(map(str, arm["versions"])) or "-")
@@ -314,11 +337,18 @@ def comparison_lines(comparison: dict, alpha: float) -> list[tuple[str, str, lis
     return out
 
 
-def _header_lines(report: dict) -> list[str]:
+def window_of(report: dict) -> str:
+    """Which rows the report counts, in words: the time window and the source."""
     window = "all recorded requests"
     if report["since"] or report["until"]:
         window = f"from {report['since'] or 'the first request'} until {report['until'] or 'now'}"
-    return [f"A/B report for router {report['router']} ({window})",
+    source = {"gateway": "requests served by the gateway", "sdk": "decisions of the SDK"}.get(report["source"],
+                                                                                           "every source")
+    return f"{window}; {source}"
+
+
+def _header_lines(report: dict) -> list[str]:
+    return [f"A/B report for router {report['router']} ({window_of(report)})",
             f"success: {report['success']}", f"method: {report['method']}"]
 
 

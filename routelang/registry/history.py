@@ -28,8 +28,13 @@ from .store import RegistryError, StorageError, Store
 
 COLUMNS = ("id", "time", "router", "version", "rule", "targets", "attempts", "status", "latency_ms", "ttft_ms",
            "tokens_in", "tokens_out", "cost", "split_label", "sticky_key_hash", "client_key_id", "http_status",
-           "error")
+           "error", "source", "first_target", "first_outcome", "failed_over")
 JSON_COLUMNS = ("targets", "attempts")
+
+# Where a row comes from: a request the gateway served (whole requests, sent upstream) or a
+# decision of the SDK / the admin API's `POST /api/route` (decision time only, nothing sent).
+GATEWAY, SDK = "gateway", "sdk"
+SOURCES = (GATEWAY, SDK)
 
 
 def _new_id() -> str:
@@ -54,6 +59,12 @@ class RequestRecord:
     client_key_id: str | None = None
     http_status: int | None = None
     error: str | None = None
+    source: str = GATEWAY
+    # Gateway rows: the first target tried (a split's arm), its outcome after its own retries
+    # (`ok`, `http_500`, `timeout`, `breaker_open`, ...), and whether another target was called after it.
+    first_target: str | None = None
+    first_outcome: str | None = None
+    failed_over: bool | None = None
     id: str = field(default_factory=_new_id)
     time: float = field(default_factory=time.time)
     # `--capture` only: the request body, and the answer's body (bytes) or a stream's SSE frames (list)
@@ -64,7 +75,8 @@ class RequestRecord:
         """The values of COLUMNS, in order (built in the writer thread, not on the request path)."""
         return (self.id, self.time, self.router, self.version, self.rule, _json([_target(t) for t in self.targets]),
                 _json(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
-                self.cost, self.split_label, self.sticky_key_hash, self.client_key_id, self.http_status, self.error)
+                self.cost, self.split_label, self.sticky_key_hash, self.client_key_id, self.http_status, self.error,
+                self.source, self.first_target, self.first_outcome, self.failed_over)
 
     def capture_row(self) -> tuple[str, str, str | None]:
         response = self.captured_response
@@ -141,6 +153,8 @@ def decode_row(row: dict) -> dict:
     out.pop("seq", None)   # (Postgres: the insertion order)
     for name in JSON_COLUMNS:
         out[name] = json.loads(out[name])
+    if out["failed_over"] is not None:
+        out["failed_over"] = bool(out["failed_over"])
     # The names the Mixtrain SDK's examples read.
     out["matched_rule"] = out["rule"]
     out["selected_target"] = out["targets"][0]["model_name"] if out["targets"] else None
@@ -148,6 +162,13 @@ def decode_row(row: dict) -> dict:
 
 
 MAX_LIMIT = 10_000   # rows one listing may ask for (the SDK's and the admin API's `limit`)
+
+
+def check_source(source: str | None) -> str | None:
+    """`source` if it is one of SOURCES or None (every row); else a ValueError that names them."""
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    return source
 
 
 class HistoryWriter:

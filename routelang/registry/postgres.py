@@ -83,7 +83,11 @@ MIGRATIONS: list[str] = [
         sticky_key_hash text,
         client_key_id text,
         http_status integer,
-        error text
+        error text,
+        source text NOT NULL DEFAULT 'gateway',
+        first_target text,
+        first_outcome text,
+        failed_over boolean
     ) PARTITION BY RANGE (time);
     CREATE INDEX requests_by_router_time ON requests (router, time);
     CREATE INDEX requests_by_id ON requests (id);

@@ -105,12 +105,13 @@ class Router:
         (rule, targets, hash of the sticky key; never the request itself)."""
         return self._transport.route(data)
 
-    def list_requests(self, limit: int = 100) -> list[dict]:
+    def list_requests(self, limit: int = 100, source: str | None = None) -> list[dict]:
         """The newest first (what this process recorded is written first); 1 <= limit <= 10,000,
-        checked here so that a local file and a gateway refuse the same limits."""
+        checked here so that a local file and a gateway refuse the same limits. `source`: only
+        the rows of "gateway" (requests served) or "sdk" (decisions); None: every row."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= history.MAX_LIMIT:
             raise ValueError(f"limit must be an int from 1 to {history.MAX_LIMIT}, not {limit!r}")
-        return self._transport.list_requests(limit)
+        return self._transport.list_requests(limit, history.check_source(source))
 
     def get_request(self, request_id: str) -> dict:
         found = self._transport.get_request(request_id)
@@ -226,10 +227,10 @@ class LocalRegistry:
             self._writer = history.shared_writer(self.store.location)
         return self._writer
 
-    def list_requests(self, limit: int) -> list[dict]:
+    def list_requests(self, limit: int, source: str | None) -> list[dict]:
         if self._writer is not None:
             self._writer.flush()
-        return self.store.list_requests(self.name, limit)
+        return self.store.list_requests(self.name, limit, source)
 
     def get_request(self, request_id: str) -> dict | None:
         if self._writer is not None:
@@ -335,8 +336,9 @@ class RemoteGateway:
         attempts = tuple(target(t) for t in answer["selected_targets"][:len(answer["selected_targets"]) - len(shadows)])
         return RouteResult(matched, Selection(attempts, shadows), answer["reason"])
 
-    def list_requests(self, limit: int) -> list[dict]:
-        return self._call("GET", self._router_path(f"/requests?limit={int(limit)}"))["data"]
+    def list_requests(self, limit: int, source: str | None) -> list[dict]:
+        query = urllib.parse.urlencode({"limit": int(limit), **({"source": source} if source else {})})
+        return self._call("GET", self._router_path(f"/requests?{query}"))["data"]
 
     def get_request(self, request_id: str) -> dict | None:
         return self._call("GET", f"/requests/{urllib.parse.quote(request_id, safe='')}", missing_ok=True)
@@ -376,4 +378,5 @@ def history_record(name: str, version: int | None, data: Any, result: RouteResul
     return history.RequestRecord(router=name, version=version, rule=None if rule is None else rule.name,
                                  status="routed" if rule is not None else "unmatched",
                                  targets=tuple(result.selected_targets),
-                                 latency_ms=elapsed_ms, split_label=split_label, sticky_key_hash=sticky)
+                                 latency_ms=elapsed_ms, split_label=split_label, sticky_key_hash=sticky,
+                                 source=history.SDK)

@@ -81,6 +81,13 @@ MIGRATIONS: list[str] = [
         response TEXT                 -- the answer's body, or a stream's content concatenated
     );
     """,
+    """
+    ALTER TABLE requests ADD COLUMN source TEXT NOT NULL DEFAULT 'gateway';   -- gateway or sdk
+    ALTER TABLE requests ADD COLUMN first_target TEXT;     -- gateway: the first target tried
+    ALTER TABLE requests ADD COLUMN first_outcome TEXT;    -- its outcome, its own retries included
+    ALTER TABLE requests ADD COLUMN failed_over INTEGER;   -- 1: another target was called after it
+    UPDATE requests SET source = 'sdk' WHERE status = 'routed' OR (status = 'unmatched' AND http_status IS NULL)
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

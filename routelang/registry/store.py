@@ -271,12 +271,15 @@ class Store:
 
     # ---- the request history (reading) --------------------------------------------------
 
-    def list_requests(self, router: str, limit: int = 100) -> list[dict]:
-        """The newest first."""
-        from .history import decode_row
+    def list_requests(self, router: str, limit: int = 100, source: str | None = None) -> list[dict]:
+        """The newest first; only the rows of `source` (gateway, sdk) when given."""
+        from .history import check_source, decode_row
 
-        rows = self.query(f"SELECT * FROM requests WHERE router = ? ORDER BY time DESC, {self.insertion_order} DESC "
-                          "LIMIT ?", (router, limit))
+        sql, args = "SELECT * FROM requests WHERE router = ?", [router]
+        if check_source(source) is not None:
+            sql += " AND source = ?"
+            args.append(source)
+        rows = self.query(f"{sql} ORDER BY time DESC, {self.insertion_order} DESC LIMIT ?", (*args, limit))
         return [decode_row(r) for r in rows]
 
     def get_request(self, request_id: str) -> dict | None:
@@ -292,12 +295,14 @@ class Store:
             out["capture"] = captured[0]
         return out
 
-    def split_rows(self, router: str, rule: str | None, since: float | None, until: float | None) -> list[dict]:
+    def split_rows(self, router: str, rule: str | None, since: float | None, until: float | None,
+                   source: str | None) -> list[dict]:
         """The rows of `router` assigned to a split arm, oldest first (what `routelang ab` reads)."""
-        sql = ("SELECT rule, split_label, status, latency_ms, ttft_ms, tokens_in, tokens_out, cost, version, time "
-               "FROM requests WHERE router = ? AND split_label IS NOT NULL")
+        sql = ("SELECT rule, split_label, status, first_outcome, failed_over, latency_ms, ttft_ms, tokens_in, "
+               "tokens_out, cost, version, time FROM requests WHERE router = ? AND split_label IS NOT NULL")
         args: list[Any] = [router]
-        for clause, value in (("rule = ?", rule), ("time >= ?", since), ("time < ?", until)):
+        for clause, value in (("rule = ?", rule), ("time >= ?", since), ("time < ?", until),
+                              ("source = ?", source)):
             if value is not None:
                 sql += f" AND {clause}"
                 args.append(value)

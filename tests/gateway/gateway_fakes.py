@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from routelang.gateway.app import Gateway
+from routelang.gateway import wiring
 from routelang.gateway.executor import Settings
 from routelang.gateway.logs import JsonLog
 
@@ -185,14 +185,14 @@ class GatewayServer:
         self.api_keys = api_keys
         self.reload_interval_s = reload_interval_s
         self.options = options
-        self.gateway: Gateway | None = None
+        self.gateway: wiring.Services | None = None
         self.url = ""
 
     async def start(self):
-        self.gateway = Gateway(None if self.path is None else str(self.path), settings=self.settings,
-                               api_keys=self.api_keys, log=JsonLog(self.logs),
-                               reload_interval_s=self.reload_interval_s, **self.options)
-        self._runner = web.AppRunner(self.gateway.application(), handler_cancellation=True, access_log=None,
+        self.gateway = wiring.build(None if self.path is None else str(self.path), settings=self.settings,
+                                    api_keys=self.api_keys, log=JsonLog(self.logs),
+                                    reload_interval_s=self.reload_interval_s, **self.options)
+        self._runner = web.AppRunner(wiring.application(self.gateway), handler_cancellation=True, access_log=None,
                                      shutdown_timeout=2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -10,7 +10,7 @@ import pytest
 from gateway_fakes import CHAT_RULES, config, http, rule, target, wait_for
 
 from routelang.gateway import auth
-from routelang.gateway.admin import ENDPOINTS
+from routelang.gateway.admin.endpoints import ENDPOINTS
 from routelang.registry.artifacts import build_text
 from routelang.registry.store import Store
 
@@ -404,7 +404,7 @@ def test_pushed_health_counts_as_a_probe_does(env):
     assert {chat(env.gw, "trial", f"u-{i}") for i in range(30)} == {"big"}
     # pushed health survives a reload of the file (the target stays)
     env.gw.path.write_text(env.text.replace('"Chat"', '"Chat, reloaded"'))
-    assert wait_for(lambda: env.gw.gateway.loaded_for(None).version == 2)
+    assert wait_for(lambda: env.gw.gateway.routers.get(None).version == 2)
     assert routing_target(env.gw, "small")["healthy"] is False
     healthy = api(env, "POST", "/targets/chat/small/health", {"healthy": True}).json()
     assert healthy["healthy"] is True and healthy["selectable"] is True
@@ -442,12 +442,11 @@ def test_a_drained_target_with_a_health_check_logs_only_real_health_changes(upst
 
 
 def test_a_registry_it_cannot_use_is_a_503_not_a_bug(env, tmp_path):
-    import sqlite3
+    from routelang.registry.store import Store
 
-    conn = sqlite3.connect(env.store.path)
-    conn.execute("UPDATE schema_version SET version = 999")   # written by a newer routelang
-    conn.commit()
-    conn.close()
+    newer = Store(env.store.location)
+    newer.execute("UPDATE schema_version SET version = 999")   # written by a newer routelang
+    newer.close()
     error = assert_error(api(env, "GET", "/routers"), 503, "registry_unavailable")
     assert "upgrade routelang" in error["message"]
     assert env.gw.log_lines("bug") == []

@@ -66,7 +66,7 @@ def test_hot_reload_under_load_keeps_every_request_answered(upstreams, gateway):
 
 
 async def _fail_once(gw):
-    loaded = gw.gateway.loaded_for(None)
+    loaded = gw.gateway.routers.get(None)
     target = next(t for t in loaded.targets.values() if t.model_name == "ma")
     gw.gateway.state.record(target, ok=False, latency_ms=None, tokens=None)
 
@@ -91,7 +91,7 @@ def test_a_change_to_an_imported_file_reloads_too(upstreams, gateway, tmp_path):
     targets.write_text(f'import std.providers\ntarget x = openai("m1") {{ endpoint "{a.url}/v1" }}\n')
     gw = gateway('router r\nimport "targets.route"\nrule all { route x }\n', reload_interval_s=0.05)
     assert post(gw.url).json()["choices"][0]["message"]["content"] == "from a"
-    assert str(targets) in gw.gateway.loaded_for(None).files
+    assert str(targets) in gw.gateway.routers.get(None).files
     targets.write_text(f'import std.providers\ntarget x = openai("m1") {{ endpoint "{b.url}/v1" }}\n')
     assert wait_for(lambda: post(gw.url).json()["choices"][0]["message"]["content"] == "from b", timeout=5)
     assert http("GET", gw.url + "/routing").json()["version"] == 2
@@ -170,7 +170,7 @@ def test_headers_are_forwarded_but_not_credentials_or_hop_by_hop(upstreams, gate
     up = upstreams()
     gw = gateway(config(rule("all", [target(up, headers={"X-Upstream": "set-by-target"})])))
     post(gw.url, headers={"Authorization": "Bearer c", "X-Api-Key": "k", "X-Trace": "t1", "Connection": "close",
-                          "X-Routelang-Router": gw.gateway.loaded_for(None).name})
+                          "X-Routelang-Router": gw.gateway.routers.get(None).name})
     sent = {k.lower(): v for k, v in up.received[0]["headers"].items()}
     assert sent["x-trace"] == "t1" and sent["x-upstream"] == "set-by-target"
     assert "authorization" not in sent and "x-api-key" not in sent and "x-routelang-router" not in sent
@@ -311,7 +311,7 @@ def test_log_lines_are_flushed_whole_and_in_order_and_a_broken_stream_counts_the
 
 
 async def _breaker_after(gw, ok: bool):
-    loaded = gw.gateway.loaded_for(None)
+    loaded = gw.gateway.routers.get(None)
     target = next(t for t in loaded.targets.values() if t.model_name == "ma")
     return gw.gateway.state.record(target, ok=ok, latency_ms=None, tokens=None)
 

@@ -19,8 +19,7 @@ from click.testing import CliRunner
 from gateway_fakes import FAST, ROOT, GatewayServer, Served, chat_answer, http, wait_for
 
 from routelang.cli import Exit, main
-from routelang.gateway import auth
-from routelang.gateway.app import Gateway
+from routelang.gateway import auth, wiring
 from routelang.registry.artifacts import build_file
 from routelang.registry.history import HistoryWriter, Retention
 from routelang.registry.store import RegistryError, Store
@@ -194,7 +193,7 @@ def test_an_undeployed_router_is_not_served_and_a_missing_registry_is_refused(up
     assert http("GET", gw.url + "/routing").json()["routers"] == []
     assert http("GET", gw.url + "/health/ready").status_code == 503
     with pytest.raises(RegistryError, match="no registry"):
-        Gateway(registry=tmp_path / "none.db")
+        wiring.build(registry=tmp_path / "none.db")
     assert not (tmp_path / "none.db").exists()
 
 
@@ -343,6 +342,17 @@ def test_the_admin_api_on_a_registry_gateway(upstreams, registry, serve_registry
     assert decided["router"] == "alpha" and decided["unavailable"] is False
     row = http("GET", gw.url + "/api/requests/via-alpha", headers=admin).json()
     assert (row["router"], row["version"], row["http_status"], row["status"]) == ("alpha", 1, 200, "ok")
+    assert (row["source"], row["first_target"], row["first_outcome"], row["failed_over"]) == (
+        "gateway", "a", "ok", False)
+    # The history says where each row comes from, and lists one source when asked.
+    listed = {source: [(r["id"], r["source"]) for r in http(
+        "GET", gw.url + f"/api/routers/alpha/requests{query}", headers=admin).json()["data"]]
+        for source, query in (("all", ""), ("gateway", "?source=gateway"), ("sdk", "?source=sdk"))}
+    assert listed["gateway"] == [("via-alpha", "gateway")]
+    assert listed["sdk"] == [(decided["request_id"], "sdk")]
+    assert sorted(listed["all"]) == sorted(listed["gateway"] + listed["sdk"])
+    bad = http("GET", gw.url + "/api/routers/alpha/requests?source=both", headers=admin)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "source"
 
 
 def test_two_gateway_processes_on_one_registry_both_pick_up_a_deploy(upstreams, registry, tmp_path):
@@ -562,3 +572,65 @@ def test_serve_needs_file_or_registry_and_registry_options_need_a_registry(tmp_p
         result = CliRunner().invoke(main, args)
         assert result.exit_code == Exit.USAGE, (args, result.output)
         assert message in result.output, (args, result.output)
+
+
+# ---- A/B arms judged by their own target -----------------------------------------------------
+
+def _split_router(a, b, failover: str = "") -> str:
+    return ROUTER.format(
+        name="alpha",
+        targets=f'target a = openai("ma", "{a.url}/v1") {{ cost 0.002 per 1k }}\n'
+                f'target b = openai("mb", "{b.url}/v1") {{ cost 0.004 per 1k }}',
+        rules=f"rule ab priority 20 {{\n    split sticky by user{failover} {{\n"
+              "        50% control: a\n        50% variant: b\n    }\n}")
+
+
+def _ab_json(registry: Registry, *options: str) -> dict:
+    result = CliRunner().invoke(main, ["ab", "alpha", "--registry", str(registry.path), "--format", "json",
+                                       *options])
+    assert result.exit_code == Exit.OK, result.output
+    return json.loads(result.output)
+
+
+def test_a_failing_variant_that_falls_over_to_the_control_is_reported_failing(upstreams, registry,
+                                                                             serve_registry):
+    """The variant's upstream answers 500 to four requests in five: the client still gets 200s (the
+    split falls over to the control), but each row records the variant's own outcome and the
+    fall-over, and `ab` reports the variant's first-target success at 20 % (it said 100 %) with a
+    fall-over rate of 80 %, and its own cost (it gave the control's)."""
+    a, b = upstreams("a"), upstreams("b")
+    calls = iter(range(10_000))
+    b.default = lambda body: ({"body": chat_answer("mb", text="from b")} if next(calls) % 5 == 4
+                              else {"status": 500, "body": {"error": {"message": "down"}}})
+    registry.push("alpha", _split_router(a, b))
+    gw = serve_registry()
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="k", max_retries=0)
+    ids = []
+    for i in range(80):
+        reply = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}], user=f"user-{i}")
+        assert reply.http_response.status_code == 200
+        ids.append(reply.headers["x-request-id"])
+    rows = recorded(gw, registry, *ids)
+    variant = [r for r in rows.values() if r["split_label"] == "variant"]
+    control = [r for r in rows.values() if r["split_label"] == "control"]
+    assert len(variant) >= 30 and len(control) >= 30
+    assert {(r["status"], r["source"], r["first_target"]) for r in variant} == {("ok", "gateway", "b")}
+    assert {(r["first_outcome"], r["failed_over"]) for r in variant} == {("http_500", 1), ("ok", 0)}
+    own = sum(r["first_outcome"] == "ok" for r in variant)
+    assert own == len(b.received) - sum(r["failed_over"] for r in variant) == len(variant) // 5
+    assert {(r["first_target"], r["first_outcome"], r["failed_over"]) for r in control} == {("a", "ok", 0)}
+
+    report = _ab_json(registry)
+    [exp] = report["experiments"]
+    arms = {arm["label"]: arm for arm in exp["arms"]}
+    assert arms["variant"]["success_rate"] == pytest.approx(own / len(variant))
+    assert arms["variant"]["fall_over_rate"] == pytest.approx(1 - own / len(variant))
+    assert (arms["control"]["success_rate"], arms["control"]["fall_over_rate"]) == (1.0, 0.0)
+    # Latency and cost of an arm are those of the requests it answered itself.
+    assert arms["variant"]["cost_per_request"] == {"count": own, "mean": pytest.approx(7 * 0.004 / 1000)}
+    assert arms["variant"]["latency_ms"]["count"] == own
+    assert arms["control"]["cost_per_request"]["mean"] == pytest.approx(7 * 0.002 / 1000)
+    [comparison] = exp["comparisons"]
+    assert comparison["success_rate"]["verdict"] == "significant"
+    assert comparison["success_rate"]["difference"] == pytest.approx(own / len(variant) - 1)

@@ -170,7 +170,7 @@ def test_round_robin_turns_go_through_the_state_and_carry_over_a_reload(upstream
     gw = gateway(config(rr), state=state)
     assert [post(gw).headers["x-routelang-target"] for _ in range(3)] == ["mb", "ma", "mb"]
     gw.path.write_text(json.dumps(config({**rr, "description": "changed"})))
-    assert wait_for(lambda: gw.gateway.loaded_for(None).version == 2)  # the file watcher reloaded it
+    assert wait_for(lambda: gw.gateway.routers.get(None).version == 2)  # the file watcher reloaded it
     assert post(gw).headers["x-routelang-target"] == "ma"  # the rotation goes on across the reload
     assert state.keys == [("test-router", "rr", 0)] * 5
 

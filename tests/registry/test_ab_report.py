@@ -262,7 +262,10 @@ def test_sdk_and_gateway_recorded_history_end_to_end(deployed, open_router):
         router.list_requests(limit=1)                           # waits until the history is written
     finally:
         router.close()
-    report = json.loads(run("ab", "chat", "--format", "json").output)
+    gateway_only = json.loads(run("ab", "chat", "--format", "json").output)   # the default: gateway rows
+    assert gateway_only["experiments"] == [] and "among the rows of the gateway" in gateway_only["message"]
+    report = json.loads(run("ab", "chat", "--source", "sdk", "--format", "json").output)
+    assert report["source"] == "sdk"
     [exp] = report["experiments"]
     assert exp["rule"] == "ab" and [a["label"] for a in exp["arms"]] == ["control", "variant"]
     assert sum(a["requests"] for a in exp["arms"]) == 400
@@ -271,6 +274,30 @@ def test_sdk_and_gateway_recorded_history_end_to_end(deployed, open_router):
     [comparison] = exp["comparisons"]
     assert comparison["success_rate"]["verdict"] == "not enough data"
     assert "p_value" in comparison["latency_ms"]              # the SDK's decision time is compared
+
+
+def test_sdk_decisions_are_not_counted_beside_gateway_requests(deployed):
+    """SDK rows (decision time, ~0.01 ms) once pulled the control's p50 down: `ab` counts the
+    gateway's rows by default, `--source sdk` the decisions, `--source all` both."""
+    served = gateway_rows({"control": (100, 1.0, 200, 30), "variant": (100, 1.0, 200, 30)})
+    decided = [RequestRecord(router="chat", version=1, rule="ab", status="routed", latency_ms=0.01, source="sdk",
+                             split_label="control", time=T0 + 1000 + i) for i in range(200)]
+    deployed.insert_requests(served + decided)
+    p50 = np.percentile(_values(served, "control", "latency_ms"), 50)
+
+    def control(*options):
+        report = json.loads(run("ab", "chat", "--format", "json", *options).output)
+        return report["experiments"][0]["arms"][0]
+
+    assert control()["requests"] == 100 and control()["latency_ms"]["p50"] == pytest.approx(p50)
+    assert control("--source", "gateway") == control()
+    assert control("--source", "sdk")["requests"] == 200
+    assert control("--source", "all")["requests"] == 300
+    assert run("ab", "chat", "--source", "both").exit_code == Exit.USAGE
+    listed = json.loads(run("requests", "chat", "--source", "sdk", "--limit", "1000", "--format", "json").output)
+    assert len(listed) == 200 and {r["source"] for r in listed} == {"sdk"}
+    assert len(json.loads(run("requests", "chat", "--limit", "1000", "--format", "json").output)) == 400
+    assert " sdk " in run("requests", "chat", "--limit", "1").output
 
 
 @pytest.mark.parametrize(("status", "success"), [

@@ -93,6 +93,23 @@ def test_a_limit_out_of_range_is_refused_alike_locally_and_remotely(deployed, op
         assert len(router.list_requests(limit=1)) == 1
 
 
+def test_rows_say_their_source_and_list_requests_filters_by_it(deployed, open_router):
+    """Decisions (local, or by the admin API for a remote SDK) are `sdk` rows; rows the gateway
+    served (inserted here as it writes them) are `gateway` rows; `source` lists one kind."""
+    from routelang.registry.history import RequestRecord
+
+    deployed.insert_requests([RequestRecord(router="chat", version=1, rule="default", status="ok", id="served")])
+    with open_router("chat") as router:
+        decided = router.route(PREMIUM)
+        assert decided.matched_rule.name == "premium"
+        every = router.list_requests(limit=10)
+        assert sorted(r["source"] for r in every) == ["gateway", "sdk"]
+        assert [r["id"] for r in router.list_requests(source="gateway")] == ["served"]
+        assert [r["rule"] for r in router.list_requests(source="sdk")] == ["premium"]
+        with pytest.raises(ValueError, match="source must be one of gateway, sdk"):
+            router.list_requests(source="both")
+
+
 def test_editing_the_returned_rules_does_not_edit_the_router(deployed, open_router):
     # An edit that was never passed to update() must not reach the next update(description=...).
     router = open_router("chat", record=False)

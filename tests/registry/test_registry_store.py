@@ -114,6 +114,21 @@ def test_an_older_schema_is_migrated_keeping_its_data(sqlite_registry, router_fi
     store.insert_requests([history.RequestRecord("old", None, None, "unmatched")])  # the new table works
 
 
+def test_rows_recorded_before_the_source_column_get_their_source(sqlite_registry):
+    """SDK decisions (`routed`, or `unmatched` without an HTTP status) become `sdk`, the rest `gateway`."""
+    registry = sqlite_registry
+    registry.parent.mkdir(parents=True)
+    old = sqlite3.connect(registry, isolation_level=None)
+    migrate(old, upto=3)
+    for row_id, status, http_status in (("d", "routed", None), ("u", "unmatched", None), ("g", "ok", 200),
+                                        ("n", "unmatched", 400), ("e", "error", 502)):
+        old.execute("INSERT INTO requests (id, time, router, targets, attempts, status, http_status) "
+                    "VALUES (?, 0, 'r', '[]', '[]', ?, ?)", (row_id, status, http_status))
+    old.close()
+    sources = dict(Store(registry).conn.execute("SELECT id, source FROM requests").fetchall())
+    assert sources == {"d": "sdk", "u": "sdk", "g": "gateway", "n": "gateway", "e": "gateway"}
+
+
 def test_a_newer_schema_is_refused(registry):
     store = Store(registry)
     store.execute("UPDATE schema_version SET version = version + 1")

@@ -1,0 +1,103 @@
+"""The admin API's aiohttp sub-application: the admin key first, then each
+row of the endpoint table routed to its handler, with every failure answered
+as an OpenAI-shaped error (a bug: a logged 500)."""
+
+from __future__ import annotations
+
+import traceback
+from typing import TYPE_CHECKING
+
+import orjson
+from aiohttp import web
+
+from ...registry.store import RegistryError
+from .. import auth, errors
+from ..responses import JSON
+from .common import AdminError, Context, error_response, parse
+from .endpoints import ENDPOINTS, PATTERNS, Endpoint
+from .openapi import openapi
+from .worker import RegistryWorker
+
+if TYPE_CHECKING:
+    from ...registry.store import Store
+    from ..logs import JsonLog
+    from ..metrics import Metrics
+    from ..routers import Source
+    from ..state import State
+
+
+class Admin:
+    """The admin API of a gateway serving `routers`; `store`: its registry (None: the
+    registry endpoints answer 409 no_registry). `admin_keys` may call it; a client key
+    (`api_keys`) is told it is not an admin key."""
+
+    def __init__(self, routers: Source, state: State, metrics: Metrics, log: JsonLog, store: Store | None,
+                 api_keys: auth.Keys | None, admin_keys: auth.Keys):
+        worker = None if store is None else RegistryWorker(store.location)
+        self.context = Context(routers, state, metrics, log, store, worker)
+        self.log = log
+        self.api_keys = api_keys
+        self.admin_keys = admin_keys
+        self._openapi = orjson.dumps(openapi())
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard])
+        for e in ENDPOINTS:
+            app.router.add_route(e.method, e.path, self._endpoint(e))
+        app.router.add_get("/openapi.json", self.openapi)
+        app.router.add_route("*", "/{tail:.*}", self.unknown)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        if self.context.worker is not None:
+            await self.context.worker.close()
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        """Admin key first; then every failure is an OpenAI-shaped error, a bug a logged 500."""
+        try:
+            if request.path != "/api/openapi.json":
+                self._authorise(request)
+            return await handler(request)
+        except AdminError as exc:
+            return error_response(exc.kind, exc.message, exc.param, **exc.extra)
+        except RegistryError as exc:  # the database locked past its timeout, down, unreadable, too new
+            return error_response(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc}")
+        except Exception as exc:  # noqa: BLE001 (a bug must still get an answer, and a log line to find it)
+            self.log.write("bug", path=request.path, error=f"{type(exc).__name__}: {exc}",
+                           traceback=traceback.format_exc(limit=8))
+            return error_response(errors.INTERNAL, f"internal error ({type(exc).__name__}); see the gateway log")
+
+    def _authorise(self, request: web.Request) -> None:
+        """401 without a valid key; 403 for a client key (--api-keys) that is not an admin key."""
+        header = request.headers.get("Authorization")
+        problem = auth.check(header, self.admin_keys)
+        if problem is None:
+            return
+        clients = self.api_keys
+        if problem[0] is errors.INVALID_API_KEY and clients is not None and auth.check(header, clients) is None:
+            raise AdminError(errors.NOT_ADMIN, "this endpoint needs an admin key (--admin-keys); "
+                                               "a client key is not one")
+        raise AdminError(*problem)
+
+    def _endpoint(self, e: Endpoint):
+        context = self.context
+
+        async def handle(request: web.Request) -> web.Response:
+            body = None
+            if e.body is not None:
+                body = await parse(request, e.body)
+            status, answer = await e.handler(context, request, body)
+            return web.Response(status=status, body=orjson.dumps(answer.model_dump(mode="json")),
+                                content_type=JSON)
+
+        return handle
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type=JSON)
+
+    async def unknown(self, request: web.Request) -> web.Response:
+        if any(p.match(request.path) for p, _m in PATTERNS):
+            return error_response(errors.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
+        return error_response(errors.NOT_FOUND, f"no endpoint {request.method} {request.path}")

@@ -1,0 +1,105 @@
+"""What every admin handler uses: the parts of the gateway it works on
+(`Context`, given by the composition root), its errors, body parsing, and the
+registry lookups that turn a missing router or version into a 404."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ...registry.store import RegistryError
+from .. import errors
+from ..responses import JSON
+from .worker import RegistryWorker
+
+if TYPE_CHECKING:
+    from ...registry.store import Store
+    from ..logs import JsonLog
+    from ..metrics import Metrics
+    from ..routers import Source
+    from ..state import State
+
+
+@dataclass
+class Context:
+    """The parts of the gateway the admin handlers use."""
+
+    routers: Source
+    state: State
+    metrics: Metrics
+    log: JsonLog
+    store: Store | None         # the gateway's registry; None: a file served without one
+    worker: RegistryWorker | None   # registry work, off the event loop; None without a registry
+    # Runtime routers of registry routers not served here, by content hash (a router deleted and pushed
+    # again elsewhere starts at version 1 again: its number says nothing).
+    runtimes: dict[str, Any] = field(default_factory=dict)
+
+    def served(self, name: str) -> bool:
+        return self.routers.get(name) is not None
+
+    async def in_registry(self, work: Callable[[Store], Any]) -> Any:
+        """`work(store)` in the worker thread, on its own connection to the gateway's registry."""
+        if self.worker is None:
+            raise AdminError(errors.NO_REGISTRY, "this gateway serves a file, not a registry: the registry "
+                                                 "endpoints need `routelang serve --registry PATH`")
+        return await self.worker.run(work)
+
+
+# A handler: (context, request, the validated body or None) -> (status, answer).
+Handler = Callable[[Context, web.Request, Any], Awaitable[tuple[int, BaseModel]]]
+
+
+class AdminError(Exception):
+    def __init__(self, kind: errors.Kind, message: str, param: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.kind, self.message, self.param, self.extra = kind, message, param, extra
+
+
+def error_response(kind: errors.Kind, message: str, param: str | None = None, **extra: Any) -> web.Response:
+    return web.Response(status=kind.status, body=errors.error_bytes(kind, message, param, **extra),
+                        content_type=JSON)
+
+
+async def parse(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise AdminError(errors.TOO_LARGE, "the body is too large") from None
+    try:
+        data = orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError as exc:
+        raise AdminError(errors.INVALID_JSON, f"the body is not valid JSON: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or None
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise AdminError(errors.INVALID_REQUEST, f"invalid body: {message}", where) from None
+
+
+def integer(text: str, param: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise AdminError(errors.INVALID_REQUEST, f"{param} must be an integer, not {text!r}", param) from None
+
+
+def active_version(store: Store, name: str) -> int | None:
+    """The router's active version; 404 when there is no such router."""
+    try:
+        return store.active_version(name)
+    except RegistryError as exc:
+        raise AdminError(errors.NOT_FOUND_ROUTER, str(exc), "name") from None
+
+
+def stored_version(store: Store, name: str, number: int):
+    try:
+        return store.version(name, number)
+    except RegistryError as exc:
+        raise AdminError(errors.NOT_FOUND_VERSION, str(exc), "version") from None

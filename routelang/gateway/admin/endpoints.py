@@ -1,0 +1,108 @@
+"""The admin API's table: every endpoint is one row (its method and path,
+its handler, the pydantic models of its body and of its answer, and the error
+statuses it can give). The routes and the OpenAPI document are both built
+from it, so the document cannot drift from the code."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from ...registry.history import MAX_LIMIT, SOURCES
+from . import decisions, history, registry, targets
+from .common import Handler
+from .models import (
+    ROUTER_NAME,
+    Deleted,
+    DeployBody,
+    Deployed,
+    ExportAnswer,
+    ExportDocument,
+    HealthBody,
+    Imported,
+    PushBody,
+    Pushed,
+    RequestList,
+    RequestRow,
+    RolledBack,
+    RouteBody,
+    Routed,
+    RouterDetail,
+    RouterList,
+    RoutingTestBody,
+    RoutingTested,
+    RuleList,
+    TargetState,
+    VersionDetail,
+    VersionList,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str                       # aiohttp's form, below /api: /routers/{name}
+    handler: Handler
+    summary: str
+    answer: type[BaseModel]
+    body: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()    # beyond 400, 401, 403 and 503 (the registry unusable), which every one may give
+    query: tuple[str, ...] = ()
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/routers", registry.list_routers, "Every router of the registry", RouterList, errors=(409,)),
+    Endpoint("GET", "/routers/{name}", registry.get_router, "A router: its versions, deployments and config",
+             RouterDetail, errors=(404, 409)),
+    Endpoint("DELETE", "/routers/{name}", registry.delete_router,
+             "Delete a router: every version, deployment and its request history", Deleted, errors=(404, 409)),
+    Endpoint("GET", "/routers/{name}/versions", registry.list_versions, "The versions of a router", VersionList,
+             errors=(404, 409)),
+    Endpoint("POST", "/routers/{name}/versions", registry.push, "Push a new version (checked as `routelang push`)",
+             Pushed, body=PushBody, status=201, errors=(409, 413, 422)),
+    Endpoint("GET", "/routers/{name}/versions/{version}", registry.get_version, "One stored version", VersionDetail,
+             errors=(404, 409)),
+    Endpoint("POST", "/routers/{name}/deploy", registry.deploy, "Deploy a version; the answer has the semantic diff",
+             Deployed, body=DeployBody, errors=(404, 409, 422)),
+    Endpoint("POST", "/routers/{name}/rollback", registry.rollback, "Make the previously deployed version active again",
+             RolledBack, errors=(404, 409)),
+    Endpoint("GET", "/routers/{name}/rules", registry.rules, "The rules of the active (else latest) version", RuleList,
+             errors=(404, 409)),
+    Endpoint("GET", "/routers/{name}/requests", history.list_requests, "The request history, newest first",
+             RequestList, errors=(404, 409), query=("limit", "source")),
+    Endpoint("GET", "/requests/{id}", history.get_request, "One request of the history", RequestRow, errors=(404, 409)),
+    Endpoint("POST", "/route", decisions.route, "The routing decision for a request (nothing is sent upstream)", Routed,
+             body=RouteBody, errors=(404, 409, 413, 422)),
+    Endpoint("POST", "/routing/test", decisions.routing_test, "The decision with each condition of each rule",
+             RoutingTested, body=RoutingTestBody, errors=(404, 409, 413, 422)),
+    Endpoint("GET", "/export", registry.export, "The whole registry: every router, version and deployment",
+             ExportAnswer, errors=(409,)),
+    Endpoint("POST", "/import", registry.import_, "Import an export (idempotent: versions are matched by content)",
+             Imported, body=ExportDocument, errors=(409, 413, 422)),
+    Endpoint("POST", "/targets/{router}/{target}/drain", targets.drain, "Take a target out of selection by hand",
+             TargetState, errors=(404,)),
+    Endpoint("POST", "/targets/{router}/{target}/undrain", targets.undrain, "Put a drained target back", TargetState,
+             errors=(404,)),
+    Endpoint("POST", "/targets/{router}/{target}/health", targets.push_health, "Report a target's health from outside",
+             TargetState, body=HealthBody, errors=(404,)),
+)
+
+PARAMETERS = {
+    "name": {"type": "string", "pattern": f"^{ROUTER_NAME}$"},
+    "router": {"type": "string", "pattern": f"^{ROUTER_NAME}$"},
+    "version": {"type": "integer", "minimum": 1},
+    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "target": {"type": "string", "minLength": 1},
+}
+QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+         "source": {"type": "string", "enum": list(SOURCES), "description": "only the rows of this source"}}
+
+
+def _regex(path: str) -> re.Pattern:
+    return re.compile("^/api" + re.sub(r"\{[a-z]+\}", "[^/]+", path) + "$")
+
+
+PATTERNS = [(_regex(e.path), e.method) for e in ENDPOINTS] + [(re.compile("^/api/openapi.json$"), "GET")]

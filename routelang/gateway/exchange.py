@@ -1,0 +1,48 @@
+"""One client request as it goes through the gateway: what the handler, the
+executor, the metrics, the log line and the history learn about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from routelang.runtime.model import Target
+
+from .adapters import Usage
+from .plan import target_name
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One client request as it goes through the gateway (what the log line reports)."""
+
+    id: str
+    path: str
+    start: float
+    stream: bool = False
+    client_wants_usage: bool = False
+    rule: str = "-"
+    target: Target | None = None
+    attempts: list[dict] = field(default_factory=list)
+    upstream_s: float = 0.0
+    ttft_s: float | None = None
+    usage: Usage | None = None
+    status: int = 0
+    error: str | None = None
+    overhead_s: float | None = None
+    captured: list[bytes] | None = None   # `--capture`: the SSE frames sent to the client
+
+    def headers(self, running: int = 0) -> dict[str, str]:
+        """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`
+        (which also lists targets skipped without a call: those have no "ms")."""
+        overhead = perf_counter() - self.start - self.upstream_s
+        self.overhead_s = overhead = max(0.0, overhead)
+        tried = running
+        for attempt in self.attempts:  # (a loop: cheaper than sum() of a generator for one or two)
+            if "ms" in attempt:
+                tried += 1
+        out = {"x-request-id": self.id, "x-routelang-rule": self.rule, "x-routelang-attempts": str(tried),
+               "x-routelang-overhead-ms": f"{overhead * 1000:.3f}"}
+        if self.target is not None:
+            out["x-routelang-target"] = target_name(self.target)
+        return out

@@ -1,0 +1,146 @@
+"""The composition root of the serving side: `build` makes every part once,
+from the settings, and hands each one what it needs; nothing holds the whole.
+
+    settings, log, metrics     given, or the defaults
+    state                      State: breakers, statistics, health, drains, turns (state.py)
+    client                     the upstream HTTP client (upstream.py), shared by the executor and the probes
+    store, recorder            the registry (registry mode, or given for a file's admin API) and the
+                               request history written from the requests (recording.py)
+    routers                    FileSource or RegistrySource (routers.py); a new version calls
+                               `on_change`, which the root points at the health checker
+    health                     HealthChecker (health.py)
+    executor                   Executor (executor.py)
+
+`application` turns the bundle into the aiohttp application (app.py's
+endpoints, the admin API when admin keys are given) and starts and stops the
+parts with it. server.py is the only caller in production; the tests build a
+gateway the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from routelang.registry.history import HistoryWriter, Retention, shared_writer
+from routelang.registry.store import Store
+
+from . import app, auth, upstream
+from .executor import Executor, Settings
+from .health import HealthChecker
+from .logs import JsonLog
+from .metrics import Metrics
+from .recording import Recorder
+from .routers import POLL_S, FileSource, RegistrySource, Source
+from .state import InProcessState, State
+
+
+@dataclass
+class Services:
+    """Every handle of one gateway process, built once by `build`."""
+
+    settings: Settings
+    log: JsonLog
+    metrics: Metrics
+    state: State
+    client: upstream.Client
+    routers: Source
+    health: HealthChecker
+    executor: Executor
+    store: Store | None             # the registry; None: a file served without one
+    owns_store: bool                # opened here (registry mode), so closed here
+    registry: str | None            # the registry served (registry mode), as /routing shows it
+    recorder: Recorder | None       # the request history (registry mode, history on)
+    api_keys: auth.Keys | None      # None: clients need no key
+    admin_keys: auth.Keys | None    # None: no admin API (/api does not exist)
+    started: float
+
+
+def build(path: str | None = None, settings: Settings | None = None, state: State | None = None,
+          api_keys: auth.Keys | None = None, log: JsonLog | None = None, reload_interval_s: float = 1.0,
+          admin_keys: auth.Keys | None = None, store: Store | None = None, *,
+          registry: str | Path | None = None, default_router: str | None = None,
+          history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
+          poll_s: float = POLL_S) -> Services:
+    """A gateway of one config file (`path`) or of every deployed router of a `registry`.
+    `store`: the registry a file-serving gateway's admin API works on (the caller's to close).
+    Raises plan.LoadError (the file does not load) and registry.RegistryError (no registry)."""
+    if (path is None) == (registry is None):
+        raise TypeError("build: give either a config file `path` or a `registry`")
+    settings = settings or Settings()
+    log = log or JsonLog()
+    metrics = Metrics()
+    state = state or InProcessState()
+    client = upstream.Client(settings.connect_timeout_s)
+    health = HealthChecker(client, state, metrics, log)
+    routers: Source
+
+    def follow_routers() -> None:   # a reload or a deploy: probe what the routers served now ask for
+        health.sync(routers.all())
+
+    recorder = None
+    if registry is None:
+        routers = FileSource(path, reload_interval_s, state, metrics, log, follow_routers)  # raises plan.LoadError
+    else:
+        store = Store(registry, create=False)                                              # raises RegistryError
+        routers = RegistrySource(store, state, metrics, log, follow_routers, default_router, poll_s)
+        if history is not False:
+            writer = history if isinstance(history, HistoryWriter) else shared_writer(store.location, retention)
+            recorder = Recorder(writer, capture)
+    executor = Executor(settings, client, state, metrics, log)
+    return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
+                    health=health, executor=executor, store=store, owns_store=registry is not None,
+                    registry=None if registry is None else store.shown, recorder=recorder,
+                    api_keys=api_keys, admin_keys=admin_keys, started=time.time())
+
+
+def application(services: Services) -> web.Application:
+    """The aiohttp application of `services`; its startup starts the probes and the reloads,
+    its cleanup closes every part."""
+    s = services
+    endpoints = app.Endpoints(s.routers, s.state, s.executor, s.metrics, s.log, s.recorder, s.api_keys,
+                              s.registry, s.started)
+    admin = None
+    if s.admin_keys is not None:
+        from .admin.app import Admin
+
+        admin = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys).application()
+    web_app = app.application(endpoints, admin)
+
+    async def startup(_app: web.Application) -> None:
+        await start(s)
+
+    async def cleanup(_app: web.Application) -> None:
+        await close(s)
+
+    web_app.on_startup.append(startup)
+    web_app.on_cleanup.append(cleanup)
+    return web_app
+
+
+async def start(s: Services) -> None:
+    s.health.sync(s.routers.all())
+    s.routers.start()
+    if s.registry is None:
+        loaded = s.routers.all()[0]
+        s.log.write("start", pid=os.getpid(), router=loaded.name, version=loaded.version, sha256=loaded.sha256)
+    else:
+        s.log.write("start", pid=os.getpid(), registry=s.registry,
+                    routers={r.name: r.version for r in s.routers.all()})
+
+
+async def close(s: Services) -> None:
+    await s.routers.close()
+    await s.health.close()
+    await s.executor.close()
+    await s.client.close()
+    if s.recorder is not None:
+        s.recorder.close()   # what is queued is written
+    if s.owns_store:
+        s.store.close()      # (a store given by the caller is the caller's to close)
+    s.log.write("stop", pid=os.getpid())
+    s.log.close()
