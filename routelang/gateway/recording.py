@@ -61,9 +61,13 @@ def first_target(attempts: list[dict]) -> tuple[str | None, str | None, bool | N
 
 
 class Recorder:
-    def __init__(self, writer: history.HistoryWriter, capture: bool = False):
+    """`dropped`: the metric counting rows the writer's full queue refused (the database down
+    or slower than the requests for longer than the queue holds)."""
+
+    def __init__(self, writer: history.HistoryWriter, capture: bool = False, dropped=None):
         self.writer = writer
         self.capture = capture
+        self.dropped = dropped
 
     def record(self, ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None,
                response: web.StreamResponse | None) -> None:
@@ -93,7 +97,8 @@ class Recorder:
                 record.captured_response = ex.captured
             elif response is not None and isinstance(getattr(response, "body", None), bytes):
                 record.captured_response = response.body
-        self.writer.record(record)
+        if not self.writer.record(record) and self.dropped is not None:
+            self.dropped.inc()
 
     def close(self) -> None:
         self.writer.close()

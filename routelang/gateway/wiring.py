@@ -90,7 +90,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
         routers = RegistrySource(store, state, metrics, log, follow_routers, default_router, poll_s)
         if history is not False:
             writer = history if isinstance(history, HistoryWriter) else shared_writer(store.location, retention)
-            recorder = Recorder(writer, capture)
+            recorder = Recorder(writer, capture, metrics.history_dropped)
     executor = Executor(settings, client, state, metrics, log)
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,

@@ -205,11 +205,13 @@ class HistoryWriter:
         self._thread = threading.Thread(target=self._run, name="routelang-history", daemon=True)
         self._thread.start()
 
-    def record(self, record: RequestRecord) -> None:
+    def record(self, record: RequestRecord) -> bool:
+        """Queue the row: False when the queue is full and the row was dropped."""
         if len(self._pending) >= self.queue_size:
             self.dropped += 1
-            return
+            return False
         self._pending.append(record)   # deque.append is atomic: no lock on the request path
+        return True
 
     @property
     def waiting(self) -> int:

@@ -634,3 +634,54 @@ def test_a_failing_variant_that_falls_over_to_the_control_is_reported_failing(up
     [comparison] = exp["comparisons"]
     assert comparison["success_rate"]["verdict"] == "significant"
     assert comparison["success_rate"]["difference"] == pytest.approx(own / len(variant) - 1)
+
+
+# ---- Postgres stopped and started again -------------------------------------------------------
+
+def test_postgres_down_serving_goes_on_rows_wait_then_are_written_beyond_the_bound_dropped(upstreams, loop_thread,
+                                                                                           tmp_path):
+    """Its own PostgreSQL, stopped under a serving gateway: every request is still answered from
+    the deployed version; history rows wait in the writer's queue up to its bound, the rest are
+    dropped and counted in /metrics; when the database is back the waiting rows are written."""
+    from services import PostgresServer
+
+    server = PostgresServer()
+    gw = None
+    try:
+        registry = Registry(tmp_path, server.new_database())
+        a = upstreams("a")
+        registry.push("alpha", route_text("alpha", a.url))
+        writer = HistoryWriter(registry.path, queue_size=20, interval_s=0.05, retry_s=0.2)
+        gw = loop_thread.run(GatewayServer(loop_thread, None, FAST, registry=registry.path, history=writer).start())
+        for i in range(3):
+            assert answered_by(http("POST", gw.url + "/v1/chat/completions", CHAT,
+                                    headers={"x-request-id": f"before-{i}"})) == "from a"
+        writer.flush()
+        registry.store.close()
+        server.stop()
+        for i in range(40):
+            started = time.monotonic()
+            reply = http("POST", gw.url + "/v1/chat/completions", CHAT, headers={"x-request-id": f"down-{i}"})
+            assert reply.status_code == 200 and answered_by(reply) == "from a"
+            assert time.monotonic() - started < 1.0          # never waiting on the database
+        assert wait_for(lambda: writer.failures >= 1, timeout=5)
+        assert 20 <= writer.dropped <= 20 + writer.batch_size and writer.waiting <= 20
+        metrics = http("GET", gw.url + "/metrics").text
+        assert f"routelang_history_dropped_total {float(writer.dropped)}" in metrics
+        with pytest.raises(TimeoutError):
+            writer.flush(timeout_s=0.5)
+        server.start()
+        writer.flush(timeout_s=15)
+        ids = {r["id"] for r in registry.store.query("SELECT id FROM requests")}
+        down = {i for i in ids if i.startswith("down-")}
+        assert {f"before-{i}" for i in range(3)} <= ids
+        assert len(down) == 40 - writer.dropped and writer.written == 3 + len(down)
+        # Deploys are followed again: the registry's poll and listener reconnect.
+        b = upstreams("b")
+        registry.push("alpha", route_text("alpha", b.url))
+        assert wait_for(lambda: answered_by(http("POST", gw.url + "/v1/chat/completions", CHAT)) == "from b",
+                        timeout=5)
+    finally:
+        if gw is not None:
+            loop_thread.run(gw.stop())
+        server.close()
