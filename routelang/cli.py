@@ -897,6 +897,28 @@ def request_command(request_id, registry):
     finish(Exit.OK)
 
 
+@main.group(name="registry")
+def registry_group() -> None:
+    """The registry as a whole (docs/registry.md#moving-a-registry)."""
+
+
+@registry_group.command(name="copy")
+@click.argument("source", metavar="SRC")
+@click.argument("target", metavar="DST")
+@guarded
+@registry_errors
+def registry_copy_command(source, target):
+    """Copy the registry SRC into the empty registry DST (each a SQLite file or a
+    postgresql:// URL): routers, versions, deployments, the request history."""
+    from .registry.copy import copy_registry
+
+    destination = _store(target, create=True)
+    copied = copy_registry(_store(source), destination)
+    click.echo(f"copied {copied.routers} router(s), {copied.versions} version(s), {copied.deployments} "
+               f"deployment(s) and {copied.requests} request(s) into {destination.shown}")
+    finish(Exit.OK)
+
+
 @main.group(name="history")
 def history_group() -> None:
     """The request history of a registry (docs/registry.md#request-history)."""

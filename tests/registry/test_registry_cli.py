@@ -188,3 +188,51 @@ def test_an_unreachable_postgres_registry_is_a_usage_error(router_file, tmp_path
         assert "Traceback" not in result.output and "127.0.0.1" in result.output
         assert "secret" not in result.output      # the password is never shown
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.route", "targets.route"]   # no folder made
+
+
+def _contents(location) -> dict:
+    from routelang.registry.store import Store
+
+    store = Store(location)
+    out = {"routers": store.routers(), "history": {}}
+    for r in store.routers():
+        out[r["name"]] = (store.versions(r["name"]), [store.version(r["name"], v["version"]) for v in
+                                                        store.versions(r["name"])], store.deployments(r["name"]))
+        out["history"][r["name"]] = [store.get_request(row["id"]) for row in store.list_requests(r["name"], 100)]
+    store.close()
+    return out
+
+
+def test_registry_copy_from_sqlite_to_postgres_and_back(sqlite_registry, postgres_server, router_file, tmp_path):
+    from routelang.registry import history
+    from routelang.registry.store import Store
+
+    assert run("push", router_file, "-m", "one").exit_code == Exit.OK
+    write_router(router_file.parent, premium="small")
+    assert run("push", router_file, "--router", "other").exit_code == Exit.OK
+    assert run("push", router_file).exit_code == Exit.OK
+    for args in (("deploy", "chat", "1", "--yes"), ("deploy", "chat", "2", "--yes"), ("rollback", "chat")):
+        assert run(*args).exit_code == Exit.OK
+    store = Store(sqlite_registry)
+    rows = [history.RequestRecord("chat", 1, "premium", "ok", targets=[{"model_name": "gpt-4o"}],
+                                  attempts=[{"target": "big", "outcome": "ok", "ms": 3.0}], latency_ms=float(i),
+                                  split_label="a", source="gateway", first_target="big", first_outcome="ok",
+                                  failed_over=bool(i % 2), time=1_700_000_000.0 + i * 40_000, id=f"q{i}")
+            for i in range(7)]
+    rows[0].captured_request, rows[0].captured_response = b'{"x": 1}', b'{"y": 2}'
+    store.insert_requests(rows)
+    store.close()
+    url = postgres_server.new_database()
+    copied = run("registry", "copy", sqlite_registry, url)
+    assert copied.exit_code == Exit.OK, copied.output
+    assert copied.output.startswith("copied 2 router(s), 3 version(s), 2 deployment(s) and 7 request(s)")
+    expected = _contents(sqlite_registry)
+    assert _contents(url) == expected
+    assert expected["history"]["chat"][-1]["capture"] == {"request": '{"x": 1}', "response": '{"y": 2}'}
+    back = tmp_path / "back.db"
+    assert run("registry", "copy", url, back).exit_code == Exit.OK
+    assert _contents(back) == expected
+    # Into a registry that holds routers: refused, nothing merged.
+    again = run("registry", "copy", sqlite_registry, url)
+    assert again.exit_code == Exit.USAGE and "not empty" in again.output
+    assert run("registry", "copy", tmp_path / "missing.db", tmp_path / "new.db").exit_code == Exit.USAGE
