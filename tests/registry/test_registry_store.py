@@ -261,3 +261,40 @@ def test_the_sdk_writer_reads_the_retention_from_the_environment(tmp_path, monke
         assert writer.retention == history.Retention(max_rows=3, max_days=0.5)
     finally:
         writer.close()
+
+
+# ---- the history on Postgres: day partitions ------------------------------------------------
+
+def test_postgres_history_is_partitioned_by_day_and_retention_drops_whole_days(postgres_registry):
+    from routelang.registry.postgres import DAY_S, partition_name
+
+    store = Store(postgres_registry)
+    now = 1_800_000_000.0
+    today = now // DAY_S * DAY_S
+    rows = [history.RequestRecord("chat", 1, "default", "ok", time=now - age * DAY_S - n)
+            for age in (40, 3, 2, 1) for n in range(3)]
+    rows[0].captured_request = b"old text"
+    store.insert_requests(rows)
+    days = [day for day, _name in store.partitions()]
+    assert days == [today - age * DAY_S for age in (40, 3, 2, 1)]
+    assert [day for day, _ in store.partitions("captures")] == days     # captures follow their rows' days
+    assert store.prune(history.Retention(max_rows=6, max_days=30), now=now) == 6
+    assert [day for day, _ in store.partitions()] == [today - 2 * DAY_S, today - DAY_S]
+    assert not store.query("SELECT to_regclass(?) IS NOT NULL AS found",
+                           (partition_name("captures", int(today - 40 * DAY_S)),))[0]["found"]
+    assert store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"] == 6
+    # A day dropped is made again when a late row arrives for it.
+    store.insert_requests([history.RequestRecord("chat", 1, "default", "ok", time=now - 3 * DAY_S)])
+    assert len(store.partitions()) == 3
+
+
+def test_postgres_reads_of_requests_and_ab_use_the_router_time_index(postgres_registry):
+    store = Store(postgres_registry)
+    store.insert_requests([history.RequestRecord(f"r{i % 50}", 1, "ab", "ok", split_label="a", time=1e9 + i)
+                           for i in range(5000)])
+    store.execute("ANALYZE requests")
+    plans = [" ".join(r["QUERY PLAN"] for r in store.query(f"EXPLAIN {sql}", args)) for sql, args in (
+        ("SELECT * FROM requests WHERE router = ? ORDER BY time DESC, seq DESC LIMIT ?", ("r7", 20)),
+        ("SELECT rule FROM requests WHERE router = ? AND split_label IS NOT NULL AND time >= ?", ("r7", 1e9)),
+        ("SELECT * FROM requests WHERE id = ?", ("x",)))]
+    assert all("Seq Scan" not in plan for plan in plans), plans
