@@ -55,9 +55,11 @@ class PostgresServer:
         options = (f"-p {self.port} -k {self.dir} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off "
                    "-c full_page_writes=off -c max_connections=200")
         self._as_postgres("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        self.running = True
 
     def stop(self) -> None:
         self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.running = False
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -73,7 +75,8 @@ class PostgresServer:
 
     def close(self) -> None:
         try:
-            self.stop()
+            if self.running:
+                self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

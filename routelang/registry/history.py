@@ -73,18 +73,28 @@ class RequestRecord:
 
     def row(self) -> tuple:
         """The values of COLUMNS, in order (built in the writer thread, not on the request path)."""
-        return (self.id, self.time, self.router, self.version, self.rule, _json([_target(t) for t in self.targets]),
-                _json(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
+        return (self.id, self.time, self.router, self.version, self.rule, json_text([target_dict(t) for t in self.targets]),
+                json_text(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
                 self.cost, self.split_label, self.sticky_key_hash, self.client_key_id, self.http_status, self.error,
                 self.source, self.first_target, self.first_outcome, self.failed_over)
 
-    def capture_row(self) -> tuple[str, str, str | None]:
-        response = self.captured_response
-        if isinstance(response, list):
-            response = stream_content(response)
-        elif response is not None:
-            response = response.decode("utf-8", "replace")
-        return self.id, self.captured_request.decode("utf-8", "replace"), response
+    def capture_row(self) -> CaptureRow | None:
+        if self.captured_request is None:
+            return None
+        return capture_row(self.id, self.time, self.captured_request, self.captured_response)
+
+
+Row = tuple              # the values of COLUMNS, in order
+CaptureRow = tuple       # (id, time, request text, response text or None)
+
+
+def capture_row(request_id: str, at: float, request: bytes, response: bytes | list[bytes] | None) -> CaptureRow:
+    """`response`: the answer's body, or a stream's SSE frames (their content is kept)."""
+    if isinstance(response, list):
+        response = stream_content(response)
+    elif response is not None:
+        response = response.decode("utf-8", "replace")
+    return request_id, at, request.decode("utf-8", "replace"), response
 
 
 def stream_content(frames: list[bytes]) -> str:
@@ -108,11 +118,11 @@ def stream_content(frames: list[bytes]) -> str:
     return "".join(out)
 
 
-def _json(value) -> str:
+def json_text(value) -> str:
     return orjson.dumps(value).decode()  # (the writer thread holds the GIL less than with json)
 
 
-def _target(target) -> dict:
+def target_dict(target) -> dict:
     if isinstance(target, dict):
         return target
     return {"model_name": target.model_name, "provider": target.provider, "label": target.label,
@@ -205,8 +215,10 @@ class HistoryWriter:
         self._thread = threading.Thread(target=self._run, name="routelang-history", daemon=True)
         self._thread.start()
 
-    def record(self, record: RequestRecord) -> bool:
-        """Queue the row: False when the queue is full and the row was dropped."""
+    def record(self, record: RequestRecord | tuple) -> bool:
+        """Queue a row: a RequestRecord, or a tuple `(encode, *args)` whose `encode(*args)` gives
+        (Row, CaptureRow or None) in the writer thread (the gateway's: the request path only
+        appends it). False when the queue is full and the row was dropped."""
         if len(self._pending) >= self.queue_size:
             self.dropped += 1
             return False
@@ -239,25 +251,26 @@ class HistoryWriter:
     def _run(self) -> None:
         store: Store | None = None
         last_prune = 0.0
+        refused: tuple[list[Row], list[CaptureRow], list[threading.Event]] | None = None  # to try again
         try:
             while not self._stop.is_set():
                 self._wake.wait(self.interval_s)
                 self._wake.clear()
-                while self._pending and not self._stop.is_set():
-                    batch, markers = self._take()
+                while (refused is not None or self._pending) and not self._stop.is_set():
+                    rows, captures, markers = refused if refused is not None else self._take()
                     try:
                         if store is None:
                             store = _open_for_writing(self.location)
-                        if batch:
-                            store.insert_requests(batch)
-                            self.written += len(batch)
+                        if rows:
+                            store.insert_rows(rows, captures)
+                            self.written += len(rows)
                             self.last_error = None
                         now = time.monotonic()
-                        if batch and now - last_prune >= self.prune_every_s:
+                        if rows and now - last_prune >= self.prune_every_s:
                             store.prune(self.retention)
                             last_prune = now
                     except StorageError as exc:
-                        self._pending.extendleft(reversed([*batch, *markers]))   # in order, at the front
+                        refused = rows, captures, markers   # kept (beside the queue's bound) until written
                         self.failures += 1
                         self.last_error = str(exc)
                         if store is not None:
@@ -265,24 +278,34 @@ class HistoryWriter:
                             store = None
                         self._stop.wait(self.retry_s)
                         break
+                    refused = None
                     for marker in markers:
                         marker.set()
         finally:
             if store is not None:
                 store.close()
+            if refused is not None:
+                self.dropped += len(refused[0])
 
-    def _take(self) -> tuple[list[RequestRecord], list[threading.Event]]:
-        """Up to batch_size rows from the front, and the flush markers among them."""
-        batch: list[RequestRecord] = []
+    def _take(self) -> tuple[list[Row], list[CaptureRow], list[threading.Event]]:
+        """Up to batch_size rows from the front, encoded, and the flush markers among them."""
+        rows: list[Row] = []
+        captures: list[CaptureRow] = []
         markers: list[threading.Event] = []
         pending = self._pending
-        while pending and len(batch) < self.batch_size:
+        while pending and len(rows) < self.batch_size:
             item = pending.popleft()
             if isinstance(item, threading.Event):
                 markers.append(item)
+                continue
+            if isinstance(item, tuple):
+                row, capture = item[0](*item[1:])
             else:
-                batch.append(item)
-        return batch, markers
+                row, capture = item.row(), item.capture_row()
+            rows.append(row)
+            if capture is not None:
+                captures.append(capture)
+        return rows, captures, markers
 
 
 def _open_for_writing(location: str | Path) -> Store:

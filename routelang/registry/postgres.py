@@ -29,7 +29,7 @@ from psycopg.rows import dict_row
 from .store import RegistryError, StorageError, Store, default_location
 
 if TYPE_CHECKING:
-    from .history import RequestRecord, Retention
+    from .history import CaptureRow, Retention, Row
 
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000
@@ -225,24 +225,23 @@ class PostgresStore(Store):
 
     # ---- the history ---------------------------------------------------------------------
 
-    def insert_requests(self, records: list[RequestRecord]) -> None:
-        """One COPY per table, into the partitions of the rows' days (made first when missing)."""
+    def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
+        """One COPY per table, into the partitions of the rows' days (made first when missing).
+        (No unique id across partitions: a repeated id is a second row.)"""
         from .history import COLUMNS
 
         try:
             with self._lock:
                 conn = self._connection()
-                self._make_partitions(conn, {day_of(r.time) for r in records})
+                self._make_partitions(conn, {day_of(row[1]) for row in rows})   # row[1]: time
                 with conn.transaction(), conn.cursor() as cursor:
                     with cursor.copy(f"COPY requests ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                        for record in records:
-                            copy.write_row(record.row())
-                    captured = [r for r in records if r.captured_request is not None]
-                    if captured:
+                        for row in rows:
+                            copy.write_row(row)
+                    if captures:
                         with cursor.copy("COPY captures (id, time, request, response) FROM STDIN") as copy:
-                            for record in captured:
-                                row_id, request, response = record.capture_row()
-                                copy.write_row((row_id, record.time, request, response))
+                            for capture in captures:
+                                copy.write_row(capture)
         except psycopg.Error as exc:
             raise self._failed(exc) from None
 

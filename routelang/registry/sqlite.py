@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .store import RegistryError, StorageError, Store, default_location
 
 if TYPE_CHECKING:
-    from .history import RequestRecord, Retention
+    from .history import CaptureRow, Retention, Row
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -202,16 +202,16 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise _storage_error(self.path, exc) from None
 
-    def insert_requests(self, records: list[RequestRecord]) -> None:
+    def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
+        """A repeated id keeps the first row."""
         from .history import COLUMNS
 
-        captured = [r.capture_row() for r in records if r.captured_request is not None]
         with self.write():
             self.conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
-                                  f"VALUES ({', '.join('?' * len(COLUMNS))})", [r.row() for r in records])
-            if captured:
+                                  f"VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+            if captures:
                 self.conn.executemany("INSERT OR IGNORE INTO captures (id, request, response) VALUES (?, ?, ?)",
-                                      captured)
+                                      [(c[0], c[2], c[3]) for c in captures])
 
     def prune(self, retention: Retention, now: float | None = None) -> int:
         """Delete rows older than max_days, then the oldest beyond max_rows."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .history import RequestRecord, Retention
+    from .history import CaptureRow, RequestRecord, Retention, Row
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -138,9 +138,12 @@ class Store:
         """One write transaction holding the registry's write lock."""
         raise NotImplementedError
 
-    def insert_requests(self, records: list[RequestRecord]) -> None:
-        """History rows (and their captures), in one transaction; a row whose id is stored already is skipped."""
+    def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
+        """History rows (the values of history.COLUMNS) and captures, in one transaction."""
         raise NotImplementedError
+
+    def insert_requests(self, records: list[RequestRecord]) -> None:
+        self.insert_rows([r.row() for r in records], [c for r in records if (c := r.capture_row()) is not None])
 
     def prune(self, retention: Retention, now: float | None = None) -> int:
         """Apply the retention: the number of history rows deleted."""

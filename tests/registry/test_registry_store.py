@@ -208,9 +208,9 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
     store = Store(registry)
     store.close()
     batches = []
-    real_insert = type(store).insert_requests
-    monkeypatch.setattr(type(store), "insert_requests",
-                        lambda store, rows: (batches.append(len(rows)), real_insert(store, rows)))
+    real_insert = type(store).insert_rows
+    monkeypatch.setattr(type(store), "insert_rows", lambda store, rows, captures: (
+        batches.append(len(rows)), real_insert(store, rows, captures)))
     writer = history.HistoryWriter(registry, interval_s=0.3)
     try:
         time.sleep(0.05)
