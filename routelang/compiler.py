@@ -91,7 +91,7 @@ def _compile(source: Source, env: dict[str, str] | None, allow_module: bool,
     diagnostics = list(resolution.diagnostics)
     router = resolution.router
     if router is not None:
-        diagnostics.extend(check(router))
+        diagnostics.extend(check(router, resolution.unbuilt_rules))
         if env is not None:
             router, env_diags = interpolate_router(router, env)
             diagnostics.extend(env_diags)

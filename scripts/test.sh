@@ -18,6 +18,14 @@ if ! command -v vim >/dev/null 2>&1; then
         exit 2
     fi
 fi
+if ! command -v nvim >/dev/null 2>&1; then  # the Neovim 0.7 snippet of docs/editors.md is run
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends neovim >/dev/null
+    else
+        echo "scripts/test.sh: nvim is needed for the editor tests (apt-get install neovim)" >&2
+        exit 2
+    fi
+fi
 
 # The registry tests run a real PostgreSQL 15 (tests/services.py starts it as the postgres user).
 if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
