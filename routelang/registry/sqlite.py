@@ -88,6 +88,41 @@ MIGRATIONS: list[str] = [
     ALTER TABLE requests ADD COLUMN failed_over INTEGER;   -- 1: another target was called after it
     UPDATE requests SET source = 'sdk' WHERE status = 'routed' OR (status = 'unmatched' AND http_status IS NULL)
     """,
+    # The history's cheaper table: rows in the order they were written (rowid), one index. The random
+    # `id` key and the `time` index cost a row ~11 us of the writer's CPU at 200k rows (18.7 -> 7.7 us);
+    # `request ID` now reads the table through, and retention goes by rowid.
+    """
+    CREATE TABLE requests_by_rowid (
+        id TEXT NOT NULL,
+        time REAL NOT NULL,
+        router TEXT NOT NULL,
+        version INTEGER,
+        rule TEXT,
+        targets TEXT NOT NULL,
+        attempts TEXT NOT NULL,
+        status TEXT NOT NULL,
+        latency_ms REAL,
+        ttft_ms REAL,
+        tokens_in INTEGER,
+        tokens_out INTEGER,
+        cost REAL,
+        split_label TEXT,
+        sticky_key_hash TEXT,
+        client_key_id TEXT,
+        http_status INTEGER,
+        error TEXT,
+        source TEXT NOT NULL DEFAULT 'gateway',
+        first_target TEXT,
+        first_outcome TEXT,
+        failed_over INTEGER
+    );
+    INSERT INTO requests_by_rowid SELECT id, time, router, version, rule, targets, attempts, status, latency_ms,
+        ttft_ms, tokens_in, tokens_out, cost, split_label, sticky_key_hash, client_key_id, http_status, error,
+        source, first_target, first_outcome, failed_over FROM requests ORDER BY time, rowid;
+    DROP TABLE requests;
+    ALTER TABLE requests_by_rowid RENAME TO requests;
+    CREATE INDEX requests_by_router_time ON requests (router, time)
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -203,23 +238,28 @@ class SqliteStore(Store):
             raise _storage_error(self.path, exc) from None
 
     def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
-        """A repeated id keeps the first row."""
+        """(No unique id: a repeated id is a second row, its capture the first's.)"""
         from .history import COLUMNS
 
         with self.write():
-            self.conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
+            self.conn.executemany(f"INSERT INTO requests ({', '.join(COLUMNS)}) "
                                   f"VALUES ({', '.join('?' * len(COLUMNS))})", rows)
             if captures:
                 self.conn.executemany("INSERT OR IGNORE INTO captures (id, request, response) VALUES (?, ?, ?)",
                                       [(c[0], c[2], c[3]) for c in captures])
 
     def prune(self, retention: Retention, now: float | None = None) -> int:
-        """Delete rows older than max_days, then the oldest beyond max_rows."""
+        """Delete the rows written before the first one newer than max_days, then the oldest
+        written beyond max_rows (rows are written in time order, within a batch's interval):
+        both walk the table from one end, no index needed."""
         now = time.time() if now is None else now
         with self.write():
-            gone = self.execute("DELETE FROM requests WHERE time < ?", (now - retention.max_days * 86400,))
-            gone += self.execute("DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
-                                 "ORDER BY time DESC LIMIT -1 OFFSET ?)", (retention.max_rows,))
+            gone = self.execute(
+                "DELETE FROM requests WHERE rowid < COALESCE((SELECT rowid FROM requests WHERE time >= ? "
+                "ORDER BY rowid LIMIT 1), (SELECT MAX(rowid) + 1 FROM requests))",
+                (now - retention.max_days * 86400,))
+            gone += self.execute("DELETE FROM requests WHERE rowid <= (SELECT rowid FROM requests "
+                                 "ORDER BY rowid DESC LIMIT 1 OFFSET ?)", (retention.max_rows,))
             if gone:
                 self.execute("DELETE FROM captures WHERE id NOT IN (SELECT id FROM requests)")
         return gone

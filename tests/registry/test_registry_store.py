@@ -35,6 +35,8 @@ def test_the_file_is_in_wal_mode_with_a_busy_timeout(sqlite_registry):
     store = Store(sqlite_registry)
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    # The history's table is cheap to append to: rows by rowid and one index (no random id key).
+    assert [r[1] for r in store.conn.execute("PRAGMA index_list(requests)")] == ["requests_by_router_time"]
 
 
 def test_push_stores_the_files_with_their_imports_and_identical_content_no_version(registry, router_file):
