@@ -10,6 +10,6 @@ request history, and the Router SDK, in a SQLite file or a Postgres database.
   from the history, `ab_html.py` draws it (`routelang ab`)
 """
 
-from .store import RegistryError, Store, default_path
+from .store import RegistryError, Store, default_location
 
-__all__ = ["RegistryError", "Store", "default_path"]
+__all__ = ["RegistryError", "Store", "default_location"]

@@ -310,9 +310,7 @@ class HistoryWriter:
 
 def _open_for_writing(location: str | Path) -> Store:
     store = Store(location)
-    tune = getattr(store, "tune_for_history", None)
-    if tune is not None:
-        tune()
+    store.tune_for_history()
     return store
 
 

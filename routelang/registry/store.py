@@ -19,6 +19,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -65,8 +66,6 @@ def default_location() -> str | Path:
     return Path(data_home) / "routelang" / "registry.db"
 
 
-default_path = default_location
-
 
 def redacted(location: str | Path) -> str:
     """The location as it may be shown and logged: a URL's password replaced by ***."""
@@ -93,12 +92,6 @@ def content_hash(sources: dict[str, str], compiled: dict) -> str:
     """Equal for the same files (by relative path) compiling to the same config."""
     canonical = json.dumps({"sources": sources, "compiled": compiled}, sort_keys=True, ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 class Store:
@@ -148,6 +141,9 @@ class Store:
     def prune(self, retention: Retention, now: float | None = None) -> int:
         """Apply the retention: the number of history rows deleted."""
         raise NotImplementedError
+
+    def tune_for_history(self) -> None:
+        """Settings of the history writer's own connection (SQLite: no fsync per batch)."""
 
     notifies = False   # whether `watch` can tell of a deploy at once (else a gateway polls)
 
@@ -200,7 +196,7 @@ class Store:
         digest = content_hash(sources, compiled)
         with self.write():
             self.execute("INSERT INTO routers (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                         (router, _now()))
+                         (router, time.time()))
             rows = self.query("SELECT version FROM versions WHERE router = ? AND content_hash = ?", (router, digest))
             existing = rows[0]["version"] if rows else None
             if existing is None and from_config:
@@ -213,7 +209,7 @@ class Store:
                 self.execute(
                     "INSERT INTO versions (router, version, content_hash, message, created_at, entry, sources, "
                     "compiled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (router, number, digest, message, _now(), entry, json.dumps(sources, ensure_ascii=False),
+                    (router, number, digest, message, time.time(), entry, json.dumps(sources, ensure_ascii=False),
                      json.dumps(compiled, ensure_ascii=False)))
         if existing is not None:
             return self.version(router, existing), False
@@ -246,7 +242,7 @@ class Store:
             if not self.query("SELECT 1 AS found FROM versions WHERE router = ? AND version = ?", (router, version)):
                 self.version(router, version)  # raises the right error
             self.execute("INSERT INTO deployments (router, version, deployed_at) VALUES (?, ?, ?)",
-                         (router, version, _now()))
+                         (router, version, time.time()))
             self.execute("UPDATE routers SET active_version = ? WHERE name = ?", (version, router))
             self._deployed_changed()
 

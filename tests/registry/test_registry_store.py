@@ -14,7 +14,7 @@ from conftest import write_router
 from routelang.registry import history
 from routelang.registry.artifacts import build_file, compile_stored
 from routelang.registry.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
-from routelang.registry.store import RegistryError, Store, default_path
+from routelang.registry.store import RegistryError, Store, default_location
 
 
 def push_file(store: Store, path, name: str = "chat", message: str = ""):
@@ -26,9 +26,11 @@ def push_file(store: Store, path, name: str = "chat", message: str = ""):
 def test_default_location_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("ROUTELANG_REGISTRY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert default_path() == tmp_path / "data" / "routelang" / "registry.db"
+    assert default_location() == tmp_path / "data" / "routelang" / "registry.db"
     monkeypatch.setenv("ROUTELANG_REGISTRY", str(tmp_path / "x.db"))
-    assert default_path() == tmp_path / "x.db"
+    assert default_location() == tmp_path / "x.db"
+    monkeypatch.setenv("ROUTELANG_REGISTRY", "postgresql://u@h:5432/db")
+    assert default_location() == "postgresql://u@h:5432/db"
 
 
 def test_the_file_is_in_wal_mode_with_a_busy_timeout(sqlite_registry):
