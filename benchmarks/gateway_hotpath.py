@@ -2,6 +2,7 @@
 
     python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
                                          [--profile FILE] [--config bench.json]
+                                         [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -19,6 +20,12 @@ and the minimum are the figures least disturbed by other load.
 `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
 `--requests`, the difference divided by the difference in requests.
+
+`--trace` (the `otel` extra): the gateway exports OpenTelemetry spans over OTLP/HTTP
+to a receiver in another process (so the figure holds the span work and the
+exporter's thread, not the receiver's). `sampled`: every request; `unsampled-by-client`:
+each request carries a `traceparent` whose sampled flag is off (the default sampler
+follows it); `unsampled-by-sampler`: OTEL_TRACES_SAMPLER=traceidratio with ratio 0.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import asyncio
 import cProfile
 import functools
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from routelang.gateway import executor as executor_module
-from routelang.gateway import wiring
+from routelang.gateway import tracing, wiring
 from routelang.gateway.adapters import adapter_for
 from routelang.gateway.logs import JsonLog
 from routelang.gateway.responses import respond
@@ -61,6 +70,22 @@ CONFIG = {"name": "bench", "rules": [{"name": "all", "targets": [{
     "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n"
            b"Content-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+UNSAMPLED_PARENT = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n"
+# An OTLP/HTTP receiver that reads each export and answers 200 (another process: its CPU is not counted).
+RECEIVER = """
+import http.server
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
 
 async def answered_call(self, request, ex, target, adapter, url, data, headers, timeout_s):
@@ -70,11 +95,14 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
     out, usage = adapter.response(ANSWER, ex.path.removeprefix("/v1"))
     self._record(ex, target, "ok", seconds, ok=True, status=200, usage=usage)
     ex.target, ex.usage = target, usage
+    if ex.answer is not None:
+        ex.answer.read(out)
     return respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
 
 
-def routelang_app(config: Path, log_path: Path) -> web.Application:
-    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")))
+def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None) -> web.Application:
+    tracer = tracing.from_options(otlp_endpoint, os.environ) if otlp_endpoint else None
+    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer)
     services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
     return wiring.application(services)
@@ -93,12 +121,14 @@ def minimal_app() -> web.Application:
 class Client(asyncio.Protocol):
     """Sends REQUEST, waits for the whole response (Content-Length), sends the next."""
 
+    request = REQUEST
+
     def __init__(self, count: int, done: asyncio.Future):
         self.left, self.done, self.buffer = count, done, b""
 
     def connection_made(self, transport):
         self.transport = transport
-        transport.write(REQUEST)
+        transport.write(self.request)
 
     def data_received(self, data):
         self.buffer += data
@@ -116,7 +146,7 @@ class Client(asyncio.Protocol):
         self.buffer = self.buffer[end + 4 + length:]
         self.left -= 1
         if self.left:
-            self.transport.write(REQUEST)
+            self.transport.write(self.request)
         else:
             self.done.set_result(None)
 
@@ -158,7 +188,27 @@ def main() -> None:
     parser.add_argument("--only", choices=("routelang", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
+    parser.add_argument("--trace", choices=("off", "sampled", "unsampled-by-client", "unsampled-by-sampler"),
+                        default="off")
     args = parser.parse_args()
+    receiver = otlp_endpoint = None
+    if args.trace != "off":
+        receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+        otlp_endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+        os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(args.requests * 2)   # no span dropped for a full queue
+        if args.trace == "unsampled-by-client":
+            Client.request = REQUEST.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\n" + UNSAMPLED_PARENT)
+        if args.trace == "unsampled-by-sampler":
+            os.environ.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0")
+    try:
+        measure(args, otlp_endpoint)
+    finally:
+        if receiver is not None:
+            receiver.kill()
+            receiver.wait()
+
+
+def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         config = args.config
         if config is None:
@@ -166,10 +216,11 @@ def main() -> None:
             config.write_text(json.dumps(CONFIG))
         log = Path(scratch, "log.jsonl")
         if args.only:
-            app = routelang_app(config, log) if args.only == "routelang" else minimal_app()
+            app = routelang_app(config, log, otlp_endpoint) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
-        ours = uvloop.run(serve_and_send(routelang_app(config, log), args.requests, args.repeat, args.profile))
+        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint), args.requests, args.repeat,
+                                         args.profile))
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")

@@ -35,7 +35,7 @@ _AFTER = r"(?![A-Za-z0-9_\-])(?!\s*[.:])"
 
 DECLARATIONS = ("router", "metadata", "import", "provider", "profile", "defaults", "target",
                 "condition", "schema", "rule", "test")
-STRATEGIES = ("when", *strategies.KEYWORDS, "shadow", "sticky", "by", "salt")
+STRATEGIES = ("when", *strategies.KEYWORDS, "shadow", "sticky", "by", "salt", "failover")
 # Target settings and their sub-settings come from vocab/settings.py (`provider` is a declaration).
 SETTINGS = tuple(dict.fromkeys((
     "priority", *(s.surface for s in target_settings.TABLE if s.surface != "provider"),

@@ -28,6 +28,7 @@ from .state import ROUTER, State, about
 if TYPE_CHECKING:
     from .executor import Executor
     from .routers import Source
+    from .tracing import Tracing
 
 MAX_BODY = 32 * 1024 * 1024  # images in chat messages make bodies large
 ROUTER_PREFIX = "/r/{router:" + ROUTER_NAME.pattern + "}"   # /r/NAME/v1/chat/completions
@@ -59,7 +60,8 @@ class Endpoints:
     one (docs/gateway.md)."""
 
     def __init__(self, routers: Source, state: State, executor: Executor, metrics: Metrics, log: JsonLog,
-                 recorder: Recorder | None, api_keys: auth.Keys | None, registry: str | None, started: float):
+                 recorder: Recorder | None, api_keys: auth.Keys | None, registry: str | None, started: float,
+                 tracing: Tracing | None = None):
         self.routers = routers
         self.state = state
         self.executor = executor
@@ -71,6 +73,7 @@ class Endpoints:
         self.serves_registry = registry is not None
         self.body_timeout_s = executor.settings.body_timeout_s
         self.started = started
+        self.tracing = tracing   # None: no spans (one check per request)
 
     def _router(self, request: web.Request) -> tuple[plan.Loaded | None, str | None]:
         """The router a request names (path, else header), else the default; and the name asked for."""
@@ -101,6 +104,8 @@ class Endpoints:
         start = perf_counter()
         ex = Exchange(id=request.headers.get("x-request-id") or os.urandom(12).hex(), path=_endpoint(request),
                       start=start)
+        if self.tracing is not None:
+            ex.span = self.tracing.request_span(request.headers, ex.path)
         routed = Routed()
         response: web.StreamResponse | None = None
         try:
@@ -146,6 +151,8 @@ class Endpoints:
             ex.captured = []
         if not isinstance(body, dict):
             return error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
+        if ex.span is not None:
+            self.tracing.named(ex.span, ex.path, body)
         doc = document(body, request.headers.items(), ex.path)
         ex.stream = doc["request"]["stream"] and ex.path != "/v1/embeddings"
         if ex.stream:
@@ -211,6 +218,13 @@ class Endpoints:
             "completion_tokens": None if usage is None else usage.completion_tokens, "cost": cost})
         if self.recorder is not None and routed.loaded is not None:
             self.recorder.record(ex, routed, status, total, cost, response)
+        if ex.span is not None and ex.span.is_recording():   # (an unsampled span has nothing to end)
+            loaded, decision = routed.loaded, routed.decision
+            self.tracing.end_request(
+                ex.span, status=status, error=ex.error, router=None if loaded is None else loaded.name,
+                version=None if loaded is None else loaded.version, rule=ex.rule, target=ex.target,
+                attempts=sum(1 for a in ex.attempts if "ms" in a),
+                split_label=None if decision is None else decision.split_label, usage=usage)
 
     async def models(self, request: web.Request) -> web.Response:
         refused = self._refused(request)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Any
 
 from routelang.runtime.model import Target
 
 from .adapters import Usage
 from .plan import target_name
+from .tracing import Answer
 
 
 @dataclass(slots=True)
@@ -31,6 +33,8 @@ class Exchange:
     error: str | None = None
     overhead_s: float | None = None
     captured: list[bytes] | None = None   # `--capture`: the SSE frames sent to the client
+    span: Any = None                      # tracing: the request's span (None: tracing off)
+    answer: Answer | None = None          # tracing: the current attempt's answer, when its span is sampled
 
     def headers(self, running: int = 0) -> dict[str, str]:
         """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`

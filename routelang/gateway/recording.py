@@ -93,11 +93,10 @@ def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: floa
     capture (`body`: the request's, when capturing), in the writer thread."""
     decision = routed.decision
     rule = None if decision is None else decision.rule
-    selected, split_label, sticky = (), None, None
+    selected, sticky = (), None
+    split_label = None if decision is None else decision.split_label
     if rule is not None and decision.attempts:
         selected = decision.attempts[:max(decision.picked, 1)]
-        if rule.strategy == "split":   # the arm the request was assigned to (what A/B reports group by)
-            split_label = selected[0].label or selected[0].model_name
         if rule.selection.sticky_by is not None:
             sticky = history.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
     usage = ex.usage

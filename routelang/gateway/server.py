@@ -42,6 +42,8 @@ class Options:
     drain_s: float = 30.0
     log_file: str | None = None
     loop: str = "asyncio"       # or "uvloop" (when installed); see docs/gateway.md#performance
+    tracing: bool = False       # export traces (checked by tracing.check; each worker makes its own Tracing)
+    otlp_endpoint: str | None = None    # None: from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -101,7 +103,7 @@ def _run_worker(options: Options, sock: socket.socket, keys: Keys) -> int:
 async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
     from aiohttp import web
 
-    from . import wiring
+    from . import tracing, wiring
     from .logs import JsonLog
 
     log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
@@ -110,7 +112,9 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
                                 log=JsonLog(log_stream), reload_interval_s=options.reload_interval_s,
                                 admin_keys=keys.admins, registry=options.registry,
                                 default_router=options.default_router, history=options.history,
-                                retention=options.retention, capture=options.capture)
+                                retention=options.retention, capture=options.capture,
+                                tracing=tracing.from_options(options.otlp_endpoint, os.environ) if options.tracing
+                                else None)
         runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()

@@ -10,6 +10,7 @@ from the settings, and hands each one what it needs; nothing holds the whole.
                                `on_change`, which the root points at the health checker
     health                     HealthChecker (health.py)
     executor                   Executor (executor.py)
+    tracing                    given (tracing.py), or None: no spans; shut down with the rest
 
 `application` turns the bundle into the aiohttp application (app.py's
 endpoints, the admin API when admin keys are given) and starts and stops the
@@ -19,6 +20,7 @@ gateway the same way.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from .metrics import Metrics
 from .recording import Recorder
 from .routers import POLL_S, FileSource, RegistrySource, Source
 from .state import InProcessState, State
+from .tracing import Tracing
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Services:
     api_keys: auth.Keys | None      # None: clients need no key
     admin_keys: auth.Keys | None    # None: no admin API (/api does not exist)
     started: float
+    tracing: Tracing | None = None  # None: no spans
 
 
 def build(path: str | None = None, settings: Settings | None = None, state: State | None = None,
@@ -65,7 +69,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
           admin_keys: auth.Keys | None = None, store: Store | None = None, *,
           registry: str | Path | None = None, default_router: str | None = None,
           history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
-          poll_s: float = POLL_S) -> Services:
+          poll_s: float = POLL_S, tracing: Tracing | None = None) -> Services:
     """A gateway of one config file (`path`) or of every deployed router of a `registry`.
     `store`: the registry a file-serving gateway's admin API works on (the caller's to close).
     Raises plan.LoadError (the file does not load) and registry.RegistryError (no registry)."""
@@ -91,11 +95,11 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
         if history is not False:
             writer = history if isinstance(history, HistoryWriter) else shared_writer(store.location, retention)
             recorder = Recorder(writer, capture, metrics.history_dropped)
-    executor = Executor(settings, client, state, metrics, log)
+    executor = Executor(settings, client, state, metrics, log, tracing)
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,
                     registry=None if registry is None else store.shown, recorder=recorder,
-                    api_keys=api_keys, admin_keys=admin_keys, started=time.time())
+                    api_keys=api_keys, admin_keys=admin_keys, started=time.time(), tracing=tracing)
 
 
 def application(services: Services) -> web.Application:
@@ -103,7 +107,7 @@ def application(services: Services) -> web.Application:
     its cleanup closes every part."""
     s = services
     endpoints = app.Endpoints(s.routers, s.state, s.executor, s.metrics, s.log, s.recorder, s.api_keys,
-                              s.registry, s.started)
+                              s.registry, s.started, s.tracing)
     admin = None
     if s.admin_keys is not None:
         from .admin.app import Admin
@@ -142,5 +146,7 @@ async def close(s: Services) -> None:
         s.recorder.close()   # what is queued is written
     if s.owns_store:
         s.store.close()      # (a store given by the caller is the caller's to close)
+    if s.tracing is not None:
+        await asyncio.to_thread(s.tracing.shutdown)   # exports what is queued (a blocking HTTP call)
     s.log.write("stop", pid=os.getpid())
     s.log.close()

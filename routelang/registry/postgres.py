@@ -148,7 +148,7 @@ class PostgresStore(Store):
             raise self._failed(exc) from None
 
     def _failed(self, exc: Exception) -> StorageError:
-        return StorageError(f"the registry {self.shown}: {str(exc).strip() or type(exc).__name__}")
+        return StorageError(str(exc).strip() or type(exc).__name__, self.shown)
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -196,7 +196,7 @@ def migrate(conn: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> None:
 
 
 def _storage_error(location, exc: Exception) -> StorageError:
-    return StorageError(f"the registry {location}: {exc}")
+    return StorageError(str(exc), str(location))
 
 
 class SqliteStore(Store):

@@ -33,11 +33,27 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class RegistryError(Exception):
-    """A registry operation that cannot be done (no such router or version, ...)."""
+    """A registry operation that cannot be done (no such router or version, ...).
+
+    `message` says what; `registry`, where (a path, or a URL without its password), is added by
+    str() (for the CLI and the local SDK) but is not in `message`, which the admin API answers
+    with: a path or a database on the server is none of a remote client's business."""
+
+    def __init__(self, message: str, registry: str | Path | None = None):
+        super().__init__(message)
+        self.message = message
+        self.registry = registry
+
+    def __str__(self) -> str:
+        return self.message if self.registry is None else f"{self.message} in the registry {self.registry}"
 
 
 class StorageError(RegistryError):
-    """The registry's database failed (unreachable, locked past the timeout, unreadable)."""
+    """The registry's database failed (unreachable, locked past the timeout, unreadable):
+    `message` is the driver's reason."""
+
+    def __str__(self) -> str:
+        return self.message if self.registry is None else f"the registry {self.registry}: {self.message}"
 
 
 # A router's name is also a path segment and the NAME of NAME@VERSION.
@@ -166,7 +182,7 @@ class Store:
     def active_version(self, router: str) -> int | None:
         rows = self.query("SELECT active_version FROM routers WHERE name = ?", (router,))
         if not rows:
-            raise RegistryError(f"no router called {router!r} in the registry {self.shown}")
+            raise RegistryError(f"no router called {router!r}", self.shown)
         return rows[0]["active_version"]
 
     def active_versions(self) -> dict[str, int]:
@@ -178,7 +194,7 @@ class Store:
         """The router, its versions, deployments and request history."""
         with self.write():
             if self.execute("DELETE FROM routers WHERE name = ?", (router,)) == 0:
-                raise RegistryError(f"no router called {router!r} in the registry {self.shown}")
+                raise RegistryError(f"no router called {router!r}", self.shown)
             self.execute("DELETE FROM captures WHERE id IN (SELECT id FROM requests WHERE router = ?)", (router,))
             self.execute("DELETE FROM requests WHERE router = ?", (router,))
             self._deployed_changed()

@@ -636,6 +636,27 @@ def test_a_failing_variant_that_falls_over_to_the_control_is_reported_failing(up
     assert comparison["success_rate"]["difference"] == pytest.approx(own / len(variant) - 1)
 
 
+def test_a_split_with_no_failover_keeps_each_request_in_its_arm(upstreams, registry, serve_registry):
+    """`split ... no failover`: a variant's failure is the client's answer (502), never the control's,
+    so the control's figures are its own; the history still says which arm failed."""
+    a, b = upstreams("a"), upstreams("b")
+    b.default = {"status": 500, "body": {"error": {"message": "down"}}}
+    registry.push("alpha", _split_router(a, b, failover=" no failover"))
+    gw = serve_registry()
+    statuses = {}
+    for i in range(40):
+        reply = http("POST", gw.url + "/v1/chat/completions", {**CHAT, "user": f"user-{i}"},
+                     headers={"x-request-id": f"r{i}"})
+        statuses[f"r{i}"] = reply.status_code
+    rows = recorded(gw, registry, *statuses)
+    for request_id, status in statuses.items():
+        row = rows[request_id]
+        expected = (200, "a", "ok") if row["split_label"] == "control" else (502, "b", "http_500")
+        assert (status, row["first_target"], row["first_outcome"], row["failed_over"]) == (*expected, 0)
+    assert len(a.received) == sum(s == 200 for s in statuses.values()) > 0   # a never answered for b
+    assert len(b.received) == sum(s == 502 for s in statuses.values()) > 0
+
+
 # ---- Postgres stopped and started again -------------------------------------------------------
 
 def test_postgres_down_serving_goes_on_rows_wait_then_are_written_beyond_the_bound_dropped(upstreams, loop_thread,

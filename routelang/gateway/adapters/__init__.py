@@ -69,7 +69,7 @@ def error_code(error: dict) -> Any:
     return inner.get("code") if isinstance(inner, dict) else None
 
 
-from . import anthropic, openai
+from . import anthropic, azure, openai
 
 DEFAULT: Adapter = openai.OpenAIAdapter()
-ADAPTERS: dict[str, Adapter] = {"anthropic": anthropic.AnthropicAdapter()}
+ADAPTERS: dict[str, Adapter] = {"anthropic": anthropic.AnthropicAdapter(), "azure": azure.AzureAdapter()}
