@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from enum import IntEnum
@@ -41,6 +42,20 @@ class UsageProblem(click.ClickException):
 
     def show(self, file=None):
         click.echo(f"routelang: error: {self.format_message()}", err=True)
+
+
+class Finite(click.FloatRange):
+    """A finite number above `minimum` (from it, with `inclusive`): durations and ages, where zero,
+    a negative value, nan or infinity would break every request rather than mean something."""
+
+    def __init__(self, minimum: float = 0, inclusive: bool = False):
+        super().__init__(minimum, min_open=not inclusive)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class InputProblem(click.ClickException):
@@ -512,7 +527,7 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
               help="With --registry: also store each request's body and answer (user text!) in the history.")
 @click.option("--history-max-rows", type=click.IntRange(1), envvar="ROUTELANG_HISTORY_MAX_ROWS",
               help="Keep at most this many history rows (default 1,000,000).")
-@click.option("--history-max-days", type=click.FloatRange(0, min_open=True), envvar="ROUTELANG_HISTORY_MAX_DAYS",
+@click.option("--history-max-days", type=Finite(0), envvar="ROUTELANG_HISTORY_MAX_DAYS",
               help="Delete history rows older than this (default 30).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -523,13 +538,13 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--admin-keys", "admin_keys", type=click.Path(dir_okay=False),
               help="File of admin-key hashes (same format): serves the admin API at /api. Without it there is "
                    "no /api.")
-@click.option("--timeout", "timeout_s", default=600.0, show_default=True,
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=Finite(0),
               help="Seconds per upstream attempt, for targets without `timeout`.")
-@click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
+@click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True, type=Finite(0),
               help="Seconds a stream may wait for its first byte (and between bytes).")
-@click.option("--reload-interval", default=1.0, show_default=True,
+@click.option("--reload-interval", default=1.0, show_default=True, type=Finite(0, inclusive=True),
               help="Seconds between checks of FILE (and the files it imports) for changes (0: on SIGHUP only).")
-@click.option("--drain", "drain_s", default=30.0, show_default=True,
+@click.option("--drain", "drain_s", default=30.0, show_default=True, type=Finite(0, inclusive=True),
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
 @click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,

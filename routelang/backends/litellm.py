@@ -12,7 +12,7 @@ group's deployments: a target is one, a `split` weights them
 in the group and puts each later step in a group `NAME-fallback-K` listed in
 `router_settings.fallbacks`. `least_latency` and `lowest_cost` set the one,
 router-wide `routing_strategy`; what LiteLLM cannot state (a sticky split,
-round_robin, hybrid, nesting below a fallback's steps, two rules asking for
+round-robin, hybrid, nesting below a fallback's steps, two rules asking for
 different routing strategies) is lowered to the closest form with RL911.
 Settings LiteLLM keeps router-wide (`num_retries`, `allowed_fails`,
 `cooldown_time`) take the largest value the targets give, with an RL910 note

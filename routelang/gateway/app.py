@@ -17,6 +17,7 @@ from aiohttp import web
 from routelang.registry.store import ROUTER_NAME
 
 from . import auth, errors, plan
+from .adapters import fit
 from .exchange import Exchange
 from .logs import JsonLog, ms, now
 from .metrics import CONTENT_TYPE, Metrics
@@ -137,6 +138,7 @@ class Endpoints:
         if loaded is None:
             return self._no_router(ex, name)
         routed.loaded = loaded
+        ex.router, ex.version = loaded.name, loaded.version
         try:
             raw = await self._body(request)
             body = orjson.loads(raw)
@@ -198,19 +200,20 @@ class Endpoints:
         status = ex.status or (response.status if response is not None else 0)
         target = plan.target_name(ex.target) if ex.target is not None else "-"
         m = self.metrics
-        m.request(ex.path, ex.rule, target, status, total)
+        m.request(ex.router, ex.path, ex.rule, target, status, total)
         if ex.overhead_s is not None:
             m.overhead.observe(ex.overhead_s)
         if ex.ttft_s is not None:
-            m.first_token(ex.rule, target, ex.ttft_s)
+            m.first_token(ex.router, ex.rule, target, ex.ttft_s)
         cost = None
         usage = ex.usage
         if usage is not None and ex.target is not None:
             if ex.target.cost_per_1k_tokens is not None:
                 cost = usage.total * ex.target.cost_per_1k_tokens / 1000
-            m.usage(target, usage.prompt_tokens, usage.completion_tokens, cost)
+            m.usage(ex.router, target, usage.prompt_tokens, usage.completion_tokens, cost)
         self.log.record({
-            "ts": now(), "event": "request", "id": ex.id, "path": ex.path, "stream": ex.stream, "rule": ex.rule,
+            "ts": now(), "event": "request", "id": ex.id, "path": ex.path,
+            "router": None if ex.version is None else ex.router, "version": ex.version, "stream": ex.stream, "rule": ex.rule,
             "target": target, "status": status, "error": ex.error, "attempts": ex.attempts, "ms": ms(total),
             "overhead_ms": None if ex.overhead_s is None else ms(ex.overhead_s),
             "ttft_ms": None if ex.ttft_s is None else ms(ex.ttft_s),
@@ -314,10 +317,17 @@ class Endpoints:
             rows = plan.candidates(loaded, decision.rule, self.state)
             winner = decision.attempts[0] if decision.attempts else None
             why = plan.why_winner(decision.rule, rows, winner)
+            endpoint = fit(decision.attempts, path.removeprefix("/v1"))   # as the executor will
+            refused = None
+            if endpoint.refusal is not None:
+                refused = {"status": errors.UNSUPPORTED.status, **errors.error_body(errors.UNSUPPORTED,
+                                                                                    endpoint.refusal)}
             out.update(rule=decision.rule.name, strategy=decision.rule.strategy,
                        reason=decision.reason + (f"; {why}" if why else ""), candidates=rows,
-                       attempts=[_target_json(t) for t in decision.attempts],
-                       shadows=[_target_json(t) for t in decision.shadows],
+                       attempts=[_target_json(t) for t in endpoint.servable],
+                       unsupported=[{"target": plan.target_name(t), "reason": reason}
+                                    for t, reason in endpoint.refused],
+                       refused=refused, shadows=[_target_json(t) for t in decision.shadows],
                        unavailable=decision.unavailable, retry_after_s=decision.retry_after_s)
         return web.Response(body=orjson.dumps(out), content_type=JSON)
 
@@ -326,7 +336,8 @@ class Endpoints:
             with about(loaded):
                 for target in loaded.targets.values():
                     if target.circuit_breaker is not None:
-                        self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))
+                        self.metrics.breaker_state(loaded.name, plan.target_name(target),
+                                                   self.state.breaker(target))
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def unknown(self, request: web.Request) -> web.Response:

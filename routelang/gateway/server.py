@@ -60,9 +60,19 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_writable(log_file: str) -> None:
+    """Before listening: a log file that cannot be opened is the caller's mistake, said plainly
+    (each worker opens it again for itself)."""
+    try:
+        open(log_file, "ab").close()
+    except OSError as exc:
+        raise OSError(f"cannot write the log file {log_file}: {exc.strerror or exc}") from None
+
+
 def run(options: Options) -> int:
     """Serve until SIGTERM; the exit status. Raises plan.LoadError (the file does not
-    load), auth.KeyFileError and registry.RegistryError (no registry file) before listening."""
+    load), auth.KeyFileError, registry.RegistryError (no registry file) and OSError (the port
+    or the log file) before listening."""
     from . import auth, plan  # neither imports prometheus_client (see prepare_multiprocess)
 
     if options.registry is None:
@@ -75,6 +85,8 @@ def run(options: Options) -> int:
         what = f"registry {options.registry}"
     keys = Keys(auth.load_keys(options.api_keys_file) if options.api_keys_file else None,
                 auth.load_keys(options.admin_keys_file) if options.admin_keys_file else None)
+    if options.log_file is not None:
+        _check_writable(options.log_file)
     sock = _listen(options.host, options.port)
     host, port = sock.getsockname()[:2]
     print(f"routelang serve: {what} on http://{host}:{port} ({options.workers} worker(s))",

@@ -221,7 +221,7 @@ class Target:
 
 @dataclass
 class Strategy:
-    """kind: single, split, fallback, round_robin, least_latency, lowest_cost.
+    """kind: single, split, fallback, round-robin, least_latency, lowest_cost.
     members: target names or nested strategies; a split's weights one per member."""
 
     kind: str

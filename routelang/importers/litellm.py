@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..vocab import strategies as vocab
 from .common import (
     Cond,
     ImportNote,
@@ -47,17 +48,20 @@ PROVIDER_HOSTS = {
     "fireworks_ai": "https://api.fireworks.ai/inference/v1",
 }
 # LiteLLM's routing_strategy -> routelang's strategy and what differs.
+_EVEN = vocab.ROUND_ROBIN.keyword
 STRATEGIES = {
-    "simple-shuffle": ("split", None),
-    "least-busy": ("round_robin", ("least-busy picks the deployment with the fewest requests in flight; routelang "
-                                  "has no such strategy: written as round_robin, which spreads requests evenly")),
-    "usage-based-routing": ("round_robin", ("usage-based-routing picks the deployment with the least tokens used "
-                                           "this minute; written as round_robin, which spreads requests evenly")),
-    "usage-based-routing-v2": ("round_robin", ("usage-based-routing-v2 picks the deployment with the least tokens "
-                                              "used this minute; written as round_robin")),
-    "latency-based-routing": ("least_latency", ("latency-based-routing keeps its own latency window and buffer; "
+    "simple-shuffle": (vocab.SPLIT.kind, None),
+    "least-busy": (vocab.ROUND_ROBIN.kind, ("least-busy picks the deployment with the fewest requests in flight; "
+                                           f"routelang has no such strategy: written as {_EVEN}, which spreads "
+                                           "requests evenly")),
+    "usage-based-routing": (vocab.ROUND_ROBIN.kind, ("usage-based-routing picks the deployment with the least tokens "
+                                                    f"used this minute; written as {_EVEN}, which spreads requests "
+                                                    "evenly")),
+    "usage-based-routing-v2": (vocab.ROUND_ROBIN.kind, ("usage-based-routing-v2 picks the deployment with the least "
+                                                       f"tokens used this minute; written as {_EVEN}")),
+    "latency-based-routing": (vocab.LEAST_LATENCY.kind, ("latency-based-routing keeps its own latency window and buffer; "
                                                "routelang's least_latency uses a moving average (docs/runtime.md)")),
-    "cost-based-routing": ("lowest_cost", ("cost-based-routing reads LiteLLM's price list; routelang's lowest_cost "
+    "cost-based-routing": (vocab.LOWEST_COST.kind, ("cost-based-routing reads LiteLLM's price list; routelang's lowest_cost "
                                           "reads each target's `cost`, which the import does not know")),
 }
 # The settings read, each with the type it must have (a setting left empty, null, is unset).

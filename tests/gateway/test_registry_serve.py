@@ -309,6 +309,35 @@ def test_breaker_state_carries_over_to_the_next_version(upstreams, registry, ser
     assert targets["a"]["breaker"] == "open" and targets["a"]["failures"] == 1
 
 
+def test_metrics_and_log_lines_say_which_router(upstreams, registry, serve_registry):
+    """Two routers, each with a target `a` and a rule `all`: r1's breaker opens, r2's stays closed, and
+    every series and log line about a request says which router (and the log, which version)."""
+    up1, up2 = upstreams("one"), upstreams("two")
+    breaker = "cost 0.002 per 1k circuit_breaker { failures 1 cooldown 60s successes 1 }"
+    registry.push("r1", route_text("r1", up1.url, cost=breaker))
+    registry.push("r2", route_text("r2", up2.url, cost=breaker))
+    registry.push("r2", route_text("r2", up2.url, model="m2", cost=breaker))
+    gw = serve_registry()
+    up1.default = {"status": 500, "body": {"error": {"message": "down"}}}
+    assert http("POST", gw.url + "/r/r1/v1/chat/completions", CHAT).status_code == 502
+    for _ in range(2):
+        assert http("POST", gw.url + "/r/r2/v1/chat/completions", CHAT).status_code == 200
+    text = http("GET", gw.url + "/metrics").text
+    assert 'routelang_breaker_state{router="r1",target="a"} 2.0' in text
+    assert 'routelang_breaker_state{router="r2",target="a"} 0.0' in text
+    assert ('routelang_requests_total{endpoint="/v1/chat/completions",router="r1",rule="all",status="502",'
+            'target="-"} 1.0') in text
+    assert ('routelang_requests_total{endpoint="/v1/chat/completions",router="r2",rule="all",status="200",'
+            'target="a"} 2.0') in text
+    assert 'routelang_upstream_latency_seconds_count{outcome="http_500",router="r1",target="a"} 1.0' in text
+    assert 'routelang_tokens_total{kind="completion",router="r2",target="a"} ' in text
+    assert 'routelang_tokens_total{kind="completion",router="r1",target="a"} ' not in text
+    lines = gw.log_lines()
+    assert [(line["router"], line["version"], line["path"], line["status"]) for line in lines] == [
+        ("r1", 1, "/v1/chat/completions", 502), ("r2", 2, "/v1/chat/completions", 200),
+        ("r2", 2, "/v1/chat/completions", 200)]
+
+
 def test_a_target_two_routers_check_is_probed_once_and_fails_for_both(upstreams, registry, serve_registry):
     a = upstreams("a")
     checked = 'health_check { path "/health" interval 1s timeout 1s }'
