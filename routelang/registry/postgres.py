@@ -269,18 +269,19 @@ class PostgresStore(Store):
         and a day's rows go together). The number of rows dropped."""
         now = time.time() if now is None else now
         cutoff = now - retention.max_days * DAY_S
-        days = self.partitions()
-        counts = {name: self.query(f"SELECT COUNT(*) AS n FROM {name}")[0]["n"] for _, name in days}
-        doomed, kept = [], 0
-        for day, name in reversed(days):                     # the newest first
+
+        def count(name: str) -> int:   # (only the days kept until max_rows, and those dropped, are counted)
+            return self.query(f"SELECT COUNT(*) AS n FROM {name}")[0]["n"]
+
+        doomed, kept, gone = [], 0, 0
+        for day, name in reversed(self.partitions()):       # the newest first
             if day + DAY_S <= cutoff or kept >= retention.max_rows:
                 doomed.append(day)
+                gone += count(name)
             else:
-                kept += counts[name]
-        gone = 0
+                kept += count(name)
         with self.write():
             for day in doomed:
-                gone += counts[partition_name("requests", day)]
                 for table in PARTITIONED:
                     self.execute(f"DROP TABLE IF EXISTS {partition_name(table, day)}")
         self._days -= set(doomed)
