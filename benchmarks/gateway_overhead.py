@@ -338,41 +338,57 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
 
 
 def measure_history(args, scratch: Path, up_port: int, rows: list, direct: dict, notes: list[str]) -> None:
-    """`routelang serve --registry` with the request history on and with `--no-history`
-    (issue 10: history may cost at most 5%), three times each, alternating, on the bench
-    router; a note gives the medians (CPU per request is the figure to trust on a shared machine)."""
+    """`routelang serve --registry` with the request history on and with `--no-history`, on a
+    SQLite file and on a Postgres database (a PostgreSQL 15 started for the run, as the tests
+    start it: tests/services.py), three times each, alternating, on the bench router; a note
+    gives the medians per backend (CPU per request of the serving process is the figure to
+    trust on a shared machine; Postgres's own processes are not counted in it)."""
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from services import PostgresServer
+
     from routelang.registry.store import Store
 
-    registry = scratch / "history-bench" / "registry.db"
-    if registry.exists():
-        registry.unlink()
+    sqlite_file = scratch / "history-bench" / "registry.db"
+    if sqlite_file.exists():
+        sqlite_file.unlink()
+    postgres = PostgresServer()
+    try:
+        for backend, location in (("SQLite", str(sqlite_file)), ("Postgres", postgres.new_database())):
+            _history_rows(args, scratch, up_port, rows, direct, notes, backend, location, Store)
+    finally:
+        postgres.close()
+
+
+def _history_rows(args, scratch, up_port, rows, direct, notes, backend: str, location: str, Store) -> None:
     config = {"name": "bench", "rules": [{"name": "all", "targets": [{
         "provider": "openai", "model_name": "bench-model", "endpoint": f"http://127.0.0.1:{up_port}/v1",
         "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
-    store = Store(registry)
+    store = Store(location)
     version, _new = store.push("bench", "bench.json", {"bench.json": json.dumps(config)}, config)
     store.deploy("bench", version.version)
     measured: dict[bool, list[dict]] = {False: [], True: []}
     for round_no in (1, 2, 3):
         for history in (False, True):
             port = free_port()
-            before = store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-            proc = Proc([sys.executable, "-m", "routelang", "serve", "--registry", str(registry), "--port", str(port),
+            before = store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"]
+            proc = Proc([sys.executable, "-m", "routelang", "serve", "--registry", location, "--port", str(port),
                          "--log-file", str(scratch / "routelang.log"), *([] if history else ["--no-history"])],
                         env={"PYTHONPATH": str(ROOT)})
             assert wait_port(port), "routelang serve --registry did not start"
-            row = measure(f"routelang serve --registry, history {'on' if history else 'off'} (run {round_no})",
-                          port, "/v1/chat/completions", {}, args, scratch, proc.proc.pid, rows, direct)
+            row = measure(f"routelang serve --registry ({backend}), history {'on' if history else 'off'} "
+                          f"(run {round_no})", port, "/v1/chat/completions", {}, args, scratch, proc.proc.pid,
+                          rows, direct)
             proc.stop()  # SIGTERM: what is queued is written
-            written = store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - before
+            written = store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"] - before
             if history:
                 notes.append(f"{row['name']}: {written} history rows written")
             measured[history].append(row)
     store.close()
     for key, label in (("cpu_us", "CPU per request"), ("rps", "req/s at 32"), ("p50_ms", "p50 at 1")):
         off, on = (statistics.median(r[key] for r in measured[h]) for h in (False, True))
-        notes.append(f"history on vs off, median {label}: {on:.3f} vs {off:.3f} ({(on / off - 1) * 100:+.1f}%)")
+        notes.append(f"{backend}: history on vs off, median {label}: {on:.3f} vs {off:.3f} "
+                     f"({(on / off - 1) * 100:+.1f}%)")
 
 
 def _f(value, fmt: str) -> str:
@@ -532,6 +548,8 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="without LiteLLM and Portkey")
     parser.add_argument("--state-only", action="store_true",
                         help="only direct and the shared-state rows (--state memory / redis, --workers 2)")
+    parser.add_argument("--history-only", action="store_true",
+                        help="only direct and the registry rows with the history on and off")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "routelang-gateway-bench")
     parser.add_argument("--long", type=int, metavar="SECONDS",
                         help="instead: routelang under load for SECONDS, printing its memory (flat?)")
@@ -563,6 +581,10 @@ def main() -> None:
             long_run(args, scratch, up_port)
             return
         direct = measure(DIRECT, up_port, "/v1/chat/completions", {}, args, scratch, None, rows, None)
+        if args.history_only:
+            measure_history(args, scratch, up_port, rows, direct, notes)
+            report(rows, notes)
+            return
         config = bench_config(scratch, up_port)
         references = [("aiohttp", loop) for loop in LOOPS] + [("routelang", loop) for loop in LOOPS]
         if importlib.util.find_spec("httpx") is not None:
@@ -629,8 +651,11 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             proc.stop()
-    if args.long:
-        return
+    if not args.long:
+        report(rows, notes)
+
+
+def report(rows: list[dict], notes: list[str]) -> None:
     print(table(rows))
     print()
     print(ratios(rows))

@@ -177,8 +177,9 @@ FORMAT = click.Choice(["text", "json", "sarif"])
 
 def registry_option(fn):
     return click.option(
-        "--registry", type=click.Path(dir_okay=False), envvar="ROUTELANG_REGISTRY",
-        help="The registry file (default: $ROUTELANG_REGISTRY, else $XDG_DATA_HOME/routelang/registry.db).",
+        "--registry", envvar="ROUTELANG_REGISTRY",
+        help="The registry: a SQLite file, or postgresql://USER@HOST:PORT/DB (default: $ROUTELANG_REGISTRY, "
+             "else $XDG_DATA_HOME/routelang/registry.db).",
     )(fn)
 
 
@@ -517,8 +518,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 
 @main.command(name="serve")
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
-@click.option("--registry", type=click.Path(dir_okay=False), envvar="ROUTELANG_REGISTRY",
-              help="Serve every deployed router of this registry (also $ROUTELANG_REGISTRY, when no FILE is given).")
+@click.option("--registry", envvar="ROUTELANG_REGISTRY",
+              help="Serve every deployed router of this registry (a file or a postgresql:// URL) (also $ROUTELANG_REGISTRY, when no FILE is given).")
 @click.option("--default-router", metavar="NAME",
               help="With --registry: the router of requests that name none (default: the only deployed one).")
 @click.option("--no-history", is_flag=True, help="With --registry: do not record requests in the history.")
@@ -584,8 +585,6 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)
-    import sqlite3
-
     from .gateway.auth import KeyFileError
     from .gateway.plan import LoadError
     from .registry.store import RegistryError
@@ -611,8 +610,6 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
         finish(Exit.FINDINGS)
     except (KeyFileError, RegistryError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
-    except sqlite3.Error as exc:
-        raise UsageProblem(f"cannot open the registry {registry}: {exc}") from None
     finally:
         if metrics_dir is not None:
             import shutil
@@ -741,16 +738,14 @@ def fmt_command(files, check, show_diff):
 # ---- the registry (docs/registry.md) ---------------------------------------------------
 
 def _store(registry: str | None, create: bool = False):
-    """The registry file, opened (exit 2 when it cannot be); only `push` creates one."""
-    import sqlite3
-
+    """The registry (a file or a postgresql:// URL), opened (exit 2 when it cannot be); only `push` creates one."""
     from .registry.store import RegistryError, Store
 
     try:
         return Store(registry, create=create)
     except RegistryError as exc:
         raise UsageProblem(str(exc)) from None
-    except (sqlite3.Error, OSError) as exc:
+    except OSError as exc:
         raise UsageProblem(f"cannot open the registry {registry or 'at the default location'}: {exc}") from None
 
 
@@ -759,16 +754,12 @@ def registry_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import sqlite3
-
         from .registry.store import RegistryError
 
         try:
             return fn(*args, **kwargs)
-        except RegistryError as exc:
+        except RegistryError as exc:   # StorageError too: the database failed
             raise UsageProblem(str(exc)) from None
-        except sqlite3.Error as exc:
-            raise UsageProblem(f"the registry: {exc}") from None
 
     return wrapper
 
@@ -977,11 +968,9 @@ SOURCE_CHOICES = click.Choice(["gateway", "sdk", "all"])
 @registry_errors
 def requests_command(name, limit, source, fmt, registry):
     """The newest requests router NAME routed (the request history)."""
-    from .registry.history import list_requests
-
     store = _store(registry)
     store.active_version(name)  # an unknown router is an error, not an empty list
-    rows = list_requests(store.conn, name, limit, None if source == "all" else source)
+    rows = store.list_requests(name, limit, None if source == "all" else source)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         finish(Exit.OK)
@@ -1001,12 +990,32 @@ def requests_command(name, limit, source, fmt, registry):
 @registry_errors
 def request_command(request_id, registry):
     """One request of the history, every field (JSON)."""
-    from .registry.history import get_request
-
-    found = get_request(_store(registry).conn, request_id)
+    found = _store(registry).get_request(request_id)
     if found is None:
         raise UsageProblem(f"no request {request_id!r} in the registry")
     click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    finish(Exit.OK)
+
+
+@main.group(name="registry")
+def registry_group() -> None:
+    """The registry as a whole (docs/registry.md#moving-a-registry)."""
+
+
+@registry_group.command(name="copy")
+@click.argument("source", metavar="SRC")
+@click.argument("target", metavar="DST")
+@guarded
+@registry_errors
+def registry_copy_command(source, target):
+    """Copy the registry SRC into the empty registry DST (each a SQLite file or a
+    postgresql:// URL): routers, versions, deployments, the request history."""
+    from .registry.copy import copy_registry
+
+    destination = _store(target, create=True)
+    copied = copy_registry(_store(source), destination)
+    click.echo(f"copied {copied.routers} router(s), {copied.versions} version(s), {copied.deployments} "
+               f"deployment(s) and {copied.requests} request(s) into {destination.shown}")
     finish(Exit.OK)
 
 
@@ -1025,10 +1034,10 @@ def history_group() -> None:
 @registry_errors
 def history_prune_command(max_rows, max_days, registry):
     """Apply the retention now (the writers apply it after a batch, at most once a minute)."""
-    from .registry.history import Retention, prune
+    from .registry.history import Retention
 
     retention = Retention(**{k: v for k, v in (("max_rows", max_rows), ("max_days", max_days)) if v is not None})
-    gone = prune(_store(registry).conn, retention)
+    gone = _store(registry).prune(retention)
     click.echo(f"deleted {gone} request(s) beyond {retention.max_rows} rows or older than {retention.max_days:g} days")
     finish(Exit.OK)
 
@@ -1065,7 +1074,7 @@ def ab_command(name, rule, since, until, control, source, alpha, fmt, output, re
         end = None if until is None else ab_report.parse_time(until)
         if start is not None and end is not None and end <= start:
             raise ab_report.ReportProblem(f"--until {until} is not after --since {since}: the window is empty")
-        report = ab_report.build_report(store.conn, name, rule=rule, since=start, until=end, control=control,
+        report = ab_report.build_report(store, name, rule=rule, since=start, until=end, control=control,
                                         alpha=alpha, source=None if source == "all" else source)
     except ab_report.ReportProblem as exc:
         raise UsageProblem(str(exc)) from None

@@ -24,4 +24,14 @@ for needed in vim:vim-nox nvim:neovim chromium:chromium; do
     fi
 done
 
+# The registry tests run a real PostgreSQL 15 (tests/services.py starts it as the postgres user).
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null
+    else
+        echo "scripts/test.sh: PostgreSQL 15 is needed for the registry tests (apt-get install postgresql-15)" >&2
+        exit 2
+    fi
+fi
+
 python -m pytest "$@"

@@ -6,6 +6,7 @@ import os
 
 import pytest
 from hypothesis import settings
+from services import postgres_server  # noqa: F401 (real servers, session-scoped: tests/services.py)
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):

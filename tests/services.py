@@ -1,8 +1,14 @@
-"""Real servers for tests, started on free loopback ports in temporary folders and
-stopped afterwards (never mocked): Redis here (`redis_server` in conftest.py)."""
+"""Real servers for the tests, started on free loopback ports in temporary folders and
+stopped afterwards (never mocked): Redis (`redis_server` in conftest.py) and PostgreSQL
+(`postgres_server`, once per session); scripts/test.sh installs the Debian packages when
+they are missing.
+
+    url = postgres_server.new_database()   # a fresh, empty database: its postgresql:// URL
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -12,13 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -73,3 +82,64 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+class PostgresServer:
+    """A PostgreSQL 15 cluster in a temporary folder, run as the `postgres` user
+    (PostgreSQL refuses root); trust authentication on 127.0.0.1 only."""
+
+    def __init__(self):
+        if not (POSTGRES_BIN / "initdb").exists():
+            raise RuntimeError(f"PostgreSQL 15 is not installed ({POSTGRES_BIN}): apt-get install postgresql "
+                               "(scripts/test.sh does it)")
+        self.dir = Path(tempfile.mkdtemp(prefix="routelang-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self._names = itertools.count(1)
+        shutil.chown(self.dir, "postgres", "postgres")
+        self._as_postgres("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                          "--no-sync")
+        self.start()
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        command = ["runuser", "-u", "postgres", "--", str(POSTGRES_BIN / tool), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {done.stdout}\n{done.stderr}")
+
+    def start(self) -> None:
+        # Durability is not what these tests are about: no fsync makes CREATE DATABASE and commits fast.
+        options = (f"-p {self.port} -k {self.dir} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off "
+                   "-c full_page_writes=off -c max_connections=200")
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        self.running = True
+
+    def stop(self) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.running = False
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """A new empty database (from template0: a few ms): its URL."""
+        import psycopg
+
+        name = f"test_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+        return self.url(name)
+
+    def close(self) -> None:
+        try:
+            if self.running:
+                self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = PostgresServer()
+    yield server
+    server.close()

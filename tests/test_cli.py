@@ -136,6 +136,7 @@ def files(tmp_path):
     assert f["failing"].read_text() != TIERING.read_text() and f["bad"].read_text() != TIERING.read_text()
     # A registry holding one version of the tiering router, for the registry commands.
     f["registry"] = tmp_path / "registry.db"
+    f["copy.db"] = tmp_path / "copy.db"
     pushed = CliRunner().invoke(main, ["push", "--registry", str(f["registry"]), str(TIERING)])
     assert pushed.exit_code == Exit.OK and "version 1" in pushed.output, pushed.output
     return f
@@ -182,6 +183,8 @@ EXIT_TABLE = {
     "request": {"unknown request": ([*REG, "nope"], Exit.USAGE)},
     "history": {Exit.OK: ["prune", *REG], "no such registry": (["prune", "--registry", "no-such-registry.db"],
                                                                Exit.USAGE)},
+    "registry": {Exit.OK: ["copy", "registry", "copy.db"],
+                 "no such registry": (["copy", "no-such-registry.db", "copy.db"], Exit.USAGE)},
     # `ab` prints a report whatever it concludes (no requests yet: "not enough data"); it never exits 1.
     # (A bad --since or --control also exits 2: tests/registry/test_ab_report.py.)
     "ab": {Exit.OK: [*REG, "user_tiering"], "unknown router": ([*REG, "nope"], Exit.USAGE)},

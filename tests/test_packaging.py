@@ -308,6 +308,15 @@ def check_ab(cli: Cli, tmp: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.count("<svg") == 2, proc.stderr   # latency, success rate
 
 
+def check_registry(cli: Cli, tmp: Path) -> None:
+    """`registry copy` of a registry with a routed request into a new SQLite file."""
+    copy = tmp / "copy.db"
+    proc = cli("registry", "copy", _routed(cli, tmp), copy)
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("requests", "tiering", "--format", "json", "--registry", copy)
+    assert proc.returncode == 0 and [r["rule"] for r in json.loads(proc.stdout)] == ["standard"], proc.stderr
+    assert cli("versions", "tiering", "--registry", copy).returncode == 0
+
 INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "ab": check_ab,
     "check": check_check,
@@ -323,6 +332,7 @@ INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "lint": check_lint,
     "lsp": check_lsp,
     "push": check_push,
+    "registry": check_registry,
     "request": check_request,
     "requests": check_requests,
     "rollback": check_rollback,

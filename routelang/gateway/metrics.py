@@ -167,6 +167,9 @@ class Metrics:
                               ["router", "target", "outcome"], registry=r)
         self.shadow_dropped = Counter("routelang_shadow_dropped", "Shadow copies dropped (too many in flight)",
                                       ["router", "target"], registry=r)
+        self.history_dropped = Counter("routelang_history_dropped",
+                                       "History rows dropped: the writer's queue was full (the database down or slow)",
+                                       registry=r)
         self.reloads = Counter("routelang_reloads", "Config reloads, by result", ["result"], registry=r)
         self.breaker = Gauge("routelang_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
                              ["router", "target"], registry=r, multiprocess_mode="max")

@@ -1,6 +1,8 @@
 """The request history from the gateway (`serve --registry`): one row per
 request a router handled, through the registry's batched writer
-(`registry/history.py`), so the request only puts a record on a queue.
+(`registry/history.py`). The request path only appends one tuple of what it
+already holds to the writer's queue; the row is built and encoded in the
+writer thread (`encode`), and written there.
 
 What the handler knows beyond the Exchange (which router and version, the
 decision, the client's key id, the body when capturing) is collected in a
@@ -8,6 +10,7 @@ decision, the client's key id, the body when capturing) is collected in a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,38 +64,47 @@ def first_target(attempts: list[dict]) -> tuple[str | None, str | None, bool | N
 
 
 class Recorder:
-    def __init__(self, writer: history.HistoryWriter, capture: bool = False):
+    """`dropped`: the metric counting rows the writer's full queue refused (the database down
+    or slower than the requests for longer than the queue holds)."""
+
+    def __init__(self, writer: history.HistoryWriter, capture: bool = False, dropped=None):
         self.writer = writer
         self.capture = capture
+        self.dropped = dropped
 
     def record(self, ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None,
                response: web.StreamResponse | None) -> None:
-        decision = routed.decision
-        rule = None if decision is None else decision.rule
-        selected, sticky = [], None
-        if rule is not None and decision.attempts:
-            selected = decision.attempts[:max(decision.picked, 1)]
-            if rule.selection.sticky_by is not None:
-                sticky = history.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
-        usage = ex.usage
-        first, first_outcome, failed_over = first_target(ex.attempts)
-        record = history.RequestRecord(
-            router=routed.loaded.name, version=routed.loaded.version, rule=None if rule is None else rule.name,
-            status=outcome(ex, status), targets=selected, attempts=ex.attempts, latency_ms=total_s * 1000,
-            ttft_ms=None if ex.ttft_s is None else ex.ttft_s * 1000,
-            tokens_in=None if usage is None else usage.prompt_tokens,
-            tokens_out=None if usage is None else usage.completion_tokens, cost=cost,
-            split_label=None if decision is None else decision.split_label,
-            sticky_key_hash=sticky, client_key_id=routed.client_key_id, http_status=status, error=ex.error,
-            source=history.GATEWAY, first_target=first, first_outcome=first_outcome, failed_over=failed_over,
-            id=ex.id)
+        body = captured = None
         if self.capture and routed.body is not None:
-            record.captured_request = routed.body
-            if ex.captured:
-                record.captured_response = ex.captured
-            elif response is not None and isinstance(getattr(response, "body", None), bytes):
-                record.captured_response = response.body
-        self.writer.record(record)
+            body, captured = routed.body, ex.captured
+            if not captured and response is not None and isinstance(getattr(response, "body", None), bytes):
+                captured = response.body
+        if not self.writer.record((encode, ex, routed, status, total_s, cost, body, captured, time.time())) \
+                and self.dropped is not None:
+            self.dropped.inc()
 
     def close(self) -> None:
         self.writer.close()
+
+
+def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None, body: bytes | None,
+           captured: bytes | list[bytes] | None, at: float) -> tuple[history.Row, history.CaptureRow | None]:
+    """The history row (history.COLUMNS' values) of a request the gateway finished, and its
+    capture (`body`: the request's, when capturing), in the writer thread."""
+    decision = routed.decision
+    rule = None if decision is None else decision.rule
+    selected, sticky = (), None
+    split_label = None if decision is None else decision.split_label
+    if rule is not None and decision.attempts:
+        selected = decision.attempts[:max(decision.picked, 1)]
+        if rule.selection.sticky_by is not None:
+            sticky = history.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
+    usage = ex.usage
+    first, first_outcome, failed_over = first_target(ex.attempts)
+    row = (ex.id, at, routed.loaded.name, routed.loaded.version, None if rule is None else rule.name,
+           history.json_text([history.target_dict(t) for t in selected]), history.json_text(ex.attempts),
+           outcome(ex, status), total_s * 1000, None if ex.ttft_s is None else ex.ttft_s * 1000,
+           None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
+           cost, split_label, sticky, routed.client_key_id, status, ex.error, history.GATEWAY, first, first_outcome,
+           failed_over)
+    return row, None if body is None else history.capture_row(ex.id, at, body, captured)

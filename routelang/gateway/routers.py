@@ -11,6 +11,7 @@ the composition root, wiring.py) is called: the health checker follows.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -123,7 +124,9 @@ class FileSource:
 class RegistrySource:
     """Every deployed router of a registry, each at its active version (compiled
     once when it becomes active). A cheap query on the routers table every
-    `poll_s` notices deploys, rollbacks and deletions made by any process."""
+    `poll_s` notices deploys, rollbacks and deletions made by any process; on
+    Postgres, a deploy is also announced (LISTEN/NOTIFY) and served at once
+    by every replica, the poll staying as the fallback."""
 
     def __init__(self, store: Store, state: State, metrics: Metrics, log: JsonLog, on_change: Callable[[], None],
                  default: str | None = None, poll_s: float = POLL_S):
@@ -138,6 +141,9 @@ class RegistrySource:
         self.errors: dict[str, dict] = {}     # router -> the active version that does not load
         self._lock = asyncio.Lock()
         self._polling = Every(poll_s, self._check)
+        self._watching: threading.Thread | None = None
+        self._stop_watching = threading.Event()
+        self._checks: set[asyncio.Task] = set()
         for name, version in self._active().items():   # before serving: what is deployed now
             self._apply(name, version, self._load(name, version), "start")
 
@@ -170,9 +176,27 @@ class RegistrySource:
 
     def start(self) -> None:
         self._polling.start()
+        if self.store.notifies:
+            loop = asyncio.get_running_loop()
+            self._watching = threading.Thread(
+                target=self.store.watch, args=(lambda: loop.call_soon_threadsafe(self._notified),
+                                               self._stop_watching),
+                name="routelang-registry-watch", daemon=True)
+            self._watching.start()
+
+    def _notified(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._check())
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
 
     async def close(self) -> None:
         await self._polling.close()
+        self._stop_watching.set()
+        if self._watching is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._watching.join, 5)
+        for task in list(self._checks):
+            task.cancel()
+        await asyncio.gather(*self._checks, return_exceptions=True)
 
     async def _check(self) -> None:
         try:
@@ -182,14 +206,12 @@ class RegistrySource:
                            diagnostics=f"{type(exc).__name__}: {exc}")
 
     def _active(self) -> dict[str, int]:
-        rows = self.store.conn.execute(
-            "SELECT name, active_version FROM routers WHERE active_version IS NOT NULL").fetchall()
-        return {name: version for name, version in rows}
+        return self.store.active_versions()
 
     def _load(self, name: str, version: int) -> plan.Loaded | plan.LoadError:
         stored = self.store.version(name, version)
         try:
-            loaded = plan.from_config(stored.compiled, f"{self.store.path}#{name}@{version}", stored.content_hash)
+            loaded = plan.from_config(stored.compiled, f"{self.store.shown}#{name}@{version}", stored.content_hash)
         except plan.LoadError as exc:
             return exc
         loaded.version = version
@@ -198,7 +220,8 @@ class RegistrySource:
     async def reload(self, trigger: str) -> bool:
         """Serve what the registry has deployed now: True when something changed."""
         async with self._lock:
-            active = self._active()
+            loop = asyncio.get_running_loop()
+            active = await loop.run_in_executor(None, self._active)   # (a database on the network: off the loop)
             changed = False
             for name in [n for n in self.routers if n not in active]:
                 self.state.unbind(name)
@@ -206,7 +229,6 @@ class RegistrySource:
                 self.log.write("reload", trigger=trigger, result="ok", router=name, version=None)
                 changed = True
             self.errors = {n: e for n, e in self.errors.items() if active.get(n) == e["version"]}
-            loop = asyncio.get_running_loop()
             for name, version in active.items():
                 current = self.routers.get(name)
                 if (current is not None and current.version == version) or \

@@ -107,12 +107,12 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
         store = Store(registry, create=False)                                              # raises RegistryError
         routers = RegistrySource(store, state, metrics, log, follow_routers, default_router, poll_s)
         if history is not False:
-            writer = history if isinstance(history, HistoryWriter) else shared_writer(store.path, retention)
-            recorder = Recorder(writer, capture)
+            writer = history if isinstance(history, HistoryWriter) else shared_writer(store.location, retention)
+            recorder = Recorder(writer, capture, metrics.history_dropped)
     executor = Executor(settings, client, state, metrics, log, tracing)
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,
-                    registry=None if registry is None else str(store.path), recorder=recorder,
+                    registry=None if registry is None else store.shown, recorder=recorder,
                     api_keys=api_keys, admin_keys=admin_keys, started=time.time(), tracing=tracing)
 
 

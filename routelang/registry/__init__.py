@@ -1,7 +1,8 @@
 """The router registry (docs/registry.md): versions, deploy and rollback,
-request history, and the Router SDK, in one SQLite file.
+request history, and the Router SDK, in a SQLite file or a Postgres database.
 
-- `store.py`: the file, its schema migrations, routers, versions, deployments
+- `store.py`: the storage port (`Store(location)`): routers, versions, deployments, the history's rows
+- `sqlite.py`, `postgres.py`: the two backends, the only modules that speak a database
 - `artifacts.py`: what a version holds; compiling a file for a push, and a stored version again
 - `history.py`: the request history and its batched background writer
 - `sdk.py`: `routelang.Router`, the Mixtrain Router SDK's interface
@@ -9,6 +10,6 @@ request history, and the Router SDK, in one SQLite file.
   from the history, `ab_html.py` draws it (`routelang ab`)
 """
 
-from .store import RegistryError, Store, default_path
+from .store import RegistryError, Store, default_location
 
-__all__ = ["RegistryError", "Store", "default_path"]
+__all__ = ["RegistryError", "Store", "default_location"]

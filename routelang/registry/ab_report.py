@@ -9,14 +9,16 @@ plain dict (the `json` format); `render_text` and `render_markdown` print it,
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import re
-import sqlite3
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import ab
+
+if TYPE_CHECKING:
+    from .store import Store
 
 MIN_REQUESTS = 30           # per arm, before any verdict
 HISTOGRAM_BINS = 24
@@ -92,19 +94,6 @@ def iso(timestamp: float | None) -> str | None:
 
 
 # ---- building the report ----------------------------------------------------------------------
-
-def _rows(conn: sqlite3.Connection, router: str, rule: str | None, since: float | None,
-          until: float | None, source: str | None) -> list[sqlite3.Row]:
-    sql = ("SELECT rule, split_label, status, first_outcome, failed_over, latency_ms, ttft_ms, tokens_in, "
-           "tokens_out, cost, version, time FROM requests WHERE router = ? AND split_label IS NOT NULL")
-    args: list = [router]
-    for clause, value in (("rule = ?", rule), ("time >= ?", since), ("time < ?", until),
-                          ("source = ?", source)):
-        if value is not None:
-            sql += f" AND {clause}"
-            args.append(value)
-    return conn.execute(sql + " ORDER BY time, rowid", args).fetchall()
-
 
 def _per_request(rows, column: str) -> dict:
     values = [r[column] for r in rows if r[column] is not None]
@@ -270,26 +259,16 @@ def _experiment(rule: str | None, rows: list, control: str | None, min_requests:
             "arms": [arms[label] for label in labels], "comparisons": comparisons, "notes": notes}
 
 
-def _rule_names(conn: sqlite3.Connection, router: str) -> set[str]:
-    """The rules of every stored version of `router` and of its recorded requests: a `--rule` that is
-    none of them is a typo, not an experiment without data."""
-    names = {row[0] for row in conn.execute("SELECT DISTINCT rule FROM requests WHERE router = ? AND rule IS "
-                                            "NOT NULL", (router,))}
-    for (compiled,) in conn.execute("SELECT compiled FROM versions WHERE router = ?", (router,)):
-        names.update(r.get("name") for r in json.loads(compiled).get("rules", []) if r.get("name"))
-    return names
-
-
-def build_report(conn: sqlite3.Connection, router: str, rule: str | None = None, since: float | None = None,
+def build_report(store: Store, router: str, rule: str | None = None, since: float | None = None,
                  until: float | None = None, control: str | None = None, alpha: float = 0.05,
                  min_requests: int = MIN_REQUESTS, source: str | None = "gateway") -> dict:
     """The report of router `router`'s split arms in [since, until): one experiment per
     split rule (only `rule` if given), from the rows of `source` (gateway: requests served;
     sdk: decisions; None: both). A JSON-ready dict; no NaN anywhere."""
-    if rule is not None and rule not in (known := _rule_names(conn, router)):
+    if rule is not None and rule not in (known := store.rule_names(router)):
         raise ReportProblem(f"router {router!r} has no rule {rule!r}, in any version or request "
                             f"(rules: {', '.join(sorted(known)) or 'none'})")
-    rows = _rows(conn, router, rule, since, until, source)
+    rows = store.split_rows(router, rule, since, until, source)
     by_rule: dict[str | None, list] = {}
     for row in rows:
         by_rule.setdefault(row["rule"], []).append(row)

@@ -3,9 +3,11 @@ the gateway runs with `--capture`: then the body and the answer go to the
 separate table `captures`, same id, same retention).
 
 Rows are written off the request path: `HistoryWriter.record` puts a row on
-a bounded queue (a full queue drops the row and counts it, so a slow disk
-never slows routing) and one background thread inserts them in batches,
-then prunes to the retention limits.
+a bounded queue (a full queue drops the row and counts it, so a slow disk or
+a database that is down never slows routing) and one background thread
+inserts them in batches through the registry's Store (store.py), then prunes
+to the retention limits. A batch that fails to be written stays queued and
+is tried again, on a new connection, until the database answers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import atexit
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from .store import connect, write
+from .store import RegistryError, StorageError, Store
 
 COLUMNS = ("id", "time", "router", "version", "rule", "targets", "attempts", "status", "latency_ms", "ttft_ms",
            "tokens_in", "tokens_out", "cost", "split_label", "sticky_key_hash", "client_key_id", "http_status",
@@ -72,18 +73,28 @@ class RequestRecord:
 
     def row(self) -> tuple:
         """The values of COLUMNS, in order (built in the writer thread, not on the request path)."""
-        return (self.id, self.time, self.router, self.version, self.rule, _json([_target(t) for t in self.targets]),
-                _json(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
+        return (self.id, self.time, self.router, self.version, self.rule, json_text([target_dict(t) for t in self.targets]),
+                json_text(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
                 self.cost, self.split_label, self.sticky_key_hash, self.client_key_id, self.http_status, self.error,
                 self.source, self.first_target, self.first_outcome, self.failed_over)
 
-    def capture_row(self) -> tuple[str, str, str | None]:
-        response = self.captured_response
-        if isinstance(response, list):
-            response = stream_content(response)
-        elif response is not None:
-            response = response.decode("utf-8", "replace")
-        return self.id, self.captured_request.decode("utf-8", "replace"), response
+    def capture_row(self) -> CaptureRow | None:
+        if self.captured_request is None:
+            return None
+        return capture_row(self.id, self.time, self.captured_request, self.captured_response)
+
+
+Row = tuple              # the values of COLUMNS, in order
+CaptureRow = tuple       # (id, time, request text, response text or None)
+
+
+def capture_row(request_id: str, at: float, request: bytes, response: bytes | list[bytes] | None) -> CaptureRow:
+    """`response`: the answer's body, or a stream's SSE frames (their content is kept)."""
+    if isinstance(response, list):
+        response = stream_content(response)
+    elif response is not None:
+        response = response.decode("utf-8", "replace")
+    return request_id, at, request.decode("utf-8", "replace"), response
 
 
 def stream_content(frames: list[bytes]) -> str:
@@ -107,11 +118,11 @@ def stream_content(frames: list[bytes]) -> str:
     return "".join(out)
 
 
-def _json(value) -> str:
+def json_text(value) -> str:
     return orjson.dumps(value).decode()  # (the writer thread holds the GIL less than with json)
 
 
-def _target(target) -> dict:
+def target_dict(target) -> dict:
     if isinstance(target, dict):
         return target
     return {"model_name": target.model_name, "provider": target.provider, "label": target.label,
@@ -131,8 +142,6 @@ class Retention:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Retention:
         """`ROUTELANG_HISTORY_MAX_ROWS` / `ROUTELANG_HISTORY_MAX_DAYS`, else the defaults."""
-        from .store import RegistryError
-
         environ = os.environ if environ is None else environ
         values = {}
         for name, key, kind in (("ROUTELANG_HISTORY_MAX_ROWS", "max_rows", int),
@@ -148,29 +157,10 @@ class Retention:
         return cls(**values)
 
 
-def prune(conn: sqlite3.Connection, retention: Retention, now: float | None = None) -> int:
-    """Delete rows older than max_days, then the oldest beyond max_rows; the number deleted."""
-    now = time.time() if now is None else now
-    with write(conn):
-        gone = conn.execute("DELETE FROM requests WHERE time < ?", (now - retention.max_days * 86400,)).rowcount
-        gone += conn.execute("DELETE FROM requests WHERE rowid IN (SELECT rowid FROM requests "
-                             "ORDER BY time DESC LIMIT -1 OFFSET ?)", (retention.max_rows,)).rowcount
-        if gone:
-            conn.execute("DELETE FROM captures WHERE id NOT IN (SELECT id FROM requests)")
-    return gone
-
-
-def insert(conn: sqlite3.Connection, records: list[RequestRecord]) -> None:
-    captured = [r.capture_row() for r in records if r.captured_request is not None]
-    with write(conn):
-        conn.executemany(f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
-                         f"VALUES ({', '.join('?' * len(COLUMNS))})", [r.row() for r in records])
-        if captured:
-            conn.executemany("INSERT OR IGNORE INTO captures (id, request, response) VALUES (?, ?, ?)", captured)
-
-
-def _decode(row: sqlite3.Row) -> dict:
+def decode_row(row: dict) -> dict:
+    """A stored row as the SDK, the CLI and the admin API give it."""
     out = dict(row)
+    out.pop("seq", None)   # (Postgres: the insertion order)
     for name in JSON_COLUMNS:
         out[name] = json.loads(out[name])
     if out["failed_over"] is not None:
@@ -191,28 +181,6 @@ def check_source(source: str | None) -> str | None:
     return source
 
 
-def list_requests(conn: sqlite3.Connection, router: str, limit: int = 100, source: str | None = None) -> list[dict]:
-    """The newest first; only the rows of `source` (gateway, sdk) when given."""
-    sql, args = "SELECT * FROM requests WHERE router = ?", [router]
-    if check_source(source) is not None:
-        sql += " AND source = ?"
-        args.append(source)
-    rows = conn.execute(sql + " ORDER BY time DESC, rowid DESC LIMIT ?", (*args, limit)).fetchall()
-    return [_decode(r) for r in rows]
-
-
-def get_request(conn: sqlite3.Connection, request_id: str) -> dict | None:
-    """The row; with `capture` ({request, response}) when it was captured."""
-    row = conn.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
-    if row is None:
-        return None
-    out = _decode(row)
-    captured = conn.execute("SELECT request, response FROM captures WHERE id = ?", (request_id,)).fetchone()
-    if captured is not None:
-        out["capture"] = dict(captured)
-    return out
-
-
 class HistoryWriter:
     """Records requests from any thread; a daemon thread writes them in batches.
 
@@ -221,92 +189,145 @@ class HistoryWriter:
     and the thread wakes every `interval_s` to write what has accumulated, in
     transactions of up to `batch_size` rows. (Waking it for each row, as a
     `queue.Queue` consumer would be, costs a thread switch and a transaction
-    per request under load.) `flush()` waits until every row recorded so far
-    is written; `close()` flushes and stops the thread."""
+    per request under load.) A batch the database refuses (down, locked past
+    its timeout) goes back to the front of the queue and is tried again every
+    `retry_s` on a new connection; meanwhile the queue's bound holds.
+    `flush()` waits until every row recorded so far is written; `close()`
+    flushes and stops the thread (rows it could not write count as dropped)."""
 
-    def __init__(self, path: str | Path, retention: Retention = Retention(), batch_size: int = 500,
-                 interval_s: float = 0.2, queue_size: int = 10_000, prune_every_s: float = 60.0):
-        self.path = Path(path)
+    def __init__(self, location: str | Path, retention: Retention = Retention(), batch_size: int = 500,
+                 interval_s: float = 0.2, queue_size: int = 10_000, prune_every_s: float = 60.0,
+                 retry_s: float = 1.0):
+        self.location = location
         self.retention = retention
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.queue_size = queue_size
         self.prune_every_s = prune_every_s
+        self.retry_s = retry_s
         self.dropped = 0
         self.written = 0
+        self.failures = 0                   # batches the database refused (each tried again)
+        self.last_error: str | None = None  # the last refusal, until a batch is written again
         self._pending: deque[RequestRecord | threading.Event] = deque()
         self._wake = threading.Event()      # flush/close: do not wait for the interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="routelang-history", daemon=True)
         self._thread.start()
 
-    def record(self, record: RequestRecord) -> None:
+    def record(self, record: RequestRecord | tuple) -> bool:
+        """Queue a row: a RequestRecord, or a tuple `(encode, *args)` whose `encode(*args)` gives
+        (Row, CaptureRow or None) in the writer thread (the gateway's: the request path only
+        appends it). False when the queue is full and the row was dropped."""
         if len(self._pending) >= self.queue_size:
             self.dropped += 1
-            return
+            return False
         self._pending.append(record)   # deque.append is atomic: no lock on the request path
+        return True
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
 
     def flush(self, timeout_s: float = 10.0) -> None:
+        if not self._mark().wait(timeout_s):
+            raise TimeoutError(f"the request history was not written in time ({self.last_error or 'busy'})")
+
+    def _mark(self) -> threading.Event:
         done = threading.Event()
         self._pending.append(done)  # a marker: set when everything before it is written
         self._wake.set()
-        if not done.wait(timeout_s):
-            raise TimeoutError("the request history was not written in time")
+        return done
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         if self._thread.is_alive():
-            self.flush()
+            self._mark().wait(timeout_s)   # if the database still refuses, what is left is counted as dropped
             self._stop.set()
             self._wake.set()
-            self._thread.join(10)
+            self._thread.join(timeout_s)
+            self.dropped += sum(1 for item in self._pending if not isinstance(item, threading.Event))
+            self._pending.clear()
 
     def _run(self) -> None:
-        conn = connect(self.path)
-        # The history may lose its last rows on a power cut (never its consistency); no fsync per batch.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        store: Store | None = None
         last_prune = 0.0
+        refused: tuple[list[Row], list[CaptureRow], list[threading.Event]] | None = None  # to try again
         try:
             while not self._stop.is_set():
                 self._wake.wait(self.interval_s)
                 self._wake.clear()
-                while self._pending:
-                    batch, markers = self._take()
-                    if batch:
-                        insert(conn, batch)
-                        self.written += len(batch)
-                    now = time.monotonic()
-                    if batch and now - last_prune >= self.prune_every_s:
-                        prune(conn, self.retention)
-                        last_prune = now
+                while (refused is not None or self._pending) and not self._stop.is_set():
+                    rows, captures, markers = refused if refused is not None else self._take()
+                    try:
+                        if store is None:
+                            store = _open_for_writing(self.location)
+                        if rows:
+                            store.insert_rows(rows, captures)
+                            self.written += len(rows)
+                            self.last_error = None
+                        now = time.monotonic()
+                        if rows and now - last_prune >= self.prune_every_s:
+                            store.prune(self.retention)
+                            last_prune = now
+                    except StorageError as exc:
+                        refused = rows, captures, markers   # kept (beside the queue's bound) until written
+                        self.failures += 1
+                        self.last_error = str(exc)
+                        if store is not None:
+                            store.close()
+                            store = None
+                        self._stop.wait(self.retry_s)
+                        break
+                    refused = None
                     for marker in markers:
                         marker.set()
         finally:
-            conn.close()
+            if store is not None:
+                store.close()
+            if refused is not None:
+                self.dropped += len(refused[0])
 
-    def _take(self) -> tuple[list[RequestRecord], list[threading.Event]]:
-        """Up to batch_size rows from the front, and the flush markers among them."""
-        batch: list[RequestRecord] = []
+    def _take(self) -> tuple[list[Row], list[CaptureRow], list[threading.Event]]:
+        """Up to batch_size rows from the front, encoded, and the flush markers among them."""
+        rows: list[Row] = []
+        captures: list[CaptureRow] = []
         markers: list[threading.Event] = []
         pending = self._pending
-        while pending and len(batch) < self.batch_size:
+        while pending and len(rows) < self.batch_size:
             item = pending.popleft()
             if isinstance(item, threading.Event):
                 markers.append(item)
+                continue
+            if isinstance(item, tuple):
+                row, capture = item[0](*item[1:])
             else:
-                batch.append(item)
-        return batch, markers
+                row, capture = item.row(), item.capture_row()
+            rows.append(row)
+            if capture is not None:
+                captures.append(capture)
+        return rows, captures, markers
 
 
-_WRITERS: dict[Path, HistoryWriter] = {}
+def _open_for_writing(location: str | Path) -> Store:
+    store = Store(location)
+    store.tune_for_history()
+    return store
+
+
+def _writer_key(location: str | Path) -> str:
+    return location if isinstance(location, str) and "://" in location else str(Path(location).resolve())
+
+
+_WRITERS: dict[str, HistoryWriter] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def shared_writer(path: str | Path, retention: Retention | None = None) -> HistoryWriter:
-    """The one writer of this process for the registry at `path` (every SDK
+def shared_writer(location: str | Path, retention: Retention | None = None) -> HistoryWriter:
+    """The one writer of this process for the registry at `location` (every SDK
     Router of that registry, the gateway and its admin API use it, so a flush
     covers all of them); its rows are written at exit too. `retention`: the
     writer's (default: from the environment)."""
-    key = Path(path).resolve()
+    key = _writer_key(location)
     with _WRITERS_LOCK:
         writer = _WRITERS.get(key)
         if writer is None or not writer._thread.is_alive():

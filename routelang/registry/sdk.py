@@ -1,5 +1,5 @@
 """`routelang.Router`: the Mixtrain Router SDK's interface over a local
-registry file or a remote gateway's admin API.
+registry (a file or a Postgres database) or a remote gateway's admin API.
 
     router = routelang.Router("image-gen-router")            # lazy: nothing is read yet
     result = router.route({"user": {"tier": "premium"}})    # decided here, recorded in the history
@@ -34,7 +34,7 @@ REMOTE_TIMEOUT_S = 30.0
 
 
 class Router:
-    """A router in a registry: the local file `registry` (default: `default_path()`),
+    """A router in a registry: `registry`, a file or a postgresql:// URL (default: `default_location()`),
     or, given `url` (and `api_key`, an admin key), the registry of the gateway there.
 
     For compatibility, `Router(plan, ...)` with a runtime Plan still builds the
@@ -66,7 +66,7 @@ class Router:
         return f"Router({self.name!r})"
 
     def close(self) -> None:
-        """Write the history still queued and close the registry file (local)."""
+        """Write the history still queued and close the registry (local)."""
         self._transport.close()
 
     def __enter__(self) -> Self:
@@ -150,7 +150,7 @@ class Router:
 
 
 class LocalRegistry:
-    """The SDK over a registry file: decisions made here, history written by this process."""
+    """The SDK over a registry (a file or a database): decisions made here, history written by this process."""
 
     def __init__(self, name: str, path: str | Path | None, backend: str, record: bool):
         self.name = name
@@ -224,18 +224,18 @@ class LocalRegistry:
 
     def _history(self) -> history.HistoryWriter:
         if self._writer is None:
-            self._writer = history.shared_writer(self.store.path)
+            self._writer = history.shared_writer(self.store.location)
         return self._writer
 
     def list_requests(self, limit: int, source: str | None) -> list[dict]:
         if self._writer is not None:
             self._writer.flush()
-        return history.list_requests(self.store.conn, self.name, limit, source)
+        return self.store.list_requests(self.name, limit, source)
 
     def get_request(self, request_id: str) -> dict | None:
         if self._writer is not None:
             self._writer.flush()
-        return history.get_request(self.store.conn, request_id)
+        return self.store.get_request(request_id)
 
     def push_config(self, config: dict) -> int:
         from ..importers.mixtrain import ImportProblem

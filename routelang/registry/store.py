@@ -1,9 +1,15 @@
-"""The registry's SQLite file: routers, their immutable versions, deployments.
+"""The registry's storage port: routers, their immutable versions,
+deployments, and the request history's rows.
 
-One file per registry, opened by any number of processes on one host: WAL
-lets readers run beside one writer, the busy timeout makes a second writer
-wait instead of failing, and every write is one `BEGIN IMMEDIATE`
-transaction, so two pushes never get the same version number.
+`Store(location)` opens a registry: a path is a SQLite file (`sqlite.py`), a
+`postgresql://` URL a Postgres database (`postgres.py`). Each backend module
+is the only one that speaks its database; what is the same on both (version
+numbering, deploy and rollback, the history's queries) is written once here,
+in SQL both understand, with `?` placeholders.
+
+Every write is one transaction holding the registry's write lock (SQLite:
+`BEGIN IMMEDIATE`; Postgres: a transaction-scoped advisory lock), so several
+processes pushing at once never give one version number twice.
 """
 
 from __future__ import annotations
@@ -12,100 +18,42 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-BUSY_TIMEOUT_MS = 10_000
+if TYPE_CHECKING:
+    from .history import CaptureRow, RequestRecord, Retention, Row
 
-# The schema, one step per version, applied in order; a step is never edited
-# once released (add a new one). `schema_version` holds how many are applied.
-# A step is split into statements at each `;`, so comments in it never hold one.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE routers (
-        name TEXT PRIMARY KEY,
-        active_version INTEGER,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE versions (
-        router TEXT NOT NULL REFERENCES routers(name) ON DELETE CASCADE,
-        version INTEGER NOT NULL,
-        content_hash TEXT NOT NULL,
-        message TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        entry TEXT NOT NULL,          -- the pushed file, a key of sources
-        sources TEXT NOT NULL,        -- JSON {relative path: text}, imports included
-        compiled TEXT NOT NULL,       -- the Mixtrain-schema JSON config
-        PRIMARY KEY (router, version)
-    );
-    CREATE TABLE deployments (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        router TEXT NOT NULL REFERENCES routers(name) ON DELETE CASCADE,
-        version INTEGER NOT NULL,
-        deployed_at REAL NOT NULL,
-        rolled_back INTEGER NOT NULL DEFAULT 0
-    );
-    """,
-    """
-    CREATE TABLE requests (
-        id TEXT PRIMARY KEY,
-        time REAL NOT NULL,
-        router TEXT NOT NULL,
-        version INTEGER,
-        rule TEXT,
-        targets TEXT NOT NULL,        -- JSON list of the selected targets
-        attempts TEXT NOT NULL,       -- JSON list of {target, outcome, latency_ms}
-        status TEXT NOT NULL,
-        latency_ms REAL,
-        ttft_ms REAL,
-        tokens_in INTEGER,
-        tokens_out INTEGER,
-        cost REAL,
-        split_label TEXT,
-        sticky_key_hash TEXT,
-        client_key_id TEXT
-    );
-    CREATE INDEX requests_by_router_time ON requests (router, time);
-    CREATE INDEX requests_by_time ON requests (time);
-    """,
-    """
-    ALTER TABLE requests ADD COLUMN http_status INTEGER;   -- the gateway's answer (SDK rows: NULL)
-    ALTER TABLE requests ADD COLUMN error TEXT;            -- the gateway's error code, if any
-    CREATE TABLE captures (           -- only with `serve --capture`: user text
-        id TEXT PRIMARY KEY,          -- the request's id in requests
-        request TEXT NOT NULL,        -- the body as the client sent it
-        response TEXT                 -- the answer's body, or a stream's content concatenated
-    );
-    """,
-    """
-    ALTER TABLE requests ADD COLUMN source TEXT NOT NULL DEFAULT 'gateway';   -- gateway or sdk
-    ALTER TABLE requests ADD COLUMN first_target TEXT;     -- gateway: the first target tried
-    ALTER TABLE requests ADD COLUMN first_outcome TEXT;    -- its outcome, its own retries included
-    ALTER TABLE requests ADD COLUMN failed_over INTEGER;   -- 1: another target was called after it
-    UPDATE requests SET source = 'sdk' WHERE status = 'routed' OR (status = 'unmatched' AND http_status IS NULL)
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class RegistryError(Exception):
     """A registry operation that cannot be done (no such router or version, ...).
 
-    `message` says what; `registry`, the file, is added by str() (for the CLI and the local
-    SDK) but is not in `message`, which the admin API answers with: a path on the server is
-    none of a remote client's business."""
+    `message` says what; `registry`, where (a path, or a URL without its password), is added by
+    str() (for the CLI and the local SDK) but is not in `message`, which the admin API answers
+    with: a path or a database on the server is none of a remote client's business."""
 
-    def __init__(self, message: str, registry: Path | None = None):
+    def __init__(self, message: str, registry: str | Path | None = None):
         super().__init__(message)
         self.message = message
         self.registry = registry
 
     def __str__(self) -> str:
         return self.message if self.registry is None else f"{self.message} in the registry {self.registry}"
+
+
+class StorageError(RegistryError):
+    """The registry's database failed (unreachable, locked past the timeout, unreadable):
+    `message` is the driver's reason."""
+
+    def __str__(self) -> str:
+        return self.message if self.registry is None else f"the registry {self.registry}: {self.message}"
 
 
 # A router's name is also a path segment and the NAME of NAME@VERSION.
@@ -119,14 +67,25 @@ def check_name(name: str) -> str:
     return name
 
 
-def default_path() -> Path:
-    """`$ROUTELANG_REGISTRY`, else `$XDG_DATA_HOME/routelang/registry.db`
-    (`~/.local/share/routelang/registry.db` when XDG_DATA_HOME is unset)."""
+def is_url(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+def default_location() -> str | Path:
+    """`$ROUTELANG_REGISTRY` (a path or a postgresql:// URL), else
+    `$XDG_DATA_HOME/routelang/registry.db` (`~/.local/share/routelang/registry.db`
+    when XDG_DATA_HOME is unset)."""
     explicit = os.environ.get("ROUTELANG_REGISTRY")
     if explicit:
-        return Path(explicit)
+        return explicit if is_url(explicit) else Path(explicit)
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "routelang" / "registry.db"
+
+
+
+def redacted(location: str | Path) -> str:
+    """The location as it may be shown and logged: a URL's password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(location)) if is_url(location) else str(location)
 
 
 @dataclass(frozen=True)
@@ -151,111 +110,96 @@ def content_hash(sources: dict[str, str], compiled: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, the
-    busy timeout set, the schema migrated to SCHEMA_VERSION."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    _journal_in_wal(conn)
-    conn.execute("PRAGMA foreign_keys = ON")
-    migrate(conn)
-    return conn
-
-
-def _journal_in_wal(conn: sqlite3.Connection) -> None:
-    """SQLite answers "database is locked" at once, without the busy handler, to a switch to
-    WAL while another process is switching the same new file; so retry within the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
-
-
-@contextmanager
-def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taking the write lock at the start (so a
-    read-then-write cannot race another process's write)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = conn.execute("SELECT version FROM schema_version").fetchone()
-    return 0 if row is None else row[0]
-
-
-def _checked_version(conn: sqlite3.Connection) -> int:
-    current = schema_version(conn)
-    if current > SCHEMA_VERSION:
-        raise RegistryError(f"the registry's schema (version {current}) is newer than this routelang "
-                            f"understands (version {SCHEMA_VERSION}): upgrade routelang")
-    return current
-
-
-def migrate(conn: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> None:
-    """Apply the steps of MIGRATIONS not applied yet, each in its own transaction."""
-    if _checked_version(conn) >= upto:
-        return
-    with write(conn):
-        current = _checked_version(conn)  # again, under the lock: another process may have migrated
-        for step in MIGRATIONS[current:upto]:
-            for statement in step.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-        conn.execute("DELETE FROM schema_version")
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (max(current, upto),))
-
-
 class Store:
-    """Routers, versions and deployments in one registry file."""
+    """A registry: `Store(location)` is a SqliteStore for a path, a PostgresStore
+    for a postgresql:// URL (default: `default_location()`). `create=False`: a
+    registry that does not exist yet is a RegistryError (reading never creates one)."""
 
-    def __init__(self, path: str | Path | None = None, create: bool = True):
-        """`create=False`: a missing file is a RegistryError (reading never creates one)."""
-        self.path = Path(path) if path is not None else default_path()
-        if not create and not self.path.exists():
-            raise RegistryError(f"no registry at {self.path} (`routelang push` creates it)")
-        self.conn = connect(self.path)
+    location: str           # the path or URL it was opened with (`redacted` for showing it)
+    insertion_order: str    # the column that orders rows of equal time as they were written
+
+    def __new__(cls, location: str | Path | None = None, create: bool = True):
+        if cls is not Store:
+            return super().__new__(cls)
+        location = default_location() if location is None else location
+        if is_url(location):
+            from .postgres import PostgresStore
+
+            return super().__new__(PostgresStore)
+        from .sqlite import SqliteStore
+
+        return super().__new__(SqliteStore)
+
+    # ---- what each backend provides -----------------------------------------------------
 
     def close(self) -> None:
-        self.conn.close()
+        raise NotImplementedError
 
-    # ---- routers ------------------------------------------------------------------
+    def query(self, sql: str, args: tuple | list = ()) -> list[dict]:
+        """Rows as dicts (`?` placeholders); driver errors become StorageError."""
+        raise NotImplementedError
+
+    def execute(self, sql: str, args: tuple | list = ()) -> int:
+        """A statement; the number of rows it changed."""
+        raise NotImplementedError
+
+    def write(self) -> AbstractContextManager[None]:
+        """One write transaction holding the registry's write lock."""
+        raise NotImplementedError
+
+    def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
+        """History rows (the values of history.COLUMNS) and captures, in one transaction."""
+        raise NotImplementedError
+
+    def insert_requests(self, records: list[RequestRecord]) -> None:
+        self.insert_rows([r.row() for r in records], [c for r in records if (c := r.capture_row()) is not None])
+
+    def prune(self, retention: Retention, now: float | None = None) -> int:
+        """Apply the retention: the number of history rows deleted."""
+        raise NotImplementedError
+
+    def tune_for_history(self) -> None:
+        """Settings of the history writer's own connection (SQLite: no fsync per batch)."""
+
+    notifies = False   # whether `watch` can tell of a deploy at once (else a gateway polls)
+
+    def watch(self, changed: Callable[[], None], stop: threading.Event) -> None:
+        """Call `changed()` whenever any process changes what is deployed, until `stop` is set
+        (blocking: run it in a thread). Only where `notifies`."""
+        raise NotImplementedError
+
+    @property
+    def shown(self) -> str:
+        return redacted(self.location)
+
+    # ---- routers ------------------------------------------------------------------------
 
     def routers(self) -> list[dict]:
-        rows = self.conn.execute(
+        return self.query(
             "SELECT r.name, r.active_version, (SELECT MAX(version) FROM versions v WHERE v.router = r.name) "
-            "AS latest FROM routers r ORDER BY r.name").fetchall()
-        return [dict(row) for row in rows]
+            "AS latest FROM routers r ORDER BY r.name")
 
     def active_version(self, router: str) -> int | None:
-        row = self.conn.execute("SELECT active_version FROM routers WHERE name = ?", (router,)).fetchone()
-        if row is None:
-            raise RegistryError(f"no router called {router!r}", self.path)
-        return row[0]
+        rows = self.query("SELECT active_version FROM routers WHERE name = ?", (router,))
+        if not rows:
+            raise RegistryError(f"no router called {router!r}", self.shown)
+        return rows[0]["active_version"]
+
+    def active_versions(self) -> dict[str, int]:
+        """Every deployed router's active version (what a registry gateway serves)."""
+        rows = self.query("SELECT name, active_version FROM routers WHERE active_version IS NOT NULL")
+        return {row["name"]: row["active_version"] for row in rows}
 
     def delete(self, router: str) -> None:
         """The router, its versions, deployments and request history."""
-        with write(self.conn):
-            if self.conn.execute("DELETE FROM routers WHERE name = ?", (router,)).rowcount == 0:
-                raise RegistryError(f"no router called {router!r}", self.path)
-            self.conn.execute("DELETE FROM captures WHERE id IN (SELECT id FROM requests WHERE router = ?)",
-                              (router,))
-            self.conn.execute("DELETE FROM requests WHERE router = ?", (router,))
+        with self.write():
+            if self.execute("DELETE FROM routers WHERE name = ?", (router,)) == 0:
+                raise RegistryError(f"no router called {router!r}", self.shown)
+            self.execute("DELETE FROM captures WHERE id IN (SELECT id FROM requests WHERE router = ?)", (router,))
+            self.execute("DELETE FROM requests WHERE router = ?", (router,))
+            self._deployed_changed()
 
-    # ---- versions -----------------------------------------------------------------
+    # ---- versions -----------------------------------------------------------------------
 
     def push(self, router: str, entry: str, sources: dict[str, str], compiled: dict,
              message: str = "", from_config: bool = False) -> tuple[Version, bool]:
@@ -266,77 +210,123 @@ class Store:
         `update()` that changes nothing after a pushed file makes no version)."""
         check_name(router)
         digest = content_hash(sources, compiled)
-        with write(self.conn):
-            self.conn.execute("INSERT OR IGNORE INTO routers (name, created_at) VALUES (?, ?)",
-                              (router, time.time()))
-            row = self.conn.execute("SELECT version FROM versions WHERE router = ? AND content_hash = ?",
-                                    (router, digest)).fetchone()
-            if row is None and from_config:
-                row = next((r for r in self.conn.execute("SELECT version, compiled FROM versions WHERE router = ? "
-                                                         "ORDER BY version", (router,))
-                            if json.loads(r["compiled"]) == compiled), None)
-            if row is not None:
-                existing = row[0]
-            else:
-                number = self.conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE router = ?",
-                                           (router,)).fetchone()[0]
-                self.conn.execute(
+        with self.write():
+            self.execute("INSERT INTO routers (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                         (router, time.time()))
+            rows = self.query("SELECT version FROM versions WHERE router = ? AND content_hash = ?", (router, digest))
+            existing = rows[0]["version"] if rows else None
+            if existing is None and from_config:
+                existing = next((r["version"] for r in self.query(
+                    "SELECT version, compiled FROM versions WHERE router = ? ORDER BY version", (router,))
+                    if json.loads(r["compiled"]) == compiled), None)
+            if existing is None:
+                number = self.query("SELECT COALESCE(MAX(version), 0) + 1 AS next FROM versions WHERE router = ?",
+                                    (router,))[0]["next"]
+                self.execute(
                     "INSERT INTO versions (router, version, content_hash, message, created_at, entry, sources, "
                     "compiled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (router, number, digest, message, time.time(), entry, json.dumps(sources, ensure_ascii=False),
                      json.dumps(compiled, ensure_ascii=False)))
-        if row is not None:
+        if existing is not None:
             return self.version(router, existing), False
         return self.version(router, number), True
 
     def versions(self, router: str) -> list[dict]:
         self.active_version(router)  # raises for an unknown router
-        rows = self.conn.execute("SELECT router, version, content_hash, message, created_at FROM versions "
-                                 "WHERE router = ? ORDER BY version", (router,)).fetchall()
-        return [dict(row) for row in rows]
+        return self.query("SELECT router, version, content_hash, message, created_at FROM versions "
+                          "WHERE router = ? ORDER BY version", (router,))
 
     def version(self, router: str, version: int | None = None) -> Version:
         """A stored version; None: the active one, else the latest."""
         if version is None:
             version = self.active_version(router)
         if version is None:
-            row = self.conn.execute("SELECT * FROM versions WHERE router = ? ORDER BY version DESC LIMIT 1",
-                                    (router,)).fetchone()
+            rows = self.query("SELECT * FROM versions WHERE router = ? ORDER BY version DESC LIMIT 1", (router,))
         else:
-            row = self.conn.execute("SELECT * FROM versions WHERE router = ? AND version = ?",
-                                    (router, version)).fetchone()
-        if row is None:
+            rows = self.query("SELECT * FROM versions WHERE router = ? AND version = ?", (router, version))
+        if not rows:
             self.active_version(router)
             raise RegistryError(f"router {router!r} has no version {version}")
+        row = rows[0]
         return Version(row["router"], row["version"], row["content_hash"], row["message"], row["created_at"],
                        row["entry"], json.loads(row["sources"]), json.loads(row["compiled"]))
 
-    # ---- deployments --------------------------------------------------------------
+    # ---- deployments --------------------------------------------------------------------
 
     def deploy(self, router: str, version: int) -> None:
-        with write(self.conn):
-            if self.conn.execute("SELECT 1 FROM versions WHERE router = ? AND version = ?",
-                                 (router, version)).fetchone() is None:
+        with self.write():
+            if not self.query("SELECT 1 AS found FROM versions WHERE router = ? AND version = ?", (router, version)):
                 self.version(router, version)  # raises the right error
-            self.conn.execute("INSERT INTO deployments (router, version, deployed_at) VALUES (?, ?, ?)",
-                              (router, version, time.time()))
-            self.conn.execute("UPDATE routers SET active_version = ? WHERE name = ?", (version, router))
+            self.execute("INSERT INTO deployments (router, version, deployed_at) VALUES (?, ?, ?)",
+                         (router, version, time.time()))
+            self.execute("UPDATE routers SET active_version = ? WHERE name = ?", (version, router))
+            self._deployed_changed()
 
     def rollback(self, router: str) -> tuple[int, int]:
         """Make the version deployed before the current deployment active again:
         (from version, to version). Rolling back again goes further back."""
-        with write(self.conn):
-            live = self.conn.execute("SELECT id, version FROM deployments WHERE router = ? AND rolled_back = 0 "
-                                     "ORDER BY id DESC LIMIT 2", (router,)).fetchall()
+        with self.write():
+            live = self.query("SELECT id, version FROM deployments WHERE router = ? AND rolled_back = 0 "
+                              "ORDER BY id DESC LIMIT 2", (router,))
             if len(live) < 2:
                 self.active_version(router)
                 raise RegistryError(f"router {router!r} has no earlier deployment to roll back to")
-            (current_id, current), (_, previous) = live
-            self.conn.execute("UPDATE deployments SET rolled_back = 1 WHERE id = ?", (current_id,))
-            self.conn.execute("UPDATE routers SET active_version = ? WHERE name = ?", (previous, router))
-        return current, previous
+            current, previous = live
+            self.execute("UPDATE deployments SET rolled_back = 1 WHERE id = ?", (current["id"],))
+            self.execute("UPDATE routers SET active_version = ? WHERE name = ?", (previous["version"], router))
+            self._deployed_changed()
+        return current["version"], previous["version"]
 
     def deployments(self, router: str) -> list[dict]:
-        rows = self.conn.execute("SELECT version, deployed_at, rolled_back FROM deployments WHERE router = ? "
-                                 "ORDER BY id", (router,)).fetchall()
-        return [dict(row) for row in rows]
+        return self.query("SELECT version, deployed_at, rolled_back FROM deployments WHERE router = ? "
+                          "ORDER BY id", (router,))
+
+    def _deployed_changed(self) -> None:
+        """Inside a write that changed what is deployed: tell the listeners at commit (Postgres)."""
+
+    # ---- the request history (reading) --------------------------------------------------
+
+    def list_requests(self, router: str, limit: int = 100, source: str | None = None) -> list[dict]:
+        """The newest first; only the rows of `source` (gateway, sdk) when given."""
+        from .history import check_source, decode_row
+
+        sql, args = "SELECT * FROM requests WHERE router = ?", [router]
+        if check_source(source) is not None:
+            sql += " AND source = ?"
+            args.append(source)
+        rows = self.query(f"{sql} ORDER BY time DESC, {self.insertion_order} DESC LIMIT ?", (*args, limit))
+        return [decode_row(r) for r in rows]
+
+    def get_request(self, request_id: str) -> dict | None:
+        """The row; with `capture` ({request, response}) when it was captured."""
+        from .history import decode_row
+
+        rows = self.query("SELECT * FROM requests WHERE id = ?", (request_id,))
+        if not rows:
+            return None
+        out = decode_row(rows[0])
+        captured = self.query("SELECT request, response FROM captures WHERE id = ?", (request_id,))
+        if captured:
+            out["capture"] = captured[0]
+        return out
+
+    def split_rows(self, router: str, rule: str | None, since: float | None, until: float | None,
+                   source: str | None) -> list[dict]:
+        """The rows of `router` assigned to a split arm, oldest first (what `routelang ab` reads)."""
+        sql = ("SELECT rule, split_label, status, first_outcome, failed_over, latency_ms, ttft_ms, tokens_in, "
+               "tokens_out, cost, version, time FROM requests WHERE router = ? AND split_label IS NOT NULL")
+        args: list[Any] = [router]
+        for clause, value in (("rule = ?", rule), ("time >= ?", since), ("time < ?", until),
+                              ("source = ?", source)):
+            if value is not None:
+                sql += f" AND {clause}"
+                args.append(value)
+        return self.query(f"{sql} ORDER BY time, {self.insertion_order}", args)
+
+    def rule_names(self, router: str) -> set[str]:
+        """The rules of every stored version of `router` and of its recorded requests."""
+        names = {row["rule"] for row in self.query("SELECT DISTINCT rule FROM requests WHERE router = ? AND rule "
+                                                   "IS NOT NULL", (router,))}
+        for row in self.query("SELECT compiled FROM versions WHERE router = ?", (router,)):
+            names.update(r.get("name") for r in json.loads(row["compiled"]).get("rules", []) if r.get("name"))
+        return names

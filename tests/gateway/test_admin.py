@@ -442,12 +442,11 @@ def test_a_drained_target_with_a_health_check_logs_only_real_health_changes(upst
 
 
 def test_a_registry_it_cannot_use_is_a_503_not_a_bug(env, tmp_path):
-    import sqlite3
+    from routelang.registry.store import Store
 
-    conn = sqlite3.connect(env.store.path)
-    conn.execute("UPDATE schema_version SET version = 999")   # written by a newer routelang
-    conn.commit()
-    conn.close()
+    newer = Store(env.store.location)
+    newer.execute("UPDATE schema_version SET version = 999")   # written by a newer routelang
+    newer.close()
     error = assert_error(api(env, "GET", "/routers"), 503, "registry_unavailable")
     assert "upgrade routelang" in error["message"]
     assert env.gw.log_lines("bug") == []

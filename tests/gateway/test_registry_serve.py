@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -43,11 +42,12 @@ def route_text(name: str, upstream_url: str, model: str = "m", cost: str = "cost
 
 
 class Registry:
-    """A registry file in tmp_path, with routers pushed from `.route` text."""
+    """A registry (a file in tmp_path, or a Postgres database: `path` is its URL),
+    with routers pushed from `.route` text."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, location: Path | str):
         self.directory = directory
-        self.path = directory / "reg" / "registry.db"
+        self.path = location
         self.store = Store(self.path)
         self._pushed = 0
 
@@ -64,12 +64,7 @@ class Registry:
         return version.version
 
     def rows(self) -> list[dict]:
-        conn = sqlite3.connect(self.path)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY time")]
-        finally:
-            conn.close()
+        return self.store.query(f"SELECT * FROM requests ORDER BY time, {self.store.insertion_order}")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -78,9 +73,13 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
 
 
-@pytest.fixture
-def registry(tmp_path):
-    reg = Registry(tmp_path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request, tmp_path):
+    """A Registry on each backend."""
+    if request.param == "sqlite":
+        reg = Registry(tmp_path, tmp_path / "reg" / "registry.db")
+    else:
+        reg = Registry(tmp_path, request.getfixturevalue("postgres_server").new_database())
     yield reg
     reg.store.close()
 
@@ -408,6 +407,43 @@ def test_two_gateway_processes_on_one_registry_both_pick_up_a_deploy(upstreams, 
     assert {r["version"] for r in registry.rows()} == {1, v2}
 
 
+@pytest.mark.parametrize("registry", ["postgres"], indirect=True)
+def test_a_deploy_reaches_every_replica_at_once_by_notify_under_load(upstreams, registry, serve_registry):
+    """Three gateways whose poll would take an hour: the deploy's NOTIFY alone moves
+    all of them to the new version, while 12 clients keep them busy."""
+    a, b = upstreams("a"), upstreams("b")
+    registry.push("alpha", route_text("alpha", a.url))
+    v2 = registry.push("alpha", route_text("alpha", b.url), deploy=False)
+    gateways = [serve_registry(poll_s=3600) for _ in range(3)]
+    assert wait_for(lambda: registry.store.query(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE query = 'LISTEN routelang_deployed'")[0]["n"] == 3,
+        timeout=10)
+    stop = threading.Event()
+    answers: list[tuple[int, float, int, str]] = []   # (gateway, time, status, answer)
+
+    def client(n: int) -> None:
+        gw = gateways[n % 3]
+        while not stop.is_set():
+            reply = http("POST", gw.url + "/v1/chat/completions", CHAT)
+            answers.append((n % 3, time.monotonic(), reply.status_code,
+                            answered_by(reply) if reply.status_code == 200 else reply.text))
+
+    with ThreadPoolExecutor(12) as pool:
+        clients = [pool.submit(client, n) for n in range(12)]
+        time.sleep(0.5)
+        registry.store.deploy("alpha", v2)
+        deployed_at = time.monotonic()
+        time.sleep(1.0)
+        stop.set()
+        for c in clients:
+            c.result(timeout=30)
+    assert all(status == 200 for _g, _t, status, _a in answers), [a for a in answers if a[2] != 200][:3]
+    for n in range(3):
+        late = [text for g, at, _s, text in answers if g == n and at > deployed_at + 0.5]
+        assert late and set(late) == {"from b"}, n     # every replica within 0.5 s, with no poll
+    assert {text for _g, at, _s, text in answers if at < deployed_at} == {"from a"}
+
+
 # ---- the history ------------------------------------------------------------------------
 
 def test_history_rows_carry_attempts_tokens_cost_ttft_status_and_the_key_id(upstreams, registry, serve_registry,
@@ -486,9 +522,10 @@ def test_capture_off_stores_no_text(upstreams, registry, serve_registry):
     assert answered_by(http("POST", gw.url + "/v1/chat/completions", secret)) == "from a"
     flush(gw)
     assert len(registry.rows()) == 1
-    data = _file_bytes(registry.path)
-    assert b"zebra-prompt-7731" not in data and b"from a" not in data
-    assert registry.store.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+    if isinstance(registry.path, Path):
+        data = _file_bytes(registry.path)
+        assert b"zebra-prompt-7731" not in data and b"from a" not in data
+    assert registry.store.query("SELECT COUNT(*) AS n FROM captures")[0]["n"] == 0
 
 
 def test_capture_on_stores_the_body_and_the_answer_and_request_shows_them(upstreams, registry, serve_registry):
@@ -499,7 +536,8 @@ def test_capture_on_stores_the_body_and_the_answer_and_request_shows_them(upstre
     http("POST", gw.url + "/v1/chat/completions", secret, headers={"x-request-id": "whole"})
     http("POST", gw.url + "/v1/chat/completions", {**secret, "stream": True}, headers={"x-request-id": "streamed"})
     recorded(gw, registry, "whole", "streamed")
-    assert b"zebra-prompt-7731" in _file_bytes(registry.path)
+    if isinstance(registry.path, Path):
+        assert b"zebra-prompt-7731" in _file_bytes(registry.path)
     shown = CliRunner().invoke(main, ["request", "whole", "--registry", str(registry.path)])
     assert shown.exit_code == Exit.OK, shown.output
     capture = json.loads(shown.output)["capture"]
@@ -509,7 +547,7 @@ def test_capture_on_stores_the_body_and_the_answer_and_request_shows_them(upstre
                                                     str(registry.path)]).output)["capture"]
     assert streamed["response"] == "hello"                      # the stream's content, concatenated
     registry.store.delete("alpha")
-    assert registry.store.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+    assert registry.store.query("SELECT COUNT(*) AS n FROM captures")[0]["n"] == 0
 
 
 def test_no_history_records_nothing(upstreams, registry, serve_registry):
@@ -522,6 +560,7 @@ def test_no_history_records_nothing(upstreams, registry, serve_registry):
     assert registry.rows() == []
 
 
+@pytest.mark.parametrize("registry", ["sqlite"], indirect=True)   # Postgres keeps whole days: test_postgres_*
 def test_retention_by_rows_and_by_days(upstreams, registry, serve_registry):
     a = upstreams("a")
     registry.push("alpha", route_text("alpha", a.url))
@@ -675,3 +714,59 @@ def test_gateways_on_one_registry_and_one_redis_share_a_breaker_across_versions(
     finally:
         for served in gateways:
             served.stop()
+
+
+# ---- Postgres stopped and started again -------------------------------------------------------
+
+def test_postgres_down_serving_goes_on_rows_wait_then_are_written_beyond_the_bound_dropped(upstreams, loop_thread,
+                                                                                           tmp_path):
+    """Its own PostgreSQL, stopped under a serving gateway: every request is still answered from
+    the deployed version; history rows wait in the writer's queue up to its bound, the rest are
+    dropped and counted in /metrics; when the database is back the waiting rows are written."""
+    from services import PostgresServer
+
+    server = PostgresServer()
+    gw = None
+    try:
+        registry = Registry(tmp_path, server.new_database())
+        a = upstreams("a")
+        registry.push("alpha", route_text("alpha", a.url))
+        writer = HistoryWriter(registry.path, queue_size=20, interval_s=0.05, retry_s=0.2)
+        gw = loop_thread.run(GatewayServer(loop_thread, None, FAST, registry=registry.path, history=writer).start())
+        for i in range(3):
+            assert answered_by(http("POST", gw.url + "/v1/chat/completions", CHAT,
+                                    headers={"x-request-id": f"before-{i}"})) == "from a"
+        writer.flush()
+        registry.store.close()
+        server.stop()
+
+        def send(first: int, count: int) -> None:
+            for i in range(first, first + count):
+                started = time.monotonic()
+                reply = http("POST", gw.url + "/v1/chat/completions", CHAT, headers={"x-request-id": f"down-{i}"})
+                assert reply.status_code == 200 and answered_by(reply) == "from a"
+                assert time.monotonic() - started < 1.0          # never waiting on the database
+
+        send(0, 5)
+        assert wait_for(lambda: writer.failures >= 1, timeout=5)   # the writer holds those 5, trying again
+        send(5, 40)                                                 # 20 wait in the queue, 20 are dropped
+        assert writer.dropped == 20 and writer.waiting == 20
+        metrics = http("GET", gw.url + "/metrics").text
+        assert f"routelang_history_dropped_total {float(writer.dropped)}" in metrics
+        with pytest.raises(TimeoutError):
+            writer.flush(timeout_s=0.5)
+        server.start()
+        writer.flush(timeout_s=15)
+        ids = {r["id"] for r in registry.store.query("SELECT id FROM requests")}
+        down = {i for i in ids if i.startswith("down-")}
+        assert {f"before-{i}" for i in range(3)} <= ids
+        assert len(down) == 45 - 20 and writer.written == 3 + len(down)
+        # Deploys are followed again: the registry's poll and listener reconnect.
+        b = upstreams("b")
+        registry.push("alpha", route_text("alpha", b.url))
+        assert wait_for(lambda: answered_by(http("POST", gw.url + "/v1/chat/completions", CHAT)) == "from b",
+                        timeout=5)
+    finally:
+        if gw is not None:
+            loop_thread.run(gw.stop())
+        server.close()

@@ -32,11 +32,25 @@ def write_router(directory, premium: str = "big"):
 
 
 @pytest.fixture
-def registry(tmp_path, monkeypatch):
+def sqlite_registry(tmp_path, monkeypatch):
     """The path of a registry file (also in ROUTELANG_REGISTRY, so the CLI uses it)."""
     path = tmp_path / "reg" / "registry.db"
     monkeypatch.setenv("ROUTELANG_REGISTRY", str(path))
     return path
+
+
+@pytest.fixture
+def postgres_registry(postgres_server, monkeypatch):
+    """The URL of a new, empty Postgres database (also in ROUTELANG_REGISTRY)."""
+    url = postgres_server.new_database()
+    monkeypatch.setenv("ROUTELANG_REGISTRY", url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry(request):
+    """A registry on each backend: a file's Path, or a postgresql:// URL (also in ROUTELANG_REGISTRY)."""
+    return request.getfixturevalue(f"{request.param}_registry")
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import pytest
 from test_ab_report import gateway_rows, run
 
 from routelang.cli import Exit
-from routelang.registry.history import insert
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
@@ -77,8 +76,8 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def page(deployed, tmp_path) -> Path:
     """The html report of a two-arm experiment whose variant fails over now and then, with long labels."""
-    insert(deployed.conn, gateway_rows({"control": (500, 0.95, 200, 30), "variant-with-a-long-label": (500, 0.85,
-                                                                                                         170, 60)}))
+    deployed.insert_requests(gateway_rows({"control": (500, 0.95, 200, 30),
+                                           "variant-with-a-long-label": (500, 0.85, 170, 60)}))
     path = tmp_path / "report.html"
     assert run("ab", "chat", "--format", "html", "-o", path).exit_code == Exit.OK
     return path

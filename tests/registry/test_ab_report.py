@@ -17,7 +17,7 @@ from statsmodels.stats.proportion import proportions_ztest
 
 from routelang.cli import Exit, main
 from routelang.registry import ab_report
-from routelang.registry.history import RequestRecord, insert
+from routelang.registry.history import RequestRecord
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC).timestamp()
@@ -46,7 +46,7 @@ def gateway_rows(arms: dict[str, tuple[int, float, float, float]], seed: int = 1
 
 
 def report_of(store, **options) -> dict:
-    report = ab_report.build_report(store.conn, "chat", **options)
+    report = ab_report.build_report(store, "chat", **options)
     json.dumps(report, allow_nan=False)   # never a NaN or an infinity
     return report
 
@@ -62,7 +62,7 @@ def _values(rows, label, column):
 
 def test_two_arms_with_known_distributions_match_the_references(deployed):
     rows = gateway_rows({"control": (500, 0.95, 200, 30), "variant": (500, 0.85, 170, 30)})
-    insert(deployed.conn, rows)
+    deployed.insert_requests(rows)
     report = report_of(deployed)
     [exp] = report["experiments"]
     assert exp["rule"] == "ab" and exp["control"] == "control" and exp["verdict"] == "significant"
@@ -98,7 +98,7 @@ def test_two_arms_with_known_distributions_match_the_references(deployed):
 
 
 def test_no_difference_is_not_significant_yet_and_says_why(deployed):
-    insert(deployed.conn, gateway_rows({"control": (300, 0.9, 200, 40), "variant": (300, 0.9, 200, 40)}, seed=5))
+    deployed.insert_requests(gateway_rows({"control": (300, 0.9, 200, 40), "variant": (300, 0.9, 200, 40)}, seed=5))
     [comparison] = report_of(deployed)["experiments"][0]["comparisons"]
     for metric in ("success_rate", "latency_ms"):
         assert comparison[metric]["verdict"] == "not significant yet"
@@ -107,7 +107,7 @@ def test_no_difference_is_not_significant_yet_and_says_why(deployed):
 
 def test_a_lucky_fixed_horizon_p_value_is_not_a_verdict(deployed):
     """A small effect whose fixed-horizon p is below alpha while the always-valid one is not."""
-    insert(deployed.conn, gateway_rows({"control": (400, 1.0, 200, 40), "variant": (400, 1.0, 207, 40)}, seed=11))
+    deployed.insert_requests(gateway_rows({"control": (400, 1.0, 200, 40), "variant": (400, 1.0, 207, 40)}, seed=11))
     latency = report_of(deployed)["experiments"][0]["comparisons"][0]["latency_ms"]
     assert latency["p_value"] <= 0.05 < latency["always_valid_p"], latency
     assert latency["verdict"] == "not significant yet"
@@ -115,7 +115,7 @@ def test_a_lucky_fixed_horizon_p_value_is_not_a_verdict(deployed):
 
 
 def test_few_requests_is_not_enough_data(deployed):
-    insert(deployed.conn, gateway_rows({"control": (12, 0.5, 200, 40), "variant": (40, 0.5, 150, 40)}))
+    deployed.insert_requests(gateway_rows({"control": (12, 0.5, 200, 40), "variant": (40, 0.5, 150, 40)}))
     exp = report_of(deployed)["experiments"][0]
     assert exp["verdict"] == "not enough data"
     success = exp["comparisons"][0]["success_rate"]
@@ -126,7 +126,7 @@ def test_few_requests_is_not_enough_data(deployed):
 
 def test_all_successes_and_no_latency_variance_say_so(deployed):
     rows = gateway_rows({"control": (50, 1.0, 200, 0), "variant": (50, 1.0, 200, 0)})
-    insert(deployed.conn, rows)
+    deployed.insert_requests(rows)
     [comparison] = report_of(deployed)["experiments"][0]["comparisons"]
     assert comparison["success_rate"] == {"verdict": "not enough data", "reasons": [
         "the success rate: every request of both arms succeeded: the rates do not vary yet"]}
@@ -137,7 +137,7 @@ def test_all_successes_and_no_latency_variance_say_so(deployed):
 
 
 def test_an_arm_of_one_request_and_a_single_arm(deployed):
-    insert(deployed.conn, gateway_rows({"control": (40, 0.9, 200, 30), "variant": (1, 1.0, 150, 30)}))
+    deployed.insert_requests(gateway_rows({"control": (40, 0.9, 200, 30), "variant": (1, 1.0, 150, 30)}))
     latency = report_of(deployed)["experiments"][0]["comparisons"][0]["latency_ms"]
     assert latency["verdict"] == "not enough data"
     assert "the mean latency: each arm needs at least 2 values" in latency["reasons"]
@@ -146,7 +146,7 @@ def test_an_arm_of_one_request_and_a_single_arm(deployed):
 
 
 def test_single_arm_is_not_enough_data(deployed):
-    insert(deployed.conn, gateway_rows({"control": (60, 0.9, 200, 30)}))
+    deployed.insert_requests(gateway_rows({"control": (60, 0.9, 200, 30)}))
     exp = report_of(deployed)["experiments"][0]
     assert exp["verdict"] == "not enough data" and exp["comparisons"] == []
     assert exp["notes"] == ["only one arm (control) has requests in this window: a comparison needs two"]
@@ -155,7 +155,7 @@ def test_single_arm_is_not_enough_data(deployed):
 
 
 def test_no_split_rule_gives_a_clear_message(deployed):
-    insert(deployed.conn, [RequestRecord(router="chat", version=1, rule="default", status="routed", latency_ms=1.0,
+    deployed.insert_requests([RequestRecord(router="chat", version=1, rule="default", status="routed", latency_ms=1.0,
                                       time=T0)])
     result = run("ab", "chat")
     assert result.exit_code == Exit.OK
@@ -168,15 +168,15 @@ def test_no_split_rule_gives_a_clear_message(deployed):
 
 
 def test_several_split_rules_are_separate_experiments_and_rule_selects_one(deployed):
-    insert(deployed.conn, gateway_rows({"control": (40, 0.9, 200, 30), "variant": (40, 0.9, 200, 30)}, rule="ab"))
-    insert(deployed.conn, gateway_rows({"a": (40, 0.9, 200, 30), "b": (40, 0.9, 200, 30)}, rule="other", seed=2))
+    deployed.insert_requests(gateway_rows({"control": (40, 0.9, 200, 30), "variant": (40, 0.9, 200, 30)}, rule="ab"))
+    deployed.insert_requests(gateway_rows({"a": (40, 0.9, 200, 30), "b": (40, 0.9, 200, 30)}, rule="other", seed=2))
     assert [e["rule"] for e in report_of(deployed)["experiments"]] == ["ab", "other"]
     [only] = report_of(deployed, rule="other")["experiments"]
     assert [a["label"] for a in only["arms"]] == ["a", "b"]
 
 
 def test_control_option_and_three_arms_share_alpha(deployed):
-    insert(deployed.conn, gateway_rows({"a": (60, 0.9, 200, 30), "b": (60, 0.9, 200, 30), "c": (60, 0.9, 200, 30)}))
+    deployed.insert_requests(gateway_rows({"a": (60, 0.9, 200, 30), "b": (60, 0.9, 200, 30), "c": (60, 0.9, 200, 30)}))
     exp = report_of(deployed, control="b")
     [exp] = exp["experiments"]
     assert exp["control"] == "b" and [c["arm"] for c in exp["comparisons"]] == ["a", "c"]
@@ -186,7 +186,7 @@ def test_control_option_and_three_arms_share_alpha(deployed):
 
 
 def test_since_and_until_accept_iso_and_durations(deployed):
-    insert(deployed.conn, gateway_rows({"control": (50, 0.9, 200, 30), "variant": (50, 0.9, 200, 30)}))
+    deployed.insert_requests(gateway_rows({"control": (50, 0.9, 200, 30), "variant": (50, 0.9, 200, 30)}))
     assert ab_report.parse_time("24h", now=1000.0 + 86400) == 1000.0
     assert ab_report.parse_time("7d", now=7 * 86400.0) == 0.0
     assert ab_report.parse_time("2026-11-01") == T0
@@ -212,7 +212,7 @@ def test_unknown_router_and_missing_registry_exit_2(deployed, tmp_path):
 
 
 def test_formats_and_output_file(deployed, tmp_path):
-    insert(deployed.conn, gateway_rows({"control": (200, 0.95, 200, 30), "variant": (200, 0.85, 170, 30)}))
+    deployed.insert_requests(gateway_rows({"control": (200, 0.95, 200, 30), "variant": (200, 0.85, 170, 30)}))
     table = run("ab", "chat")
     assert table.exit_code == Exit.OK
     assert "rule ab: significant (control: control" in table.output
@@ -225,7 +225,7 @@ def test_formats_and_output_file(deployed, tmp_path):
 
 
 def test_html_is_well_formed_self_contained_and_has_both_charts_with_every_arm(deployed, tmp_path):
-    insert(deployed.conn, gateway_rows({"control": (200, 0.95, 200, 30), 'new <b>&"x"': (200, 0.85, 170, 30),
+    deployed.insert_requests(gateway_rows({"control": (200, 0.95, 200, 30), 'new <b>&"x"': (200, 0.85, 170, 30),
                                      "third": (100, 0.9, 190, 30)}))
     out = tmp_path / "report.html"
     assert run("ab", "chat", "--format", "html", "-o", out).exit_code == Exit.OK
@@ -247,7 +247,7 @@ def test_html_is_well_formed_self_contained_and_has_both_charts_with_every_arm(d
 
 
 def test_html_without_latency_still_draws_every_arm(deployed, tmp_path):
-    insert(deployed.conn, [RequestRecord(router="chat", version=1, rule="ab", status="routed", split_label=label,
+    deployed.insert_requests([RequestRecord(router="chat", version=1, rule="ab", status="routed", split_label=label,
                                       time=T0 + i) for i, label in enumerate(["control", "variant"] * 3)])
     root = ET.fromstring(run("ab", "chat", "--format", "html").output)
     latency, success = (svg_words(c) for c in root.findall(f".//{SVG}svg"))
@@ -292,7 +292,7 @@ def test_a_variant_whose_every_request_fell_over_is_reported_failing_and_signifi
                                   split_label="variant" if variant else "control",
                                   first_target="b" if variant else "a", first_outcome="http_500" if variant else "ok",
                                   failed_over=variant, time=T0 + i))
-    insert(deployed.conn, rows)
+    deployed.insert_requests(rows)
     [exp] = report_of(deployed)["experiments"]
     control, variant = exp["arms"]
     assert (control["success_rate"], control["fall_over_rate"]) == (1.0, 0.0)
@@ -310,7 +310,7 @@ def test_sdk_decisions_are_not_counted_beside_gateway_requests(deployed):
     served = gateway_rows({"control": (100, 1.0, 200, 30), "variant": (100, 1.0, 200, 30)})
     decided = [RequestRecord(router="chat", version=1, rule="ab", status="routed", latency_ms=0.01, source="sdk",
                              split_label="control", time=T0 + 1000 + i) for i in range(200)]
-    insert(deployed.conn, served + decided)
+    deployed.insert_requests(served + decided)
     p50 = np.percentile(_values(served, "control", "latency_ms"), 50)
 
     def control(*options):

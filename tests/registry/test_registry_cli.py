@@ -25,7 +25,6 @@ def test_push_then_identical_push_then_a_change(registry, router_file):
     assert "pushed chat version 2" in run("push", router_file, "--router", "chat").output
     listed = json.loads(run("versions", "chat", "--format", "json").output)
     assert [v["version"] for v in listed["versions"]] == [1, 2] and listed["versions"][0]["message"] == "first"
-    assert registry.exists()
 
 
 def test_a_file_with_errors_is_not_pushed_and_warnings_do_not_stop_a_push(registry, tmp_path):
@@ -118,10 +117,10 @@ def test_no_terminal_input_is_a_no_that_says_what_was_not_done(registry, router_
     assert run("versions", "chat").exit_code == Exit.OK
 
 
-def test_registry_option_beats_the_environment(registry, router_file, tmp_path):
+def test_registry_option_beats_the_environment(sqlite_registry, router_file, tmp_path):
     other = tmp_path / "other.db"
     assert run("push", router_file, "--registry", other).exit_code == Exit.OK
-    assert other.exists() and not registry.exists()
+    assert other.exists() and not sqlite_registry.exists()
 
 
 def test_a_file_that_is_not_a_registry_is_a_usage_error(tmp_path):
@@ -156,12 +155,84 @@ def test_history_prune_applies_the_retention_now(registry, router_file, monkeypa
     assert run("push", router_file).exit_code == Exit.OK
     store = Store(registry)
     now = time.time()
-    history.insert(store.conn, [history.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
+    store.insert_requests([history.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
                                                       time=now - age * 86400) for age in (10, 5, 3, 2, 1)])
     pruned = run("history", "prune", "--max-days", "4")
     assert pruned.exit_code == Exit.OK, pruned.output
     assert pruned.output.startswith("deleted 2 request(s)")
     monkeypatch.setenv("ROUTELANG_HISTORY_MAX_ROWS", "1")       # the environment, as the writers read it
     assert run("history", "prune").output.startswith("deleted 2 request(s)")
-    assert [r[0] for r in store.conn.execute("SELECT id FROM requests")] == ["r1"]
+    assert [r["id"] for r in store.query("SELECT id FROM requests")] == ["r1"]
     assert run("history", "prune", "--max-rows", "0").exit_code == Exit.USAGE
+
+
+def test_a_postgres_url_is_a_database_not_a_file_name(postgres_registry, router_file, tmp_path, monkeypatch):
+    # A URL in ROUTELANG_REGISTRY was taken as a path: push exited 0 and made a folder `postgresql:`.
+    monkeypatch.chdir(tmp_path)
+    pushed = run("push", router_file)
+    assert pushed.exit_code == Exit.OK, pushed.output
+    assert not (tmp_path / "postgresql:").exists()
+    from routelang.registry.store import Store
+
+    assert [r["name"] for r in Store(postgres_registry).routers()] == ["chat"]
+
+
+def test_an_unreachable_postgres_registry_is_a_usage_error(router_file, tmp_path, monkeypatch, postgres_server):
+    from services import free_port
+
+    monkeypatch.chdir(tmp_path)
+    url = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/nothing"
+    for args in (("push", router_file), ("versions", "chat"), ("requests", "chat"), ("ab", "chat")):
+        result = run(*args, "--registry", url)
+        assert result.exit_code == Exit.USAGE, result.output
+        assert "Traceback" not in result.output and "127.0.0.1" in result.output
+        assert "secret" not in result.output      # the password is never shown
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.route", "targets.route"]   # no folder made
+
+
+def _contents(location) -> dict:
+    from routelang.registry.store import Store
+
+    store = Store(location)
+    out = {"routers": store.routers(), "history": {}}
+    for r in store.routers():
+        out[r["name"]] = (store.versions(r["name"]), [store.version(r["name"], v["version"]) for v in
+                                                        store.versions(r["name"])], store.deployments(r["name"]))
+        out["history"][r["name"]] = [store.get_request(row["id"]) for row in store.list_requests(r["name"], 100)]
+    store.close()
+    return out
+
+
+def test_registry_copy_from_sqlite_to_postgres_and_back(sqlite_registry, postgres_server, router_file, tmp_path):
+    from routelang.registry import history
+    from routelang.registry.store import Store
+
+    assert run("push", router_file, "-m", "one").exit_code == Exit.OK
+    write_router(router_file.parent, premium="small")
+    assert run("push", router_file, "--router", "other").exit_code == Exit.OK
+    assert run("push", router_file).exit_code == Exit.OK
+    for args in (("deploy", "chat", "1", "--yes"), ("deploy", "chat", "2", "--yes"), ("rollback", "chat")):
+        assert run(*args).exit_code == Exit.OK
+    store = Store(sqlite_registry)
+    rows = [history.RequestRecord("chat", 1, "premium", "ok", targets=[{"model_name": "gpt-4o"}],
+                                  attempts=[{"target": "big", "outcome": "ok", "ms": 3.0}], latency_ms=float(i),
+                                  split_label="a", source="gateway", first_target="big", first_outcome="ok",
+                                  failed_over=bool(i % 2), time=1_700_000_000.0 + i * 40_000, id=f"q{i}")
+            for i in range(7)]
+    rows[0].captured_request, rows[0].captured_response = b'{"x": 1}', b'{"y": 2}'
+    store.insert_requests(rows)
+    store.close()
+    url = postgres_server.new_database()
+    copied = run("registry", "copy", sqlite_registry, url)
+    assert copied.exit_code == Exit.OK, copied.output
+    assert copied.output.startswith("copied 2 router(s), 3 version(s), 2 deployment(s) and 7 request(s)")
+    expected = _contents(sqlite_registry)
+    assert _contents(url) == expected
+    assert expected["history"]["chat"][-1]["capture"] == {"request": '{"x": 1}', "response": '{"y": 2}'}
+    back = tmp_path / "back.db"
+    assert run("registry", "copy", url, back).exit_code == Exit.OK
+    assert _contents(back) == expected
+    # Into a registry that holds routers: refused, nothing merged.
+    again = run("registry", "copy", sqlite_registry, url)
+    assert again.exit_code == Exit.USAGE and "not empty" in again.output
+    assert run("registry", "copy", tmp_path / "missing.db", tmp_path / "new.db").exit_code == Exit.USAGE

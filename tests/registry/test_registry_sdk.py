@@ -96,9 +96,9 @@ def test_a_limit_out_of_range_is_refused_alike_locally_and_remotely(deployed, op
 def test_rows_say_their_source_and_list_requests_filters_by_it(deployed, open_router):
     """Decisions (local, or by the admin API for a remote SDK) are `sdk` rows; rows the gateway
     served (inserted here as it writes them) are `gateway` rows; `source` lists one kind."""
-    from routelang.registry.history import RequestRecord, insert
+    from routelang.registry.history import RequestRecord
 
-    insert(deployed.conn, [RequestRecord(router="chat", version=1, rule="default", status="ok", id="served")])
+    deployed.insert_requests([RequestRecord(router="chat", version=1, rule="default", status="ok", id="served")])
     with open_router("chat") as router:
         decided = router.route(PREMIUM)
         assert decided.matched_rule.name == "premium"
@@ -118,7 +118,7 @@ def test_editing_the_returned_rules_does_not_edit_the_router(deployed, open_rout
     assert router.rules[0]["priority"] == 100 and router.rules[0]["targets"]
     version = router.update(description="same rules")
     assert open_router("chat").versions[-1]["version"] == version
-    assert Store(deployed.path).version("chat", version).compiled["rules"][0]["priority"] == 100
+    assert Store(deployed.location).version("chat", version).compiled["rules"][0]["priority"] == 100
 
 
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
@@ -247,7 +247,7 @@ def test_a_remote_error_does_not_show_the_servers_registry_path(live_gateway, re
     with pytest.raises(RegistryError) as remote:
         _ = routelang.Router("nope", url=live_gateway, api_key=ADMIN_KEY).active_version
     assert str(remote.value) == "no router called 'nope'"
-    assert str(registry.parent) not in str(remote.value)
+    assert "registry" not in str(remote.value)
     with pytest.raises(RegistryError) as local:     # on one's own machine the file is worth naming
         _ = routelang.Router("nope", registry=registry).active_version
     assert str(local.value) == f"no router called 'nope' in the registry {registry}"

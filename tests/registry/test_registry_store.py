@@ -6,13 +6,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import write_router
 
 from routelang.registry import history
 from routelang.registry.artifacts import build_file, compile_stored
-from routelang.registry.store import MIGRATIONS, SCHEMA_VERSION, RegistryError, Store, default_path, migrate
+from routelang.registry.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
+from routelang.registry.store import RegistryError, Store, default_location
 
 
 def push_file(store: Store, path, name: str = "chat", message: str = ""):
@@ -24,15 +26,19 @@ def push_file(store: Store, path, name: str = "chat", message: str = ""):
 def test_default_location_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("ROUTELANG_REGISTRY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert default_path() == tmp_path / "data" / "routelang" / "registry.db"
+    assert default_location() == tmp_path / "data" / "routelang" / "registry.db"
     monkeypatch.setenv("ROUTELANG_REGISTRY", str(tmp_path / "x.db"))
-    assert default_path() == tmp_path / "x.db"
+    assert default_location() == tmp_path / "x.db"
+    monkeypatch.setenv("ROUTELANG_REGISTRY", "postgresql://u@h:5432/db")
+    assert default_location() == "postgresql://u@h:5432/db"
 
 
-def test_the_file_is_in_wal_mode_with_a_busy_timeout(registry):
-    store = Store(registry)
+def test_the_file_is_in_wal_mode_with_a_busy_timeout(sqlite_registry):
+    store = Store(sqlite_registry)
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
+    # The history's table is cheap to append to: rows by rowid and one index (no random id key).
+    assert [r[1] for r in store.conn.execute("PRAGMA index_list(requests)")] == ["requests_by_router_time"]
 
 
 def test_push_stores_the_files_with_their_imports_and_identical_content_no_version(registry, router_file):
@@ -89,17 +95,17 @@ def test_delete_removes_versions_deployments_and_history(registry, router_file):
     store = Store(registry)
     push_file(store, router_file)
     store.deploy("chat", 1)
-    history.insert(store.conn, [history.RequestRecord("chat", 1, "default", "routed")])
+    store.insert_requests([history.RequestRecord("chat", 1, "default", "routed")])
     store.delete("chat")
     assert store.routers() == []
-    assert store.conn.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
-    assert store.conn.execute("SELECT COUNT(*) FROM deployments").fetchone()[0] == 0
-    assert store.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0
+    for table in ("versions", "deployments", "requests"):
+        assert store.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 0
     with pytest.raises(RegistryError):
         store.delete("chat")
 
 
-def test_an_older_schema_is_migrated_keeping_its_data(registry, router_file):
+def test_an_older_schema_is_migrated_keeping_its_data(sqlite_registry, router_file):
+    registry = sqlite_registry
     registry.parent.mkdir(parents=True)
     old = sqlite3.connect(registry, isolation_level=None)
     migrate(old, upto=1)   # a registry written before the request history existed
@@ -109,11 +115,12 @@ def test_an_older_schema_is_migrated_keeping_its_data(registry, router_file):
     store = Store(registry)
     assert store.conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     assert [r["name"] for r in store.routers()] == ["old"]
-    history.insert(store.conn, [history.RequestRecord("old", None, None, "unmatched")])  # the new table works
+    store.insert_requests([history.RequestRecord("old", None, None, "unmatched")])  # the new table works
 
 
-def test_rows_recorded_before_the_source_column_get_their_source(registry):
+def test_rows_recorded_before_the_source_column_get_their_source(sqlite_registry):
     """SDK decisions (`routed`, or `unmatched` without an HTTP status) become `sdk`, the rest `gateway`."""
+    registry = sqlite_registry
     registry.parent.mkdir(parents=True)
     old = sqlite3.connect(registry, isolation_level=None)
     migrate(old, upto=3)
@@ -128,7 +135,7 @@ def test_rows_recorded_before_the_source_column_get_their_source(registry):
 
 def test_a_newer_schema_is_refused(registry):
     store = Store(registry)
-    store.conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    store.execute("UPDATE schema_version SET version = version + 1")
     store.close()
     with pytest.raises(RegistryError, match="newer than this routelang"):
         Store(registry)
@@ -161,14 +168,15 @@ def test_several_processes_push_and_deploy_at_once(registry):
     assert store.active_version("shared") == store.deployments("shared")[-1]["version"]
 
 
-def test_several_processes_migrate_a_new_file_at_once(registry):
-    registry.parent.mkdir(parents=True)
+def test_several_processes_migrate_a_new_registry_at_once(registry):
+    if isinstance(registry, Path):
+        registry.parent.mkdir(parents=True)
     code = "import sys; from routelang.registry.store import Store; Store(sys.argv[1]); print('ok')"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(registry)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    assert Store(registry).conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+    assert Store(registry).query("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == 1
 
 
 # ---- request history ---------------------------------------------------------------------
@@ -177,10 +185,10 @@ def test_retention_deletes_old_rows_then_the_oldest_beyond_the_row_limit(registr
     store = Store(registry)
     now = 1_000_000_000.0
     rows = [history.RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
-    history.insert(store.conn, rows)
-    assert history.prune(store.conn, history.Retention(max_rows=2, max_days=30), now=now) == 3
-    kept = store.conn.execute("SELECT time FROM requests ORDER BY time").fetchall()
-    assert [now - t[0] for t in kept] == [2 * 86400, 86400]
+    store.insert_requests(rows)
+    assert store.prune(history.Retention(max_rows=2, max_days=30), now=now) == 3
+    kept = store.query("SELECT time FROM requests ORDER BY time")
+    assert [now - r["time"] for r in kept] == [2 * 86400, 86400]
 
 
 def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(registry):
@@ -191,7 +199,7 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
             writer.record(history.RequestRecord("chat", 1, "default", "routed", latency_ms=float(i)))
         writer.flush()
         assert writer.written == 120 and writer.dropped == 0
-        listed = history.list_requests(Store(registry).conn, "chat", limit=500)
+        listed = Store(registry).list_requests("chat", limit=500)
         assert len(listed) == 120
     finally:
         writer.close()
@@ -201,10 +209,12 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
 def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkeypatch):
     """Rows recorded one by one (as requests arrive) are written together each interval,
     not one transaction per row (a writer woken by every row did that under load)."""
-    Store(registry).close()
+    store = Store(registry)
+    store.close()
     batches = []
-    real_insert = history.insert
-    monkeypatch.setattr(history, "insert", lambda conn, rows: (batches.append(len(rows)), real_insert(conn, rows)))
+    real_insert = type(store).insert_rows
+    monkeypatch.setattr(type(store), "insert_rows", lambda store, rows, captures: (
+        batches.append(len(rows)), real_insert(store, rows, captures)))
     writer = history.HistoryWriter(registry, interval_s=0.3)
     try:
         time.sleep(0.05)
@@ -217,9 +227,9 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
     assert sum(batches) == 50 and len(batches) <= 2, batches
 
 
-def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(registry):
-    store = Store(registry)
-    writer = history.HistoryWriter(registry, queue_size=5, interval_s=0.01)
+def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(sqlite_registry):
+    store = Store(sqlite_registry)
+    writer = history.HistoryWriter(sqlite_registry, queue_size=5, interval_s=0.01)
     try:
         store.conn.execute("BEGIN IMMEDIATE")    # the writer's next insert waits for this lock
         writer.record(history.RequestRecord("chat", 1, "a", "routed"))
@@ -255,3 +265,40 @@ def test_the_sdk_writer_reads_the_retention_from_the_environment(tmp_path, monke
         assert writer.retention == history.Retention(max_rows=3, max_days=0.5)
     finally:
         writer.close()
+
+
+# ---- the history on Postgres: day partitions ------------------------------------------------
+
+def test_postgres_history_is_partitioned_by_day_and_retention_drops_whole_days(postgres_registry):
+    from routelang.registry.postgres import DAY_S, partition_name
+
+    store = Store(postgres_registry)
+    now = 1_800_000_000.0
+    today = now // DAY_S * DAY_S
+    rows = [history.RequestRecord("chat", 1, "default", "ok", time=now - age * DAY_S - n)
+            for age in (40, 3, 2, 1) for n in range(3)]
+    rows[0].captured_request = b"old text"
+    store.insert_requests(rows)
+    days = [day for day, _name in store.partitions()]
+    assert days == [today - age * DAY_S for age in (40, 3, 2, 1)]
+    assert [day for day, _ in store.partitions("captures")] == days     # captures follow their rows' days
+    assert store.prune(history.Retention(max_rows=6, max_days=30), now=now) == 6
+    assert [day for day, _ in store.partitions()] == [today - 2 * DAY_S, today - DAY_S]
+    assert not store.query("SELECT to_regclass(?) IS NOT NULL AS found",
+                           (partition_name("captures", int(today - 40 * DAY_S)),))[0]["found"]
+    assert store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"] == 6
+    # A day dropped is made again when a late row arrives for it.
+    store.insert_requests([history.RequestRecord("chat", 1, "default", "ok", time=now - 3 * DAY_S)])
+    assert len(store.partitions()) == 3
+
+
+def test_postgres_reads_of_requests_and_ab_use_the_router_time_index(postgres_registry):
+    store = Store(postgres_registry)
+    store.insert_requests([history.RequestRecord(f"r{i % 50}", 1, "ab", "ok", split_label="a", time=1e9 + i)
+                           for i in range(5000)])
+    store.execute("ANALYZE requests")
+    plans = [" ".join(r["QUERY PLAN"] for r in store.query(f"EXPLAIN {sql}", args)) for sql, args in (
+        ("SELECT * FROM requests WHERE router = ? ORDER BY time DESC, seq DESC LIMIT ?", ("r7", 20)),
+        ("SELECT rule FROM requests WHERE router = ? AND split_label IS NOT NULL AND time >= ?", ("r7", 1e9)),
+        ("SELECT * FROM requests WHERE id = ?", ("x",)))]
+    assert all("Seq Scan" not in plan for plan in plans), plans

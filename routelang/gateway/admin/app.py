@@ -4,7 +4,6 @@ as an OpenAI-shaped error (a bug: a logged 500)."""
 
 from __future__ import annotations
 
-import sqlite3
 import traceback
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,7 @@ class Admin:
 
     def __init__(self, routers: Source, state: State, metrics: Metrics, log: JsonLog, store: Store | None,
                  api_keys: auth.Keys | None, admin_keys: auth.Keys):
-        worker = None if store is None else RegistryWorker(store.path)
+        worker = None if store is None else RegistryWorker(store.location)
         self.context = Context(routers, state, metrics, log, store, worker)
         self.log = log
         self.api_keys = api_keys
@@ -63,9 +62,7 @@ class Admin:
             return await handler(request)
         except AdminError as exc:
             return error_response(exc.kind, exc.message, exc.param, **exc.extra)
-        except sqlite3.Error as exc:   # locked past the busy timeout, unreadable
-            return error_response(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc}")
-        except RegistryError as exc:   # too new for this routelang, say
+        except RegistryError as exc:   # the database locked past its timeout, down, unreadable, too new
             return error_response(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc.message}")
         except Exception as exc:  # noqa: BLE001 (a bug must still get an answer, and a log line to find it)
             self.log.write("bug", path=request.path, error=f"{type(exc).__name__}: {exc}",

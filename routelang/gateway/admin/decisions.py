@@ -94,7 +94,7 @@ async def _routed(ctx: Context, router: str | None, data: dict, record: bool, mo
     store = ctx.store
     if record and store is not None:
         row = history_record(name, version, data, result, elapsed_ms)
-        history.shared_writer(store.path).record(row)
+        history.shared_writer(store.location).record(row)
         request_id = row.id
     rule = result.matched_rule
     fields: dict[str, Any] = {

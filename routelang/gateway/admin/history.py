@@ -30,9 +30,8 @@ async def list_requests(ctx: Context, request, _body) -> tuple[int, BaseModel]:
 
     def work(store: Store) -> RequestList:
         active_version(store, name)
-        history.shared_writer(store.path).flush()   # what this gateway recorded is listed too
-        return RequestList(router=name, data=[RequestRow(**r) for r in
-                                              history.list_requests(store.conn, name, limit, source)])
+        history.shared_writer(store.location).flush()   # what this gateway recorded is listed too
+        return RequestList(router=name, data=[RequestRow(**r) for r in store.list_requests(name, limit, source)])
 
     return 200, await ctx.in_registry(work)
 
@@ -43,8 +42,8 @@ async def get_request(ctx: Context, request, _body) -> tuple[int, BaseModel]:
     request_id = request.match_info["id"]
 
     def work(store: Store) -> RequestRow:
-        history.shared_writer(store.path).flush()
-        found = history.get_request(store.conn, request_id)
+        history.shared_writer(store.location).flush()
+        found = store.get_request(request_id)
         if found is None:
             raise AdminError(errors.NOT_FOUND_REQUEST, f"no request {request_id!r} in the history", "id")
         found.pop("capture", None)  # captured user text stays in the registry file (`routelang request ID`)

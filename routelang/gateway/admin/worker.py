@@ -1,6 +1,6 @@
-"""The admin API's registry work (SQLite, compiling a push, the semantic diff
-of a deploy) runs in one worker thread with its own connection to the
-registry file, off the event loop."""
+"""The admin API's registry work (the database, compiling a push, the semantic
+diff of a deploy) runs in one worker thread with its own connection to the
+registry, off the event loop."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from ...registry.store import Store
 
 
 class RegistryWorker:
-    def __init__(self, path: str | Path):
-        self.path = path
+    def __init__(self, location: str | Path):
+        self.location = location
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="routelang-admin")
         self._store: Store | None = None     # the worker thread's own connection
 
@@ -25,7 +25,7 @@ class RegistryWorker:
 
     def _in_thread(self, work: Callable[[Store], Any]) -> Any:
         if self._store is None:
-            self._store = Store(self.path)
+            self._store = Store(self.location)
         return work(self._store)
 
     async def close(self) -> None:
