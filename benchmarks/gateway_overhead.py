@@ -347,7 +347,7 @@ def measure_history(args, scratch: Path, up_port: int, rows: list, direct: dict,
     sys.path.insert(0, str(ROOT / "tests"))
     from services import PostgresServer
 
-    from routelang.registry.store import Store
+    from routelang.registry.backends import open_store
 
     sqlite_file = scratch / "history-bench" / "registry.db"
     if sqlite_file.exists():
@@ -355,16 +355,16 @@ def measure_history(args, scratch: Path, up_port: int, rows: list, direct: dict,
     postgres = PostgresServer()
     try:
         for backend, location in (("SQLite", str(sqlite_file)), ("Postgres", postgres.new_database())):
-            _history_rows(args, scratch, up_port, rows, direct, notes, backend, location, Store)
+            _history_rows(args, scratch, up_port, rows, direct, notes, backend, location, open_store)
     finally:
         postgres.close()
 
 
-def _history_rows(args, scratch, up_port, rows, direct, notes, backend: str, location: str, Store) -> None:
+def _history_rows(args, scratch, up_port, rows, direct, notes, backend: str, location: str, open_store) -> None:
     config = {"name": "bench", "rules": [{"name": "all", "targets": [{
         "provider": "openai", "model_name": "bench-model", "endpoint": f"http://127.0.0.1:{up_port}/v1",
         "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
-    store = Store(location)
+    store = open_store(location)
     version, _new = store.push("bench", "bench.json", {"bench.json": json.dumps(config)}, config)
     store.deploy("bench", version.version)
     measured: dict[bool, list[dict]] = {False: [], True: []}

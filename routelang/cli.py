@@ -565,7 +565,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
 
     Exit 1 when FILE does not compile or load, 2 on a usage error."""
     from .gateway.server import Options, Settings, prepare_multiprocess, run
-    from .registry.history import Retention
+    from .registry.rows import Retention
 
     if file is not None:
         if ctx.get_parameter_source("registry") is click.core.ParameterSource.COMMANDLINE:
@@ -739,10 +739,11 @@ def fmt_command(files, check, show_diff):
 
 def _store(registry: str | None, create: bool = False):
     """The registry (a file or a postgresql:// URL), opened (exit 2 when it cannot be); only `push` creates one."""
-    from .registry.store import RegistryError, Store
+    from .registry.backends import open_store
+    from .registry.store import RegistryError
 
     try:
-        return Store(registry, create=create)
+        return open_store(registry, create=create)
     except RegistryError as exc:
         raise UsageProblem(str(exc)) from None
     except OSError as exc:
@@ -1034,7 +1035,7 @@ def history_group() -> None:
 @registry_errors
 def history_prune_command(max_rows, max_days, registry):
     """Apply the retention now (the writers apply it after a batch, at most once a minute)."""
-    from .registry.history import Retention
+    from .registry.rows import Retention
 
     retention = Retention(**{k: v for k, v in (("max_rows", max_rows), ("max_days", max_days)) if v is not None})
     gone = _store(registry).prune(retention)

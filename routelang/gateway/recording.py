@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from routelang.registry import history
+from routelang.registry import history, rows
 from routelang.runtime.operators import lookup
 
 from . import errors
@@ -88,8 +88,8 @@ class Recorder:
 
 
 def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None, body: bytes | None,
-           captured: bytes | list[bytes] | None, at: float) -> tuple[history.Row, history.CaptureRow | None]:
-    """The history row (history.COLUMNS' values) of a request the gateway finished, and its
+           captured: bytes | list[bytes] | None, at: float) -> tuple[rows.Row, rows.CaptureRow | None]:
+    """The history row (rows.COLUMNS' values) of a request the gateway finished, and its
     capture (`body`: the request's, when capturing), in the writer thread."""
     decision = routed.decision
     rule = None if decision is None else decision.rule
@@ -98,13 +98,13 @@ def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: floa
     if rule is not None and decision.attempts:
         selected = decision.attempts[:max(decision.picked, 1)]
         if rule.selection.sticky_by is not None:
-            sticky = history.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
+            sticky = rows.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
     usage = ex.usage
     first, first_outcome, failed_over = first_target(ex.attempts)
     row = (ex.id, at, routed.loaded.name, routed.loaded.version, None if rule is None else rule.name,
-           history.json_text([history.target_dict(t) for t in selected]), history.json_text(ex.attempts),
+           rows.json_text([rows.target_dict(t) for t in selected]), rows.json_text(ex.attempts),
            outcome(ex, status), total_s * 1000, None if ex.ttft_s is None else ex.ttft_s * 1000,
            None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
-           cost, split_label, sticky, routed.client_key_id, status, ex.error, history.GATEWAY, first, first_outcome,
+           cost, split_label, sticky, routed.client_key_id, status, ex.error, rows.GATEWAY, first, first_outcome,
            failed_over)
-    return row, None if body is None else history.capture_row(ex.id, at, body, captured)
+    return row, None if body is None else rows.capture_row(ex.id, at, body, captured)

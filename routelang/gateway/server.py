@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .executor import Settings
 
 if TYPE_CHECKING:
-    from routelang.registry.history import Retention
+    from routelang.registry.rows import Retention
 
 
 @dataclass
@@ -89,9 +89,9 @@ def run(options: Options) -> int:
         plan.load(options.path)
         what = options.path
     else:
-        from routelang.registry.store import Store
+        from routelang.registry.backends import open_store
 
-        Store(options.registry, create=False).close()  # each worker opens it itself, after the fork
+        open_store(options.registry, create=False).close()  # each worker opens it itself, after the fork
         what = f"registry {options.registry}"
     keys = Keys(auth.load_keys(options.api_keys_file) if options.api_keys_file else None,
                 auth.load_keys(options.admin_keys_file) if options.admin_keys_file else None)

@@ -29,7 +29,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from routelang.registry.history import HistoryWriter, Retention, shared_writer
+from routelang.registry.backends import open_store
+from routelang.registry.history import HistoryWriter, shared_writer
+from routelang.registry.rows import Retention
 from routelang.registry.store import Store
 
 from . import app, auth, upstream
@@ -104,7 +106,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
     if registry is None:
         routers = FileSource(path, reload_interval_s, state, metrics, log, follow_routers)  # raises plan.LoadError
     else:
-        store = Store(registry, create=False)                                              # raises RegistryError
+        store = open_store(registry, create=False)                                              # raises RegistryError
         routers = RegistrySource(store, state, metrics, log, follow_routers, default_router, poll_s)
         if history is not False:
             writer = history if isinstance(history, HistoryWriter) else shared_writer(store.location, retention)

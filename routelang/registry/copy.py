@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .history import COLUMNS, RequestRecord, decode_row
+from .rows import COLUMNS, RequestRecord, decode_row
 from .store import RegistryError, Store
 
 PAGE = 5_000   # history rows read and written at a time

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.rows import dict_row
 
-from .store import RegistryError, StorageError, Store, default_location
+from .errors import RegistryError, StorageError
+from .store import Store, default_location
 
 if TYPE_CHECKING:
-    from .history import CaptureRow, Retention, Row
+    from .rows import CaptureRow, Retention, Row
 
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000
@@ -228,7 +229,7 @@ class PostgresStore(Store):
     def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
         """One COPY per table, into the partitions of the rows' days (made first when missing).
         (No unique id across partitions: a repeated id is a second row.)"""
-        from .history import COLUMNS
+        from .rows import COLUMNS
 
         try:
             with self._lock:

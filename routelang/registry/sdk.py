@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..runtime.engine import RouteResult
-from . import history
+from . import history, rows
+from .backends import open_store
 from .store import RegistryError, Store
 
 RECHECK_ACTIVE_S = 1.0
@@ -109,9 +110,9 @@ class Router:
         """The newest first (what this process recorded is written first); 1 <= limit <= 10,000,
         checked here so that a local file and a gateway refuse the same limits. `source`: only
         the rows of "gateway" (requests served) or "sdk" (decisions); None: every row."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= history.MAX_LIMIT:
-            raise ValueError(f"limit must be an int from 1 to {history.MAX_LIMIT}, not {limit!r}")
-        return self._transport.list_requests(limit, history.check_source(source))
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= rows.MAX_LIMIT:
+            raise ValueError(f"limit must be an int from 1 to {rows.MAX_LIMIT}, not {limit!r}")
+        return self._transport.list_requests(limit, rows.check_source(source))
 
     def get_request(self, request_id: str) -> dict:
         found = self._transport.get_request(request_id)
@@ -165,7 +166,7 @@ class LocalRegistry:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self._path, create=False)
+            self._store = open_store(self._path, create=False)
         return self._store
 
     def close(self) -> None:
@@ -361,7 +362,7 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
 
 
 def history_record(name: str, version: int | None, data: Any, result: RouteResult,
-                   elapsed_ms: float) -> history.RequestRecord:
+                   elapsed_ms: float) -> rows.RequestRecord:
     """The history row of one decision (the SDK's and the admin API's `POST /api/route`)."""
     rule = result.matched_rule
     sticky = None
@@ -370,13 +371,13 @@ def history_record(name: str, version: int | None, data: Any, result: RouteResul
     if sticky_by is not None:
         from ..runtime.operators import lookup
 
-        sticky = history.sticky_hash(lookup(data, sticky_by))
+        sticky = rows.sticky_hash(lookup(data, sticky_by))
     split_label = None
     if rule is not None and rule.strategy == "split" and result.selected_targets:
         first = result.selected_targets[0]
         split_label = first.label or first.model_name
-    return history.RequestRecord(router=name, version=version, rule=None if rule is None else rule.name,
+    return rows.RequestRecord(router=name, version=version, rule=None if rule is None else rule.name,
                                  status="routed" if rule is not None else "unmatched",
                                  targets=tuple(result.selected_targets),
                                  latency_ms=elapsed_ms, split_label=split_label, sticky_key_hash=sticky,
-                                 source=history.SDK)
+                                 source=rows.SDK)

@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .store import RegistryError, StorageError, Store, default_location
+from .errors import RegistryError, StorageError
+from .store import Store, default_location
 
 if TYPE_CHECKING:
-    from .history import CaptureRow, Retention, Row
+    from .rows import CaptureRow, Retention, Row
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -239,7 +240,7 @@ class SqliteStore(Store):
 
     def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
         """(No unique id: a repeated id is a second row, its capture the first's.)"""
-        from .history import COLUMNS
+        from .rows import COLUMNS
 
         with self.write():
             self.conn.executemany(f"INSERT INTO requests ({', '.join(COLUMNS)}) "

@@ -1,7 +1,7 @@
 """The registry's storage port: routers, their immutable versions,
 deployments, and the request history's rows.
 
-`Store(location)` opens a registry: a path is a SQLite file (`sqlite.py`), a
+`open_store(location)` opens a registry: a path is a SQLite file (`sqlite.py`), a
 `postgresql://` URL a Postgres database (`postgres.py`). Each backend module
 is the only one that speaks its database; what is the same on both (version
 numbering, deploy and rollback, the history's queries) is written once here,
@@ -20,40 +20,19 @@ import os
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import RegistryError
+
 if TYPE_CHECKING:
-    from .history import CaptureRow, RequestRecord, Retention, Row
+    from .rows import CaptureRow, RequestRecord, Retention, Row
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-class RegistryError(Exception):
-    """A registry operation that cannot be done (no such router or version, ...).
-
-    `message` says what; `registry`, where (a path, or a URL without its password), is added by
-    str() (for the CLI and the local SDK) but is not in `message`, which the admin API answers
-    with: a path or a database on the server is none of a remote client's business."""
-
-    def __init__(self, message: str, registry: str | Path | None = None):
-        super().__init__(message)
-        self.message = message
-        self.registry = registry
-
-    def __str__(self) -> str:
-        return self.message if self.registry is None else f"{self.message} in the registry {self.registry}"
-
-
-class StorageError(RegistryError):
-    """The registry's database failed (unreachable, locked past the timeout, unreadable):
-    `message` is the driver's reason."""
-
-    def __str__(self) -> str:
-        return self.message if self.registry is None else f"the registry {self.registry}: {self.message}"
 
 
 # A router's name is also a path segment and the NAME of NAME@VERSION.
@@ -110,53 +89,42 @@ def content_hash(sources: dict[str, str], compiled: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-class Store:
-    """A registry: `Store(location)` is a SqliteStore for a path, a PostgresStore
-    for a postgresql:// URL (default: `default_location()`). `create=False`: a
-    registry that does not exist yet is a RegistryError (reading never creates one)."""
+class Store(ABC):
+    """A registry, the port every user of one goes through: the SQL both backends share is
+    written here once, the rest is each backend's (sqlite.py, postgres.py). `open_store`
+    (backends.py) opens the one a location names."""
 
     location: str           # the path or URL it was opened with (`redacted` for showing it)
     insertion_order: str    # the column that orders rows of equal time as they were written
 
-    def __new__(cls, location: str | Path | None = None, create: bool = True):
-        if cls is not Store:
-            return super().__new__(cls)
-        location = default_location() if location is None else location
-        if is_url(location):
-            from .postgres import PostgresStore
-
-            return super().__new__(PostgresStore)
-        from .sqlite import SqliteStore
-
-        return super().__new__(SqliteStore)
-
     # ---- what each backend provides -----------------------------------------------------
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection."""
 
+    @abstractmethod
     def query(self, sql: str, args: tuple | list = ()) -> list[dict]:
         """Rows as dicts (`?` placeholders); driver errors become StorageError."""
-        raise NotImplementedError
 
+    @abstractmethod
     def execute(self, sql: str, args: tuple | list = ()) -> int:
         """A statement; the number of rows it changed."""
-        raise NotImplementedError
 
+    @abstractmethod
     def write(self) -> AbstractContextManager[None]:
         """One write transaction holding the registry's write lock."""
-        raise NotImplementedError
 
+    @abstractmethod
     def insert_rows(self, rows: list[Row], captures: list[CaptureRow]) -> None:
-        """History rows (the values of history.COLUMNS) and captures, in one transaction."""
-        raise NotImplementedError
+        """History rows (the values of rows.COLUMNS) and captures, in one transaction."""
 
     def insert_requests(self, records: list[RequestRecord]) -> None:
         self.insert_rows([r.row() for r in records], [c for r in records if (c := r.capture_row()) is not None])
 
+    @abstractmethod
     def prune(self, retention: Retention, now: float | None = None) -> int:
         """Apply the retention: the number of history rows deleted."""
-        raise NotImplementedError
 
     def tune_for_history(self) -> None:
         """Settings of the history writer's own connection (SQLite: no fsync per batch)."""
@@ -166,7 +134,7 @@ class Store:
     def watch(self, changed: Callable[[], None], stop: threading.Event) -> None:
         """Call `changed()` whenever any process changes what is deployed, until `stop` is set
         (blocking: run it in a thread). Only where `notifies`."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} does not notify: poll it")
 
     @property
     def shown(self) -> str:
@@ -288,7 +256,7 @@ class Store:
 
     def list_requests(self, router: str, limit: int = 100, source: str | None = None) -> list[dict]:
         """The newest first; only the rows of `source` (gateway, sdk) when given."""
-        from .history import check_source, decode_row
+        from .rows import check_source, decode_row
 
         sql, args = "SELECT * FROM requests WHERE router = ?", [router]
         if check_source(source) is not None:
@@ -299,7 +267,7 @@ class Store:
 
     def get_request(self, request_id: str) -> dict | None:
         """The row; with `capture` ({request, response}) when it was captured."""
-        from .history import decode_row
+        from .rows import decode_row
 
         rows = self.query("SELECT * FROM requests WHERE id = ?", (request_id,))
         if not rows:

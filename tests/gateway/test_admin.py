@@ -12,7 +12,7 @@ from gateway_fakes import CHAT_RULES, config, http, rule, target, wait_for
 from routelang.gateway import auth
 from routelang.gateway.admin.endpoints import ENDPOINTS
 from routelang.registry.artifacts import build_text
-from routelang.registry.store import Store
+from routelang.registry.backends import open_store
 
 ADMIN, CLIENT = "admin-secret", "client-secret"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
@@ -38,7 +38,7 @@ def env(upstreams, gateway, tmp_path):
     """A gateway serving router `chat` (the file) with a registry holding chat version 1, deployed."""
     a, b = upstreams("a"), upstreams("b")
     text = source(a, b)
-    store = Store(tmp_path / "reg" / "registry.db")
+    store = open_store(tmp_path / "reg" / "registry.db")
     built = build_text(text, "chat.route")
     assert built.ok, built.problems
     store.push("chat", built.entry, built.sources, built.compiled, "first")
@@ -282,7 +282,7 @@ def test_export_then_import_into_another_registry_is_idempotent(env, gateway, tm
     assert chat["name"] == "chat" and chat["active_version"] == 2 and len(chat["versions"]) == 2
     assert [d["version"] for d in chat["deployments"]] == [1, 2]
 
-    store = Store(tmp_path / "second.db")
+    store = open_store(tmp_path / "second.db")
     second = gateway(env.text, admin_keys=frozenset({auth.digest(ADMIN)}), store=store)
     first = http("POST", second.url + "/api/import", exported, AS_ADMIN)
     assert first.status_code == 200, first.text
@@ -442,9 +442,9 @@ def test_a_drained_target_with_a_health_check_logs_only_real_health_changes(upst
 
 
 def test_a_registry_it_cannot_use_is_a_503_not_a_bug(env, tmp_path):
-    from routelang.registry.store import Store
+    from routelang.registry.backends import open_store
 
-    newer = Store(env.store.location)
+    newer = open_store(env.store.location)
     newer.execute("UPDATE schema_version SET version = 999")   # written by a newer routelang
     newer.close()
     error = assert_error(api(env, "GET", "/routers"), 503, "registry_unavailable")

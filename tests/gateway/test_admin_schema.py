@@ -22,7 +22,7 @@ from test_admin import ADMIN, AS_ADMIN, source
 
 from routelang.gateway import auth
 from routelang.registry.artifacts import build_text
-from routelang.registry.store import Store
+from routelang.registry.backends import open_store
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 200
@@ -31,7 +31,7 @@ EXAMPLES = 200
 def test_generated_requests_get_no_5xx_and_answers_match_the_schema(upstreams, gateway, tmp_path):
     a, b = upstreams("a"), upstreams("b")
     text = source(a, b)
-    store = Store(tmp_path / "registry.db")
+    store = open_store(tmp_path / "registry.db")
     built = build_text(text, "chat.route")
     store.push("chat", built.entry, built.sources, built.compiled, "first")
     store.deploy("chat", 1)

@@ -21,8 +21,10 @@ from gateway_fakes import FAST, ROOT, GatewayServer, Served, chat_answer, http, 
 from routelang.cli import Exit, main
 from routelang.gateway import auth, wiring
 from routelang.registry.artifacts import build_file
-from routelang.registry.history import HistoryWriter, Retention
-from routelang.registry.store import RegistryError, Store
+from routelang.registry.backends import open_store
+from routelang.registry.history import HistoryWriter
+from routelang.registry.rows import Retention
+from routelang.registry.store import RegistryError
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -48,7 +50,7 @@ class Registry:
     def __init__(self, directory: Path, location: Path | str):
         self.directory = directory
         self.path = location
-        self.store = Store(self.path)
+        self.store = open_store(self.path)
         self._pushed = 0
 
     def push(self, name: str, text: str, deploy: bool = True) -> int:

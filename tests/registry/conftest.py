@@ -63,9 +63,9 @@ def deployed(registry, router_file):
     """A registry Store with router_file pushed as chat version 1, deployed."""
     from test_registry_store import push_file
 
-    from routelang.registry.store import Store
+    from routelang.registry.backends import open_store
 
-    store = Store(registry)
+    store = open_store(registry)
     push_file(store, router_file)
     store.deploy("chat", 1)
     return store
@@ -93,12 +93,12 @@ def live_gateway(loop_thread, registry, tmp_path):
     from gateway_fakes import FAST, GatewayServer
 
     from routelang.gateway.auth import digest
-    from routelang.registry.store import Store
+    from routelang.registry.backends import open_store
 
     front = tmp_path / "front.route"
     front.write_text(FRONT)
     server = loop_thread.run(GatewayServer(loop_thread, front, FAST, admin_keys=frozenset({digest(ADMIN_KEY)}),
-                                           store=Store(registry)).start())
+                                           store=open_store(registry)).start())
     yield server.url
     loop_thread.run(server.stop())
 

@@ -17,7 +17,7 @@ from statsmodels.stats.proportion import proportions_ztest
 
 from routelang.cli import Exit, main
 from routelang.registry import ab_report
-from routelang.registry.history import RequestRecord
+from routelang.registry.rows import RequestRecord
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC).timestamp()

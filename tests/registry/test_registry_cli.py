@@ -149,13 +149,13 @@ def test_a_router_name_must_be_usable_in_name_at_version(registry, router_file):
 def test_history_prune_applies_the_retention_now(registry, router_file, monkeypatch):
     import time
 
-    from routelang.registry import history
-    from routelang.registry.store import Store
+    from routelang.registry import rows
+    from routelang.registry.backends import open_store
 
     assert run("push", router_file).exit_code == Exit.OK
-    store = Store(registry)
+    store = open_store(registry)
     now = time.time()
-    store.insert_requests([history.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
+    store.insert_requests([rows.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
                                                       time=now - age * 86400) for age in (10, 5, 3, 2, 1)])
     pruned = run("history", "prune", "--max-days", "4")
     assert pruned.exit_code == Exit.OK, pruned.output
@@ -172,9 +172,9 @@ def test_a_postgres_url_is_a_database_not_a_file_name(postgres_registry, router_
     pushed = run("push", router_file)
     assert pushed.exit_code == Exit.OK, pushed.output
     assert not (tmp_path / "postgresql:").exists()
-    from routelang.registry.store import Store
+    from routelang.registry.backends import open_store
 
-    assert [r["name"] for r in Store(postgres_registry).routers()] == ["chat"]
+    assert [r["name"] for r in open_store(postgres_registry).routers()] == ["chat"]
 
 
 def test_an_unreachable_postgres_registry_is_a_usage_error(router_file, tmp_path, monkeypatch, postgres_server):
@@ -191,9 +191,9 @@ def test_an_unreachable_postgres_registry_is_a_usage_error(router_file, tmp_path
 
 
 def _contents(location) -> dict:
-    from routelang.registry.store import Store
+    from routelang.registry.backends import open_store
 
-    store = Store(location)
+    store = open_store(location)
     out = {"routers": store.routers(), "history": {}}
     for r in store.routers():
         out[r["name"]] = (store.versions(r["name"]), [store.version(r["name"], v["version"]) for v in
@@ -204,8 +204,8 @@ def _contents(location) -> dict:
 
 
 def test_registry_copy_from_sqlite_to_postgres_and_back(sqlite_registry, postgres_server, router_file, tmp_path):
-    from routelang.registry import history
-    from routelang.registry.store import Store
+    from routelang.registry import rows
+    from routelang.registry.backends import open_store
 
     assert run("push", router_file, "-m", "one").exit_code == Exit.OK
     write_router(router_file.parent, premium="small")
@@ -213,8 +213,8 @@ def test_registry_copy_from_sqlite_to_postgres_and_back(sqlite_registry, postgre
     assert run("push", router_file).exit_code == Exit.OK
     for args in (("deploy", "chat", "1", "--yes"), ("deploy", "chat", "2", "--yes"), ("rollback", "chat")):
         assert run(*args).exit_code == Exit.OK
-    store = Store(sqlite_registry)
-    rows = [history.RequestRecord("chat", 1, "premium", "ok", targets=[{"model_name": "gpt-4o"}],
+    store = open_store(sqlite_registry)
+    rows = [rows.RequestRecord("chat", 1, "premium", "ok", targets=[{"model_name": "gpt-4o"}],
                                   attempts=[{"target": "big", "outcome": "ok", "ms": 3.0}], latency_ms=float(i),
                                   split_label="a", source="gateway", first_target="big", first_outcome="ok",
                                   failed_over=bool(i % 2), time=1_700_000_000.0 + i * 40_000, id=f"q{i}")

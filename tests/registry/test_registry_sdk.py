@@ -12,7 +12,8 @@ from test_registry_store import push_file
 
 import routelang
 from routelang.registry import sdk
-from routelang.registry.store import RegistryError, Store
+from routelang.registry.backends import open_store
+from routelang.registry.store import RegistryError
 
 PREMIUM = {"user": {"tier": "premium", "id": "u-1"}}
 TRIAL = {"user": {"tier": "trial", "id": "u-42"}}
@@ -96,7 +97,7 @@ def test_a_limit_out_of_range_is_refused_alike_locally_and_remotely(deployed, op
 def test_rows_say_their_source_and_list_requests_filters_by_it(deployed, open_router):
     """Decisions (local, or by the admin API for a remote SDK) are `sdk` rows; rows the gateway
     served (inserted here as it writes them) are `gateway` rows; `source` lists one kind."""
-    from routelang.registry.history import RequestRecord
+    from routelang.registry.rows import RequestRecord
 
     deployed.insert_requests([RequestRecord(router="chat", version=1, rule="default", status="ok", id="served")])
     with open_router("chat") as router:
@@ -118,7 +119,7 @@ def test_editing_the_returned_rules_does_not_edit_the_router(deployed, open_rout
     assert router.rules[0]["priority"] == 100 and router.rules[0]["targets"]
     version = router.update(description="same rules")
     assert open_router("chat").versions[-1]["version"] == version
-    assert Store(deployed.location).version("chat", version).compiled["rules"][0]["priority"] == 100
+    assert open_store(deployed.location).version("chat", version).compiled["rules"][0]["priority"] == 100
 
 
 def test_update_makes_a_checked_version_and_deploy_switches_to_it(deployed, open_router):
@@ -144,7 +145,7 @@ def test_update_needs_no_mixtrain_package(deployed, registry, monkeypatch):
     monkeypatch.setitem(sys.modules, "mixtrain", None)    # `import mixtrain` now fails
     with routelang.Router("chat", registry=registry) as router:
         version = router.update(rules=router.rules[:1])
-        assert version == 2 and [r["name"] for r in Store(registry).version("chat", 2).compiled["rules"]] == ["premium"]
+        assert version == 2 and [r["name"] for r in open_store(registry).version("chat", 2).compiled["rules"]] == ["premium"]
 
 
 def test_a_deploy_from_another_process_is_picked_up_within_a_second(deployed, registry, router_file, monkeypatch):
@@ -169,7 +170,7 @@ def test_delete_and_errors(deployed, registry, open_router):
     router.delete()
     with pytest.raises(RegistryError, match="no router called 'chat'"):
         _ = router.active_version
-    undeployed = Store(registry)
+    undeployed = open_store(registry)
     undeployed.push("fresh", "x.route", {"x.route": ""}, {"rules": []})
     with pytest.raises(RegistryError, match="no deployed version"):
         open_router("fresh").route(PREMIUM)
@@ -230,7 +231,7 @@ def test_deciding_needs_no_upstream_secret_locally_or_remotely(registry, tmp_pat
                     '    headers { "Authorization": "Bearer ${ROUTELANG_TEST_KEY}", "X-Team": "${ROUTELANG_TEST_SET}" }\n'
                     '}\n'
                     'rule all priority 1 { route t }\n')
-    store = Store(registry)
+    store = open_store(registry)
     push_file(store, path, name="envy")
     store.deploy("envy", 1)
     [target] = open_router("envy", record=False).route({}).selected_targets

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import write_router
 
-from routelang.registry import history
+from routelang.registry import history, rows
 from routelang.registry.artifacts import build_file, compile_stored
+from routelang.registry.backends import open_store
 from routelang.registry.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
 from routelang.registry.store import RegistryError, Store, default_location
 
@@ -34,7 +35,7 @@ def test_default_location_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_the_file_is_in_wal_mode_with_a_busy_timeout(sqlite_registry):
-    store = Store(sqlite_registry)
+    store = open_store(sqlite_registry)
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     # The history's table is cheap to append to: rows by rowid and one index (no random id key).
@@ -42,7 +43,7 @@ def test_the_file_is_in_wal_mode_with_a_busy_timeout(sqlite_registry):
 
 
 def test_push_stores_the_files_with_their_imports_and_identical_content_no_version(registry, router_file):
-    store = Store(registry)
+    store = open_store(registry)
     first, new = push_file(store, router_file, message="first")
     assert new and first.version == 1 and first.message == "first"
     assert set(first.sources) == {"chat.route", "targets.route", "<std.providers>"}
@@ -59,7 +60,7 @@ def test_push_stores_the_files_with_their_imports_and_identical_content_no_versi
 
 
 def test_versions_are_immutable_rows_numbered_per_router(registry, router_file):
-    store = Store(registry)
+    store = open_store(registry)
     push_file(store, router_file, name="a")
     push_file(store, router_file, name="b")  # same content, other router: its own version 1
     assert store.version("b", 1).content_hash == store.version("a", 1).content_hash
@@ -70,7 +71,7 @@ def test_versions_are_immutable_rows_numbered_per_router(registry, router_file):
 
 
 def test_deploy_and_rollback_walk_back_through_the_deployments(registry, router_file):
-    store = Store(registry)
+    store = open_store(registry)
     for premium in ("big", "small", "big"):   # versions 1, 2, and 1 again (identical)
         write_router(router_file.parent, premium=premium)
         push_file(store, router_file)
@@ -92,10 +93,10 @@ def test_deploy_and_rollback_walk_back_through_the_deployments(registry, router_
 
 
 def test_delete_removes_versions_deployments_and_history(registry, router_file):
-    store = Store(registry)
+    store = open_store(registry)
     push_file(store, router_file)
     store.deploy("chat", 1)
-    store.insert_requests([history.RequestRecord("chat", 1, "default", "routed")])
+    store.insert_requests([rows.RequestRecord("chat", 1, "default", "routed")])
     store.delete("chat")
     assert store.routers() == []
     for table in ("versions", "deployments", "requests"):
@@ -112,10 +113,10 @@ def test_an_older_schema_is_migrated_keeping_its_data(sqlite_registry, router_fi
     old.execute("INSERT INTO routers (name, active_version, created_at) VALUES ('old', NULL, 0)")
     old.close()
     assert SCHEMA_VERSION == len(MIGRATIONS) >= 2
-    store = Store(registry)
+    store = open_store(registry)
     assert store.conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     assert [r["name"] for r in store.routers()] == ["old"]
-    store.insert_requests([history.RequestRecord("old", None, None, "unmatched")])  # the new table works
+    store.insert_requests([rows.RequestRecord("old", None, None, "unmatched")])  # the new table works
 
 
 def test_rows_recorded_before_the_source_column_get_their_source(sqlite_registry):
@@ -129,22 +130,23 @@ def test_rows_recorded_before_the_source_column_get_their_source(sqlite_registry
         old.execute("INSERT INTO requests (id, time, router, targets, attempts, status, http_status) "
                     "VALUES (?, 0, 'r', '[]', '[]', ?, ?)", (row_id, status, http_status))
     old.close()
-    sources = dict(Store(registry).conn.execute("SELECT id, source FROM requests").fetchall())
+    sources = dict(open_store(registry).conn.execute("SELECT id, source FROM requests").fetchall())
     assert sources == {"d": "sdk", "u": "sdk", "g": "gateway", "n": "gateway", "e": "gateway"}
 
 
 def test_a_newer_schema_is_refused(registry):
-    store = Store(registry)
+    store = open_store(registry)
     store.execute("UPDATE schema_version SET version = version + 1")
     store.close()
     with pytest.raises(RegistryError, match="newer than this routelang"):
-        Store(registry)
+        open_store(registry)
 
 
 WORKER = """
 import sys
 from routelang.registry.store import Store
-store = Store(sys.argv[1])
+from routelang.registry.backends import open_store
+store = open_store(sys.argv[1])
 for i in range(int(sys.argv[3])):
     content = {"rules": [], "worker": sys.argv[2], "i": i}
     version, new = store.push("shared", "x.route", {"x.route": f"{sys.argv[2]}-{i}"}, content)
@@ -155,13 +157,13 @@ print("done")
 
 
 def test_several_processes_push_and_deploy_at_once(registry):
-    Store(registry).close()  # created once; the workers race on pushes and deploys, not on creation
+    open_store(registry).close()  # created once; the workers race on pushes and deploys, not on creation
     workers, each = 4, 10
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(registry), f"w{n}", str(each)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(workers)]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    store = Store(registry)
+    store = open_store(registry)
     numbers = [v["version"] for v in store.versions("shared")]
     assert numbers == list(range(1, workers * each + 1))   # no number given twice, none lost
     assert len(store.deployments("shared")) == workers * each
@@ -171,35 +173,35 @@ def test_several_processes_push_and_deploy_at_once(registry):
 def test_several_processes_migrate_a_new_registry_at_once(registry):
     if isinstance(registry, Path):
         registry.parent.mkdir(parents=True)
-    code = "import sys; from routelang.registry.store import Store; Store(sys.argv[1]); print('ok')"
+    code = "import sys; from routelang.registry.backends import open_store; open_store(sys.argv[1]); print('ok')"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(registry)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    assert Store(registry).query("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == 1
+    assert open_store(registry).query("SELECT COUNT(*) AS n FROM schema_version")[0]["n"] == 1
 
 
 # ---- request history ---------------------------------------------------------------------
 
 def test_retention_deletes_old_rows_then_the_oldest_beyond_the_row_limit(registry):
-    store = Store(registry)
+    store = open_store(registry)
     now = 1_000_000_000.0
-    rows = [history.RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
+    rows = [rows.RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
     store.insert_requests(rows)
-    assert store.prune(history.Retention(max_rows=2, max_days=30), now=now) == 3
+    assert store.prune(rows.Retention(max_rows=2, max_days=30), now=now) == 3
     kept = store.query("SELECT time FROM requests ORDER BY time")
     assert [now - r["time"] for r in kept] == [2 * 86400, 86400]
 
 
 def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(registry):
-    Store(registry).close()
+    open_store(registry).close()
     writer = history.HistoryWriter(registry, batch_size=50)
     try:
         for i in range(120):
-            writer.record(history.RequestRecord("chat", 1, "default", "routed", latency_ms=float(i)))
+            writer.record(rows.RequestRecord("chat", 1, "default", "routed", latency_ms=float(i)))
         writer.flush()
         assert writer.written == 120 and writer.dropped == 0
-        listed = Store(registry).list_requests("chat", limit=500)
+        listed = open_store(registry).list_requests("chat", limit=500)
         assert len(listed) == 120
     finally:
         writer.close()
@@ -209,7 +211,7 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
 def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkeypatch):
     """Rows recorded one by one (as requests arrive) are written together each interval,
     not one transaction per row (a writer woken by every row did that under load)."""
-    store = Store(registry)
+    store = open_store(registry)
     store.close()
     batches = []
     real_insert = type(store).insert_rows
@@ -219,7 +221,7 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
     try:
         time.sleep(0.05)
         for _ in range(50):
-            writer.record(history.RequestRecord("chat", 1, "default", "routed"))
+            writer.record(rows.RequestRecord("chat", 1, "default", "routed"))
             time.sleep(0.002)
         writer.flush()
     finally:
@@ -228,17 +230,17 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
 
 
 def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(sqlite_registry):
-    store = Store(sqlite_registry)
+    store = open_store(sqlite_registry)
     writer = history.HistoryWriter(sqlite_registry, queue_size=5, interval_s=0.01)
     try:
         store.conn.execute("BEGIN IMMEDIATE")    # the writer's next insert waits for this lock
-        writer.record(history.RequestRecord("chat", 1, "a", "routed"))
+        writer.record(rows.RequestRecord("chat", 1, "a", "routed"))
         deadline = time.monotonic() + 5
         while writer._pending and time.monotonic() < deadline:  # the writer took it, and is blocked
             time.sleep(0.01)
         started = time.perf_counter()
         for _ in range(20):
-            writer.record(history.RequestRecord("chat", 1, "b", "routed"))
+            writer.record(rows.RequestRecord("chat", 1, "b", "routed"))
         assert time.perf_counter() - started < 0.5    # record() never waited
         assert writer.dropped == 15
         store.conn.execute("COMMIT")
@@ -251,18 +253,18 @@ def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(
 
 
 def test_history_rows_never_hold_request_text(registry):
-    record = history.RequestRecord("chat", 1, "default", "routed", sticky_key_hash=history.sticky_hash("u-1"))
+    record = rows.RequestRecord("chat", 1, "default", "routed", sticky_key_hash=rows.sticky_hash("u-1"))
     assert "u-1" not in repr(record.row())
 
 
 def test_the_sdk_writer_reads_the_retention_from_the_environment(tmp_path, monkeypatch):
     path = tmp_path / "env.db"
-    Store(path).close()
+    open_store(path).close()
     monkeypatch.setenv("ROUTELANG_HISTORY_MAX_ROWS", "3")
     monkeypatch.setenv("ROUTELANG_HISTORY_MAX_DAYS", "0.5")
     writer = history.shared_writer(path)
     try:
-        assert writer.retention == history.Retention(max_rows=3, max_days=0.5)
+        assert writer.retention == rows.Retention(max_rows=3, max_days=0.5)
     finally:
         writer.close()
 
@@ -272,29 +274,29 @@ def test_the_sdk_writer_reads_the_retention_from_the_environment(tmp_path, monke
 def test_postgres_history_is_partitioned_by_day_and_retention_drops_whole_days(postgres_registry):
     from routelang.registry.postgres import DAY_S, partition_name
 
-    store = Store(postgres_registry)
+    store = open_store(postgres_registry)
     now = 1_800_000_000.0
     today = now // DAY_S * DAY_S
-    rows = [history.RequestRecord("chat", 1, "default", "ok", time=now - age * DAY_S - n)
+    rows = [rows.RequestRecord("chat", 1, "default", "ok", time=now - age * DAY_S - n)
             for age in (40, 3, 2, 1) for n in range(3)]
     rows[0].captured_request = b"old text"
     store.insert_requests(rows)
     days = [day for day, _name in store.partitions()]
     assert days == [today - age * DAY_S for age in (40, 3, 2, 1)]
     assert [day for day, _ in store.partitions("captures")] == days     # captures follow their rows' days
-    assert store.prune(history.Retention(max_rows=6, max_days=30), now=now) == 6
+    assert store.prune(rows.Retention(max_rows=6, max_days=30), now=now) == 6
     assert [day for day, _ in store.partitions()] == [today - 2 * DAY_S, today - DAY_S]
     assert not store.query("SELECT to_regclass(?) IS NOT NULL AS found",
                            (partition_name("captures", int(today - 40 * DAY_S)),))[0]["found"]
     assert store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"] == 6
     # A day dropped is made again when a late row arrives for it.
-    store.insert_requests([history.RequestRecord("chat", 1, "default", "ok", time=now - 3 * DAY_S)])
+    store.insert_requests([rows.RequestRecord("chat", 1, "default", "ok", time=now - 3 * DAY_S)])
     assert len(store.partitions()) == 3
 
 
 def test_postgres_reads_of_requests_and_ab_use_the_router_time_index(postgres_registry):
-    store = Store(postgres_registry)
-    store.insert_requests([history.RequestRecord(f"r{i % 50}", 1, "ab", "ok", split_label="a", time=1e9 + i)
+    store = open_store(postgres_registry)
+    store.insert_requests([rows.RequestRecord(f"r{i % 50}", 1, "ab", "ok", split_label="a", time=1e9 + i)
                            for i in range(5000)])
     store.execute("ANALYZE requests")
     plans = [" ".join(r["QUERY PLAN"] for r in store.query(f"EXPLAIN {sql}", args)) for sql, args in (

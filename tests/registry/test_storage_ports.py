@@ -37,7 +37,7 @@ def test_only_the_backend_modules_import_a_database_driver():
 
 def test_psycopg_is_imported_only_for_a_postgres_registry(tmp_path):
     code = ("import sys, routelang, routelang.cli, routelang.registry.sdk, routelang.gateway.app; "
-            "from routelang.registry.store import Store; Store(sys.argv[1]).close(); "
+            "from routelang.registry.backends import open_store; open_store(sys.argv[1]).close(); "
             "print('psycopg' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.db")], capture_output=True, text=True,
                           timeout=60, check=False)

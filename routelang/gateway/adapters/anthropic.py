@@ -10,7 +10,7 @@ import orjson
 
 from routelang.runtime.model import Target
 
-from . import Unsupported, Usage
+from .base import Unsupported, Usage
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often leave it out

@@ -6,7 +6,7 @@ import orjson
 
 from routelang.runtime.model import Target
 
-from . import Usage
+from .base import Usage
 
 
 def _usage(data: dict | None) -> Usage | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from ...registry.history import MAX_LIMIT, SOURCES
+from ...registry.rows import MAX_LIMIT, SOURCES
 from . import decisions, history, registry, targets
 from .common import Handler
 from .models import (

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from ...registry.history import MAX_LIMIT
+from ...registry import rows
+from ...registry.rows import MAX_LIMIT
 from .. import errors
 from .common import AdminError, Context, active_version, integer
 from .models import RequestList, RequestRow
@@ -24,7 +25,7 @@ async def list_requests(ctx: Context, request, _body) -> tuple[int, BaseModel]:
         raise AdminError(errors.INVALID_REQUEST, f"limit must be from 1 to {MAX_LIMIT}", "limit")
     source = request.query.get("source")
     try:
-        history.check_source(source)
+        rows.check_source(source)
     except ValueError as exc:
         raise AdminError(errors.INVALID_REQUEST, str(exc), "source") from None
 

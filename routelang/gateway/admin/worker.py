@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ...registry.backends import open_store
 from ...registry.store import Store
 
 
@@ -25,7 +26,7 @@ class RegistryWorker:
 
     def _in_thread(self, work: Callable[[Store], Any]) -> Any:
         if self._store is None:
-            self._store = Store(self.location)
+            self._store = open_store(self.location)
         return work(self._store)
 
     async def close(self) -> None:

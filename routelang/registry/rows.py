@@ -1,0 +1,169 @@
+"""The request history's rows: their columns, the record the gateway and the SDK make of a
+request, how a stored row is read back, and the retention limits. The stores (store.py and its
+backends) and the writer (history.py) share this definition."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+from .errors import RegistryError
+
+COLUMNS = ("id", "time", "router", "version", "rule", "targets", "attempts", "status", "latency_ms", "ttft_ms",
+           "tokens_in", "tokens_out", "cost", "split_label", "sticky_key_hash", "client_key_id", "http_status",
+           "error", "source", "first_target", "first_outcome", "failed_over")
+JSON_COLUMNS = ("targets", "attempts")
+
+# Where a row comes from: a request the gateway served (whole requests, sent upstream) or a
+# decision of the SDK / the admin API's `POST /api/route` (decision time only, nothing sent).
+GATEWAY, SDK = "gateway", "sdk"
+SOURCES = (GATEWAY, SDK)
+
+
+def _new_id() -> str:
+    return os.urandom(16).hex()
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    router: str
+    version: int | None
+    rule: str | None
+    status: str              # SDK: "routed", "unmatched"; gateway: "ok", "unmatched", "error", "client_disconnected"
+    targets: list = field(default_factory=list)  # {model_name, provider, label, weight}, or runtime Targets
+    attempts: list[dict] = field(default_factory=list)
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost: float | None = None
+    split_label: str | None = None
+    sticky_key_hash: str | None = None
+    client_key_id: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+    source: str = GATEWAY
+    # Gateway rows: the first target tried (a split's arm), its outcome after its own retries
+    # (`ok`, `http_500`, `timeout`, `breaker_open`, ...), and whether another target was called after it.
+    first_target: str | None = None
+    first_outcome: str | None = None
+    failed_over: bool | None = None
+    id: str = field(default_factory=_new_id)
+    time: float = field(default_factory=time.time)
+    # `--capture` only: the request body, and the answer's body (bytes) or a stream's SSE frames (list)
+    captured_request: bytes | None = None
+    captured_response: bytes | list[bytes] | None = None
+
+    def row(self) -> tuple:
+        """The values of COLUMNS, in order (built in the writer thread, not on the request path)."""
+        return (self.id, self.time, self.router, self.version, self.rule, json_text([target_dict(t) for t in self.targets]),
+                json_text(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
+                self.cost, self.split_label, self.sticky_key_hash, self.client_key_id, self.http_status, self.error,
+                self.source, self.first_target, self.first_outcome, self.failed_over)
+
+    def capture_row(self) -> CaptureRow | None:
+        if self.captured_request is None:
+            return None
+        return capture_row(self.id, self.time, self.captured_request, self.captured_response)
+
+
+Row = tuple              # the values of COLUMNS, in order
+CaptureRow = tuple       # (id, time, request text, response text or None)
+
+
+def capture_row(request_id: str, at: float, request: bytes, response: bytes | list[bytes] | None) -> CaptureRow:
+    """`response`: the answer's body, or a stream's SSE frames (their content is kept)."""
+    if isinstance(response, list):
+        response = stream_content(response)
+    elif response is not None:
+        response = response.decode("utf-8", "replace")
+    return request_id, at, request.decode("utf-8", "replace"), response
+
+
+def stream_content(frames: list[bytes]) -> str:
+    """The text of an OpenAI-format SSE stream: each chunk's `delta.content`
+    (chat) or `text` (completions), concatenated."""
+    out: list[str] = []
+    for line in b"".join(frames).splitlines():
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        try:
+            chunk = json.loads(line[6:])
+        except ValueError:
+            continue
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict):
+                continue
+            text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+            if isinstance(text, str):
+                out.append(text)
+    return "".join(out)
+
+
+def json_text(value) -> str:
+    return orjson.dumps(value).decode()  # (the writer thread holds the GIL less than with json)
+
+
+def target_dict(target) -> dict:
+    if isinstance(target, dict):
+        return target
+    return {"model_name": target.model_name, "provider": target.provider, "label": target.label,
+            "weight": target.weight}
+
+
+def sticky_hash(value) -> str:
+    """What the history keeps of a sticky key: a hash, never the key."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Retention:
+    max_rows: int = 1_000_000
+    max_days: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Retention:
+        """`ROUTELANG_HISTORY_MAX_ROWS` / `ROUTELANG_HISTORY_MAX_DAYS`, else the defaults."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, key, kind in (("ROUTELANG_HISTORY_MAX_ROWS", "max_rows", int),
+                                ("ROUTELANG_HISTORY_MAX_DAYS", "max_days", float)):
+            text = environ.get(name)
+            if text:
+                try:
+                    values[key] = kind(text)
+                except ValueError:
+                    raise RegistryError(f"{name}={text!r}: expected a number") from None
+                if values[key] <= 0:
+                    raise RegistryError(f"{name}={text!r}: expected a number above 0")
+        return cls(**values)
+
+
+def decode_row(row: dict) -> dict:
+    """A stored row as the SDK, the CLI and the admin API give it."""
+    out = dict(row)
+    out.pop("seq", None)   # (Postgres: the insertion order)
+    for name in JSON_COLUMNS:
+        out[name] = json.loads(out[name])
+    if out["failed_over"] is not None:
+        out["failed_over"] = bool(out["failed_over"])
+    # The names the Mixtrain SDK's examples read.
+    out["matched_rule"] = out["rule"]
+    out["selected_target"] = out["targets"][0]["model_name"] if out["targets"] else None
+    return out
+
+
+MAX_LIMIT = 10_000   # rows one listing may ask for (the SDK's and the admin API's `limit`)
+
+
+def check_source(source: str | None) -> str | None:
+    """`source` if it is one of SOURCES or None (every row); else a ValueError that names them."""
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    return source
