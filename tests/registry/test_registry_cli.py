@@ -149,13 +149,13 @@ def test_a_router_name_must_be_usable_in_name_at_version(registry, router_file):
 def test_history_prune_applies_the_retention_now(registry, router_file, monkeypatch):
     import time
 
-    from routelang.registry import rows
     from routelang.registry.backends import open_store
+    from routelang.registry.rows import RequestRecord
 
     assert run("push", router_file).exit_code == Exit.OK
     store = open_store(registry)
     now = time.time()
-    store.insert_requests([rows.RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
+    store.insert_requests([RequestRecord("chat", 1, "default", "routed", id=f"r{age}",
                                                       time=now - age * 86400) for age in (10, 5, 3, 2, 1)])
     pruned = run("history", "prune", "--max-days", "4")
     assert pruned.exit_code == Exit.OK, pruned.output
@@ -204,8 +204,8 @@ def _contents(location) -> dict:
 
 
 def test_registry_copy_from_sqlite_to_postgres_and_back(sqlite_registry, postgres_server, router_file, tmp_path):
-    from routelang.registry import rows
     from routelang.registry.backends import open_store
+    from routelang.registry.rows import RequestRecord
 
     assert run("push", router_file, "-m", "one").exit_code == Exit.OK
     write_router(router_file.parent, premium="small")
@@ -214,7 +214,7 @@ def test_registry_copy_from_sqlite_to_postgres_and_back(sqlite_registry, postgre
     for args in (("deploy", "chat", "1", "--yes"), ("deploy", "chat", "2", "--yes"), ("rollback", "chat")):
         assert run(*args).exit_code == Exit.OK
     store = open_store(sqlite_registry)
-    rows = [rows.RequestRecord("chat", 1, "premium", "ok", targets=[{"model_name": "gpt-4o"}],
+    rows = [RequestRecord("chat", 1, "premium", "ok", targets=[{"model_name": "gpt-4o"}],
                                   attempts=[{"target": "big", "outcome": "ok", "ms": 3.0}], latency_ms=float(i),
                                   split_label="a", source="gateway", first_target="big", first_outcome="ok",
                                   failed_over=bool(i % 2), time=1_700_000_000.0 + i * 40_000, id=f"q{i}")

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import write_router
 
-from routelang.registry import history, rows
+from routelang.registry import history
 from routelang.registry.artifacts import build_file, compile_stored
 from routelang.registry.backends import open_store
+from routelang.registry.rows import RequestRecord, Retention, sticky_hash
 from routelang.registry.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
 from routelang.registry.store import RegistryError, Store, default_location
 
@@ -96,7 +97,7 @@ def test_delete_removes_versions_deployments_and_history(registry, router_file):
     store = open_store(registry)
     push_file(store, router_file)
     store.deploy("chat", 1)
-    store.insert_requests([rows.RequestRecord("chat", 1, "default", "routed")])
+    store.insert_requests([RequestRecord("chat", 1, "default", "routed")])
     store.delete("chat")
     assert store.routers() == []
     for table in ("versions", "deployments", "requests"):
@@ -116,7 +117,7 @@ def test_an_older_schema_is_migrated_keeping_its_data(sqlite_registry, router_fi
     store = open_store(registry)
     assert store.conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     assert [r["name"] for r in store.routers()] == ["old"]
-    store.insert_requests([rows.RequestRecord("old", None, None, "unmatched")])  # the new table works
+    store.insert_requests([RequestRecord("old", None, None, "unmatched")])  # the new table works
 
 
 def test_rows_recorded_before_the_source_column_get_their_source(sqlite_registry):
@@ -186,9 +187,9 @@ def test_several_processes_migrate_a_new_registry_at_once(registry):
 def test_retention_deletes_old_rows_then_the_oldest_beyond_the_row_limit(registry):
     store = open_store(registry)
     now = 1_000_000_000.0
-    rows = [rows.RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
+    rows = [RequestRecord("chat", 1, "default", "routed", time=now - age * 86400) for age in (40, 20, 3, 2, 1)]
     store.insert_requests(rows)
-    assert store.prune(rows.Retention(max_rows=2, max_days=30), now=now) == 3
+    assert store.prune(Retention(max_rows=2, max_days=30), now=now) == 3
     kept = store.query("SELECT time FROM requests ORDER BY time")
     assert [now - r["time"] for r in kept] == [2 * 86400, 86400]
 
@@ -198,7 +199,7 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
     writer = history.HistoryWriter(registry, batch_size=50)
     try:
         for i in range(120):
-            writer.record(rows.RequestRecord("chat", 1, "default", "routed", latency_ms=float(i)))
+            writer.record(RequestRecord("chat", 1, "default", "routed", latency_ms=float(i)))
         writer.flush()
         assert writer.written == 120 and writer.dropped == 0
         listed = open_store(registry).list_requests("chat", limit=500)
@@ -221,7 +222,7 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
     try:
         time.sleep(0.05)
         for _ in range(50):
-            writer.record(rows.RequestRecord("chat", 1, "default", "routed"))
+            writer.record(RequestRecord("chat", 1, "default", "routed"))
             time.sleep(0.002)
         writer.flush()
     finally:
@@ -234,13 +235,13 @@ def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(
     writer = history.HistoryWriter(sqlite_registry, queue_size=5, interval_s=0.01)
     try:
         store.conn.execute("BEGIN IMMEDIATE")    # the writer's next insert waits for this lock
-        writer.record(rows.RequestRecord("chat", 1, "a", "routed"))
+        writer.record(RequestRecord("chat", 1, "a", "routed"))
         deadline = time.monotonic() + 5
         while writer._pending and time.monotonic() < deadline:  # the writer took it, and is blocked
             time.sleep(0.01)
         started = time.perf_counter()
         for _ in range(20):
-            writer.record(rows.RequestRecord("chat", 1, "b", "routed"))
+            writer.record(RequestRecord("chat", 1, "b", "routed"))
         assert time.perf_counter() - started < 0.5    # record() never waited
         assert writer.dropped == 15
         store.conn.execute("COMMIT")
@@ -253,7 +254,7 @@ def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(
 
 
 def test_history_rows_never_hold_request_text(registry):
-    record = rows.RequestRecord("chat", 1, "default", "routed", sticky_key_hash=rows.sticky_hash("u-1"))
+    record = RequestRecord("chat", 1, "default", "routed", sticky_key_hash=sticky_hash("u-1"))
     assert "u-1" not in repr(record.row())
 
 
@@ -264,7 +265,7 @@ def test_the_sdk_writer_reads_the_retention_from_the_environment(tmp_path, monke
     monkeypatch.setenv("ROUTELANG_HISTORY_MAX_DAYS", "0.5")
     writer = history.shared_writer(path)
     try:
-        assert writer.retention == rows.Retention(max_rows=3, max_days=0.5)
+        assert writer.retention == Retention(max_rows=3, max_days=0.5)
     finally:
         writer.close()
 
@@ -277,26 +278,26 @@ def test_postgres_history_is_partitioned_by_day_and_retention_drops_whole_days(p
     store = open_store(postgres_registry)
     now = 1_800_000_000.0
     today = now // DAY_S * DAY_S
-    rows = [rows.RequestRecord("chat", 1, "default", "ok", time=now - age * DAY_S - n)
+    rows = [RequestRecord("chat", 1, "default", "ok", time=now - age * DAY_S - n)
             for age in (40, 3, 2, 1) for n in range(3)]
     rows[0].captured_request = b"old text"
     store.insert_requests(rows)
     days = [day for day, _name in store.partitions()]
     assert days == [today - age * DAY_S for age in (40, 3, 2, 1)]
     assert [day for day, _ in store.partitions("captures")] == days     # captures follow their rows' days
-    assert store.prune(rows.Retention(max_rows=6, max_days=30), now=now) == 6
+    assert store.prune(Retention(max_rows=6, max_days=30), now=now) == 6
     assert [day for day, _ in store.partitions()] == [today - 2 * DAY_S, today - DAY_S]
     assert not store.query("SELECT to_regclass(?) IS NOT NULL AS found",
                            (partition_name("captures", int(today - 40 * DAY_S)),))[0]["found"]
     assert store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"] == 6
     # A day dropped is made again when a late row arrives for it.
-    store.insert_requests([rows.RequestRecord("chat", 1, "default", "ok", time=now - 3 * DAY_S)])
+    store.insert_requests([RequestRecord("chat", 1, "default", "ok", time=now - 3 * DAY_S)])
     assert len(store.partitions()) == 3
 
 
 def test_postgres_reads_of_requests_and_ab_use_the_router_time_index(postgres_registry):
     store = open_store(postgres_registry)
-    store.insert_requests([rows.RequestRecord(f"r{i % 50}", 1, "ab", "ok", split_label="a", time=1e9 + i)
+    store.insert_requests([RequestRecord(f"r{i % 50}", 1, "ab", "ok", split_label="a", time=1e9 + i)
                            for i in range(5000)])
     store.execute("ANALYZE requests")
     plans = [" ".join(r["QUERY PLAN"] for r in store.query(f"EXPLAIN {sql}", args)) for sql, args in (
