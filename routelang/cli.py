@@ -574,6 +574,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
             raise UsageProblem("--default-router, --capture and --no-history need --registry")
         registry = None
         read_text(file)  # as every command: an unreadable FILE exits 2, one that is not UTF-8 exits 1
+        _warn_unserved_fields(file)
     elif registry is None:
         raise UsageProblem("serve needs FILE or --registry PATH (or $ROUTELANG_REGISTRY)")
     elif capture and no_history:
@@ -616,6 +617,22 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
     finish(Exit.OK if code == 0 else Exit.INTERNAL)
+
+
+def _warn_unserved_fields(file: str) -> None:
+    """Before serving a .route file: the findings of `lint --serve` (fields and sticky keys an
+    OpenAI request never holds), as warnings on stderr; they do not stop the gateway. A file
+    that does not compile is left to the loader, which reports it."""
+    if not file.endswith(".route"):
+        return
+    from .compiler import compile_path
+    from .lint import LINT_RULES, lint
+
+    result = compile_path(file, env=dict(os.environ))
+    serving_only = {rule.code.code for rule in LINT_RULES.values() if rule.serving_only}
+    findings = [d for d in lint(result, serving=True) if d.code.code in serving_only]
+    if findings:
+        emit_diagnostics([result], "text", diagnostics=findings, err=True)
 
 
 def _tracing_wanted(otlp_endpoint: str | None) -> bool:

@@ -193,7 +193,7 @@ def check_serve(cli: Cli, tmp: Path) -> None:
 
     proc = cli.start("serve", TIERING, "--port", "0")
     try:
-        line = proc.stderr.readline()
+        line = proc.stderr.readline()   # (the tiering example has no lint --serve finding to print first)
         match = re.search(r"on (http://[\d.]+:\d+)", line)
         assert match, line + proc.stderr.read()
         deadline = time.monotonic() + TIMEOUT

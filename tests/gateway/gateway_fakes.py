@@ -274,11 +274,13 @@ class Served:
         env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "routelang", "serve", *args, "--port", "0"],
                                      stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
-        line = self.proc.stderr.readline()
+        self.warnings = ""   # what serve said before it listened (lint --serve findings)
+        while not (line := self.proc.stderr.readline()).startswith("routelang serve:") and line:
+            self.warnings += line
         match = re.search(r"on (http://[\d.]+:\d+)", line)
         if match is None:
             self.proc.kill()
-            raise AssertionError(line + self.proc.stderr.read())
+            raise AssertionError(self.warnings + line + self.proc.stderr.read())
         self.url = match.group(1)
         assert wait_for(lambda: self._up(), timeout=30)
 

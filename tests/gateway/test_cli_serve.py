@@ -77,6 +77,21 @@ def test_a_stop_while_the_workers_start_is_a_clean_exit(upstreams, tmp_path):
             proc.stderr.close()
 
 
+def test_serving_a_route_file_warns_of_fields_no_openai_request_holds(upstreams, serve, tmp_path):
+    """`lint --serve`'s findings are printed before the gateway listens (a split sticky by
+    `user.id` is never sticky behind serve: `user` is a string in an OpenAI body); it serves anyway."""
+    a, b = upstreams("a"), upstreams("b")
+    path = tmp_path / "r.route"
+    path.write_text(f'router r\nimport std.providers\ntarget a = openai("m", "{a.url}/v1")\ntarget b = openai("m", "{b.url}/v1")\n'
+                    "rule ab priority 0 {\n    split sticky by user.id { 50% a  50% b }\n}\n")
+    served = serve(str(path))
+    assert "warning[RL351]" in served.warnings and "sticky by `user.id`" in served.warnings
+    assert http("POST", served.url + "/v1/chat/completions", CHAT).status_code == 200
+    fixed = tmp_path / "fixed.route"
+    fixed.write_text(path.read_text().replace("user.id", "user"))
+    assert serve(str(fixed)).warnings == ""
+
+
 def test_workers_share_the_port_and_metrics_add_up(upstreams, serve, tmp_path):
     up = upstreams()
     path = tmp_path / "r.json"
