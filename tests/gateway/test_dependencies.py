@@ -2,9 +2,10 @@
 counts: at the top, inside functions, and under TYPE_CHECKING).
 
 The gateway is built in layers: a module imports only modules of the layers
-below its own, so there is no import circle, only the composition root
-(wiring.py) knows every part, and no part reaches back into the HTTP surface
-or the root. The runtime never imports the gateway."""
+below its own, so only the composition root (wiring.py) knows every part, and
+no part reaches back into the HTTP surface or the root. The runtime never imports
+the gateway. (That no module of the package imports a circle, the gateway's
+included, is tests/test_import_circles.py's test.)"""
 
 from __future__ import annotations
 
@@ -63,65 +64,6 @@ def _part(name: str) -> str | None:
     if not name.startswith("routelang.gateway."):
         return None
     return name.removeprefix("routelang.gateway.").split(".")[0]
-
-
-def gateway_graph() -> dict[str, set[str]]:
-    """Every gateway module -> the gateway modules it imports."""
-    files = {_module_name(p): p for p in GATEWAY.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for module, path in files.items():
-        graph[module] = set()
-        for _line, name in _imports(path):
-            while name and name not in files:
-                name = name.rpartition(".")[0]
-            # (a module's own package's __init__ runs first anyway: not an edge)
-            if name and name != module and not module.startswith(name + "."):
-                graph[module].add(name)
-    return graph
-
-
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
-
-
-def test_the_gateway_has_no_import_circle():
-    graph = gateway_graph()
-    assert "routelang.gateway.wiring" in graph and "routelang.gateway.admin.app" in graph
-    assert cycles(graph) == []
-
-
-def test_the_cycle_finder_finds_a_circle():
-    """(So that the test above could fail.)"""
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
-    assert cycles(graph) == [["a", "b", "c"]]
 
 
 def test_every_gateway_module_imports_only_layers_below_its_own():
