@@ -20,7 +20,10 @@ rule["x-routelang"]:
     enabled     routelang's enabled flag, when Mixtrain's view had to differ
     part_of     set on the extra rules an `or` expands into; routelang skips them
 target["x-routelang"]:
-    name, cost_per_1k_tokens, circuit_breaker, health_check
+    name, cost_per_1k_tokens, input_micros_per_1k, output_micros_per_1k, capabilities,
+    compliance, tags, circuit_breaker, health_check
+config["x-routelang"]["policies"]:
+    the workspaces and agents (ir.Policy as JSON, money in micro-dollars), when there are any
 
 Each approximation comes with an RL901 note that says what Mixtrain will do.
 
@@ -175,6 +178,12 @@ def target_json(t: ir.Target, weight: float | None = None) -> dict:
     if ext:
         out[EXT] = ext
     return out
+
+
+def policy_json(policy: ir.Policy) -> dict:
+    """A workspace or agent as the runtime reads it (fields left unwritten are left out)."""
+    return policy.model_dump(mode="json", exclude_none=True, exclude_defaults=True) | {
+        "kind": policy.kind, "name": policy.name, "timezone": policy.timezone}
 
 
 def _parameters(s: ir.Strategy, default_salt: str) -> dict[str, Any]:
@@ -383,6 +392,8 @@ def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic
         out["metadata"] = router.metadata
     out["rules"] = rules
     out[EXT] = {"format": FORMAT_VERSION, "compiler": f"routelang {__version__}"}
+    if router.policies:
+        out[EXT]["policies"] = [policy_json(p) for p in router.policies]
     if inexact:
         notes.extend(_inexact_warnings(router, out, inexact, exact))
     return out, notes

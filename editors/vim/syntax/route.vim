@@ -30,7 +30,7 @@ endfunction
 
 call s:Keywords('routeDeclaration',
       \ ['router', 'metadata', 'import', 'provider', 'profile', 'defaults', 'target', 'condition',
-      \  'schema', 'rule', 'test'])
+      \  'schema', 'rule', 'test', 'workspace', 'agent'])
 call s:Keywords('routeConditional', ['when'])
 call s:Keywords('routeStrategy',
       \ ['route', 'shadow', 'split', 'sticky', 'by', 'salt', 'fallback', 'round_robin',
@@ -39,7 +39,10 @@ call s:Keywords('routeSetting',
       \ ['priority', 'model', 'endpoint', 'weight', 'label', 'timeout', 'retries', 'headers',
       \  'function_name', 'request_class', 'is_shadow', 'circuit_breaker', 'failures', 'cooldown',
       \  'successes', 'health_check', 'path', 'interval', 'use', 'cost', 'per', 'latency',
-      \  'reliability'])
+      \  'reliability', 'input_cost', 'output_cost', 'capabilities', 'compliance', 'tags', 'budget',
+      \  'limit', 'allow', 'providers', 'prefer', 'require', 'success', 'otherwise', 'serve', 'best',
+      \  'refuse', 'timezone', 'USD', 'requests', 'tokens', 'second', 'minute', 'hour', 'day', 'week',
+      \  'month'])
 call s:Keywords('routeLogical', ['and', 'or', 'not'])
 call s:Keywords('routeWordOperator',
       \ ['in', 'contains', 'starts_with', 'ends_with', 'exists', 'matches', 'note'])
