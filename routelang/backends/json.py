@@ -173,6 +173,8 @@ def target_json(t: ir.Target, weight: float | None = None) -> dict:
         value = getattr(t, setting.ir_field)
         if value is not None:
             # A block writes every field, bar the optional ones left unset.
+            if isinstance(value, tuple):
+                value = list(value)
             ext[setting.json_field] = value if not setting.block else {
                 sub.json_field: v for sub in setting.block if (v := getattr(value, sub.ir_field)) is not None}
     if ext:
