@@ -464,6 +464,9 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--admin-keys", "admin_keys", type=click.Path(dir_okay=False),
               help="File of admin-key hashes (same format): serves the admin API at /api. Without it there is "
                    "no /api.")
+@click.option("--tenant-keys", "tenant_keys", type=click.Path(dir_okay=False),
+              help="The registry file holding tenant keys (`routelang keys`): requests then need one, which gives "
+                   "them their workspace and agent, whose limits and budgets admit them (docs/tenants.md).")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True,
               help="Seconds per upstream attempt, for targets without `timeout`.")
 @click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
@@ -478,7 +481,7 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.pass_context
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
-                  host, port, workers, api_keys, admin_keys, timeout_s, first_token_s, reload_interval, drain_s,
+                  host, port, workers, api_keys, admin_keys, tenant_keys, timeout_s, first_token_s, reload_interval, drain_s,
                   log_file, loop):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
@@ -498,6 +501,8 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
         raise UsageProblem("serve needs FILE or --registry PATH (or $ROUTELANG_REGISTRY)")
     elif capture and no_history:
         raise UsageProblem("--capture stores text in the history: it cannot go with --no-history")
+    if api_keys and tenant_keys:
+        raise UsageProblem("--api-keys and --tenant-keys both read `Authorization`: give one")
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)
@@ -516,7 +521,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
-                      settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys,
+                      settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys, tenant_keys=tenant_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
                       log_file=log_file, loop=loop)
     try:
@@ -930,6 +935,92 @@ def history_prune_command(max_rows, max_days, registry):
     retention = Retention(**{k: v for k, v in (("max_rows", max_rows), ("max_days", max_days)) if v is not None})
     gone = prune(_store(registry).conn, retention)
     click.echo(f"deleted {gone} request(s) beyond {retention.max_rows} rows or older than {retention.max_days:g} days")
+    finish(Exit.OK)
+
+
+@main.group(name="keys")
+def keys_group() -> None:
+    """Tenant keys: each gives its requests a workspace (and an agent) of the router (docs/tenants.md).
+    Stored hashed in the registry file; `serve --tenant-keys REGISTRY` reads them."""
+
+
+def _key_store(registry: str | None):
+    from .registry.store import default_path
+    from .tenancy.keys import KeyStore, KeyStoreError
+
+    try:
+        return KeyStore(registry or default_path())
+    except KeyStoreError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+@keys_group.command(name="create")
+@click.argument("workspace")
+@click.option("--agent", help="The agent the key's requests belong to (`agent.id`).")
+@click.option("--expires", help="Expire in a duration (30d, 12h) or at an ISO date or date-time (UTC unless given).")
+@click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
+@registry_option
+@guarded
+def keys_create_command(workspace, agent, expires, as_json, registry):
+    """Issue a key for WORKSPACE; the secret is printed once and never stored."""
+    import time
+
+    from .tenancy.keys import KeyStoreError, expiry, iso
+
+    store = _key_store(registry)
+    now = time.time()
+    try:
+        key, secret = store.create(workspace, agent, None if expires is None else expiry(expires, now), now)
+    except KeyStoreError as exc:
+        raise UsageProblem(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(key.to_dict(now) | {"key": secret}, indent=2))
+    else:
+        click.echo(f"{key.id} for workspace {workspace}" + (f", agent {agent}" if agent else "")
+                   + (f", expires {iso(key.expires_at)}" if key.expires_at else ""))
+        click.echo(f"key: {secret}")
+        click.echo("(shown once: only its sha256 is stored)", err=True)
+    finish(Exit.OK)
+
+
+@keys_group.command(name="list")
+@click.option("--workspace", help="Only this workspace's keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+@registry_option
+@guarded
+def keys_list_command(workspace, as_json, registry):
+    """Every key (never a secret): id, workspace, agent, created, expires, state."""
+    import time
+
+    from .explain import text_table
+    from .tenancy.keys import iso
+
+    now = time.time()
+    keys = _key_store(registry).list(workspace)
+    if as_json:
+        click.echo(json.dumps([k.to_dict(now) for k in keys], indent=2))
+    elif keys:
+        click.echo(text_table(["ID", "WORKSPACE", "AGENT", "CREATED", "EXPIRES", "STATE"], [
+            [k.id, k.workspace, k.agent or "-", iso(k.created_at), iso(k.expires_at) or "-", k.state(now)]
+            for k in keys]))
+    else:
+        click.echo("no keys")
+    finish(Exit.OK)
+
+
+@keys_group.command(name="revoke")
+@click.argument("key_id")
+@registry_option
+@guarded
+def keys_revoke_command(key_id, registry):
+    """Revoke a key by its id: gateways refuse it within a second."""
+    from .tenancy.keys import KeyStoreError
+
+    try:
+        key = _key_store(registry).revoke(key_id)
+    except KeyStoreError as exc:
+        raise UsageProblem(str(exc)) from None
+    click.echo(f"revoked {key.id} (workspace {key.workspace})")
     finish(Exit.OK)
 
 

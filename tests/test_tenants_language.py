@@ -8,12 +8,11 @@ import json
 import pytest
 
 from routelang.analysis.restrictions import prove
-from routelang.backends.json import lower
+from routelang.backends.json import condition_tree, lower
 from routelang.compiler import compile_text
 from routelang.explain import explain, explain_data
 from routelang.fmt import format_text
 from routelang.runtime.operators import evaluate
-from routelang.backends.json import condition_tree
 
 HEADER = '''router tenants
 import std.providers

@@ -24,6 +24,8 @@ from .recording import Recorder, Routed
 from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
 from .responses import JSON, error, refusal
 from .state import ROUTER, State, about
+from .tenants import Refused as TenantRefused
+from .tenants import Tenants
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -59,7 +61,8 @@ class Endpoints:
     one (docs/gateway.md)."""
 
     def __init__(self, routers: Source, state: State, executor: Executor, metrics: Metrics, log: JsonLog,
-                 recorder: Recorder | None, api_keys: auth.Keys | None, registry: str | None, started: float):
+                 recorder: Recorder | None, api_keys: auth.Keys | None, registry: str | None, started: float,
+                 tenants: Tenants | None = None):
         self.routers = routers
         self.state = state
         self.executor = executor
@@ -71,6 +74,7 @@ class Endpoints:
         self.serves_registry = registry is not None
         self.body_timeout_s = executor.settings.body_timeout_s
         self.started = started
+        self.tenants = tenants
 
     def _router(self, request: web.Request) -> tuple[plan.Loaded | None, str | None]:
         """The router a request names (path, else header), else the default; and the name asked for."""
@@ -110,6 +114,13 @@ class Endpoints:
                 except auth.Refused as refused:
                     response = refusal(refused)
                     return response
+            if self.tenants is not None:
+                try:
+                    routed.tenant_key = self.tenants.identify(request.headers.get("Authorization"))
+                except auth.Refused as refused:
+                    response = refusal(refused)
+                    return response
+                routed.client_key_id = routed.tenant_key.id
             response = await self._complete(request, ex, routed)
             return response
         except asyncio.CancelledError:
@@ -147,6 +158,11 @@ class Endpoints:
         if not isinstance(body, dict):
             return error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
         doc = document(body, request.headers.items(), ex.path)
+        key = routed.tenant_key
+        if key is not None:  # the key says who is asking: rules route on workspace.id and agent.id
+            doc["workspace"] = {"id": key.workspace}
+            if key.agent is not None:
+                doc["agent"] = {"id": key.agent}
         ex.stream = doc["request"]["stream"] and ex.path != "/v1/embeddings"
         if ex.stream:
             options = body.get("stream_options")
@@ -160,6 +176,13 @@ class Endpoints:
         if decision.unavailable:
             return error(ex, errors.TARGETS_UNAVAILABLE, f"every target of rule {ex.rule!r} is unavailable: "
                                                               f"{decision.reason}", decision.retry_after_s)
+        if key is not None:
+            admitted = self.tenants.admit(ex.id, key, loaded, body, doc, decision)
+            if isinstance(admitted, TenantRefused):
+                response = error(ex, admitted.kind, admitted.message, admitted.retry_after_s)
+                response.headers.update(admitted.headers or {})
+                return response
+            routed.ticket = admitted
         forward = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         for target in decision.shadows:
             self.executor.shadow(ex, target, body, forward)
@@ -187,6 +210,8 @@ class Endpoints:
 
     def _account(self, ex: Exchange, response: web.StreamResponse | None, routed: Routed) -> None:
         """The request's metrics, its one log line, and its row in the history."""
+        if routed.ticket is not None:  # every path ends here: settle or release the request's hold
+            self.tenants.finish(routed.ticket, ex.target, ex.usage, ex.streamed_frames)
         total = perf_counter() - ex.start
         status = ex.status or (response.status if response is not None else 0)
         target = plan.target_name(ex.target) if ex.target is not None else "-"

@@ -32,6 +32,11 @@ STREAM_INTERRUPTED = Kind(502, "upstream_error", "stream_interrupted")
 TARGETS_UNAVAILABLE = Kind(503, "service_unavailable", "targets_unavailable")
 NOT_READY = Kind(503, "service_unavailable", "not_ready")
 INTERNAL = Kind(500, "internal_error", "internal_error")
+# Tenants (docs/tenants.md): a key's workspace and agent, their limits, budgets and restrictions.
+RATE_LIMITED = Kind(429, "rate_limit_error", "rate_limited")
+BUDGET_EXCEEDED = Kind(429, "insufficient_quota", "budget_exceeded")
+MODEL_NOT_ALLOWED = Kind(403, "permission_error", "model_not_allowed")
+UNKNOWN_WORKSPACE = Kind(403, "permission_error", "unknown_workspace")
 
 # The admin API's (routelang/gateway/admin.py, docs/registry.md#the-admin-api).
 NOT_ADMIN = Kind(403, "permission_error", "admin_key_required")

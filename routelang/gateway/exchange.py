@@ -31,6 +31,7 @@ class Exchange:
     error: str | None = None
     overhead_s: float | None = None
     captured: list[bytes] | None = None   # `--capture`: the SSE frames sent to the client
+    streamed_frames: int = 0              # SSE frames written to the client (billing a stream it left)
 
     def headers(self, running: int = 0) -> dict[str, str]:
         """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`

@@ -312,6 +312,7 @@ class Executor:
             if ex.captured is not None:
                 ex.captured.extend(frames)
             await response.write(b"".join(frames))
+            ex.streamed_frames += len(frames)
             problem = None
             try:
                 while not translator.done and translator.error is None:
@@ -323,6 +324,7 @@ class Executor:
                         if ex.captured is not None:
                             ex.captured.extend(frames)
                         await response.write(b"".join(frames))
+                        ex.streamed_frames += len(frames)
             except (TimeoutError, upstream.UpstreamError) as exc:
                 problem = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             seconds = perf_counter() - t0

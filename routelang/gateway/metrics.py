@@ -162,6 +162,11 @@ class Metrics:
         self.shadow_dropped = Counter("routelang_shadow_dropped", "Shadow copies dropped (too many in flight)",
                                       ["target"], registry=r)
         self.reloads = Counter("routelang_reloads", "Config reloads, by result", ["result"], registry=r)
+        self.tenant_refusals = Counter("routelang_tenant_refusals", "Requests refused by a workspace's or agent's"
+                                       " limits, budgets or restrictions, by workspace and code",
+                                       ["workspace", "code"], registry=r)
+        self.tenant_spend = Counter("routelang_tenant_spend_usd", "Spend settled, by workspace (USD)",
+                                    ["workspace"], registry=r)
         self.breaker = Gauge("routelang_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
                              ["target"], registry=r, multiprocess_mode="max")
         self.healthy = Gauge("routelang_target_healthy", "Health (probed or pushed): 1 healthy, 0 failing",

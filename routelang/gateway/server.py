@@ -38,6 +38,7 @@ class Options:
     settings: Settings = field(default_factory=Settings)
     api_keys_file: str | None = None
     admin_keys_file: str | None = None    # None: no admin API (no /api at all)
+    tenant_keys: str | None = None        # the tenant keys' file (`routelang keys`); None: no tenants
     reload_interval_s: float = 1.0
     drain_s: float = 30.0
     log_file: str | None = None
@@ -110,7 +111,8 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
                                 log=JsonLog(log_stream), reload_interval_s=options.reload_interval_s,
                                 admin_keys=keys.admins, registry=options.registry,
                                 default_router=options.default_router, history=options.history,
-                                retention=options.retention, capture=options.capture)
+                                retention=options.retention, capture=options.capture,
+                                tenant_keys=options.tenant_keys)
         runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()

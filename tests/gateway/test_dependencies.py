@@ -20,7 +20,7 @@ GATEWAY = PACKAGE / "gateway"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "logs", "request", "upstream", "adapters", "metrics"),
     ("auth", "plan"),
-    ("state", "exchange"),
+    ("state", "exchange", "tenants"),
     ("responses", "recording", "reload"),
     ("health", "executor", "routers"),
     ("app", "admin"),

@@ -1,0 +1,152 @@
+"""Tenants on the request path (docs/tenants.md): the key gives a request its
+workspace and agent; before the upstream call the decision's targets are
+held to their restrictions (403 model_not_allowed when none is left) and
+the request is admitted by one reserve across every scope (429
+rate_limited / budget_exceeded); when the request ends, by whatever path,
+`finish` settles the hold to the real usage or releases it.
+
+The estimate: prompt tokens (`request.tokens`, characters / 4) plus the
+body's `max_tokens` (or `max_completion_tokens`), or DEFAULT_MAX_TOKENS
+when it has neither, priced at the dearest target the decision may call.
+A stream the client leaves is billed for its prompt and one token per
+content frame sent (an OpenAI stream sends about one per frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from routelang import ir
+from routelang.tenancy.keys import KeyStore, TenantKey
+from routelang.tenancy.ledger import Admission, Ledger, Refusal, Scope
+
+from . import auth, errors, plan
+from .metrics import Metrics
+
+DEFAULT_MAX_TOKENS = 4096
+
+
+@dataclass
+class Refused:
+    kind: errors.Kind
+    message: str
+    retry_after_s: int | None = None
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class Ticket:
+    """An admitted request: what `finish` needs."""
+
+    request_id: str
+    workspace: str
+    prompt_tokens: int
+    admission: Admission
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's x-ratelimit-reset-* spelling: `1s`, `6m0s`, `1h2m3s`, `250ms`."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    whole = round(seconds)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{s}s"
+
+
+def nanos(target: plan.Target, prompt_tokens: int, completion_tokens: int) -> int:
+    return prompt_tokens * (target.input_micros_per_1k or 0) + completion_tokens * (target.output_micros_per_1k or 0)
+
+
+class Tenants:
+    def __init__(self, keys: KeyStore, ledger: Ledger, metrics: Metrics):
+        self.keys = keys
+        self.ledger = ledger
+        self.metrics = metrics
+        self._policies: dict[int, tuple[object, dict]] = {}
+
+    def identify(self, authorization: str | None) -> TenantKey:
+        """The request's key; raises auth.Refused."""
+        if not authorization:
+            raise auth.Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
+        scheme, _, secret = authorization.partition(" ")
+        key = self.keys.find(secret.strip()) if scheme.lower() == "bearer" else None
+        if key is None:
+            raise auth.Refused(errors.INVALID_API_KEY, "invalid API key (unknown, revoked or expired)")
+        return key
+
+    def policies(self, loaded: plan.Loaded) -> dict[tuple[str, str], ir.Policy]:
+        """The router version's workspaces and agents, read once per version."""
+        plan_ = loaded.router.plan
+        cached = self._policies.get(id(plan_))
+        if cached is None or cached[0] is not plan_:
+            cached = (plan_, {(p["kind"], p["name"]): ir.Policy.model_validate(p) for p in plan_.policies})
+            self._policies[id(plan_)] = cached
+        return cached[1]
+
+    def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
+              decision: plan.Decision) -> Ticket | Refused:
+        """Hold the decision to the key's policies (narrowing `decision` in place) and reserve."""
+        policies = self.policies(loaded)
+        workspace = policies.get(("workspace", key.workspace))
+        if workspace is None:
+            return self._refused(key, Refused(errors.UNKNOWN_WORKSPACE, f"router {loaded.name!r} declares no"
+                                                                        f" workspace {key.workspace!r}"))
+        held = [workspace]
+        if key.agent is not None:
+            agent = policies.get(("agent", key.agent))
+            if agent is None:
+                return self._refused(key, Refused(errors.UNKNOWN_WORKSPACE, f"router {loaded.name!r} declares no"
+                                                                            f" agent {key.agent!r}"))
+            held.append(agent)
+        allowed = [t for t in decision.attempts if not any(p.refusals(t) for p in held)]
+        if not allowed:
+            why = "; ".join(f"{plan.target_name(t)}: {', '.join(r for p in held for r in p.refusals(t))}"
+                            for t in decision.attempts)
+            return self._refused(key, Refused(errors.MODEL_NOT_ALLOWED, f"no target of rule {decision.rule.name!r}"
+                                                                        f" is allowed for {key.workspace}: {why}"))
+        decision.picked = min(decision.picked, sum(1 for t in decision.attempts[:decision.picked] if t in allowed))
+        decision.attempts = allowed
+        decision.shadows = [t for t in decision.shadows if not any(p.refusals(t) for p in held)]
+        prompt = doc["request"]["tokens"]
+        completion = body.get("max_tokens", body.get("max_completion_tokens"))
+        if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
+            completion = DEFAULT_MAX_TOKENS
+        estimate = max(nanos(t, prompt, completion) for t in allowed)
+        scopes = tuple(Scope(p.kind, p.name, p.budgets, p.limits, p.timezone) for p in held)
+        result = self.ledger.reserve(request_id, scopes, prompt + completion, estimate)
+        if isinstance(result, Refusal):
+            kind = errors.RATE_LIMITED if result.code == "rate_limited" else errors.BUDGET_EXCEEDED
+            return self._refused(key, Refused(kind, result.message, result.retry_after_s,
+                                              self._rate_headers(result.scope)))
+        return Ticket(request_id, key.workspace, prompt, result)
+
+    def _rate_headers(self, scope: Scope) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for the scope's first request and token limits."""
+        out = {}
+        for unit in ("requests", "tokens"):
+            limit = next((lim for lim in scope.limits if lim.unit == unit), None)
+            if limit is None:
+                continue
+            level, reset = self.ledger.level(scope, limit)
+            out[f"x-ratelimit-limit-{unit}"] = str(limit.amount)
+            out[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(level)))
+            out[f"x-ratelimit-reset-{unit}"] = _duration(reset)
+        return out
+
+    def _refused(self, key: TenantKey, refused: Refused) -> Refused:
+        self.metrics.tenant_refusals.labels(key.workspace, refused.kind.code).inc()
+        return refused
+
+    def finish(self, ticket: Ticket, target: plan.Target | None, usage, streamed_frames: int) -> None:
+        """Settle to the real usage, or release: on every path a request ends by."""
+        if target is not None and usage is not None:
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        elif target is not None and streamed_frames:
+            prompt, completion = ticket.prompt_tokens, streamed_frames   # the client left mid-stream
+        else:
+            self.ledger.release(ticket.request_id)
+            return
+        cost = nanos(target, prompt, completion)
+        if self.ledger.settle(ticket.request_id, prompt + completion, cost) and cost:
+            self.metrics.tenant_spend.labels(ticket.workspace).inc(cost / 1e9)
