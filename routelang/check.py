@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import envvars, expectations, ir
 from .diagnostics import (
@@ -38,6 +38,9 @@ from .source import Span
 from .vocab import operators, strategies
 from .vocab import settings as target_settings
 
+if TYPE_CHECKING:  # the checker reads what the resolver built; it does not resolve
+    from .resolve import UnbuiltRule
+
 # How messages write each operator: its canonical .route spelling.
 OPERATOR_TEXT = {op.name: op.text for op in operators.TABLE}
 NUMERIC_OPERATORS = tuple(op.name for op in operators.TABLE if op.operand == "number")
@@ -47,18 +50,6 @@ _SETTING = target_settings.BY_SURFACE
 _BREAKER = {s.surface: s for s in _SETTING["circuit_breaker"].block}
 _HEALTH = {s.surface: s for s in _SETTING["health_check"].block}
 SPLIT_TOLERANCE = 0.001  # Mixtrain's tolerance for weights summing to 1.0
-
-
-def walk_conditions(cond) -> Iterator[ir.Compare]:
-    if cond is None:
-        return
-    if isinstance(cond, ir.Compare):
-        yield cond
-    elif isinstance(cond, ir.Not):
-        yield from walk_conditions(cond.item)
-    else:
-        for item in cond.items:
-            yield from walk_conditions(item)
 
 
 def is_numeric(value: Any) -> bool:
@@ -87,12 +78,14 @@ class Checker:
         self._seen.add(key)
         self.diagnostics.append(Diagnostic(code, message, span, help=help, rule=rule))
 
-    def run(self) -> list[Diagnostic]:
+    def run(self, unbuilt_rules: Iterable[UnbuiltRule] = ()) -> list[Diagnostic]:
         r = self.router
         if not r.name.strip():
             self.error(EMPTY_NAME, "the router's name is empty", r.span)
         for rule in r.rules:
             self.rule(rule)
+        for unbuilt in unbuilt_rules:
+            self.rule_parts(unbuilt)
         self.tests()
         return self.diagnostics
 
@@ -105,9 +98,19 @@ class Checker:
         if rule.priority < 0:
             self.error(NEGATIVE_PRIORITY, f"priority {rule.priority} is negative", rule.spans.get("priority", rule.span),
                        help="Mixtrain rejects negative priorities; use 0 for the lowest", rule=name)
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             self.compare(cmp, name)
-        self.strategy(rule.strategy, rule)
+        self.strategy(rule.strategy, name)
+
+    def rule_parts(self, rule: UnbuiltRule) -> None:
+        """What resolved of a rule the resolver could not build, checked as in a whole rule."""
+        for part in rule.parts:
+            if isinstance(part, ir.Compare):
+                self.compare(part, rule.name)
+            elif isinstance(part, ir.Target):
+                self.target(part, rule.name, split=part.weight is not None)
+            else:
+                self.strategy(part.strategy if isinstance(part, ir.NestedArm) else part, rule.name)
 
     def compare(self, cmp: ir.Compare, rule: str | None) -> None:
         op, value = cmp.operator, cmp.value
@@ -181,8 +184,7 @@ class Checker:
 
     # ---- strategies and targets --------------------------------------------------
 
-    def strategy(self, root: ir.Strategy, rule: ir.Rule) -> None:
-        name = rule.name
+    def strategy(self, root: ir.Strategy, name: str) -> None:
         for strat in root.walk():
             defn = strategies.strategy(strat.kind)
             for member in strat.members:
@@ -263,6 +265,10 @@ class Checker:
             if hc.interval_ms < _HEALTH["interval"].minimum:
                 self.error(INVALID_SETTING, "health checks run at most once a second",
                            spans.get("health_check.interval", t.span), rule=rule)
+            if hc.timeout_ms is not None and hc.timeout_ms < _HEALTH["timeout"].minimum:
+                self.error(INVALID_SETTING, f"a health probe's timeout of {hc.timeout_ms}ms fails every probe",
+                           spans.get("health_check.timeout", t.span), rule=rule,
+                           help="give the probe time to be answered (`timeout 2s`), or leave it out for the default")
             if not hc.path.startswith("/"):
                 self.error(INVALID_SETTING, f"health-check path `{hc.path}` must start with `/`",
                            spans.get("health_check.path", t.span), rule=rule)
@@ -367,5 +373,6 @@ def _closest(name: str, candidates) -> str | None:
     return match[0] if match else None
 
 
-def check(router: ir.Router) -> list[Diagnostic]:
-    return Checker(router).run()
+def check(router: ir.Router, unbuilt_rules: Iterable[UnbuiltRule] = ()) -> list[Diagnostic]:
+    """Every error of a resolved router, and of the parts of the rules the resolver could not build."""
+    return Checker(router).run(unbuilt_rules)

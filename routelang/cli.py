@@ -266,9 +266,12 @@ def lsp_command() -> None:
 @main.command(name="lint")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMAT, default="text", show_default=True)
+@click.option("--serve", "serving", is_flag=True,
+              help="The routers are meant for `routelang serve`: requests are OpenAI bodies made into the "
+                   "gateway's request document (docs/gateway.md).")
 @env_option
 @guarded
-def lint_command(files, fmt, use_env):
+def lint_command(files, fmt, serving, use_env):
     """Report likely mistakes in FILES: unreachable rules, overlaps, gaps, ...
 
     Runs the checker first; its errors are reported too. Exit 1 if any
@@ -282,7 +285,7 @@ def lint_command(files, fmt, use_env):
     results, read_code = load_each(files, dict(os.environ) if use_env else None)
     diags = [d for r in results for d in r.diagnostics if d.level is not Severity.NOTE]
     for r in results:
-        diags.extend(lint(r))
+        diags.extend(lint(r, serving))
     emit_diagnostics(results, fmt, diagnostics=diags)
     if fmt == "text" and not diags and read_code is Exit.OK:
         click.echo(f"ok: {len(files)} file(s) linted, no findings")

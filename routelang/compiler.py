@@ -92,7 +92,7 @@ def _compile(source: Source, env: dict[str, str] | None, allow_module: bool,
     diagnostics = list(resolution.diagnostics)
     router = resolution.router
     if router is not None:
-        diagnostics.extend(check(router))
+        diagnostics.extend(check(router, resolution.unbuilt_rules))
         if not has_errors(diagnostics):  # the proof needs a router whose parts are all valid
             diagnostics.extend(restrictions.prove(router))
         if env is not None:

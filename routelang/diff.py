@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from . import ir
 from .analysis import RouterAnalysis, Space, TooComplex, atoms_of, build_variables
 from .analysis.regions import find_point, intersect
-from .backends.json import condition_tree
 from .vocab import strategies
 
 NO_MATCH = "no match"
@@ -285,7 +284,7 @@ def _condition_key(rule: ir.Rule | None) -> str | None:
     """Rules with equal keys match exactly the same requests (None: "no match")."""
     if rule is None:
         return None
-    return json.dumps(condition_tree(rule.when) if rule.when is not None else "*", sort_keys=True)
+    return json.dumps(ir.condition_tree(rule.when) if rule.when is not None else "*", sort_keys=True)
 
 
 def _first_positions(outcomes: list[_Outcome]) -> dict[str, int]:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ir
-from .backends.json import condition_tree
 from .runtime.operators import evaluate, lookup
 from .runtime.strategies import pick_sticky, sticky_key, sticky_point
 from .runtime.testing import Picked, picked, target_problems
@@ -32,7 +31,7 @@ MAX_ALL_ORDERS = 7  # up to this many targets, every order of a ranked rule is t
 def matched_rule(router: ir.Router, request: Any) -> ir.Rule | None:
     """The rule every engine routes `request` by (conditions are deterministic)."""
     for rule in router.evaluation_order():
-        if evaluate(condition_tree(rule.when) if rule.when is not None else None, request):
+        if evaluate(ir.condition_tree(rule.when) if rule.when is not None else None, request):
             return rule
     return None
 

@@ -19,7 +19,7 @@ import textwrap
 from typing import Any
 
 from . import ir
-from .backends.json import condition_tree, lower
+from .backends.json import lower
 from .compiler import CompileResult
 from .diagnostics import Diagnostic, sort_diagnostics
 from .vocab import operators, strategies
@@ -288,7 +288,7 @@ def _rule_data(rule: ir.Rule, order: int | None) -> dict:
         "enabled": rule.enabled,
         "when": {
             "words": condition_words(rule.when),
-            "tree": condition_tree(rule.when) if rule.when is not None else None,
+            "tree": ir.condition_tree(rule.when) if rule.when is not None else None,
         },
         "strategy": _strategy_data(s),
         "targets": [_target_data(t, role, share) for t, role, share in _target_shares(s)],

@@ -11,6 +11,7 @@ Conventions:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -60,6 +61,32 @@ class Not(Node):
 Condition = Annotated[Compare | AllOf | AnyOf | Not, Field(discriminator="kind")]
 for _model in (AllOf, AnyOf, Not):
     _model.model_rebuild()
+
+
+def walk_conditions(cond: Condition | None) -> Iterator[Compare]:
+    """Every comparison of a condition, in written order."""
+    if cond is None:
+        return
+    if isinstance(cond, Compare):
+        yield cond
+    elif isinstance(cond, Not):
+        yield from walk_conditions(cond.item)
+    else:
+        for item in cond.items:
+            yield from walk_conditions(item)
+
+
+def condition_tree(cond: Condition) -> dict:
+    """The exact condition tree, as the runtime reads it (x-routelang.when)."""
+    if isinstance(cond, Compare):
+        out: dict[str, Any] = {"field": cond.field, "operator": cond.operator}
+        if cond.operator not in operators.UNARY:
+            out["value"] = cond.value
+        return out
+    if isinstance(cond, Not):
+        return {"not": condition_tree(cond.item)}
+    key = "all" if isinstance(cond, AllOf) else "any"
+    return {key: [condition_tree(c) for c in cond.items]}
 
 
 # ---- targets -------------------------------------------------------------------

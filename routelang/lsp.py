@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
-from . import ast
 from . import diagnostics as rl_diagnostics
 from .compiler import CompileResult, compile_text
 from .explain import policy_data, policy_lines
@@ -437,20 +435,19 @@ class RoutelangServer(LanguageServer):
 
 
     def hover_header(self, state: DocumentState, symbol) -> str:
-        """The first line of the definition in `.route` syntax, as `routelang fmt`
-        prints it: a target's arguments as written (fmt keeps literals as they
-        are), not Python reprs."""
-        node = symbol.node
+        """The definition in `.route` syntax: a target as written, its settings
+        block included (literals as written, not Python reprs); other kinds as
+        their one-line summary."""
         router = state.good.router
         if symbol.kind in ("workspace", "agent") and router is not None:
             policy = next((p for p in router.policies if (p.kind, p.name) == (symbol.kind, symbol.name)), None)
             if policy is not None:
                 return "\n".join(policy_lines(policy_data(router, policy)))
-        call = getattr(node, "target", None)
-        if symbol.kind != "target" or not isinstance(call, ast.TargetCall) or symbol.module is None:
+        if symbol.kind != "target" or symbol.module is None:
             return symbol.detail or f"{symbol.kind} {symbol.name}"
-        args = [_source_text(symbol.module.source, a.span) or json.dumps(a.value) for a in call.args]
-        return f"target {symbol.name} = {call.provider.text}({', '.join(args)})"
+        extent = _extent(symbol.node, symbol.module.source.name)
+        written = _source_text(symbol.module.source, extent) if extent is not None else ""
+        return f"target {written}" if written else symbol.detail or f"target {symbol.name}"
 
     # -- features ------------------------------------------------------------------------
     def hover(self, params: types.HoverParams) -> types.Hover | None:
@@ -573,6 +570,9 @@ class RoutelangServer(LanguageServer):
                 sort_text=f"0{s.name}",
             ))
         if wanted is None:
+            # After a field (`user.tier `) an operator comes next: rank them first there.
+            field = _FIELD_BEFORE.search(before) if not word else None
+            operator_rank = "!" if field and field.group(1) not in grammar_keywords() else "2"
             for keyword in grammar_keywords():
                 items.append(types.CompletionItem(
                     label=keyword,
@@ -582,7 +582,7 @@ class RoutelangServer(LanguageServer):
                 ))
             for op in OPERATORS:
                 items.append(types.CompletionItem(
-                    label=op, kind=types.CompletionItemKind.Operator, sort_text=f"2{op}"))
+                    label=op, kind=types.CompletionItemKind.Operator, sort_text=f"{operator_rank}{op}"))
         return types.CompletionList(is_incomplete=False, items=items)
 
     def formatting(self, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
@@ -644,6 +644,9 @@ def _display(path: Path) -> Path:
         return path
 
 
+# A field path just written in a condition (after `when`, `and`, `or`, `not`, `(` or `=`), then a space.
+_FIELD_BEFORE = re.compile(r'(?:^|\bwhen|\band|\bor|\bnot|[(=])\s*'
+                           r'([A-Za-z_][A-Za-z0-9_\-]*(?:\.(?:[A-Za-z_][A-Za-z0-9_\-]*|"[^"]*"))*)\s+$')
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*")
 
 

@@ -116,6 +116,18 @@ class Resolution:
     references: list[Reference]
     import_spans: list[tuple[Span, Path]]
     used: set[int]                    # id() of symbols referenced at least once
+    unbuilt_rules: list[UnbuiltRule] = field(default_factory=list)
+
+
+@dataclass
+class UnbuiltRule:
+    """The parts that did resolve of a rule that could not be built (an unknown
+    target or condition name): the checker checks them all the same, so the
+    rule's other errors are reported with the unknown name, not after it is fixed.
+    `parts` are comparisons, targets, split arms and whole nested strategies."""
+
+    name: str
+    parts: list[ir.Compare | ir.Target | ir.NestedArm | ir.Strategy]
 
 
 def _doc_comment(file: ast.File, span: Span) -> str | None:
@@ -142,6 +154,8 @@ class Resolver:
         self.in_progress: set[int] = set()
         self.defaults: dict = {}
         self.defaults_spans: dict = {}
+        self.unbuilt_rules: list[UnbuiltRule] = []
+        self.rule_parts: list | None = None  # what resolved of the rule being resolved
 
     def error(self, code, message, span, help=None, related=None, rule=None):
         self.diagnostics.append(Diagnostic(code, message, span, help=help, related=related or [], rule=rule))
@@ -424,11 +438,14 @@ class Resolver:
             spans = SpanMap(field=expr.path.span)
             if expr.value is not None:
                 spans["value"] = expr.value.span
-            return ir.Compare(
+            compare = ir.Compare(
                 field=path, operator=expr.op, value=value,
                 description=expr.note.value if expr.note is not None else None,
                 span=expr.span, spans=spans,
             )
+            if self.rule_parts is not None:
+                self.rule_parts.append(compare)
+            return compare
         if isinstance(expr, ast.Not):
             inner = self.condition(module, expr.item)
             return None if inner is None else ir.Not(item=inner, span=expr.span)
@@ -477,6 +494,8 @@ class Resolver:
             members = [self.nested_strategy(module, rule, t, defn) if isinstance(t, ast.Strategy)
                        else self.build_target(module, t) for t in strat.targets]
         if any(m is None for m in members):
+            if self.rule_parts is not None:
+                self.rule_parts.extend(m for m in members if m is not None)
             return None
         spans = SpanMap()
         fields: dict = {}
@@ -514,11 +533,13 @@ class Resolver:
         if len(rule.strategies) > 1:
             self.error(MULTIPLE_STRATEGIES, f"rule `{name}` has {len(rule.strategies)} strategies",
                        rule.strategies[1].span, help="a rule routes one way; split it into two rules", rule=name)
+        # Both halves are resolved whatever happens to the other, so that each reports its errors.
+        self.rule_parts = []
         when = self.condition(module, rule.whens[0]) if rule.whens else None
-        if rule.whens and when is None:
-            return None
         strategy = self.strategy(module, rule, rule.strategies[0])
-        if strategy is None:
+        parts, self.rule_parts = self.rule_parts, None
+        if (rule.whens and when is None) or strategy is None:
+            self.unbuilt_rules.append(UnbuiltRule(name, parts if strategy is None else [*parts, strategy]))
             return None
         spans = SpanMap(name=rule.name.span)
         if rule.priority is not None:
@@ -812,4 +833,5 @@ def resolve(source: Source, allow_module: bool = False, file: ast.File | None = 
         references=resolver.references,
         import_spans=resolver.import_spans,
         used=resolver.used,
+        unbuilt_rules=resolver.unbuilt_rules,
     )

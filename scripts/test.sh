@@ -18,5 +18,13 @@ if ! command -v vim >/dev/null 2>&1; then
         exit 2
     fi
 fi
+if ! command -v nvim >/dev/null 2>&1; then  # the Neovim 0.7 snippet of docs/editors.md is run
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends neovim >/dev/null
+    else
+        echo "scripts/test.sh: nvim is needed for the editor tests (apt-get install neovim)" >&2
+        exit 2
+    fi
+fi
 
 python -m pytest "$@"

@@ -14,8 +14,6 @@ from routelang import ir
 from routelang.analysis import RouterAnalysis, Verdict, build_variables, first_match
 from routelang.analysis.domain import Column, atom_of, leaf_candidates, literal_regex, regex_prefix
 from routelang.analysis.router import RuleIndex
-from routelang.backends.json import condition_tree
-from routelang.check import walk_conditions
 from routelang.runtime.operators import apply, lookup
 
 TARGET = ir.Target(provider="modal", model_name="m", endpoint="https://m.modal.run")
@@ -76,7 +74,7 @@ def routers(draw):
 
 def requests_for(router: ir.Router):
     """Every combination of POOL values over the fields the router mentions."""
-    fields = sorted({c.field for r in router.rules for c in walk_conditions(r.when)})
+    fields = sorted({c.field for r in router.rules for c in ir.walk_conditions(r.when)})
     roots = sorted({f.split(".")[0] for f in fields})
     per_root = []
     for root in roots:
@@ -206,7 +204,7 @@ def test_rule_index_agrees_with_the_linear_scan(router):
     """The guarded index (which skips rules whose guard fails) picks the same
     first rule as evaluating every rule in order, on every request."""
     order = router.evaluation_order()
-    trees = [condition_tree(r.when) if r.when is not None else None for r in order]
+    trees = [ir.condition_tree(r.when) if r.when is not None else None for r in order]
     index = RuleIndex(order, trees)
     for request in requests_for(router):
         assert index.first_match(request) is first_match(order, trees, request), request

@@ -273,3 +273,18 @@ def test_every_keyword_misspelt_where_it_belongs_gets_a_did_you_mean():
         assert first.help == f"did you mean `{word}`?", (word, result.render())
         hinted.add(word)
     assert len(hinted) >= 25, sorted(hinted)
+
+
+@pytest.mark.parametrize("timeout", ["0ms", "0s", "0.4ms"])
+def test_a_health_probe_timeout_of_zero_is_an_error(timeout):
+    result = compile_text(f'router r\nrule a {{ route {{ provider "p" model "m" endpoint "https://m"\n'
+                          f'    health_check {{ interval 30s timeout {timeout} }} }} }}', name="t.route")
+    [diag] = result.diagnostics
+    assert (diag.code.code, diag.span.line, diag.span.column) == ("RL218", 3, 41)
+    assert "fails every probe" in diag.message
+
+
+def test_a_short_positive_health_probe_timeout_is_accepted():
+    result = compile_text('router r\nrule a { route { provider "p" model "m" endpoint "https://m"\n'
+                          '    health_check { interval 30s timeout 1ms } } }', name="t.route")
+    assert result.diagnostics == []

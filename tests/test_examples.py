@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from routelang.backends.json import condition_tree
+import routelang
+from routelang import ir
 from routelang.cli import main
 from routelang.compiler import compile_path
 from routelang.diagnostics import Severity
 from routelang.fmt import format_text
+from routelang.gateway.request import document
 from routelang.lint import lint
 from routelang.loader import load
 from routelang.runtime import operators
@@ -62,6 +64,27 @@ def test_example_has_no_lint_warnings(path):
     assert findings == [], result.render(findings)
 
 
+# The examples the README serves with `routelang serve`: OpenAI clients send their requests.
+SERVED_EXAMPLES = [EXAMPLES_DIR / "hybrid_local_remote.route"]
+
+
+@pytest.mark.parametrize("path", SERVED_EXAMPLES, ids=lambda p: p.stem)
+def test_served_example_has_no_lint_warnings_for_serve(path):
+    result = compile_path(path)
+    findings = [d for d in lint(result, serving=True) if d.level in (Severity.ERROR, Severity.WARNING)]
+    assert findings == [], result.render(findings)
+
+
+def test_the_hybrid_example_is_sticky_for_openai_clients():
+    """The OpenAI body's `user` is a string; every request of one user goes to
+    one side of the split, as the gateway builds its document."""
+    router = routelang.load(EXAMPLES_DIR / "hybrid_local_remote.route")
+    for user in ("u-1", "u-2", "u-3", "u-4"):
+        body = {"model": "llama-3.3-70b-instruct", "user": user, "messages": [{"role": "user", "content": "hi"}]}
+        served = {router.route(document(body, [], "/v1/chat/completions")).attempts[0].name for _ in range(20)}
+        assert len(served) == 1, (user, served)
+
+
 @pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
 def test_scenario_example_tests_its_rules(path):
     router = compile_path(path).router
@@ -77,7 +100,7 @@ def test_rule_expectations_hold_by_the_semantics(path):
     for test in router.tests:
         operators.check_request(test.request)
         chosen = next((r.name for r in order if operators.evaluate(
-            condition_tree(r.when) if r.when is not None else None, test.request)), None)
+            ir.condition_tree(r.when) if r.when is not None else None, test.request)), None)
         if test.expect.no_match:
             assert chosen is None, test.name
         if test.expect.rule is not None:

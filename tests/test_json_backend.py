@@ -25,7 +25,6 @@ from mixtrain.routing.strategies import TargetSelector
 
 from routelang import envvars, ir
 from routelang.backends.json import EXT, MAX_EXPANDED_RULES, lower
-from routelang.check import walk_conditions
 from routelang.compiler import compile_path, compile_text
 from routelang.loader import load as load_runtime
 from routelang.runtime import operators
@@ -137,7 +136,7 @@ def sample_requests(router: ir.Router, count: int, seed: int) -> list[dict]:
     values its conditions mention (each field set or missing at random)."""
     fields: dict[str, list] = {}
     for rule in router.rules:
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             fields.setdefault(cmp.field, []).extend(candidate_values(cmp))
         for strategy in rule.strategy.walk():
             if isinstance(strategy, ir.Split) and strategy.sticky_by:

@@ -8,10 +8,11 @@ import json
 import pytest
 
 from routelang.analysis.restrictions import prove
-from routelang.backends.json import condition_tree, lower
+from routelang.backends.json import lower
 from routelang.compiler import compile_text
 from routelang.explain import explain, explain_data
 from routelang.fmt import format_text
+from routelang.ir import condition_tree
 from routelang.runtime.operators import evaluate
 
 HEADER = '''router tenants

@@ -11,14 +11,13 @@ routed concretely with `runtime.operators.evaluate` in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from .. import ir
-from ..backends.json import condition_tree
-from ..check import walk_conditions
 from ..runtime.operators import evaluate, lookup
-from ..vocab import operators
+from ..vocab import operators, request_document
 from ..vocab.operators import apply, text
 from .domain import _plain, atom_of, build_variables, regex_prefix
 from .regions import Region, Space, TooComplex, find_point, is_empty_minus, meets_region
@@ -43,7 +42,7 @@ class RuleFacts:
 
 def atoms_of_condition(cond) -> frozenset:
     return frozenset(atom_of(c.field, c.operator, None if c.operator in operators.UNARY else c.value)
-                     for c in walk_conditions(cond))
+                     for c in ir.walk_conditions(cond))
 
 
 def atoms_of(routers) -> set:
@@ -178,11 +177,32 @@ class RuleIndex:
         return None
 
 
+def as_served(router: ir.Router) -> ir.Router:
+    """The router as `routelang serve` runs it: a field the gateway copies from
+    another (`request.model` is the body's `model`) is read as that field, so the
+    analysis never separates two values that are always one."""
+    def canonical(cond):
+        if isinstance(cond, ir.Compare):
+            field_read = request_document.canonical_field(cond.field)
+            return cond if field_read == cond.field else cond.model_copy(update={"field": field_read})
+        if isinstance(cond, ir.Not):
+            return cond.model_copy(update={"item": canonical(cond.item)})
+        return cond.model_copy(update={"items": tuple(canonical(c) for c in cond.items)})
+
+    rules = tuple(rule if rule.when is None else rule.model_copy(update={"when": canonical(rule.when)})
+                  for rule in router.rules)
+    return router.model_copy(update={"rules": rules})
+
+
 class RouterAnalysis:
-    def __init__(self, router: ir.Router, space: Space | None = None):
+    def __init__(self, router: ir.Router, space: Space | None = None,
+                 complete: Callable[[dict], dict] | None = None):
+        """complete: turns each witness into a request the router can really get
+        (the gateway's document, with its copied fields) before it is verified."""
         self.router = router
+        self.complete = complete
         self.order = router.evaluation_order()
-        self.trees = [condition_tree(r.when) if r.when is not None else None for r in self.order]
+        self.trees = [ir.condition_tree(r.when) if r.when is not None else None for r in self.order]
         self.index = RuleIndex(self.order, self.trees)
         if space is None:
             atoms = atoms_of([router]) | set(schema_atoms(router).values())
@@ -193,6 +213,10 @@ class RouterAnalysis:
 
     def route(self, request: dict) -> ir.Rule | None:
         return self.index.first_match(request)
+
+    def _witness(self, point: dict) -> dict:
+        witness = self.space.witness(point)
+        return witness if self.complete is None else self.complete(witness)
 
     def region(self, cond) -> Region | None:
         try:
@@ -231,7 +255,7 @@ class RouterAnalysis:
             for index, mask in box.items():
                 fresh = mask & ~allowed.get(index, 0)
                 point[index] = (fresh or mask) & -(fresh or mask)
-            witness = self.space.witness(point)
+            witness = self._witness(point)
             if self.route(witness) is facts.rule:
                 facts.verdict, facts.witness = Verdict.REACHABLE, witness
                 return True
@@ -250,7 +274,7 @@ class RouterAnalysis:
             point = find_point(self.space, box, prior_boxes or [])
             if point is None:
                 continue
-            witness = self.space.witness(point)
+            witness = self._witness(point)
             if self.route(witness) is facts.rule:
                 facts.verdict, facts.witness = Verdict.REACHABLE, witness
                 return
@@ -300,7 +324,7 @@ class RouterAnalysis:
     def point_outside(self, box: dict, rules: list[RuleFacts]) -> dict | None:
         """A request in `box` that none of `rules` matches (None if there is none)."""
         point = find_point(self.space, box, [b for r in rules if r.region for b in r.region])
-        return None if point is None else self.space.witness(point)
+        return None if point is None else self._witness(point)
 
     def reaching(self, position: int, box: dict) -> dict | None:
         """A request in `box` that no rule before `position` (in evaluation order) matches."""

@@ -12,7 +12,7 @@ rule["x-routelang"]:
                 parameter it lacks (a sticky split's "sticky_by", "salt"; hybrid's
                 "cost_weight", "latency_weight", "reliability_weight"); see
                 vocab/strategies.py for which. When members are strategies
-                themselves (A11), the whole tree: each node also has "members"
+                themselves, the whole tree: each node also has "members"
                 (an int is an index into the rule's `targets`, an object a
                 nested node), and a split node "weights" and "labels", one per
                 member. A nested split's salt defaults to "RULE/PATH", PATH
@@ -56,19 +56,6 @@ EXT = "x-routelang"
 
 
 # ---- conditions ----------------------------------------------------------------
-
-def condition_tree(cond) -> dict:
-    """The exact condition tree, as the runtime reads it."""
-    if isinstance(cond, ir.Compare):
-        out: dict[str, Any] = {"field": cond.field, "operator": cond.operator}
-        if cond.operator not in operators.UNARY:
-            out["value"] = cond.value
-        return out
-    if isinstance(cond, ir.Not):
-        return {"not": condition_tree(cond.item)}
-    key = "all" if isinstance(cond, ir.AllOf) else "any"
-    return {key: [condition_tree(c) for c in cond.items]}
-
 
 @dataclass
 class Miss:
@@ -219,7 +206,7 @@ def _strategy(rule: ir.Rule, notes: list[Diagnostic]) -> tuple[str, list[dict], 
 
 
 def _nested(rule: ir.Rule, defn: strategies.StrategyDef, notes: list[Diagnostic]) -> tuple[str, list[dict], dict]:
-    """A strategy with strategies among its members (A11). Mixtrain gets the
+    """A strategy with strategies among its members. Mixtrain gets the
     outer strategy over every target, flattened (see MixtrainLowering.nested);
     x-routelang.strategy carries the exact tree, whose leaves are indices into
     the rule's `targets`."""
@@ -344,7 +331,7 @@ def _rules(rule: ir.Rule, taken: set[str], notes: list[Diagnostic], misses: list
     if _is_plain_conjunction(rule.when):
         return [finish(_flat_conjunction(rule.when), rule.name, ext)]
 
-    ext["when"] = condition_tree(rule.when)
+    ext["when"] = ir.condition_tree(rule.when)
     lowered = _dnf(rule.when)
     if lowered.misses:
         misses.extend(lowered.misses)
@@ -510,7 +497,7 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
     from ..analysis.router import first_match
 
     order = router.evaluation_order()
-    trees = [condition_tree(r.when) if r.when is not None else None for r in order]
+    trees = [ir.condition_tree(r.when) if r.when is not None else None for r in order]
     out = []
     for rule, misses in inexact:
         bases = _requests_matching(order, rule)

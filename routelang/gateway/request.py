@@ -1,12 +1,5 @@
-"""The request document a rule sees, built once per HTTP request.
-
-    the JSON body as the client sent it     model, messages, metadata.tier, user, ...
-    headers.<lower-case name>               every client header but credentials
-    request.type                            "chat" | "completion" | "embedding"
-    request.path                            "/v1/chat/completions", ...
-    request.stream                          the body's `stream`, as a boolean
-    request.model                           the body's `model` (for rules written as request.model)
-    request.tokens                          estimated prompt tokens: ceil(characters / 4)
+"""The request document a rule sees, built once per HTTP request. Its shape
+is defined in vocab/request_document.py, which the analysis reads too.
 
 `routelang test FILE --http BODY.json` and `POST /routing/decide` build the
 same document through `document()`; docs/gateway.md is the reference.
@@ -17,11 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Endpoint path (below /v1) -> request.type.
-KINDS = {"/chat/completions": "chat", "/completions": "completion", "/embeddings": "embedding"}
+from ..vocab.request_document import HEADERS, KINDS, REQUEST, SECRET_HEADERS, request_object
 
-# Headers a rule never sees and an upstream never gets from the client: credentials.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"})
 # Names the router a request is for (docs/gateway.md); meant for this gateway, not the upstream.
 ROUTER_HEADER = "x-routelang-router"
 # Hop-by-hop headers (RFC 9110 7.6.1), those the gateway sets itself for each upstream call, and its own.
@@ -86,12 +76,6 @@ def document(body: dict, headers: Iterable[tuple[str, str]], path: str) -> dict:
     `request`) take the place of body fields of the same name."""
     kind = KINDS.get(path.removeprefix("/v1"), "chat")
     doc = dict(body)
-    doc["headers"] = rule_headers(headers)
-    doc["request"] = {
-        "type": kind,
-        "path": path,
-        "stream": body.get("stream") is True,
-        "model": body.get("model"),
-        "tokens": estimate_tokens(body, kind),
-    }
+    doc[HEADERS] = rule_headers(headers)
+    doc[REQUEST] = request_object(body, kind, path, estimate_tokens(body, kind))
     return doc

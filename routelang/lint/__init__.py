@@ -4,8 +4,8 @@
     findings = lint(compile_path("router.route"))
 
 One module per family of rules (mixtrain, reachability, values, strategies,
-definitions); each rule has a code (RL3xx), a kebab-case name and its docs
-in `LINT_RULES`. A finding is silenced by a comment naming it, on the line of
+targets, served, definitions); each rule has a code (RL3xx), a kebab-case name
+and its docs in `LINT_RULES`. A finding is silenced by a comment naming it, on the line of
 the finding or the line before:
 
     # routelang: disable=unreachable-rule,overlapping-rules
@@ -17,7 +17,7 @@ import re
 
 from ..compiler import CompileResult
 from ..diagnostics import Diagnostic, has_errors, sort_diagnostics
-from . import definitions, mixtrain, reachability, strategies, values  # noqa: F401  (they register the rules)
+from . import definitions, mixtrain, reachability, served, strategies, targets, values  # noqa: F401  (they register)
 from .context import LintContext
 from .registry import LINT_RULES, LintRule
 
@@ -44,15 +44,18 @@ def suppressions(result: CompileResult) -> dict[tuple[str, int], set[str]]:
     return out
 
 
-def lint(result: CompileResult) -> list[Diagnostic]:
+def lint(result: CompileResult, serving: bool = False) -> list[Diagnostic]:
     """Lint findings for a compiled router (none when it does not compile:
-    the checker's errors come first)."""
+    the checker's errors come first). serving: the router is meant for
+    `routelang serve`; the rules about its request document run too."""
     if result.router is None or has_errors(result.diagnostics):
         return []
-    ctx = LintContext(result)
+    ctx = LintContext(result, serving)
     silenced = suppressions(result)
     findings = []
     for rule in LINT_RULES.values():
+        if rule.serving_only and not serving:
+            continue
         for check in rule.checks:
             for diag in check(ctx):
                 if diag.code.name not in silenced.get((diag.span.file, diag.span.line), ()):

@@ -6,17 +6,24 @@ from functools import cached_property
 
 from .. import ir
 from ..analysis import RouterAnalysis
+from ..analysis.router import as_served
 from ..compiler import CompileResult
 from ..source import Span
+from ..vocab import request_document
 
 
 class LintContext:
-    def __init__(self, result: CompileResult):
+    def __init__(self, result: CompileResult, serving: bool = False):
+        """serving: the router is meant for `routelang serve`, whose requests are
+        OpenAI bodies made into the gateway's request document."""
         self.result = result
         self.router: ir.Router = result.router
+        self.serving = serving
 
     @cached_property
     def analysis(self) -> RouterAnalysis:
+        if self.serving:
+            return RouterAnalysis(as_served(self.router), complete=request_document.with_copies)
         return RouterAnalysis(self.router)
 
     @property

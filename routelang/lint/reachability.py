@@ -8,7 +8,6 @@ from .. import ir
 from ..analysis import Verdict
 from ..analysis.regions import TooComplex, intersect, meets_region
 from ..analysis.router import atoms_of_condition
-from ..backends.json import condition_tree
 from ..check import OPERATOR_TEXT
 from ..diagnostics import Diagnostic, Related, Severity
 from ..runtime.operators import evaluate
@@ -95,7 +94,7 @@ def overlapping_rules(ctx):
         for j, later in enumerate(group):
             if later.region is None or later.verdict is Verdict.UNREACHABLE or not later.region:
                 continue
-            later_tree = condition_tree(later.rule.when) if later.rule.when is not None else None
+            later_tree = ir.condition_tree(later.rule.when) if later.rule.when is not None else None
             for earlier in group[:j]:
                 if not earlier.region or not meets_region(earlier.region, later.region):
                     continue

@@ -20,6 +20,7 @@ class LintRule:
     why: str           # why it matters
     example: str       # routelang text that triggers it
     fix: str           # how to fix it
+    serving_only: bool = False  # runs only for routers meant for `routelang serve` (`lint --serve`)
     checks: list[Callable] = field(default_factory=list)
 
     @property
@@ -35,7 +36,7 @@ LINT_RULES: dict[str, LintRule] = {}
 
 
 def lint_rule(code: str, name: str, severity: Severity, summary: str, *, what: str, why: str,
-              example: str, fix: str) -> LintRule:
-    entry = LintRule(register(code, name, severity, summary), what, why, example.strip("\n"), fix)
+              example: str, fix: str, serving_only: bool = False) -> LintRule:
+    entry = LintRule(register(code, name, severity, summary), what, why, example.strip("\n"), fix, serving_only)
     LINT_RULES[name] = entry
     return entry

@@ -90,7 +90,7 @@ def hybrid_weight_sum(ctx):
         fix = "scale the weights so they add up to 1.0"
         unwritten = [f for f, w in weights.items() if w is None]
         if unwritten:
-            # `hybrid(cost .4, latency .4)` scores reliability with weight 0: say so (issue 8, A12).
+            # `hybrid(cost .4, latency .4)` scores reliability with weight 0, which is easy to miss: say so.
             message += f"; {' and '.join(f'`{f}`' for f in unwritten)}, not written, weigh{'s' if len(unwritten) == 1 else ''} 0"
             if len(unwritten) == 1 and total < 1.0:
                 fix = f"write `{unwritten[0]} {1.0 - total:.4g}` to make them add up to 1.0, or scale the others"

@@ -8,7 +8,7 @@ import re
 
 from .. import ir
 from ..analysis.sre import sre_constants, sre_parse
-from ..check import NUMERIC_OPERATORS, OPERATOR_TEXT, walk_conditions
+from ..check import NUMERIC_OPERATORS, OPERATOR_TEXT
 from ..diagnostics import Diagnostic, Severity
 from ..vocab import operators
 from .context import part_span
@@ -68,7 +68,7 @@ STICKY_KEY_CONDITION = lint_rule(
 @NON_STRING_PATTERN.check
 def non_string_pattern(ctx):
     for rule in ctx.router.rules:
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             entry = operators.get(cmp.operator)
             if entry.operand == "text" and not entry.strict_operand and not isinstance(cmp.value, str):
                 yield Diagnostic(NON_STRING_PATTERN.code,
@@ -86,7 +86,7 @@ def non_string_pattern(ctx):
 @NUMERIC_STRING_THRESHOLD.check
 def numeric_string_threshold(ctx):
     for rule in ctx.router.rules:
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             if cmp.operator in NUMERIC_OPERATORS and isinstance(cmp.value, str):
                 yield Diagnostic(NUMERIC_STRING_THRESHOLD.code,
                                  f"`{OPERATOR_TEXT[cmp.operator]} {json.dumps(cmp.value)}` compares as the number "
@@ -98,7 +98,7 @@ def numeric_string_threshold(ctx):
 @EMPTY_LIST.check
 def empty_list(ctx):
     for rule in ctx.router.rules:
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             if operators.get(cmp.operator).operand == "list" and cmp.value == []:
                 always = "always matches" if operators.apply(cmp.operator, None, []) else "never matches"
                 yield Diagnostic(EMPTY_LIST.code, f"`{OPERATOR_TEXT[cmp.operator]} []` {always}",
@@ -109,7 +109,7 @@ def empty_list(ctx):
 @EMPTY_PATH_SEGMENT.check
 def empty_path_segment(ctx):
     for rule in ctx.router.rules:
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             segments = cmp.field.split(".")
             if cmp.field.strip() and ".." not in cmp.field and "" in (segments[0], segments[-1]):
                 yield Diagnostic(EMPTY_PATH_SEGMENT.code, f"field path `{cmp.field}` has an empty segment: it reads "
@@ -146,7 +146,7 @@ def _walk(items, inside_repeat: bool) -> bool:
 @REDOS_REGEX.check
 def redos_regex(ctx):
     for rule in ctx.router.rules:
-        for cmp in walk_conditions(rule.when):
+        for cmp in ir.walk_conditions(rule.when):
             if cmp.operator == "regex" and isinstance(cmp.value, str) and nested_quantifier(cmp.value):
                 yield Diagnostic(REDOS_REGEX.code,
                                  f"regex {json.dumps(cmp.value)} nests one repetition inside another and can take "

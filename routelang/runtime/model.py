@@ -78,7 +78,7 @@ class Target:
 class StrategySpec:
     """How a rule (or a split arm, or a fallback step) picks targets: a node
     of vocab/strategies.py's `kind` over its members, in written order. A
-    member is a Target, or a StrategySpec when strategies nest (A11)."""
+    member is a Target, or a StrategySpec when strategies nest."""
 
     kind: str
     members: tuple[Target | StrategySpec, ...]

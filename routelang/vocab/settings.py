@@ -44,7 +44,7 @@ CIRCUIT_BREAKER = (
 HEALTH_CHECK = (
     Setting("path", "path", "path", EXTENSION, "string", "path probed"),
     Setting("interval", "interval_ms", "interval_ms", EXTENSION, "duration", "time between probes", minimum=1000),
-    Setting("timeout", "timeout_ms", "timeout_ms", EXTENSION, "duration", "probe timeout"),
+    Setting("timeout", "timeout_ms", "timeout_ms", EXTENSION, "duration", "probe timeout", minimum=1),
 )
 
 TABLE: tuple[Setting, ...] = (

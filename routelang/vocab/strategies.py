@@ -2,8 +2,8 @@
 
 One `StrategyDef` per strategy holds every fact a phase needs: how it is
 written (parser, fmt, highlighter, LSP), how many targets it takes (checker),
-whether its members may themselves be strategies (A11: split arms and
-fallback steps), how it lowers to Mixtrain JSON and what Mixtrain then does
+whether its members may themselves be strategies (split arms and
+fallback steps may), how it lowers to Mixtrain JSON and what Mixtrain then does
 differently (JSON backend), how the runtime selects (runtime/strategies.py
 dispatches on `selector`), how explain phrases it, and which lint rules
 apply. The IR has one pydantic model per entry (`ir.py`, discriminated by

@@ -16,6 +16,7 @@ from routelang.compiler import compile_text
 from routelang.diagnostics import has_errors
 from routelang.fmt import format_text
 from routelang.lint import lint
+from routelang.lsp import OPERATORS
 
 SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "routelang.lsp"])
 
@@ -169,6 +170,13 @@ async def test_diagnostics_have_codes_ranges_and_related(client: LanguageClient,
     assert "first defined" in related.message
 
 
+async def test_an_unknown_target_hides_none_of_the_rules_other_errors(client: LanguageClient, tmp_path):
+    text = ('router z\nimport std.providers\ntarget small = custom("s", "https://s.example.com")\n'
+            'rule a { when credits > "lots" and prompt =~ "(" route smal }\n')
+    diags = await _open(client, tmp_path / "z.route", text)
+    assert sorted(d.code for d in diags if d.severity == types.DiagnosticSeverity.Error) == ["RL101", "RL201", "RL204"]
+
+
 async def test_diagnostics_follow_changes(client: LanguageClient, tmp_path):
     path = tmp_path / "y.route"
     bad = 'router y\nimport std.providers\nrule a { route nowhere }\n'
@@ -239,7 +247,7 @@ async def test_hover_on_names(client: LanguageClient, tmp_path):
     )
     assert hover is not None
     # .route syntax, as `routelang fmt` prints the definition (not Python reprs)
-    assert 'target big = modal("big-model", "https://big.modal.run")' in hover.contents.value
+    assert 'target big = modal("big-model", "https://big.modal.run") { use fast }' in hover.contents.value
     assert "The big model for paying users." in hover.contents.value
     assert hover.range.start == _pos(DEMO, "route big", offset=6)
 
@@ -379,9 +387,16 @@ async def test_completion(client: LanguageClient, tmp_path):
     assert set(fields) == {"tier", "id"}
     assert all(f.kind == types.CompletionItemKind.Field for f in fields.values())
 
+    # after a field and a space: the operators first
+    operand = text.replace("    route big\n    \n", "    route big\n    when user.tier \n")
+    await _change(client, path, operand, version=3)
+    ranked = sorted((await _complete(client, uri, _pos(operand, "when user.tier ", offset=15))).values(),
+                    key=lambda item: item.sort_text or item.label)
+    assert {item.label for item in ranked[:len(OPERATORS)]} == set(OPERATORS)
+
     # after `use`: only profiles
     profiles_text = dotted.replace("    when user.\n", "").replace("{ use fast }", "{ use  }")
-    await _change(client, path, profiles_text, version=3)
+    await _change(client, path, profiles_text, version=4)
     profiles = await _complete(client, uri, _pos(profiles_text, "{ use  }", offset=6))
     assert {"fast", "resilient"} <= set(profiles)
     assert all(item.kind == types.CompletionItemKind.Struct for item in profiles.values())

@@ -101,9 +101,10 @@ def test_the_readme_example_serves(upstreams, tmp_path):
         assert reply.status_code == 200 and reply.headers["x-routelang-target"] == "local_scout"
         assert local.received[0]["body"]["model"] == "llama-4-scout"
         assert wait_for(lambda: local.health_probes >= 1)  # health_check { path "/health" } on the origin
-        decided = http("POST", served.url + "/routing/decide",
-                       {"model": "llama-3.3-70b-instruct", "user": {"id": "u-1"}}).json()
-        assert decided["rule"] == "llama_3_3" and len(decided["attempts"]) == 2
+        decisions = [http("POST", served.url + "/routing/decide",
+                          {"model": "llama-3.3-70b-instruct", "user": "u-1"}).json() for _ in range(5)]
+        assert decisions[0]["rule"] == "llama_3_3" and len(decisions[0]["attempts"]) == 2
+        assert len({json.dumps(d["attempts"]) for d in decisions}) == 1  # sticky by the OpenAI `user` string
     finally:
         assert served.stop() == 0
 

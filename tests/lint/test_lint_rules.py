@@ -108,3 +108,30 @@ def test_cli_lint_clean_file(tmp_path):
     path.write_text(HEADER + 'rule p priority 9 "p" { fallback a, b }\n')
     result = run("lint", str(path))
     assert (result.exit_code, result.output) == (0, "ok: 1 file(s) linted, no findings\n")
+
+
+MODEL_RULES = """rule ab priority 10 "A/B" { when model == "ab" route a }
+rule named priority 10 "named" { when request.model == "gpt-4o" route b }
+rule default priority 0 "rest" { fallback a, b }
+"""
+
+
+def test_served_analysis_knows_request_model_is_the_body_model():
+    """Without --serve, `model` and `request.model` are two fields of a request the caller builds;
+    the gateway copies one into the other, so for serve the two rules never share a request."""
+    result = compile_text(HEADER + MODEL_RULES)
+    assert "overlapping-rules" in names(MODEL_RULES)
+    assert "overlapping-rules" not in {d.code.name for d in lint(result, serving=True)}
+
+
+def test_cli_lint_serve_reports_fields_an_openai_request_cannot_hold(tmp_path):
+    path = tmp_path / "r.route"
+    path.write_text(HEADER + 'rule ab priority 1 "ab" { when model == "m" split sticky by user.id { 50% a  50% b } }\n'
+                    'rule default priority 0 "rest" { fallback a, b }\n')
+    plain = CliRunner().invoke(main, ["lint", str(path)])
+    served = CliRunner().invoke(main, ["lint", "--serve", "--format", "json", str(path)])
+    assert plain.exit_code == 0 and "RL351" not in plain.output
+    assert served.exit_code == 0
+    [finding] = [d for d in json.loads(served.output) if d["severity"] == "warning"]
+    assert (finding["code"], finding["line"]) == ("RL351", 5)
+    assert "`user` is a string" in finding["message"]

@@ -39,7 +39,7 @@ def test_create_list_revoke(tmp_path):
 
 def test_expired_keys_are_refused(tmp_path):
     store = KeyStore(tmp_path / "k.db")
-    key, secret = store.create("ws", expires_at=1000.0, now=500.0)
+    _key, secret = store.create("ws", expires_at=1000.0, now=500.0)
     assert store.find(secret, now=999.0) is not None
     store._cache.clear()
     assert store.find(secret, now=1000.0) is None
