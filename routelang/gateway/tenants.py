@@ -10,10 +10,18 @@ body's `max_tokens` (or `max_completion_tokens`), or DEFAULT_MAX_TOKENS
 when it has neither, priced at the dearest target the decision may call.
 A stream the client leaves is billed for its prompt and one token per
 content frame sent (an OpenAI stream sends about one per frame).
+
+Quality requirements act on selection: a target whose price, or whose
+success rate or latency percentile over its last QUALITY_WINDOW attempts in
+this process, breaks a policy's `require` leaves the request's attempts;
+when none is left, the policy refuses (503 no_qualified_target) or the best
+left (highest success rate, then lowest median latency) serves.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
 
 from routelang import ir
@@ -24,6 +32,8 @@ from . import auth, errors, plan
 from .metrics import Metrics
 
 DEFAULT_MAX_TOKENS = 4096
+QUALITY_WINDOW = 100     # the last N attempts of a target measure its success rate and latency
+QUALITY_MIN_SAMPLES = 20  # below this many, a target is not judged (it qualifies)
 
 
 @dataclass
@@ -58,12 +68,58 @@ def nanos(target: plan.Target, prompt_tokens: int, completion_tokens: int) -> in
     return prompt_tokens * (target.input_micros_per_1k or 0) + completion_tokens * (target.output_micros_per_1k or 0)
 
 
+class Quality:
+    """Each target's last QUALITY_WINDOW attempts in this process (success, latency):
+    what the policies' `require` clauses are judged on."""
+
+    def __init__(self):
+        self.samples: dict[str, deque] = {}
+
+    def observe(self, attempts: list[dict]) -> None:
+        for attempt in attempts:
+            if "ms" not in attempt or attempt.get("outcome") == "client_disconnected":
+                continue   # skipped without a call, or not the target's doing
+            window = self.samples.get(attempt["target"])
+            if window is None:
+                window = self.samples[attempt["target"]] = deque(maxlen=QUALITY_WINDOW)
+            window.append((attempt["outcome"] == "ok", attempt["ms"]))
+
+    def breaks(self, target: plan.Target, req: ir.Requirements) -> str | None:
+        """Why `target` fails `req` now (None: it qualifies)."""
+        price = max(target.input_micros_per_1k or 0, target.output_micros_per_1k or 0)
+        if req.max_micros_per_1k is not None and price > req.max_micros_per_1k:
+            return f"costs {price / 1e6:g} USD per 1k tokens"
+        window = self.samples.get(plan.target_name(target))
+        if window is None or len(window) < QUALITY_MIN_SAMPLES:
+            return None
+        if req.min_success is not None:
+            rate = sum(ok for ok, _ in window) / len(window)
+            if rate < req.min_success:
+                return f"succeeds {rate:.0%} of the time"
+        if req.max_latency_ms is not None:
+            latencies = sorted(ms for ok, ms in window if ok)
+            if latencies:
+                value = latencies[min(len(latencies) - 1, math.ceil(req.latency_percentile / 100 * len(latencies)) - 1)]
+                if value > req.max_latency_ms:
+                    return f"answers in {value:g} ms at p{req.latency_percentile}"
+        return None
+
+    def score(self, target: plan.Target) -> tuple:
+        """The best left first: highest success rate, then lowest median latency."""
+        window = self.samples.get(plan.target_name(target)) or ()
+        if not window:
+            return (0.0, 0.0)
+        latencies = sorted(ms for _, ms in window)
+        return (-sum(ok for ok, _ in window) / len(window), latencies[len(latencies) // 2])
+
+
 class Tenants:
     def __init__(self, keys: KeyStore, ledger: Ledger, metrics: Metrics):
         self.keys = keys
         self.ledger = ledger
         self.metrics = metrics
         self._policies: dict[int, tuple[object, dict]] = {}
+        self.quality = Quality()
 
     def identify(self, authorization: str | None) -> TenantKey:
         """The request's key; raises auth.Refused."""
@@ -105,6 +161,20 @@ class Tenants:
                             for t in decision.attempts)
             return self._refused(key, Refused(errors.MODEL_NOT_ALLOWED, f"no target of rule {decision.rule.name!r}"
                                                                         f" is allowed for {key.workspace}: {why}"))
+        qualified, problems = allowed, []
+        for policy in held:
+            if policy.requirements is None:
+                continue
+            kept = []
+            for target in qualified:
+                why = self.quality.breaks(target, policy.requirements)
+                (problems.append(f"{plan.target_name(target)} {why}") if why else kept.append(target))
+            if not kept and policy.requirements.refuse_when_none:
+                return self._refused(key, Refused(errors.NO_QUALIFIED_TARGET, f"no target meets the requirements"
+                                                                              f" of {policy.kind} {policy.name}: "
+                                                                              + "; ".join(problems)))
+            qualified = kept or sorted(qualified, key=self.quality.score)[:1]   # else the best left serves
+        allowed = qualified
         decision.picked = min(decision.picked, sum(1 for t in decision.attempts[:decision.picked] if t in allowed))
         decision.attempts = allowed
         decision.shadows = [t for t in decision.shadows if not any(p.refusals(t) for p in held)]
@@ -138,8 +208,10 @@ class Tenants:
         self.metrics.tenant_refusals.labels(key.workspace, refused.kind.code).inc()
         return refused
 
-    def finish(self, ticket: Ticket, target: plan.Target | None, usage, streamed_frames: int) -> None:
+    def finish(self, ticket: Ticket, target: plan.Target | None, usage, streamed_frames: int,
+               attempts: list[dict]) -> None:
         """Settle to the real usage, or release: on every path a request ends by."""
+        self.quality.observe(attempts)
         if target is not None and usage is not None:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         elif target is not None and streamed_frames:

@@ -196,3 +196,37 @@ def test_a_target_outside_the_restrictions_is_refused_403_even_without_the_check
     assert info.value.body["code"] == "model_not_allowed"
     assert "dear: it lacks compliance hipaa" in info.value.body["message"]
     assert up.received == []
+
+
+QUALITY = '''router quality
+import std.providers
+target bad = openai("bad") {{ endpoint "{bad}/v1" input_cost 1 per 1k }}
+target good = openai("good") {{ endpoint "{good}/v1" input_cost 3 per 1k }}
+
+workspace ws-picky {{ require success >= 90% }}
+workspace ws-thrifty {{ require cost per 1k tokens <= 2 }}
+workspace ws-strict {{ require cost per 1k tokens <= 0.5 otherwise refuse }}
+
+rule all {{ fallback bad, good }}
+'''
+
+
+def test_quality_requirements_take_targets_out_of_selection(gateway, upstreams, tmp_path):
+    bad, good = upstreams("bad"), upstreams("good")
+    bad.default = {"status": 500, "body": {"error": {"message": "down"}}}
+    store = KeyStore(tmp_path / "keys.db")
+    keys = {ws: store.create(ws)[1] for ws in ("ws-picky", "ws-thrifty", "ws-strict")}
+    store.close()
+    gw = gateway(QUALITY.format(bad=bad.url, good=good.url), tenant_keys=tmp_path / "keys.db")
+    for _ in range(30):
+        assert ask(gw, keys["ws-picky"]).model == "good"   # bad fails, good answers
+    # Judged after 20 attempts (0 % success < 90 %): bad leaves ws-picky's selection.
+    assert len(bad.received) == 20
+    # Only the price matters to ws-thrifty: good costs 3 USD per 1k tokens, more than 2; bad qualifies.
+    bad.default = None
+    assert ask(gw, keys["ws-thrifty"]).model == "bad"
+    with pytest.raises(openai.InternalServerError) as info:
+        ask(gw, keys["ws-strict"])
+    assert info.value.status_code == 503 and info.value.body["code"] == "no_qualified_target"
+    assert info.value.body["message"] == ("no target meets the requirements of workspace ws-strict:"
+                                          " bad costs 1 USD per 1k tokens; good costs 3 USD per 1k tokens")
