@@ -314,7 +314,7 @@ def diff_command(old, new, fmt, registry):
         finish(Exit.FINDINGS)
     outcome = diff(results[0].router, results[1].router)
     click.echo(render_json(outcome) if fmt == "json" else render_text(outcome))
-    finish(Exit.FINDINGS if outcome.changes else Exit.OK)
+    finish(Exit.FINDINGS if outcome.changes or outcome.policies else Exit.OK)
 
 
 # ---- routelang test / coverage (runtime) --------------------------------------------

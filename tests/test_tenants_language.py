@@ -251,3 +251,20 @@ rule rest { route azure }
 
 def test_the_proof_is_silent_without_policies():
     assert prove(compiled(HEADER + RULES).router) == []
+
+
+def test_the_semantic_diff_shows_a_raised_budget_and_a_new_workspace():
+    from routelang.diff import diff, render_json, render_text
+
+    old = compiled(HEADER + MARKETING + RULES).router
+    new = compiled(HEADER + MARKETING.replace("budget 100 USD per day", "budget 150 USD per day")
+                   + "workspace ws-new { }\n" + RULES).router
+    result = diff(old, new)
+    assert result.changes == []
+    assert result.policies == [
+        "workspace ws-marketing-001: budgets: 100 USD per day, 500 USD per week, 2000 USD per month"
+        " -> 150 USD per day, 500 USD per week, 2000 USD per month",
+        "workspace ws-new: added"]
+    assert render_text(result).splitlines()[0] == "no request changes route"
+    assert json.loads(render_json(result))["policy_changes"] == result.policies
+    assert diff(old, old).policies == []

@@ -185,6 +185,7 @@ class DiffSummary(Answer):
     more_changes: list[dict[str, Any]]
     exact: bool
     caveats: list[str]
+    policy_changes: list[str] = []      # workspaces and agents added, removed or changed (docs/tenants.md)
 
 
 class Deployed(Answer):
