@@ -262,8 +262,8 @@ def test_the_semantic_diff_shows_a_raised_budget_and_a_new_workspace():
     result = diff(old, new)
     assert result.changes == []
     assert result.policies == [
-        "workspace ws-marketing-001: budgets: 100 USD per day, 500 USD per week, 2000 USD per month"
-        " -> 150 USD per day, 500 USD per week, 2000 USD per month",
+        ("workspace ws-marketing-001: budgets: 100 USD per day, 500 USD per week, 2000 USD per month"
+         " -> 150 USD per day, 500 USD per week, 2000 USD per month"),
         "workspace ws-new: added"]
     assert render_text(result).splitlines()[0] == "no request changes route"
     assert json.loads(render_json(result))["policy_changes"] == result.policies
