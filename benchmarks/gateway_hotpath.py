@@ -1,7 +1,7 @@
 """What routelang's own code costs per gateway request, without any upstream (run by hand).
 
     python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
-                                         [--profile FILE] [--config bench.json]
+                                         [--profile FILE] [--config bench.json] [--tenants]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -16,6 +16,10 @@ the body, answer fixed bytes) is the baseline: the difference is routelang's.
 Printed: the best of `--repeat` runs, in microseconds of CPU time (of this
 process: server and client) per request; the machine is shared, and CPU time
 and the minimum are the figures least disturbed by other load.
+`--tenants` adds a run with tenants on (`serve --tenant-keys`): every request
+carries a tenant key, is held to its workspace's and agent's restrictions and
+admitted by a reserve on two budgets and two limits, then settled; the row says
+what admission adds to routelang's CPU per request.
 `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
 `--requests`, the difference divided by the difference in requests.
@@ -61,6 +65,22 @@ CONFIG = {"name": "bench", "rules": [{"name": "all", "targets": [{
     "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n"
            b"Content-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+# --tenants: a workspace and an agent whose budgets and limits never refuse the benchmark's requests.
+POLICIES = [
+    {"kind": "workspace", "name": "ws-bench", "timezone": "UTC",
+     "budgets": [{"period": "day", "micros": 10**15}, {"period": "month", "micros": 10**16}],
+     "limits": [{"unit": "requests", "amount": 10**9, "per": "minute"},
+                {"unit": "tokens", "amount": 10**12, "per": "minute"}],
+     "compliance": ["gdpr"]},
+    {"kind": "agent", "name": "bench-agent", "timezone": "UTC", "capabilities": ["text-generation"]},
+]
+PRICED = {"input_micros_per_1k": 3000, "output_micros_per_1k": 15000, "compliance": ["gdpr"],
+          "capabilities": ["text-generation"]}
+
+
+def tenant_request(secret: str) -> bytes:
+    return REQUEST.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
+                           + secret.encode() + b"\r\n")
 
 
 async def answered_call(self, request, ex, target, adapter, url, data, headers, timeout_s):
@@ -73,8 +93,8 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
     return respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
 
 
-def routelang_app(config: Path, log_path: Path) -> web.Application:
-    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")))
+def routelang_app(config: Path, log_path: Path, tenant_keys: Path | None = None) -> web.Application:
+    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tenant_keys=tenant_keys)
     services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
     return wiring.application(services)
@@ -93,12 +113,12 @@ def minimal_app() -> web.Application:
 class Client(asyncio.Protocol):
     """Sends REQUEST, waits for the whole response (Content-Length), sends the next."""
 
-    def __init__(self, count: int, done: asyncio.Future):
-        self.left, self.done, self.buffer = count, done, b""
+    def __init__(self, count: int, done: asyncio.Future, request: bytes = REQUEST):
+        self.left, self.done, self.buffer, self.request = count, done, b"", request
 
     def connection_made(self, transport):
         self.transport = transport
-        transport.write(REQUEST)
+        transport.write(self.request)
 
     def data_received(self, data):
         self.buffer += data
@@ -116,12 +136,13 @@ class Client(asyncio.Protocol):
         self.buffer = self.buffer[end + 4 + length:]
         self.left -= 1
         if self.left:
-            self.transport.write(REQUEST)
+            self.transport.write(self.request)
         else:
             self.done.set_result(None)
 
 
-async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None) -> list[float]:
+async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None,
+                         request: bytes = REQUEST) -> list[float]:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)  # as server.py runs it
     await runner.setup()
     settle_gc()
@@ -137,7 +158,8 @@ async def serve_and_send(app: web.Application, count: int, repeat: int, profile:
             if profiler:
                 profiler.enable()
             start = time.process_time()
-            transport, _ = await loop.create_connection(functools.partial(Client, count, done), "127.0.0.1", port)
+            transport, _ = await loop.create_connection(functools.partial(Client, count, done, request), "127.0.0.1",
+                                                        port)
             await done
             elapsed = time.process_time() - start
             if profiler:
@@ -158,6 +180,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("routelang", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
+    parser.add_argument("--tenants", action="store_true", help="also run with tenant keys and admission")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         config = args.config
@@ -170,10 +193,31 @@ def main() -> None:
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
         ours = uvloop.run(serve_and_send(routelang_app(config, log), args.requests, args.repeat, args.profile))
+        tenants = None
+        if args.tenants:
+            from routelang.tenancy.keys import KeyStore
+
+            keys = Path(scratch, "keys.db")
+            store = KeyStore(keys)
+            secret = store.create("ws-bench", "bench-agent")[1]
+            store.close()
+            tenant_config = Path(scratch, "tenants.json")
+            data = json.loads(config.read_text())
+            for rule in data["rules"]:
+                for target in rule["targets"]:
+                    target.setdefault("x-routelang", {}).update(PRICED)
+            data.setdefault("x-routelang", {})["policies"] = POLICIES
+            tenant_config.write_text(json.dumps(data))
+            tenants = uvloop.run(serve_and_send(routelang_app(tenant_config, log, keys), args.requests, args.repeat,
+                                                None, tenant_request(secret)))
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")
     print(f"routelang's own work: {min(ours) - min(base):.1f} us/request")
+    if tenants is not None:
+        added = min(tenants) - min(ours)
+        print(f"tenants   {min(tenants):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in tenants)})")
+        print(f"admission adds {added:.1f} us/request: {added / min(ours):.1%} of routelang's CPU per request")
 
 
 if __name__ == "__main__":

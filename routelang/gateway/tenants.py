@@ -118,7 +118,9 @@ class Tenants:
         self.keys = keys
         self.ledger = ledger
         self.metrics = metrics
-        self._policies: dict[int, tuple[object, dict]] = {}
+        self._policies: dict[int, tuple[plan.Loaded, dict]] = {}
+        self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
+        self._allowed: dict[tuple, bool] = {}   # (id(policy), target key) -> allowed; policies live per version
         self.quality = Quality()
 
     def identify(self, authorization: str | None) -> TenantKey:
@@ -131,13 +133,20 @@ class Tenants:
             raise auth.Refused(errors.INVALID_API_KEY, "invalid API key (unknown, revoked or expired)")
         return key
 
+    def _scope(self, policy: ir.Policy) -> Scope:
+        scope = self._scopes.get(id(policy))
+        if scope is None or scope[0] is not policy:
+            scope = self._scopes[id(policy)] = (policy, Scope(policy.kind, policy.name, policy.budgets,
+                                                             policy.limits, policy.timezone))
+        return scope[1]
+
     def policies(self, loaded: plan.Loaded) -> dict[tuple[str, str], ir.Policy]:
         """The router version's workspaces and agents, read once per version."""
-        plan_ = loaded.router.plan
-        cached = self._policies.get(id(plan_))
-        if cached is None or cached[0] is not plan_:
-            cached = (plan_, {(p["kind"], p["name"]): ir.Policy.model_validate(p) for p in plan_.policies})
-            self._policies[id(plan_)] = cached
+        cached = self._policies.get(id(loaded))
+        if cached is None or cached[0] is not loaded:
+            policies = loaded.router.plan.policies
+            cached = (loaded, {(p["kind"], p["name"]): ir.Policy.model_validate(p) for p in policies})
+            self._policies[id(loaded)] = cached
         return cached[1]
 
     def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
@@ -155,7 +164,7 @@ class Tenants:
                 return self._refused(key, Refused(errors.UNKNOWN_WORKSPACE, f"router {loaded.name!r} declares no"
                                                                             f" agent {key.agent!r}"))
             held.append(agent)
-        allowed = [t for t in decision.attempts if not any(p.refusals(t) for p in held)]
+        allowed = [t for t in decision.attempts if self._may_use(held, t)]
         if not allowed:
             why = "; ".join(f"{plan.target_name(t)}: {', '.join(r for p in held for r in p.refusals(t))}"
                             for t in decision.attempts)
@@ -174,22 +183,36 @@ class Tenants:
                                                                               f" of {policy.kind} {policy.name}: "
                                                                               + "; ".join(problems)))
             qualified = kept or sorted(qualified, key=self.quality.score)[:1]   # else the best left serves
-        allowed = qualified
-        decision.picked = min(decision.picked, sum(1 for t in decision.attempts[:decision.picked] if t in allowed))
-        decision.attempts = allowed
-        decision.shadows = [t for t in decision.shadows if not any(p.refusals(t) for p in held)]
+        if len(qualified) < len(decision.attempts):
+            # The runtime's picks that are left keep their place at the front (their breakers admitted them).
+            decision.picked = sum(1 for t in decision.attempts[:decision.picked] if t in qualified)
+            decision.attempts = allowed = qualified
+        if decision.shadows:
+            decision.shadows = [t for t in decision.shadows if self._may_use(held, t)]
         prompt = doc["request"]["tokens"]
         completion = body.get("max_tokens", body.get("max_completion_tokens"))
         if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
             completion = DEFAULT_MAX_TOKENS
-        estimate = max(nanos(t, prompt, completion) for t in allowed)
-        scopes = tuple(Scope(p.kind, p.name, p.budgets, p.limits, p.timezone) for p in held)
+        estimate = max(nanos(t, prompt, completion) for t in decision.attempts)
+        scopes = tuple(self._scope(p) for p in held)
         result = self.ledger.reserve(request_id, scopes, prompt + completion, estimate)
         if isinstance(result, Refusal):
             kind = errors.RATE_LIMITED if result.code == "rate_limited" else errors.BUDGET_EXCEEDED
             return self._refused(key, Refused(kind, result.message, result.retry_after_s,
                                               self._rate_headers(result.scope)))
         return Ticket(request_id, key.workspace, prompt, result)
+
+    def _may_use(self, held: list[ir.Policy], target: plan.Target) -> bool:
+        for policy in held:
+            key = (id(policy), target.key, target.name)
+            allowed = self._allowed.get(key)
+            if allowed is None:
+                if len(self._allowed) > 100_000:
+                    self._allowed.clear()
+                allowed = self._allowed[key] = not policy.refusals(target)
+            if not allowed:
+                return False
+        return True
 
     def _rate_headers(self, scope: Scope) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the scope's first request and token limits."""

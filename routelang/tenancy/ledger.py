@@ -55,30 +55,42 @@ class Refusal:
     scope: Scope
 
 
-@dataclass
-class Hold:
-    request_id: str
-    scopes: tuple[Scope, ...]
-    tokens: int               # the estimate held in every token bucket
-    nanos: int                # the estimate held against every budget
-    windows: dict             # (scope key, period) -> the window start the hold counts in
-    expires: float
-
-
-@dataclass
-class _Bucket:
-    level: float              # what can be taken now (may go below 0 after a settle above its estimate)
-    at: float                 # when `level` was computed
-
-
-@dataclass
+@dataclass(slots=True)
 class _Budget:
-    window: float             # the start of the calendar period counted
+    """One budget of one scope, in its current calendar window (changed in place when a
+    new window begins, so holds keep pointing at it)."""
+
+    period: str
+    zone: str
+    cap: int                  # nano-dollars
+    window: float = 0.0       # the start of the calendar period counted
+    end: float = 0.0          # ... and of the next
     spent: int = 0            # nano-dollars settled in it
     held: int = 0             # nano-dollars reserved and not yet settled
 
 
-@dataclass
+@dataclass(slots=True)
+class _Bucket:
+    """A token bucket: `level` can be taken now (below 0 after a settle above its estimate)."""
+
+    amount: int
+    seconds: int
+    tokens: bool              # counts tokens (else requests)
+    level: float
+    at: float
+
+
+@dataclass(slots=True)
+class Hold:
+    request_id: str
+    tokens: int               # the estimate held in every token bucket
+    nanos: int                # the estimate held against every budget
+    budgets: list             # the _Budget and _Bucket objects it holds from
+    buckets: list
+    expires: float
+
+
+@dataclass(slots=True)
 class Admission:
     hold: Hold
 
@@ -114,7 +126,8 @@ class Ledger:
         self.holds: dict[str, Hold] = {}
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
-        self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> the current window
+        self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
+        self.next_sweep = 0.0                      # when expired holds are looked for next
 
     # ---- reserve -----------------------------------------------------------------
 
@@ -123,25 +136,24 @@ class Ledger:
         scope, or nothing and the first refusal."""
         with self.lock:
             now = self.clock()
-            self._expire(now)
+            if now >= self.next_sweep:
+                self._expire(now)
             if request_id in self.holds or request_id in self.finished:
                 raise ValueError(f"request id {request_id!r} was reserved before")
-            windows: dict = {}
+            budgets, buckets = [], []
             for scope in scopes:
                 for budget in scope.budgets:
-                    state = self._budget(scope, budget.period, now)
-                    cap = budget.micros * NANOS_PER_MICRO
-                    if state.spent + state.held + nanos > cap:
-                        left = max(0, cap - state.spent - state.held)
-                        reset = next_window(budget.period, state.window, scope.timezone)
+                    state = self._budget(scope, budget, now)
+                    if state.spent + state.held + nanos > state.cap:
+                        left = max(0, state.cap - state.spent - state.held)
                         return Refusal("budget_exceeded",
-                                       f"the {budget.period}ly budget of {scope.label} ({_usd(cap)}) has"
+                                       f"the {budget.period}ly budget of {scope.label} ({_usd(state.cap)}) has"
                                        f" {_usd(left)} left, and this request may cost up to {_usd(nanos)}",
-                                       max(1, math.ceil(reset - now)), scope)
-                    windows[(scope.kind, scope.name, budget.period)] = state.window
+                                       max(1, math.ceil(state.end - now)), scope)
+                    budgets.append(state)
                 for limit in scope.limits:
-                    need = 1 if limit.unit == "requests" else tokens
                     bucket = self._bucket(scope, limit, now)
+                    need = tokens if bucket.tokens else 1
                     if need > limit.amount:
                         return Refusal("rate_limited", f"this request needs {need} {limit.unit}, more than"
                                                        f" {scope.label}'s limit of {limit.amount} per {limit.per}",
@@ -151,15 +163,13 @@ class Ledger:
                         return Refusal("rate_limited", f"{scope.label} is over its limit of {limit.amount}"
                                                        f" {limit.unit} per {limit.per}",
                                        max(1, math.ceil(wait)), scope)
+                    buckets.append(bucket)
             # Every check passed: take from everything at once.
-            for scope in scopes:
-                for budget in scope.budgets:
-                    self.budgets[(scope.kind, scope.name, budget.period)].held += nanos
-                for limit in scope.limits:
-                    self.buckets[(scope.kind, scope.name, limit.unit, limit.per)].level -= (
-                        1 if limit.unit == "requests" else tokens)
-            hold = Hold(request_id, scopes, tokens, nanos, windows, now + self.hold_ttl_s)
-            self.holds[request_id] = hold
+            for state in budgets:
+                state.held += nanos
+            for bucket in buckets:
+                bucket.level -= tokens if bucket.tokens else 1
+            hold = self.holds[request_id] = Hold(request_id, tokens, nanos, budgets, buckets, now + self.hold_ttl_s)
             return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
@@ -171,8 +181,8 @@ class Ledger:
             hold = self.holds.pop(request_id, None)
             if hold is None:
                 return False
-            self.finished[request_id] = self.clock()
-            self._undo(hold, spent=nanos, tokens=tokens)
+            now = self.finished[request_id] = self.clock()
+            self._undo(hold, nanos, tokens, now)
             return True
 
     def release(self, request_id: str) -> bool:
@@ -180,24 +190,20 @@ class Ledger:
         counts against request limits, its tokens are given back."""
         return self.settle(request_id, 0, 0)
 
-    def _undo(self, hold: Hold, spent: int, tokens: int) -> None:
-        for scope in hold.scopes:
-            for budget in scope.budgets:
-                state = self.budgets.get((scope.kind, scope.name, budget.period))
-                if state is None:
-                    continue
-                if state.window == hold.windows.get((scope.kind, scope.name, budget.period)):
-                    state.held -= hold.nanos
-                state.spent += spent  # charged to the window current now (a request crossing midnight)
-            for limit in scope.limits:
-                if limit.unit == "tokens":
-                    bucket = self.buckets.get((scope.kind, scope.name, limit.unit, limit.per))
-                    if bucket is not None:
-                        bucket.level += hold.tokens - tokens
+    def _undo(self, hold: Hold, spent: int, tokens: int, now: float) -> None:
+        for state in hold.budgets:
+            state.held -= hold.nanos
+            if now >= state.end:
+                self._roll(state, now)
+            state.spent += spent     # charged to the window in which it ends
+        for bucket in hold.buckets:
+            if bucket.tokens:
+                bucket.level += hold.tokens - tokens
 
     def _expire(self, now: float) -> None:
+        self.next_sweep = now + 1.0   # holds live minutes: a sweep a second is plenty, and cheap per request
         for request_id in [r for r, h in self.holds.items() if h.expires <= now]:
-            self._undo(self.holds.pop(request_id), spent=0, tokens=0)
+            self._undo(self.holds.pop(request_id), 0, 0, now)
             self.finished[request_id] = now
         if len(self.finished) > 100_000:  # replays come within seconds; forget the oldest half
             for request_id in sorted(self.finished, key=self.finished.get)[:50_000]:
@@ -205,25 +211,31 @@ class Ledger:
 
     # ---- state ---------------------------------------------------------------------
 
-    def _budget(self, scope: Scope, period: str, now: float) -> _Budget:
-        key = (scope.kind, scope.name, period)
-        start = window_start(period, now, scope.timezone)
+    def _budget(self, scope: Scope, budget: ir.Budget, now: float) -> _Budget:
+        key = (scope.kind, scope.name, budget.period)
         state = self.budgets.get(key)
-        if state is None or state.window != start:
-            held = state.held if state is not None else 0  # holds taken in the last window still count
-            state = self.budgets[key] = _Budget(start, 0, held)
-            for hold in self.holds.values():
-                if key in hold.windows:
-                    hold.windows[key] = start
+        if state is None:
+            state = self.budgets[key] = _Budget(budget.period, scope.timezone, budget.micros * NANOS_PER_MICRO)
+        if now >= state.end or now < state.window:
+            self._roll(state, now)
         return state
+
+    @staticmethod
+    def _roll(state: _Budget, now: float) -> None:
+        """A new calendar window begins: nothing spent in it yet; open holds still count."""
+        state.window = window_start(state.period, now, state.zone)
+        state.end = next_window(state.period, state.window, state.zone)
+        state.spent = 0
 
     def _bucket(self, scope: Scope, limit: ir.RateLimit, now: float) -> _Bucket:
         key = (scope.kind, scope.name, limit.unit, limit.per)
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[key] = _Bucket(float(limit.amount), now)
+            bucket = self.buckets[key] = _Bucket(limit.amount, limit.seconds, limit.unit == "tokens",
+                                                 float(limit.amount), now)
         elif now > bucket.at:
-            bucket.level = min(float(limit.amount), bucket.level + (now - bucket.at) * limit.amount / limit.seconds)
+            level = bucket.level + (now - bucket.at) * bucket.amount / bucket.seconds
+            bucket.level = level if level < bucket.amount else float(bucket.amount)
             bucket.at = now
         return bucket
 
@@ -235,8 +247,9 @@ class Ledger:
 
     def spent(self, scope: Scope, period: str) -> tuple[int, int]:
         """(spent, held) nano-dollars in the current window of `scope`'s `period` budget."""
+        budget = next(b for b in scope.budgets if b.period == period)
         with self.lock:
-            state = self._budget(scope, period, self.clock())
+            state = self._budget(scope, budget, self.clock())
             return state.spent, state.held
 
 
