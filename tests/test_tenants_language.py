@@ -268,3 +268,15 @@ def test_the_semantic_diff_shows_a_raised_budget_and_a_new_workspace():
     assert render_text(result).splitlines()[0] == "no request changes route"
     assert json.loads(render_json(result))["policy_changes"] == result.policies
     assert diff(old, old).policies == []
+
+
+def test_the_generated_python_carries_the_policies():
+    from routelang.backends.python import generate
+
+    source, _ = generate(compiled(HEADER + MARKETING + RULES).router)
+    namespace: dict = {}
+    exec(compile(source, "<generated>", "exec"), namespace)  # noqa: S102 (our own generated module)
+    policies = namespace["POLICIES"]
+    assert policies[0]["name"] == "ws-marketing-001" and policies[0]["budgets"][0]["micros"] == 100_000_000
+    assert namespace["decide"]({"workspace": {"id": "ws-health"}}) == 0   # the rule order is unchanged
+    assert "POLICIES" not in generate(compiled(HEADER + RULES).router)[0]
