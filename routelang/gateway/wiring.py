@@ -118,7 +118,8 @@ def application(services: Services) -> web.Application:
     if s.admin_keys is not None:
         from .admin.app import Admin
 
-        admin = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys).application()
+        admin = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys,
+                      s.tenants).application()
     web_app = app.application(endpoints, admin)
 
     async def startup(_app: web.Application) -> None:
