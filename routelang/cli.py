@@ -1027,6 +1027,65 @@ def keys_revoke_command(key_id, registry):
     finish(Exit.OK)
 
 
+@main.command(name="usage")
+@click.option("--workspace", help="Only this workspace.")
+@click.option("--since", default="7d", show_default=True,
+              help="From this time: a duration ago (24h, 7d) or an ISO date or date-time (UTC unless given).")
+@click.option("--by", "by", type=click.Choice(["model", "key", "day"]), default="model", show_default=True,
+              help="Group each workspace's requests by the target that answered first, the key, or the UTC day.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@registry_option
+@guarded
+@registry_errors
+def usage_command(workspace, since, by, as_json, registry):
+    """Spend, tokens, requests, errors and latency per workspace from the request history,
+    and each budget of the deployed routers used and left (docs/tenants.md)."""
+    import time
+
+    from .ir import Policy
+    from .registry import ab_report
+    from .tenancy.keys import KeyStore
+    from .tenancy.usage import budgets, usage
+
+    try:
+        start = ab_report.parse_time(since)
+    except ab_report.ReportProblem as exc:
+        raise UsageProblem(str(exc)) from None
+    store = _store(registry)
+    KeyStore(store.path).close()   # the keys' table, in case no key was ever issued
+    policies = []
+    for router in store.routers():
+        active = store.active_version(router["name"])
+        if active is not None:
+            compiled = store.version(router["name"], active).compiled
+            policies += [Policy.model_validate(p) for p in compiled.get("x-routelang", {}).get("policies", [])]
+    lines = usage(store.conn, start, by, workspace)
+    left = budgets(store.conn, policies, time.time(), workspace)
+    if as_json:
+        click.echo(json.dumps({"usage": lines, "budgets": left}, indent=2))
+        finish(Exit.OK)
+    from .explain import text_table
+
+    if lines:
+        click.echo(text_table(["WORKSPACE", by.upper(), "REQUESTS", "ERRORS", "TOKENS IN", "TOKENS OUT", "SPEND USD",
+                               "P50 MS", "P95 MS"],
+                              [[x["workspace"], x[by], str(x["requests"]), str(x["errors"]), str(x["tokens_in"]),
+                                str(x["tokens_out"]), f"{x['spend_usd']:.6f}", _ms(x["latency_p50_ms"]),
+                                _ms(x["latency_p95_ms"])] for x in lines]))
+    else:
+        click.echo("no requests of tenant keys in this window")
+    if left:
+        click.echo("")
+        click.echo(text_table(["WORKSPACE", "BUDGET", "SINCE", "USED USD", "LEFT USD"],
+                              [[b["workspace"], f"{b['budget_usd']:g} USD per {b['period']}", b["from"],
+                                f"{b['used_usd']:.6f}", f"{b['left_usd']:.6f}"] for b in left]))
+    finish(Exit.OK)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 @main.command(name="ab")
 @click.argument("name")
 @click.option("--rule", help="Only this split rule (default: every rule with split arms, one report each).")

@@ -25,7 +25,7 @@ from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
 from .responses import JSON, error, refusal
 from .state import ROUTER, State, about
 from .tenants import Refused as TenantRefused
-from .tenants import Tenants
+from .tenants import Tenants, nanos
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -226,6 +226,8 @@ class Endpoints:
         if usage is not None and ex.target is not None:
             if ex.target.cost_per_1k_tokens is not None:
                 cost = usage.total * ex.target.cost_per_1k_tokens / 1000
+            elif ex.target.input_micros_per_1k is not None or ex.target.output_micros_per_1k is not None:
+                cost = nanos(ex.target, usage.prompt_tokens, usage.completion_tokens) / 1e9   # USD
             m.usage(target, usage.prompt_tokens, usage.completion_tokens, cost)
         self.log.record({
             "ts": now(), "event": "request", "id": ex.id, "path": ex.path, "stream": ex.stream, "rule": ex.rule,

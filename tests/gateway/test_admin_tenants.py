@@ -4,6 +4,7 @@ bodies, verbatim, read back and written as new checked, deployed versions."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import openai
@@ -144,3 +145,28 @@ def test_posting_agent_preferences_verbatim(env):
          " -> success >= 90%, latency p95 <= 3s")]
     new = api(gw, "POST", "/agents/translator/preferences", AGENT_PREFERENCES)
     assert new.status_code == 200 and new.json()["diff"]["policy_changes"] == ["agent translator: added"]
+
+
+def test_usage_reports_spend_per_workspace_and_the_budget_left(env):
+    from click.testing import CliRunner
+
+    from routelang.cli import main
+
+    gw, _up, path = env
+    secret = api(gw, "POST", "/keys", {"workspace": "ws-support-007"}).json()["key"]
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0, timeout=20)
+    for _ in range(3):
+        client.chat.completions.create(model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+    gw.gateway.recorder.writer.flush()
+    result = CliRunner().invoke(main, ["usage", "--registry", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    [line] = report["usage"]
+    # 3 x (5 prompt tokens at 0.0005 USD per 1k + 2 completion tokens at 0.0015): 0.0000165 USD.
+    assert (line["workspace"], line["model"], line["requests"], line["errors"]) == ("ws-support-007", "gpt35", 3, 0)
+    assert (line["tokens_in"], line["tokens_out"], line["spend_usd"]) == (15, 6, 0.0000165)
+    day = next(b for b in report["budgets"] if b["workspace"] == "ws-support-007")
+    assert (day["period"], day["budget_usd"], day["used_usd"]) == ("day", 20.0, 0.0000165)
+    assert day["left_usd"] == pytest.approx(20 - 0.0000165)
+    text = CliRunner().invoke(main, ["usage", "--registry", str(path), "--by", "key"]).output
+    assert "ws-support-007" in text and "20 USD per day" in text
