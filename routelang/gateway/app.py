@@ -211,7 +211,11 @@ class Endpoints:
     def _account(self, ex: Exchange, response: web.StreamResponse | None, routed: Routed) -> None:
         """The request's metrics, its one log line, and its row in the history."""
         if routed.ticket is not None:  # every path ends here: settle or release the request's hold
-            self.tenants.finish(routed.ticket, ex.target, ex.usage, ex.streamed_frames, ex.attempts)
+            try:
+                self.tenants.finish(routed.ticket, ex.target, ex.usage, ex.streamed_frames, ex.attempts)
+            except Exception as exc:  # noqa: BLE001 (the hold expires; the request's line and row must still be written)
+                self.log.write("bug", id=ex.id, error=f"settle: {type(exc).__name__}: {exc}",
+                               traceback=traceback.format_exc(limit=8))
         total = perf_counter() - ex.start
         status = ex.status or (response.status if response is not None else 0)
         target = plan.target_name(ex.target) if ex.target is not None else "-"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 
 import openai
 import pytest
@@ -230,3 +231,27 @@ def test_quality_requirements_take_targets_out_of_selection(gateway, upstreams, 
     assert info.value.status_code == 503 and info.value.body["code"] == "no_qualified_target"
     assert info.value.body["message"] == ("no target meets the requirements of workspace ws-strict:"
                                           " bad costs 1 USD per 1k tokens; good costs 3 USD per 1k tokens")
+
+
+def test_a_settle_that_fails_after_the_upstream_call_neither_double_counts_nor_leaks(tenants):
+    gw, _up, keys = tenants(budget="0.35")
+    ledger = gw.gateway.tenants.ledger
+    ledger.hold_ttl_s = 0.5
+    real_settle, failures = ledger.settle, []
+
+    def failing_settle(request_id, tokens, nanos):
+        failures.append(request_id)
+        raise OSError("the ledger's store went away")
+
+    ledger.settle = failing_settle
+    assert ask(gw, keys["ws-small"]).model == "cheap"       # the client still gets its answer
+    ledger.settle = real_settle
+    assert any("settle: OSError" in line["error"] for line in gw.log_lines("bug"))
+    workspace = next(s for s in _scopes(gw) if s.name == "ws-small")
+    assert ledger.spent(workspace, "day") == (0, 300_000_000)   # held, not charged
+    with pytest.raises(openai.RateLimitError):
+        ask(gw, keys["ws-small"])                              # the hold still counts ...
+    time.sleep(1.1)   # past the hold's 0.5 s and the once-a-second sweep
+    assert ask(gw, keys["ws-small"]).model == "cheap"        # ... until it expires: nothing leaks
+    assert ledger.settle(failures[0], 100, 10**9) is False   # a late settle of the failed one changes nothing
+    assert ledger.spent(workspace, "day")[0] == 9_000_000    # only the last request's real cost
