@@ -220,6 +220,66 @@ class PolicyBuilder:
         out["max_micros_per_1k"] = value
 
 
+def _usd(micros: int) -> str:
+    whole, frac = divmod(micros, ir.MICROS_PER_USD)
+    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+
+
+def _names(names) -> str:
+    from .parser import quote
+    from .printer import is_identifier
+
+    return ", ".join(n if is_identifier(n) else quote(n) for n in names)
+
+
+def _strings(values) -> str:
+    from .parser import quote
+
+    return "[" + ", ".join(quote(v) for v in values) + "]"
+
+
+def policy_source(policy: ir.Policy) -> str:
+    """The `.route` block of a policy (the importer writes compiled policies back with it)."""
+    from .parser import quote
+
+    lines = []
+    if policy.budgets:
+        first, *rest = policy.budgets
+        lines.append(f"budget {_usd(first.micros)} USD per {first.period}"
+                     + "".join(f", {_usd(b.micros)} per {b.period}" for b in rest))
+    if policy.limits:
+        lines.append("limit " + ", ".join(f"{lim.amount} {lim.unit} per {lim.per}" for lim in policy.limits))
+    if policy.allow_targets is not None:
+        lines.append(f"allow targets [{_names(policy.allow_targets)}]")
+    for field, words in (("allow_providers", "allow providers"), ("allow_tags", "allow tags")):
+        if getattr(policy, field) is not None:
+            lines.append(f"{words} {_strings(getattr(policy, field))}")
+    for field in ("compliance", "capabilities"):
+        if getattr(policy, field):
+            lines.append(f"{field} {_strings(getattr(policy, field))}")
+    for field in ("prefer", "fallback"):
+        if getattr(policy, field):
+            lines.append(f"{field} {_names(getattr(policy, field))}")
+    req = policy.requirements
+    if req is not None:
+        parts = []
+        if req.min_success is not None:
+            percent = repr(float(Fraction(str(req.min_success)) * 100)).removesuffix(".0")
+            parts.append(f"success >= {percent}%")
+        if req.max_latency_ms is not None:
+            parts.append(f"latency p{req.latency_percentile} <= {req.max_latency_ms}ms")
+        if req.max_micros_per_1k is not None:
+            parts.append(f"cost per 1k tokens <= {_usd(req.max_micros_per_1k)}")
+        if parts:
+            lines.append("require " + ", ".join(parts) + (" otherwise refuse" if req.refuse_when_none else ""))
+    if policy.timezone != "UTC":
+        lines.append(f"timezone {quote(policy.timezone)}")
+    head = f"{policy.kind} {_names([policy.name])}"
+    if policy.description is not None:
+        head += f" {quote(policy.description)}"
+    return head + (" {\n" + "".join(f"    {line}\n" for line in lines) + "}\n" if lines else " { }\n")
+
+
 def _spelling(key: str) -> str:
     return key.replace("_", " ")
 
