@@ -1,7 +1,9 @@
 """What routelang's own code costs per gateway request, without any upstream (run by hand).
 
     python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
-                                         [--profile FILE] [--config bench.json] [--tenants]
+                                         [--profile FILE] [--config bench.json]
+                                         [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
+                                         [--tenants]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -23,6 +25,12 @@ what admission adds to routelang's CPU per request.
 `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
 `--requests`, the difference divided by the difference in requests.
+
+`--trace` (the `otel` extra): the gateway exports OpenTelemetry spans over OTLP/HTTP
+to a receiver in another process (so the figure holds the span work and the
+exporter's thread, not the receiver's). `sampled`: every request; `unsampled-by-client`:
+each request carries a `traceparent` whose sampled flag is off (the default sampler
+follows it); `unsampled-by-sampler`: OTEL_TRACES_SAMPLER=traceidratio with ratio 0.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ import asyncio
 import cProfile
 import functools
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from routelang.gateway import executor as executor_module
-from routelang.gateway import wiring
+from routelang.gateway import tracing, wiring
 from routelang.gateway.adapters import adapter_for
 from routelang.gateway.logs import JsonLog
 from routelang.gateway.responses import respond
@@ -76,11 +86,22 @@ POLICIES = [
 ]
 PRICED = {"input_micros_per_1k": 3000, "output_micros_per_1k": 15000, "compliance": ["gdpr"],
           "capabilities": ["text-generation"]}
-
-
-def tenant_request(secret: str) -> bytes:
-    return REQUEST.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
-                           + secret.encode() + b"\r\n")
+UNSAMPLED_PARENT = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n"
+# An OTLP/HTTP receiver that reads each export and answers 200 (another process: its CPU is not counted).
+RECEIVER = """
+import http.server
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
 
 async def answered_call(self, request, ex, target, adapter, url, data, headers, timeout_s):
@@ -90,11 +111,15 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
     out, usage = adapter.response(ANSWER, ex.path.removeprefix("/v1"))
     self._record(ex, target, "ok", seconds, ok=True, status=200, usage=usage)
     ex.target, ex.usage = target, usage
+    if ex.answer is not None:
+        ex.answer.read(out)
     return respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
 
 
-def routelang_app(config: Path, log_path: Path, tenant_keys: Path | None = None) -> web.Application:
-    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tenant_keys=tenant_keys)
+def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None,
+                  tenant_keys: Path | None = None) -> web.Application:
+    tracer = tracing.from_options(otlp_endpoint, os.environ) if otlp_endpoint else None
+    services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer, tenant_keys=tenant_keys)
     services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
     return wiring.application(services)
@@ -113,8 +138,10 @@ def minimal_app() -> web.Application:
 class Client(asyncio.Protocol):
     """Sends REQUEST, waits for the whole response (Content-Length), sends the next."""
 
-    def __init__(self, count: int, done: asyncio.Future, request: bytes = REQUEST):
-        self.left, self.done, self.buffer, self.request = count, done, b"", request
+    request = REQUEST
+
+    def __init__(self, count: int, done: asyncio.Future):
+        self.left, self.done, self.buffer = count, done, b""
 
     def connection_made(self, transport):
         self.transport = transport
@@ -141,8 +168,7 @@ class Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None,
-                         request: bytes = REQUEST) -> list[float]:
+async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None) -> list[float]:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)  # as server.py runs it
     await runner.setup()
     settle_gc()
@@ -158,8 +184,7 @@ async def serve_and_send(app: web.Application, count: int, repeat: int, profile:
             if profiler:
                 profiler.enable()
             start = time.process_time()
-            transport, _ = await loop.create_connection(functools.partial(Client, count, done, request), "127.0.0.1",
-                                                        port)
+            transport, _ = await loop.create_connection(functools.partial(Client, count, done), "127.0.0.1", port)
             await done
             elapsed = time.process_time() - start
             if profiler:
@@ -180,8 +205,28 @@ def main() -> None:
     parser.add_argument("--only", choices=("routelang", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
+    parser.add_argument("--trace", choices=("off", "sampled", "unsampled-by-client", "unsampled-by-sampler"),
+                        default="off")
     parser.add_argument("--tenants", action="store_true", help="also run with tenant keys and admission")
     args = parser.parse_args()
+    receiver = otlp_endpoint = None
+    if args.trace != "off":
+        receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+        otlp_endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+        os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(args.requests * 2)   # no span dropped for a full queue
+        if args.trace == "unsampled-by-client":
+            Client.request = REQUEST.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\n" + UNSAMPLED_PARENT)
+        if args.trace == "unsampled-by-sampler":
+            os.environ.update(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0")
+    try:
+        measure(args, otlp_endpoint)
+    finally:
+        if receiver is not None:
+            receiver.kill()
+            receiver.wait()
+
+
+def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         config = args.config
         if config is None:
@@ -189,27 +234,12 @@ def main() -> None:
             config.write_text(json.dumps(CONFIG))
         log = Path(scratch, "log.jsonl")
         if args.only:
-            app = routelang_app(config, log) if args.only == "routelang" else minimal_app()
+            app = routelang_app(config, log, otlp_endpoint) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
-        ours = uvloop.run(serve_and_send(routelang_app(config, log), args.requests, args.repeat, args.profile))
-        tenants = None
-        if args.tenants:
-            from routelang.tenancy.keys import KeyStore
-
-            keys = Path(scratch, "keys.db")
-            store = KeyStore(keys)
-            secret = store.create("ws-bench", "bench-agent")[1]
-            store.close()
-            tenant_config = Path(scratch, "tenants.json")
-            data = json.loads(config.read_text())
-            for rule in data["rules"]:
-                for target in rule["targets"]:
-                    target.setdefault("x-routelang", {}).update(PRICED)
-            data.setdefault("x-routelang", {})["policies"] = POLICIES
-            tenant_config.write_text(json.dumps(data))
-            tenants = uvloop.run(serve_and_send(routelang_app(tenant_config, log, keys), args.requests, args.repeat,
-                                                None, tenant_request(secret)))
+        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint), args.requests, args.repeat,
+                                         args.profile))
+        tenants = measure_tenants(args, config, log, otlp_endpoint, scratch) if args.tenants else None
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")
@@ -218,6 +248,32 @@ def main() -> None:
         added = min(tenants) - min(ours)
         print(f"tenants   {min(tenants):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in tenants)})")
         print(f"admission adds {added:.1f} us/request: {added / min(ours):.1%} of routelang's CPU per request")
+
+
+def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endpoint: str | None,
+                    scratch: str) -> list[float]:
+    """The same router with a workspace and an agent, every request with a tenant key."""
+    from routelang.tenancy.keys import KeyStore
+
+    keys = Path(scratch, "keys.db")
+    store = KeyStore(keys)
+    secret = store.create("ws-bench", "bench-agent")[1]
+    store.close()
+    data = json.loads(config.read_text())
+    for rule in data["rules"]:
+        for target in rule["targets"]:
+            target.setdefault("x-routelang", {}).update(PRICED)
+    data.setdefault("x-routelang", {})["policies"] = POLICIES
+    tenant_config = Path(scratch, "tenants.json")
+    tenant_config.write_text(json.dumps(data))
+    plain = Client.request
+    Client.request = plain.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
+                                   + secret.encode() + b"\r\n")
+    try:
+        return uvloop.run(serve_and_send(routelang_app(tenant_config, log, otlp_endpoint, keys), args.requests,
+                                         args.repeat, None))
+    finally:
+        Client.request = plain
 
 
 if __name__ == "__main__":

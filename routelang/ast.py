@@ -166,6 +166,7 @@ class Strategy:
     span: Span
     entries: list[SplitEntry] = field(default_factory=list)
     sticky: Sticky | None = None
+    no_failover: Span | None = None      # split: `no failover`, where it is written
     hybrid: dict[str, Value] = field(default_factory=dict)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from enum import IntEnum
@@ -41,6 +42,20 @@ class UsageProblem(click.ClickException):
 
     def show(self, file=None):
         click.echo(f"routelang: error: {self.format_message()}", err=True)
+
+
+class Finite(click.FloatRange):
+    """A finite number above `minimum` (from it, with `inclusive`): durations and ages, where zero,
+    a negative value, nan or infinity would break every request rather than mean something."""
+
+    def __init__(self, minimum: float = 0, inclusive: bool = False):
+        super().__init__(minimum, min_open=not inclusive)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class InputProblem(click.ClickException):
@@ -197,33 +212,36 @@ def check(files, fmt, use_env):
 
 @main.command(name="compile")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--target", "backend", type=click.Choice(["json", "python"]), default="json", show_default=True)
+@click.option("--target", "backend", type=click.Choice(["json", "python", "litellm", "portkey"]), default="json",
+              show_default=True, help="Mixtrain JSON, a Python module, a LiteLLM proxy config.yaml or a Portkey "
+                                      "config (docs/import.md).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="Do not print notes about Mixtrain approximations.")
-@click.option("--mixtrain-exact", is_flag=True,
-              help="Fail (exit 1) when Mixtrain's conditions cannot state a rule's condition exactly (RL902).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print notes about approximations.")
+@click.option("--exact", is_flag=True,
+              help="Fail (exit 1) when the target cannot state a rule exactly (RL902 for json, RL911 for litellm "
+                   "and portkey).")
+@click.option("--mixtrain-exact", is_flag=True, help="The same as --exact, for --target json.")
 @env_option
 @guarded
-def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
-    """Compile FILE to Mixtrain-schema JSON or a Python module."""
+def compile_command(file, backend, output, quiet, exact, mixtrain_exact, use_env):
+    """Compile FILE to Mixtrain-schema JSON, a Python module, or a LiteLLM or Portkey config."""
+    if backend == "python" and (exact or mixtrain_exact):
+        raise UsageProblem("--exact is for the config targets (json, litellm, portkey): the Python module is exact")
     env = dict(os.environ) if use_env else None
     result = load(file, env)
     if not result.ok:
         emit_diagnostics([result], "text", err=True)
         finish(Exit.FINDINGS)
     with no_gc_pauses():
-        if backend == "json":
-            from .backends.json import dumps, lower
-
-            config, notes = lower(result.router, exact=mixtrain_exact)
-            if has_errors(notes):
-                emit_diagnostics([result], "text", diagnostics=notes, err=True)
-                finish(Exit.FINDINGS)
-            text = dumps(config) + "\n"
-        else:
+        if backend == "python":
             from .backends.python import generate
 
             text, notes = generate(result.router, source_name=file)
+        else:
+            text, notes = _lower(backend, result.router, exact or mixtrain_exact)
+            if has_errors(notes):
+                emit_diagnostics([result], "text", diagnostics=notes, err=True)
+                finish(Exit.FINDINGS)
     shown = [n for n in notes if not quiet or n.level is not Severity.NOTE]  # warnings show even with -q
     if shown:
         emit_diagnostics([result], "text", diagnostics=shown, err=True)
@@ -231,24 +249,76 @@ def compile_command(file, backend, output, quiet, mixtrain_exact, use_env):
     finish(Exit.OK)
 
 
+def _lower(backend: str, router, exact: bool):
+    """The compiled text for a config backend (json, litellm, portkey), and its notes."""
+    if backend == "litellm":
+        import yaml
+
+        from .backends.litellm import lower
+
+        config, notes = lower(router, exact=exact)
+        return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120), notes
+    from .backends.json import dumps
+
+    if backend == "portkey":
+        from .backends.portkey import lower
+
+        config, notes = lower(router, exact=exact)
+    else:
+        from .backends.json import lower
+
+        config, notes = lower(router, exact=exact)
+    return dumps(config) + "\n", notes
+
+
 @main.command(name="import")
-@click.argument("config_file", metavar="CONFIG.json", type=click.Path(dir_okay=False))
+@click.argument("config_file", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--from", "fmt", type=click.Choice(["mixtrain", "litellm", "portkey", "hybrid"]),
+              help="The config's format (default: detected from its content).")
+@click.option("--models", type=click.Path(dir_okay=False),
+              help="hybrid: the router's models.yaml (default: models.yaml next to CONFIG, if there).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--strict", is_flag=True, help="Exit 1 when the .route file cannot say everything the config says.")
 @guarded
-def import_command(config_file, output, strict):
-    """Translate a Mixtrain routing config (JSON) into a .route file.
+def import_command(config_file, fmt, models, output, strict):
+    """Translate a router config into a .route file: Mixtrain routing JSON,
+    a LiteLLM proxy config.yaml, a Portkey config JSON, or the hybrid
+    router's routing.yaml (docs/import.md).
 
-    Exit 1 when the file is not JSON or Mixtrain's RoutingConfig rejects it
-    (and, with --strict, when something could not be carried over)."""
-    from .importer import ImportProblem, import_config_with_notes, validation_errors
+    Exit 1 when the file is not JSON/YAML or the config is not one its
+    router loads (and, with --strict, when something could not be carried
+    over)."""
+    from .importers import ImportProblem, UnreadableConfig, detect, importer, parse
 
-    config = parse_json(read_text(config_file), config_file)
+    def read(path: str):
+        try:
+            return parse(read_text(path))
+        except UnreadableConfig as exc:
+            raise InputProblem(f"{path}{':' + exc.where if exc.where else ''}: error: {exc}") from None
+
+    config = read(config_file)
+    fmt = fmt or detect(config)
+    if fmt is None:
+        raise InputProblem(f"{config_file}: error: not a config routelang can import (no Mixtrain `rules`, LiteLLM "
+                           f"`model_list`, Portkey `strategy` or hybrid `local_deployment`); name the format "
+                           f"with --from")
+    if models and fmt != "hybrid":
+        raise UsageProblem(f"--models is for the hybrid router's routing.yaml; {config_file} is a {fmt} config")
+    extra = {}
+    if fmt == "hybrid":
+        models_path = Path(models) if models else Path(config_file).with_name("models.yaml")
+        if models or models_path.is_file():
+            extra["models"] = read(str(models_path))
+    problems: list[str] = []
     try:
-        text, notes = import_config_with_notes(config, Path(config_file).name)
+        text, notes = importer(fmt)(config, Path(config_file).name, **extra)
     except ImportProblem as exc:
         raise InputProblem(f"{config_file}: error: {exc}") from None
-    problems = [f"Mixtrain's validator: {e}" for e in validation_errors(config)] + [str(n) for n in notes]
+    if fmt == "mixtrain":
+        from .importers.mixtrain import validation_errors
+
+        problems += [f"Mixtrain's validator: {e}" for e in validation_errors(config)]
+    problems += [str(n) for n in notes]
     for problem in problems:
         click.echo(f"{config_file}: warning: {problem}", err=True)
     write_output(text, output)
@@ -456,7 +526,7 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
               help="With --registry: also store each request's body and answer (user text!) in the history.")
 @click.option("--history-max-rows", type=click.IntRange(1), envvar="ROUTELANG_HISTORY_MAX_ROWS",
               help="Keep at most this many history rows (default 1,000,000).")
-@click.option("--history-max-days", type=click.FloatRange(0, min_open=True), envvar="ROUTELANG_HISTORY_MAX_DAYS",
+@click.option("--history-max-days", type=Finite(0), envvar="ROUTELANG_HISTORY_MAX_DAYS",
               help="Delete history rows older than this (default 30).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -470,22 +540,25 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--tenant-keys", "tenant_keys", type=click.Path(dir_okay=False),
               help="The registry file holding tenant keys (`routelang keys`): requests then need one, which gives "
                    "them their workspace and agent, whose limits and budgets admit them (docs/tenants.md).")
-@click.option("--timeout", "timeout_s", default=600.0, show_default=True,
+@click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=Finite(0),
               help="Seconds per upstream attempt, for targets without `timeout`.")
-@click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True,
+@click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True, type=Finite(0),
               help="Seconds a stream may wait for its first byte (and between bytes).")
-@click.option("--reload-interval", default=1.0, show_default=True,
+@click.option("--reload-interval", default=1.0, show_default=True, type=Finite(0, inclusive=True),
               help="Seconds between checks of FILE (and the files it imports) for changes (0: on SIGHUP only).")
-@click.option("--drain", "drain_s", default=30.0, show_default=True,
+@click.option("--drain", "drain_s", default=30.0, show_default=True, type=Finite(0, inclusive=True),
               help="Seconds SIGTERM waits for in-flight requests.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="JSON log lines go here (default: stderr).")
 @click.option("--loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
               help="Event loop; uvloop must be installed separately.")
+@click.option("--otlp-endpoint", metavar="URL",
+              help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
+                   "also $OTEL_EXPORTER_OTLP_ENDPOINT). Needs the otel extra.")
 @click.pass_context
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
                   host, port, workers, api_keys, admin_keys, tenant_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file, loop):
+                  log_file, loop, otlp_endpoint):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -520,13 +593,14 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
             import uvloop  # noqa: F401
         except ImportError:
             raise UsageProblem("--loop uvloop needs the uvloop package: pip install uvloop") from None
+    tracing = _tracing_wanted(otlp_endpoint)
 
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
                       settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys, tenant_keys=tenant_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
-                      log_file=log_file, loop=loop)
+                      log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint)
     try:
         code = run(options)
     except LoadError as exc:
@@ -542,6 +616,21 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
     finish(Exit.OK if code == 0 else Exit.INTERNAL)
+
+
+def _tracing_wanted(otlp_endpoint: str | None) -> bool:
+    """Whether serve exports traces. --otlp-endpoint that cannot work is a usage error; the
+    OTEL_EXPORTER_OTLP_* variables alone, set for other programs too, only warn."""
+    from .gateway import tracing
+
+    try:
+        return tracing.check(otlp_endpoint, os.environ)
+    except tracing.TracingUnavailable as exc:
+        if otlp_endpoint:
+            raise UsageProblem(str(exc)) from None
+        click.echo(f"routelang serve: warning: the OTEL_EXPORTER_OTLP_* variables ask for traces, but {exc}; "
+                   f"serving without traces", err=True)
+        return False
 
 
 @main.command(name="coverage")

@@ -132,13 +132,13 @@ def compile_path(path: str | Path, env: dict[str, str] | None = None, allow_modu
 
 def compile_json(source: Source, env: dict[str, str] | None = None) -> CompileResult:
     """A Mixtrain routing config through the same front end as a `.route`
-    file: the syntax nodes `routelang import` would write (importer.py), each
+    file: the syntax nodes `routelang import` would write (importers/mixtrain.py), each
     located at its place in the JSON, resolved and checked unchanged, so every
     diagnostic points into the JSON. Added to the checker's findings: JSON
     syntax errors (RL001), what Mixtrain's RoutingConfig refuses (RL003), what
     its RoutingValidator rejects where the checker found nothing in that
     object (RL004), and what a .route file cannot say exactly (RL005)."""
-    from .importer import ImportProblem, syntax_for_analysis, validation_errors
+    from .importers.mixtrain import ImportProblem, syntax_for_analysis, validation_errors
     from .jsonpos import JSONProblem, read_json
     from .mixtrain_schema import validation_path
 

@@ -100,6 +100,12 @@ MIXTRAIN_APPROXIMATION = register(
 MIXTRAIN_INEXACT = register(
     "RL902", "mixtrain-inexact", W, "Mixtrain's conditions cannot state a condition exactly"
 )
+PEER_APPROXIMATION = register(
+    "RL910", "peer-approximation", N, "LiteLLM or Portkey has no place for a setting; it is left out"
+)
+PEER_INEXACT = register(
+    "RL911", "peer-inexact", W, "LiteLLM or Portkey would route some requests differently"
+)
 
 
 @dataclass

@@ -41,7 +41,7 @@ def behaviour(rule: ir.Rule | None) -> tuple | str:
 
 
 def _strategy_behaviour(s: ir.Strategy, salt_default: str) -> tuple:
-    """(kind, members, sticky_by, salt, *score weights): a target member is
+    """(kind, members, sticky_by, salt, failover, *score weights): a target member is
     (provider, model, endpoint, weight in a split, shadow flag); a nested
     strategy is (its arm weight, its own behaviour)."""
     members: list[tuple] = []
@@ -55,8 +55,9 @@ def _strategy_behaviour(s: ir.Strategy, salt_default: str) -> tuple:
             members.append((None, _strategy_behaviour(m, salt_default)))
     sticky_by = s.sticky_by if isinstance(s, ir.Split) else None
     salt = (s.salt if s.salt is not None else salt_default) if sticky_by is not None else None
+    failover = s.failover if isinstance(s, ir.Split) else None
     weights = tuple(getattr(s, f"{f}_weight", None) for f in strategies.SCORE_FACTORS)
-    return (s.kind, tuple(members), sticky_by, salt, *weights)
+    return (s.kind, tuple(members), sticky_by, salt, failover, *weights)
 
 
 def describe(rule: ir.Rule | None, detailed: bool = False) -> str:
@@ -83,6 +84,8 @@ def _describe_strategy(s: ir.Strategy, salt_default: str, detailed: bool) -> str
     extra = f" sticky by {sticky_by}" if sticky_by else ""
     if detailed and sticky_by:
         extra += f" salt {json.dumps(s.salt if s.salt is not None else salt_default)}"
+    if isinstance(s, ir.Split) and not s.failover:
+        extra += " no failover"
     factors = strategies.strategy(s.kind).score_factors
     if detailed and factors:
         extra += " (" + ", ".join(f"{f} {getattr(s, f'{f}_weight') or 0:g}" for f in factors) + ")"
@@ -106,7 +109,7 @@ def differences(old: ir.Rule | None, new: ir.Rule | None) -> list[str]:
         for name, x, y in zip(fields, before, after):
             if x != y:
                 out.append(f"{name} of {t_old.provider}:{t_old.model_name}: {json.dumps(x)} -> {json.dumps(y)}")
-    for name, x, y in zip(("sticky by", "salt", *(f"{f} weight" for f in strategies.SCORE_FACTORS)),
+    for name, x, y in zip(("sticky by", "salt", "failover", *(f"{f} weight" for f in strategies.SCORE_FACTORS)),
                           a[2:], b[2:]):
         if x != y:
             out.append(f"{name}: {json.dumps(x)} -> {json.dumps(y)}")

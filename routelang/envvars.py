@@ -29,8 +29,9 @@ def has_refs(text: str) -> bool:
     return "${" in text and ENV_REF.search(text) is not None
 
 
-def interpolate(text: str, env: Mapping[str, str]) -> str:
-    """Replace every reference; an unset variable without a default raises."""
+def interpolate(text: str, env: Mapping[str, str], keep_unset: bool = False) -> str:
+    """Replace every reference; an unset variable without a default raises,
+    or with `keep_unset` stays as written."""
 
     def sub(m: re.Match) -> str:
         name, default = m.group(1), m.group(2)
@@ -38,6 +39,8 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
             return env[name]
         if default is not None:
             return default
+        if keep_unset:
+            return m.group(0)
         raise UnsetVariable(name)
 
     return ENV_REF.sub(sub, text)

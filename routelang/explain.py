@@ -150,6 +150,8 @@ def strategy_words(s: ir.Strategy) -> str:
         text += f", sticky by {s.sticky_by}"
         if s.salt is not None:
             text += f" (salt {literal(s.salt)})"
+    if isinstance(s, ir.Split) and not s.failover:
+        text += ", no failover to another arm"
     return text
 
 
@@ -161,6 +163,7 @@ def _strategy_data(s: ir.Strategy) -> dict:
         "words": strategy_words(s),
         "sticky_by": getattr(s, "sticky_by", None),
         "salt": getattr(s, "salt", None),
+        "failover": getattr(s, "failover", None),
     }
     for factor in strategies.SCORE_FACTORS:
         out[f"{factor}_weight"] = getattr(s, f"{factor}_weight", None)

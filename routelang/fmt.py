@@ -308,6 +308,8 @@ class _Printer:
                 out += [self.lit("sticky"), SPACE, self.lit("by"), SPACE, *self.path(s.sticky.path), SPACE]
                 if s.sticky.salt is not None:
                     out += [self.lit("salt"), SPACE, self.leaf(s.sticky.salt.span), SPACE]
+            if s.no_failover is not None:
+                out += [self.lit("no"), SPACE, self.lit("failover"), SPACE]
             return out + [self.block(lambda: [self.split_entry(e) for e in s.entries], always_break=True)]
         if defn.layout == "call_list":
             weights = list(s.hybrid.items())

@@ -39,7 +39,7 @@ POLICY_WORDS = ("budget", "limit", "allow", "providers", "tags", "compliance", "
                 "second", "minute", "hour", "day", "week", "month")
 DECLARATIONS = ("router", "metadata", "import", "provider", "profile", "defaults", "target",
                 "condition", "schema", "rule", "test", "workspace", "agent")
-STRATEGIES = ("when", *strategies.KEYWORDS, "shadow", "sticky", "by", "salt")
+STRATEGIES = ("when", *strategies.KEYWORDS, "shadow", "sticky", "by", "salt", "failover")
 # Target settings and their sub-settings come from vocab/settings.py (`provider` is a declaration).
 SETTINGS = tuple(dict.fromkeys((
     "priority", *(s.surface for s in target_settings.TABLE if s.surface != "provider"),

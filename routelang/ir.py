@@ -210,6 +210,7 @@ class Split(_Strategy):
     arms: tuple[Target | NestedArm, ...]
     sticky_by: str | None = None           # field whose value buckets the request
     salt: str | None = None                # hash salt (defaults to the rule name)
+    failover: bool = True                  # False (`no failover`): a request never moves to another arm
 
     @property
     def members(self) -> tuple:

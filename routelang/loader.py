@@ -118,6 +118,13 @@ def plan_from_json(config: Any, env: Mapping[str, str] | None = None) -> Plan:
     return fill_env(plan_from_config(config), _environment(env))
 
 
+def plan_for_deciding(config: Any, env: Mapping[str, str] | None = None) -> Plan:
+    """A Plan that decides and never sends (the registry SDK's `route`): a decision reads no
+    endpoint, header or key, so a `${VAR}` that is unset stays as written instead of being an
+    error (an upstream key need not be on every machine that decides); set ones are filled in."""
+    return fill_env(plan_from_config(config), _environment(env), keep_unset=True)
+
+
 def _parse_json(text: str, name: str) -> Any:
     try:
         return json.loads(text)
@@ -140,14 +147,14 @@ def plan_from_compiled(result) -> Plan:
     return plan_from_config(config, locations=rule_locations(result.router))
 
 
-def fill_env(plan: Plan, env: Mapping[str, str]) -> Plan:
+def fill_env(plan: Plan, env: Mapping[str, str], keep_unset: bool = False) -> Plan:
     """`plan` with the `${VAR}` references of every target string filled in
     from `env`; an unset variable without a default raises ConfigError naming
-    the variable, the rule, the target and the field."""
+    the variable, the rule, the target and the field (`keep_unset`: stays as written)."""
 
     def fill(text: str, where: str) -> str:
         try:
-            return envvars.interpolate(text, env)
+            return envvars.interpolate(text, env, keep_unset)
         except envvars.UnsetVariable as exc:
             raise ConfigError(f"{where}: {exc} (set {exc.name}, or give a default: ${{{exc.name}:-value}})") \
                 from None

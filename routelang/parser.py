@@ -367,10 +367,14 @@ class _Builder(Transformer):
         (weight, text, wspan), label, target = c
         return ast.SplitEntry(weight, text, self._name(label) if label is not None else None, target, wspan.to(target.span))
 
+    def no_failover(self, c):
+        return self._tok(c[0]).to(self._tok(c[1]))
+
     def split(self, c):
-        sticky, *entries = c
+        sticky, no_failover, *entries = c
         span = entries[0].span.to(entries[-1].span)
-        return ast.Strategy("split", [e.target for e in entries], span, entries=entries, sticky=sticky)
+        return ast.Strategy("split", [e.target for e in entries], span, entries=entries, sticky=sticky,
+                            no_failover=no_failover)
 
     def target_list(self, c):
         return list(c)

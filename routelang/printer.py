@@ -182,6 +182,8 @@ def _strategy(s: ast.Strategy) -> str:
             head += f" sticky by {field_text(s.sticky.path.segments)}"
             if s.sticky.salt is not None:
                 head += f" salt {quote(s.sticky.salt.value)}"
+        if s.no_failover is not None:
+            head += " no failover"
         entries = [f"{e.weight_text} {_name(e.label) + ': ' if e.label else ''}{_member(e.target)}"
                    for e in s.entries]
         return f"{head} {{ {'  '.join(entries)} }}"

@@ -506,6 +506,9 @@ class Resolver:
             spans["sticky_by"] = strat.sticky.path.span
             if strat.sticky.salt is not None:
                 fields["salt"] = strat.sticky.salt.value
+        if strat.no_failover is not None:
+            fields["failover"] = False
+            spans["failover"] = strat.no_failover
         for factor, value in strat.hybrid.items():
             fields[f"{factor}_weight"] = float(value.value)
             spans[f"{factor}_weight"] = value.span

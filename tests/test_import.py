@@ -9,8 +9,11 @@ value types included (1 vs 1.0 vs "1" vs true), so the comparison is on
 import copy
 import itertools
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,7 @@ from routelang.backends.json import lower
 from routelang.cli import main
 from routelang.compiler import compile_path, compile_text
 from routelang.envvars import has_refs
-from routelang.importer import (
+from routelang.importers.mixtrain import (
     PRESET_ENDPOINTS,
     ImportProblem,
     import_config,
@@ -138,7 +141,7 @@ def _literal(strategy):
 def targets(draw, loose: bool = False):
     text, name = (TEXT, NAME) if loose else (_literal(TEXT), _literal(NAME))
     t = {
-        "provider": draw(st.sampled_from(["modal", "fal", "custom", "openai", "anthropic", "vllm", "my provider"])),
+        "provider": draw(st.sampled_from(["modal", "fal", "custom", "openai", "anthropic", "azure", "vllm", "my provider"])),
         "model_name": draw(name),
         "endpoint": draw(st.sampled_from(["https://", "http://"] + (["ftp://", ""] if loose else []))) + draw(text),
     }
@@ -387,6 +390,15 @@ def test_reused_target_becomes_a_named_definition():
     assert "target primary = modal(" in text
     assert text.count('"https://primary.modal.run"') == 1
     assert "route primary shadow modal(" in text
+
+
+def test_an_azure_target_imports_as_the_stdlib_preset():
+    config = {"name": "r", "rules": [{"name": "all", "priority": 0, "conditions": [], "strategy": "single",
+                                      "targets": [{"provider": "azure", "model_name": "gpt-4o-prod",
+                                                   "endpoint": "https://contoso.openai.azure.com"}]}]}
+    text, compiled = round_trip(config)
+    assert 'azure("gpt-4o-prod", "https://contoso.openai.azure.com")' in text
+    assert canonical(compiled) == canonical(config)
 
 
 def test_identifier_labels_are_written_before_the_target():
@@ -682,3 +694,23 @@ def test_preset_default_endpoints_are_left_out_and_match_the_stdlib():
         config = {"name": "r", "rules": [{"name": "a", "targets": [
             {"provider": provider, "model_name": "m", "endpoint": endpoint}]}]}
         assert f'route {provider}("m")' in import_config(config, "x.json")
+
+
+def test_the_importers_do_not_import_the_compiler():
+    """compiler.py reads JSON configs through importers/mixtrain.py, so the importers must not
+    import compiler.py back: the Mixtrain importer checks the round trip of a compiled config's
+    extension fields with the resolver and checker directly."""
+    compiled = {"name": "r", "x-routelang": {"format": 1}, "rules": [
+        {"name": "a", "priority": 1, "conditions": [], "strategy": "single",
+         "targets": [{"provider": "openai", "model_name": "m", "endpoint": "https://x.example",
+                      "x-routelang": {"name": "t"}}]}]}
+    code = ("import json, sys\n"
+            "import routelang.importers.litellm, routelang.importers.portkey, routelang.importers.hybrid\n"
+            "from routelang.importers.mixtrain import import_config\n"
+            f"text = import_config(json.loads({json.dumps(json.dumps(compiled))}), 'r.json')\n"
+            "assert 'target t = ' in text, text\n"
+            "print('routelang.compiler' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

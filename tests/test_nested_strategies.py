@@ -123,7 +123,8 @@ def test_explain_words_nested_strategies_and_each_targets_share():
         ("claude", "primary in primary", 0.8), ("gpt4", "fallback 1 in primary", None), ("turbo", "split", 0.2)]
     assert rule["strategy"]["members"][0] == {
         "weight": 0.8, "label": "primary", "kind": "fallback", "words": "fallback: 1. claude 2. gpt4",
-        "sticky_by": None, "salt": None, "cost_weight": None, "latency_weight": None, "reliability_weight": None}
+        "sticky_by": None, "salt": None, "failover": None, "cost_weight": None, "latency_weight": None,
+        "reliability_weight": None}
     assert "**Strategy:** `split 80% primary (fallback: 1. claude 2. gpt4) / 20% turbo`" in explain(result, "markdown")
     assert "gpt4 (fallback 1 in primary)" in explain(result, "table")
 
@@ -151,7 +152,7 @@ def test_compile_warns_what_mixtrain_does_with_a_nested_strategy(tmp_path):
 
 def test_import_writes_nested_strategies_back_and_ignores_a_broken_tree():
     from routelang.backends.json import lower
-    from routelang.importer import import_config
+    from routelang.importers.mixtrain import import_config
 
     body = "rule r priority 1 { split { 80% primary: (fallback claude, gpt4)  20% canary: (fallback turbo, local) } }"
     config, _ = lower(compiled(body).router)
@@ -162,3 +163,46 @@ def test_import_writes_nested_strategies_back_and_ignores_a_broken_tree():
     broken["rules"][0]["x-routelang"]["strategy"]["members"][0]["members"] = [0, 99]
     text = import_config(broken, "n.json")  # Mixtrain's view: a flat split of the four targets
     assert "(fallback" not in text and compile_text(text).ok
+
+
+# ---- `no failover` --------------------------------------------------------------------------------
+
+NO_FAILOVER = """router exp "experiment"
+import std.providers
+target a = openai("ma", "https://a.example.com/v1")
+target b = openai("mb", "https://b.example.com/v1")
+target c = openai("mc", "https://c.example.com/v1")
+rule ab priority 10 { split   sticky by user.id   no   failover { 50% control: a  50% variant: b } }
+rule nested priority 5 { fallback (split no failover { 50% a  50% b }), c }
+"""
+
+
+def test_no_failover_reaches_every_phase_and_comes_back_from_json():
+    """Parsed, resolved (Split.failover), lowered (x-routelang `"failover": false`), loaded by the
+    runtime, formatted, explained, diffed, and imported back from the JSON as `no failover`."""
+    from routelang.backends.json import lower
+    from routelang.importers.mixtrain import import_config
+    from routelang.loader import load
+
+    result = compile_text(NO_FAILOVER)
+    assert result.ok, result.render()
+    split = result.router.rules[0].strategy
+    assert isinstance(split, ir.Split) and split.failover is False and split.sticky_by == "user.id"
+    config, _notes = lower(result.router)
+    assert config["rules"][0]["x-routelang"]["strategy"] == {
+        "kind": "split", "sticky_by": "user.id", "salt": "ab", "failover": False}
+    assert config["rules"][1]["x-routelang"]["strategy"]["members"][0]["failover"] is False
+    router = load(config)
+    assert [r.selection.failover for r in router.rules] == [False, True]
+    assert router.rules[1].selection.members[0].failover is False
+    formatted = format_text(NO_FAILOVER)
+    assert "split sticky by user.id no failover {" in formatted and "(split no failover {" in formatted
+    assert format_text(formatted) == formatted
+    words = json.loads(explain(result, "json"))["rules"][0]["strategy"]
+    assert words["failover"] is False and words["words"].endswith("no failover to another arm")
+    imported = import_config(config, "exp.json")
+    assert "split sticky by user.id no failover {" in imported and "split no failover {" in imported
+    assert lower(compile_text(imported).router)[0]["rules"] == config["rules"]
+    plain = compile_text(NO_FAILOVER.replace("no   failover ", "")).router
+    [change] = [c for c in diff(plain, result.router).changes if c.old_rule == "ab"]
+    assert "failover: true -> false" in change.changed and "no failover" in change.new

@@ -21,7 +21,7 @@ target gpt4 = openai("gpt-4") { input_cost 0.03 per 1k output_cost 0.06 per 1k c
     capabilities ["text-generation"] }
 target claude = anthropic("claude-3-sonnet") { input_cost 0.003 per 1k compliance ["gdpr", "ccpa"] tags ["eu"]
     capabilities ["text-generation", "vision"] }
-target azure = { provider "azure" model "gpt-4" endpoint "https://h.openai.azure.com"
+target azure_gpt4 = { provider "azure" model "gpt-4" endpoint "https://h.openai.azure.com"
     compliance ["gdpr", "ccpa", "hipaa"] capabilities ["text-generation"] }
 '''
 
@@ -37,16 +37,16 @@ workspace ws-marketing-001 "Marketing" {
 
 agent creative {
     prefer claude, gpt4
-    fallback azure
+    fallback azure_gpt4
     capabilities ["text-generation"]
     require latency p99 <= 800ms
 }
 '''
 
 RULES = '''
-rule health priority 100 { when workspace.id == "ws-health" route azure }
+rule health priority 100 { when workspace.id == "ws-health" route azure_gpt4 }
 rule marketing priority 50 { when workspace.id == "ws-marketing-001" fallback claude, gpt4 }
-rule rest { fallback azure, claude }
+rule rest { fallback azure_gpt4, claude }
 '''
 
 
@@ -72,7 +72,7 @@ def test_workspaces_and_agents_become_policies_with_money_in_micro_dollars():
     assert (req.min_success, req.max_latency_ms, req.latency_percentile, req.max_micros_per_1k,
             req.refuse_when_none) == (0.95, 5000, 95, 10_000, True)
     assert marketing.timezone == "Europe/Berlin"
-    assert creative.prefer == ("claude", "gpt4") and creative.fallback == ("azure",)
+    assert creative.prefer == ("claude", "gpt4") and creative.fallback == ("azure_gpt4",)
     assert creative.requirements.refuse_when_none is False  # `otherwise serve best` is the default
     gpt4 = next(t for r in result.router.rules for t in r.strategy.targets if t.name == "gpt4")
     assert (gpt4.input_micros_per_1k, gpt4.output_micros_per_1k) == (30_000, 60_000)
@@ -84,7 +84,7 @@ def test_refusals_name_every_reason():
     marketing, creative = result.router.policies
     targets = {t.name: t for r in result.router.rules for t in r.strategy.targets}
     assert marketing.refusals(targets["claude"]) == []
-    assert marketing.refusals(targets["azure"]) == ["it is not one of the allowed targets (gpt4, claude)"]
+    assert marketing.refusals(targets["azure_gpt4"]) == ["it is not one of the allowed targets (gpt4, claude)"]
     assert creative.refusals(targets["gpt4"]) == []
     assert creative.refusals(targets["claude"].model_copy(update={"capabilities": ("vision",)})) == [
         "it lacks the capabilities text-generation"]
@@ -143,11 +143,11 @@ def test_explain_shows_limits_and_the_targets_a_workspace_may_use():
     assert "workspace ws-marketing-001: Marketing" in text
     assert "budgets: 100 USD per day, 500 USD per week, 2000 USD per month (calendar, Europe/Berlin)" in text
     assert "may use: claude, gpt4" in text
-    assert "may not use azure: it is not one of the allowed targets (gpt4, claude)" in text
+    assert "may not use azure_gpt4: it is not one of the allowed targets (gpt4, claude)" in text
     data = explain_data(result)
     creative = data["policies"][1]
     assert creative["requirements"] == ["latency p99 <= 800ms"]
-    assert creative["may_use"] == ["azure", "claude", "gpt4"] and creative["may_not_use"] == []
+    assert creative["may_use"] == ["azure_gpt4", "claude", "gpt4"] and creative["may_not_use"] == []
     assert "policies" not in explain_data(compiled(HEADER + RULES))  # routers without tenants explain as before
 
 
@@ -186,14 +186,14 @@ def _routes(router, request) -> str:
 
 def test_a_catch_all_rule_to_a_forbidden_target_is_reported_with_a_witness():
     text = HEADER + MARKETING + '''
-rule marketing_long priority 60 { when workspace.id == "ws-marketing-001" and prompt_length > 2000 route azure }
+rule marketing_long priority 60 { when workspace.id == "ws-marketing-001" and prompt_length > 2000 route azure_gpt4 }
 rule marketing priority 50 { when workspace.id == "ws-marketing-001" fallback claude, gpt4 }
-rule rest { fallback azure, claude }
+rule rest { fallback azure_gpt4, claude }
 '''
     result = compiled(text)
     [violation] = _violations(result)
     assert violation.rule == "marketing_long"
-    assert "workspace `ws-marketing-001` to target `azure`" in violation.message
+    assert "workspace `ws-marketing-001` to target `azure_gpt4`" in violation.message
     assert "not one of the allowed targets" in violation.message
     witness = json.loads(violation.help.split("for example ")[1].split("; exclude")[0])
     assert witness["workspace"]["id"] == "ws-marketing-001"
@@ -203,8 +203,8 @@ rule rest { fallback azure, claude }
 def test_a_planted_compliance_violation_behind_a_shadow_is_found():
     text = HEADER + '''
 workspace ws-health { compliance ["hipaa"] }
-rule health priority 100 { when workspace.id == "ws-health" and region == "eu" route azure shadow claude }
-rule health_rest priority 90 { when workspace.id == "ws-health" route azure }
+rule health priority 100 { when workspace.id == "ws-health" and region == "eu" route azure_gpt4 shadow claude }
+rule health_rest priority 90 { when workspace.id == "ws-health" route azure_gpt4 }
 rule rest { fallback gpt4, claude }
 '''
     result = compiled(text)
@@ -217,7 +217,7 @@ rule rest { fallback gpt4, claude }
 def test_a_rule_whose_requests_of_the_workspace_are_all_taken_earlier_is_proven_safe():
     text = HEADER + '''
 workspace ws-health { compliance ["hipaa"] }
-rule health priority 100 { when workspace.id == "ws-health" route azure }
+rule health priority 100 { when workspace.id == "ws-health" route azure_gpt4 }
 rule big priority 50 { when prompt_length > 1000 route gpt4 }
 rule rest { fallback gpt4, claude }
 '''
@@ -226,10 +226,10 @@ rule rest { fallback gpt4, claude }
 
 def test_an_agent_is_held_to_its_preferred_and_fallback_targets():
     text = HEADER + '''
-agent support { prefer claude fallback azure }
+agent support { prefer claude fallback azure_gpt4 }
 rule creative priority 10 { when agent.id == "creative" route gpt4 }
 rule cheap priority 5 { when tier == "free" route gpt4 }
-rule rest { fallback claude, azure }
+rule rest { fallback claude, azure_gpt4 }
 '''
     [violation] = _violations(compiled(text))
     assert violation.rule == "cheap" and "agent `support` to target `gpt4`" in violation.message
@@ -239,9 +239,9 @@ def test_what_the_analysis_cannot_decide_is_not_claimed_safe():
     # A regex over the workspace id: the candidates cannot prove the rule misses ws-health.
     text = HEADER + '''
 workspace ws-health { compliance ["hipaa"] }
-rule health priority 100 { when workspace.id == "ws-health" route azure }
+rule health priority 100 { when workspace.id == "ws-health" route azure_gpt4 }
 rule odd priority 50 { when workspace.id matches "^ws-(a|b)+$" route gpt4 }
-rule rest { route azure }
+rule rest { route azure_gpt4 }
 '''
     [violation] = _violations(compiled(text))
     assert violation.rule == "odd" and violation.message.startswith("cannot prove that rule `odd` keeps")

@@ -174,7 +174,7 @@ def test_highlighter_and_language_server_know_every_keyword():
 
 
 def test_strategy_names_are_spelled_in_at_most_three_files():
-    """Issue 8's goal: the table is the one definition (grep -rl round_robin routelang grammar)."""
+    """The table is the one definition (grep -rl round_robin routelang grammar)."""
     out = subprocess.run(["grep", "-rl", "--include=*.py", "--include=*.lark", "--include=*.j2", "round_robin",
                           "routelang", "grammar"], cwd=ROOT, capture_output=True, text=True, check=False).stdout
     files = sorted(out.split())
@@ -193,7 +193,7 @@ def test_vocab_imports_nothing_else_from_routelang():
 
 
 def test_hybrid_weights_that_do_not_add_up_say_which_weight_was_left_out():
-    """Issue 8, A12: `hybrid(cost .4, latency .4)` silently scored reliability 0."""
+    """`hybrid(cost .4, latency .4)` silently scored reliability 0."""
     result = compile_text(HEADER + "rule r0 priority 0 { hybrid(cost .4, latency .4) a, b }\n")
     found = [d for d in lint(result) if d.code.name == "hybrid-weight-sum"]
     assert len(found) == 1 and found[0].level == Severity.WARNING

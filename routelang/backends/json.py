@@ -9,7 +9,8 @@ rule["x-routelang"]:
     when        the exact condition tree ({"all"|"any": [...]}, {"not": c},
                 or a condition), when `conditions` alone is not exact
     strategy    {"kind": K, ...K's parameters}, for a strategy Mixtrain lacks or a
-                parameter it lacks (a sticky split's "sticky_by", "salt"; hybrid's
+                parameter it lacks (a sticky split's "sticky_by", "salt"; a split's
+                "failover": false, written `no failover`; hybrid's
                 "cost_weight", "latency_weight", "reliability_weight"); see
                 vocab/strategies.py for which. When members are strategies
                 themselves, the whole tree: each node also has "members"
@@ -49,6 +50,7 @@ from ..diagnostics import MIXTRAIN_APPROXIMATION, MIXTRAIN_INEXACT, Diagnostic, 
 from ..envvars import has_refs as envvars_in
 from ..vocab import operators, strategies
 from ..vocab import settings as target_settings
+from .peer import requests_matching, with_field
 
 FORMAT_VERSION = 1
 MAX_EXPANDED_RULES = 32  # beyond this many `or` branches, don't expand for Mixtrain
@@ -180,6 +182,8 @@ def _parameters(s: ir.Strategy, default_salt: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if isinstance(s, ir.Split) and s.sticky_by is not None:
         out = {"sticky_by": s.sticky_by, "salt": s.salt if s.salt is not None else default_salt}
+    if isinstance(s, ir.Split) and not s.failover:
+        out["failover"] = False
     for factor in strategies.strategy(s.kind).score_factors:
         out[f"{factor}_weight"] = getattr(s, f"{factor}_weight") or 0.0
     return out
@@ -433,22 +437,6 @@ def mixtrain_choice(config: dict, request: dict) -> str | None:
     return None
 
 
-def _with_field(request: dict, path: str, value: Any) -> dict:
-    """A copy of `request` with `path` set to `value` (removed when None)."""
-    out = json.loads(json.dumps(request))
-    node = out
-    keys = path.split(".")
-    for key in keys[:-1]:
-        if not isinstance(node.get(key), dict):
-            node[key] = {}
-        node = node[key]
-    if value is None:
-        node.pop(keys[-1], None)
-    else:
-        node[keys[-1]] = value
-    return out
-
-
 def _printable(request: dict) -> bool:
     try:
         json.dumps(request)
@@ -463,31 +451,7 @@ def _describe_value(value: Any) -> str:
     return json.dumps(value)
 
 
-MAX_WITNESS_BASES = 16
 PROBES = ("", "zz", 0, 1.5, True, [], {})  # field values tried when a miss names none
-MAX_ANALYSED_EARLIER_RULES = 100  # the analysis grows about quadratically with the rules it reads
-
-
-def _requests_matching(order: list[ir.Rule], rule: ir.Rule) -> list[dict]:
-    """Requests the rule's condition holds for: first one that reaches it past
-    the rules before it (when there are few enough of those to analyse), then
-    one per region box from an analysis of the rule alone. Whether an earlier
-    rule takes them is checked afterwards by routing them."""
-    from ..analysis.regions import find_point
-    from ..analysis.router import RouterAnalysis
-
-    out = []
-    earlier = order[:order.index(rule)]
-    if len(earlier) <= MAX_ANALYSED_EARLIER_RULES:
-        reached = RouterAnalysis(ir.Router(name="witness", rules=(*earlier, rule))).facts[-1].witness
-        if reached is not None:
-            out.append(reached)
-    alone = RouterAnalysis(ir.Router(name="witness", rules=(rule,)))
-    for box in (alone.facts[0].region or [])[:MAX_WITNESS_BASES]:
-        point = find_point(alone.space, box, [])
-        if point is not None:
-            out.append(alone.space.witness(point))
-    return out
 
 
 def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: bool) -> list[Diagnostic]:
@@ -500,13 +464,13 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
     trees = [ir.condition_tree(r.when) if r.when is not None else None for r in order]
     out = []
     for rule, misses in inexact:
-        bases = _requests_matching(order, rule)
+        bases = requests_matching(order, rule)
         # (request, the miss it was built to show, the request it was built from)
         candidates: list[tuple[dict, Miss | None, dict]] = [(b, None, b) for b in bases]
         for miss in misses:
             if miss.field is not None:
                 values = [miss.value] if miss.value is not None else list(PROBES)
-                candidates += [(_with_field(b, miss.field, v), miss, b) for v in values for b in [*bases, {}]]
+                candidates += [(with_field(b, miss.field, v), miss, b) for v in values for b in [*bases, {}]]
         witness = next(((request, miss, base, theirs) for request, miss, base in candidates
                         if first_match(order, trees, request) is rule
                         and (theirs := mixtrain_choice(config, request)) != rule.name), None)
@@ -520,7 +484,7 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
             elsewhere = f"rule `{theirs}`" if theirs is not None else "no rule"
             message += f"; a request routelang routes by `{rule.name}` goes to {elsewhere} in Mixtrain"
             if not _printable(request):  # a huge integer or a deep list: say what it holds
-                rest = _with_field(base, miss.field, None)
+                rest = with_field(base, miss.field, None)
                 message += (f": {json.dumps(rest, sort_keys=True)} with `{miss.field}` holding "
                             f"{_describe_value(miss.value)}")
                 request = None

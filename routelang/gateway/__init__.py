@@ -10,10 +10,11 @@ decisions against real upstreams. docs/gateway.md is the reference.
     request.py    the request document rules see
     plan.py       the one door into the compiler and the runtime
     executor.py   attempts, retries, fallback, streaming, shadows
-    adapters/     one module per upstream wire format (openai, anthropic)
+    adapters/     one module per upstream wire format (openai, anthropic, azure)
     state.py      breakers, statistics, health, drains: the interface replicas would share
     health.py     health-check probes          reload.py   polling for changes
     metrics.py    Prometheus                   logs.py     JSON log lines
+    tracing.py    OpenTelemetry spans          proxies.py  egress proxies from the environment
     auth.py       client keys                  server.py   processes and signals
     admin/        the admin API at /api (--admin-keys) and its OpenAPI document
     errors.py     the gateway's own errors, in OpenAI's shape, one code each

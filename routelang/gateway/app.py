@@ -17,6 +17,7 @@ from aiohttp import web
 from routelang.registry.store import ROUTER_NAME
 
 from . import auth, errors, plan
+from .adapters import fit
 from .exchange import Exchange
 from .logs import JsonLog, ms, now
 from .metrics import CONTENT_TYPE, Metrics
@@ -30,6 +31,7 @@ from .tenants import Tenants, nanos
 if TYPE_CHECKING:
     from .executor import Executor
     from .routers import Source
+    from .tracing import Tracing
 
 MAX_BODY = 32 * 1024 * 1024  # images in chat messages make bodies large
 ROUTER_PREFIX = "/r/{router:" + ROUTER_NAME.pattern + "}"   # /r/NAME/v1/chat/completions
@@ -62,7 +64,7 @@ class Endpoints:
 
     def __init__(self, routers: Source, state: State, executor: Executor, metrics: Metrics, log: JsonLog,
                  recorder: Recorder | None, api_keys: auth.Keys | None, registry: str | None, started: float,
-                 tenants: Tenants | None = None):
+                 tracing: Tracing | None = None, tenants: Tenants | None = None):
         self.routers = routers
         self.state = state
         self.executor = executor
@@ -74,6 +76,7 @@ class Endpoints:
         self.serves_registry = registry is not None
         self.body_timeout_s = executor.settings.body_timeout_s
         self.started = started
+        self.tracing = tracing   # None: no spans (one check per request)
         self.tenants = tenants
 
     def _router(self, request: web.Request) -> tuple[plan.Loaded | None, str | None]:
@@ -105,6 +108,8 @@ class Endpoints:
         start = perf_counter()
         ex = Exchange(id=request.headers.get("x-request-id") or os.urandom(12).hex(), path=_endpoint(request),
                       start=start)
+        if self.tracing is not None:
+            ex.span = self.tracing.request_span(request.headers, ex.path)
         routed = Routed()
         response: web.StreamResponse | None = None
         try:
@@ -143,6 +148,7 @@ class Endpoints:
         if loaded is None:
             return self._no_router(ex, name)
         routed.loaded = loaded
+        ex.router, ex.version = loaded.name, loaded.version
         try:
             raw = await self._body(request)
             body = orjson.loads(raw)
@@ -157,6 +163,8 @@ class Endpoints:
             ex.captured = []
         if not isinstance(body, dict):
             return error(ex, errors.INVALID_REQUEST, "the body must be a JSON object")
+        if ex.span is not None:
+            self.tracing.named(ex.span, ex.path, body)
         doc = document(body, request.headers.items(), ex.path)
         key = routed.tenant_key
         if key is not None:  # the key says who is asking: rules route on workspace.id and agent.id
@@ -220,11 +228,11 @@ class Endpoints:
         status = ex.status or (response.status if response is not None else 0)
         target = plan.target_name(ex.target) if ex.target is not None else "-"
         m = self.metrics
-        m.request(ex.path, ex.rule, target, status, total)
+        m.request(ex.router, ex.path, ex.rule, target, status, total)
         if ex.overhead_s is not None:
             m.overhead.observe(ex.overhead_s)
         if ex.ttft_s is not None:
-            m.first_token(ex.rule, target, ex.ttft_s)
+            m.first_token(ex.router, ex.rule, target, ex.ttft_s)
         cost = None
         usage = ex.usage
         if usage is not None and ex.target is not None:
@@ -232,9 +240,10 @@ class Endpoints:
                 cost = usage.total * ex.target.cost_per_1k_tokens / 1000
             elif ex.target.input_micros_per_1k is not None or ex.target.output_micros_per_1k is not None:
                 cost = nanos(ex.target, usage.prompt_tokens, usage.completion_tokens) / 1e9   # USD
-            m.usage(target, usage.prompt_tokens, usage.completion_tokens, cost)
+            m.usage(ex.router, target, usage.prompt_tokens, usage.completion_tokens, cost)
         self.log.record({
-            "ts": now(), "event": "request", "id": ex.id, "path": ex.path, "stream": ex.stream, "rule": ex.rule,
+            "ts": now(), "event": "request", "id": ex.id, "path": ex.path,
+            "router": None if ex.version is None else ex.router, "version": ex.version, "stream": ex.stream, "rule": ex.rule,
             "target": target, "status": status, "error": ex.error, "attempts": ex.attempts, "ms": ms(total),
             "overhead_ms": None if ex.overhead_s is None else ms(ex.overhead_s),
             "ttft_ms": None if ex.ttft_s is None else ms(ex.ttft_s),
@@ -242,6 +251,13 @@ class Endpoints:
             "completion_tokens": None if usage is None else usage.completion_tokens, "cost": cost})
         if self.recorder is not None and routed.loaded is not None:
             self.recorder.record(ex, routed, status, total, cost, response)
+        if ex.span is not None and ex.span.is_recording():   # (an unsampled span has nothing to end)
+            loaded, decision = routed.loaded, routed.decision
+            self.tracing.end_request(
+                ex.span, status=status, error=ex.error, router=None if loaded is None else loaded.name,
+                version=None if loaded is None else loaded.version, rule=ex.rule, target=ex.target,
+                attempts=sum(1 for a in ex.attempts if "ms" in a),
+                split_label=None if decision is None else decision.split_label, usage=usage)
 
     async def models(self, request: web.Request) -> web.Response:
         refused = self._refused(request)
@@ -331,10 +347,17 @@ class Endpoints:
             rows = plan.candidates(loaded, decision.rule, self.state)
             winner = decision.attempts[0] if decision.attempts else None
             why = plan.why_winner(decision.rule, rows, winner)
+            endpoint = fit(decision.attempts, path.removeprefix("/v1"))   # as the executor will
+            refused = None
+            if endpoint.refusal is not None:
+                refused = {"status": errors.UNSUPPORTED.status, **errors.error_body(errors.UNSUPPORTED,
+                                                                                    endpoint.refusal)}
             out.update(rule=decision.rule.name, strategy=decision.rule.strategy,
                        reason=decision.reason + (f"; {why}" if why else ""), candidates=rows,
-                       attempts=[_target_json(t) for t in decision.attempts],
-                       shadows=[_target_json(t) for t in decision.shadows],
+                       attempts=[_target_json(t) for t in endpoint.servable],
+                       unsupported=[{"target": plan.target_name(t), "reason": reason}
+                                    for t, reason in endpoint.refused],
+                       refused=refused, shadows=[_target_json(t) for t in decision.shadows],
                        unavailable=decision.unavailable, retry_after_s=decision.retry_after_s)
         return web.Response(body=orjson.dumps(out), content_type=JSON)
 
@@ -343,7 +366,8 @@ class Endpoints:
             with about(loaded):
                 for target in loaded.targets.values():
                     if target.circuit_breaker is not None:
-                        self.metrics.breaker_state(plan.target_name(target), self.state.breaker(target))
+                        self.metrics.breaker_state(loaded.name, plan.target_name(target),
+                                                   self.state.breaker(target))
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def unknown(self, request: web.Request) -> web.Response:

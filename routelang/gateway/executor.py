@@ -31,15 +31,17 @@ from aiohttp import web
 from routelang.runtime.model import Target
 
 from . import errors, upstream
-from .adapters import Adapter, Unsupported, Usage, adapter_for, error_code, error_type
+from .adapters import Adapter, Usage, adapter_for, error_code, error_type, fit
 from .exchange import Exchange
 from .logs import JsonLog, ms
 from .plan import Decision, target_name
 from .responses import error, respond
+from .tracing import Answer
 
 if TYPE_CHECKING:
     from .metrics import Metrics
     from .state import State
+    from .tracing import Tracing
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Upstream response headers not passed on to the client.
@@ -112,12 +114,14 @@ class Executor:
     """Sends requests (and shadow copies) through `client`; each attempt's outcome goes to
     `state` (breakers, statistics), `metrics` and the Exchange (the log line)."""
 
-    def __init__(self, settings: Settings, client: upstream.Client, state: State, metrics: Metrics, log: JsonLog):
+    def __init__(self, settings: Settings, client: upstream.Client, state: State, metrics: Metrics, log: JsonLog,
+                 tracing: Tracing | None = None):
         self.settings = settings
         self.client = client
         self.state = state
         self.metrics = metrics
         self.log = log
+        self.tracing = tracing   # with it, the Exchange of a request has a span (ex.span)
         self.shadow_tasks: set[asyncio.Task] = set()
 
     async def close(self) -> None:
@@ -138,37 +142,50 @@ class Executor:
 
     async def run(self, request: web.Request, ex: Exchange, decision: Decision, body: dict,
                   forward: dict[str, str]) -> web.StreamResponse:
-        state, metrics = self.state, self.metrics
+        state, metrics, tracing = self.state, self.metrics, self.tracing
         path = ex.path.removeprefix("/v1")
-        unsupported = 0
-        last: Failure | None = None
+        calls = 0
         for n, target in enumerate(decision.attempts):
-            if n >= decision.picked:
+            adapter = adapter_for(target.provider)
+            refused = adapter.refuses(path)
+            if n >= decision.picked and refused is None:   # (a target never called takes no half-open probe)
                 if not state.admits(target):
                     ex.attempts.append({"target": target_name(target), "outcome": "breaker_open"})
                     continue
                 state.claim(target)
             if n > 0:
-                metrics.fallbacks.labels(ex.rule).inc()
-            adapter = adapter_for(target.provider)
-            try:
-                url, payload, wire_headers = adapter.request(target, path, body, ex.stream)
-            except Unsupported as exc:
-                unsupported += 1
+                metrics.fallbacks.labels(ex.router, ex.rule).inc()
+            if refused is not None:
                 ex.attempts.append({"target": target_name(target), "outcome": "unsupported"})
-                last = Failure("unsupported", False, str(exc))
                 continue
+            url, payload, wire_headers = adapter.request(target, path, body, ex.stream)
             headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
             data = orjson.dumps(payload)
             timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
             retries = max(0, target.retry_count or 0)
             try_no = 0
             while True:
-                result = await (self._stream if ex.stream else self._call)(
-                    request, ex, target, adapter, url, data, headers, timeout_s)
+                calls += 1
+                call = self._stream if ex.stream else self._call
+                if ex.span is None:
+                    result = await call(request, ex, target, adapter, url, data, headers, timeout_s)
+                elif not ex.span.is_recording():   # sampled out: only the trace's id goes on
+                    result = await call(request, ex, target, adapter, url, data,
+                                        tracing.propagate(ex.span, headers), timeout_s)
+                else:
+                    span = tracing.attempt_span(ex.span, target, ex.path, body, ex.rule, calls, try_no)
+                    recorded = len(ex.attempts)
+                    ex.answer = Answer()
+                    try:
+                        result = await call(request, ex, target, adapter, url, data, tracing.inject(span, headers),
+                                            timeout_s)
+                    finally:   # (the call's entry in ex.attempts says how it went; none: it raised)
+                        entry = ex.attempts[-1] if len(ex.attempts) > recorded else {"outcome": "internal_error"}
+                        tracing.end_attempt(span, ex.span, outcome=entry["outcome"], status=entry.get("status"),
+                                            usage=ex.usage if entry["outcome"] == "ok" else None, answer=ex.answer)
+                        ex.answer = None
                 if not isinstance(result, Failure):
                     return result
-                last = result
                 if result.outcome == "stream_options_refused":
                     if "stream_options" not in payload:
                         break  # refused again without it: not the option's fault after all
@@ -184,11 +201,14 @@ class Executor:
                 wait = self.backoff(try_no, result)
                 if wait is None:
                     break
+                slept = perf_counter()
                 await asyncio.sleep(wait)
+                ex.backoff_s += perf_counter() - slept
                 try_no += 1
-                metrics.retries.labels(target_name(target)).inc()
-        if unsupported and unsupported == len(decision.attempts):
-            return error(ex, errors.UNSUPPORTED, last.message if last else "unsupported")
+                metrics.retries.labels(ex.router, target_name(target)).inc()
+        refusal = fit(decision.attempts, path).refusal
+        if refusal is not None:
+            return error(ex, errors.UNSUPPORTED, refusal)
         summary = "; ".join(f"{a['target']}: {a['outcome']}" for a in ex.attempts) or "no target was tried"
         return error(ex, errors.ALL_TARGETS_FAILED, f"every target failed ({summary})")
 
@@ -200,10 +220,10 @@ class Executor:
         if status is not None:
             entry["status"] = status
         ex.attempts.append(entry)
-        self.metrics.attempt(name, outcome, seconds)
+        self.metrics.attempt(ex.router, name, outcome, seconds)
         breaker = self.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok and latency else None,
                                     tokens=usage.total if usage is not None else None)
-        self.metrics.breaker_state(name, breaker)
+        self.metrics.breaker_state(ex.router, name, breaker)
 
     def _failure(self, ex: Exchange, target: Target, seconds: float, exc: BaseException) -> Failure:
         failure = Failure(call_outcome(exc), True, "timed out" if isinstance(exc, TimeoutError) else str(exc))
@@ -260,6 +280,8 @@ class Executor:
             return Failure("bad_response", True, "the upstream's answer is not valid JSON of its format")
         self._record(ex, target, "ok", seconds, ok=True, status=status, usage=usage)
         ex.target, ex.usage = target, usage
+        if ex.answer is not None:
+            ex.answer.read(out)
         return respond(ex, status, out, self._returned(upstream_headers))
 
     # ---- one attempt, streamed ----------------------------------------------------
@@ -311,6 +333,8 @@ class Executor:
             await response.prepare(request)
             if ex.captured is not None:
                 ex.captured.extend(frames)
+            if ex.answer is not None:
+                ex.answer.see(frames)
             await response.write(b"".join(frames))
             ex.streamed_frames += len(frames)
             problem = None
@@ -323,6 +347,8 @@ class Executor:
                     if frames:
                         if ex.captured is not None:
                             ex.captured.extend(frames)
+                        if ex.answer is not None:
+                            ex.answer.see(frames)
                         await response.write(b"".join(frames))
                         ex.streamed_frames += len(frames)
             except (TimeoutError, upstream.UpstreamError) as exc:
@@ -357,40 +383,60 @@ class Executor:
         """Send a copy to `target` in the background (never streamed); the answer is discarded."""
         name = target_name(target)
         if len(self.shadow_tasks) >= self.settings.shadow_limit:
-            self.metrics.shadow_dropped.labels(name).inc()
-            self.log.write("shadow", id=ex.id, target=name, outcome="dropped")
+            self.metrics.shadow_dropped.labels(ex.router, name).inc()
+            self.log.write("shadow", id=ex.id, router=ex.router, target=name, outcome="dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._shadow(ex.id, target, body, forward, ex.path))
+        task = asyncio.get_running_loop().create_task(self._shadow(ex.id, ex.router, target, body, forward,
+                                                                   ex.path, ex.span, ex.rule))
         self.shadow_tasks.add(task)
         task.add_done_callback(self.shadow_tasks.discard)
 
-    async def _shadow(self, request_id: str, target: Target, body: dict, forward: dict[str, str],
-                      path: str) -> None:
+    async def _shadow(self, request_id: str, router: str, target: Target, body: dict, forward: dict[str, str],
+                      path: str, parent: Any = None, rule: str = "-") -> None:
+        """`parent`: the request's span when tracing (the shadow call gets a CLIENT span of its own,
+        `routelang.shadow`, attempt 0)."""
         name = target_name(target)
         adapter = adapter_for(target.provider)
+        endpoint = path.removeprefix("/v1")
         copy = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        span = None
+        if parent is not None and parent.is_recording():
+            span = self.tracing.attempt_span(parent, target, path, copy, rule, 0, 0)
+            span.set_attribute("routelang.shadow", True)
         t0 = perf_counter()
         status = None
         usage = None
         try:
-            url, payload, wire_headers = adapter.request(target, path.removeprefix("/v1"), copy, False)
-            headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
-            timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
-            status, _headers, raw = await self.client.fetch("POST", url, orjson.dumps(payload), headers, timeout_s)
-            ok = 200 <= status < 300
-            if ok:
-                _out, usage = adapter.response(raw, path.removeprefix("/v1"))
-            outcome = "ok" if ok else f"http_{status}"
-        except Unsupported:
-            ok, outcome = True, "unsupported"
+            if adapter.refuses(endpoint) is not None:
+                ok, outcome = True, "unsupported"
+            else:
+                url, payload, wire_headers = adapter.request(target, endpoint, copy, False)
+                headers = {**forward, **wire_headers, **(target.headers or {}), "Content-Type": "application/json"}
+                if span is not None:
+                    headers = self.tracing.inject(span, headers)
+                elif parent is not None:
+                    headers = self.tracing.propagate(parent, headers)
+                timeout_s = target.timeout_ms / 1000 if target.timeout_ms else self.settings.timeout_s
+                status, _headers, raw = await self.client.fetch("POST", url, orjson.dumps(payload), headers,
+                                                                timeout_s)
+                ok = 200 <= status < 300
+                if ok:
+                    _out, usage = adapter.response(raw, endpoint)
+                outcome = "ok" if ok else f"http_{status}"
         except (TimeoutError, upstream.UpstreamError) as exc:
             ok, outcome = False, call_outcome(exc)
         except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError):
             ok, outcome = False, "bad_response"
+        except asyncio.CancelledError:   # the gateway stops
+            if span is not None:
+                self.tracing.end_attempt(span, parent, outcome="cancelled", status=None, usage=None)
+            raise
         seconds = perf_counter() - t0
-        self.metrics.shadow.labels(name, outcome).inc()
+        if span is not None:   # (no answer given: the request's span keeps its own answer's)
+            self.tracing.end_attempt(span, parent, outcome=outcome, status=status, usage=usage)
+        self.metrics.shadow.labels(router, name, outcome).inc()
         if outcome != "unsupported":
             self.state.record(target, ok=ok, latency_ms=seconds * 1000 if ok else None,
                               tokens=usage.total if usage else None)
-        self.log.write("shadow", id=request_id, target=name, outcome=outcome, status=status,
+        self.log.write("shadow", id=request_id, router=router, target=name, outcome=outcome, status=status,
                        ms=ms(seconds), tokens=None if usage is None else usage.total)

@@ -142,25 +142,31 @@ class Metrics:
 
             def histogram(name, doc, labels, buckets):
                 return LocalHistogram(name, doc, labels, r, buckets)
-        self.requests = counter("routelang_requests", "Requests answered, by rule, target and HTTP status",
-                                ("endpoint", "rule", "target", "status"))
+        # Every series about a router's requests and targets has a `router` label (a registry gateway
+        # serves several, whose rules and targets may have the same names); health and drains are the
+        # upstream's, shared by the routers that use it.
+        self.requests = counter("routelang_requests", "Requests answered, by router, rule, target and HTTP status",
+                                ("router", "endpoint", "rule", "target", "status"))
         self.duration = histogram("routelang_request_duration_seconds", "Time from request to the last byte",
-                                  ("endpoint", "rule"), DURATION_BUCKETS)
+                                  ("router", "endpoint", "rule"), DURATION_BUCKETS)
         self.ttft = histogram("routelang_time_to_first_token_seconds",
-                              "Time from request to the first streamed byte", ("rule", "target"), DURATION_BUCKETS)
+                              "Time from request to the first streamed byte", ("router", "rule", "target"),
+                              DURATION_BUCKETS)
         self.overhead = histogram("routelang_overhead_seconds",
-                                  "Time spent in the gateway (the request's time minus upstream time)", (),
+                                  "Time spent in the gateway (the request's time minus upstream and retry waits)", (),
                                   OVERHEAD_BUCKETS)
         self.upstream = histogram("routelang_upstream_latency_seconds", "One upstream attempt, by outcome",
-                                  ("target", "outcome"), DURATION_BUCKETS)
-        self.fallbacks = Counter("routelang_fallbacks", "Moves from one target to the next", ["rule"], registry=r)
-        self.retries = Counter("routelang_retries", "Retries of the same target", ["target"], registry=r)
-        self.tokens = counter("routelang_tokens", "Tokens reported by upstreams", ("target", "kind"))
-        self.cost = counter("routelang_cost", "Cost from usage and `cost ... per 1k` (the config's unit)", ("target",))
-        self.shadow = Counter("routelang_shadow_requests", "Shadow copies, by outcome", ["target", "outcome"],
-                              registry=r)
+                                  ("router", "target", "outcome"), DURATION_BUCKETS)
+        self.fallbacks = Counter("routelang_fallbacks", "Moves from one target to the next", ["router", "rule"],
+                                 registry=r)
+        self.retries = Counter("routelang_retries", "Retries of the same target", ["router", "target"], registry=r)
+        self.tokens = counter("routelang_tokens", "Tokens reported by upstreams", ("router", "target", "kind"))
+        self.cost = counter("routelang_cost", "Cost from usage and `cost ... per 1k` (the config's unit)",
+                            ("router", "target"))
+        self.shadow = Counter("routelang_shadow_requests", "Shadow copies, by outcome",
+                              ["router", "target", "outcome"], registry=r)
         self.shadow_dropped = Counter("routelang_shadow_dropped", "Shadow copies dropped (too many in flight)",
-                                      ["target"], registry=r)
+                                      ["router", "target"], registry=r)
         self.reloads = Counter("routelang_reloads", "Config reloads, by result", ["result"], registry=r)
         self.tenant_refusals = Counter("routelang_tenant_refusals", "Requests refused by a workspace's or agent's"
                                        " limits, budgets or restrictions, by workspace and code",
@@ -168,7 +174,7 @@ class Metrics:
         self.tenant_spend = counter("routelang_tenant_spend_usd", "Spend settled, by workspace (USD)",
                                     ("workspace",))
         self.breaker = Gauge("routelang_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
-                             ["target"], registry=r, multiprocess_mode="max")
+                             ["router", "target"], registry=r, multiprocess_mode="max")
         self.healthy = Gauge("routelang_target_healthy", "Health (probed or pushed): 1 healthy, 0 failing",
                              ["target"], registry=r, multiprocess_mode="min")
         self.drained = Gauge("routelang_target_drained", "Drained by hand through the admin API: 1 drained, 0 not",
@@ -180,33 +186,37 @@ class Metrics:
         self._durations: dict[tuple, object] = {}
         self._attempts: dict[tuple, object] = {}
         self._ttfts: dict[tuple, object] = {}
-        self._usage: dict[str, tuple] = {}   # target -> (prompt tokens, completion tokens, cost) children
-        self._breakers: dict[str, str] = {}
+        self._usage: dict[tuple, tuple] = {}   # (router, target) -> (prompt tokens, completion tokens, cost)
+        self._breakers: dict[tuple, str] = {}   # (router, target) -> the state last set
 
-    def request(self, endpoint: str, rule: str, target: str, status: int, seconds: float) -> None:
-        _cached_child(self._requests, self.requests, (endpoint, rule, target, status)).inc()
-        _cached_child(self._durations, self.duration, (endpoint, rule)).observe(seconds)
+    def request(self, router: str, endpoint: str, rule: str, target: str, status: int, seconds: float) -> None:
+        _cached_child(self._requests, self.requests, (router, endpoint, rule, target, status)).inc()
+        _cached_child(self._durations, self.duration, (router, endpoint, rule)).observe(seconds)
 
-    def attempt(self, target: str, outcome: str, seconds: float) -> None:
-        _cached_child(self._attempts, self.upstream, (target, outcome)).observe(seconds)
+    def attempt(self, router: str, target: str, outcome: str, seconds: float) -> None:
+        _cached_child(self._attempts, self.upstream, (router, target, outcome)).observe(seconds)
 
-    def first_token(self, rule: str, target: str, seconds: float) -> None:
-        _cached_child(self._ttfts, self.ttft, (rule, target)).observe(seconds)
+    def first_token(self, router: str, rule: str, target: str, seconds: float) -> None:
+        _cached_child(self._ttfts, self.ttft, (router, rule, target)).observe(seconds)
 
-    def usage(self, target: str, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
-        children = self._usage.get(target)
+    def usage(self, router: str, target: str, prompt_tokens: int, completion_tokens: int,
+              cost: float | None) -> None:
+        key = (router, target)
+        children = self._usage.get(key)
         if children is None:
-            children = self._usage[target] = (self.tokens.labels(target, "prompt"),
-                                              self.tokens.labels(target, "completion"), self.cost.labels(target))
+            children = self._usage[key] = (self.tokens.labels(router, target, "prompt"),
+                                           self.tokens.labels(router, target, "completion"),
+                                           self.cost.labels(router, target))
         children[0].inc(prompt_tokens)
         children[1].inc(completion_tokens)
         if cost is not None:
             children[2].inc(cost)
 
-    def breaker_state(self, target: str, state: str | None) -> None:
-        if state is not None and self._breakers.get(target) != state:
-            self._breakers[target] = state
-            self.breaker.labels(target).set(BREAKER_VALUES[state])
+    def breaker_state(self, router: str, target: str, state: str | None) -> None:
+        key = (router, target)
+        if state is not None and self._breakers.get(key) != state:
+            self._breakers[key] = state
+            self.breaker.labels(router, target).set(BREAKER_VALUES[state])
 
     def exposition(self) -> bytes:
         if multiprocess_mode():

@@ -213,6 +213,13 @@ class Decision:
     def unavailable(self) -> bool:
         return self.rule is not None and not self.attempts
 
+    @property
+    def split_label(self) -> str | None:
+        """A split's arm the request was assigned to (what A/B reports group by)."""
+        if self.rule is None or self.rule.strategy != "split" or not self.attempts:
+            return None
+        return self.attempts[0].label or self.attempts[0].model_name
+
 
 def decide(loaded: Loaded, doc: dict, state: Availability) -> Decision:
     """Route `doc`: the runtime picks (breakers applied), then unhealthy targets
@@ -253,9 +260,10 @@ def _why_out(rule: RuleSpec, state: Availability) -> str:
 
 def _backing(rule: RuleSpec) -> str | None:
     """A flat one-target pick (split, round-robin) is backed by the rule's other targets;
-    a nested strategy's attempts are already its whole chain."""
+    a nested strategy's attempts are already its whole chain, and a `no failover` split
+    keeps each request in its arm (an experiment's arms are judged by their own targets)."""
     selector = vocab.strategy(rule.strategy).selector
-    if selector not in PICKS_ONE or _nested(rule.selection):
+    if selector not in PICKS_ONE or _nested(rule.selection) or not rule.selection.failover:
         return None
     return "rotate" if selector == "rotate" else "split"
 

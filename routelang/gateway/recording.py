@@ -71,11 +71,9 @@ class Recorder:
                response: web.StreamResponse | None) -> None:
         decision = routed.decision
         rule = None if decision is None else decision.rule
-        selected, split_label, sticky = [], None, None
+        selected, sticky = [], None
         if rule is not None and decision.attempts:
             selected = decision.attempts[:max(decision.picked, 1)]
-            if rule.strategy == "split":   # the arm the request was assigned to (what A/B reports group by)
-                split_label = selected[0].label or selected[0].model_name
             if rule.selection.sticky_by is not None:
                 sticky = history.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
         usage = ex.usage
@@ -85,7 +83,8 @@ class Recorder:
             status=outcome(ex, status), targets=selected, attempts=ex.attempts, latency_ms=total_s * 1000,
             ttft_ms=None if ex.ttft_s is None else ex.ttft_s * 1000,
             tokens_in=None if usage is None else usage.prompt_tokens,
-            tokens_out=None if usage is None else usage.completion_tokens, cost=cost, split_label=split_label,
+            tokens_out=None if usage is None else usage.completion_tokens, cost=cost,
+            split_label=None if decision is None else decision.split_label,
             sticky_key_hash=sticky, client_key_id=routed.client_key_id, http_status=status, error=ex.error,
             source=history.GATEWAY, first_target=first, first_outcome=first_outcome, failed_over=failed_over,
             id=ex.id)

@@ -43,6 +43,8 @@ class Options:
     drain_s: float = 30.0
     log_file: str | None = None
     loop: str = "asyncio"       # or "uvloop" (when installed); see docs/gateway.md#performance
+    tracing: bool = False       # export traces (checked by tracing.check; each worker makes its own Tracing)
+    otlp_endpoint: str | None = None    # None: from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -59,9 +61,19 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_writable(log_file: str) -> None:
+    """Before listening: a log file that cannot be opened is the caller's mistake, said plainly
+    (each worker opens it again for itself)."""
+    try:
+        open(log_file, "ab").close()
+    except OSError as exc:
+        raise OSError(f"cannot write the log file {log_file}: {exc.strerror or exc}") from None
+
+
 def run(options: Options) -> int:
     """Serve until SIGTERM; the exit status. Raises plan.LoadError (the file does not
-    load), auth.KeyFileError and registry.RegistryError (no registry file) before listening."""
+    load), auth.KeyFileError, registry.RegistryError (no registry file) and OSError (the port
+    or the log file) before listening."""
     from . import auth, plan  # neither imports prometheus_client (see prepare_multiprocess)
 
     if options.registry is None:
@@ -74,6 +86,8 @@ def run(options: Options) -> int:
         what = f"registry {options.registry}"
     keys = Keys(auth.load_keys(options.api_keys_file) if options.api_keys_file else None,
                 auth.load_keys(options.admin_keys_file) if options.admin_keys_file else None)
+    if options.log_file is not None:
+        _check_writable(options.log_file)
     sock = _listen(options.host, options.port)
     host, port = sock.getsockname()[:2]
     print(f"routelang serve: {what} on http://{host}:{port} ({options.workers} worker(s))",
@@ -102,7 +116,7 @@ def _run_worker(options: Options, sock: socket.socket, keys: Keys) -> int:
 async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
     from aiohttp import web
 
-    from . import wiring
+    from . import tracing, wiring
     from .logs import JsonLog
 
     log_stream = open(options.log_file, "ab") if options.log_file else None  # noqa: ASYNC230, SIM115 (once, at start)
@@ -112,6 +126,8 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
                                 admin_keys=keys.admins, registry=options.registry,
                                 default_router=options.default_router, history=options.history,
                                 retention=options.retention, capture=options.capture,
+                                tracing=tracing.from_options(options.otlp_endpoint, os.environ) if options.tracing
+                                else None,
                                 tenant_keys=options.tenant_keys)
         runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)

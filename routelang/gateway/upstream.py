@@ -7,15 +7,18 @@ What it does: http and https (certificates verified against the system's CAs, or
 in SSL_CERT_FILE); Content-Length, chunked and close-delimited bodies; gzip and deflate
 bodies decoded (it asks for `identity`, a server may compress anyway); reuse of idle
 connections for up to IDLE_S; timeouts for the connect, the whole call and each silence
-of a stream; a cancelled call closes its connection, so the upstream sees the client go.
-What it does not do, on purpose: proxies, redirects (an API answers, it does not
-redirect), cookies (never kept: one client's cookie must not reach another's request),
-HTTP/2, and resending a request by itself (the executor's retry policy decides that).
+of a stream; a cancelled call closes its connection, so the upstream sees the client go;
+HTTP proxies from the environment (proxies.py): an http URL is asked of the proxy in
+absolute form, an https one goes through a CONNECT tunnel, TLS end to end.
+What it does not do, on purpose: redirects (an API answers, it does not redirect),
+cookies (never kept: one client's cookie must not reach another's request), HTTP/2,
+and resending a request by itself (the executor's retry policy decides that).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import zlib
 from collections.abc import Mapping
@@ -24,10 +27,13 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from .proxies import Proxies, Proxy, ProxyConfigError
+
 IDLE_S = 15.0                  # an idle connection is closed after this long (aiohttp's default too)
 BUFFER_HIGH = 1 << 20          # a stream's unread bytes above which the upstream is paused
 BUFFER_LOW = 1 << 16           # ... and below which it is resumed
 URL_CACHE = 1024               # parsed URLs kept (targets' endpoints and probes: a handful)
+PROXY_HEAD_MAX = 1 << 16       # a proxy's answer to CONNECT longer than this is not one
 
 
 class UpstreamError(Exception):
@@ -41,9 +47,9 @@ class ConnectError(UpstreamError):
 class Origin:
     """Where a URL's connections go, and what its requests say."""
 
-    __slots__ = ("host", "host_header", "key", "port", "tls")
+    __slots__ = ("host", "host_header", "key", "port", "proxy", "proxy_header", "tls")
 
-    def __init__(self, scheme: str, host: str, port: int | None):
+    def __init__(self, scheme: str, host: str, port: int | None, proxies: Proxies):
         if scheme not in ("http", "https"):
             raise UpstreamError(f"unsupported URL scheme {scheme!r} (http and https are)")
         self.tls = scheme == "https"
@@ -52,6 +58,13 @@ class Origin:
         shown = f"[{host}]" if ":" in host else host
         self.host_header = shown if self.port == default else f"{shown}:{self.port}"
         self.key = (scheme, host, self.port)
+        try:
+            self.proxy = proxies.select(scheme, host, self.port)
+        except ProxyConfigError as exc:
+            raise ConnectError(str(exc)) from None
+        # Plain http through a proxy: each request carries the proxy's credentials (https: the CONNECT does).
+        authorization = self.proxy.authorization if self.proxy is not None and not self.tls else None
+        self.proxy_header = f"Proxy-Authorization: {authorization}\r\n" if authorization else ""
 
 
 class Response:
@@ -194,6 +207,8 @@ class Connection(asyncio.Protocol):
              read_timeout_s: float | None) -> None:
         """Write one request; its answer is then awaited with `wait`."""
         lines = [f"{method} {path} HTTP/1.1\r\nHost: {self.origin.host_header}\r\n"]
+        if self.origin.proxy_header:
+            lines.append(self.origin.proxy_header)
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         if body or method != "GET":
             lines.append(f"Content-Length: {len(body)}\r\n")
@@ -286,11 +301,37 @@ class Connection(asyncio.Protocol):
             self.client.forget(self)
 
 
+class TunnelOpener(asyncio.Protocol):
+    """A connection to a proxy until it has answered CONNECT: `answer` is its status line."""
+
+    def __init__(self):
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.head = bytearray()
+        self.more = False   # bytes came after the answer's head (a refusal's body; after a 2xx, a broken proxy)
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            self.more = True
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.more = end + 4 < len(self.head)
+            self.answer.set_result(bytes(self.head[:self.head.find(b"\r\n")]))
+        elif len(self.head) > PROXY_HEAD_MAX:
+            self.answer.set_exception(ConnectError("the proxy's answer to CONNECT is not HTTP"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectError("the proxy closed the connection before answering CONNECT"))
+
+
 class Client:
     """The gateway's one upstream client: a pool of idle connections per origin."""
 
-    def __init__(self, connect_timeout_s: float = 10.0):
+    def __init__(self, connect_timeout_s: float = 10.0, environ: Mapping[str, str] = os.environ):
         self.connect_timeout_s = connect_timeout_s
+        self.proxies = Proxies.from_environment(environ)
         self.idle: dict[tuple, list[Connection]] = {}
         self.urls: dict[str, tuple[Origin, str]] = {}
         self.tls: ssl.SSLContext | None = None       # made on the first https call
@@ -304,7 +345,10 @@ class Client:
             if not parts.hostname:
                 raise UpstreamError(f"not an absolute URL: {url!r}")
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            hit = (Origin(parts.scheme, parts.hostname, parts.port), path)
+            origin = Origin(parts.scheme, parts.hostname, parts.port, self.proxies)
+            if origin.proxy is not None and not origin.tls:
+                path = f"http://{origin.host_header}{path}"   # the absolute form a proxy is asked with
+            hit = (origin, path)
             if len(self.urls) >= URL_CACHE:
                 self.urls.clear()
             self.urls[url] = hit
@@ -358,16 +402,52 @@ class Client:
             if self.tls is None:
                 self.tls = ssl.create_default_context()
             tls = self.tls
+        proxy = origin.proxy
+        through = f" through the proxy {proxy.address}" if proxy is not None else ""
         try:
             async with asyncio.timeout(connect_timeout_s):
-                _transport, conn = await loop.create_connection(
-                    lambda: Connection(self, origin), origin.host, origin.port, ssl=tls,
-                    server_hostname=origin.host if tls else None)
+                if proxy is None:
+                    _transport, conn = await loop.create_connection(
+                        lambda: Connection(self, origin), origin.host, origin.port, ssl=tls,
+                        server_hostname=origin.host if tls else None)
+                elif tls is None:
+                    _transport, conn = await loop.create_connection(
+                        lambda: Connection(self, origin), proxy.host, proxy.port)
+                else:
+                    conn = await self._tunnel(origin, proxy, tls)
         except TimeoutError:
-            raise TimeoutError(f"connecting to {origin.host_header} took over {connect_timeout_s:g} s") from None
+            raise TimeoutError(f"connecting to {origin.host_header}{through} took over "
+                               f"{connect_timeout_s:g} s") from None
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectError(f"cannot connect to {origin.host_header}: {exc.strerror or exc}") from None
+            raise ConnectError(f"cannot connect to {origin.host_header}{through}: {exc.strerror or exc}") from None
         self.open.add(conn)
+        return conn
+
+    async def _tunnel(self, origin: Origin, proxy: Proxy, tls: ssl.SSLContext) -> Connection:
+        """A connection to an https origin through a CONNECT tunnel: the proxy relays bytes,
+        TLS runs end to end with the origin (its certificate verified as without a proxy)."""
+        loop = asyncio.get_running_loop()
+        transport, opener = await loop.create_connection(TunnelOpener, proxy.host, proxy.port)
+        try:
+            authority = f"[{origin.host}]:{origin.port}" if ":" in origin.host else f"{origin.host}:{origin.port}"
+            auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+            transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{auth}\r\n".encode())
+            status_line = await opener.answer
+            parts = status_line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].startswith(b"2"):
+                shown = status_line.decode("latin-1")[:200]
+                raise ConnectError(f"cannot connect to {origin.host_header}: the proxy {proxy.address} "
+                                   f"refused the tunnel ({shown})")
+            if opener.more:
+                raise ConnectError(f"cannot connect to {origin.host_header}: the proxy {proxy.address} sent "
+                                   f"bytes of its own after opening the tunnel")
+            conn = Connection(self, origin)
+            tls_transport = await loop.start_tls(transport, conn, tls, server_hostname=origin.host)
+        except BaseException:
+            opener.answer.cancel()   # (when still pending: the tunnel is given up, nobody will read it)
+            transport.abort()
+            raise
+        conn.connection_made(tls_transport)
         return conn
 
     def park(self, conn: Connection) -> None:

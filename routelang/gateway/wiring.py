@@ -10,6 +10,7 @@ from the settings, and hands each one what it needs; nothing holds the whole.
                                `on_change`, which the root points at the health checker
     health                     HealthChecker (health.py)
     executor                   Executor (executor.py)
+    tracing                    given (tracing.py), or None: no spans; shut down with the rest
 
 `application` turns the bundle into the aiohttp application (app.py's
 endpoints, the admin API when admin keys are given) and starts and stops the
@@ -19,6 +20,7 @@ gateway the same way.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from .recording import Recorder
 from .routers import POLL_S, FileSource, RegistrySource, Source
 from .state import InProcessState, State
 from .tenants import Tenants
+from .tracing import Tracing
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Services:
     admin_keys: auth.Keys | None    # None: no admin API (/api does not exist)
     tenants: Tenants | None         # tenant keys and their ledger (docs/tenants.md); None: no tenants
     started: float
+    tracing: Tracing | None = None  # None: no spans
 
 
 def build(path: str | None = None, settings: Settings | None = None, state: State | None = None,
@@ -67,7 +71,8 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
           admin_keys: auth.Keys | None = None, store: Store | None = None, *,
           registry: str | Path | None = None, default_router: str | None = None,
           history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
-          poll_s: float = POLL_S, tenant_keys: str | Path | None = None) -> Services:
+          poll_s: float = POLL_S, tracing: Tracing | None = None,
+          tenant_keys: str | Path | None = None) -> Services:
     """A gateway of one config file (`path`) or of every deployed router of a `registry`.
     `store`: the registry a file-serving gateway's admin API works on (the caller's to close).
     `tenant_keys`: the file of tenant keys (`routelang keys`, usually the registry's): requests then need one,
@@ -95,7 +100,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
         if history is not False:
             writer = history if isinstance(history, HistoryWriter) else shared_writer(store.path, retention)
             recorder = Recorder(writer, capture)
-    executor = Executor(settings, client, state, metrics, log)
+    executor = Executor(settings, client, state, metrics, log, tracing)
     tenants = None
     if tenant_keys is not None:
         from routelang.tenancy.keys import KeyStore
@@ -105,7 +110,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,
                     registry=None if registry is None else str(store.path), recorder=recorder,
-                    api_keys=api_keys, admin_keys=admin_keys, tenants=tenants, started=time.time())
+                    api_keys=api_keys, admin_keys=admin_keys, tenants=tenants, started=time.time(), tracing=tracing)
 
 
 def application(services: Services) -> web.Application:
@@ -113,7 +118,7 @@ def application(services: Services) -> web.Application:
     its cleanup closes every part."""
     s = services
     endpoints = app.Endpoints(s.routers, s.state, s.executor, s.metrics, s.log, s.recorder, s.api_keys,
-                              s.registry, s.started, s.tenants)
+                              s.registry, s.started, s.tracing, s.tenants)
     admin = None
     if s.admin_keys is not None:
         from .admin.app import Admin
@@ -155,5 +160,7 @@ async def close(s: Services) -> None:
         s.tenants.keys.close()
     if s.owns_store:
         s.store.close()      # (a store given by the caller is the caller's to close)
+    if s.tracing is not None:
+        await asyncio.to_thread(s.tracing.shutdown)   # exports what is queued (a blocking HTTP call)
     s.log.write("stop", pid=os.getpid())
     s.log.close()

@@ -285,7 +285,7 @@ class _Running:
 
 
 def always_valid(events: Iterable[tuple[bool, float]], alpha: float = 0.05, min_per_arm: int = 2,
-                 effect_sd: float = MIXTURE_EFFECT_SD) -> AlwaysValid:
+                 effect_sd: float = MIXTURE_EFFECT_SD, binary: bool = False) -> AlwaysValid:
     """The mSPRT over `events`, (is_variant, value) in time order, one look after
     each event once both arms have `min_per_arm` values.
 
@@ -293,7 +293,13 @@ def always_valid(events: Iterable[tuple[bool, float]], alpha: float = 0.05, min_
     variances plugged in, as Johari et al. do for unknown variances), and
     τ² = effect_sd² (s_v² + s_c²) / 2 (so the test does not depend on units).
     The p-value min over looks of min(1, 1/Λ) is valid whenever one stops, so
-    looking after every request does not inflate false positives."""
+    looking after every request does not inflate false positives.
+
+    `binary`: the values are 0/1 outcomes. When neither arm varies yet their
+    rates differ (every control request succeeded, every variant request
+    failed), the plug-in variances are 0 and would carry no evidence; such a
+    look uses the pooled rate's variance p(1 - p) for both arms instead, as
+    the pooled z-test does. Any other look is unchanged."""
     arms = {False: _Running(), True: _Running()}
     best_log_lr = 0.0            # log Λ of the best look so far (p = exp(-best) <= 1)
     last = None
@@ -305,6 +311,10 @@ def always_valid(events: Iterable[tuple[bool, float]], alpha: float = 0.05, min_
             continue
         var_c, var_v = control.variance(), variant.variance()
         variance = var_c / control.n + var_v / variant.n
+        if variance <= 0 and binary and control.mean != variant.mean:
+            pooled = (control.mean * control.n + variant.mean * variant.n) / (control.n + variant.n)
+            var_c = var_v = pooled * (1 - pooled)
+            variance = var_c / control.n + var_v / variant.n
         if variance <= 0:
             continue  # no spread yet: this look carries no evidence either way
         tau2 = effect_sd ** 2 * (var_c + var_v) / 2

@@ -228,7 +228,7 @@ def _compare(control: dict, variant: dict, rows: list, min_requests: int, alpha:
         min_requests=min_requests, alpha=alpha,
         fixed=lambda: ab.two_proportion_z_test(control["successes"], control["requests"], variant["successes"],
                                                variant["requests"], alpha),
-        sequential=lambda: ab.always_valid(outcomes, alpha, min_requests))
+        sequential=lambda: ab.always_valid(outcomes, alpha, min_requests, binary=True))
     latency = _judge(
         "the mean latency", unit=_ms, higher_is_better=False, counted="latency value(s)",
         sizes={control["label"]: control["latency_ms"]["count"], variant["label"]: variant["latency_ms"]["count"]},

@@ -89,7 +89,7 @@ def build_stored(entry: str, sources: dict[str, str]) -> Built:
 def build_config(config: dict, name: str) -> Built:
     """A version from a Mixtrain-schema config (the SDK's `update`): imported to
     `.route` text, which is then checked and compiled like a pushed file."""
-    from ..importer import import_config
+    from ..importers.mixtrain import import_config
 
     entry = f"{name}.route"
     text = import_config(config, entry)

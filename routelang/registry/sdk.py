@@ -212,12 +212,12 @@ class LocalRegistry:
         if active is None:
             raise RegistryError(f"router {self.name!r} has no deployed version (routelang deploy {self.name} N)")
         if self._loaded is None or self._loaded[0] != active:
-            from ..loader import make_router, plan_from_json
+            from ..loader import make_router, plan_for_deciding
             from ..runtime.model import ConfigError
 
-            try:
-                plan = plan_from_json(self.store.version(self.name, active[0]).compiled)
-            except ConfigError as exc:   # an unset ${VAR}: the words of the admin API's 422, as remotely
+            try:   # deciding needs no upstream secret: an unset ${VAR} stays as written
+                plan = plan_for_deciding(self.store.version(self.name, active[0]).compiled)
+            except ConfigError as exc:   # the words of the admin API's 422, as remotely
                 raise RegistryError(f"router {self.name!r} version {active[0]} does not load here: {exc}") from None
             self._loaded = (active, make_router(plan, backend=self._backend))
         return active[0], self._loaded[1]
@@ -238,7 +238,7 @@ class LocalRegistry:
         return history.get_request(self.store.conn, request_id)
 
     def push_config(self, config: dict) -> int:
-        from ..importer import ImportProblem
+        from ..importers.mixtrain import ImportProblem
         from .artifacts import build_config
 
         try:

@@ -93,7 +93,19 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class RegistryError(Exception):
-    """A registry operation that cannot be done (no such router or version, ...)."""
+    """A registry operation that cannot be done (no such router or version, ...).
+
+    `message` says what; `registry`, the file, is added by str() (for the CLI and the local
+    SDK) but is not in `message`, which the admin API answers with: a path on the server is
+    none of a remote client's business."""
+
+    def __init__(self, message: str, registry: Path | None = None):
+        super().__init__(message)
+        self.message = message
+        self.registry = registry
+
+    def __str__(self) -> str:
+        return self.message if self.registry is None else f"{self.message} in the registry {self.registry}"
 
 
 # A router's name is also a path segment and the NAME of NAME@VERSION.
@@ -231,14 +243,14 @@ class Store:
     def active_version(self, router: str) -> int | None:
         row = self.conn.execute("SELECT active_version FROM routers WHERE name = ?", (router,)).fetchone()
         if row is None:
-            raise RegistryError(f"no router called {router!r} in the registry {self.path}")
+            raise RegistryError(f"no router called {router!r}", self.path)
         return row[0]
 
     def delete(self, router: str) -> None:
         """The router, its versions, deployments and request history."""
         with write(self.conn):
             if self.conn.execute("DELETE FROM routers WHERE name = ?", (router,)).rowcount == 0:
-                raise RegistryError(f"no router called {router!r} in the registry {self.path}")
+                raise RegistryError(f"no router called {router!r}", self.path)
             self.conn.execute("DELETE FROM captures WHERE id IN (SELECT id FROM requests WHERE router = ?)",
                               (router,))
             self.conn.execute("DELETE FROM requests WHERE router = ?", (router,))

@@ -85,6 +85,7 @@ class StrategySpec:
     weights: tuple[float, ...]            # one per member: a split arm's share (a target's own weight otherwise)
     sticky_by: str | None = None          # split: the field that buckets a request
     salt: str | None = None
+    failover: bool = True                 # split: False (`no failover`) keeps a request in its arm
     score_weights: tuple[float, ...] = ()  # one per `score_factors` of the kind (hybrid: cost, latency, reliability)
 
     def leaves(self) -> list[Target]:
@@ -311,7 +312,9 @@ def _parameters(node: dict, defn: strategies.StrategyDef, salt: str, where: str)
     _require(sticky_by is None or isinstance(sticky_by, str), f"{where}: `sticky_by` must be a string")
     salt = node.get("salt", salt)
     _require(isinstance(salt, str), f"{where}: `salt` must be a string")
-    return {"sticky_by": sticky_by, "salt": salt,
+    failover = node.get("failover", True)
+    _require(isinstance(failover, bool), f"{where}: `failover` must be true or false")
+    return {"sticky_by": sticky_by, "salt": salt, "failover": failover,
             "score_weights": tuple(_number(node.get(f"{f}_weight"), 0.0, where) for f in defn.score_factors)}
 
 

@@ -337,7 +337,10 @@ class Selector:
                     attempts.append(member)
             return Selection(tuple(attempts), tuple(shadows))
         if selector == "weighted_pick":
-            usable = [i for i, m in enumerate(node.members) if self._can_serve(m, available)]
+            # `no failover`: the pick is among every arm, and an arm that cannot serve now selects
+            # nothing rather than hand its request to another arm.
+            usable = [i for i, m in enumerate(node.members)
+                      if not node.failover or self._can_serve(m, available)]
             if not usable:
                 return NOTHING
             weights = [node.weights[i] for i in usable]
@@ -347,6 +350,8 @@ class Selector:
                 if key is not None:
                     position = pick_sticky(weights, sticky_point(node.salt, key))
             member = node.members[usable[pick_random(weights) if position is None else position]]
+            if not node.failover and not self._can_serve(member, available):
+                return NOTHING
             if isinstance(member, StrategySpec):
                 return self._select(member, request, available)
             return Selection((member,))

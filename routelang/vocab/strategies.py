@@ -34,7 +34,7 @@ SELECTORS = (
 # How `fmt` lays a strategy out (fmt.py has one printer per layout).
 LAYOUTS = (
     "route",       # route T [shadow S]
-    "block",       # split [sticky by F [salt "s"]] { 80% label: T ... }
+    "block",       # split [sticky by F [salt "s"]] [no failover] { 80% label: T ... }
     "list",        # keyword T1, T2, ...
     "call_list",   # keyword(param value, ...) T1, T2, ...
 )
@@ -110,7 +110,8 @@ SHADOW = StrategyDef(
     layout="route", mirrors=True,
 )
 SPLIT = StrategyDef(
-    kind="split", keyword="split", syntax='split [sticky by FIELD [salt "s"]] { 80% a: T1  20% b: (fallback T2, T3) }',
+    kind="split", keyword="split",
+    syntax='split [sticky by FIELD [salt "s"]] [no failover] { 80% a: T1  20% b: (fallback T2, T3) }',
     summary="send each request to one arm, by weight (the same arm per user with `sticky by`)",
     min_targets=1, max_targets=None, json_max_targets=None, nests=True, selector="weighted_pick", static=False,
     mixtrain_native=True, mixtrain=MixtrainLowering(

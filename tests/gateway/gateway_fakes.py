@@ -137,7 +137,8 @@ class FakeUpstream:
     async def handle(self, request: web.Request):
         raw = await request.read()
         body = orjson.loads(raw) if raw else {}
-        record = {"path": request.path, "headers": dict(request.headers), "body": body, "done": False}
+        record = {"path": request.path, "query": request.query_string, "headers": dict(request.headers),
+                  "body": body, "done": False}
         self.received.append(record)
         answer = self._answer(body)
         try:

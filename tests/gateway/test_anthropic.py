@@ -111,6 +111,30 @@ def test_embeddings_skip_an_anthropic_target(upstreams, gateway):
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "unsupported_by_targets"
 
 
+def test_decide_for_embeddings_agrees_with_the_real_request(upstreams, gateway):
+    """POST /routing/decide?path=/v1/embeddings lists no anthropic target as an attempt, and says the
+    request would be refused (400 unsupported_by_targets) when no target has the endpoint."""
+    claude_up, backup = upstreams("claude"), upstreams("backup")
+    backup.default = {"body": {"object": "list", "data": [], "model": "e"}}
+    body = {"model": "a", "input": "x"}
+    gw = gateway(config(rule("chain", [anthropic_target(claude_up), target(backup, "emb")], strategy="fallback")))
+    decided = http("POST", gw.url + "/routing/decide?path=/v1/embeddings", body).json()
+    assert [t["name"] for t in decided["attempts"]] == ["emb"]
+    assert decided["unsupported"] == [{"target": "claude-x", "reason": "an anthropic target serves only "
+                                                                      "/v1/chat/completions, not /v1/embeddings"}]
+    assert decided["refused"] is None and decided["unavailable"] is False
+    chat = http("POST", gw.url + "/routing/decide", {"model": "a", "messages": []}).json()
+    assert [t["name"] for t in chat["attempts"]] == ["claude-x", "emb"] and chat["unsupported"] == []
+
+    only = gateway(config(rule("all", [anthropic_target(claude_up)])))
+    decided = http("POST", only.url + "/routing/decide?path=/v1/embeddings", body).json()
+    real = http("POST", only.url + "/v1/embeddings", body)
+    assert real.status_code == 400
+    assert decided["attempts"] == [] and decided["refused"] == {"status": 400, **real.json()}
+    assert decided["refused"]["error"]["code"] == "unsupported_by_targets"
+    assert claude_up.received == []
+
+
 def test_streamed_tool_calls_and_an_in_band_error(claude):
     up, gw, client = claude
     up.default = {"stream": [

@@ -178,3 +178,40 @@ def test_serve_admin_keys_mounts_the_admin_api(upstreams, serve, tmp_path):
                            str(bad)], check=False, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2 and "keys are stored hashed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _routable_file(tmp_path) -> str:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [{"provider": "openai", "model_name": "m",
+                                                    "endpoint": "http://127.0.0.1:9/v1"}]))))
+    return str(path)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--timeout", "0"), ("--timeout", "-5"), ("--timeout", "nan"), ("--first-token-timeout", "0"),
+    ("--first-token-timeout", "-1"), ("--drain", "-1"), ("--drain", "nan"), ("--reload-interval", "-1"),
+    ("--workers", "0"), ("--port", "-1"), ("--history-max-rows", "0"), ("--history-max-days", "0"),
+])
+def test_serve_refuses_a_duration_or_count_out_of_range(tmp_path, option, value):
+    """Usage errors, before anything listens: a zero or negative timeout would turn every request into a 502.
+    (Accepted, the gateway would serve until the timeout below ends the test.)"""
+    args = [_routable_file(tmp_path)]
+    if option.startswith("--history"):
+        args = ["--registry", str(tmp_path / "none.db")]
+    proc = subprocess.run([sys.executable, "-m", "routelang", "serve", *args, "--port", "0", option, value],
+                          check=False, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert f"Invalid value for '{option}'" in proc.stderr
+    assert "on http://" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_with_a_log_file_it_cannot_write_is_a_usage_error_before_listening(tmp_path):
+    path = _routable_file(tmp_path)
+    log_file = tmp_path / "no-such-dir" / "x.log"
+    proc = subprocess.run([sys.executable, "-m", "routelang", "serve", path, "--port", "0", "--log-file",
+                           str(log_file)], check=False, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert f"cannot write the log file {log_file}: No such file or directory" in proc.stderr
+    assert "on http://" not in proc.stderr and "Errno" not in proc.stderr and "Traceback" not in proc.stderr

@@ -18,8 +18,9 @@ GATEWAY = PACKAGE / "gateway"
 
 # Lowest first. A subpackage (adapters, admin) is one node: its modules may import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
+    ("proxies",),
     ("errors", "logs", "request", "upstream", "adapters", "metrics"),
-    ("auth", "plan"),
+    ("auth", "plan", "tracing"),
     ("state", "exchange", "tenants"),
     ("responses", "recording", "reload"),
     ("health", "executor", "routers"),

@@ -211,10 +211,10 @@ def test_metrics_count_requests_retries_and_fallbacks(upstreams, gateway):
     for _ in range(3):
         assert post(gw.url).status_code == 200
     text = http("GET", gw.url + "/metrics").text
-    assert 'routelang_requests_total{endpoint="/v1/chat/completions",rule="all",status="200",target="mb"} 3.0' in text
-    assert 'routelang_retries_total{target="ma"} 3.0' in text
-    assert 'routelang_fallbacks_total{rule="all"} 3.0' in text
-    assert 'routelang_upstream_latency_seconds_count{outcome="http_500",target="ma"} 6.0' in text
+    assert 'routelang_requests_total{endpoint="/v1/chat/completions",router="test-router",rule="all",status="200",target="mb"} 3.0' in text
+    assert 'routelang_retries_total{router="test-router",target="ma"} 3.0' in text
+    assert 'routelang_fallbacks_total{router="test-router",rule="all"} 3.0' in text
+    assert 'routelang_upstream_latency_seconds_count{outcome="http_500",router="test-router",target="ma"} 6.0' in text
     assert "routelang_request_duration_seconds_bucket" in text and 'le="600.0"' in text
     assert "routelang_overhead_seconds_count 3.0" in text
 
@@ -331,14 +331,14 @@ def test_the_local_metrics_expose_what_prometheus_client_would(monkeypatch):
     from routelang.gateway import metrics
 
     def fill(m: metrics.Metrics) -> str:
-        m.request("/v1/chat/completions", "all", "t1", 200, 0.0123)
-        m.request("/v1/chat/completions", "all", "t1", 200, 7.5)
-        m.request("/v1/embeddings", "emb", "-", 404, 0.005)   # a bound itself falls in its bucket
-        m.attempt("t1", "ok", 0.01)
-        m.attempt("t1", "http_503", 1000.0)                   # above every bound: +Inf only
-        m.first_token("all", "t1", 0.3)
-        m.usage("t1", 12, 7, 0.5)
-        m.usage("t2", 1, 2, None)
+        m.request("r", "/v1/chat/completions", "all", "t1", 200, 0.0123)
+        m.request("r", "/v1/chat/completions", "all", "t1", 200, 7.5)
+        m.request("-", "/v1/embeddings", "emb", "-", 404, 0.005)   # a bound itself falls in its bucket
+        m.attempt("r", "t1", "ok", 0.01)
+        m.attempt("r", "t1", "http_503", 1000.0)                   # above every bound: +Inf only
+        m.first_token("r", "all", "t1", 0.3)
+        m.usage("r", "t1", 12, 7, 0.5)
+        m.usage("r2", "t1", 1, 2, None)
         m.overhead.observe(0.0001)
         m.overhead.observe(0.00011)
         text = generate_latest(m.registry).decode()
@@ -347,6 +347,6 @@ def test_the_local_metrics_expose_what_prometheus_client_would(monkeypatch):
     local = fill(metrics.Metrics())
     monkeypatch.setattr(metrics, "multiprocess_mode", lambda: True)  # prometheus_client's own classes
     assert local == fill(metrics.Metrics())
-    assert 'routelang_request_duration_seconds_bucket{endpoint="/v1/embeddings",le="0.005",rule="emb"} 1.0' in local
-    assert 'routelang_upstream_latency_seconds_bucket{le="600.0",outcome="http_503",target="t1"} 0.0' in local
+    assert 'routelang_request_duration_seconds_bucket{endpoint="/v1/embeddings",le="0.005",router="-",rule="emb"} 1.0' in local
+    assert 'routelang_upstream_latency_seconds_bucket{le="600.0",outcome="http_503",router="r",target="t1"} 0.0' in local
     assert "routelang_overhead_seconds_count 2.0" in local

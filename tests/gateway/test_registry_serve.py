@@ -310,6 +310,35 @@ def test_breaker_state_carries_over_to_the_next_version(upstreams, registry, ser
     assert targets["a"]["breaker"] == "open" and targets["a"]["failures"] == 1
 
 
+def test_metrics_and_log_lines_say_which_router(upstreams, registry, serve_registry):
+    """Two routers, each with a target `a` and a rule `all`: r1's breaker opens, r2's stays closed, and
+    every series and log line about a request says which router (and the log, which version)."""
+    up1, up2 = upstreams("one"), upstreams("two")
+    breaker = "cost 0.002 per 1k circuit_breaker { failures 1 cooldown 60s successes 1 }"
+    registry.push("r1", route_text("r1", up1.url, cost=breaker))
+    registry.push("r2", route_text("r2", up2.url, cost=breaker))
+    registry.push("r2", route_text("r2", up2.url, model="m2", cost=breaker))
+    gw = serve_registry()
+    up1.default = {"status": 500, "body": {"error": {"message": "down"}}}
+    assert http("POST", gw.url + "/r/r1/v1/chat/completions", CHAT).status_code == 502
+    for _ in range(2):
+        assert http("POST", gw.url + "/r/r2/v1/chat/completions", CHAT).status_code == 200
+    text = http("GET", gw.url + "/metrics").text
+    assert 'routelang_breaker_state{router="r1",target="a"} 2.0' in text
+    assert 'routelang_breaker_state{router="r2",target="a"} 0.0' in text
+    assert ('routelang_requests_total{endpoint="/v1/chat/completions",router="r1",rule="all",status="502",'
+            'target="-"} 1.0') in text
+    assert ('routelang_requests_total{endpoint="/v1/chat/completions",router="r2",rule="all",status="200",'
+            'target="a"} 2.0') in text
+    assert 'routelang_upstream_latency_seconds_count{outcome="http_500",router="r1",target="a"} 1.0' in text
+    assert 'routelang_tokens_total{kind="completion",router="r2",target="a"} ' in text
+    assert 'routelang_tokens_total{kind="completion",router="r1",target="a"} ' not in text
+    lines = gw.log_lines()
+    assert [(line["router"], line["version"], line["path"], line["status"]) for line in lines] == [
+        ("r1", 1, "/v1/chat/completions", 502), ("r2", 2, "/v1/chat/completions", 200),
+        ("r2", 2, "/v1/chat/completions", 200)]
+
+
 def test_a_target_two_routers_check_is_probed_once_and_fails_for_both(upstreams, registry, serve_registry):
     a = upstreams("a")
     checked = 'health_check { path "/health" interval 1s timeout 1s }'
@@ -595,3 +624,24 @@ def test_a_failing_variant_that_falls_over_to_the_control_is_reported_failing(up
     [comparison] = exp["comparisons"]
     assert comparison["success_rate"]["verdict"] == "significant"
     assert comparison["success_rate"]["difference"] == pytest.approx(own / len(variant) - 1)
+
+
+def test_a_split_with_no_failover_keeps_each_request_in_its_arm(upstreams, registry, serve_registry):
+    """`split ... no failover`: a variant's failure is the client's answer (502), never the control's,
+    so the control's figures are its own; the history still says which arm failed."""
+    a, b = upstreams("a"), upstreams("b")
+    b.default = {"status": 500, "body": {"error": {"message": "down"}}}
+    registry.push("alpha", _split_router(a, b, failover=" no failover"))
+    gw = serve_registry()
+    statuses = {}
+    for i in range(40):
+        reply = http("POST", gw.url + "/v1/chat/completions", {**CHAT, "user": f"user-{i}"},
+                     headers={"x-request-id": f"r{i}"})
+        statuses[f"r{i}"] = reply.status_code
+    rows = recorded(gw, registry, *statuses)
+    for request_id, status in statuses.items():
+        row = rows[request_id]
+        expected = (200, "a", "ok") if row["split_label"] == "control" else (502, "b", "http_500")
+        assert (status, row["first_target"], row["first_outcome"], row["failed_over"]) == (*expected, 0)
+    assert len(a.received) == sum(s == 200 for s in statuses.values()) > 0   # a never answered for b
+    assert len(b.received) == sum(s == 502 for s in statuses.values()) > 0

@@ -62,6 +62,21 @@ def test_retry_waits_for_retry_after_ms(upstreams, gateway):
     assert len(a.received) == 2
 
 
+def test_retry_waits_are_not_counted_as_overhead(upstreams, gateway):
+    """Overhead is the gateway's own time: waiting for upstreams and for Retry-After back-off are
+    not (two waits of 0.4 s here; the gateway's own work is a few milliseconds)."""
+    a = upstreams("a")
+    a.script = [fail(429, headers={"retry-after-ms": "400"}), fail(503, headers={"retry-after-ms": "400"})]
+    gw = gateway(config(rule("one", [target(a, retry_count=2)])))
+    r = post(gw)
+    assert r.status_code == 200 and len(a.received) == 3
+    line = gw.log_lines()[-1]
+    assert line["ms"] >= 800
+    assert float(r.headers["x-routelang-overhead-ms"]) < 400 and line["overhead_ms"] < 400
+    metrics = http("GET", gw.url + "/metrics").text
+    assert "routelang_overhead_seconds_bucket{le=\"0.5\"} 1.0" in metrics
+
+
 def test_a_retry_after_beyond_the_limit_moves_on_instead_of_waiting(upstreams, gateway):
     a, b = upstreams("a"), upstreams("b")
     a.script = [fail(503, headers={"Retry-After": "3600"})]
@@ -223,7 +238,7 @@ def test_an_open_breaker_skips_the_target_and_recovers(upstreams, gateway):
     assert len(a.received) == 2
     routing = get(gw, "/routing").json()
     assert next(t for t in routing["targets"] if t["name"] == "ma")["breaker"] == "open"
-    assert 'routelang_breaker_state{target="ma"} 2.0' in get(gw, "/metrics").text
+    assert 'routelang_breaker_state{router="test-router",target="ma"} 2.0' in get(gw, "/metrics").text
     time.sleep(0.45)
     assert post(gw).headers["x-routelang-target"] == "ma"  # the half-open probe succeeds: closed again
     assert get(gw, "/routing").json()["targets"][0]["breaker"] == "closed"
@@ -276,7 +291,7 @@ def test_a_hanging_shadow_never_delays_the_answer(upstreams, gateway):
     # The answers came while the shadow calls still hang; past the limit they are dropped and counted.
     assert wait_for(lambda: len(shadow.received) == 2)
     assert not any(rec["done"] for rec in shadow.received)
-    assert 'routelang_shadow_dropped_total{target="ms"} 2.0' in get(gw, "/metrics").text
+    assert 'routelang_shadow_dropped_total{router="test-router",target="ms"} 2.0' in get(gw, "/metrics").text
 
 
 def test_shadow_outcomes_are_recorded(upstreams, gateway):
@@ -284,7 +299,7 @@ def test_shadow_outcomes_are_recorded(upstreams, gateway):
     shadow.default = fail(500)
     gw = gateway(config(rule("mirror", [target(primary, "mp"), target(shadow, "ms")], strategy="shadow")))
     assert post(gw, {**CHAT, "stream": True}).status_code == 200
-    assert wait_for(lambda: 'routelang_shadow_requests_total{outcome="http_500",target="ms"} 1.0'
+    assert wait_for(lambda: 'routelang_shadow_requests_total{outcome="http_500",router="test-router",target="ms"} 1.0'
                     in get(gw, "/metrics").text)
     assert "stream" not in shadow.received[0]["body"]  # shadow copies are never streamed
     assert wait_for(lambda: gw.log_lines("shadow") and gw.log_lines("shadow")[0]["outcome"] == "http_500")

@@ -110,8 +110,8 @@ def test_streaming_ttft_and_tokens_are_measured(upstreams, gateway):
     assert line["ttft_ms"] > 0 and line["prompt_tokens"] == 5 and line["completion_tokens"] == 2
     assert line["cost"] == pytest.approx(0.07)
     metrics = http("GET", gw.url + "/metrics").text
-    assert 'routelang_tokens_total{kind="completion",target="m"} 2.0' in metrics
-    assert 'routelang_time_to_first_token_seconds_count{rule="one",target="m"} 1.0' in metrics
+    assert 'routelang_tokens_total{kind="completion",router="test-router",target="m"} 2.0' in metrics
+    assert 'routelang_time_to_first_token_seconds_count{router="test-router",rule="one",target="m"} 1.0' in metrics
 
 
 def test_an_upstream_refusing_stream_options_is_called_again_without_them(upstreams, gateway):

@@ -6,6 +6,7 @@ import datetime
 import json
 import math
 import random
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -48,6 +49,11 @@ def report_of(store, **options) -> dict:
     report = ab_report.build_report(store.conn, "chat", **options)
     json.dumps(report, allow_nan=False)   # never a NaN or an infinity
     return report
+
+
+def svg_words(chart) -> str:
+    """The text an SVG chart shows (its <text> elements, their lines joined by spaces)."""
+    return " ".join(" ".join(t.itertext()) for t in chart.iter(f"{SVG}text"))
 
 
 def _values(rows, label, column):
@@ -218,7 +224,7 @@ def test_formats_and_output_file(deployed, tmp_path):
     assert json.loads(out.read_text())["experiments"][0]["verdict"] == "significant"
 
 
-def test_html_is_well_formed_self_contained_and_has_a_chart_per_metric_per_arm(deployed, tmp_path):
+def test_html_is_well_formed_self_contained_and_has_both_charts_with_every_arm(deployed, tmp_path):
     insert(deployed.conn, gateway_rows({"control": (200, 0.95, 200, 30), 'new <b>&"x"': (200, 0.85, 170, 30),
                                      "third": (100, 0.9, 190, 30)}))
     out = tmp_path / "report.html"
@@ -227,28 +233,26 @@ def test_html_is_well_formed_self_contained_and_has_a_chart_per_metric_per_arm(d
     assert text.startswith("<!DOCTYPE html>")
     root = ET.fromstring(text)          # well-formed XML (labels are escaped)
     charts = root.findall(f".//{SVG}svg")
+    assert [c.get("data-metric") for c in charts] == ["latency", "success_rate"]
     labels = ["control", 'new <b>&"x"', "third"]
-    assert sorted((c.get("data-metric"), c.get("data-arm")) for c in charts) == sorted(
-        (metric, label) for metric in ("latency", "success_rate") for label in labels)
-    for chart in charts:
-        words = " ".join(t.text or "" for t in chart.iter(f"{SVG}text"))
-        assert ("latency (ms)" in words and "requests" in words) if chart.get("data-metric") == "latency" else (
-            "success rate (%)" in words)
-        assert chart.find(f"{SVG}title").text.startswith(chart.get("data-arm") + ":")
-    latency = next(c for c in charts if c.get("data-metric") == "latency" and c.get("data-arm") == "control")
-    assert len(latency.findall(f"{SVG}rect")) >= 10   # the histogram's bars
+    latency, success = (svg_words(c) for c in charts)
+    assert "latency (ms)" in latency and "requests" in latency and "first-target success rate (%)" in success
+    assert all(f"{label}: " in latency and f"{label}: " in success for label in labels)
+    assert len(re.findall(r"p50 [\d.]+ ms, p95 [\d.]+ ms", latency)) == 3   # every arm's p95 has its value
+    assert len(charts[0].findall(f".//{SVG}path[@aria-roledescription='bar']")) >= 30   # the bars
     assert "<script" not in text and "src=" not in text and "href=" not in text
-    assert "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "").replace(
-        'xmlns="http://www.w3.org/1999/xhtml"', "")
+    assert "http" not in re.sub(r'xmlns(:\w+)?="http://www.w3.org/[^"]*"', "", text)
+    assert "`" not in "".join(root.itertext())     # Markdown's code spans are <code> on the page
+    assert root.find(".//{http://www.w3.org/1999/xhtml}code") is not None
 
 
-def test_html_without_latency_still_draws_every_chart(deployed, tmp_path):
+def test_html_without_latency_still_draws_every_arm(deployed, tmp_path):
     insert(deployed.conn, [RequestRecord(router="chat", version=1, rule="ab", status="routed", split_label=label,
                                       time=T0 + i) for i, label in enumerate(["control", "variant"] * 3)])
     root = ET.fromstring(run("ab", "chat", "--format", "html").output)
-    charts = root.findall(f".//{SVG}svg")
-    assert len(charts) == 4
-    assert "no latency recorded" in ET.tostring(charts[0], encoding="unicode")
+    latency, success = (svg_words(c) for c in root.findall(f".//{SVG}svg"))
+    assert latency.count("no latency recorded") == 2 and "variant: 0 answered" in latency
+    assert "variant: 100.00%" in success
 
 
 def test_sdk_and_gateway_recorded_history_end_to_end(deployed, open_router):
@@ -274,6 +278,30 @@ def test_sdk_and_gateway_recorded_history_end_to_end(deployed, open_router):
     [comparison] = exp["comparisons"]
     assert comparison["success_rate"]["verdict"] == "not enough data"
     assert "p_value" in comparison["latency_ms"]              # the SDK's decision time is compared
+
+
+def test_a_variant_whose_every_request_fell_over_is_reported_failing_and_significant(deployed):
+    """The variant's target answered 500 to all 40 of its requests, each answered by the control:
+    0 % first-target success, 100 % fell over, no latency or cost of its own, and a significant verdict
+    (neither arm varies; the guard uses the pooled rate's variance)."""
+    rows = []
+    for i in range(80):
+        variant = i % 2 == 1
+        rows.append(RequestRecord(router="chat", version=1, rule="ab", status="ok", http_status=200,
+                                  latency_ms=250.0 + i if variant else 200.0 + i, cost=0.002,
+                                  split_label="variant" if variant else "control",
+                                  first_target="b" if variant else "a", first_outcome="http_500" if variant else "ok",
+                                  failed_over=variant, time=T0 + i))
+    insert(deployed.conn, rows)
+    [exp] = report_of(deployed)["experiments"]
+    control, variant = exp["arms"]
+    assert (control["success_rate"], control["fall_over_rate"]) == (1.0, 0.0)
+    assert (variant["success_rate"], variant["fall_over_rate"], variant["fell_over"]) == (0.0, 1.0, 40)
+    assert variant["latency_ms"]["count"] == 0 and variant["cost_per_request"]["mean"] is None
+    [comparison] = exp["comparisons"]
+    assert comparison["success_rate"]["verdict"] == "significant"
+    assert comparison["success_rate"]["difference"] == -1.0
+    assert comparison["latency_ms"]["verdict"] == "not enough data"   # the variant answered nothing itself
 
 
 def test_sdk_decisions_are_not_counted_beside_gateway_requests(deployed):

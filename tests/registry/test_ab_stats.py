@@ -210,7 +210,7 @@ def test_looking_after_every_request_keeps_false_positives_below_alpha(kind, dra
     guarded = naive = 0
     for _ in range(runs):
         events = _aa_events(rng, 300, draw)
-        guarded += ab.always_valid(events, alpha, min_per_arm=30).p_value <= alpha
+        guarded += ab.always_valid(events, alpha, min_per_arm=30, binary=kind == "success").p_value <= alpha
         naive += _naive_peeking_rejects(events, alpha)
     print(f"{kind}: always-valid rejected {guarded / runs:.3f}, naive peeking {naive / runs:.3f}")
     assert guarded / runs <= alpha + 0.02      # 0.07: ~2 standard errors of a 0.05 rate over 300 runs
@@ -232,6 +232,22 @@ def test_always_valid_detects_a_real_effect_and_its_p_value_only_decreases():
 def test_always_valid_without_variance_is_not_testable():
     with pytest.raises(ab.NotTestable, match="variance"):
         ab.always_valid([(i % 2 == 1, 1.0) for i in range(100)])
+
+
+def test_a_variant_that_always_fails_against_a_control_that_always_succeeds_is_significant():
+    """Neither arm varies, so the plug-in variances carry no evidence; for 0/1 outcomes the look uses
+    the pooled rate's variance (p = 1/2 here), and Λ is the formula's with V = τ²/0.01 / 20 per arm."""
+    events = [(i % 2 == 1, float(i % 2 == 0)) for i in range(80)]   # control 40 x 1, variant 40 x 0
+    with pytest.raises(ab.NotTestable, match="variance"):
+        ab.always_valid(events, 0.05, min_per_arm=30)
+    result = ab.always_valid(events, 0.05, min_per_arm=30, binary=True)
+    variance, tau2 = 0.25 / 40 + 0.25 / 40, 0.01 * 0.25
+    expected = ab.msprt_log_likelihood_ratio(-1.0, variance, tau2)
+    assert result.p_value == pytest.approx(math.exp(-expected)) and result.p_value < 0.01
+    assert result.ci[1] < 0
+    same = [(i % 2 == 1, 1.0) for i in range(80)]     # equal rates: still no evidence either way
+    with pytest.raises(ab.NotTestable, match="variance"):
+        ab.always_valid(same, 0.05, min_per_arm=30, binary=True)
 
 
 def test_an_arm_without_requests_is_not_testable_never_a_division_by_zero():

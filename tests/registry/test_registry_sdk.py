@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_router
+from conftest import ADMIN_KEY, write_router
 from test_registry_store import push_file
 
 import routelang
@@ -190,8 +190,6 @@ def test_routers_of_one_registry_share_one_writer_and_rows_are_written_at_exit(d
 
 
 def test_local_and_remote_give_the_same_results(deployed, registry, live_gateway):
-    from conftest import ADMIN_KEY
-
     local = routelang.Router("chat", registry=registry)
     remote = routelang.Router("chat", url=live_gateway, api_key=ADMIN_KEY)
     assert remote.config == local.config and remote.versions == local.versions and remote.rules == local.rules
@@ -220,17 +218,39 @@ def test_a_remote_url_that_is_not_an_http_address_is_refused_at_once(url):
         routelang.Router("chat", url=url, api_key="k")
 
 
-def test_a_version_with_an_unset_variable_is_a_registry_error_locally_and_remotely(registry, tmp_path, open_router,
-                                                                                   monkeypatch):
+def test_deciding_needs_no_upstream_secret_locally_or_remotely(registry, tmp_path, open_router, monkeypatch):
+    """A version whose endpoint and key come from unset variables still decides (it raised
+    "does not load here"); a variable that is set is filled in; the gateway that sends still needs them."""
     monkeypatch.delenv("ROUTELANG_TEST_UNSET", raising=False)
+    monkeypatch.delenv("ROUTELANG_TEST_KEY", raising=False)
+    monkeypatch.setenv("ROUTELANG_TEST_SET", "from-env")
     path = tmp_path / "envy.route"
     path.write_text('router envy\nimport std.providers\n'
-                    'rule all priority 1 { route openai("m", "${ROUTELANG_TEST_UNSET}") }\n')
+                    'target t = openai("m", "${ROUTELANG_TEST_UNSET}") {\n'
+                    '    headers { "Authorization": "Bearer ${ROUTELANG_TEST_KEY}", "X-Team": "${ROUTELANG_TEST_SET}" }\n'
+                    '}\n'
+                    'rule all priority 1 { route t }\n')
     store = Store(registry)
     push_file(store, path, name="envy")
     store.deploy("envy", 1)
-    with pytest.raises(RegistryError, match=r"router 'envy' version 1 does not load here: .*ROUTELANG_TEST_UNSET"):
-        open_router("envy", record=False).route({})
+    [target] = open_router("envy", record=False).route({}).selected_targets
+    assert (target.model_name, target.endpoint) == ("m", "${ROUTELANG_TEST_UNSET}")
+    if target.headers is not None:   # a remote decision never carries header values
+        assert target.headers == {"Authorization": "Bearer ${ROUTELANG_TEST_KEY}", "X-Team": "from-env"}
+    from routelang.gateway.plan import LoadError, from_config
+
+    with pytest.raises(LoadError, match="ROUTELANG_TEST_UNSET"):   # serving (sending) needs them
+        from_config(store.version("envy").compiled, "envy", "sha256")
+
+
+def test_a_remote_error_does_not_show_the_servers_registry_path(live_gateway, registry):
+    with pytest.raises(RegistryError) as remote:
+        _ = routelang.Router("nope", url=live_gateway, api_key=ADMIN_KEY).active_version
+    assert str(remote.value) == "no router called 'nope'"
+    assert str(registry.parent) not in str(remote.value)
+    with pytest.raises(RegistryError) as local:     # on one's own machine the file is worth naming
+        _ = routelang.Router("nope", registry=registry).active_version
+    assert str(local.value) == f"no router called 'nope' in the registry {registry}"
 
 
 def test_remote_errors_are_registry_errors(live_gateway):

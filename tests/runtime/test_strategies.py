@@ -85,6 +85,28 @@ def test_split_without_the_sticky_field_falls_back_to_random():
     assert seen == {"b", "c"}
 
 
+@pytest.mark.parametrize("backend", ["python", "json"])
+def test_a_split_with_no_failover_never_moves_a_request_to_another_arm(backend):
+    """With the variant's breaker open, a plain split sends its users to the control; `no failover`
+    selects nothing for them (the rule matched, its arm is unavailable) and still the control for the rest."""
+    body = 'rule ab priority 1 {{ split sticky by user salt "s1"{} {{ 50% control: b  50% variant: a }} }}'
+    plain, experiment = router(body.format(""), backend), router(body.format(" no failover"), backend)
+    assert experiment.plan.order[0].selection.failover is False
+    users = [f"user-{i}" for i in range(40)]
+    arms = {u: experiment.route({"user": u}).selected_targets[0].label for u in users}
+    assert set(arms.values()) == {"control", "variant"}
+    for r in (plain, experiment):
+        r.observe("a", ok=False)
+        r.observe("a", ok=False)   # failures 2: a's breaker opens
+    for user, arm in arms.items():
+        moved, kept = plain.route({"user": user}), experiment.route({"user": user})
+        assert [t.label for t in moved.selected_targets] == ["control"]
+        if arm == "variant":
+            assert kept.matched_rule.name == "ab" and kept.selected_targets == []
+        else:
+            assert [t.label for t in kept.selected_targets] == ["control"]
+
+
 def test_round_robin_cycles_and_is_thread_safe():
     r = router("rule rr priority 1 { round_robin a, b, c }")
     assert [names(r.route({}))[0] for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]

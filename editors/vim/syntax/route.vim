@@ -33,7 +33,7 @@ call s:Keywords('routeDeclaration',
       \  'schema', 'rule', 'test', 'workspace', 'agent'])
 call s:Keywords('routeConditional', ['when'])
 call s:Keywords('routeStrategy',
-      \ ['route', 'shadow', 'split', 'sticky', 'by', 'salt', 'fallback', 'round_robin',
+      \ ['route', 'shadow', 'split', 'sticky', 'by', 'salt', 'failover', 'fallback', 'round_robin',
       \  'least_latency', 'lowest_cost', 'hybrid'])
 call s:Keywords('routeSetting',
       \ ['priority', 'model', 'endpoint', 'weight', 'label', 'timeout', 'retries', 'headers',

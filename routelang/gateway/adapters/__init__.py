@@ -9,6 +9,8 @@ fal, any OpenAI-compatible server) and is passed through.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from routelang.runtime.model import Target
@@ -42,6 +44,9 @@ class StreamTranslator(Protocol):
 class Adapter(Protocol):
     passthrough: bool  # the upstream already speaks OpenAI's format: its error bodies go back as they are
 
+    def refuses(self, path: str) -> str | None:
+        """Why this wire format has no endpoint `path` (below /v1); None when it has."""
+
     def request(self, target: Target, path: str, body: dict, stream: bool) -> tuple[str, dict, dict[str, str]]:
         """(URL, body to send, headers of the wire format) for an endpoint path below /v1.
         Raises Unsupported."""
@@ -59,6 +64,33 @@ def adapter_for(provider: str) -> Adapter:
     return ADAPTERS.get(provider, DEFAULT)
 
 
+@dataclass(slots=True)
+class EndpointFit:
+    """Which of a request's targets can serve its endpoint (`fit`)."""
+
+    servable: list[Target]
+    refused: list[tuple[Target, str]]    # the others, each with why
+
+    @property
+    def refusal(self) -> str | None:
+        """When no target can: the message the request is refused with (400
+        unsupported_by_targets, the last target's reason); else None."""
+        return self.refused[-1][1] if self.refused and not self.servable else None
+
+
+def fit(targets: Iterable[Target], path: str) -> EndpointFit:
+    """Split `targets` by whether their wire format has endpoint `path` (below /v1). The executor
+    and POST /routing/decide both decide by it, so the decision shown is the request's."""
+    servable, refused = [], []
+    for target in targets:
+        reason = adapter_for(target.provider).refuses(path)
+        if reason is None:
+            servable.append(target)
+        else:
+            refused.append((target, reason))
+    return EndpointFit(servable, refused)
+
+
 def error_type(error: dict) -> str | None:
     inner = error.get("error") if isinstance(error, dict) else None
     return inner.get("type") if isinstance(inner, dict) else None
@@ -69,7 +101,7 @@ def error_code(error: dict) -> Any:
     return inner.get("code") if isinstance(inner, dict) else None
 
 
-from . import anthropic, openai
+from . import anthropic, azure, openai
 
 DEFAULT: Adapter = openai.OpenAIAdapter()
-ADAPTERS: dict[str, Adapter] = {"anthropic": anthropic.AnthropicAdapter()}
+ADAPTERS: dict[str, Adapter] = {"anthropic": anthropic.AnthropicAdapter(), "azure": azure.AzureAdapter()}

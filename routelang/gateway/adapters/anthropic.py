@@ -166,9 +166,14 @@ def error_object(status: int, data: bytes) -> dict:
 class AnthropicAdapter:
     passthrough = False
 
-    def request(self, target: Target, path: str, body: dict, stream: bool) -> tuple[str, dict, dict[str, str]]:
+    def refuses(self, path: str) -> str | None:
         if path != "/chat/completions":
-            raise Unsupported(f"an anthropic target serves only /v1/chat/completions, not /v1{path}")
+            return f"an anthropic target serves only /v1/chat/completions, not /v1{path}"
+        return None
+
+    def request(self, target: Target, path: str, body: dict, stream: bool) -> tuple[str, dict, dict[str, str]]:
+        if (reason := self.refuses(path)) is not None:
+            raise Unsupported(reason)   # (callers ask `refuses` first)
         return (target.endpoint.rstrip("/") + "/messages", messages_request(body, target.model_name, stream),
                 {"anthropic-version": API_VERSION})
 

@@ -34,6 +34,9 @@ def error_object(status: int, data: bytes) -> dict:
 class OpenAIAdapter:
     passthrough = True
 
+    def refuses(self, path: str) -> str | None:
+        return None   # every endpoint the gateway serves is OpenAI's
+
     def request(self, target: Target, path: str, body: dict, stream: bool) -> tuple[str, dict, dict[str, str]]:
         out = dict(body)
         out["model"] = target.model_name

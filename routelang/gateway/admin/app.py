@@ -64,8 +64,10 @@ class Admin:
             return await handler(request)
         except AdminError as exc:
             return error_response(exc.kind, exc.message, exc.param, **exc.extra)
-        except (sqlite3.Error, RegistryError) as exc:  # locked past the busy timeout, unreadable, too new
+        except sqlite3.Error as exc:   # locked past the busy timeout, unreadable
             return error_response(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc}")
+        except RegistryError as exc:   # too new for this routelang, say
+            return error_response(errors.REGISTRY_UNAVAILABLE, f"the registry cannot be used now: {exc.message}")
         except Exception as exc:  # noqa: BLE001 (a bug must still get an answer, and a log line to find it)
             self.log.write("bug", path=request.path, error=f"{type(exc).__name__}: {exc}",
                            traceback=traceback.format_exc(limit=8))

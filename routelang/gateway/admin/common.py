@@ -97,11 +97,11 @@ def active_version(store: Store, name: str) -> int | None:
     try:
         return store.active_version(name)
     except RegistryError as exc:
-        raise AdminError(errors.NOT_FOUND_ROUTER, str(exc), "name") from None
+        raise AdminError(errors.NOT_FOUND_ROUTER, exc.message, "name") from None
 
 
 def stored_version(store: Store, name: str, number: int):
     try:
         return store.version(name, number)
     except RegistryError as exc:
-        raise AdminError(errors.NOT_FOUND_VERSION, str(exc), "version") from None
+        raise AdminError(errors.NOT_FOUND_VERSION, exc.message, "version") from None

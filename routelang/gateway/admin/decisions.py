@@ -40,11 +40,11 @@ async def _decider(ctx: Context, name: str | None) -> tuple[str, int | None, Any
         digest = next(v["content_hash"] for v in store.versions(name) if v["version"] == active)
         runtime = ctx.runtimes.get(digest)
         if runtime is None:
-            from ...loader import make_router, plan_from_json
+            from ...loader import make_router, plan_for_deciding
             from ...runtime.model import ConfigError
 
-            try:
-                runtime = make_router(plan_from_json(store.version(name, active).compiled))
+            try:   # decided here, never sent: as the SDK decides locally, with no upstream secret
+                runtime = make_router(plan_for_deciding(store.version(name, active).compiled))
             except ConfigError as exc:
                 raise AdminError(errors.DOES_NOT_CHECK, f"router {name!r} version {active} does not load "
                                                         f"here: {exc}", "router") from None

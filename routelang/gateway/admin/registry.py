@@ -111,7 +111,7 @@ async def push(ctx: Context, request, body: PushBody) -> tuple[int, BaseModel]:
         try:
             check_name(name)
         except RegistryError as exc:
-            raise AdminError(errors.INVALID_REQUEST, str(exc), "name") from None
+            raise AdminError(errors.INVALID_REQUEST, exc.message, "name") from None
         entry = body.filename or f"{name}.route"
         if body.source is not None:
             built = build_text(body.source, entry)
@@ -158,7 +158,7 @@ async def rollback(ctx: Context, request, _body) -> tuple[int, BaseModel]:
         try:
             current, previous = store.rollback(name)
         except RegistryError as exc:
-            raise AdminError(errors.NOTHING_TO_ROLL_BACK, str(exc)) from None
+            raise AdminError(errors.NOTHING_TO_ROLL_BACK, exc.message) from None
         return RolledBack(router=name, from_version=current, to_version=previous)
 
     return 200, await ctx.in_registry(work)
@@ -204,7 +204,7 @@ async def import_(ctx: Context, _request, body: ExportDocument) -> tuple[int, Ba
             try:
                 check_name(r.name)
             except RegistryError as exc:
-                raise AdminError(errors.INVALID_REQUEST, str(exc), "routers") from None
+                raise AdminError(errors.INVALID_REQUEST, exc.message, "routers") from None
             for v in sorted(r.versions, key=lambda v: v.version):
                 if v.entry not in v.sources:
                     raise AdminError(errors.INVALID_REQUEST, f"router {r.name!r} version {v.version}: its "
@@ -253,7 +253,7 @@ def _safe_build(build: Callable[[], Any]):
 
 
 def _built_from_config(config: dict, name: str):
-    from ...importer import ImportProblem
+    from ...importers.common import ImportProblem
     from ...registry.artifacts import build_config
 
     config = {"name": name, **config}

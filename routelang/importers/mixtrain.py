@@ -29,12 +29,14 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from . import ast, envvars, mixtrain_schema
-from .parser import MAX_VALUE_DEPTH
-from .printer import (
+from .. import ast, envvars, mixtrain_schema
+from ..backends.json import lower
+from ..check import check
+from ..diagnostics import has_errors
+from ..parser import MAX_VALUE_DEPTH
+from ..printer import (
     PrinterBug,
     duration_text,
     is_identifier,
@@ -44,15 +46,17 @@ from .printer import (
     percent_value,
     print_file,
 )
-from .runtime.model import ConfigError, plan_from_config
-from .source import NO_SPAN, Span
-from .vocab import operators, strategies
-from .vocab import settings as target_settings
+from ..resolve import resolve
+from ..runtime.model import ConfigError, plan_from_config
+from ..source import NO_SPAN, Source, Span
+from ..vocab import operators, strategies
+from ..vocab import settings as target_settings
+from .common import ImportNote, ImportProblem, Path
 
 # stdlib/providers.route presets whose call adds nothing beyond provider, model
 # and endpoint (openai/anthropic only add a default endpoint, which an
 # explicit endpoint argument overrides).
-PRESETS = ("modal", "fal", "custom", "openai", "anthropic")
+PRESETS = ("modal", "fal", "custom", "openai", "anthropic", "azure")
 # The presets' own endpoints (stdlib/providers.route), which a call may leave out.
 PRESET_ENDPOINTS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com/v1"}
 EXT = "x-routelang"
@@ -62,29 +66,7 @@ EXT = "x-routelang"
 _MIXTRAIN_SETTINGS = tuple(target_settings.BY_SURFACE[surface] for surface in (
     "weight", "label", "timeout", "retries", "headers", "function_name", "request_class", "is_shadow"))
 
-Path = tuple
 Locate = Callable[[Path], Span]
-
-
-class ImportProblem(ValueError):
-    """The input is not a config Mixtrain's `RoutingConfig` loads. `problems`
-    are (JSON path, message) pairs."""
-
-    def __init__(self, message: str, problems: list[tuple[Path, str]] | None = None):
-        super().__init__(message)
-        self.problems = problems or [((), message)]
-
-
-@dataclass(frozen=True)
-class ImportNote:
-    """Something in the config that the `.route` file cannot say exactly."""
-
-    where: str
-    message: str
-    path: Path = ()        # where in the JSON
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
 
 
 def load_config(config: Any) -> dict:
@@ -454,6 +436,8 @@ class _FileBuilder(_Builder):
                 salt = self.string(ext["salt"], path + (EXT, "strategy", "salt"))
             strategy.sticky = ast.Sticky(ast.FieldPath(ext["sticky_by"].split("."), self.locate(sticky_at)), salt,
                                          self.locate(sticky_at))
+        if ext.get("failover") is False:
+            strategy.no_failover = self.locate(path + (EXT, "strategy", "failover"))
         return strategy
 
     def strategy_tree(self, rule: dict, node: dict, tree_path: tuple[int, ...], path: Path,
@@ -490,6 +474,8 @@ class _FileBuilder(_Builder):
                 if node.get("salt") is not None and node["salt"] != default_salt:
                     salt = self.string(node["salt"], at)
                 strategy.sticky = ast.Sticky(ast.FieldPath(node["sticky_by"].split("."), span), salt, span)
+            if node.get("failover") is False:
+                strategy.no_failover = span
         for factor in defn.score_factors:
             strategy.hybrid[factor] = self.value(node.get(f"{factor}_weight", 0.0), at, where)
         return strategy
@@ -540,21 +526,20 @@ def _policies(config: dict) -> list:
 
 
 def _policies_text(policies: list) -> str:
-    from .ir import Policy
-    from .policies import policy_source
+    from ..ir import Policy
+    from ..policies import policy_source
 
     return "".join("\n" + policy_source(Policy.model_validate(p)) for p in policies)
 
 
 def _same_for_mixtrain(text: str, cfg: dict) -> bool:
-    """Does `text` compile to a config whose Mixtrain canonical form is `cfg`?"""
-    from .backends.json import lower
-    from .compiler import compile_text
-
-    result = compile_text(text, "<import>")
-    if not result.ok:
+    """Does `text` compile to a config whose Mixtrain canonical form is `cfg`?
+    (Resolved and checked here rather than through compiler.py, which reads
+    JSON configs through this module.)"""
+    resolution = resolve(Source("<import>", text))
+    if resolution.router is None or has_errors(resolution.diagnostics) or has_errors(check(resolution.router)):
         return False
-    compiled, _ = lower(result.router)
+    compiled, _ = lower(resolution.router)
     try:
         return json.dumps(load_config(compiled), sort_keys=True) == json.dumps(cfg, sort_keys=True)
     except ImportProblem:
