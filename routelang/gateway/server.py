@@ -92,6 +92,9 @@ def run(options: Options) -> int:
     host, port = sock.getsockname()[:2]
     print(f"routelang serve: {what} on http://{host}:{port} ({options.workers} worker(s))",
           file=sys.stderr, flush=True)
+    if options.tenant_keys and options.workers > 1:
+        print(f"routelang serve: warning: each worker keeps its own tenants' ledger: {options.workers} workers admit "
+              f"up to {options.workers} times each limit and budget (docs/tenants.md)", file=sys.stderr, flush=True)
     if options.workers <= 1:
         return _run_worker(options, sock, keys)
     return _supervise(options, sock, keys)
