@@ -4,6 +4,7 @@
                                          [--profile FILE] [--config bench.json]
                                          [--state memory|redis://HOST:PORT/DB]
                                          [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
+                                         [--tenants]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -19,10 +20,14 @@ Printed: the best of `--repeat` runs, in microseconds of CPU time (of this
 process: server and client) per request; the machine is shared, and CPU time
 and the minimum are the figures least disturbed by other load.
 `--state` serves on that state (as `serve --state`; with Redis, the figure includes
-this process's side of sharing, not redis-server's own CPU). `--only` runs one side
-`--requests` times and prints nothing else, for instruction counts: `valgrind
---tool=callgrind` of two runs with different `--requests`, the difference divided by
-the difference in requests.
+this process's side of sharing, not redis-server's own CPU).
+`--tenants` adds a run with tenants on (`serve --tenant-keys`): every request
+carries a tenant key, is held to its workspace's and agent's restrictions and
+admitted by a reserve on two budgets and two limits, then settled; the row says
+what admission adds to routelang's CPU per request.
+`--only` runs one side `--requests` times and prints nothing else, for
+instruction counts: `valgrind --tool=callgrind` of two runs with different
+`--requests`, the difference divided by the difference in requests.
 
 `--trace` (the `otel` extra): the gateway exports OpenTelemetry spans over OTLP/HTTP
 to a receiver in another process (so the figure holds the span work and the
@@ -73,6 +78,17 @@ CONFIG = {"name": "bench", "rules": [{"name": "all", "targets": [{
     "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n"
            b"Content-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+# --tenants: a workspace and an agent whose budgets and limits never refuse the benchmark's requests.
+POLICIES = [
+    {"kind": "workspace", "name": "ws-bench", "timezone": "UTC",
+     "budgets": [{"period": "day", "micros": 10**15}, {"period": "month", "micros": 10**16}],
+     "limits": [{"unit": "requests", "amount": 10**9, "per": "minute"},
+                {"unit": "tokens", "amount": 10**12, "per": "minute"}],
+     "compliance": ["gdpr"]},
+    {"kind": "agent", "name": "bench-agent", "timezone": "UTC", "capabilities": ["text-generation"]},
+]
+PRICED = {"input_micros_per_1k": 3000, "output_micros_per_1k": 15000, "compliance": ["gdpr"],
+          "capabilities": ["text-generation"]}
 UNSAMPLED_PARENT = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n"
 # An OTLP/HTTP receiver that reads each export and answers 200 (another process: its CPU is not counted).
 RECEIVER = """
@@ -104,10 +120,10 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
 
 
 def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None,
-                  state: str = "memory") -> web.Application:
+                  state: str = "memory", tenant_keys: Path | None = None) -> web.Application:
     tracer = tracing.from_options(otlp_endpoint, os.environ) if otlp_endpoint else None
     services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer,
-                            state=wiring.state_from_url(state))
+                            state=wiring.state_from_url(state), tenant_keys=tenant_keys)
     services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
     return wiring.application(services)
@@ -196,6 +212,7 @@ def main() -> None:
     parser.add_argument("--state", default="memory", help="memory (default) or a Redis URL, as serve --state")
     parser.add_argument("--trace", choices=("off", "sampled", "unsampled-by-client", "unsampled-by-sampler"),
                         default="off")
+    parser.add_argument("--tenants", action="store_true", help="also run with tenant keys and admission")
     args = parser.parse_args()
     receiver = otlp_endpoint = None
     if args.trace != "off":
@@ -225,12 +242,44 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
             app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
-        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests, args.repeat,
+        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests,
+                                         args.repeat,
                                          args.profile))
+        tenants = measure_tenants(args, config, log, otlp_endpoint, scratch) if args.tenants else None
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")
     print(f"routelang's own work: {min(ours) - min(base):.1f} us/request")
+    if tenants is not None:
+        added = min(tenants) - min(ours)
+        print(f"tenants   {min(tenants):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in tenants)})")
+        print(f"admission adds {added:.1f} us/request: {added / min(ours):.1%} of routelang's CPU per request")
+
+
+def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endpoint: str | None,
+                    scratch: str) -> list[float]:
+    """The same router with a workspace and an agent, every request with a tenant key."""
+    from routelang.tenancy.keys import KeyStore
+
+    keys = Path(scratch, "keys.db")
+    store = KeyStore(keys)
+    secret = store.create("ws-bench", "bench-agent")[1]
+    store.close()
+    data = json.loads(config.read_text())
+    for rule in data["rules"]:
+        for target in rule["targets"]:
+            target.setdefault("x-routelang", {}).update(PRICED)
+    data.setdefault("x-routelang", {})["policies"] = POLICIES
+    tenant_config = Path(scratch, "tenants.json")
+    tenant_config.write_text(json.dumps(data))
+    plain = Client.request
+    Client.request = plain.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
+                                   + secret.encode() + b"\r\n")
+    try:
+        return uvloop.run(serve_and_send(routelang_app(tenant_config, log, otlp_endpoint, args.state, keys), args.requests,
+                                         args.repeat, None))
+    finally:
+        Client.request = plain
 
 
 if __name__ == "__main__":

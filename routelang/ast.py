@@ -170,6 +170,52 @@ class Strategy:
     hybrid: dict[str, Value] = field(default_factory=dict)
 
 
+# ---- tenants: workspaces and agents ----------------------------------------------
+
+@dataclass(slots=True)
+class Budget:
+    amount: Value        # in the currency, as written: `100`, `0.5`
+    period: str          # day, week, month
+    span: Span
+    currency: str | None = None   # written on the first budget of a line only
+
+
+@dataclass(slots=True)
+class RateLimit:
+    amount: int          # `200k` -> 200000
+    text: str            # as written
+    unit: str            # requests, tokens
+    per: str             # second, minute, hour, day
+    span: Span
+
+
+@dataclass(slots=True)
+class Requirement:
+    metric: str          # success, latency, cost
+    op: str              # >=, <=, ... (the checker says which fits)
+    value: Any           # success: (fraction, text); latency: Duration; cost: Value
+    span: Span
+    percentile: Name | None = None   # latency: p50, p95, p99
+
+
+@dataclass(slots=True)
+class PolicyItem:
+    key: str             # budget, limit, allow_targets, allow_providers, allow_tags, compliance,
+                         # capabilities, prefer, fallback, require, timezone
+    value: Any           # list[Budget] | list[RateLimit] | list[Name] | Value | list[Requirement]
+    span: Span
+    otherwise: Name | None = None    # require: `otherwise refuse` / `otherwise serve best`
+
+
+@dataclass(slots=True)
+class PolicyDef:
+    kind: str            # workspace, agent
+    name: Name
+    description: Value | None
+    items: list[PolicyItem]
+    span: Span
+
+
 # ---- top-level items -----------------------------------------------------------
 
 @dataclass(slots=True)
@@ -269,7 +315,7 @@ class TestDef:
 
 Item = (
     RouterHeader | MetadataBlock | Import | ProviderDef | ProfileDef
-    | DefaultsDef | TargetDef | ConditionDef | SchemaDef | RuleDef | TestDef
+    | DefaultsDef | TargetDef | ConditionDef | SchemaDef | RuleDef | TestDef | PolicyDef
 )
 
 

@@ -385,7 +385,7 @@ def diff_command(old, new, fmt, registry):
         finish(Exit.FINDINGS)
     outcome = diff(results[0].router, results[1].router)
     click.echo(render_json(outcome) if fmt == "json" else render_text(outcome))
-    finish(Exit.FINDINGS if outcome.changes else Exit.OK)
+    finish(Exit.FINDINGS if outcome.changes or outcome.policies else Exit.OK)
 
 
 # ---- routelang test / coverage (runtime) --------------------------------------------
@@ -538,6 +538,9 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--admin-keys", "admin_keys", type=click.Path(dir_okay=False),
               help="File of admin-key hashes (same format): serves the admin API at /api. Without it there is "
                    "no /api.")
+@click.option("--tenant-keys", "tenant_keys", type=click.Path(dir_okay=False),
+              help="The registry file holding tenant keys (`routelang keys`): requests then need one, which gives "
+                   "them their workspace and agent, whose limits and budgets admit them (docs/tenants.md).")
 @click.option("--timeout", "timeout_s", default=600.0, show_default=True, type=Finite(0),
               help="Seconds per upstream attempt, for targets without `timeout`.")
 @click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True, type=Finite(0),
@@ -558,8 +561,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.pass_context
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
-                  host, port, workers, api_keys, admin_keys, timeout_s, first_token_s, reload_interval, drain_s,
-                  log_file, loop, otlp_endpoint, state):
+                  host, port, workers, api_keys, admin_keys, tenant_keys, timeout_s, first_token_s, reload_interval,
+                  drain_s, log_file, loop, otlp_endpoint, state):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -583,6 +586,8 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
 
     if check_url(state) is not None:
         raise UsageProblem(check_url(state))
+    if api_keys and tenant_keys:
+        raise UsageProblem("--api-keys and --tenant-keys both read `Authorization`: give one")
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)
@@ -600,7 +605,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
     settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
     options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
-                      settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys,
+                      settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys, tenant_keys=tenant_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
                       log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint,
                       state=state)
@@ -1058,6 +1063,149 @@ def history_prune_command(max_rows, max_days, registry):
     gone = _store(registry).prune(retention)
     click.echo(f"deleted {gone} request(s) beyond {retention.max_rows} rows or older than {retention.max_days:g} days")
     finish(Exit.OK)
+
+
+@main.group(name="keys")
+def keys_group() -> None:
+    """Tenant keys: each gives its requests a workspace (and an agent) of the router (docs/tenants.md).
+    Stored hashed in the registry; `serve --tenant-keys REGISTRY` reads them."""
+
+
+def _key_store(registry: str | None):
+    from .registry.store import default_location
+    from .tenancy.keys import KeyStore, KeyStoreError
+
+    try:
+        return KeyStore(registry or default_location())
+    except KeyStoreError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+@keys_group.command(name="create")
+@click.argument("workspace")
+@click.option("--agent", help="The agent the key's requests belong to (`agent.id`).")
+@click.option("--expires", help="Expire in a duration (30d, 12h) or at an ISO date or date-time (UTC unless given).")
+@click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
+@registry_option
+@guarded
+def keys_create_command(workspace, agent, expires, as_json, registry):
+    """Issue a key for WORKSPACE; the secret is printed once and never stored."""
+    import time
+
+    from .tenancy.keys import KeyStoreError, expiry, iso
+
+    store = _key_store(registry)
+    now = time.time()
+    try:
+        key, secret = store.create(workspace, agent, None if expires is None else expiry(expires, now), now)
+    except KeyStoreError as exc:
+        raise UsageProblem(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(key.to_dict(now) | {"key": secret}, indent=2))
+    else:
+        click.echo(f"{key.id} for workspace {workspace}" + (f", agent {agent}" if agent else "")
+                   + (f", expires {iso(key.expires_at)}" if key.expires_at else ""))
+        click.echo(f"key: {secret}")
+        click.echo("(shown once: only its sha256 is stored)", err=True)
+    finish(Exit.OK)
+
+
+@keys_group.command(name="list")
+@click.option("--workspace", help="Only this workspace's keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print the keys as JSON.")
+@registry_option
+@guarded
+def keys_list_command(workspace, as_json, registry):
+    """Every key (never a secret): id, workspace, agent, created, expires, state."""
+    import time
+
+    from .explain import text_table
+    from .tenancy.keys import iso
+
+    now = time.time()
+    keys = _key_store(registry).list(workspace)
+    if as_json:
+        click.echo(json.dumps([k.to_dict(now) for k in keys], indent=2))
+    elif keys:
+        click.echo(text_table(["ID", "WORKSPACE", "AGENT", "CREATED", "EXPIRES", "STATE"], [
+            [k.id, k.workspace, k.agent or "-", iso(k.created_at), iso(k.expires_at) or "-", k.state(now)]
+            for k in keys]))
+    else:
+        click.echo("no keys")
+    finish(Exit.OK)
+
+
+@keys_group.command(name="revoke")
+@click.argument("key_id")
+@registry_option
+@guarded
+def keys_revoke_command(key_id, registry):
+    """Revoke a key by its id: gateways refuse it within a second."""
+    from .tenancy.keys import KeyStoreError
+
+    try:
+        key = _key_store(registry).revoke(key_id)
+    except KeyStoreError as exc:
+        raise UsageProblem(str(exc)) from None
+    click.echo(f"revoked {key.id} (workspace {key.workspace})")
+    finish(Exit.OK)
+
+
+@main.command(name="usage")
+@click.option("--workspace", help="Only this workspace.")
+@click.option("--since", default="7d", show_default=True,
+              help="From this time: a duration ago (24h, 7d) or an ISO date or date-time (UTC unless given).")
+@click.option("--by", "by", type=click.Choice(["model", "key", "day"]), default="model", show_default=True,
+              help="Group each workspace's requests by the target that answered first, the key, or the UTC day.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@registry_option
+@guarded
+@registry_errors
+def usage_command(workspace, since, by, as_json, registry):
+    """Spend, tokens, requests, errors and latency per workspace from the request history,
+    and each budget of the deployed routers used and left (docs/tenants.md)."""
+    import time
+
+    from .ir import Policy
+    from .registry import ab_report
+    from .tenancy.usage import budgets, usage
+
+    try:
+        start = ab_report.parse_time(since)
+    except ab_report.ReportProblem as exc:
+        raise UsageProblem(str(exc)) from None
+    store = _store(registry)
+    policies = []
+    for router in store.routers():
+        active = store.active_version(router["name"])
+        if active is not None:
+            compiled = store.version(router["name"], active).compiled
+            policies += [Policy.model_validate(p) for p in compiled.get("x-routelang", {}).get("policies", [])]
+    lines = usage(store, start, by, workspace)
+    left = budgets(store, policies, time.time(), workspace)
+    if as_json:
+        click.echo(json.dumps({"usage": lines, "budgets": left}, indent=2))
+        finish(Exit.OK)
+    from .explain import text_table
+
+    if lines:
+        click.echo(text_table(["WORKSPACE", by.upper(), "REQUESTS", "ERRORS", "TOKENS IN", "TOKENS OUT", "SPEND USD",
+                               "P50 MS", "P95 MS"],
+                              [[x["workspace"], x[by], str(x["requests"]), str(x["errors"]), str(x["tokens_in"]),
+                                str(x["tokens_out"]), f"{x['spend_usd']:.6f}", _ms(x["latency_p50_ms"]),
+                                _ms(x["latency_p95_ms"])] for x in lines]))
+    else:
+        click.echo("no requests of tenant keys in this window")
+    if left:
+        click.echo("")
+        click.echo(text_table(["WORKSPACE", "BUDGET", "SINCE", "USED USD", "LEFT USD"],
+                              [[b["workspace"], f"{b['budget_usd']:g} USD per {b['period']}", b["from"],
+                                f"{b['used_usd']:.6f}", f"{b['left_usd']:.6f}"] for b in left]))
+    finish(Exit.OK)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 @main.command(name="ab")

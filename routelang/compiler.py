@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast, envvars, ir
+from .analysis import restrictions
 from .check import check
 from .diagnostics import (
     INEXACT_IMPORT,
@@ -92,6 +93,8 @@ def _compile(source: Source, env: dict[str, str] | None, allow_module: bool,
     router = resolution.router
     if router is not None:
         diagnostics.extend(check(router, resolution.unbuilt_rules))
+        if not has_errors(diagnostics):  # the proof needs a router whose parts are all valid
+            diagnostics.extend(restrictions.prove(router))
         if env is not None:
             router, env_diags = interpolate_router(router, env)
             diagnostics.extend(env_diags)

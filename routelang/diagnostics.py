@@ -88,6 +88,10 @@ BAD_TEST = register("RL219", "invalid-test", E, "a test block is malformed")
 EMPTY_NAME = register("RL220", "empty-name", E, "a name or field is empty")
 DOT_IN_SEGMENT = register("RL222", "dot-in-path-segment", E, "a quoted field-path segment contains `.`")
 NESTED_STRATEGY = register("RL225", "nested-strategy", E, "a strategy stands where only a target may")
+INVALID_POLICY = register("RL240", "invalid-policy", E,
+                          "a workspace's or agent's budget, limit, restriction or requirement is not valid")
+RESTRICTION_VIOLATED = register("RL241", "restriction-violated", E,
+                                "a rule can send a workspace's or agent's request to a target it may not use")
 
 # RL3xx lint codes are registered by routelang.lint.
 MIXTRAIN_APPROXIMATION = register(

@@ -136,6 +136,33 @@ class DiffResult:
     exact: bool                    # False: "no change" is not proven
     caveats: list[str]
     more: list[tuple] = field(default_factory=list)   # (old rule, new rule) with more kinds than shown
+    policies: list[str] = field(default_factory=list)  # workspaces and agents added, removed or changed
+
+
+# What a policy change shows: explain's words for each part (policy_data).
+_POLICY_PARTS = ("budgets", "limits", "timezone", "restrictions", "requirements", "when_none_qualifies")
+
+
+def policy_changes(old: ir.Router, new: ir.Router) -> list[str]:
+    """`workspace W: budgets: 100 USD per day -> 150 USD per day`, one line per part changed."""
+    from .explain import policy_data
+
+    before = {(p.kind, p.name): policy_data(old, p) for p in old.policies}
+    after = {(p.kind, p.name): policy_data(new, p) for p in new.policies}
+    out = []
+    for key in [*before, *(k for k in after if k not in before)]:
+        label = f"{key[0]} {key[1]}"
+        if key not in after:
+            out.append(f"{label}: removed")
+        elif key not in before:
+            out.append(f"{label}: added")
+        else:
+            for part in _POLICY_PARTS:
+                x, y = before[key][part], after[key][part]
+                if x != y:
+                    words = (lambda v: ", ".join(v) or "none") if isinstance(x, list) else str
+                    out.append(f"{label}: {part.replace('_', ' ')}: {words(x)} -> {words(y)}")
+    return out
 
 
 @dataclass
@@ -190,7 +217,7 @@ def diff(old: ir.Router, new: ir.Router) -> DiffResult:
             if len(found) > MAX_CHANGES_PER_PAIR:
                 more.append((_name(o.rule), _name(n.rule)))
     caveats = questions.caveats()
-    return DiffResult(changes, exact=not caveats, caveats=caveats, more=more)
+    return DiffResult(changes, exact=not caveats, caveats=caveats, more=more, policies=policy_changes(old, new))
 
 
 def _name(rule: ir.Rule | None) -> str | None:
@@ -299,13 +326,14 @@ def _first_positions(outcomes: list[_Outcome]) -> dict[str, int]:
 
 
 def render_text(result: DiffResult) -> str:
+    policies = [f"~ {line}" for line in result.policies]
     if not result.changes:
-        lines = ["no behavioural change"]
+        lines = ["no behavioural change" if not policies else "no request changes route"]
         if not result.exact:
             lines[0] += " found (not proven; the analysis was inexact here:)"
             lines += [f"  - {c}" for c in result.caveats]
-        return "\n".join(lines)
-    lines = [f"{len(result.changes)} kind(s) of request change route:"]
+        return "\n".join(lines + policies)
+    lines = [*policies, f"{len(result.changes)} kind(s) of request change route:"]
     for c in result.changes:
         lines.append(f"~ requests like {json.dumps(c.witness, sort_keys=True)}")
         lines.append(f"    before: {c.old}")
@@ -327,4 +355,6 @@ def _rule_words(name: str | None) -> str:
 def render_json(result: DiffResult) -> str:
     more = [{"old_rule": old_rule, "new_rule": new_rule} for old_rule, new_rule in result.more]
     return json.dumps({"changes": [c.to_json() for c in result.changes], "more_changes": more,
-                       "exact": result.exact, "caveats": result.caveats}, indent=2, ensure_ascii=False)
+                       "exact": result.exact, "caveats": result.caveats}
+                      | ({"policy_changes": result.policies} if result.policies else {}),
+                      indent=2, ensure_ascii=False)

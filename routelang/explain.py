@@ -322,7 +322,81 @@ def explain_data(result: CompileResult) -> dict:
         "rules": [_rule_data(r, i) for i, r in enumerate(ordered, 1)],
         "disabled_rules": [_rule_data(r, None) for r in router.rules if not r.enabled],
         "findings": [_finding_data(d) for d in findings(result)],
+    } | ({"policies": [policy_data(router, p) for p in router.policies]} if router.policies else {})
+
+
+def money(micros: int) -> str:
+    """Micro-dollars in USD, with as many decimals as they need (never rounded)."""
+    whole, frac = divmod(micros, ir.MICROS_PER_USD)
+    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") + " USD"
+
+
+def policy_data(router: ir.Router, policy: ir.Policy) -> dict:
+    """A workspace's or agent's limits, restrictions, requirements and the
+    router's targets it may and may not use (with why not)."""
+    restrictions = []
+    if policy.allow_targets is not None:
+        restrictions.append("targets " + ", ".join(policy.allow_targets))
+    if policy.prefer or policy.fallback:
+        restrictions.append("prefers " + ", ".join(policy.prefer or ("-",))
+                            + "; falls back to " + ", ".join(policy.fallback or ("-",)))
+    if policy.allow_providers is not None:
+        restrictions.append("providers " + ", ".join(policy.allow_providers))
+    if policy.allow_tags is not None:
+        restrictions.append("targets tagged " + " or ".join(policy.allow_tags))
+    if policy.compliance:
+        restrictions.append("compliance " + " and ".join(policy.compliance))
+    if policy.capabilities:
+        restrictions.append("capabilities " + " and ".join(policy.capabilities))
+    req = policy.requirements
+    requirements = []
+    if req is not None:
+        if req.min_success is not None:
+            requirements.append(f"success >= {percent(req.min_success)}")
+        if req.max_latency_ms is not None:
+            requirements.append(f"latency p{req.latency_percentile} <= {_duration(req.max_latency_ms)}")
+        if req.max_micros_per_1k is not None:
+            requirements.append(f"cost per 1k tokens <= {money(req.max_micros_per_1k)}")
+    targets: dict[str, ir.Target] = {}
+    for rule in router.rules:
+        for t in rule.strategy.targets:
+            targets.setdefault(target_name(t), t)
+    may, may_not = [], []
+    for name, t in targets.items():
+        why = policy.refusals(t)
+        (may_not.append({"target": name, "why": "; ".join(why)}) if why else may.append(name))
+    return {
+        "kind": policy.kind,
+        "name": policy.name,
+        "description": policy.description,
+        "request_field": policy.request_field,
+        "budgets": [f"{money(b.micros)} per {b.period}" for b in policy.budgets],
+        "limits": [f"{lim.amount} {lim.unit} per {lim.per}" for lim in policy.limits],
+        "timezone": policy.timezone,
+        "restrictions": restrictions,
+        "requirements": requirements,
+        "when_none_qualifies": ("refuse" if req is not None and req.refuse_when_none else "serve the best left"),
+        "may_use": may,
+        "may_not_use": may_not,
     }
+
+
+def policy_lines(data: dict) -> list[str]:
+    """One workspace or agent in plain text (explain's table, the language server's hover)."""
+    title = f"{data['kind']} {data['name']}" + (f": {data['description']}" if data["description"] else "")
+    out = [title, f"  requests with {data['request_field']} == \"{data['name']}\""]
+    if data["budgets"]:
+        out.append(f"  budgets: {', '.join(data['budgets'])} (calendar, {data['timezone']})")
+    if data["limits"]:
+        out.append(f"  limits: {', '.join(data['limits'])}")
+    if data["restrictions"]:
+        out.append(f"  restricted to: {'; '.join(data['restrictions'])}")
+    if data["requirements"]:
+        out.append(f"  requires: {', '.join(data['requirements'])}; when no target qualifies:"
+                   f" {data['when_none_qualifies']}")
+    out.append(f"  may use: {', '.join(data['may_use']) or '(none)'}")
+    out += [f"  may not use {x['target']}: {x['why']}" for x in data["may_not_use"]]
+    return out
 
 
 def explain(result: CompileResult, fmt: str = "table") -> str:
@@ -421,6 +495,10 @@ def render_table(data: dict) -> str:
         out += ["Disabled rules (never evaluated):", "", _rules_table(data["disabled_rules"], numbered=False), ""]
     if data["rules"] or data["disabled_rules"]:
         out += ["Targets:", "", _targets_table(data), ""]
+    if data.get("policies"):
+        out += ["Workspaces and agents:", ""]
+        for policy in data["policies"]:
+            out += [*policy_lines(policy), ""]
     out.append(f"Findings ({len(data['findings'])}):")
     out += [""] + [_finding_line(f) for f in data["findings"]] if data["findings"] else ["(none)"]
     return "\n".join(out).rstrip() + "\n"
@@ -536,6 +614,10 @@ def render_markdown(data: dict, router_ir: ir.Router) -> str:
         out += ["## Disabled rules", "", "These rules are never evaluated.", ""]
         for r, rule in zip(data["disabled_rules"], [x for x in router_ir.rules if not x.enabled]):
             out += _rule_section(r, by_rule.get(r["name"], []), rule)
+    if data.get("policies"):
+        out += ["## Workspaces and agents", ""]
+        for policy in data["policies"]:
+            out += ["```", *policy_lines(policy), "```", ""]
     out += ["## Findings", ""]
     if not data["findings"]:
         out += ["None.", ""]

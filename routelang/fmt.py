@@ -39,6 +39,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _STRING = re.compile(r'r"[^"\n]*"|"(?:[^"\\\n]|\\.)*"')
 _SEGMENT = re.compile(f"{_STRING.pattern}|{_NAME.pattern}")
 _WEIGHT = re.compile(r"[0-9]+(?:\.[0-9]+)?%|-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_COMPARE = re.compile(r"==|!=|>=|<=|>|<")
+_QUANTITY = re.compile(r"[0-9]+(?:\.[0-9]+)?[kM]?")
 _PAREN_SCAN = re.compile(f"{_STRING.pattern}|#[^\\n]*|[()]")
 _CLOSERS = ("}", ")", "]")
 _OPENERS = ("{", "(", "[")
@@ -225,10 +227,10 @@ class _Printer:
         keyword = self.lit(s.key)
         if isinstance(s.value, list):  # circuit_breaker { ... }, health_check { ... }
             return [keyword, SPACE, self.block(lambda: [self.setting(x) for x in s.value], always_break=False)]
-        if s.key == "headers":
+        if s.key == "headers" or isinstance(s.value, ast.Value) and isinstance(s.value.value, list):
             return [keyword, SPACE, self.value(s.value)]
         out = [keyword, SPACE, self.leaf(s.value.span)]
-        if s.key == "cost":
+        if s.key in ("cost", "input_cost", "output_cost"):
             out += [SPACE, self.lit("per"), SPACE, self.lit("1k")]
         return out
 
@@ -433,6 +435,59 @@ class _Printer:
                 out += [SPACE, self.lit(e.kind), SPACE, self.leaf(e.name.span)]
         return out
 
+    def item_PolicyDef(self, it: ast.PolicyDef) -> list:
+        out = [self.lit(it.kind), SPACE, self.leaf(it.name.span)]
+        if it.description is not None:
+            out += [SPACE, self.leaf(it.description.span)]
+        return out + [SPACE, self.block(lambda: [self.policy_item(x) for x in it.items], always_break=True)]
+
+    def policy_item(self, item: ast.PolicyItem) -> list:
+        key = item.key
+        if key.startswith("allow_"):
+            out = [self.lit("allow"), SPACE, self.lit(key[len("allow_"):]), SPACE]
+            return out + [self.names(item.value) if key == "allow_targets" else self.value(item.value)]
+        out = [self.lit(key), SPACE]
+        if key in ("compliance", "capabilities", "timezone"):
+            return out + [self.value(item.value)]
+        if key in ("prefer", "fallback"):
+            return out + [self.comma_list(item.value, lambda n: [self.leaf(n.span)])]
+        if key == "budget":
+            return out + [self.comma_list(item.value, self.budget)]
+        if key == "limit":
+            return out + [self.comma_list(item.value, self.rate_limit)]
+        out.append(self.comma_list(item.value, self.requirement))
+        if item.otherwise is not None:
+            out += [SPACE, self.lit("otherwise"), SPACE, self.lit(item.otherwise.text.split()[0])]
+            if item.otherwise.text != "refuse":
+                out += [SPACE, self.lit("best")]
+        return out
+
+    def comma_list(self, items: list, item: Callable) -> Group:
+        parts: list = []
+        for i, x in enumerate(items):
+            if i:
+                parts += [self.lit(","), Line()]
+            parts += item(x)
+        return Group([Indent(parts)])
+
+    def budget(self, b: ast.Budget) -> list:
+        out = [self.leaf(b.amount.span), SPACE]
+        if b.currency is not None:
+            out += [self.lit(b.currency), SPACE]
+        return out + [self.lit("per"), SPACE, self.lit(b.period)]
+
+    def rate_limit(self, r: ast.RateLimit) -> list:
+        return [self.lex(_QUANTITY), SPACE, self.lit(r.unit), SPACE, self.lit("per"), SPACE, self.lit(r.per)]
+
+    def requirement(self, r: ast.Requirement) -> list:
+        if r.metric == "success":
+            return [self.lit("success"), SPACE, self.lex(_COMPARE), SPACE, self.lex(_WEIGHT)]
+        if r.metric == "latency":
+            return [self.lit("latency"), SPACE, self.leaf(r.percentile.span), SPACE, self.lex(_COMPARE), SPACE,
+                    self.leaf(r.value.span)]
+        return [self.lit("cost"), SPACE, self.lit("per"), SPACE, self.lit("1k"), SPACE, self.lit("tokens"), SPACE,
+                self.lex(_COMPARE), SPACE, self.leaf(r.value.span)]
+
     def names(self, names: list[ast.Name]) -> Group:
         return self.seq("[", "]", names, lambda n: self.leaf(n.span))
 
@@ -466,9 +521,9 @@ _FAMILY = {
     ast.RouterHeader: "header", ast.MetadataBlock: "header", ast.Import: "import",
     ast.ProviderDef: "definition", ast.ProfileDef: "definition", ast.DefaultsDef: "definition",
     ast.TargetDef: "definition", ast.ConditionDef: "definition",
-    ast.SchemaDef: "schema", ast.RuleDef: "rule", ast.TestDef: "test",
+    ast.SchemaDef: "schema", ast.RuleDef: "rule", ast.TestDef: "test", ast.PolicyDef: "policy",
 }
-_ALWAYS_APART = {"schema", "rule", "test"}
+_ALWAYS_APART = {"schema", "rule", "test", "policy"}
 
 
 def _document(file: ast.File, printer: _Printer) -> list:

@@ -33,13 +33,18 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_\-]*"
 _BEFORE = r"(?<![A-Za-z0-9_.\-])"
 _AFTER = r"(?![A-Za-z0-9_\-])(?!\s*[.:])"
 
+# The words of `workspace` and `agent` blocks (docs/tenants.md).
+POLICY_WORDS = ("budget", "limit", "allow", "providers", "tags", "compliance", "capabilities", "prefer", "require",
+                "success", "otherwise", "serve", "best", "refuse", "timezone", "USD", "requests", "tokens",
+                "second", "minute", "hour", "day", "week", "month")
 DECLARATIONS = ("router", "metadata", "import", "provider", "profile", "defaults", "target",
-                "condition", "schema", "rule", "test")
+                "condition", "schema", "rule", "test", "workspace", "agent")
 STRATEGIES = ("when", *strategies.KEYWORDS, "shadow", "sticky", "by", "salt", "failover")
 # Target settings and their sub-settings come from vocab/settings.py (`provider` is a declaration).
 SETTINGS = tuple(dict.fromkeys((
     "priority", *(s.surface for s in target_settings.TABLE if s.surface != "provider"),
-    *(sub.surface for s in target_settings.TABLE for sub in s.block), "use", "per", *strategies.SCORE_FACTORS)))
+    *(sub.surface for s in target_settings.TABLE for sub in s.block), "use", "per", *strategies.SCORE_FACTORS,
+    *POLICY_WORDS)))
 WORD_OPERATORS = tuple(dict.fromkeys(("and", "or", "not", *operators.WORDS, "note")))
 TEST_KEYWORDS = ("request", "expect", "no", "match", "targets")
 MODIFIERS = ("enabled", "disabled")

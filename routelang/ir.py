@@ -105,7 +105,7 @@ class HealthCheck(Node):
 
 _SETTING_TYPES: dict[str, Any] = {
     "string": str, "int": int, "duration": int, "fraction": float, "number": float, "bool": bool,
-    "headers": dict[str, str],
+    "headers": dict[str, str], "money": int, "strings": tuple[str, ...],
 }
 _BLOCK_TYPES = {"circuit_breaker": CircuitBreaker, "health_check": HealthCheck}
 
@@ -279,6 +279,83 @@ STRATEGY_MODELS: dict[str, type[_Strategy]] = {
 }
 
 
+# ---- tenants: workspaces and agents --------------------------------------------
+# Money is whole micro-dollars (1 USD = 1_000_000), so sums are exact.
+
+MICROS_PER_USD = 1_000_000
+BudgetPeriod = Literal["day", "week", "month"]
+RatePeriod = Literal["second", "minute", "hour", "day"]
+SECONDS_PER = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400}
+
+
+class Budget(Node):
+    period: BudgetPeriod                   # a calendar day, week (from Monday) or month in the policy's zone
+    micros: int
+
+
+class RateLimit(Node):
+    unit: Literal["requests", "tokens"]
+    amount: int
+    per: RatePeriod
+
+    @property
+    def seconds(self) -> int:
+        return SECONDS_PER[self.per]
+
+
+class Requirements(Node):
+    """Quality a target must show to stay in selection (None: not required)."""
+
+    min_success: float | None = None       # 0..1
+    max_latency_ms: int | None = None
+    latency_percentile: int | None = None  # 50, 95, 99
+    max_micros_per_1k: int | None = None   # the target's price of 1k tokens (the dearer of input and output)
+    refuse_when_none: bool = False         # no target qualifies: refuse (True) or serve the best left
+
+
+class Policy(Node):
+    """A `workspace` or an `agent`: what its requests may reach and spend.
+    A request belongs to workspace `workspace.id` and agent `agent.id`."""
+
+    kind: Literal["workspace", "agent"]
+    name: str
+    description: str | None = None
+    budgets: tuple[Budget, ...] = ()
+    limits: tuple[RateLimit, ...] = ()
+    allow_targets: tuple[str, ...] | None = None     # None: any
+    allow_providers: tuple[str, ...] | None = None
+    allow_tags: tuple[str, ...] | None = None        # a target carrying one of them
+    compliance: tuple[str, ...] = ()                 # a target carrying all of them
+    capabilities: tuple[str, ...] = ()               # a target having all of them
+    prefer: tuple[str, ...] = ()                     # an agent's preferred targets ...
+    fallback: tuple[str, ...] = ()                   # ... and its fallbacks: together, the ones it may use
+    requirements: Requirements | None = None
+    timezone: str = "UTC"
+
+    @property
+    def request_field(self) -> str:
+        return f"{self.kind}.id"
+
+    def refusals(self, target: Target) -> list[str]:
+        """Why `target` is outside this policy's restrictions (empty: it is inside)."""
+        out = []
+        named = self.allow_targets if self.allow_targets is not None else (
+            self.prefer + self.fallback if self.prefer or self.fallback else None)
+        if named is not None and target.name not in named:
+            out.append(f"it is not one of the allowed targets ({', '.join(named)})")
+        if self.allow_providers is not None and target.provider not in self.allow_providers:
+            out.append(f"its provider `{target.provider}` is not allowed")
+        if self.allow_tags is not None and not set(self.allow_tags) & set(target.tags or ()):
+            out.append(f"it carries none of the tags {', '.join(self.allow_tags)}")
+        missing = [c for c in self.compliance if c not in (target.compliance or ())]
+        if missing:
+            out.append(f"it lacks compliance {', '.join(missing)}")
+        lacking = [c for c in self.capabilities if c not in (target.capabilities or ())]
+        if lacking:
+            out.append(f"it lacks the capabilities {', '.join(lacking)}")
+        return out
+
+
 # ---- rules, tests, router ------------------------------------------------------
 
 class Rule(Node):
@@ -324,6 +401,7 @@ class Router(Node):
     rules: tuple[Rule, ...]
     tests: tuple[Test, ...] = ()
     schema_fields: tuple[SchemaField, ...] = ()
+    policies: tuple[Policy, ...] = ()      # workspaces and agents, in written order
 
     def evaluation_order(self) -> list[Rule]:
         """Enabled rules as every engine tries them: priority high to low,

@@ -39,6 +39,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from . import diagnostics as rl_diagnostics
 from .compiler import CompileResult, compile_text
+from .explain import policy_data, policy_lines
 from .fmt import FormatError, format_text
 from .lint import lint
 from .source import Span
@@ -78,6 +79,20 @@ KEYWORD_DOCS = {
     "schema": "`schema { field.path: type }` declares the request fields conditions may use.",
     "defaults": "`defaults { settings }`: settings every target of the router starts from.",
     "use": "`use PROFILE`: apply a profile's settings at this point.",
+    "workspace": "`workspace NAME [\"description\"] { budget ... limit ... allow ... require ... }`: a tenant;"
+                 " a request's key gives it `workspace.id` (docs/tenants.md).",
+    "agent": "`agent NAME { prefer T, ... fallback T, ... capabilities [...] require ... }`: an agent type;"
+             " its requests carry `agent.id`.",
+    "budget": "`budget 100 USD per day, 500 per week, 2000 per month`: spend per calendar period in the"
+              " policy's time zone.",
+    "limit": "`limit 600 requests per minute, 200k tokens per minute`: rates (token bucket).",
+    "allow": "`allow targets [a, b]` | `allow providers [\"openai\"]` | `allow tags [\"eu\"]`: the targets"
+             " its requests may reach; the checker proves no rule sends them elsewhere (RL241).",
+    "prefer": "`prefer T, ...`: an agent's preferred targets (with `fallback`, the ones it may use).",
+    "require": "`require success >= 95%, latency p95 <= 5s, cost per 1k tokens <= 0.01 [otherwise refuse |"
+               " otherwise serve best]`: a target breaking one leaves selection for these requests.",
+    "timezone": "`timezone \"Europe/Berlin\"`: the zone of the calendar days, weeks and months of budgets"
+                " (default UTC).",
 }
 # Each target setting documents itself from vocab/settings.py (`provider` keeps its declaration doc).
 for _setting in target_settings.TABLE:
@@ -423,6 +438,11 @@ class RoutelangServer(LanguageServer):
         """The definition in `.route` syntax: a target as written, its settings
         block included (literals as written, not Python reprs); other kinds as
         their one-line summary."""
+        router = state.good.router
+        if symbol.kind in ("workspace", "agent") and router is not None:
+            policy = next((p for p in router.policies if (p.kind, p.name) == (symbol.kind, symbol.name)), None)
+            if policy is not None:
+                return "\n".join(policy_lines(policy_data(router, policy)))
         if symbol.kind != "target" or symbol.module is None:
             return symbol.detail or f"{symbol.kind} {symbol.name}"
         extent = _extent(symbol.node, symbol.module.source.name)

@@ -272,6 +272,11 @@ class _Builder(Transformer):
     set_request_class = _setting("request_class")
     set_cost = _setting("cost")
     set_is_shadow = _setting("is_shadow")
+    set_input_cost = _setting("input_cost")
+    set_output_cost = _setting("output_cost")
+    set_capabilities = _setting("capabilities")
+    set_compliance = _setting("compliance")
+    set_tags = _setting("tags")
     use_profile = _setting("use")
     cb_failures = _setting("failures")
     cb_cooldown = _setting("cooldown")
@@ -506,6 +511,88 @@ class _Builder(Transformer):
 
     def expect_no_match(self, c):
         return ast.Expectation("no_match", None, self._tok(c[0]))
+
+    # -- tenants: workspaces and agents --
+    def policy_def(self, c):
+        kind, name, desc, _open, *items = c
+        desc_v = ast.Value(unquote(desc), self._tok(desc)) if desc is not None else None
+        return ast.PolicyDef(kind.value, name, desc_v, list(items[:-1]), name.span)
+
+    def policy_kind(self, c):
+        return c[0]
+
+    currency = budget_period = rate_unit = rate_period = policy_kind
+
+    def budget_first(self, c):
+        amount, currency, period = c
+        return ast.Budget(amount, period.value, amount.span.to(self._tok(period)), currency.value)
+
+    def budget_more(self, c):
+        amount, period = c
+        return ast.Budget(amount, period.value, amount.span.to(self._tok(period)))
+
+    def rate_limit(self, c):
+        quantity, unit, per = c
+        text = quantity.value
+        scale = {"k": 1000, "M": 1_000_000}.get(text[-1], 1)
+        number = Fraction(text.rstrip("kM")) * scale
+        if number.denominator != 1:
+            raise SyntaxProblem(f"`{text}` is not a whole number", quantity,
+                                help="a limit counts whole requests or tokens")
+        return ast.RateLimit(int(number), text, unit.value, per.value, self._tok(quantity).to(self._tok(per)))
+
+    def _policy_list(key):
+        def make(self, c):
+            value = c[0]
+            if isinstance(value, tuple):  # a name_list: ([names], span)
+                return ast.PolicyItem(key, value[0], value[1])
+            return ast.PolicyItem(key, value, value.span)
+
+        return make
+
+    policy_allow_targets = _policy_list("allow_targets")
+    policy_allow_providers = _policy_list("allow_providers")
+    policy_allow_tags = _policy_list("allow_tags")
+    policy_compliance = _policy_list("compliance")
+    policy_capabilities = _policy_list("capabilities")
+
+    def policy_budgets(self, c):
+        return ast.PolicyItem("budget", list(c), c[0].span.to(c[-1].span))
+
+    def policy_limits(self, c):
+        return ast.PolicyItem("limit", list(c), c[0].span.to(c[-1].span))
+
+    def policy_prefer(self, c):
+        return ast.PolicyItem("prefer", list(c), c[0].span.to(c[-1].span))
+
+    def policy_fallback(self, c):
+        return ast.PolicyItem("fallback", list(c), c[0].span.to(c[-1].span))
+
+    def policy_require(self, c):
+        *requirements, otherwise = c
+        return ast.PolicyItem("require", requirements, requirements[0].span.to(requirements[-1].span), otherwise)
+
+    def policy_timezone(self, c):
+        value = ast.Value(unquote(c[0]), self._tok(c[0]))
+        return ast.PolicyItem("timezone", value, value.span)
+
+    def require_success(self, c):
+        op, percent = c
+        fraction, text, span = self.percent([percent])
+        return ast.Requirement("success", op.value, (fraction, text), self._tok(op).to(span))
+
+    def require_latency(self, c):
+        percentile, op, duration = c
+        value = self._duration(duration)
+        name = self._name(percentile)
+        return ast.Requirement("latency", op.value, value, name.span.to(value.span), name)
+
+    def require_cost(self, c):
+        op, value = c
+        return ast.Requirement("cost", op.value, value, self._tok(op).to(value.span))
+
+    def unqualified(self, c):
+        return ast.Name(" ".join(t.value for t in c), self._tok(c[0]).to(self._tok(c[-1])))
 
     def start(self, c):
         return list(c)
@@ -745,7 +832,7 @@ TYPE_NAMES = ("string", "number", "integer", "bool", "list", "object", "any")
 
 
 _RESTART = re.compile(
-    r"^[ \t]*(router|rule|target|condition|test|import|provider|profile|defaults|schema|metadata)\b", re.MULTILINE
+    r"^[ \t]*(router|rule|target|condition|test|import|provider|profile|defaults|schema|metadata|workspace|agent)\b", re.MULTILINE
 )
 
 

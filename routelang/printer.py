@@ -150,7 +150,7 @@ def _setting(s: ast.Setting) -> str:
     if isinstance(s.value, ast.Name):
         return f"{s.key} {_name(s.value)}"
     text = f"{s.key} {_value(s.value, quoted_keys=s.key == 'headers')}"
-    return text + " per 1k" if s.key == "cost" else text
+    return text + " per 1k" if s.key in ("cost", "input_cost", "output_cost") else text
 
 
 def _block(items: list[str]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ast, ir
+from . import ast, ir, policies
 from .diagnostics import (
     BAD_CALL,
     BAD_TEST,
@@ -403,6 +403,10 @@ class Resolver:
         if weight is not None:
             fields["weight"] = weight
         values = {s.ir_field: fields.get(s.surface) for s in target_settings.TABLE}
+        for setting in target_settings.TENANCY:
+            if values[setting.ir_field] is not None:
+                values[setting.ir_field] = policies.target_value(
+                    self, setting, values[setting.ir_field], spans.get(setting.surface, expr.span))
         for block, model in ((target_settings.BY_SURFACE["circuit_breaker"], ir.CircuitBreaker),
                              (target_settings.BY_SURFACE["health_check"], ir.HealthCheck)):
             given = values[block.ir_field]
@@ -682,6 +686,20 @@ class Resolver:
                         path=f.path.dotted, type=f.type, values=tuple(v.plain() for v in f.enum),
                         span=f.span,
                     ))
+        built: list[ir.Policy] = []
+        policy_names: dict[tuple[str, str], Span] = {}
+        for item in items:
+            if isinstance(item, ast.PolicyDef):
+                key = (item.kind, item.name.text)
+                if key in policy_names:
+                    self.error(DUPLICATE_DEFINITION, f"{item.kind} `{item.name.text}` is defined twice",
+                               item.name.span, related=[Related(policy_names[key], "first defined here")],
+                               help=f"write everything about one {item.kind} in one block")
+                    continue
+                policy_names[key] = item.name.span
+                policy = policies.build_policy(self, root, item)
+                if policy is not None:
+                    built.append(policy)
         return ir.Router(
             name=header.name.text,
             description=header.description.value if header.description is not None else None,
@@ -689,6 +707,7 @@ class Resolver:
             rules=tuple(rules),
             tests=tuple(tests),
             schema_fields=tuple(schema_fields),
+            policies=tuple(built),
             span=header.span,
         )
 
@@ -802,6 +821,9 @@ def resolve(source: Source, allow_module: bool = False, file: ast.File | None = 
                                   f"rule {item.name.text}", _doc_comment(root.file, item.span)))
         elif isinstance(item, ast.TestDef):
             symbols.append(Symbol("test", item.name.value, item.name.span, item, root, f"test {item.name.value!r}"))
+        elif isinstance(item, ast.PolicyDef):
+            symbols.append(Symbol(item.kind, item.name.text, item.name.span, item, root,
+                                  f"{item.kind} {item.name.text}", _doc_comment(root.file, item.span)))
         elif isinstance(item, ast.SchemaDef):
             for f in item.fields:
                 symbols.append(Symbol("schema_field", f.path.dotted, f.path.span, f, root,

@@ -188,6 +188,8 @@ EXIT_TABLE = {
     # `ab` prints a report whatever it concludes (no requests yet: "not enough data"); it never exits 1.
     # (A bad --since or --control also exits 2: tests/registry/test_ab_report.py.)
     "ab": {Exit.OK: [*REG, "user_tiering"], "unknown router": ([*REG, "nope"], Exit.USAGE)},
+    "keys": {Exit.OK: ["list", *REG], "unknown key": (["revoke", "key_000000000000", *REG], Exit.USAGE)},
+    "usage": {Exit.OK: [*REG], "no such registry": (["--registry", "no-such-registry.db"], Exit.USAGE)},
 }
 CASES = [(command, situation) for command, row in EXIT_TABLE.items() for situation in row]
 

@@ -37,7 +37,7 @@ def example_env(monkeypatch):
 
 SCENARIOS = [
     "user_tiering", "ab_split", "regional", "shadow", "fallback_chain", "complex_conditions",
-    "hybrid_local_remote", "agent_workspace", "cost_latency_strategies",
+    "hybrid_local_remote", "agent_workspace", "cost_latency_strategies", "tenants",
 ]
 
 

@@ -317,8 +317,30 @@ def check_registry(cli: Cli, tmp: Path) -> None:
     assert proc.returncode == 0 and [r["rule"] for r in json.loads(proc.stdout)] == ["standard"], proc.stderr
     assert cli("versions", "tiering", "--registry", copy).returncode == 0
 
+
+def check_keys(cli: Cli, tmp: Path) -> None:
+    registry = tmp / "registry.db"
+    proc = cli("keys", "create", "ws-a", "--json", "--registry", registry)
+    assert proc.returncode == 0, proc.stderr
+    key = json.loads(proc.stdout)
+    assert key["key"].startswith("rlk_")
+    proc = cli("keys", "revoke", key["id"], "--registry", registry)
+    assert proc.returncode == 0 and "revoked" in proc.stdout, proc.stderr
+
+
+def check_usage(cli: Cli, tmp: Path) -> None:
+    registry = tmp / "registry.db"
+    assert cli("push", EXAMPLES / "tenants.route", "--registry", registry).returncode == 0
+    assert cli("deploy", "model_router_tenants", "1", "--yes", "--registry", registry).returncode == 0
+    proc = cli("usage", "--json", "--registry", registry)
+    assert proc.returncode == 0, proc.stderr
+    assert {b["workspace"] for b in json.loads(proc.stdout)["budgets"]} == {"ws-marketing-001", "ws-support-007"}
+
+
 INVOCATIONS: dict[str, Callable[[Cli, Path], None]] = {
     "ab": check_ab,
+    "keys": check_keys,
+    "usage": check_usage,
     "check": check_check,
     "compile": check_compile,
     "coverage": check_coverage,

@@ -21,7 +21,10 @@ rule["x-routelang"]:
     enabled     routelang's enabled flag, when Mixtrain's view had to differ
     part_of     set on the extra rules an `or` expands into; routelang skips them
 target["x-routelang"]:
-    name, cost_per_1k_tokens, circuit_breaker, health_check
+    name, cost_per_1k_tokens, input_micros_per_1k, output_micros_per_1k, capabilities,
+    compliance, tags, circuit_breaker, health_check
+config["x-routelang"]["policies"]:
+    the workspaces and agents (ir.Policy as JSON, money in micro-dollars), when there are any
 
 Each approximation comes with an RL901 note that says what Mixtrain will do.
 
@@ -159,11 +162,19 @@ def target_json(t: ir.Target, weight: float | None = None) -> dict:
         value = getattr(t, setting.ir_field)
         if value is not None:
             # A block writes every field, bar the optional ones left unset.
+            if isinstance(value, tuple):
+                value = list(value)
             ext[setting.json_field] = value if not setting.block else {
                 sub.json_field: v for sub in setting.block if (v := getattr(value, sub.ir_field)) is not None}
     if ext:
         out[EXT] = ext
     return out
+
+
+def policy_json(policy: ir.Policy) -> dict:
+    """A workspace or agent as the runtime reads it (fields left unwritten are left out)."""
+    return policy.model_dump(mode="json", exclude_none=True, exclude_defaults=True) | {
+        "kind": policy.kind, "name": policy.name, "timezone": policy.timezone}
 
 
 def _parameters(s: ir.Strategy, default_salt: str) -> dict[str, Any]:
@@ -374,6 +385,8 @@ def lower(router: ir.Router, exact: bool = False) -> tuple[dict, list[Diagnostic
         out["metadata"] = router.metadata
     out["rules"] = rules
     out[EXT] = {"format": FORMAT_VERSION, "compiler": f"routelang {__version__}"}
+    if router.policies:
+        out[EXT]["policies"] = [policy_json(p) for p in router.policies]
     if inexact:
         notes.extend(_inexact_warnings(router, out, inexact, exact))
     return out, notes

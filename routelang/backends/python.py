@@ -304,7 +304,15 @@ def render(plan: Plan, source_name: str = "<config>") -> str:
         index=index,
         steps=steps,
     )
-    return text.rstrip("\n") + "\n" + _line_map(text, plan)
+    return text.rstrip("\n") + "\n" + _line_map(text, plan) + _policies(plan)
+
+
+def _policies(plan: Plan) -> str:
+    """POLICIES: the router's workspaces and agents, as the JSON backend writes them (docs/tenants.md)."""
+    if not plan.policies:
+        return ""
+    return ("\n# The workspaces and agents (x-routelang.policies; money in micro-dollars).\n"
+            f"POLICIES = {literal([dict(p) for p in plan.policies])}\n")
 
 
 def _line_map(text: str, plan: Plan) -> str:

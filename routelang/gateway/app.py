@@ -25,6 +25,8 @@ from .recording import Recorder, Routed
 from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
 from .responses import JSON, error, refusal
 from .state import ROUTER, State, about
+from .tenants import Refused as TenantRefused
+from .tenants import Tenants, nanos
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -62,7 +64,7 @@ class Endpoints:
 
     def __init__(self, routers: Source, state: State, executor: Executor, metrics: Metrics, log: JsonLog,
                  recorder: Recorder | None, api_keys: auth.Keys | None, registry: str | None, started: float,
-                 tracing: Tracing | None = None):
+                 tracing: Tracing | None = None, tenants: Tenants | None = None):
         self.routers = routers
         self.state = state
         self.executor = executor
@@ -75,6 +77,7 @@ class Endpoints:
         self.body_timeout_s = executor.settings.body_timeout_s
         self.started = started
         self.tracing = tracing   # None: no spans (one check per request)
+        self.tenants = tenants
 
     def _router(self, request: web.Request) -> tuple[plan.Loaded | None, str | None]:
         """The router a request names (path, else header), else the default; and the name asked for."""
@@ -116,6 +119,13 @@ class Endpoints:
                 except auth.Refused as refused:
                     response = refusal(refused)
                     return response
+            if self.tenants is not None:
+                try:
+                    routed.tenant_key = self.tenants.identify(request.headers.get("Authorization"))
+                except auth.Refused as refused:
+                    response = refusal(refused)
+                    return response
+                routed.client_key_id = routed.tenant_key.id
             response = await self._complete(request, ex, routed)
             return response
         except asyncio.CancelledError:
@@ -156,6 +166,11 @@ class Endpoints:
         if ex.span is not None:
             self.tracing.named(ex.span, ex.path, body)
         doc = document(body, request.headers.items(), ex.path)
+        key = routed.tenant_key
+        if key is not None:  # the key says who is asking: rules route on workspace.id and agent.id
+            doc["workspace"] = {"id": key.workspace}
+            if key.agent is not None:
+                doc["agent"] = {"id": key.agent}
         ex.stream = doc["request"]["stream"] and ex.path != "/v1/embeddings"
         if ex.stream:
             options = body.get("stream_options")
@@ -169,6 +184,13 @@ class Endpoints:
         if decision.unavailable:
             return error(ex, errors.TARGETS_UNAVAILABLE, f"every target of rule {ex.rule!r} is unavailable: "
                                                               f"{decision.reason}", decision.retry_after_s)
+        if key is not None:
+            admitted = self.tenants.admit(ex.id, key, loaded, body, doc, decision)
+            if isinstance(admitted, TenantRefused):
+                response = error(ex, admitted.kind, admitted.message, admitted.retry_after_s)
+                response.headers.update(admitted.headers or {})
+                return response
+            routed.ticket = admitted
         forward = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         for target in decision.shadows:
             self.executor.shadow(ex, target, body, forward)
@@ -196,6 +218,12 @@ class Endpoints:
 
     def _account(self, ex: Exchange, response: web.StreamResponse | None, routed: Routed) -> None:
         """The request's metrics, its one log line, and its row in the history."""
+        if routed.ticket is not None:  # every path ends here: settle or release the request's hold
+            try:
+                self.tenants.finish(routed.ticket, ex.target, ex.usage, ex.streamed_frames, ex.attempts)
+            except Exception as exc:  # noqa: BLE001 (the hold expires; the request's line and row must still be written)
+                self.log.write("bug", id=ex.id, error=f"settle: {type(exc).__name__}: {exc}",
+                               traceback=traceback.format_exc(limit=8))
         total = perf_counter() - ex.start
         status = ex.status or (response.status if response is not None else 0)
         target = plan.target_name(ex.target) if ex.target is not None else "-"
@@ -210,6 +238,8 @@ class Endpoints:
         if usage is not None and ex.target is not None:
             if ex.target.cost_per_1k_tokens is not None:
                 cost = usage.total * ex.target.cost_per_1k_tokens / 1000
+            elif ex.target.input_micros_per_1k is not None or ex.target.output_micros_per_1k is not None:
+                cost = nanos(ex.target, usage.prompt_tokens, usage.completion_tokens) / 1e9   # USD
             m.usage(ex.router, target, usage.prompt_tokens, usage.completion_tokens, cost)
         self.log.record({
             "ts": now(), "event": "request", "id": ex.id, "path": ex.path,

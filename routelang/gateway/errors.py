@@ -32,6 +32,12 @@ STREAM_INTERRUPTED = Kind(502, "upstream_error", "stream_interrupted")
 TARGETS_UNAVAILABLE = Kind(503, "service_unavailable", "targets_unavailable")
 NOT_READY = Kind(503, "service_unavailable", "not_ready")
 INTERNAL = Kind(500, "internal_error", "internal_error")
+# Tenants (docs/tenants.md): a key's workspace and agent, their limits, budgets and restrictions.
+RATE_LIMITED = Kind(429, "rate_limit_error", "rate_limited")
+BUDGET_EXCEEDED = Kind(429, "insufficient_quota", "budget_exceeded")
+MODEL_NOT_ALLOWED = Kind(403, "permission_error", "model_not_allowed")
+UNKNOWN_WORKSPACE = Kind(403, "permission_error", "unknown_workspace")
+NO_QUALIFIED_TARGET = Kind(503, "service_unavailable", "no_qualified_target")
 
 # The admin API's (routelang/gateway/admin.py, docs/registry.md#the-admin-api).
 NOT_ADMIN = Kind(403, "permission_error", "admin_key_required")
@@ -39,6 +45,8 @@ NOT_FOUND_ROUTER = Kind(404, "not_found_error", "router_not_found")   # also the
 NOT_FOUND_VERSION = Kind(404, "not_found_error", "version_not_found")
 NOT_FOUND_REQUEST = Kind(404, "not_found_error", "request_not_found")
 NOT_FOUND_TARGET = Kind(404, "not_found_error", "target_not_found")
+NOT_FOUND_KEY = Kind(404, "not_found_error", "key_not_found")
+NOT_FOUND_POLICY = Kind(404, "not_found_error", "policy_not_found")   # no such workspace or agent
 NOT_SERVED = Kind(404, "not_found_error", "router_not_served")
 NO_REGISTRY = Kind(409, "conflict_error", "no_registry")
 NOT_DEPLOYED = Kind(409, "conflict_error", "not_deployed")

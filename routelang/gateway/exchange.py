@@ -38,6 +38,7 @@ class Exchange:
     captured: list[bytes] | None = None   # `--capture`: the SSE frames sent to the client
     span: Any = None                      # tracing: the request's span (None: tracing off)
     answer: Answer | None = None          # tracing: the current attempt's answer, when its span is sampled
+    streamed_frames: int = 0              # SSE frames written to the client (billing a stream it left)
 
     def headers(self, running: int = 0) -> dict[str, str]:
         """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`

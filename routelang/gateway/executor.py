@@ -336,6 +336,7 @@ class Executor:
             if ex.answer is not None:
                 ex.answer.see(frames)
             await response.write(b"".join(frames))
+            ex.streamed_frames += len(frames)
             problem = None
             try:
                 while not translator.done and translator.error is None:
@@ -349,6 +350,7 @@ class Executor:
                         if ex.answer is not None:
                             ex.answer.see(frames)
                         await response.write(b"".join(frames))
+                        ex.streamed_frames += len(frames)
             except (TimeoutError, upstream.UpstreamError) as exc:
                 problem = "timed out" if isinstance(exc, TimeoutError) else str(exc)
             seconds = perf_counter() - t0

@@ -171,6 +171,11 @@ class Metrics:
                                        "History rows dropped: the writer's queue was full (the database down or slow)",
                                        registry=r)
         self.reloads = Counter("routelang_reloads", "Config reloads, by result", ["result"], registry=r)
+        self.tenant_refusals = Counter("routelang_tenant_refusals", "Requests refused by a workspace's or agent's"
+                                       " limits, budgets or restrictions, by workspace and code",
+                                       ["workspace", "code"], registry=r)
+        self.tenant_spend = counter("routelang_tenant_spend_usd", "Spend settled, by workspace (USD)",
+                                    ("workspace",))
         self.breaker = Gauge("routelang_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
                              ["router", "target"], registry=r, multiprocess_mode="max")
         self.healthy = Gauge("routelang_target_healthy", "Health (probed or pushed): 1 healthy, 0 failing",

@@ -33,6 +33,8 @@ class Routed:
     doc: dict | None = None
     body: bytes | None = None               # kept only when capturing
     client_key_id: str | None = None
+    tenant_key: object | None = None        # the tenancy.keys.TenantKey, with tenants on
+    ticket: object | None = None            # tenants.Ticket: the request's hold, settled by _account
 
 
 def outcome(ex: Exchange, status: int) -> str:

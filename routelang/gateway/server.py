@@ -38,6 +38,7 @@ class Options:
     settings: Settings = field(default_factory=Settings)
     api_keys_file: str | None = None
     admin_keys_file: str | None = None    # None: no admin API (no /api at all)
+    tenant_keys: str | None = None        # the tenant keys' file (`routelang keys`); None: no tenants
     reload_interval_s: float = 1.0
     drain_s: float = 30.0
     log_file: str | None = None
@@ -103,6 +104,9 @@ def run(options: Options) -> int:
         signal.signal(signum, _stop_while_starting)
     print(f"routelang serve: {what} on http://{host}:{port} ({options.workers} worker(s))",
           file=sys.stderr, flush=True)
+    if options.tenant_keys and options.workers > 1:
+        print(f"routelang serve: warning: each worker keeps its own tenants' ledger: {options.workers} workers admit "
+              f"up to {options.workers} times each limit and budget (docs/tenants.md)", file=sys.stderr, flush=True)
     if options.workers <= 1:
         return _run_worker(options, sock, keys)
     return _supervise(options, sock, keys)
@@ -138,7 +142,8 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
                                 default_router=options.default_router, history=options.history,
                                 retention=options.retention, capture=options.capture,
                                 tracing=tracing.from_options(options.otlp_endpoint, os.environ) if options.tracing
-                                else None)
+                                else None,
+                                tenant_keys=options.tenant_keys)
         runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()

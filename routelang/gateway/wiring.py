@@ -42,6 +42,7 @@ from .metrics import Metrics
 from .recording import Recorder
 from .routers import POLL_S, FileSource, RegistrySource, Source
 from .state import InProcessState, State, check_url
+from .tenants import Tenants
 from .tracing import Tracing
 
 
@@ -75,6 +76,7 @@ class Services:
     recorder: Recorder | None       # the request history (registry mode, history on)
     api_keys: auth.Keys | None      # None: clients need no key
     admin_keys: auth.Keys | None    # None: no admin API (/api does not exist)
+    tenants: Tenants | None         # tenant keys and their ledger (docs/tenants.md); None: no tenants
     started: float
     tracing: Tracing | None = None  # None: no spans
 
@@ -84,9 +86,12 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
           admin_keys: auth.Keys | None = None, store: Store | None = None, *,
           registry: str | Path | None = None, default_router: str | None = None,
           history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
-          poll_s: float = POLL_S, tracing: Tracing | None = None) -> Services:
+          poll_s: float = POLL_S, tracing: Tracing | None = None,
+          tenant_keys: str | Path | None = None) -> Services:
     """A gateway of one config file (`path`) or of every deployed router of a `registry`.
     `store`: the registry a file-serving gateway's admin API works on (the caller's to close).
+    `tenant_keys`: the file of tenant keys (`routelang keys`, usually the registry's): requests then need one,
+    and are admitted by their workspace's and agent's limits and budgets.
     Raises plan.LoadError (the file does not load) and registry.RegistryError (no registry)."""
     if (path is None) == (registry is None):
         raise TypeError("build: give either a config file `path` or a `registry`")
@@ -112,10 +117,16 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
             writer = history if isinstance(history, HistoryWriter) else shared_writer(store.location, retention)
             recorder = Recorder(writer, capture, metrics.history_dropped)
     executor = Executor(settings, client, state, metrics, log, tracing)
+    tenants = None
+    if tenant_keys is not None:
+        from routelang.tenancy.keys import KeyStore
+        from routelang.tenancy.ledger import Ledger
+
+        tenants = Tenants(KeyStore(tenant_keys), Ledger(), metrics)
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,
                     registry=None if registry is None else store.shown, recorder=recorder,
-                    api_keys=api_keys, admin_keys=admin_keys, started=time.time(), tracing=tracing)
+                    api_keys=api_keys, admin_keys=admin_keys, tenants=tenants, started=time.time(), tracing=tracing)
 
 
 def application(services: Services) -> web.Application:
@@ -123,12 +134,13 @@ def application(services: Services) -> web.Application:
     its cleanup closes every part."""
     s = services
     endpoints = app.Endpoints(s.routers, s.state, s.executor, s.metrics, s.log, s.recorder, s.api_keys,
-                              s.registry, s.started, s.tracing)
+                              s.registry, s.started, s.tracing, s.tenants)
     admin = None
     if s.admin_keys is not None:
         from .admin.app import Admin
 
-        admin = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys).application()
+        admin = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys,
+                      s.tenants).application()
     web_app = app.application(endpoints, admin)
 
     async def startup(_app: web.Application) -> None:
@@ -162,6 +174,8 @@ async def close(s: Services) -> None:
     await s.client.close()
     if s.recorder is not None:
         s.recorder.close()   # what is queued is written
+    if s.tenants is not None:
+        s.tenants.keys.close()
     if s.owns_store:
         s.store.close()      # (a store given by the caller is the caller's to close)
     if s.tracing is not None:

@@ -184,6 +184,8 @@ class _Builder:
         elif s.kind == "block":
             value = [self.setting(sub, v[sub.json_field], path + (sub.json_field,), where)
                      for sub in s.block if v.get(sub.json_field) is not None]
+        elif s.kind == "money":  # micro-dollars in the JSON, USD in .route
+            value = ast.Value(v / 1_000_000 if v % 1_000_000 else v // 1_000_000, self.locate(path))
         else:
             value = self.value(v, path, where)
         return ast.Setting(s.surface, value, self.locate(path))
@@ -506,13 +508,28 @@ def _compiled_by_routelang(config: dict) -> bool:
     return isinstance(config.get(EXT), dict)  # backends/json.py writes {"format": ..., "compiler": ...}
 
 
-def _render(cfg: dict, source_name: str, notes: list[ImportNote], from_routelang: bool) -> tuple[str, list[ImportNote]]:
+def _render(cfg: dict, source_name: str, notes: list[ImportNote], from_routelang: bool,
+            policies: list | None = None) -> tuple[str, list[ImportNote]]:
     builder = _FileBuilder(_no_span, inline=False, from_routelang=from_routelang)
     builder.notes.extend(notes)
     file, comments = builder.build(cfg)
     header = [f"Imported from {source_name} by `routelang import`."] + [f"NOTE: {n}" for n in builder.notes]
     comments[0] = header + comments.get(0, [])
-    return print_file(file, comments), builder.notes
+    return print_file(file, comments) + _policies_text(policies or []), builder.notes
+
+
+def _policies(config: dict) -> list:
+    """The workspaces and agents a config compiled by routelang carries (`x-routelang.policies`)."""
+    ext = config.get(EXT)
+    found = ext.get("policies") if isinstance(ext, dict) else None
+    return found if isinstance(found, list) else []
+
+
+def _policies_text(policies: list) -> str:
+    from ..ir import Policy
+    from ..policies import policy_source
+
+    return "".join("\n" + policy_source(Policy.model_validate(p)) for p in policies)
 
 
 def _same_for_mixtrain(text: str, cfg: dict) -> bool:
@@ -542,7 +559,7 @@ def _view(config: dict, source_name: str) -> tuple[dict, list[ImportNote], tuple
     if extended is None:
         return cfg, [], None
     try:
-        rendered = _render(extended, source_name, [], _compiled_by_routelang(config))
+        rendered = _render(extended, source_name, [], _compiled_by_routelang(config), _policies(config))
         usable = _same_for_mixtrain(rendered[0], cfg)
     except (KeyError, TypeError, AttributeError, ValueError, PrinterBug):
         usable = False  # malformed extension fields: they are a hint, Mixtrain's fields are the config
@@ -554,7 +571,8 @@ def _view(config: dict, source_name: str) -> tuple[dict, list[ImportNote], tuple
 def import_config_with_notes(config: dict, source_name: str) -> tuple[str, list[ImportNote]]:
     """The `.route` text for a Mixtrain config, and what it could not say."""
     cfg, notes, rendered = _view(config, source_name)
-    return rendered if rendered is not None else _render(cfg, source_name, notes, _compiled_by_routelang(config))
+    return rendered if rendered is not None else _render(cfg, source_name, notes, _compiled_by_routelang(config),
+                                                         _policies(config))
 
 
 def import_config(config: dict, source_name: str) -> str:

@@ -100,6 +100,18 @@ MIGRATIONS: list[str] = [
     ) PARTITION BY RANGE (time);
     CREATE INDEX captures_by_id ON captures (id);
     """,
+    # Tenant keys (routelang/tenancy/keys.py): only a key's sha256 is kept.
+    """
+    CREATE TABLE tenant_keys (
+        id text PRIMARY KEY,
+        digest text NOT NULL UNIQUE,
+        workspace text NOT NULL,
+        agent text,
+        created_at double precision NOT NULL,
+        expires_at double precision,
+        revoked_at double precision
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 PARTITIONED = ("requests", "captures")

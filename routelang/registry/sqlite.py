@@ -124,6 +124,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE requests_by_rowid RENAME TO requests;
     CREATE INDEX requests_by_router_time ON requests (router, time)
     """,
+    # Tenant keys (routelang/tenancy/keys.py): only a key's sha256 is kept.
+    """
+    CREATE TABLE tenant_keys (
+        id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,
+        workspace TEXT NOT NULL,
+        agent TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        revoked_at REAL
+    )
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

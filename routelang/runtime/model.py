@@ -45,6 +45,12 @@ class Target:
     name: str | None = None
     cost_per_1k_tokens: float | None = None
     circuit_breaker: dict | None = None
+    # Tenancy (docs/tenants.md): prices in micro-dollars per 1k tokens, and what restrictions read.
+    input_micros_per_1k: int | None = None
+    output_micros_per_1k: int | None = None
+    capabilities: tuple[str, ...] = ()
+    compliance: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
     # Identity for metrics and circuit breakers: the same endpoint used by several rules shares
     # one breaker and one latency record. Built once (read several times per routed request).
     key: tuple[str, str, str] = field(init=False, repr=False, compare=False)
@@ -155,6 +161,9 @@ class Plan:
     description: str | None
     rules: tuple[RuleSpec, ...]                  # every rule, in file order
     order: tuple[RuleSpec, ...] = field(init=False)  # enabled rules in evaluation order
+    # The workspaces and agents (x-routelang.policies, as the JSON backend writes them): the
+    # gateway's tenancy reads them; routing does not.
+    policies: tuple[dict, ...] = ()
 
     def __post_init__(self):
         # Priority high to low, ties in file order (Python's sort is stable), as Mixtrain.
@@ -232,7 +241,22 @@ def _target(data: Any, where: str) -> Target:
         name=_optional(ext.get("name"), str, where),
         cost_per_1k_tokens=None if cost is None else _number(cost, 0.0, where),
         circuit_breaker=dict(breaker) if breaker is not None else None,
+        **{s.ir_field: _price(ext.get(s.json_field), where) for s in target_settings.TENANCY if s.kind == "money"},
+        **{s.ir_field: _strings(ext.get(s.json_field), s.json_field, where)
+           for s in target_settings.TENANCY if s.kind == "strings"},
     )
+
+
+def _price(value: Any, where: str) -> int | None:
+    _require(value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0),
+             f"{where}: a price is a whole number of micro-dollars per 1k tokens")
+    return value
+
+
+def _strings(value: Any, field_name: str, where: str) -> tuple[str, ...]:
+    _require(value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+             f"{where}: `{field_name}` must be a list of strings")
+    return tuple(value or ())
 
 
 def _rule(data: Any, index: int) -> RuleSpec | None:
@@ -336,8 +360,11 @@ def plan_from_config(config: Any, locations: dict[str, tuple[str, int, int]] | N
     if locations:
         rules = [_with_location(r, locations.get(r.name)) for r in rules]
     name = config.get("name")
+    policies = (config.get(EXT) or {}).get("policies") or []
+    _require(isinstance(policies, list) and all(isinstance(p, dict) for p in policies),
+             "x-routelang.policies must be a list of objects")
     return Plan(name=name if isinstance(name, str) else "router", description=config.get("description"),
-                rules=tuple(rules))
+                rules=tuple(rules), policies=tuple(policies))
 
 
 def _with_location(rule: RuleSpec, location: tuple[str, int, int] | None) -> RuleSpec:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # string | int | duration (whole ms) | fraction (0..1) | number | bool | headers (str -> str) | block (nested)
-KINDS = ("string", "int", "duration", "fraction", "number", "bool", "headers", "block")
+# | money (written in USD, kept in whole micro-dollars) | strings (a list of strings)
+KINDS = ("string", "int", "duration", "fraction", "number", "bool", "headers", "block", "money", "strings")
 MIXTRAIN, EXTENSION = "mixtrain", "x-routelang"
 
 
@@ -60,6 +61,13 @@ TABLE: tuple[Setting, ...] = (
     Setting("is_shadow", "is_shadow", "is_shadow", MIXTRAIN, "bool", "shadow target"),
     Setting("cost", "cost_per_1k_tokens", "cost_per_1k_tokens", EXTENSION, "number", "cost per 1k tokens",
             minimum=0.0),
+    Setting("input_cost", "input_micros_per_1k", "input_micros_per_1k", EXTENSION, "money",
+            "price of 1k prompt tokens", minimum=0),
+    Setting("output_cost", "output_micros_per_1k", "output_micros_per_1k", EXTENSION, "money",
+            "price of 1k completion tokens", minimum=0),
+    Setting("capabilities", "capabilities", "capabilities", EXTENSION, "strings", "capabilities"),
+    Setting("compliance", "compliance", "compliance", EXTENSION, "strings", "compliance tags"),
+    Setting("tags", "tags", "tags", EXTENSION, "strings", "tags"),
     Setting("circuit_breaker", "circuit_breaker", "circuit_breaker", EXTENSION, "block", "circuit breaker",
             block=CIRCUIT_BREAKER),
     Setting("health_check", "health_check", "health_check", EXTENSION, "block", "health check",
@@ -73,4 +81,6 @@ IDENTITY: tuple[Setting, ...] = tuple(s for s in TABLE if s.required)
 # Settings Mixtrain's RoutingTarget has, after provider/model/endpoint/weight (written as given).
 MIXTRAIN_OPTIONAL: tuple[Setting, ...] = tuple(
     s for s in TABLE if s.json_place == MIXTRAIN and not s.required and s.surface != "weight")
+# Settings the resolver converts (routelang/policies.py): prices to micro-dollars, lists to tuples.
+TENANCY: tuple[Setting, ...] = tuple(s for s in TABLE if s.kind in ("money", "strings"))
 EXTENSIONS: tuple[Setting, ...] = tuple(s for s in TABLE if s.json_place == EXTENSION)

@@ -478,3 +478,41 @@ async def test_stale_lint_findings_are_never_published(client: LanguageClient, t
     assert "RL304" in codes and "RL310" not in codes  # the new text's findings
     published = [d for uri, d in client.diagnostics.published[before:] if uri == path.as_uri()]
     assert not any(d.code == "RL310" for diags in published for d in diags), "a stale lint was published"
+
+
+TENANTS = '''router tenants
+import std.providers
+target gpt4 = openai("gpt-4") { compliance ["gdpr"] }
+target azure_gpt4 = { provider "azure" model "gpt-4" endpoint "https://h.openai.azure.com" compliance ["gdpr", "hipaa"] }
+
+workspace ws-health "Clinics" {
+    budget 50 USD per day
+    compliance ["hipaa"]
+}
+
+rule health priority 10 { when workspace.id == "ws-health" route azure_gpt4 }
+rule rest { fallback gpt4, azure_gpt4 }
+'''
+
+
+async def test_hover_on_a_workspace_shows_its_limits_and_reachable_targets(client: LanguageClient, tmp_path):
+    path = tmp_path / "tenants.route"
+    diags = await _open(client, path, TENANTS)
+    assert not [d for d in diags if d.severity == types.DiagnosticSeverity.Error]
+    uri = path.as_uri()
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=_pos(TENANTS, "ws-health \"Clinics\"", offset=2)))
+    assert "workspace ws-health: Clinics" in hover.contents.value
+    assert "budgets: 50 USD per day (calendar, UTC)" in hover.contents.value
+    assert "may use: azure_gpt4" in hover.contents.value
+    assert "may not use gpt4: it lacks compliance hipaa" in hover.contents.value
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=_pos(TENANTS, "budget 50", offset=2)))
+    assert "per calendar period" in hover.contents.value
+
+
+async def test_a_restriction_violation_is_published_at_the_target(client: LanguageClient, tmp_path):
+    text = TENANTS.replace('rule health priority 10 { when workspace.id == "ws-health" route azure_gpt4 }\n', "")
+    diags = await _open(client, tmp_path / "tenants.route", text)
+    [error] = [d for d in diags if d.code == "RL241"]
+    assert "rule `rest` can send a request of workspace `ws-health` to target `gpt4`" in error.message

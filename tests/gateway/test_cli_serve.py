@@ -250,3 +250,22 @@ def test_serve_with_a_log_file_it_cannot_write_is_a_usage_error_before_listening
     assert proc.returncode == 2
     assert f"cannot write the log file {log_file}: No such file or directory" in proc.stderr
     assert "on http://" not in proc.stderr and "Errno" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_tenants_with_several_workers_say_their_ledgers_are_per_worker(upstreams, serve, tmp_path):
+    from routelang.tenancy.keys import KeyStore
+
+    up = upstreams()
+    route = tmp_path / "t.route"
+    route.write_text(f'router t\nimport std.providers\ntarget a = openai("m", "{up.url}/v1")\n'
+                     "workspace ws-a { budget 1 USD per day }\nrule all { route a }\n")
+    store = KeyStore(tmp_path / "keys.db")
+    secret = store.create("ws-a")[1]
+    store.close()
+    served = serve(str(route), "--workers", "2", "--tenant-keys", str(tmp_path / "keys.db"))
+    warning = served.proc.stderr.readline()
+    assert "each worker keeps its own tenants' ledger: 2 workers admit up to 2 times" in warning
+    for _ in range(6):
+        reply = http("POST", served.url + "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {secret}"})
+        assert reply.status_code == 200, reply.text
+    assert http("POST", served.url + "/v1/chat/completions", CHAT).status_code == 401

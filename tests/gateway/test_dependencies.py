@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("proxies",),
     ("errors", "logs", "request", "upstream", "adapters", "metrics"),
     ("auth", "plan", "tracing"),
-    ("state", "exchange"),
+    ("state", "exchange", "tenants"),
     ("redisstate",),
     ("responses", "recording", "reload"),
     ("health", "executor", "routers"),

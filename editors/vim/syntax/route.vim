@@ -30,7 +30,7 @@ endfunction
 
 call s:Keywords('routeDeclaration',
       \ ['router', 'metadata', 'import', 'provider', 'profile', 'defaults', 'target', 'condition',
-      \  'schema', 'rule', 'test'])
+      \  'schema', 'rule', 'test', 'workspace', 'agent'])
 call s:Keywords('routeConditional', ['when'])
 call s:Keywords('routeStrategy',
       \ ['route', 'shadow', 'split', 'sticky', 'by', 'salt', 'failover', 'fallback', 'round_robin',
@@ -39,7 +39,10 @@ call s:Keywords('routeSetting',
       \ ['priority', 'model', 'endpoint', 'weight', 'label', 'timeout', 'retries', 'headers',
       \  'function_name', 'request_class', 'is_shadow', 'circuit_breaker', 'failures', 'cooldown',
       \  'successes', 'health_check', 'path', 'interval', 'use', 'cost', 'per', 'latency',
-      \  'reliability'])
+      \  'reliability', 'input_cost', 'output_cost', 'capabilities', 'compliance', 'tags', 'budget',
+      \  'limit', 'allow', 'providers', 'prefer', 'require', 'success', 'otherwise', 'serve', 'best',
+      \  'refuse', 'timezone', 'USD', 'requests', 'tokens', 'second', 'minute', 'hour', 'day', 'week',
+      \  'month'])
 call s:Keywords('routeLogical', ['and', 'or', 'not'])
 call s:Keywords('routeWordOperator',
       \ ['in', 'contains', 'starts_with', 'ends_with', 'exists', 'matches', 'note'])
@@ -58,6 +61,10 @@ syntax match routeField /[A-Za-z0-9_.-]\@<!\h[A-Za-z0-9_-]*\ze\s*\.\s*[A-Za-z_"]
 syntax match routeField /\.\@<=\h[A-Za-z0-9_-]*/
 " A one-segment field followed by a comparison.
 syntax match routeField /[A-Za-z0-9_.-]\@<!\%(\%(and\|or\|not\|when\)[A-Za-z0-9_-]\@!\)\@!\h[A-Za-z0-9_-]*\ze\%(\s*\%(==\|!=\|>=\|<=\|=\~\|>\|<\)\|\s\+\%(in\|contains\|starts_with\|ends_with\|matches\|exists\|not\s\+\%(in\|contains\|exists\)\)[A-Za-z0-9_-]\@!\)/
+" A requirement's words, which look like a field compared: `success >= 95%` (conditions take no
+" percentages), `cost per 1k tokens <= 0.01`.
+syntax match routeSetting /[A-Za-z0-9_.-]\@<!success\ze\s*>=\s*\d\+\%(\.\d\+\)\=%/
+syntax match routeSetting /\%(\<1k\s\+\)\@<=tokens[A-Za-z0-9_-]\@!/
 " Object keys, schema fields and split labels: `name:`.
 syntax match routeKey /[A-Za-z0-9_.-]\@<!\h[A-Za-z0-9_-]*\ze\s*:/
 " Provider preset calls: modal("model", "https://...").
@@ -74,6 +81,8 @@ syntax match routeRuleName /\%(\<rule\s\+\)\@<=\h[A-Za-z0-9_-]*/
 
 " ---- numbers (most specific last: it wins at the same position) -----------------
 syntax match routeNumber /[A-Za-z0-9_.-]\@<!-\=\%(\d\+\%(\.\d*\)\=\|\.\d\+\)\%([eE][-+]\=\d\+\)\=[A-Za-z0-9_-]\@!/
+" A limit's quantity: `200k tokens per minute`, `2M` (not the unit of `per 1k`).
+syntax match routeNumber /\%(\<per\s\+\)\@<![A-Za-z0-9_.-]\@<!\d\+\%(\.\d\+\)\=[kM][A-Za-z0-9_-]\@!/
 syntax match routeDuration /[A-Za-z0-9_.-]\@<!\d\+\%(\.\d\+\)\=\%(ms\|s\|m\|h\)[A-Za-z0-9_-]\@!/
 syntax match routePercent /[A-Za-z0-9_.-]\@<!\d\+\%(\.\d\+\)\=%/
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..metrics import Metrics
     from ..routers import Source
     from ..state import State
+    from ..tenants import Tenants
 
 
 class Admin:
@@ -32,9 +33,9 @@ class Admin:
     (`api_keys`) is told it is not an admin key."""
 
     def __init__(self, routers: Source, state: State, metrics: Metrics, log: JsonLog, store: Store | None,
-                 api_keys: auth.Keys | None, admin_keys: auth.Keys):
+                 api_keys: auth.Keys | None, admin_keys: auth.Keys, tenants: Tenants | None = None):
         worker = None if store is None else RegistryWorker(store.location)
-        self.context = Context(routers, state, metrics, log, store, worker)
+        self.context = Context(routers, state, metrics, log, store, worker, tenants)
         self.log = log
         self.api_keys = api_keys
         self.admin_keys = admin_keys

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..metrics import Metrics
     from ..routers import Source
     from ..state import State
+    from ..tenants import Tenants
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Context:
     log: JsonLog
     store: Store | None         # the gateway's registry; None: a file served without one
     worker: RegistryWorker | None   # registry work, off the event loop; None without a registry
+    tenants: Tenants | None = None  # tenant keys (serve --tenant-keys); None: tenants are off
     # Runtime routers of registry routers not served here, by content hash (a router deleted and pushed
     # again elsewhere starts at version 1 again: its number says nothing).
     runtimes: dict[str, Any] = field(default_factory=dict)

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ...registry.rows import MAX_LIMIT, SOURCES
-from . import decisions, history, registry, targets
+from . import decisions, history, registry, targets, tenants
 from .common import Handler
 from .models import (
     ROUTER_NAME,
+    AgentModels,
+    AgentPreferences,
+    AgentPreferencesBody,
     Deleted,
     DeployBody,
     Deployed,
@@ -22,6 +25,11 @@ from .models import (
     ExportDocument,
     HealthBody,
     Imported,
+    KeyBody,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
+    PolicyChanged,
     PushBody,
     Pushed,
     RequestList,
@@ -37,6 +45,8 @@ from .models import (
     TargetState,
     VersionDetail,
     VersionList,
+    WorkspaceConfig,
+    WorkspaceConfigBody,
 )
 
 
@@ -88,6 +98,24 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              errors=(404,)),
     Endpoint("POST", "/targets/{router}/{target}/health", targets.push_health, "Report a target's health from outside",
              TargetState, body=HealthBody, errors=(404,)),
+    # Tenants (docs/tenants.md): keys, and the model-router service's workspace and agent shapes.
+    Endpoint("POST", "/keys", tenants.create_key, "Issue a tenant key (its secret is shown once)", KeyCreated,
+             body=KeyBody, status=201, errors=(409,)),
+    Endpoint("GET", "/keys", tenants.list_keys, "Every tenant key (never a secret)", KeyList, errors=(409,),
+             query=("workspace",)),
+    Endpoint("DELETE", "/keys/{key}", tenants.revoke_key, "Revoke a tenant key", KeyInfo, errors=(404, 409)),
+    Endpoint("GET", "/workspaces/{workspace}/config", tenants.get_workspace, "A workspace, in the service's shape",
+             WorkspaceConfig, errors=(404,), query=("router",)),
+    Endpoint("POST", "/workspaces/{workspace}/config", tenants.set_workspace,
+             "Set a workspace: a new checked version, deployed; the answer has the semantic diff", PolicyChanged,
+             body=WorkspaceConfigBody, errors=(404, 409, 422), query=("router", "dryRun")),
+    Endpoint("GET", "/agents/{agent}/preferences", tenants.get_agent, "An agent, in the service's shape",
+             AgentPreferences, errors=(404,), query=("router",)),
+    Endpoint("POST", "/agents/{agent}/preferences", tenants.set_agent,
+             "Set an agent: a new checked version, deployed; the answer has the semantic diff", PolicyChanged,
+             body=AgentPreferencesBody, errors=(404, 409, 422), query=("router", "dryRun")),
+    Endpoint("GET", "/agents/{agent}/models", tenants.agent_models, "The targets an agent may use, and which are"
+             " selectable now", AgentModels, errors=(404,), query=("router",)),
 )
 
 PARAMETERS = {
@@ -96,9 +124,16 @@ PARAMETERS = {
     "version": {"type": "integer", "minimum": 1},
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     "target": {"type": "string", "minLength": 1},
+    "key": {"type": "string", "pattern": "^key_[0-9a-f]{12}$"},
+    "workspace": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"},
+    "agent": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"},
 }
 QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
-         "source": {"type": "string", "enum": list(SOURCES), "description": "only the rows of this source"}}
+         "source": {"type": "string", "enum": list(SOURCES), "description": "only the rows of this source"},
+         "workspace": {"type": "string", "description": "only this workspace's keys"},
+         "router": {"type": "string", "pattern": f"^{ROUTER_NAME}$",
+                    "description": "the router (default: the gateway's default router)"},
+         "dryRun": {"type": "boolean", "default": False, "description": "check and diff, store nothing"}}
 
 
 def _regex(path: str) -> re.Pattern:

@@ -185,6 +185,7 @@ class DiffSummary(Answer):
     more_changes: list[dict[str, Any]]
     exact: bool
     caveats: list[str]
+    policy_changes: list[str] = []      # workspaces and agents added, removed or changed (docs/tenants.md)
 
 
 class Deployed(Answer):
@@ -328,3 +329,87 @@ class TargetState(Answer):
 
 class ExportAnswer(ExportDocument):
     """The export as answered (the same document POST /api/import takes)."""
+
+
+# ---- tenants (docs/tenants.md) ----------------------------------------------------------------------
+# The model-router service's shapes, field for field (camelCase), so its clients keep working.
+
+class KeyBody(Body):
+    workspace: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+    agent: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+    expires: str | None = Field(None, description="a duration from now (30d, 12h) or an ISO date or date-time")
+
+
+class KeyInfo(Answer):
+    id: str
+    workspace: str
+    agent: str | None
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    state: Literal["active", "expired", "revoked"]
+
+
+class KeyCreated(KeyInfo):
+    key: str = Field(description="the secret: shown this once, stored only as its sha256")
+
+
+class KeyList(Answer):
+    data: list[KeyInfo]
+
+
+class QualityRequirements(Body):
+    minSuccessRate: float | None = Field(None, ge=0, le=1)
+    maxLatency: float | None = Field(None, gt=0, description="milliseconds")
+
+
+class WorkspaceConfigBody(Body):
+    modelRestrictions: list[str] = []
+    budgetLimits: dict[Literal["daily", "weekly", "monthly"], float | None] = {}
+    qualityRequirements: QualityRequirements = QualityRequirements()
+    complianceRequirements: list[str] = []
+
+
+class PerformanceRequirements(Body):
+    maxLatency: float | None = Field(None, gt=0, description="milliseconds")
+    minSuccessRate: float | None = Field(None, ge=0, le=1)
+    maxCostPerToken: float | None = Field(None, ge=0, description="USD per token")
+
+
+class AgentPreferencesBody(Body):
+    preferredModels: list[str] = []
+    fallbackModels: list[str] = []
+    requiredCapabilities: list[str] = []
+    performanceRequirements: PerformanceRequirements = PerformanceRequirements()
+
+
+class WorkspaceConfig(Answer):
+    router: str
+    workspaceId: str
+    modelRestrictions: list[str]
+    budgetLimits: dict[str, float]
+    qualityRequirements: dict[str, float]
+    complianceRequirements: list[str]
+
+
+class AgentPreferences(Answer):
+    router: str
+    agentType: str
+    preferredModels: list[str]
+    fallbackModels: list[str]
+    requiredCapabilities: list[str]
+    performanceRequirements: dict[str, float]
+
+
+class AgentModels(Answer):
+    router: str
+    agentType: str
+    models: list[dict[str, Any]] = Field(description="the targets the agent may use, selectable now or not")
+
+
+class PolicyChanged(Answer):
+    router: str
+    version: int
+    created: bool
+    deployed: bool
+    diff: DiffSummary | None

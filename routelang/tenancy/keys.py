@@ -1,0 +1,151 @@
+"""Tenant keys: issued per workspace (and optionally agent), stored hashed,
+revocable, optionally expiring. `KeyStore` keeps them in the registry's
+`tenant_keys` table, through its Store (a SQLite file or a Postgres database).
+
+A key is `rlk_` + 43 url-safe characters (256 random bits); only its sha256
+is stored, and the secret is shown once, by `create`. The key's id
+(`key_` + 12 hex digits) names it everywhere else: the history, `keys list`,
+the ledger's key scope.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..registry import RegistryError, Store, open_store
+
+PREFIX = "rlk_"
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
+class KeyStoreError(Exception):
+    """A key store problem to tell the user (bad name, unknown id, unreadable file)."""
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    id: str
+    workspace: str
+    agent: str | None
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    def usable(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def state(self, now: float) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+    def to_dict(self, now: float) -> dict:
+        return {"id": self.id, "workspace": self.workspace, "agent": self.agent, "created_at": self.created_at,
+                "expires_at": self.expires_at, "revoked_at": self.revoked_at, "state": self.state(now)}
+
+
+_IN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|h|d|w)")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def expiry(text: str, now: float) -> float:
+    """When a key expires: in a duration from now (`90m`, `12h`, `30d`, `2w`) or at an
+    ISO 8601 date or date-time (without a zone: UTC)."""
+    relative = _IN.fullmatch(text.strip())
+    if relative:
+        return now + float(relative[1]) * _UNIT_S[relative[2]]
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise KeyStoreError(f"{text!r} is not an expiry: give a duration from now (30d, 12h) or an ISO date"
+                            " or date-time (2027-01-01, 2027-01-01T09:30Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    """The `tenant_keys` table of a registry. Lookups cache each digest for `cache_s`
+    seconds, so a revocation takes effect within that time."""
+
+    COLUMNS = "id, workspace, agent, created_at, expires_at, revoked_at"
+
+    def __init__(self, location: str | Path, cache_s: float = 1.0):
+        try:
+            self.store: Store = open_store(location)
+        except RegistryError as exc:
+            raise KeyStoreError(f"cannot open the key store: {exc}") from None
+        self.lock = threading.Lock()   # the gateway's loop and the admin API's worker share the store
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, TenantKey | None]] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _keys(self, where: str, args: tuple) -> list[TenantKey]:
+        with self.lock:
+            rows = self.store.query(f"SELECT {self.COLUMNS} FROM tenant_keys WHERE {where} ORDER BY created_at, id",
+                                    args)
+        return [TenantKey(**row) for row in rows]
+
+    def create(self, workspace: str, agent: str | None = None, expires_at: float | None = None,
+               now: float | None = None) -> tuple[TenantKey, str]:
+        """A new key and its secret (the only time the secret exists outside the client)."""
+        for what, name in (("workspace", workspace), ("agent", agent)):
+            if name is not None and not NAME.fullmatch(name):
+                raise KeyStoreError(f"{what} {name!r} is not a name (letters, digits, `_`, `-`; as in the .route file)")
+        now = time.time() if now is None else now
+        if expires_at is not None and expires_at <= now:
+            raise KeyStoreError("the expiry is in the past")
+        secret = PREFIX + secrets.token_urlsafe(32)
+        key = TenantKey("key_" + secrets.token_hex(6), workspace, agent, now, expires_at, None)
+        with self.lock, self.store.write():
+            self.store.execute("INSERT INTO tenant_keys (id, digest, workspace, agent, created_at, expires_at)"
+                               " VALUES (?, ?, ?, ?, ?, ?)", (key.id, digest(secret), workspace, agent, now, expires_at))
+        return key, secret
+
+    def list(self, workspace: str | None = None) -> list[TenantKey]:
+        return self._keys("TRUE", ()) if workspace is None else self._keys("workspace = ?", (workspace,))
+
+    def revoke(self, key_id: str, now: float | None = None) -> TenantKey:
+        now = time.time() if now is None else now
+        with self.lock, self.store.write():
+            self.store.execute("UPDATE tenant_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                               (now, key_id))
+        self._cache.clear()
+        found = self._keys("id = ?", (key_id,))
+        if not found:
+            raise KeyStoreError(f"no key {key_id!r}")
+        return found[0]
+
+    def find(self, secret: str, now: float | None = None) -> TenantKey | None:
+        """The usable key with this secret, or None (unknown, revoked or expired)."""
+        now = time.time() if now is None else now
+        hexdigest = digest(secret)
+        cached = self._cache.get(hexdigest)
+        if cached is not None and now - cached[0] < self.cache_s:
+            key = cached[1]
+        else:
+            found = self._keys("digest = ?", (hexdigest,))
+            key = found[0] if found else None
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[hexdigest] = (now, key)
+        return key if key is not None and key.usable(now) else None
