@@ -10,26 +10,20 @@ python -m pip install --quiet -e '.[test]'
 for dir in editors/test-harness editors/vscode; do
     (cd "$dir" && npm ci --silent --no-audit --no-fund)
 done
-# The editor tests also need a headless Vim and Neovim (the Neovim 0.7 snippet of docs/editors.md is run);
-# the A/B report's page is looked at in headless Chromium.
-for needed in vim:vim-nox nvim:neovim chromium:chromium; do
-    command="${needed%%:*}" package="${needed#*:}"
-    if ! command -v "$command" >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            apt-get update -qq && apt-get install -y -qq "$package" >/dev/null
-        else
-            echo "scripts/test.sh: $command is needed by the tests (apt-get install $package)" >&2
-            exit 2
-        fi
-    fi
+# Programs the tests run, from Debian's packages: a headless Vim and Neovim (the editor tests; the Neovim 0.7
+# snippet of docs/editors.md is run), headless Chromium (the A/B report's page), a real redis-server (shared
+# state) and PostgreSQL 15 (the registry on Postgres; tests/services.py starts both on free loopback ports).
+missing=()
+for needed in vim:vim-nox nvim:neovim chromium:chromium redis-server:redis-server \
+              /usr/lib/postgresql/15/bin/initdb:postgresql-15; do
+    program="${needed%%:*}" package="${needed#*:}"
+    command -v "$program" >/dev/null 2>&1 || missing+=("$package")
 done
-
-# The registry tests run a real PostgreSQL 15 (tests/services.py starts it as the postgres user).
-if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "scripts/test.sh: PostgreSQL 15 is needed for the registry tests (apt-get install postgresql-15)" >&2
+        echo "scripts/test.sh: the tests need these Debian packages: ${missing[*]} (apt-get install them)" >&2
         exit 2
     fi
 fi
