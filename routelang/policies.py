@@ -9,14 +9,24 @@ requests inside its restrictions is analysis/restrictions.py.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import ast, ir
 from .diagnostics import DUPLICATE_SETTING, INVALID_POLICY, TYPE_MISMATCH, Related
 
-if TYPE_CHECKING:
-    from .resolve import Module, Resolver
+
+class Module(Protocol):
+    """A module being resolved (resolve.Module), as a policy refers to it: by name lookups only."""
+
+
+class Resolver(Protocol):
+    """What building a policy asks of the resolver (resolve.Resolver; this module is below it)."""
+
+    def error(self, code: Any, message: str, span: Any, help: str | None = None, related: Any = None,
+              rule: str | None = None) -> None: ...
+
+    def lookup(self, module: Module, name: ast.Name, kind: str) -> Any: ...
 
 PERCENTILES = (50, 90, 95, 99)
 # Items an agent has and a workspace has not (a workspace restricts with `allow targets`).
