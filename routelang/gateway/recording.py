@@ -1,8 +1,8 @@
 """The request history from the gateway (`serve --registry`): one row per
 request a router handled, through the registry's batched writer
 (`registry/history.py`). The request path only appends one tuple of what it
-already holds to the writer's queue; the row is built and encoded in the
-writer thread (`encode`), and written there.
+already holds to the writer's queue; the row is built in the writer's
+feeding thread (`encode`), then encoded and written by the writer process.
 
 What the handler knows beyond the Exchange (which router and version, the
 decision, the client's key id, the body when capturing) is collected in a
@@ -90,9 +90,9 @@ class Recorder:
 
 
 def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None, body: bytes | None,
-           captured: bytes | list[bytes] | None, at: float) -> tuple[rows.Row, rows.CaptureRow | None]:
-    """The history row (rows.COLUMNS' values) of a request the gateway finished, and its
-    capture (`body`: the request's, when capturing), in the writer thread."""
+           captured: bytes | list[bytes] | None, at: float) -> tuple[rows.RawRow, rows.CaptureRow | None]:
+    """The history row (rows.COLUMNS' values, its JSON not yet encoded) of a request the gateway
+    finished, and its capture (`body`: the request's, when capturing), in the writer's feeding thread."""
     decision = routed.decision
     rule = None if decision is None else decision.rule
     selected, sticky = (), None
@@ -104,7 +104,7 @@ def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: floa
     usage = ex.usage
     first, first_outcome, failed_over = first_target(ex.attempts)
     row = (ex.id, at, routed.loaded.name, routed.loaded.version, None if rule is None else rule.name,
-           rows.json_text([rows.target_dict(t) for t in selected]), rows.json_text(ex.attempts),
+           [rows.target_dict(t) for t in selected], ex.attempts,
            outcome(ex, status), total_s * 1000, None if ex.ttft_s is None else ex.ttft_s * 1000,
            None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
            cost, split_label, sticky, routed.client_key_id, status, ex.error, rows.GATEWAY, first, first_outcome,

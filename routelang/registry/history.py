@@ -2,41 +2,50 @@
 the gateway runs with `--capture`: then the body and the answer go to the
 separate table `captures`, same id, same retention).
 
-Rows are written off the request path: `HistoryWriter.record` puts a row on
-a bounded queue (a full queue drops the row and counts it, so a slow disk or
-a database that is down never slows routing) and one background thread
-inserts them in batches through the registry's Store (store.py), then prunes
-to the retention limits. A batch that fails to be written stays queued and
-is tried again, on a new connection, until the database answers.
+Rows are written off the request path and out of the recording process:
+`HistoryWriter.record` puts a row on a bounded queue (a full queue drops the
+row and counts it, so a slow disk or a database that is down never slows
+routing); a background thread builds the rows and hands them, a batch at a
+time, to a writer process (history_process.py) that encodes and inserts them
+through the registry's Store, then prunes to the retention limits. Encoding
+and inserting in a thread of the serving process cost it a fifth of its CPU
+per request, the thread holding the GIL the event loop waits for. A batch
+that fails to be written is tried again, on a new connection, until the
+database answers.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
+import subprocess
+import sys
 import threading
-import time
 from collections import deque
 from pathlib import Path
 
-from .backends import open_store
-from .errors import StorageError
-from .rows import CaptureRow, RequestRecord, Retention, Row
-from .store import Store
+import orjson
+
+from . import history_process
+from .rows import CaptureRow, RawRow, RequestRecord, Retention
 
 
 class HistoryWriter:
-    """Records requests from any thread; a daemon thread writes them in batches.
+    """Records requests from any thread; a daemon thread hands them in batches to a writer process.
 
     `record` never blocks and never wakes the thread: it appends to a deque
     (beyond `queue_size` waiting rows it drops the row; `dropped` counts them),
-    and the thread wakes every `interval_s` to write what has accumulated, in
-    transactions of up to `batch_size` rows. (Waking it for each row, as a
-    `queue.Queue` consumer would be, costs a thread switch and a transaction
-    per request under load.) A batch the database refuses (down, locked past
-    its timeout) goes back to the front of the queue and is tried again every
-    `retry_s` on a new connection; meanwhile the queue's bound holds.
+    and the thread wakes every `interval_s` to send what has accumulated, in
+    batches of up to `batch_size` rows, one at a time: it waits for the
+    process to have written a batch before it sends the next. (Waking it for
+    each row, as a `queue.Queue` consumer would be, costs a thread switch and
+    a transaction per request under load.) A batch the database refuses
+    (down, locked past its timeout) is held by the process and tried again
+    every `retry_s` on a new connection; meanwhile the queue's bound holds.
+    The process starts with the first batch; if it dies, its batch counts as
+    dropped and the next batch starts another.
     `flush()` waits until every row recorded so far is written; `close()`
-    flushes and stops the thread (rows it could not write count as dropped)."""
+    flushes, stops the thread and the process (rows it could not write count as dropped)."""
 
     def __init__(self, location: str | Path, retention: Retention | None = None, batch_size: int = 500,
                  interval_s: float = 0.2, queue_size: int = 10_000, prune_every_s: float = 60.0,
@@ -50,17 +59,22 @@ class HistoryWriter:
         self.retry_s = retry_s
         self.dropped = 0
         self.written = 0
+        self.batches = 0                    # batches written (one transaction each)
         self.failures = 0                   # batches the database refused (each tried again)
         self.last_error: str | None = None  # the last refusal, until a batch is written again
-        self._pending: deque[RequestRecord | threading.Event] = deque()
+        self._pending: deque[RequestRecord | tuple | threading.Event] = deque()
         self._wake = threading.Event()      # flush/close: do not wait for the interval
         self._stop = threading.Event()
+        self._process: subprocess.Popen | None = None
+        self._to_process: int | None = None     # our ends of its pipes
+        self._from_process: int | None = None   # (read and closed by the thread only)
+        self._pipe_lock = threading.Lock()      # close() closes the pipe the thread may be writing to
         self._thread = threading.Thread(target=self._run, name="routelang-history", daemon=True)
         self._thread.start()
 
     def record(self, record: RequestRecord | tuple) -> bool:
         """Queue a row: a RequestRecord, or a tuple `(encode, *args)` whose `encode(*args)` gives
-        (Row, CaptureRow or None) in the writer thread (the gateway's: the request path only
+        (RawRow, CaptureRow or None) in the writer thread (the gateway's: the request path only
         appends it). False when the queue is full and the row was dropped."""
         if len(self._pending) >= self.queue_size:
             self.dropped += 1
@@ -71,6 +85,12 @@ class HistoryWriter:
     @property
     def waiting(self) -> int:
         return len(self._pending)
+
+    @property
+    def process_id(self) -> int | None:
+        """The writer process's, while it runs."""
+        process = self._process
+        return None if process is None or process.poll() is not None else process.pid
 
     def flush(self, timeout_s: float = 10.0) -> None:
         if not self._mark().wait(timeout_s):
@@ -87,52 +107,104 @@ class HistoryWriter:
             self._mark().wait(timeout_s)   # if the database still refuses, what is left is counted as dropped
             self._stop.set()
             self._wake.set()
+            self._end_process(timeout_s)   # a batch in flight is given up: the thread's wait ends
             self._thread.join(timeout_s)
             self.dropped += sum(1 for item in self._pending if not isinstance(item, threading.Event))
             self._pending.clear()
 
     def _run(self) -> None:
-        store: Store | None = None
-        last_prune = 0.0
-        refused: tuple[list[Row], list[CaptureRow], list[threading.Event]] | None = None  # to try again
         try:
             while not self._stop.is_set():
                 self._wake.wait(self.interval_s)
                 self._wake.clear()
-                while (refused is not None or self._pending) and not self._stop.is_set():
-                    rows, captures, markers = refused if refused is not None else self._take()
-                    try:
-                        if store is None:
-                            store = _open_for_writing(self.location)
-                        if rows:
-                            store.insert_rows(rows, captures)
-                            self.written += len(rows)
-                            self.last_error = None
-                        now = time.monotonic()
-                        if rows and now - last_prune >= self.prune_every_s:
-                            store.prune(self.retention)
-                            last_prune = now
-                    except StorageError as exc:
-                        refused = rows, captures, markers   # kept (beside the queue's bound) until written
-                        self.failures += 1
-                        self.last_error = str(exc)
-                        if store is not None:
-                            store.close()
-                            store = None
-                        self._stop.wait(self.retry_s)
-                        break
-                    refused = None
+                while self._pending and not self._stop.is_set():
+                    rows, captures, markers = self._take()
+                    if rows and not self._write(rows, captures):
+                        self.dropped += len(rows)
                     for marker in markers:
                         marker.set()
         finally:
-            if store is not None:
-                store.close()
-            if refused is not None:
-                self.dropped += len(refused[0])
+            self._end_process(0)
+            self._close_replies()
 
-    def _take(self) -> tuple[list[Row], list[CaptureRow], list[threading.Event]]:
-        """Up to batch_size rows from the front, encoded, and the flush markers among them."""
-        rows: list[Row] = []
+    def _close_replies(self) -> None:
+        """(The thread's alone: it may be reading them; the process's end closes when it exits.)"""
+        if self._from_process is not None:
+            os.close(self._from_process)
+            self._from_process = None
+
+    def _write(self, rows: list[RawRow], captures: list[CaptureRow]) -> bool:
+        """Has the process write one batch; False if it ended first (closed, or died)."""
+        batch = orjson.dumps([self.retention.max_rows, self.retention.max_days, rows, captures])
+        try:
+            with self._pipe_lock:
+                if self._stop.is_set():
+                    return False
+                if self._process is None or self._process.poll() is not None:
+                    self._start_process()
+                source = self._from_process
+                history_process.write_frame(self._to_process, batch)
+        except OSError as exc:   # the process died (a broken pipe)
+            self.last_error = f"the history writer process ended: {exc}"
+            return False
+        while (reply := _read_reply(source)) is not None:
+            if reply.startswith(history_process.WRITTEN):
+                self.written += len(rows)
+                self.batches += 1
+                self.last_error = None
+                return True
+            self.failures += 1
+            self.last_error = reply[1:].decode("utf-8", "replace")
+        if not self._stop.is_set():
+            self.last_error = "the history writer process ended"
+        return False
+
+    def _start_process(self) -> None:
+        """(With _pipe_lock held, the previous process, if any, ended and reaped by poll().)"""
+        if self._to_process is not None:
+            os.close(self._to_process)
+            self._to_process = None
+        self._close_replies()
+        ours_in, theirs_out = os.pipe()
+        theirs_in, ours_out = os.pipe()
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root,
+                                                                         os.environ.get("PYTHONPATH"))))}
+        try:
+            # Its own session: Ctrl-C or a signal to the serving process's group does not cut a
+            # batch short; it ends when its input closes (the serving process closed it, or died).
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "routelang.registry.history_process", str(self.location),
+                 str(self.prune_every_s), str(self.retry_s), str(theirs_in), str(theirs_out)],
+                pass_fds=(theirs_in, theirs_out), stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        except BaseException:
+            os.close(ours_in)
+            os.close(ours_out)
+            raise
+        finally:
+            os.close(theirs_in)
+            os.close(theirs_out)
+        self._to_process, self._from_process = ours_out, ours_in
+
+    def _end_process(self, timeout_s: float) -> None:
+        """Closes its input (it ends after the batch it is writing, or at once if the database
+        refuses it) and waits for it: no orphan, no zombie."""
+        with self._pipe_lock:
+            process, self._process = self._process, None
+            if self._to_process is not None:
+                os.close(self._to_process)
+                self._to_process = None
+        if process is None:
+            return
+        try:
+            process.wait(max(timeout_s, 5.0))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _take(self) -> tuple[list[RawRow], list[CaptureRow], list[threading.Event]]:
+        """Up to batch_size rows from the front, built, and the flush markers among them."""
+        rows: list[RawRow] = []
         captures: list[CaptureRow] = []
         markers: list[threading.Event] = []
         pending = self._pending
@@ -144,17 +216,18 @@ class HistoryWriter:
             if isinstance(item, tuple):
                 row, capture = item[0](*item[1:])
             else:
-                row, capture = item.row(), item.capture_row()
+                row, capture = item.raw_row(), item.capture_row()
             rows.append(row)
             if capture is not None:
                 captures.append(capture)
         return rows, captures, markers
 
 
-def _open_for_writing(location: str | Path) -> Store:
-    store = open_store(location)
-    store.tune_for_history()
-    return store
+def _read_reply(source: int) -> bytes | None:
+    try:
+        return history_process.read_frame(source)
+    except OSError:   # the process died mid-frame
+        return None
 
 
 def _writer_key(location: str | Path) -> str:

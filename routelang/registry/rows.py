@@ -59,10 +59,13 @@ class RequestRecord:
     captured_request: bytes | None = None
     captured_response: bytes | list[bytes] | None = None
 
-    def row(self) -> tuple:
-        """The values of COLUMNS, in order (built in the writer thread, not on the request path)."""
-        return (self.id, self.time, self.router, self.version, self.rule, json_text([target_dict(t) for t in self.targets]),
-                json_text(self.attempts), self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
+    def row(self) -> Row:
+        """The values of COLUMNS, in order."""
+        return stored_row(self.raw_row())
+
+    def raw_row(self) -> RawRow:
+        return (self.id, self.time, self.router, self.version, self.rule, [target_dict(t) for t in self.targets],
+                self.attempts, self.status, self.latency_ms, self.ttft_ms, self.tokens_in, self.tokens_out,
                 self.cost, self.split_label, self.sticky_key_hash, self.client_key_id, self.http_status, self.error,
                 self.source, self.first_target, self.first_outcome, self.failed_over)
 
@@ -73,6 +76,15 @@ class RequestRecord:
 
 
 Row = tuple              # the values of COLUMNS, in order
+RawRow = tuple           # the same, JSON_COLUMNS' values not yet encoded (the writer process encodes them)
+_JSON_INDEXES = tuple(COLUMNS.index(name) for name in JSON_COLUMNS)
+
+
+def stored_row(raw: RawRow) -> Row:
+    row = list(raw)
+    for index in _JSON_INDEXES:
+        row[index] = json_text(row[index])
+    return tuple(row)
 CaptureRow = tuple       # (id, time, request text, response text or None)
 
 

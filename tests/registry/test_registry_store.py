@@ -209,15 +209,10 @@ def test_the_writer_batches_rows_in_the_background_and_flush_waits_for_them(regi
     assert not writer._thread.is_alive()
 
 
-def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkeypatch):
+def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry):
     """Rows recorded one by one (as requests arrive) are written together each interval,
     not one transaction per row (a writer woken by every row did that under load)."""
-    store = open_store(registry)
-    store.close()
-    batches = []
-    real_insert = type(store).insert_rows
-    monkeypatch.setattr(type(store), "insert_rows", lambda store, rows, captures: (
-        batches.append(len(rows)), real_insert(store, rows, captures)))
+    open_store(registry).close()
     writer = history.HistoryWriter(registry, interval_s=0.3)
     try:
         time.sleep(0.05)
@@ -227,7 +222,60 @@ def test_the_writer_writes_a_steady_trickle_in_few_transactions(registry, monkey
         writer.flush()
     finally:
         writer.close()
-    assert sum(batches) == 50 and len(batches) <= 2, batches
+    assert writer.written == 50 and writer.batches <= 2, writer.batches
+    assert len(open_store(registry).list_requests("chat", limit=100)) == 50
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """The process ended and was reaped (a zombie keeps its /proc entry)."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_the_writer_process_starts_with_the_first_batch_and_ends_with_close(sqlite_registry):
+    open_store(sqlite_registry).close()
+    writer = history.HistoryWriter(sqlite_registry, interval_s=0.01)
+    try:
+        time.sleep(0.1)
+        assert writer.process_id is None            # nothing recorded: no process
+        writer.record(RequestRecord("chat", 1, "a", "routed"))
+        writer.flush()
+        pid = writer.process_id
+        assert pid is not None and Path(f"/proc/{pid}").exists()
+    finally:
+        writer.close()
+    assert _gone(pid) and writer.process_id is None and not writer._thread.is_alive()
+
+
+def test_a_writer_process_that_dies_is_replaced_for_the_next_batch(sqlite_registry):
+    open_store(sqlite_registry).close()
+    writer = history.HistoryWriter(sqlite_registry, interval_s=0.01)
+    try:
+        writer.record(RequestRecord("chat", 1, "a", "routed"))
+        writer.flush()
+        first = writer.process_id
+        subprocess.run(["kill", "-KILL", str(first)], check=True)
+        for _ in range(3):
+            writer.record(RequestRecord("chat", 1, "b", "routed"))
+        writer.flush()
+        assert writer.process_id not in (None, first)
+        assert writer.written == 4 and writer.dropped == 0
+        assert len(open_store(sqlite_registry).list_requests("chat", limit=10)) == 4
+    finally:
+        writer.close()
+
+
+def test_the_shared_writer_writes_at_exit_and_leaves_no_process_behind(sqlite_registry):
+    open_store(sqlite_registry).close()
+    script = ("import sys; from routelang.registry import history, rows; "
+              "w = history.shared_writer(sys.argv[1]); w.record(rows.RequestRecord('chat', 1, 'a', 'routed')); "
+              "w.flush(); w.record(rows.RequestRecord('chat', 1, 'b', 'routed')); print(w.process_id)")
+    done = subprocess.run([sys.executable, "-c", script, str(sqlite_registry)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert _gone(int(done.stdout))
+    assert len(open_store(sqlite_registry).list_requests("chat", limit=10)) == 2
 
 
 def test_the_writer_drops_rows_instead_of_blocking_when_the_disk_cannot_keep_up(sqlite_registry):
