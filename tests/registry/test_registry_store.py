@@ -234,6 +234,20 @@ def _gone(pid: int, timeout: float = 10.0) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
+def _dead(pid: int, timeout: float = 10.0) -> bool:
+    """The process ended (a zombie, not reaped yet, or gone)."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if stat.read_text().rpartition(")")[2].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_the_writer_process_starts_with_the_first_batch_and_ends_with_close(sqlite_registry):
     open_store(sqlite_registry).close()
     writer = history.HistoryWriter(sqlite_registry, interval_s=0.01)
@@ -257,6 +271,7 @@ def test_a_writer_process_that_dies_is_replaced_for_the_next_batch(sqlite_regist
         writer.flush()
         first = writer.process_id
         subprocess.run(["kill", "-KILL", str(first)], check=True)
+        assert _dead(first)   # (a batch sent while it is still dying is lost with it, and counted as dropped)
         for _ in range(3):
             writer.record(RequestRecord("chat", 1, "b", "routed"))
         writer.flush()
