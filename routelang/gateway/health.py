@@ -62,7 +62,8 @@ class HealthChecker:
         tasks = [task for _check, task in self.tasks.values()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:   # bounded: a probe that does not end in time is left behind, so a stop always stops
+            await asyncio.wait(tasks, timeout=2.0)
         self.tasks.clear()
 
     async def _loop(self, key: tuple, endpoint: str, name: str, check: HealthCheck) -> None:

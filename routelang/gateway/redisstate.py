@@ -57,6 +57,7 @@ RETRY_S = 0.5       # while down, a PING this often
 POLL_S = 0.2        # the whole snapshot re-read this often (pub/sub's fallback)
 FLUSH_S = 0.05      # statistics sent this often (aggregated per target)
 TTL_MS = 86_400_000  # keys nobody writes for a day go away
+CLOSE_S = 2.0      # what stopping waits for the background tasks and the connections, at most
 MAX_QUEUED = 10_000  # writes waiting for Redis beyond this are dropped (counted)
 
 # One breaker: its state, consecutive failures, half-open successes, when it opened and when
@@ -425,11 +426,13 @@ class RedisState(InProcessState):
             await self.poll(force=True)
 
     async def close(self) -> None:
+        """Bounded: a task or a connection that does not end in time is left behind, so a gateway
+        asked to stop always stops."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        closing = asyncio.get_running_loop().create_task(self.link.close())
+        await asyncio.wait([*self._tasks, closing], timeout=CLOSE_S)
         self._tasks = []
-        await self.link.close()
 
     def status(self) -> dict[str, Any]:
         return {"backend": "redis", "url": describe(self.link.url), "up": self.link.up,

@@ -271,6 +271,7 @@ ROOT = Path(__file__).parents[2]
 
 class Served:
     def __init__(self, *args: str, env: dict[str, str] | None = None):
+        self.args = args
         env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "routelang", "serve", *args, "--port", "0"],
                                      stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
@@ -295,6 +296,11 @@ class Served:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(30)
+        except subprocess.TimeoutExpired:   # say what it was doing: its log's last lines
+            log = self.args[self.args.index("--log-file") + 1] if "--log-file" in self.args else None
+            tail = Path(log).read_text().splitlines()[-20:] if log and Path(log).exists() else []
+            raise AssertionError("the gateway did not stop within 30 s of SIGTERM; its log ends:\n"
+                                 + "\n".join(tail)) from None
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()

@@ -33,7 +33,8 @@ def fleet(redis_server, tmp_path):
     def start(cfg: dict, state: str | None = None) -> list[Served]:
         path = tmp_path / "router.json"
         path.write_text(json.dumps(cfg))
-        common = [str(path), "--state", state or redis_server.url, "--admin-keys", str(keys), "--timeout", "5"]
+        common = [str(path), "--state", state or redis_server.url, "--admin-keys", str(keys), "--timeout", "5",
+                  "--drain", "5"]
         variants = [[], [], ["--workers", "2"]]
         with ThreadPoolExecutor(3) as pool:
             gateways = list(pool.map(lambda i: Served(*common, *variants[i], "--log-file",
