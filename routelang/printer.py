@@ -13,6 +13,7 @@ import functools
 import math
 import re
 from fractions import Fraction
+from typing import Any
 
 from . import ast
 from .fmt import FormatterBug, format_text
@@ -93,8 +94,15 @@ def _name(n: ast.Name) -> str:
 
 
 def _value(v: ast.Value, quoted_keys: bool = False) -> str:
-    """A literal; object keys bare where they can be, unless `quoted_keys` (headers read best quoted)."""
-    x = v.value
+    return value_text(v.value, quoted_keys)
+
+
+def value_text(x: Any, quoted_keys: bool = False) -> str:
+    """A JSON value as a routelang literal; object keys bare where they can be, unless
+    `quoted_keys` (headers read best quoted). PrinterBug for a value with no spelling.
+    (A parsed list or object holds ast.Values: spelt as their values.)"""
+    if isinstance(x, ast.Value):
+        x = x.value
     if x is None:
         return "null"
     if isinstance(x, bool):
@@ -108,11 +116,11 @@ def _value(v: ast.Value, quoted_keys: bool = False) -> str:
     if isinstance(x, str):
         return quote(x)
     if isinstance(x, list):
-        return "[" + ", ".join(_value(item) for item in x) + "]"
+        return "[" + ", ".join(value_text(item) for item in x) + "]"
     if isinstance(x, dict):
         if not x:
             return "{}"
-        return "{ " + ", ".join(f"{k if is_identifier(k) and not quoted_keys else quote(k)}: {_value(item)}"
+        return "{ " + ", ".join(f"{k if is_identifier(k) and not quoted_keys else quote(k)}: {value_text(item)}"
                                 for k, item in x.items()) + " }"
     raise PrinterBug(f"unexpected value {x!r}")
 

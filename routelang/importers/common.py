@@ -10,6 +10,7 @@ in the JSON.)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..fmt import format_text
 from ..parser import quote
-from ..printer import duration_text, field_text, is_identifier, percent_text, regex_text
+from ..printer import PrinterBug, duration_text, field_text, is_identifier, percent_text, regex_text, value_text
 
 Path = tuple
 
@@ -66,10 +67,8 @@ def number(value: Any, where: str) -> float:
     """A count, weight or duration: an int or a float at least 0 (a string of digits too, as
     YAML configs write them), never a boolean."""
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):   # text that is no number is refused below
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ImportProblem(f"{where} is a number at least 0, not {value!r}")
     return value
@@ -105,24 +104,11 @@ def unique_name(base: str, taken: set[str]) -> str:
 
 
 def literal(value: Any) -> str:
-    """A JSON value as a routelang literal."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} has no routelang spelling")
-        return repr(value)
-    if isinstance(value, str):
-        return quote(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{name_text(k)}: {literal(v)}" for k, v in value.items()) + " }"
-    raise ValueError(f"unexpected value {value!r}")
+    """A JSON value as a routelang literal (as fmt spells it); ValueError for one routelang cannot spell."""
+    try:
+        return value_text(value)
+    except PrinterBug as exc:
+        raise ValueError(str(exc)) from None
 
 
 def share_text(weight: float) -> str:
