@@ -26,8 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import ir
-from ..diagnostics import PEER_APPROXIMATION, PEER_INEXACT, Diagnostic, Severity
-from .peer import find_witness, requests_matching, rule_text, with_field
+from ..diagnostics import PEER_APPROXIMATION, Diagnostic
+from .peer import find_witness, inexact_warning, requests_matching, rule_text, with_field
 
 MODEL_FIELDS = ("model", "request.model")
 ROUTING_STRATEGIES = {"least_latency": "latency-based-routing", "lowest_cost": "cost-based-routing"}
@@ -220,8 +220,5 @@ def _inexact_warnings(router: ir.Router, groups: dict[str, str], inexact: list, 
             witness, ours, theirs = found
             where = f"the group of {rule_text(theirs)}" if theirs is not None else "no model group"
             message += f"; a request routelang routes by {rule_text(ours)} goes to {where} in LiteLLM"
-        out.append(Diagnostic(PEER_INEXACT, message, rule.span, rule=rule.name, witness=witness,
-                              severity=Severity.ERROR if exact else None,
-                              help="docs/import.md lists what LiteLLM can state exactly; `--exact` makes this "
-                                   "an error"))
+        out.append(inexact_warning("LiteLLM", rule, message, witness, exact))
     return out

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import ir
 from ..analysis.router import first_match
+from ..diagnostics import PEER_INEXACT, Diagnostic, Severity
 
 
 def rule_text(name: str | None) -> str:
@@ -72,3 +73,10 @@ def requests_matching(order: list[ir.Rule], rule: ir.Rule) -> list[dict]:
         if point is not None:
             out.append(alone.space.witness(point))
     return out
+
+
+def inexact_warning(peer: str, rule: ir.Rule, message: str, witness: dict | None, exact: bool) -> Diagnostic:
+    """RL911: the peer would route some request of `rule` differently (an error under `--exact`)."""
+    return Diagnostic(PEER_INEXACT, message, rule.span, rule=rule.name, witness=witness,
+                      severity=Severity.ERROR if exact else None,
+                      help=f"docs/import.md lists what {peer} can state exactly; `--exact` makes this an error")

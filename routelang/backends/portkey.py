@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import ir
-from ..diagnostics import PEER_APPROXIMATION, PEER_INEXACT, Diagnostic, Severity
+from ..diagnostics import PEER_APPROXIMATION, Diagnostic
 from ..vocab import operators
-from .peer import find_witness, requests_matching, rule_text, with_field
+from .peer import find_witness, inexact_warning, requests_matching, rule_text, with_field
 
 # routelang moves on after these (docs/gateway.md); Portkey, without a list, after any non-2xx answer.
 FALLBACK_STATUS_CODES = [408, 409, 429, 500, 502, 503, 504]
@@ -245,8 +245,5 @@ def _inexact_warnings(router: ir.Router, config: dict, inexact: list, exact: boo
             else:
                 witness, ours, theirs = found
                 message += f"; a request routelang routes by {rule_text(ours)} goes to {rule_text(theirs)} in Portkey"
-        out.append(Diagnostic(PEER_INEXACT, message, rule.span, rule=rule.name, witness=witness,
-                              severity=Severity.ERROR if exact else None,
-                              help="docs/import.md lists what Portkey can state exactly; `--exact` makes this "
-                                   "an error"))
+        out.append(inexact_warning("Portkey", rule, message, witness, exact))
     return out
