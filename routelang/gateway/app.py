@@ -19,6 +19,7 @@ from routelang.registry.store import ROUTER_NAME
 from . import auth, errors, plan
 from .adapters import fit
 from .exchange import Exchange
+from .health import conditions
 from .logs import JsonLog, ms, now
 from .metrics import CONTENT_TYPE, Metrics
 from .recording import Recorder, Routed
@@ -38,8 +39,10 @@ ROUTER_PREFIX = "/r/{router:" + ROUTER_NAME.pattern + "}"   # /r/NAME/v1/chat/co
 ROUTED_PATHS = frozenset({*("/v1" + p for p in KINDS), "/v1/models", "/routing", "/routing/decide"})
 
 
-def application(endpoints: Endpoints, admin: web.Application | None = None) -> web.Application:
-    """The gateway's aiohttp application; `admin`: the admin API, mounted at /api."""
+def application(endpoints: Endpoints, admin: web.Application | None = None,
+                admin_routes: list[web.RouteDef] = ()) -> web.Application:
+    """The gateway's aiohttp application; `admin`: the admin API, mounted at /api, and `admin_routes`:
+    its endpoints at the root (/health/detailed)."""
     app = web.Application(client_max_size=MAX_BODY)
     for prefix in ("", ROUTER_PREFIX):
         for path in KINDS:
@@ -50,6 +53,7 @@ def application(endpoints: Endpoints, admin: web.Application | None = None) -> w
     app.router.add_get("/health", endpoints.liveness)
     app.router.add_get("/health/ready", endpoints.readiness)
     app.router.add_get("/metrics", endpoints.prometheus)
+    app.router.add_routes(admin_routes)
     if admin is not None:
         app.add_subapp("/api", admin)
     app.router.add_route("*", "/{tail:.*}", endpoints.unknown)
@@ -279,8 +283,8 @@ class Endpoints:
     async def readiness(self, _request: web.Request) -> web.Response:
         """Ready: some router is served and at least one of its targets is healthy."""
         routers = self.routers.all()
-        targets = {key for loaded in routers for key in loaded.targets}
-        healthy = [key for key in targets if self.state.healthy(key)]
+        targets = conditions(routers, self.state)
+        healthy = [t for t in targets if t.selectable]
         ready = bool(healthy)
         body = {"status": "ready" if ready else "not_ready", "healthy_targets": len(healthy),
                 "targets": len(targets), "state": self.state.status()}

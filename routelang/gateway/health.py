@@ -5,12 +5,16 @@ Each target with a health check is probed every `interval` with a GET of
 `http://gpu-1:8000/v1` is `http://gpu-1:8000/health`, where vLLM and TGI
 answer). A 2xx within `timeout` is healthy; anything else makes the target
 unhealthy until a later probe succeeds. Until its first probe a target
-counts as healthy."""
+counts as healthy.
+
+`conditions` is what every health answer reads of the targets: /health/ready,
+and the admin API's /api/health/overview and /health/detailed."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -18,6 +22,7 @@ from routelang.runtime.model import Target
 
 from . import upstream
 from .plan import HealthCheck, Loaded, target_name
+from .state import about
 
 if TYPE_CHECKING:
     from .logs import JsonLog
@@ -28,6 +33,41 @@ if TYPE_CHECKING:
 def probe_url(endpoint: str, path: str) -> str:
     parts = urlsplit(endpoint)
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A target of the served routers as the health answers show it."""
+
+    router: str        # the first served router that has it (a target several routers share is one upstream)
+    name: str
+    provider: str
+    model: str
+    selectable: bool   # in selection as far as health goes: not drained, its health check (or push) not failing
+    drained: bool
+    breaker: str | None   # "closed", "open", "half_open"; None without a breaker
+
+    @property
+    def condition(self) -> str:
+        """"drained"; else "unhealthy" (out of selection, or its breaker open), "degraded" (its
+        breaker half-open: one probe request at a time), or "healthy"."""
+        if self.drained:
+            return "drained"
+        if not self.selectable or self.breaker == "open":
+            return "unhealthy"
+        return "degraded" if self.breaker == "half_open" else "healthy"
+
+
+def conditions(routers: Iterable[Loaded], state: State) -> list[Condition]:
+    """Each distinct target of `routers` (by its upstream key), in the routers' order."""
+    seen: dict[tuple, Condition] = {}
+    for loaded in routers:
+        with about(loaded):
+            for key, target in loaded.targets.items():
+                if key not in seen:
+                    seen[key] = Condition(loaded.name, target_name(target), target.provider, target.model_name,
+                                          state.healthy(key), state.drained(key), state.breaker(target))
+    return list(seen.values())
 
 
 class HealthChecker:

@@ -135,13 +135,13 @@ def application(services: Services) -> web.Application:
     s = services
     endpoints = app.Endpoints(s.routers, s.state, s.executor, s.metrics, s.log, s.recorder, s.api_keys,
                               s.registry, s.started, s.tracing, s.tenants)
-    admin = None
+    admin, admin_routes = None, []
     if s.admin_keys is not None:
         from .admin.app import Admin
 
-        admin = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys,
-                      s.tenants).application()
-    web_app = app.application(endpoints, admin)
+        api = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys, s.tenants)
+        admin, admin_routes = api.application(), api.root_routes()
+    web_app = app.application(endpoints, admin, admin_routes)
 
     async def startup(_app: web.Application) -> None:
         await start(s)

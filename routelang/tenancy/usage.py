@@ -1,75 +1,127 @@
-"""`routelang usage`: spend, tokens, requests, errors and latency per
-workspace (and per model, key or day) from the request history, with each
-budget of the deployed routers used and left in its current calendar window.
+"""`routelang usage` and the admin API's analytics: spend, tokens, requests,
+errors and latency from the request history, per workspace (and per model,
+key or day), with each budget of the deployed routers used and left in its
+current calendar window.
 
-A row belongs to the workspace of its client key (the tenant key's id the
-gateway records); its spend is the history's `cost`, which the gateway
-computes from the answering target's `input_cost` and `output_cost`.
+A row belongs to the workspace (and the agent) of its client key (the tenant
+key's id the gateway records); its model is the target it was sent to first
+(`first_target`: a split's arm); its spend is the history's `cost`, which the
+gateway computes from the answering target's `input_cost` and `output_cost`.
+Every reading of the history here goes through `history_rows` and every sum
+through `Totals`: the CLI and the admin API add up the same way.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections import Counter
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from .. import ir
 from ..registry import Store
+from ..registry.rows import GATEWAY
 from .ledger import next_window, window_start
 
 BY = ("model", "key", "day")
 
 
 @dataclass
-class Line:
-    workspace: str
-    group: str
+class Totals:
+    """What some rows of the history add up to."""
+
     requests: int = 0
-    errors: int = 0
+    errors: int = 0            # rows whose status is not "ok"
     tokens_in: int = 0
     tokens_out: int = 0
     spend: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
-    def to_dict(self, by: str) -> dict:
+    def add(self, row: dict) -> None:
+        self.requests += 1
+        self.errors += row["status"] != "ok"
+        self.tokens_in += row["tokens_in"] or 0
+        self.tokens_out += row["tokens_out"] or 0
+        self.spend += row["cost"] or 0.0
+        if row["latency_ms"] is not None:
+            self.latencies.append(row["latency_ms"])
+
+    @property
+    def success_rate(self) -> float | None:
+        """The share of rows answered ("ok"), 0 to 1; None without rows."""
+        return (self.requests - self.errors) / self.requests if self.requests else None
+
+    def latency_mean(self) -> float | None:
+        return sum(self.latencies) / len(self.latencies) if self.latencies else None
+
+    def latency_p50(self) -> float | None:
         latencies = sorted(self.latencies)
-        p95 = latencies[max(0, -(-95 * len(latencies) // 100) - 1)] if latencies else None
+        return latencies[len(latencies) // 2] if latencies else None
+
+    def latency_p95(self) -> float | None:
+        """Nearest rank."""
+        latencies = sorted(self.latencies)
+        return latencies[max(0, -(-95 * len(latencies) // 100) - 1)] if latencies else None
+
+
+@dataclass
+class Line(Totals):
+    workspace: str = ""
+    group: str = ""
+
+    def to_dict(self, by: str) -> dict:
         return {"workspace": self.workspace, by: self.group, "requests": self.requests, "errors": self.errors,
                 "tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "spend_usd": round(self.spend, 9),
-                "latency_p50_ms": latencies[len(latencies) // 2] if latencies else None, "latency_p95_ms": p95}
+                "latency_p50_ms": self.latency_p50(), "latency_p95_ms": self.latency_p95()}
 
 
-def _rows(store: Store, since: float, workspace: str | None) -> list[dict]:
-    sql = ("SELECT k.workspace, r.client_key_id, r.time, r.status, r.latency_ms, r.tokens_in, r.tokens_out,"
-           " r.cost, r.first_target, r.targets FROM requests r JOIN tenant_keys k ON k.id = r.client_key_id"
-           " WHERE r.time >= ?")
-    args: list = [since]
+def history_rows(store: Store, since: float | None = None, *, workspace: str | None = None,
+                 targets: list[str] | None = None, tenants_only: bool = False,
+                 newest: int | None = None) -> list[dict]:
+    """The gateway's rows of the history from `since`, each with its key's `workspace` and `agent`
+    (None without a tenant key): oldest first, or the `newest` N rows newest first. `workspace`:
+    that workspace's rows only; `targets`: the rows first sent to one of them; `tenants_only`: the
+    rows of tenant keys only."""
+    join = "JOIN" if tenants_only or workspace is not None else "LEFT JOIN"
+    sql = ("SELECT r.id, r.time, r.router, r.version, r.rule, r.status, r.http_status, r.latency_ms, r.tokens_in,"
+           " r.tokens_out, r.cost, r.first_target, r.client_key_id, k.workspace, k.agent FROM requests r"
+           f" {join} tenant_keys k ON k.id = r.client_key_id WHERE r.source = ?")
+    args: list = [GATEWAY]
+    if since is not None:
+        sql += " AND r.time >= ?"
+        args.append(since)
     if workspace is not None:
         sql += " AND k.workspace = ?"
         args.append(workspace)
-    return store.query(sql + " ORDER BY r.time", args)
+    if targets is not None:
+        sql += f" AND r.first_target IN ({', '.join('?' * len(targets))})" if targets else " AND 1 = 0"
+        args += targets
+    if newest is None:
+        return store.query(f"{sql} ORDER BY r.time, r.{store.insertion_order}", args)
+    return store.query(f"{sql} ORDER BY r.time DESC, r.{store.insertion_order} DESC LIMIT ?", [*args, newest])
+
+
+def key_workspaces(store: Store) -> set[str]:
+    """Every workspace some tenant key was issued for (revoked and expired keys included)."""
+    return {row["workspace"] for row in store.query("SELECT DISTINCT workspace FROM tenant_keys")}
+
+
+def counts(rows: list[dict], column: str, missing: str) -> dict[str, int]:
+    """How many rows have each value of `column` (`missing` for None), most first."""
+    return dict(Counter(missing if row[column] is None else row[column] for row in rows).most_common())
 
 
 def usage(store: Store, since: float, by: str, workspace: str | None = None) -> list[dict]:
     lines: dict[tuple, Line] = {}
-    for row in _rows(store, since, workspace):
-        ws, key, when, status, latency, tokens_in, tokens_out, cost, first_target = (
-            row["workspace"], row["client_key_id"], row["time"], row["status"], row["latency_ms"], row["tokens_in"],
-            row["tokens_out"], row["cost"], row["first_target"])
+    for row in history_rows(store, since, workspace=workspace, tenants_only=True):
         if by == "model":
-            group = first_target or "-"
+            group = row["first_target"] or "-"
         elif by == "key":
-            group = key
+            group = row["client_key_id"]
         else:
-            group = datetime.datetime.fromtimestamp(when, datetime.UTC).date().isoformat()
-        line = lines.setdefault((ws, group), Line(ws, group))
-        line.requests += 1
-        line.errors += status != "ok"
-        line.tokens_in += tokens_in or 0
-        line.tokens_out += tokens_out or 0
-        line.spend += cost or 0.0
-        if latency is not None:
-            line.latencies.append(latency)
+            group = datetime.datetime.fromtimestamp(row["time"], datetime.UTC).date().isoformat()
+        ws = row["workspace"]
+        lines.setdefault((ws, group), Line(workspace=ws, group=group)).add(row)
     return [line.to_dict(by) for _key, line in sorted(lines.items())]
 
 

@@ -42,13 +42,28 @@ class Admin:
         self._openapi = orjson.dumps(openapi())
 
     def application(self) -> web.Application:
+        """The sub-application to mount at /api."""
         app = web.Application(middlewares=[self._guard])
         for e in ENDPOINTS:
-            app.router.add_route(e.method, e.path, self._endpoint(e))
+            if e.prefix == "/api":
+                app.router.add_route(e.method, e.path, self._endpoint(e))
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_route("*", "/{tail:.*}", self.unknown)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    def root_routes(self) -> list[web.RouteDef]:
+        """The endpoints served at the gateway's root (/health/detailed), guarded as the sub-application."""
+        routes = []
+        for e in ENDPOINTS:
+            if e.prefix == "":
+                handle = self._endpoint(e)
+
+                async def guarded(request: web.Request, handle=handle) -> web.StreamResponse:
+                    return await self._guard(request, handle)
+
+                routes.append(web.route(e.method, e.path, guarded))
+        return routes
 
     async def _cleanup(self, _app: web.Application) -> None:
         if self.context.worker is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ...registry.rows import MAX_LIMIT, SOURCES
-from . import decisions, history, registry, targets, tenants
+from . import analytics, decisions, history, registry, targets, tenants
 from .common import Handler
 from .models import (
     ROUTER_NAME,
@@ -24,15 +24,19 @@ from .models import (
     ExportAnswer,
     ExportDocument,
     HealthBody,
+    HealthDetailed,
+    HealthOverview,
     Imported,
     KeyBody,
     KeyCreated,
     KeyInfo,
     KeyList,
+    ModelAnalytics,
     PolicyChanged,
     PushBody,
     Pushed,
     RequestList,
+    RequestMetrics,
     RequestRow,
     RolledBack,
     RouteBody,
@@ -45,6 +49,7 @@ from .models import (
     TargetState,
     VersionDetail,
     VersionList,
+    WorkspaceAnalytics,
     WorkspaceConfig,
     WorkspaceConfigBody,
 )
@@ -53,7 +58,7 @@ from .models import (
 @dataclass(frozen=True)
 class Endpoint:
     method: str
-    path: str                       # aiohttp's form, below /api: /routers/{name}
+    path: str                       # aiohttp's form, below `prefix`: /routers/{name}
     handler: Handler
     summary: str
     answer: type[BaseModel]
@@ -61,6 +66,11 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()    # beyond 400, 401, 403 and 503 (the registry unusable), which every one may give
     query: tuple[str, ...] = ()
+    prefix: str = "/api"            # "": served at the gateway's root (the service's /health/detailed)
+
+    @property
+    def full_path(self) -> str:
+        return self.prefix + self.path
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -116,6 +126,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body=AgentPreferencesBody, errors=(404, 409, 422), query=("router", "dryRun")),
     Endpoint("GET", "/agents/{agent}/models", tenants.agent_models, "The targets an agent may use, and which are"
              " selectable now", AgentModels, errors=(404,), query=("router",)),
+    # The model-router service's analytics (from the request history) and health.
+    Endpoint("GET", "/analytics/workspaces/{workspace}", analytics.workspace_analytics,
+             "A workspace's requests, tokens, cost, latency and success from the history", WorkspaceAnalytics,
+             errors=(409,), query=("timeRange",)),
+    Endpoint("GET", "/analytics/models", analytics.model_analytics,
+             "Requests, tokens, cost, latency and success per target or model from the history", ModelAnalytics,
+             errors=(409,), query=("timeRange", "modelId")),
+    Endpoint("GET", "/metrics/requests", analytics.request_metrics, "The newest requests of the history",
+             RequestMetrics, errors=(409,), query=("limit",)),
+    Endpoint("GET", "/health/overview", analytics.health_overview,
+             "The targets' health, the rules, and the last hour's requests", HealthOverview),
+    Endpoint("GET", "/health/detailed", analytics.health_detailed,
+             "Each part of the gateway checked: routers, targets, shared state, registry (503: unhealthy)",
+             HealthDetailed, prefix=""),
 )
 
 PARAMETERS = {
@@ -133,11 +157,13 @@ QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "defau
          "workspace": {"type": "string", "description": "only this workspace's keys"},
          "router": {"type": "string", "pattern": f"^{ROUTER_NAME}$",
                     "description": "the router (default: the gateway's default router)"},
-         "dryRun": {"type": "boolean", "default": False, "description": "check and diff, store nothing"}}
+         "dryRun": {"type": "boolean", "default": False, "description": "check and diff, store nothing"},
+         "timeRange": {"type": "string", "enum": list(analytics.TIME_RANGES), "default": analytics.DEFAULT_TIME_RANGE},
+         "modelId": {"type": "string", "description": "a target name, or a model name (every target serving it)"}}
 
 
 def _regex(path: str) -> re.Pattern:
-    return re.compile("^/api" + re.sub(r"\{[a-z]+\}", "[^/]+", path) + "$")
+    return re.compile("^" + re.sub(r"\{[a-z]+\}", "[^/]+", path) + "$")
 
 
-PATTERNS = [(_regex(e.path), e.method) for e in ENDPOINTS] + [(re.compile("^/api/openapi.json$"), "GET")]
+PATTERNS = [(_regex(e.full_path), e.method) for e in ENDPOINTS] + [(re.compile("^/api/openapi.json$"), "GET")]

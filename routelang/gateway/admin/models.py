@@ -331,6 +331,119 @@ class ExportAnswer(ExportDocument):
     """The export as answered (the same document POST /api/import takes)."""
 
 
+# ---- analytics and health (docs/tenants.md) --------------------------------------------------------
+# The model-router service's answers, field for field (camelCase). A number the history cannot give
+# (no request in the window) is null, never a made-up 0.
+
+class WorkspaceAnalytics(Answer):
+    workspaceId: str
+    timeRange: str
+    totalRequests: int
+    uniqueAgents: int = Field(description="agents of the workspace's keys that sent requests")
+    totalTokens: int
+    totalCost: float = Field(description="USD")
+    averageLatency: float | None = Field(description="milliseconds")
+    successRate: float | None = Field(description="percent of requests answered")
+    modelUsage: dict[str, int] = Field(description="requests per target first sent to")
+    agentUsage: dict[str, int] = Field(description="requests per agent of the key (`unknown`: a key without one)")
+
+
+class ModelAnalytics(Answer):
+    timeRange: str
+    modelId: str = Field(description="as asked, or `all`")
+    targets: list[str] = Field(description="the targets `modelId` names (a target name, or every target serving "
+                                           "that model); empty for `all`")
+    totalRequests: int
+    averageLatency: float | None = Field(description="milliseconds")
+    successRate: float | None = Field(description="percent of requests answered")
+    totalTokens: int
+    totalCost: float = Field(description="USD")
+    requestsByAgent: dict[str, int]
+    requestsByStatus: dict[str, int] = Field(description="`success`, `error`, `unmatched`, `client_disconnected`")
+    hourlyDistribution: dict[str, int] = Field(description="requests per hour of the day (`HH:00`, UTC)")
+
+
+class TokenUsage(Answer):
+    promptTokens: int | None
+    completionTokens: int | None
+    totalTokens: int | None
+    cost: float | None = Field(description="USD")
+
+
+class RequestMetric(Answer):
+    requestId: str
+    modelId: str | None = Field(description="the target first sent to")
+    agentType: str | None
+    workspaceId: str | None
+    requestType: None = Field(description="not recorded by routelang: always null")
+    latency: float | None = Field(description="milliseconds, the whole request as the gateway saw it")
+    totalLatency: float | None = Field(description="the same as `latency`: routelang records one")
+    usage: TokenUsage
+    status: str = Field(description="`success`, `error`, `unmatched`, `client_disconnected`")
+    timestamp: str
+    router: str
+    version: int | None
+    rule: str | None
+
+
+class RequestMetrics(Answer):
+    metrics: list[RequestMetric] = Field(description="newest first")
+    count: int
+
+
+class ModelCounts(Answer):
+    total: int
+    active: int = Field(description="not drained")
+    healthy: int
+    degraded: int
+    unhealthy: int
+
+
+class RoutingCounts(Answer):
+    totalRules: int
+    enabledRules: int = Field(description="every rule of a served router is enabled")
+
+
+class Performance(Answer):
+    requestsLastHour: int | None = Field(description="null without a registry (no history)")
+    averageLatency: float | None
+    successRate: float | None
+
+
+class HealthOverview(Answer):
+    timestamp: str
+    models: ModelCounts
+    routing: RoutingCounts
+    performance: Performance
+    healthyModels: list[str]
+    degradedModels: list[str]
+    unhealthyModels: list[str]
+    drainedModels: list[str]
+
+
+class TargetHealth(Answer):
+    router: str
+    target: str
+    provider: str
+    model: str
+    condition: Literal["healthy", "degraded", "unhealthy", "drained"]
+    breaker: str | None
+
+
+class ComponentCheck(Answer):
+    status: Literal["up", "degraded", "down", "not_used"]
+    detail: dict[str, Any] = {}
+
+
+class HealthDetailed(Answer):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    timestamp: str
+    service: str
+    version: str
+    checks: dict[str, ComponentCheck] = Field(description="routers, targets, state, registry")
+    targets: list[TargetHealth]
+
+
 # ---- tenants (docs/tenants.md) ----------------------------------------------------------------------
 # The model-router service's shapes, field for field (camelCase), so its clients keep working.
 

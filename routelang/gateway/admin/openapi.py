@@ -12,7 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from ... import __version__
 from ..responses import JSON
-from . import registry
+from . import analytics, registry
 from .endpoints import ENDPOINTS, PARAMETERS, QUERY, Endpoint
 from .models import ErrorBody
 
@@ -36,7 +36,7 @@ def openapi() -> dict:
 
     paths: dict[str, dict] = {}
     for e in ENDPOINTS:
-        path = "/api" + e.path
+        path = e.full_path
         op: dict[str, Any] = {"operationId": _operation_id(e), "summary": e.summary, "security": [{"adminKey": []}]}
         params = [{"name": p, "in": "path", "required": True, "schema": PARAMETERS[p]}
                   for p in re.findall(r"\{([a-z]+)\}", e.path)]
@@ -56,6 +56,9 @@ def openapi() -> dict:
                      503: "the registry cannot be used now (locked past the busy timeout, unreadable)"}
         for status in (400, 401, 403, *e.errors, 503):
             responses[str(status)] = error(described[status])
+        if e.handler is analytics.health_detailed:   # unhealthy: the same answer, 503
+            responses["503"] = {"description": "unhealthy: no target can be selected, or no router is served",
+                                "content": {JSON: {"schema": ref(e.answer, "serialization")}}}
         op["responses"] = responses
         paths.setdefault(path, {})[e.method.lower()] = op
     paths["/api/openapi.json"] = {"get": {"operationId": "openapi", "summary": "This document", "security": [],
