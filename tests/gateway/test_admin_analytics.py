@@ -175,6 +175,10 @@ def test_analytics_add_up_the_requests_sent(env):
     assert overview["performance"]["successRate"] == pytest.approx(600 / 7)
     all_latencies = [m["latency"] for m in metrics["metrics"]]
     assert overview["performance"]["averageLatency"] == pytest.approx(sum(all_latencies) / 7)
+    # The failed request (3 tries on each target) opened both breakers of its rule, as /routing shows.
+    breakers = {t["name"]: t["breaker"] for t in http("GET", gw.url + "/routing").json()["routers"][0]["targets"]}
+    assert breakers == {"claude_sonnet": "open", "gpt4": "open", "gpt35": "closed"}
+    assert (overview["unhealthyModels"], overview["healthyModels"]) == (["claude_sonnet", "gpt4"], ["gpt35"])
 
 
 def test_a_window_without_requests_has_no_made_up_numbers(env):
@@ -231,6 +235,8 @@ def test_health_follows_drains_pushed_health_and_breakers(env):
     assert body["checks"]["routers"]["detail"]["served"] == {ROUTER: 1}
 
     http("POST", gw.url + f"/api/targets/{ROUTER}/gpt35/drain", None, AS_ADMIN)
+    drained = api(gw, "/health/detailed").json()   # taken out by hand: not a fault
+    assert (drained["status"], drained["checks"]["targets"]["detail"]["drained"]) == ("healthy", 1)
     http("POST", gw.url + f"/api/targets/{ROUTER}/gpt4/health", {"healthy": False, "detail": "maintenance"},
          AS_ADMIN)
     overview = api(gw, "/api/health/overview").json()
@@ -267,3 +273,4 @@ def test_without_admin_keys_there_is_no_detailed_health(gateway, upstreams):
     up = upstreams()
     gw = gateway(EXAMPLE.replace('openai("gpt-3.5-turbo")', f'openai("gpt-3.5-turbo", "{up.url}/v1")'))
     assert http("GET", gw.url + "/health/detailed").status_code == 404
+

@@ -193,8 +193,9 @@ async def health_overview(ctx: Context, _request, _body) -> tuple[int, BaseModel
 
 
 async def health_detailed(ctx: Context, _request, _body) -> tuple[int, BaseModel]:
-    """503 when no target is selectable (as /health/ready); `degraded` when the gateway serves but a
-    part is not well: a target out of selection, the shared state unreachable, the registry down."""
+    """503 when no router is served or no target is selectable (as /health/ready); `degraded` when the
+    gateway serves but a part is not well: a target unhealthy or half-open (a drained one was taken out
+    by hand: not a fault), the shared state unreachable, the registry down."""
     routers = ctx.routers.all()
     targets = conditions(routers, ctx.state)
     counted = Counter(t.condition for t in targets)
@@ -204,7 +205,7 @@ async def health_detailed(ctx: Context, _request, _body) -> tuple[int, BaseModel
                                   detail={"served": {r.name: r.version for r in routers},
                                           "lastReloadError": ctx.routers.last_error}),
         "targets": ComponentCheck(status="down" if not any(t.selectable for t in targets) else
-                                  "up" if counted["healthy"] == len(targets) else "degraded",
+                                  "up" if counted["healthy"] + counted["drained"] == len(targets) else "degraded",
                                   detail={"total": len(targets), **{k: counted[k] for k in
                                                                     ("healthy", "degraded", "unhealthy", "drained")}}),
         "state": ComponentCheck(status="degraded" if state["degraded"] else "up" if state["up"] else "down",
