@@ -37,6 +37,13 @@ class Totals:
     spend: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, rows: list[dict]) -> Totals:
+        totals = cls()
+        for row in rows:
+            totals.add(row)
+        return totals
+
     def add(self, row: dict) -> None:
         self.requests += 1
         self.errors += row["status"] != "ok"

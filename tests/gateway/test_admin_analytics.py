@@ -7,11 +7,12 @@ requests sent."""
 from __future__ import annotations
 
 import datetime
+import time
 from pathlib import Path
 
 import openai
 import pytest
-from gateway_fakes import FAST, GatewayServer, chat_answer, http
+from gateway_fakes import FAST, GatewayServer, chat_answer, http, wait_for
 
 from routelang.gateway import auth
 from routelang.registry.artifacts import build_text
@@ -179,6 +180,7 @@ def test_analytics_add_up_the_requests_sent(env):
     breakers = {t["name"]: t["breaker"] for t in http("GET", gw.url + "/routing").json()["routers"][0]["targets"]}
     assert breakers == {"claude_sonnet": "open", "gpt4": "open", "gpt35": "closed"}
     assert (overview["unhealthyModels"], overview["healthyModels"]) == (["claude_sonnet", "gpt4"], ["gpt35"])
+    assert not gw.log_lines("bug")
 
 
 def test_a_window_without_requests_has_no_made_up_numbers(env):
@@ -274,3 +276,46 @@ def test_without_admin_keys_there_is_no_detailed_health(gateway, upstreams):
     gw = gateway(EXAMPLE.replace('openai("gpt-3.5-turbo")', f'openai("gpt-3.5-turbo", "{up.url}/v1")'))
     assert http("GET", gw.url + "/health/detailed").status_code == 404
 
+
+
+def test_a_registry_that_is_down_makes_health_degraded_and_analytics_unavailable(loop_thread, upstreams):
+    """Its own PostgreSQL, stopped under a serving gateway: the health endpoints still answer (the
+    registry `down`, no performance figures), the analytics are 503s, none waits long."""
+    from services import PostgresServer
+
+    server = PostgresServer()
+    gw = None
+    try:
+        up = upstreams()
+        location = server.new_database()
+        store = open_store(location)
+        built = build_text(EXAMPLE.replace('openai("gpt-3.5-turbo")', f'openai("gpt-3.5-turbo", "{up.url}/v1")'),
+                           "tenants.route")
+        store.push(ROUTER, built.entry, built.sources, built.compiled, "first")
+        store.deploy(ROUTER, 1)
+        store.close()
+        gw = loop_thread.run(GatewayServer(loop_thread, None, FAST, registry=location,
+                                           admin_keys=frozenset({auth.digest(ADMIN)}), poll_s=0.05).start())
+        assert api(gw, "/api/health/overview").json()["performance"]["requestsLastHour"] == 0
+        server.stop()
+        started = time.monotonic()
+        overview = api(gw, "/api/health/overview")
+        assert overview.status_code == 200
+        assert overview.json()["performance"] == {"requestsLastHour": None, "averageLatency": None,
+                                                  "successRate": None}
+        detailed = api(gw, "/health/detailed")
+        assert detailed.status_code == 200
+        body = detailed.json()
+        assert (body["status"], body["checks"]["registry"]["status"]) == ("degraded", "down")
+        assert body["checks"]["registry"]["detail"]["error"]
+        for path in ("/api/analytics/models", "/api/metrics/requests"):
+            answer = api(gw, path)
+            assert (answer.status_code, answer.json()["error"]["code"]) == (503, "registry_unavailable")
+        assert time.monotonic() - started < 15
+        server.start()
+        assert wait_for(lambda: api(gw, "/health/detailed").json()["status"] == "healthy", timeout=10)
+        assert not gw.log_lines("bug")
+    finally:
+        if gw is not None:
+            loop_thread.run(gw.stop())
+        server.close()

@@ -46,6 +46,7 @@ TIME_RANGES = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 8640
 DEFAULT_TIME_RANGE = "24h"
 NO_AGENT = "unknown"    # the service's key for a request without an agent
 REGISTRY_CHECK_S = 2.0  # /health/detailed waits this long for the registry to answer
+FLUSH_S = 2.0           # and the analytics this long for this gateway's recorded rows to be written
 
 
 def _time_range(request) -> tuple[str, float]:
@@ -71,11 +72,13 @@ def _percent(rate: float | None) -> float | None:
     return None if rate is None else rate * 100
 
 
-def _sums(rows: list[dict]) -> usage.Totals:
-    totals = usage.Totals()
-    for row in rows:
-        totals.add(row)
-    return totals
+def _written(store: Store) -> None:
+    """What this gateway recorded is written first, so that it counts; a registry that does not take it
+    in time cannot be used now (503 `registry_unavailable`, as when it cannot be read)."""
+    try:
+        history.shared_writer(store.location).flush(FLUSH_S)
+    except TimeoutError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def _declared_workspaces(ctx: Context) -> set[str]:
@@ -93,9 +96,9 @@ async def workspace_analytics(ctx: Context, request, _body) -> tuple[int, BaseMo
             known = ", ".join(sorted(declared | usage.key_workspaces(store))) or "none"
             raise AdminError(errors.INVALID_REQUEST, f"no workspace {workspace!r}: no served router declares it and "
                              f"no key was issued for it (workspaces: {known})", "workspace")
-        history.shared_writer(store.location).flush()   # what this gateway recorded counts too
+        _written(store)
         rows = usage.history_rows(store, since, workspace=workspace)
-        totals = _sums(rows)
+        totals = usage.Totals.of(rows)
         return WorkspaceAnalytics(
             workspaceId=workspace, timeRange=time_range, totalRequests=totals.requests,
             uniqueAgents=len({row["agent"] for row in rows if row["agent"] is not None}),
@@ -123,9 +126,9 @@ async def model_analytics(ctx: Context, request, _body) -> tuple[int, BaseModel]
     targets = None if model is None else _targets_named(ctx, model)
 
     def work(store: Store) -> ModelAnalytics:
-        history.shared_writer(store.location).flush()
+        _written(store)
         rows = usage.history_rows(store, since, targets=targets)
-        totals = _sums(rows)
+        totals = usage.Totals.of(rows)
         hours = Counter(f"{datetime.datetime.fromtimestamp(row['time'], datetime.UTC).hour:02d}:00" for row in rows)
         return ModelAnalytics(
             timeRange=time_range, modelId=model or "all", targets=targets or [], totalRequests=totals.requests,
@@ -144,7 +147,7 @@ async def request_metrics(ctx: Context, request, _body) -> tuple[int, BaseModel]
         raise AdminError(errors.INVALID_REQUEST, f"limit must be from 1 to {MAX_LIMIT}", "limit")
 
     def work(store: Store) -> RequestMetrics:
-        history.shared_writer(store.location).flush()
+        _written(store)
         metrics = [_metric(row) for row in usage.history_rows(store, newest=limit)]
         return RequestMetrics(metrics=metrics, count=len(metrics))
 
@@ -173,8 +176,8 @@ async def health_overview(ctx: Context, _request, _body) -> tuple[int, BaseModel
     performance = Performance(requestsLastHour=None, averageLatency=None, successRate=None)
     if ctx.worker is not None:
         def work(store: Store) -> usage.Totals:
-            history.shared_writer(store.location).flush()
-            return _sums(usage.history_rows(store, now - 3600))
+            _written(store)
+            return usage.Totals.of(usage.history_rows(store, now - 3600))
 
         try:
             totals = await ctx.in_registry(work)
