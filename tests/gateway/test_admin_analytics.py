@@ -308,7 +308,7 @@ def test_a_registry_that_is_down_makes_health_degraded_and_analytics_unavailable
         body = detailed.json()
         assert (body["status"], body["checks"]["registry"]["status"]) == ("degraded", "down")
         assert body["checks"]["registry"]["detail"]["error"]
-        for path in ("/api/analytics/models", "/api/metrics/requests"):
+        for path in ("/api/analytics/models", "/api/metrics/requests", f"/api/routers/{ROUTER}/requests"):
             answer = api(gw, path)
             assert (answer.status_code, answer.json()["error"]["code"]) == (503, "registry_unavailable")
         assert time.monotonic() - started < 15

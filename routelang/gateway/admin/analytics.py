@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from ... import __version__
-from ...registry import history
 from ...registry.errors import RegistryError
 from ...registry.rows import MAX_LIMIT
 from ...tenancy import usage
 from .. import errors, plan
 from ..health import conditions
-from .common import AdminError, Context, integer
+from .common import AdminError, Context, integer, written
 from .models import (
     ComponentCheck,
     HealthDetailed,
@@ -46,7 +45,6 @@ TIME_RANGES = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 8640
 DEFAULT_TIME_RANGE = "24h"
 NO_AGENT = "unknown"    # the service's key for a request without an agent
 REGISTRY_CHECK_S = 2.0  # /health/detailed waits this long for the registry to answer
-FLUSH_S = 2.0           # and the analytics this long for this gateway's recorded rows to be written
 
 
 def _time_range(request) -> tuple[str, float]:
@@ -72,15 +70,6 @@ def _percent(rate: float | None) -> float | None:
     return None if rate is None else rate * 100
 
 
-def _written(store: Store) -> None:
-    """What this gateway recorded is written first, so that it counts; a registry that does not take it
-    in time cannot be used now (503 `registry_unavailable`, as when it cannot be read)."""
-    try:
-        history.shared_writer(store.location).flush(FLUSH_S)
-    except TimeoutError as exc:
-        raise RegistryError(str(exc)) from None
-
-
 def _declared_workspaces(ctx: Context) -> set[str]:
     return {p["name"] for loaded in ctx.routers.all() for p in loaded.router.plan.policies
             if p["kind"] == "workspace"}
@@ -96,7 +85,7 @@ async def workspace_analytics(ctx: Context, request, _body) -> tuple[int, BaseMo
             known = ", ".join(sorted(declared | usage.key_workspaces(store))) or "none"
             raise AdminError(errors.INVALID_REQUEST, f"no workspace {workspace!r}: no served router declares it and "
                              f"no key was issued for it (workspaces: {known})", "workspace")
-        _written(store)
+        written(store)
         rows = usage.history_rows(store, since, workspace=workspace)
         totals = usage.Totals.of(rows)
         return WorkspaceAnalytics(
@@ -126,7 +115,7 @@ async def model_analytics(ctx: Context, request, _body) -> tuple[int, BaseModel]
     targets = None if model is None else _targets_named(ctx, model)
 
     def work(store: Store) -> ModelAnalytics:
-        _written(store)
+        written(store)
         rows = usage.history_rows(store, since, targets=targets)
         totals = usage.Totals.of(rows)
         hours = Counter(f"{datetime.datetime.fromtimestamp(row['time'], datetime.UTC).hour:02d}:00" for row in rows)
@@ -147,7 +136,7 @@ async def request_metrics(ctx: Context, request, _body) -> tuple[int, BaseModel]
         raise AdminError(errors.INVALID_REQUEST, f"limit must be from 1 to {MAX_LIMIT}", "limit")
 
     def work(store: Store) -> RequestMetrics:
-        _written(store)
+        written(store)
         metrics = [_metric(row) for row in usage.history_rows(store, newest=limit)]
         return RequestMetrics(metrics=metrics, count=len(metrics))
 
@@ -176,7 +165,7 @@ async def health_overview(ctx: Context, _request, _body) -> tuple[int, BaseModel
     performance = Performance(requestsLastHour=None, averageLatency=None, successRate=None)
     if ctx.worker is not None:
         def work(store: Store) -> usage.Totals:
-            _written(store)
+            written(store)
             return usage.Totals.of(usage.history_rows(store, now - 3600))
 
         try:

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ...registry.errors import StorageError
 from ...registry.store import RegistryError
 from .. import errors
 from ..responses import JSON
@@ -93,9 +94,12 @@ def integer(text: str, param: str) -> int:
 
 
 def active_version(store: Store, name: str) -> int | None:
-    """The router's active version; 404 when there is no such router."""
+    """The router's active version; 404 when there is no such router (a database that fails is not
+    that: its StorageError goes on, a 503)."""
     try:
         return store.active_version(name)
+    except StorageError:
+        raise
     except RegistryError as exc:
         raise AdminError(errors.NOT_FOUND_ROUTER, exc.message, "name") from None
 
@@ -103,5 +107,21 @@ def active_version(store: Store, name: str) -> int | None:
 def stored_version(store: Store, name: str, number: int):
     try:
         return store.version(name, number)
+    except StorageError:
+        raise
     except RegistryError as exc:
         raise AdminError(errors.NOT_FOUND_VERSION, exc.message, "version") from None
+
+
+FLUSH_S = 2.0   # how long a read of the history waits for this gateway's recorded rows to be written
+
+
+def written(store: Store) -> None:
+    """What this gateway recorded is written before the history is read, so that it counts; a registry
+    that does not take it in time cannot be used now (a 503, as when it cannot be read)."""
+    from ...registry import history
+
+    try:
+        history.shared_writer(store.location).flush(FLUSH_S)
+    except TimeoutError as exc:
+        raise StorageError(str(exc)) from None

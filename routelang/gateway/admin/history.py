@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from ...registry import rows
 from ...registry.rows import MAX_LIMIT
 from .. import errors
-from .common import AdminError, Context, active_version, integer
+from .common import AdminError, Context, active_version, integer, written
 from .models import RequestList, RequestRow
 
 if TYPE_CHECKING:
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 
 async def list_requests(ctx: Context, request, _body) -> tuple[int, BaseModel]:
-    from ...registry import history
-
     name = request.match_info["name"]
     limit = integer(request.query.get("limit", "100"), "limit")
     if not 1 <= limit <= MAX_LIMIT:
@@ -31,19 +29,17 @@ async def list_requests(ctx: Context, request, _body) -> tuple[int, BaseModel]:
 
     def work(store: Store) -> RequestList:
         active_version(store, name)
-        history.shared_writer(store.location).flush()   # what this gateway recorded is listed too
+        written(store)   # what this gateway recorded is listed too
         return RequestList(router=name, data=[RequestRow(**r) for r in store.list_requests(name, limit, source)])
 
     return 200, await ctx.in_registry(work)
 
 
 async def get_request(ctx: Context, request, _body) -> tuple[int, BaseModel]:
-    from ...registry import history
-
     request_id = request.match_info["id"]
 
     def work(store: Store) -> RequestRow:
-        history.shared_writer(store.location).flush()
+        written(store)
         found = store.get_request(request_id)
         if found is None:
             raise AdminError(errors.NOT_FOUND_REQUEST, f"no request {request_id!r} in the history", "id")
