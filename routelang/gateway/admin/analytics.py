@@ -81,10 +81,11 @@ async def workspace_analytics(ctx: Context, request, _body) -> tuple[int, BaseMo
     declared = _declared_workspaces(ctx)
 
     def work(store: Store) -> WorkspaceAnalytics:
-        if workspace not in declared and workspace not in usage.key_workspaces(store):
-            known = ", ".join(sorted(declared | usage.key_workspaces(store))) or "none"
+        known = declared | usage.key_workspaces(store)
+        if workspace not in known:
             raise AdminError(errors.INVALID_REQUEST, f"no workspace {workspace!r}: no served router declares it and "
-                             f"no key was issued for it (workspaces: {known})", "workspace")
+                             f"no key was issued for it (workspaces: {', '.join(sorted(known)) or 'none'})",
+                             "workspace")
         written(store)
         rows = usage.history_rows(store, since, workspace=workspace)
         totals = usage.Totals.of(rows)
@@ -225,5 +226,5 @@ async def _registry_check(ctx: Context) -> ComponentCheck:
         return ComponentCheck(status="down", detail={"location": location,
                                                      "error": f"no answer within {REGISTRY_CHECK_S:g} s"})
     except RegistryError as exc:   # down, locked past its timeout, unreadable
-        return ComponentCheck(status="down", detail={"location": location, "error": f"{type(exc).__name__}: {exc}"})
+        return ComponentCheck(status="down", detail={"location": location, "error": exc.message})
     return ComponentCheck(status="up", detail={"location": location})
