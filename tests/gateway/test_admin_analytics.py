@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from gateway_fakes import FAST, GatewayServer, chat_answer, http, wait_for
+from gateway_fakes import FAST, GatewayServer, chat_answer, config, http, rule, target, wait_for
 
 from routelang.gateway import auth
 from routelang.registry.artifacts import build_text
@@ -319,3 +319,24 @@ def test_a_registry_that_is_down_makes_health_degraded_and_analytics_unavailable
         if gw is not None:
             loop_thread.run(gw.stop())
         server.close()
+
+
+def test_a_breaker_open_then_half_open_is_unhealthy_then_degraded(gateway, upstreams):
+    a, b = upstreams("a"), upstreams("b")
+    a.script = [{"status": 500, "body": {}}, {"status": 500, "body": {}}]
+    breaker = {"x-routelang": {"circuit_breaker": {"failure_threshold": 2, "cooldown_ms": 400,
+                                                   "success_threshold": 1}}}
+    gw = gateway(config(rule("chain", [target(a, "ma", **breaker), target(b, "mb")], strategy="fallback")),
+                 admin_keys=frozenset({auth.digest(ADMIN)}))
+    for _ in range(2):
+        http("POST", gw.url + "/v1/chat/completions", {"model": "x", "messages": [{"role": "user", "content": "hi"}]})
+    overview = api(gw, "/api/health/overview").json()
+    assert (overview["unhealthyModels"], overview["healthyModels"]) == (["ma"], ["mb"])
+    assert api(gw, "/health/detailed").json()["status"] == "degraded"
+    time.sleep(0.45)   # the cooldown is over: one probe request may go through
+    overview = api(gw, "/api/health/overview").json()
+    assert (overview["degradedModels"], overview["models"]["degraded"]) == (["ma"], 1)
+    detailed = api(gw, "/health/detailed").json()
+    assert detailed["status"] == "degraded"
+    assert [(t["target"], t["condition"], t["breaker"]) for t in detailed["targets"]] == [
+        ("ma", "degraded", "half_open"), ("mb", "healthy", None)]
