@@ -82,7 +82,7 @@ class Line(Totals):
                 "latency_p50_ms": self.latency_p50(), "latency_p95_ms": self.latency_p95()}
 
 
-COLUMNS = ("r.id, r.time, r.router, r.version, r.rule, r.status, r.http_status, r.latency_ms, r.tokens_in, "
+COLUMNS = ("r.id, r.time, r.router, r.version, r.rule, r.status, r.latency_ms, r.tokens_in, "
            "r.tokens_out, r.cost, r.first_target, r.client_key_id, k.workspace, k.agent")
 
 
