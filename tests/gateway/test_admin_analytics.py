@@ -80,16 +80,18 @@ class Sent:
         request_id = f"{len(self.requests):032x}"
         client = openai.OpenAI(base_url=self.gw.url + "/v1", api_key=key, max_retries=0, timeout=20)
         content = "fail" if tokens is None else f"tokens {tokens[0]} {tokens[1]}"
+        started = time.perf_counter()
         try:
             client.chat.completions.create(model="any", messages=[{"role": "user", "content": content}],
                                            extra_headers={"x-request-id": request_id})
             ok = True
         except openai.APIStatusError:
             ok = False
+        wall_ms = (time.perf_counter() - started) * 1000
         assert ok == (tokens is not None)
         cost = None if tokens is None else tokens[0] * PRICES[target][0] + tokens[1] * PRICES[target][1]
         self.requests.append({"id": request_id, "workspace": workspace, "agent": agent, "target": target,
-                              "tokens": tokens, "cost": cost, "ok": ok})
+                              "tokens": tokens, "cost": cost, "ok": ok, "wall_ms": wall_ms})
 
     def of(self, **match) -> list[dict]:
         return [r for r in self.requests if all(r[k] == v for k, v in match.items())]
@@ -133,6 +135,7 @@ def test_analytics_add_up_the_requests_sent(env):
             assert m["usage"] == {"promptTokens": r["tokens"][0], "completionTokens": r["tokens"][1],
                                   "totalTokens": sum(r["tokens"]), "cost": pytest.approx(r["cost"], abs=1e-12)}
             assert m["latency"] >= 20   # the upstream's delay, in ms
+        assert m["latency"] <= r["wall_ms"]   # the gateway's time is within what the client waited
         assert m["requestType"] is None and m["latency"] == m["totalLatency"]
         assert m["timestamp"].endswith("Z")
     newest = api(gw, "/api/metrics/requests?limit=2").json()
