@@ -11,6 +11,9 @@
     history.py    the request history
     decisions.py  POST /api/route and /api/routing/test
     targets.py    drain, undrain, pushed health
+    tenants.py    tenant keys; the model-router service's workspace and agent endpoints
+    analytics.py  the service's analytics (from the history) and health endpoints; /health/detailed,
+                  the one endpoint at the gateway's root
 
 Registry work runs in the worker thread; routing decisions and target state
 run on the event loop, where the gateway's `State` lives.
