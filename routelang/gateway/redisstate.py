@@ -195,6 +195,7 @@ class Link:
         self.dropped = 0          # writes dropped while the queue was full
         self.client: Any = None
         self._shas: dict[str, str] = {}
+        self.scripts = dict(SCRIPTS)  # name -> Lua source, loaded on connect (the tenants' ledger adds its own)
         self._on_change = on_change   # called with `up` when Redis starts or stops answering
 
     def open(self) -> None:
@@ -221,7 +222,7 @@ class Link:
         try:
             async with asyncio.timeout(TIMEOUT_S * 2):
                 await self.client.ping()
-                for name, source in SCRIPTS.items():
+                for name, source in self.scripts.items():
                     self._shas[name] = await self.client.script_load(source)
         except (OSError, TimeoutError, self.errors()):
             self.mark(False)

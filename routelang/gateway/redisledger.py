@@ -1,0 +1,407 @@
+"""The tenants' ledger on Redis (`serve --state redis://... --tenant-keys ...`):
+every budget and rate limit is counted in Redis, so it holds for the whole
+fleet (every worker of every replica on that Redis), with the same semantics
+and units as the in-process ledger (routelang/tenancy/ledger.py): one
+reserve across every scope of a request, all or nothing; holds that expire;
+settles replayed for the same request id change nothing; calendar budgets
+in the policy's time zone; token buckets; nano-dollars.
+
+One Lua script, LEDGER_LUA (loaded by its SHA as `ledger`), does all of it
+on the server's clock (`TIME`):
+- `reserve` first gives back the holds that expired (a crashed worker's),
+  then checks every budget and bucket of the request and takes from all of
+  them, or from none, and records the hold (its amounts and the keys it
+  holds from) with its expiry in one sorted set;
+- `settle` replaces holds by what the requests cost (a release is a settle
+  of nothing); a hold already settled, released or expired changes nothing.
+
+The calendar windows are computed here, in Python, from the policy's zone
+(zoneinfo knows its daylight-saving changes): each reserve passes the
+window containing this process's now and the next one, and the script takes
+the one containing the server's now.
+
+The request path: the reserves of one event-loop tick go in one pipeline
+(one round trip, one reply each); settles are queued and sent every
+SETTLE_S in one script call (a hold keeps counting until its settle lands,
+so sending it late only errs on the safe side). The connection is the
+shared state's `Link` (its 250 ms timeouts and its breaker): while Redis
+is down or slow, budgets and limits follow their failure policies
+(`Policies`: budgets refuse, rate limits admit, by default).
+
+Keys (one hash tag, so one Redis Cluster slot holds a reserve's keys):
+`routelang:v1:{tenants}:budget:KIND:NAME:PERIOD`,
+`routelang:v1:{tenants}:rate:KIND:NAME:UNIT:PER`,
+`routelang:v1:{tenants}:hold:REQUEST_ID` and `routelang:v1:{tenants}:holds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from routelang.tenancy.ledger import (
+    HOLD_TTL_S,
+    NANOS_PER_MICRO,
+    Admission,
+    Level,
+    Refusal,
+    Scope,
+    next_window,
+    over_budget,
+    over_limit,
+    window_start,
+)
+
+from .redisstate import PREFIX, Link, Op
+
+TENANTS = f"{PREFIX}:{{tenants}}"
+HOLDS_KEY = f"{TENANTS}:holds"
+SETTLE_S = 0.02          # queued settles are sent this often
+SETTLE_BATCH = 500       # ... at most this many per script call
+MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
+KEEP_DONE_MS = 3_600_000  # a settled or expired hold is remembered this long (replays are no-ops)
+DAY_MS = 86_400_000
+
+# ARGV[1] op ("reserve" | "settle"), ARGV[2] the time in ms ("" = the server's clock), ARGV[3] the key prefix.
+# reserve: KEYS[1] the holds, then the budgets' keys, then the buckets' keys; ARGV[4..] request id,
+#   tokens, nano-dollars, hold ms, the number of budgets, of buckets, then per budget: cap, the window
+#   containing the caller's now (start, end ms) and the end of the next; per bucket: amount, period ms,
+#   1 when it counts tokens (else requests).
+#   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window}
+#   | {0, "rate", j, ms to wait (-1: never enough), level, ms to full} | {-1} (the id was reserved before).
+# settle: KEYS[1] the holds; ARGV[4..] triples request id, tokens, nano-dollars. Answers 1 or 0 per triple.
+LEDGER_LUA = """
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[2])
+end
+local P = ARGV[3]
+local holds = KEYS[1]
+local KEEP, DAY = @KEEP@, @DAY@
+
+local function finish(rid, tokens, nanos)
+  local hk = P .. 'hold:' .. rid
+  local h = redis.call('HMGET', hk, 'n', 't', 'b', 'k', 'done')
+  if not h[1] or h[5] then return 0 end
+  local held_n, held_t = tonumber(h[1]), tonumber(h[2])
+  for key in string.gmatch(h[3], '%S+') do
+    local e = tonumber(redis.call('HGET', key, 'end') or '0')
+    if e > 0 and now >= e then redis.call('HSET', key, 'spent', 0, 'start', e, 'end', 0) end
+    redis.call('HINCRBY', key, 'held', -held_n)
+    if nanos > 0 then redis.call('HINCRBY', key, 'spent', nanos) end
+  end
+  for key in string.gmatch(h[4], '%S+') do
+    if held_t ~= tokens then redis.call('HINCRBYFLOAT', key, 'level', held_t - tokens) end
+  end
+  redis.call('HSET', hk, 'done', 1)
+  redis.call('PEXPIRE', hk, KEEP)
+  redis.call('ZREM', holds, rid)
+  return 1
+end
+
+local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now, 'LIMIT', 0, 1000)
+for _, rid in ipairs(expired) do
+  if finish(rid, 0, 0) == 0 then redis.call('ZREM', holds, rid) end
+end
+
+if ARGV[1] == 'settle' then
+  local out = {}
+  for i = 4, #ARGV, 3 do
+    out[#out + 1] = finish(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
+  end
+  return out
+end
+
+local rid, tokens, nanos, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local nb, nl = tonumber(ARGV[8]), tonumber(ARGV[9])
+local hk = P .. 'hold:' .. rid
+if redis.call('EXISTS', hk) == 1 then return {-1} end
+local a = 10
+local budgets = {}
+for i = 1, nb do
+  local key = KEYS[1 + i]
+  local cap, s, e, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
+  if now >= e then s, e = e, n end
+  local h = redis.call('HMGET', key, 'start', 'spent', 'held')
+  local spent = 0
+  if tonumber(h[1]) == s then spent = tonumber(h[2] or '0') end
+  local held = tonumber(h[3] or '0')
+  if spent + held + nanos > cap then return {0, 'budget', i, cap - spent - held, e - now} end
+  budgets[i] = {key, s, e, spent}
+end
+local buckets = {}
+for j = 1, nl do
+  local key = KEYS[1 + nb + j]
+  local amount, period, counts_tokens = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] == '1'
+  a = a + 3
+  local h = redis.call('HMGET', key, 'level', 'at')
+  local level = amount
+  if h[1] and h[2] then
+    level = tonumber(h[1]) + math.max(0, now - tonumber(h[2])) * amount / period
+    if level > amount then level = amount end
+  end
+  local need = 1
+  if counts_tokens then need = tokens end
+  local full = math.ceil((amount - level) * period / amount)
+  if need > amount then return {0, 'rate', j, -1, math.floor(level), full} end
+  if level < need then return {0, 'rate', j, math.ceil((need - level) * period / amount), math.floor(level), full} end
+  buckets[j] = {key, level - need, amount, period, counts_tokens}
+end
+local budget_keys, token_keys, reply = {}, {}, {1}
+for _, b in ipairs(budgets) do
+  redis.call('HSET', b[1], 'start', b[2], 'end', b[3], 'spent', b[4])
+  redis.call('HINCRBY', b[1], 'held', nanos)
+  redis.call('PEXPIRE', b[1], b[3] - now + DAY)
+  budget_keys[#budget_keys + 1] = b[1]
+end
+for _, b in ipairs(buckets) do
+  redis.call('HSET', b[1], 'level', b[2], 'at', now)
+  redis.call('PEXPIRE', b[1], 2 * b[4] + ttl)
+  if b[5] then token_keys[#token_keys + 1] = b[1] end
+  reply[#reply + 1] = math.floor(b[2])
+  reply[#reply + 1] = math.ceil((b[3] - b[2]) * b[4] / b[3])
+end
+redis.call('HSET', hk, 'n', nanos, 't', tokens, 'b', table.concat(budget_keys, ' '), 'k', table.concat(token_keys, ' '))
+redis.call('PEXPIRE', hk, ttl + KEEP)
+redis.call('ZADD', holds, now + ttl, rid)
+return reply
+""".replace("@KEEP@", str(KEEP_DONE_MS)).replace("@DAY@", str(DAY_MS))
+
+REFUSE, ADMIT = "refuse", "admit"
+
+
+@dataclass(frozen=True)
+class Policies:
+    """What a kind of limit does while Redis is down or slow (serve's --budgets-when-down and
+    --limits-when-down): `refuse` the request (503 tenant_state_unavailable) or `admit` it
+    unchecked (not counted in Redis)."""
+
+    budgets: str = REFUSE
+    limits: str = ADMIT
+
+
+@dataclass(slots=True)
+class _Keys:
+    """A scope's Redis keys and the script's static arguments for it, made once per scope."""
+
+    scope: Scope
+    budgets: list[str]
+    buckets: list[str]
+    bucket_args: list[Any]
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A bucket as the last reply of a reserve left it (for refusals' headers: no extra call)."""
+
+    level: float
+    at: float
+
+
+class RedisLedger:
+    """The Accounts of the whole fleet, on Redis (see the module's docstring)."""
+
+    def __init__(self, link: Link, policies: Policies = Policies(), hold_ttl_s: float = HOLD_TTL_S,
+                 clock=None):
+        self.link = link
+        link.scripts["ledger"] = LEDGER_LUA
+        self.policies = policies
+        self.hold_ttl_ms = int(hold_ttl_s * 1000)
+        self.clock = clock or time.time   # given (tests): the script counts on it instead of the server's
+        self._server_clock = clock is None
+        self._keys: dict[int, _Keys] = {}
+        self._windows: dict[tuple[str, str], tuple] = {}   # (period, zone) -> (start, end) s, then the script's ms
+        self._pending: list[tuple[Op, asyncio.Future]] = []    # reserves of this tick
+        self._settles: list[tuple[str, int, int]] = []
+        self._mine: set[str] = set()        # this process's holds in Redis, not yet settled
+        self._seen: dict[str, _Seen] = {}   # bucket key -> its level at the last reply
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self.unchecked = 0                  # requests admitted while Redis was down (the policy)
+        self.dropped = 0                    # settles dropped (queue full): their holds expire
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._settler())
+
+    async def close(self) -> None:
+        """Send the settles still queued (bounded by the link's timeout), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._settles and self.link.up:
+            await self._send_settles()
+
+    # ---- reserve --------------------------------------------------------------------
+
+    async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+        keys = [self._scope_keys(scope) for scope in scopes]
+        if not self.link.up:
+            return self._down(scopes)
+        now = self.clock()
+        budget_keys, bucket_keys, budget_args, bucket_args = [], [], [], []
+        for k in keys:
+            budget_keys += k.budgets
+            bucket_keys += k.buckets
+            bucket_args += k.bucket_args
+            for budget in k.scope.budgets:
+                budget_args += [budget.micros * NANOS_PER_MICRO, *self._window(budget.period, k.scope.timezone, now)]
+        op = Op("ledger", [HOLDS_KEY, *budget_keys, *bucket_keys],
+                ["reserve", "" if self._server_clock else int(now * 1000), TENANTS + ":", request_id, tokens, nanos,
+                 self.hold_ttl_ms, len(budget_keys), len(bucket_keys), *budget_args, *bucket_args])
+        future = asyncio.get_running_loop().create_future()
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._send_reserves)
+        self._pending.append((op, future))
+        reply = await future   # (a handler cancelled meanwhile: _run_reserves frees the hold it got)
+        if reply is None:
+            return self._down(scopes)
+        return self._answer(reply, request_id, keys, tokens, nanos, bucket_keys)
+
+    def _send_reserves(self) -> None:
+        batch, self._pending = self._pending, []
+        asyncio.get_running_loop().create_task(self._run_reserves(batch))
+
+    async def _run_reserves(self, batch: list[tuple[Op, asyncio.Future]]) -> None:
+        replies = await self.link.run([op for op, _ in batch]) if self.link.up else None
+        for i, (op, future) in enumerate(batch):
+            reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]
+            if not future.done():
+                future.set_result(reply)
+            elif reply is not None and int(reply[0]) == 1:   # its handler was cancelled (the client left)
+                self._settles.append((op.args[3], 0, 0))
+
+    def _answer(self, reply: list, request_id: str, keys: list[_Keys], tokens: int, nanos: int,
+                bucket_keys: list[str]) -> Admission | Refusal:
+        status = int(reply[0])
+        if status == -1:
+            raise ValueError(f"request id {request_id!r} was reserved before")
+        now = self.clock()
+        if status == 1:
+            self._mine.add(request_id)
+            levels = []
+            limits = [(k.scope, limit) for k in keys for limit in k.scope.limits]
+            for i, (key, (_scope, limit)) in enumerate(zip(bucket_keys, limits)):
+                level, full_ms = int(reply[1 + 2 * i]), int(reply[2 + 2 * i])
+                self._seen[key] = _Seen(level, now)
+                levels.append(Level(limit.unit, limit.amount, max(0, level), full_ms / 1000))
+            return Admission(None, levels)
+        kind, index = _text(reply[1]), int(reply[2]) - 1
+        if kind == "budget":
+            budgets = [(k.scope, b) for k in keys for b in k.scope.budgets]
+            scope, budget = budgets[index]
+            return over_budget(scope, budget.period, budget.micros * NANOS_PER_MICRO, int(reply[3]), nanos,
+                               int(reply[4]) / 1000)
+        limits = [(k.scope, limit) for k in keys for limit in k.scope.limits]
+        scope, limit = limits[index]
+        self._seen[bucket_keys[index]] = _Seen(int(reply[4]), now)
+        wait_ms = int(reply[3])
+        need = tokens if limit.unit == "tokens" else 1
+        return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
+
+    def _down(self, scopes: tuple[Scope, ...]) -> Admission | Refusal:
+        """Redis is down or slow: each kind of limit's policy."""
+        for scope in scopes:
+            if scope.budgets and self.policies.budgets == REFUSE:
+                return Refusal("state_unavailable", f"the budgets of {scope.label} are counted on Redis, which does"
+                                                    f" not answer: refused until it does", 1, scope)
+            if scope.limits and self.policies.limits == REFUSE:
+                return Refusal("state_unavailable", f"the rate limits of {scope.label} are counted on Redis, which"
+                                                    f" does not answer: refused until it does", 1, scope)
+        self.unchecked += 1
+        return Admission(None, [])
+
+    # ---- settle and release ------------------------------------------------------------
+
+    def settle(self, request_id: str, tokens: int, nanos: int) -> bool:
+        """Queue the settle (sent within SETTLE_S); False when this process holds nothing for
+        `request_id` (already settled or released, or admitted while Redis was down)."""
+        if request_id not in self._mine:
+            return False
+        self._mine.discard(request_id)
+        if len(self._settles) >= MAX_SETTLES:
+            self.dropped += 1
+            return True
+        self._settles.append((request_id, tokens, nanos))
+        if len(self._settles) >= SETTLE_BATCH:
+            self._wake.set()
+        return True
+
+    def release(self, request_id: str) -> bool:
+        return self.settle(request_id, 0, 0)
+
+    async def _settler(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SETTLE_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._settles and self.link.up:
+                await self._send_settles()
+
+    async def _send_settles(self) -> None:
+        """One script call per SETTLE_BATCH settles; those Redis did not take wait for the next round
+        (a settle applies once, whenever it lands)."""
+        while self._settles:
+            batch, self._settles = self._settles[:SETTLE_BATCH], self._settles[SETTLE_BATCH:]
+            args = ["settle", "" if self._server_clock else int(self.clock() * 1000), TENANTS + ":"]
+            for request_id, tokens, nanos in batch:
+                args += [request_id, tokens, nanos]
+            replies = await self.link.run([Op("ledger", [HOLDS_KEY], args)])
+            if replies is None or isinstance(replies[0], Exception):
+                self._settles[:0] = batch
+                return
+
+    # ---- levels: from the replies, never an extra call ----------------------------------
+
+    def level(self, scope: Scope, limit) -> tuple[float, float]:
+        """The bucket as the last reply left it, refilled since at its rate (a guess: others take from it too)."""
+        seen = self._seen.get(self._scope_keys(scope).buckets[scope.limits.index(limit)])
+        if seen is None:
+            return float(limit.amount), 0.0
+        level = min(limit.amount, seen.level + (self.clock() - seen.at) * limit.amount / limit.seconds)
+        return level, (limit.amount - level) * limit.seconds / limit.amount
+
+    def levels(self, admission: Admission) -> list[Level]:
+        return admission.levels or []
+
+    # ---- keys and windows -----------------------------------------------------------------
+
+    def _scope_keys(self, scope: Scope) -> _Keys:
+        keys = self._keys.get(id(scope))
+        if keys is None or keys.scope is not scope:
+            keys = self._keys[id(scope)] = _Keys(
+                scope, [f"{TENANTS}:budget:{scope.kind}:{scope.name}:{b.period}" for b in scope.budgets],
+                [f"{TENANTS}:rate:{scope.kind}:{scope.name}:{lim.unit}:{lim.per}" for lim in scope.limits],
+                [a for lim in scope.limits for a in (lim.amount, lim.seconds * 1000, 1 if lim.unit == "tokens" else 0)])
+        return keys
+
+    def _window(self, period: str, zone: str, now: float) -> tuple[int, int, int]:
+        """The calendar window containing `now` in `zone` (start, end, ms) and the next one's end."""
+        cached = self._windows.get((period, zone))
+        if cached is None or not cached[0] <= now < cached[1]:
+            start = window_start(period, now, zone)
+            end = next_window(period, start, zone)
+            cached = self._windows[(period, zone)] = (start, end, int(start * 1000), int(end * 1000),
+                                                      int(next_window(period, end, zone) * 1000))
+        return cached[2:]
+
+    def status(self) -> dict[str, Any]:
+        return {"budgets_when_down": self.policies.budgets, "limits_when_down": self.policies.limits,
+                "admitted_unchecked": self.unchecked, "settles_queued": len(self._settles),
+                "settles_dropped": self.dropped}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
