@@ -88,7 +88,13 @@ local KEEP, DAY = @KEEP@, @DAY@
 local function finish(rid, tokens, nanos)
   local hk = P .. 'hold:' .. rid
   local h = redis.call('HMGET', hk, 'n', 't', 'b', 'k', 'done')
-  if not h[1] or h[5] then return 0 end
+  if h[5] then return 0 end
+  if not h[1] then
+    -- No hold (yet): a reserve that timed out may still land later; it will find the id taken.
+    redis.call('HSET', hk, 'done', 1)
+    redis.call('PEXPIRE', hk, KEEP)
+    return 0
+  end
   local held_n, held_t = tonumber(h[1]), tonumber(h[2])
   for key in string.gmatch(h[3], '%S+') do
     local e = tonumber(redis.call('HGET', key, 'end') or '0')
@@ -275,6 +281,8 @@ class RedisLedger:
 
     async def _run_reserves(self, batch: list[tuple[Op, asyncio.Future]]) -> None:
         replies = await self.link.run([op for op, _ in batch]) if self.link.up else None
+        if replies is None:   # timed out: Redis may still run these reserves when it wakes; released then
+            self._settles += [(op.args[3], 0, 0) for op, _ in batch]
         for i, (op, future) in enumerate(batch):
             reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]
             if not future.done():
