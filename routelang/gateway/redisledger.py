@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,7 @@ from .redisstate import PREFIX, Link, Op
 
 TENANTS = f"{PREFIX}:{{tenants}}"
 HOLDS_KEY = f"{TENANTS}:holds"
+PREFIX_ARG = f"{TENANTS}:".encode()
 SETTLE_S = 0.02          # queued settles are sent this often
 SETTLE_BATCH = 500       # ... at most this many per script call
 MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
@@ -67,9 +69,9 @@ DAY_MS = 86_400_000
 
 # ARGV[1] op ("reserve" | "settle"), ARGV[2] the time in ms ("" = the server's clock), ARGV[3] the key prefix.
 # reserve: KEYS[1] the holds, then the budgets' keys, then the buckets' keys; ARGV[4..] request id,
-#   tokens, nano-dollars, hold ms, the number of budgets, of buckets, then per budget: cap, the window
-#   containing the caller's now (start, end ms) and the end of the next; per bucket: amount, period ms,
-#   1 when it counts tokens (else requests).
+#   tokens, nano-dollars, hold ms, and the spec (one string, words apart): the number of budgets, of
+#   buckets, then per budget: cap, the window containing the caller's now (start, end ms) and the end of
+#   the next; per bucket: amount, period ms, 1 when it counts tokens (else requests).
 #   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window}
 #   | {0, "rate", j, ms to wait (-1: never enough), level, ms to full} | {-1} (the id was reserved before).
 # settle: KEYS[1] the holds; ARGV[4..] triples request id, tokens, nano-dollars. Answers 1 or 0 per triple.
@@ -125,14 +127,16 @@ if ARGV[1] == 'settle' then
 end
 
 local rid, tokens, nanos, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local nb, nl = tonumber(ARGV[8]), tonumber(ARGV[9])
 local hk = P .. 'hold:' .. rid
 if redis.call('EXISTS', hk) == 1 then return {-1} end
-local a = 10
+local spec = {}
+for word in string.gmatch(ARGV[8], '%S+') do spec[#spec + 1] = word end
+local nb, nl = tonumber(spec[1]), tonumber(spec[2])
+local a = 3
 local budgets = {}
 for i = 1, nb do
   local key = KEYS[1 + i]
-  local cap, s, e, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local cap, s, e, n = tonumber(spec[a]), tonumber(spec[a + 1]), tonumber(spec[a + 2]), tonumber(spec[a + 3])
   a = a + 4
   if now >= e then s, e = e, n end
   local h = redis.call('HMGET', key, 'start', 'spent', 'held')
@@ -145,7 +149,7 @@ end
 local buckets = {}
 for j = 1, nl do
   local key = KEYS[1 + nb + j]
-  local amount, period, counts_tokens = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] == '1'
+  local amount, period, counts_tokens = tonumber(spec[a]), tonumber(spec[a + 1]), spec[a + 2] == '1'
   a = a + 3
   local h = redis.call('HMGET', key, 'level', 'at')
   local level = amount
@@ -194,13 +198,16 @@ class Policies:
 
 
 @dataclass(slots=True)
-class _Keys:
-    """A scope's Redis keys and the script's static arguments for it, made once per scope."""
+class _Plan:
+    """What every reserve of one combination of scopes sends, made once (its windows again when one ends)."""
 
-    scope: Scope
-    budgets: list[str]
-    buckets: list[str]
-    bucket_args: list[Any]
+    scopes: tuple[Scope, ...]
+    keys: list[bytes]                       # the holds, the budgets', the buckets'
+    bucket_keys: list[str]
+    budgets: list[tuple[Scope, Any]]        # (scope, ir.Budget) in the script's order
+    limits: list[tuple[Scope, Any]]         # (scope, ir.RateLimit)
+    spec: bytes = b""
+    until: float = 0.0                      # the first end of its windows: the spec is made again then
 
 
 @dataclass(slots=True)
@@ -222,8 +229,7 @@ class RedisLedger:
         self.hold_ttl_ms = int(hold_ttl_s * 1000)
         self.clock = clock or time.time   # given (tests): the script counts on it instead of the server's
         self._server_clock = clock is None
-        self._keys: dict[int, _Keys] = {}
-        self._windows: dict[tuple[str, str], tuple] = {}   # (period, zone) -> (start, end) s, then the script's ms
+        self._plans: dict[tuple[int, ...], _Plan] = {}   # id of each scope -> its plan
         self._pending: list[tuple[Op, asyncio.Future]] = []    # reserves of this tick
         self._settles: list[tuple[str, int, int]] = []
         self._mine: set[str] = set()        # this process's holds in Redis, not yet settled
@@ -252,46 +258,38 @@ class RedisLedger:
     # ---- reserve --------------------------------------------------------------------
 
     async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
-        keys = [self._scope_keys(scope) for scope in scopes]
         if not self.link.up:
             return self._down(scopes)
         now = self.clock()
-        budget_keys, bucket_keys, budget_args, bucket_args = [], [], [], []
-        for k in keys:
-            budget_keys += k.budgets
-            bucket_keys += k.buckets
-            bucket_args += k.bucket_args
-            for budget in k.scope.budgets:
-                budget_args += [budget.micros * NANOS_PER_MICRO, *self._window(budget.period, k.scope.timezone, now)]
-        op = Op("ledger", [HOLDS_KEY, *budget_keys, *bucket_keys],
-                ["reserve", "" if self._server_clock else int(now * 1000), TENANTS + ":", request_id, tokens, nanos,
-                 self.hold_ttl_ms, len(budget_keys), len(bucket_keys), *budget_args, *bucket_args])
-        future = asyncio.get_running_loop().create_future()
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._send_reserves)
+        plan = self._plan(scopes, now)
+        op = Op("ledger", plan.keys, [b"reserve", b"" if self._server_clock else int(now * 1000), PREFIX_ARG,
+                                      request_id, tokens, nanos, self.hold_ttl_ms, plan.spec])
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._pending:   # the first of this tick: the task sends every reserve queued until it runs
+            loop.create_task(self._run_reserves())
         self._pending.append((op, future))
         reply = await future   # (a handler cancelled meanwhile: _run_reserves frees the hold it got)
         if reply is None:
             return self._down(scopes)
-        return self._answer(reply, request_id, keys, tokens, nanos, bucket_keys)
+        return self._answer(reply, request_id, plan, tokens, nanos)
 
-    def _send_reserves(self) -> None:
+    async def _run_reserves(self) -> None:
         batch, self._pending = self._pending, []
-        asyncio.get_running_loop().create_task(self._run_reserves(batch))
+        replies = None
+        try:
+            replies = await self.link.run([op for op, _ in batch]) if self.link.up else None
+        finally:   # every waiting request gets an answer, whatever happened here (None: Redis is down)
+            if replies is None:   # timed out: Redis may still run these reserves when it wakes; released then
+                self._settles += [(op.args[3], 0, 0) for op, _ in batch]
+            for i, (op, future) in enumerate(batch):
+                reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]
+                if not future.done():
+                    future.set_result(reply)
+                elif reply is not None and int(reply[0]) == 1:   # its handler was cancelled (the client left)
+                    self._settles.append((op.args[3], 0, 0))
 
-    async def _run_reserves(self, batch: list[tuple[Op, asyncio.Future]]) -> None:
-        replies = await self.link.run([op for op, _ in batch]) if self.link.up else None
-        if replies is None:   # timed out: Redis may still run these reserves when it wakes; released then
-            self._settles += [(op.args[3], 0, 0) for op, _ in batch]
-        for i, (op, future) in enumerate(batch):
-            reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]
-            if not future.done():
-                future.set_result(reply)
-            elif reply is not None and int(reply[0]) == 1:   # its handler was cancelled (the client left)
-                self._settles.append((op.args[3], 0, 0))
-
-    def _answer(self, reply: list, request_id: str, keys: list[_Keys], tokens: int, nanos: int,
-                bucket_keys: list[str]) -> Admission | Refusal:
+    def _answer(self, reply: list, request_id: str, plan: _Plan, tokens: int, nanos: int) -> Admission | Refusal:
         status = int(reply[0])
         if status == -1:
             raise ValueError(f"request id {request_id!r} was reserved before")
@@ -299,21 +297,18 @@ class RedisLedger:
         if status == 1:
             self._mine.add(request_id)
             levels = []
-            limits = [(k.scope, limit) for k in keys for limit in k.scope.limits]
-            for i, (key, (_scope, limit)) in enumerate(zip(bucket_keys, limits)):
+            for i, (key, (_scope, limit)) in enumerate(zip(plan.bucket_keys, plan.limits)):
                 level, full_ms = int(reply[1 + 2 * i]), int(reply[2 + 2 * i])
                 self._seen[key] = _Seen(level, now)
                 levels.append(Level(limit.unit, limit.amount, max(0, level), full_ms / 1000))
             return Admission(None, levels)
         kind, index = _text(reply[1]), int(reply[2]) - 1
         if kind == "budget":
-            budgets = [(k.scope, b) for k in keys for b in k.scope.budgets]
-            scope, budget = budgets[index]
+            scope, budget = plan.budgets[index]
             return over_budget(scope, budget.period, budget.micros * NANOS_PER_MICRO, int(reply[3]), nanos,
                                int(reply[4]) / 1000)
-        limits = [(k.scope, limit) for k in keys for limit in k.scope.limits]
-        scope, limit = limits[index]
-        self._seen[bucket_keys[index]] = _Seen(int(reply[4]), now)
+        scope, limit = plan.limits[index]
+        self._seen[plan.bucket_keys[index]] = _Seen(int(reply[4]), now)
         wait_ms = int(reply[3])
         need = tokens if limit.unit == "tokens" else 1
         return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
@@ -363,7 +358,7 @@ class RedisLedger:
         (a settle applies once, whenever it lands)."""
         while self._settles:
             batch, self._settles = self._settles[:SETTLE_BATCH], self._settles[SETTLE_BATCH:]
-            args = ["settle", "" if self._server_clock else int(self.clock() * 1000), TENANTS + ":"]
+            args = [b"settle", b"" if self._server_clock else int(self.clock() * 1000), PREFIX_ARG]
             for request_id, tokens, nanos in batch:
                 args += [request_id, tokens, nanos]
             replies = await self.link.run([Op("ledger", [HOLDS_KEY], args)])
@@ -375,7 +370,7 @@ class RedisLedger:
 
     def level(self, scope: Scope, limit) -> tuple[float, float]:
         """The bucket as the last reply left it, refilled since at its rate (a guess: others take from it too)."""
-        seen = self._seen.get(self._scope_keys(scope).buckets[scope.limits.index(limit)])
+        seen = self._seen.get(bucket_key(scope, limit))
         if seen is None:
             return float(limit.amount), 0.0
         level = min(limit.amount, seen.level + (self.clock() - seen.at) * limit.amount / limit.seconds)
@@ -384,31 +379,45 @@ class RedisLedger:
     def levels(self, admission: Admission) -> list[Level]:
         return admission.levels or []
 
-    # ---- keys and windows -----------------------------------------------------------------
+    # ---- what a reserve sends ---------------------------------------------------------------
 
-    def _scope_keys(self, scope: Scope) -> _Keys:
-        keys = self._keys.get(id(scope))
-        if keys is None or keys.scope is not scope:
-            keys = self._keys[id(scope)] = _Keys(
-                scope, [f"{TENANTS}:budget:{scope.kind}:{scope.name}:{b.period}" for b in scope.budgets],
-                [f"{TENANTS}:rate:{scope.kind}:{scope.name}:{lim.unit}:{lim.per}" for lim in scope.limits],
-                [a for lim in scope.limits for a in (lim.amount, lim.seconds * 1000, 1 if lim.unit == "tokens" else 0)])
-        return keys
-
-    def _window(self, period: str, zone: str, now: float) -> tuple[int, int, int]:
-        """The calendar window containing `now` in `zone` (start, end, ms) and the next one's end."""
-        cached = self._windows.get((period, zone))
-        if cached is None or not cached[0] <= now < cached[1]:
-            start = window_start(period, now, zone)
-            end = next_window(period, start, zone)
-            cached = self._windows[(period, zone)] = (start, end, int(start * 1000), int(end * 1000),
-                                                      int(next_window(period, end, zone) * 1000))
-        return cached[2:]
+    def _plan(self, scopes: tuple[Scope, ...], now: float) -> _Plan:
+        ids = tuple(id(scope) for scope in scopes)
+        plan = self._plans.get(ids)
+        if plan is None or any(a is not b for a, b in zip(plan.scopes, scopes)):
+            budgets = [(scope, b) for scope in scopes for b in scope.budgets]
+            limits = [(scope, lim) for scope in scopes for lim in scope.limits]
+            bucket_keys = [bucket_key(scope, lim) for scope, lim in limits]
+            keys = [HOLDS_KEY, *(budget_key(scope, b) for scope, b in budgets), *bucket_keys]
+            if len(self._plans) > 10_000:   # (scopes live as long as their router's version)
+                self._plans.clear()
+            plan = self._plans[ids] = _Plan(scopes, [k.encode() for k in keys], bucket_keys, budgets, limits)
+        if now >= plan.until:
+            words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf
+            for scope, budget in plan.budgets:
+                # The calendar window containing `now` in the policy's zone, and the next one's end.
+                start = window_start(budget.period, now, scope.timezone)
+                end = next_window(budget.period, start, scope.timezone)
+                words += [budget.micros * NANOS_PER_MICRO, int(start * 1000), int(end * 1000),
+                          int(next_window(budget.period, end, scope.timezone) * 1000)]
+                plan.until = min(plan.until, end)
+            for _scope, limit in plan.limits:
+                words += [limit.amount, limit.seconds * 1000, 1 if limit.unit == "tokens" else 0]
+            plan.spec = " ".join(map(str, words)).encode()
+        return plan
 
     def status(self) -> dict[str, Any]:
         return {"budgets_when_down": self.policies.budgets, "limits_when_down": self.policies.limits,
                 "admitted_unchecked": self.unchecked, "settles_queued": len(self._settles),
                 "settles_dropped": self.dropped}
+
+
+def budget_key(scope: Scope, budget) -> str:
+    return f"{TENANTS}:budget:{scope.kind}:{scope.name}:{budget.period}"
+
+
+def bucket_key(scope: Scope, limit) -> str:
+    return f"{TENANTS}:rate:{scope.kind}:{scope.name}:{limit.unit}:{limit.per}"
 
 
 def _text(value: Any) -> str:

@@ -241,6 +241,8 @@ class Link:
         when Redis did not answer in time (the link is down then)."""
         from redis.exceptions import NoScriptError
 
+        if any(op.script not in self._shas for op in ops) and not await self.connect():
+            return None   # (a script added after the link connected is loaded first)
         for attempt in (1, 2):
             try:
                 async with asyncio.timeout(TIMEOUT_S):
