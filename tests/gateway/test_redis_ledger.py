@@ -230,3 +230,31 @@ def test_redis_down_budgets_refuse_and_rate_limits_admit_by_default_and_both_are
         await close(a, b)
 
     run(scenario())
+
+
+def test_bursts_on_both_sides_of_midnight_each_get_their_days_budget(redis_server):
+    scope = Scope("workspace", "ws", budgets=(budget("day", 1),), limits=(limit(100),))
+    midnight = datetime.datetime(2026, 12, 8, tzinfo=datetime.UTC).timestamp()
+    clock = Clock(midnight - 0.5)
+
+    async def burst(ledger: RedisLedger, tag: str) -> list:
+        return await asyncio.gather(*(ledger.admit(f"{tag}{i}", (scope,), 1, 300_000_000) for i in range(20)))
+
+    async def scenario():
+        a, b = await ledgers(redis_server.url, 2, clock=clock)
+        before = await burst(a, "a") + await burst(b, "b")   # 40 reserves: one pipeline per ledger
+        assert sum(isinstance(r, Admission) for r in before) == 3
+        for i in range(20):
+            a.settle(f"a{i}", 1, 300_000_000)
+            b.settle(f"b{i}", 1, 300_000_000)
+        await settled(a)
+        await settled(b)
+        assert await spent(a, scope, "day") == (900_000_000, 0)
+        clock.now = midnight + 0.5                           # the bucket refilled 0.8 of a request meanwhile
+        after = await burst(b, "c") + await burst(a, "d")
+        assert sum(isinstance(r, Admission) for r in after) == 3
+        assert {r.code for r in after if isinstance(r, Refusal)} == {"budget_exceeded"}
+        assert await spent(a, scope, "day") == (0, 900_000_000)
+        await close(a, b)
+
+    run(scenario())
