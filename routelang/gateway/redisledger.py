@@ -323,7 +323,7 @@ class RedisLedger:
                 return Refusal("state_unavailable", f"the rate limits of {scope.label} are counted on Redis, which"
                                                     f" does not answer: refused until it does", 1, scope)
         self.unchecked += 1
-        return Admission(None, [])
+        return Admission(None, [], counted=False)
 
     # ---- settle and release ------------------------------------------------------------
 

@@ -215,6 +215,8 @@ class Tenants:
         if isinstance(result, Refusal):
             return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
                                               self._rate_headers(result.scope)))
+        if not result.counted:
+            self.metrics.tenant_unchecked.labels(key.workspace).inc()
         return Ticket(request_id, key.workspace, prompt, result)
 
     def _may_use(self, held: list[ir.Policy], target: plan.Target) -> bool:

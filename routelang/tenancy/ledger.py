@@ -104,6 +104,7 @@ class Level(NamedTuple):
 class Admission:
     hold: Hold | None         # the in-process ledger's (None on Redis, whose holds live there)
     levels: list[Level] | None = None   # on Redis: from the reserve's own reply
+    counted: bool = True      # False: admitted uncounted (Redis down, and the policy admits)
 
 
 class Accounts(Protocol):
