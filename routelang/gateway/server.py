@@ -108,7 +108,8 @@ def run(options: Options) -> int:
           file=sys.stderr, flush=True)
     if options.tenant_keys and options.workers > 1 and options.state == "memory":
         print(f"routelang serve: warning: each worker keeps its own tenants' ledger: {options.workers} workers admit "
-              f"up to {options.workers} times each limit and budget (docs/tenants.md)", file=sys.stderr, flush=True)
+              f"up to {options.workers} times each limit and budget; --state redis://... shares one "
+              "(docs/tenants.md)", file=sys.stderr, flush=True)
     if options.workers <= 1:
         return _run_worker(options, sock, keys)
     return _supervise(options, sock, keys)
