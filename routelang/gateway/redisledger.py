@@ -72,7 +72,7 @@ DAY_MS = 86_400_000
 #   tokens, nano-dollars, hold ms, and the spec (one string, words apart): the number of budgets, of
 #   buckets, then per budget: cap, the window containing the caller's now (start, end ms) and the end of
 #   the next; per bucket: amount, period ms, 1 when it counts tokens (else requests).
-#   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window}
+#   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window, spent}
 #   | {0, "rate", j, ms to wait (-1: never enough), level, ms to full} | {-1} (the id was reserved before).
 # settle: KEYS[1] the holds; ARGV[4..] triples request id, tokens, nano-dollars. Answers 1 or 0 per triple.
 LEDGER_LUA = """
@@ -143,7 +143,7 @@ for i = 1, nb do
   local spent = 0
   if tonumber(h[1]) == s then spent = tonumber(h[2] or '0') end
   local held = tonumber(h[3] or '0')
-  if spent + held + nanos > cap then return {0, 'budget', i, cap - spent - held, e - now} end
+  if spent + held + nanos > cap then return {0, 'budget', i, cap - spent - held, e - now, spent} end
   budgets[i] = {key, s, e, spent}
 end
 local buckets = {}
@@ -203,6 +203,7 @@ class _Plan:
 
     scopes: tuple[Scope, ...]
     keys: list[bytes]                       # the holds, the budgets', the buckets'
+    budget_keys: list[str]
     bucket_keys: list[str]
     budgets: list[tuple[Scope, Any]]        # (scope, ir.Budget) in the script's order
     limits: list[tuple[Scope, Any]]         # (scope, ir.RateLimit)
@@ -234,6 +235,7 @@ class RedisLedger:
         self._settles: list[tuple[str, int, int]] = []
         self._mine: set[str] = set()        # this process's holds in Redis, not yet settled
         self._seen: dict[str, _Seen] = {}   # bucket key -> its level at the last reply
+        self._spent_out: dict[str, tuple[float, int]] = {}   # budget key -> (its window's end, cap): spent out
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self.unchecked = 0                  # requests admitted while Redis was down (the policy)
@@ -258,10 +260,14 @@ class RedisLedger:
     # ---- reserve --------------------------------------------------------------------
 
     async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
-        if not self.link.up:
-            return self._down(scopes)
         now = self.clock()
         plan = self._plan(scopes, now)
+        if self._spent_out:
+            spent_out = self._spent_out_refusal(plan, nanos, now)
+            if spent_out is not None:
+                return spent_out
+        if not self.link.up:
+            return self._down(scopes)
         op = Op("ledger", plan.keys, [b"reserve", b"" if self._server_clock else int(now * 1000), PREFIX_ARG,
                                       request_id, tokens, nanos, self.hold_ttl_ms, plan.spec])
         loop = asyncio.get_running_loop()
@@ -305,13 +311,28 @@ class RedisLedger:
         kind, index = _text(reply[1]), int(reply[2]) - 1
         if kind == "budget":
             scope, budget = plan.budgets[index]
-            return over_budget(scope, budget.period, budget.micros * NANOS_PER_MICRO, int(reply[3]), nanos,
-                               int(reply[4]) / 1000)
+            cap = budget.micros * NANOS_PER_MICRO
+            if int(reply[5]) >= cap:   # spent it all: nothing changes that before the window ends
+                self._spent_out[plan.budget_keys[index]] = (now + int(reply[4]) / 1000, cap)
+            return over_budget(scope, budget.period, cap, int(reply[3]), nanos, int(reply[4]) / 1000)
         scope, limit = plan.limits[index]
         self._seen[plan.bucket_keys[index]] = _Seen(int(reply[4]), now)
         wait_ms = int(reply[3])
         need = tokens if limit.unit == "tokens" else 1
         return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
+
+    def _spent_out_refusal(self, plan: _Plan, nanos: int, now: float) -> Refusal | None:
+        """The one answer given without Redis: a budget whose window is spent out (spent, not held:
+        only the window's end changes that) refuses until that end."""
+        for (scope, budget), key in zip(plan.budgets, plan.budget_keys):
+            until, cap = self._spent_out.get(key, (None, None))
+            if until is None:
+                continue
+            if now >= until or cap != budget.micros * NANOS_PER_MICRO:   # a new window, or a new cap
+                del self._spent_out[key]
+                continue
+            return over_budget(scope, budget.period, cap, 0, nanos, until - now)
+        return None
 
     def _down(self, scopes: tuple[Scope, ...]) -> Admission | Refusal:
         """Redis is down or slow: each kind of limit's policy."""
@@ -388,10 +409,12 @@ class RedisLedger:
             budgets = [(scope, b) for scope in scopes for b in scope.budgets]
             limits = [(scope, lim) for scope in scopes for lim in scope.limits]
             bucket_keys = [bucket_key(scope, lim) for scope, lim in limits]
-            keys = [HOLDS_KEY, *(budget_key(scope, b) for scope, b in budgets), *bucket_keys]
+            budget_keys = [budget_key(scope, b) for scope, b in budgets]
+            keys = [HOLDS_KEY, *budget_keys, *bucket_keys]
             if len(self._plans) > 10_000:   # (scopes live as long as their router's version)
                 self._plans.clear()
-            plan = self._plans[ids] = _Plan(scopes, [k.encode() for k in keys], bucket_keys, budgets, limits)
+            plan = self._plans[ids] = _Plan(scopes, [k.encode() for k in keys], budget_keys, bucket_keys, budgets,
+                                            limits)
         if now >= plan.until:
             words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf
             for scope, budget in plan.budgets:

@@ -258,3 +258,31 @@ def test_bursts_on_both_sides_of_midnight_each_get_their_days_budget(redis_serve
         await close(a, b)
 
     run(scenario())
+
+
+def test_a_spent_out_budget_refuses_locally_until_its_window_ends_and_nothing_else_does(redis_server):
+    spent_out = Scope("workspace", "ws", budgets=(budget("day", 1),))
+    held = Scope("workspace", "held", budgets=(budget("day", 1),))
+    clock = Clock(datetime.datetime(2026, 12, 7, 23, 59, tzinfo=datetime.UTC).timestamp())
+
+    async def scenario():
+        (a,) = await ledgers(redis_server.url, clock=clock)
+        await a.admit("r1", (spent_out,), 1, 400_000_000)
+        a.settle("r1", 1, USD)                       # cost more than its estimate: the day is spent out
+        await a.admit("h1", (held,), 1, USD)         # held, not spent
+        await settled(a)
+        assert (await a.admit("r2", (spent_out,), 1, 1)).code == "budget_exceeded"   # asked Redis, learnt it
+        assert (await a.admit("h2", (held,), 1, 1)).code == "budget_exceeded"
+        redis_server.freeze()
+        try:
+            refused = await a.admit("r3", (spent_out,), 1, 1)        # no Redis call: answered while it is frozen
+            assert refused.code == "budget_exceeded" and refused.retry_after_s == 60 and a.link.up
+            assert (await a.admit("h3", (held,), 1, 1)).code == "state_unavailable"   # a hold may yet be released
+        finally:
+            redis_server.thaw()
+        assert await a.link.connect()
+        clock.now += 60                                              # tomorrow: asked again, and admitted
+        assert isinstance(await a.admit("r4", (spent_out,), 1, 1), Admission)
+        await close(a)
+
+    run(scenario())
