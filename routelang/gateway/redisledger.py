@@ -237,6 +237,7 @@ class RedisLedger:
         self._seen: dict[str, _Seen] = {}   # bucket key -> its level at the last reply
         self._spent_out: dict[str, tuple[float, int]] = {}   # budget key -> (its window's end, cap): spent out
         self._task: asyncio.Task | None = None
+        self._sending: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self.unchecked = 0                  # requests admitted while Redis was down (the policy)
         self.dropped = 0                    # settles dropped (queue full): their holds expire
@@ -273,7 +274,9 @@ class RedisLedger:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self._pending:   # the first of this tick: the task sends every reserve queued until it runs
-            loop.create_task(self._run_reserves())
+            task = loop.create_task(self._run_reserves())
+            self._sending.add(task)   # (the loop keeps only a weak reference to a task)
+            task.add_done_callback(self._sending.discard)
         self._pending.append((op, future))
         reply = await future   # (a handler cancelled meanwhile: _run_reserves frees the hold it got)
         if reply is None:
@@ -286,10 +289,10 @@ class RedisLedger:
         try:
             replies = await self.link.run([op for op, _ in batch]) if self.link.up else None
         finally:   # every waiting request gets an answer, whatever happened here (None: Redis is down)
-            if replies is None:   # timed out: Redis may still run these reserves when it wakes; released then
-                self._settles += [(op.args[3], 0, 0) for op, _ in batch]
             for i, (op, future) in enumerate(batch):
                 reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]
+                if reply is None:   # timed out or failed: Redis may still run it (a frozen server that wakes)
+                    self._settles.append((op.args[3], 0, 0))
                 if not future.done():
                     future.set_result(reply)
                 elif reply is not None and int(reply[0]) == 1:   # its handler was cancelled (the client left)
@@ -343,6 +346,8 @@ class RedisLedger:
             if scope.limits and self.policies.limits == REFUSE:
                 return Refusal("state_unavailable", f"the rate limits of {scope.label} are counted on Redis, which"
                                                     f" does not answer: refused until it does", 1, scope)
+        if not any(scope.budgets or scope.limits for scope in scopes):
+            return Admission(None, [])   # nothing to count
         self.unchecked += 1
         return Admission(None, [], counted=False)
 

@@ -286,3 +286,23 @@ def test_a_spent_out_budget_refuses_locally_until_its_window_ends_and_nothing_el
         await close(a)
 
     run(scenario())
+
+
+def test_a_reserve_whose_request_is_cancelled_in_flight_is_released(redis_server):
+    scope = Scope("workspace", "ws", budgets=(budget("day", 1),))
+
+    async def scenario():
+        (a,) = await ledgers(redis_server.url)
+        waiting = asyncio.get_running_loop().create_task(a.admit("gone", (scope,), 1, 500_000_000))
+        await asyncio.sleep(0)           # queued and sent; the client leaves before the reply
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        while a._sending:
+            await asyncio.sleep(0.001)
+        await settled(a)
+        assert await spent(a, scope, "day") == (0, 0)
+        assert isinstance(await a.admit("next", (scope,), 1, USD), Admission)
+        await close(a)
+
+    run(scenario())
