@@ -314,6 +314,8 @@ class Endpoints:
         if loaded is None and (name is not None or not self.serves_registry):
             return self._no_router(_exchange(request), name)
         common = {"last_reload_error": self.routers.last_error, "shadow_in_flight": len(self.executor.shadow_tasks)}
+        if self.tenants is not None:
+            common["ledger"] = self.tenants.ledger.status()
         if name is not None or not self.serves_registry:
             return web.Response(body=orjson.dumps({**self._routing_body(loaded), **common}), content_type=JSON)
         default = self.routers.get(None)

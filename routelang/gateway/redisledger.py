@@ -435,7 +435,7 @@ class RedisLedger:
         return plan
 
     def status(self) -> dict[str, Any]:
-        return {"budgets_when_down": self.policies.budgets, "limits_when_down": self.policies.limits,
+        return {"backend": "redis", "up": self.link.up, "budgets_when_down": self.policies.budgets, "limits_when_down": self.policies.limits,
                 "admitted_unchecked": self.unchecked, "settles_queued": len(self._settles),
                 "settles_dropped": self.dropped}
 

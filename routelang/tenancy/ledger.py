@@ -119,6 +119,7 @@ class Accounts(Protocol):
     def levels(self, admission: Admission) -> list[Level]: ...
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+    def status(self) -> dict: ...
 
 
 def window_start(period: str, now: float, zone: str) -> float:
@@ -165,6 +166,11 @@ class Ledger:
 
     async def close(self) -> None:
         return None
+
+    def status(self) -> dict:
+        """What /routing shows of the ledger."""
+        with self.lock:
+            return {"backend": "memory", "holds": len(self.holds)}
 
     def levels(self, admission: Admission) -> list[Level]:
         """The admitted request's buckets now (after its reserve took from them)."""

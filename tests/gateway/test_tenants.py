@@ -105,6 +105,7 @@ def test_admitted_answers_carry_openais_rate_limit_headers_streams_too(tenants):
     unlimited = client(gw, keys["ws-open"]).chat.completions.with_raw_response.create(
         model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
     assert not any(h.startswith("x-ratelimit") for h in unlimited.headers)
+    assert http("GET", gw.url + "/routing").json()["ledger"] == {"backend": "memory", "holds": 0}
 
 
 def test_spend_is_settled_to_the_real_usage_and_the_budget_refuses_what_may_not_fit(tenants):

@@ -209,6 +209,9 @@ def test_redis_frozen_or_killed_budgets_refuse_rate_limits_admit_nothing_hangs(f
                   f"in {time.monotonic() - start:.2f} s")
             assert budgets == ["tenant_state_unavailable"] * 6 and limits == ["ok"] * 6
             assert wait_for(lambda: http("GET", gateways[0].url + "/routing").json()["state"]["degraded"], timeout=5)
+            ledger = http("GET", gateways[0].url + "/routing").json()["ledger"]
+            assert ledger["backend"] == "redis" and ledger["budgets_when_down"] == "refuse"
+            assert ledger["limits_when_down"] == "admit"
             assert any('routelang_tenant_unchecked_total{workspace="ws-rpm"}' in http("GET", gw.url + "/metrics").text
                        for gw in gateways)
         finally:
