@@ -287,7 +287,13 @@ class RedisLedger:
         batch, self._pending = self._pending, []
         replies = None
         try:
-            replies = await self.link.run([op for op, _ in batch]) if self.link.up else None
+            if not self.link.up:
+                replies = None
+            elif len(batch) == 1:   # (one request at a time: no pipeline)
+                reply = await self.link.call(batch[0][0])
+                replies = None if reply is None else [reply]
+            else:
+                replies = await self.link.run([op for op, _ in batch])
         finally:   # every waiting request gets an answer, whatever happened here (None: Redis is down)
             for i, (op, future) in enumerate(batch):
                 reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]

@@ -236,6 +236,27 @@ class Link:
 
         return RedisError
 
+    async def call(self, op: Op) -> Any:
+        """One script call without a pipeline (whose cost shows when a call is made per request): its
+        answer (an exception when the script failed), or None when Redis did not answer in time."""
+        from redis.exceptions import NoScriptError, ResponseError
+
+        if op.script not in self._shas and not await self.connect():
+            return None
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(TIMEOUT_S):
+                    return await self.client.evalsha(self._shas[op.script], len(op.keys), *op.keys, *op.args)
+            except NoScriptError:   # Redis restarted between two calls: its scripts are gone
+                if attempt == 2 or not await self.connect():
+                    return None
+            except ResponseError as exc:
+                return exc
+            except (OSError, TimeoutError, self.errors()):
+                self.mark(False)
+                return None
+        return None
+
     async def run(self, ops: list[Op]) -> list[Any] | None:
         """Send `ops` in one pipeline; their answers (an exception for one that failed), or None
         when Redis did not answer in time (the link is down then)."""

@@ -180,6 +180,7 @@ def test_a_settle_that_cannot_land_neither_double_counts_nor_leaks(fleet, redis_
         finally:
             redis_server.thaw()
     assert wait_for(lambda: budget_state(r, "ws-stream") == (ESTIMATE_NANOS, 0), timeout=5)   # once, not twice
+    time.sleep(1.5)   # every worker's link has found Redis again (a PING each 0.5 s), not only the one that settled
 
     # Redis killed after the reserve (and back, empty): the hold went with it; nothing is charged
     # twice, nothing stays held, and the fleet counts again.
