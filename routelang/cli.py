@@ -593,6 +593,11 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
         raise UsageProblem(check_url(state))
     if api_keys and tenant_keys:
         raise UsageProblem("--api-keys and --tenant-keys both read `Authorization`: give one")
+    for flag, name in (("--budgets-when-down", "budgets_when_down"), ("--limits-when-down", "limits_when_down")):
+        given = ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        if given and (not tenant_keys or state == "memory"):
+            raise UsageProblem(f"{flag} is the policy of tenants counted on Redis: it needs --tenant-keys and "
+                               "--state redis://...")
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)

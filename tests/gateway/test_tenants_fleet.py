@@ -7,6 +7,7 @@ cancelled stream, a settle that cannot land, Redis frozen and killed."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import time
 
 import openai
@@ -60,6 +61,22 @@ def fleet(redis_server, upstreams, tmp_path):
     yield start
     for gw in started:
         gw.stop()
+
+
+def test_the_failure_policies_need_tenants_on_redis(tmp_path):
+    import subprocess
+    import sys
+
+    from gateway_fakes import ROOT
+
+    route = tmp_path / "fleet.route"
+    route.write_text(ROUTE.format(url="http://127.0.0.1:9"))
+    done = subprocess.run([sys.executable, "-m", "routelang", "serve", str(route), "--limits-when-down", "refuse"],
+                          check=False, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert "--limits-when-down is the policy of tenants counted on Redis" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def ask(gw: Served, key: str, timeout: float = 20):
