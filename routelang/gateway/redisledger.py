@@ -23,7 +23,9 @@ the one containing the server's now.
 The request path: the reserves of one event-loop tick go in one pipeline
 (one round trip, one reply each); settles are queued and sent every
 SETTLE_S in one script call (a hold keeps counting until its settle lands,
-so sending it late only errs on the safe side). The connection is the
+so sending it late only errs on the safe side). The one answer given
+without Redis is a refusal: a budget whose window is spent out (spent, not
+merely held) refuses until the window ends, as nothing else lowers it. The connection is the
 shared state's `Link` (its 250 ms timeouts and its breaker): while Redis
 is down or slow, budgets and limits follow their failure policies
 (`Policies`: budgets refuse, rate limits admit, by default).
