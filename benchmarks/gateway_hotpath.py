@@ -4,7 +4,7 @@
                                          [--profile FILE] [--config bench.json]
                                          [--state memory|redis://HOST:PORT/DB]
                                          [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
-                                         [--tenants]
+                                         [--tenants] [--connections 1]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -25,6 +25,9 @@ this process's side of sharing, not redis-server's own CPU).
 carries a tenant key, is held to its workspace's and agent's restrictions and
 admitted by a reserve on two budgets and two limits, then settled; the row says
 what admission adds to routelang's CPU per request.
+`--connections N` sends on N connections at once (requests in flight together:
+the Redis ledger sends the reserves that arrive in one event-loop tick in one
+pipeline, which one connection never shows).
 `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
 `--requests`, the difference divided by the difference in requests.
@@ -172,7 +175,8 @@ class Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None) -> list[float]:
+async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None,
+                         connections: int = 1) -> list[float]:
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)  # as server.py runs it
     await runner.setup()
     settle_gc()
@@ -183,18 +187,20 @@ async def serve_and_send(app: web.Application, count: int, repeat: int, profile:
     times = []
     try:
         for run in range(repeat + 1):  # the first run warms up (caches, connections)
-            done: asyncio.Future = loop.create_future()
+            dones = [loop.create_future() for _ in range(connections)]
             profiler = cProfile.Profile() if profile and run == repeat else None
             if profiler:
                 profiler.enable()
             start = time.process_time()
-            transport, _ = await loop.create_connection(functools.partial(Client, count, done), "127.0.0.1", port)
-            await done
+            transports = [(await loop.create_connection(functools.partial(Client, count // connections, done),
+                                                        "127.0.0.1", port))[0] for done in dones]
+            await asyncio.gather(*dones)
             elapsed = time.process_time() - start
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(profile)
-            transport.close()
+            for transport in transports:
+                transport.close()
             if run:
                 times.append(elapsed / count * 1e6)
     finally:
@@ -213,6 +219,8 @@ def main() -> None:
     parser.add_argument("--trace", choices=("off", "sampled", "unsampled-by-client", "unsampled-by-sampler"),
                         default="off")
     parser.add_argument("--tenants", action="store_true", help="also run with tenant keys and admission")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="keep-alive connections sending at once (each --requests / N, one after the other)")
     args = parser.parse_args()
     receiver = otlp_endpoint = None
     if args.trace != "off":
@@ -243,10 +251,9 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
         ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests,
-                                         args.repeat,
-                                         args.profile))
+                                         args.repeat, args.profile, args.connections))
         tenants = measure_tenants(args, config, log, otlp_endpoint, scratch) if args.tenants else None
-        base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
+        base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None, args.connections))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")
     print(f"routelang's own work: {min(ours) - min(base):.1f} us/request")
@@ -277,7 +284,7 @@ def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endp
                                    + secret.encode() + b"\r\n")
     try:
         return uvloop.run(serve_and_send(routelang_app(tenant_config, log, otlp_endpoint, args.state, keys), args.requests,
-                                         args.repeat, None))
+                                         args.repeat, None, args.connections))
     finally:
         Client.request = plain
 

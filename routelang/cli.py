@@ -555,6 +555,11 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.option("--state", "state", default="memory", show_default=True, envvar="ROUTELANG_STATE",
               help="Where breakers, statistics, turns, health and drains live: `memory` (each process its own) "
                    "or redis://HOST:PORT/DB (shared by every process and replica on it; also $ROUTELANG_STATE).")
+@click.option("--budgets-when-down", type=click.Choice(["refuse", "admit"]), default="refuse", show_default=True,
+              help="With --tenant-keys and --state redis://...: while Redis is down or slow, requests under a budget "
+                   "are refused (503 tenant_state_unavailable) or admitted uncounted.")
+@click.option("--limits-when-down", type=click.Choice(["refuse", "admit"]), default="admit", show_default=True,
+              help="The same for rate limits.")
 @click.option("--otlp-endpoint", metavar="URL",
               help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
                    "also $OTEL_EXPORTER_OTLP_ENDPOINT). Needs the otel extra.")
@@ -562,7 +567,7 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
                   host, port, workers, api_keys, admin_keys, tenant_keys, timeout_s, first_token_s, reload_interval,
-                  drain_s, log_file, loop, otlp_endpoint, state):
+                  drain_s, log_file, loop, otlp_endpoint, state, budgets_when_down, limits_when_down):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -588,6 +593,11 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
         raise UsageProblem(check_url(state))
     if api_keys and tenant_keys:
         raise UsageProblem("--api-keys and --tenant-keys both read `Authorization`: give one")
+    for flag, name in (("--budgets-when-down", "budgets_when_down"), ("--limits-when-down", "limits_when_down")):
+        given = ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        if given and (not tenant_keys or state == "memory"):
+            raise UsageProblem(f"{flag} is the policy of tenants counted on Redis: it needs --tenant-keys and "
+                               "--state redis://...")
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)
@@ -608,7 +618,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
                       settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys, tenant_keys=tenant_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
                       log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint,
-                      state=state)
+                      state=state, budgets_when_down=budgets_when_down, limits_when_down=limits_when_down)
     try:
         code = run(options)
     except LoadError as exc:

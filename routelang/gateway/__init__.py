@@ -12,6 +12,8 @@ decisions against real upstreams. docs/gateway.md is the reference.
     executor.py   attempts, retries, fallback, streaming, shadows
     adapters/     one module per upstream wire format (openai, anthropic, azure)
     state.py      breakers, statistics, health, drains: the interface replicas would share
+    redisstate.py that state shared through Redis (--state redis://)
+    tenants.py    tenant keys, restrictions, quality, admission    redisledger.py  their ledger on Redis
     health.py     health-check probes          reload.py   polling for changes
     metrics.py    Prometheus                   logs.py     JSON log lines
     tracing.py    OpenTelemetry spans          proxies.py  egress proxies from the environment

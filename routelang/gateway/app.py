@@ -189,12 +189,13 @@ class Endpoints:
             return error(ex, errors.TARGETS_UNAVAILABLE, f"every target of rule {ex.rule!r} is unavailable: "
                                                               f"{decision.reason}", decision.retry_after_s)
         if key is not None:
-            admitted = self.tenants.admit(ex.id, key, loaded, body, doc, decision)
+            admitted = await self.tenants.admit(ex.id, key, loaded, body, doc, decision)
             if isinstance(admitted, TenantRefused):
                 response = error(ex, admitted.kind, admitted.message, admitted.retry_after_s)
                 response.headers.update(admitted.headers or {})
                 return response
             routed.ticket = admitted
+            ex.extra_headers = self.tenants.admitted_headers(admitted)
         forward = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         for target in decision.shadows:
             self.executor.shadow(ex, target, body, forward)
@@ -317,6 +318,8 @@ class Endpoints:
         if loaded is None and (name is not None or not self.serves_registry):
             return self._no_router(_exchange(request), name)
         common = {"last_reload_error": self.routers.last_error, "shadow_in_flight": len(self.executor.shadow_tasks)}
+        if self.tenants is not None:
+            common["ledger"] = self.tenants.ledger.status()
         if name is not None or not self.serves_registry:
             return web.Response(body=orjson.dumps({**self._routing_body(loaded), **common}), content_type=JSON)
         default = self.routers.get(None)

@@ -38,6 +38,7 @@ BUDGET_EXCEEDED = Kind(429, "insufficient_quota", "budget_exceeded")
 MODEL_NOT_ALLOWED = Kind(403, "permission_error", "model_not_allowed")
 UNKNOWN_WORKSPACE = Kind(403, "permission_error", "unknown_workspace")
 NO_QUALIFIED_TARGET = Kind(503, "service_unavailable", "no_qualified_target")
+TENANT_STATE_UNAVAILABLE = Kind(503, "service_unavailable", "tenant_state_unavailable")  # the Redis ledger is down
 
 # The admin API's (routelang/gateway/admin.py, docs/registry.md#the-admin-api).
 NOT_ADMIN = Kind(403, "permission_error", "admin_key_required")

@@ -39,6 +39,7 @@ class Exchange:
     span: Any = None                      # tracing: the request's span (None: tracing off)
     answer: Answer | None = None          # tracing: the current attempt's answer, when its span is sampled
     streamed_frames: int = 0              # SSE frames written to the client (billing a stream it left)
+    extra_headers: dict[str, str] | None = None   # tenants: an admitted request's x-ratelimit-* headers
 
     def headers(self, running: int = 0) -> dict[str, str]:
         """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`
@@ -55,4 +56,6 @@ class Exchange:
                "x-routelang-overhead-ms": f"{overhead * 1000:.3f}"}
         if self.target is not None:
             out["x-routelang-target"] = target_name(self.target)
+        if self.extra_headers:
+            out.update(self.extra_headers)
         return out

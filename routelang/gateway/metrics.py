@@ -176,6 +176,9 @@ class Metrics:
                                        ["workspace", "code"], registry=r)
         self.tenant_spend = counter("routelang_tenant_spend_usd", "Spend settled, by workspace (USD)",
                                     ("workspace",))
+        self.tenant_unchecked = Counter("routelang_tenant_unchecked", "Requests admitted without counting them: the"
+                                        " Redis ledger was down and their limits' policy admits", ["workspace"],
+                                        registry=r)
         self.breaker = Gauge("routelang_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
                              ["router", "target"], registry=r, multiprocess_mode="max")
         self.healthy = Gauge("routelang_target_healthy", "Health (probed or pushed): 1 healthy, 0 failing",

@@ -195,6 +195,7 @@ class Link:
         self.dropped = 0          # writes dropped while the queue was full
         self.client: Any = None
         self._shas: dict[str, str] = {}
+        self.scripts = dict(SCRIPTS)  # name -> Lua source, loaded on connect (the tenants' ledger adds its own)
         self._on_change = on_change   # called with `up` when Redis starts or stops answering
 
     def open(self) -> None:
@@ -221,7 +222,7 @@ class Link:
         try:
             async with asyncio.timeout(TIMEOUT_S * 2):
                 await self.client.ping()
-                for name, source in SCRIPTS.items():
+                for name, source in self.scripts.items():
                     self._shas[name] = await self.client.script_load(source)
         except (OSError, TimeoutError, self.errors()):
             self.mark(False)
@@ -235,11 +236,34 @@ class Link:
 
         return RedisError
 
+    async def call(self, op: Op) -> Any:
+        """One script call without a pipeline (whose cost shows when a call is made per request): its
+        answer (an exception when the script failed), or None when Redis did not answer in time."""
+        from redis.exceptions import NoScriptError, ResponseError
+
+        if op.script not in self._shas and not await self.connect():
+            return None
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(TIMEOUT_S):
+                    return await self.client.evalsha(self._shas[op.script], len(op.keys), *op.keys, *op.args)
+            except NoScriptError:   # Redis restarted between two calls: its scripts are gone
+                if attempt == 2 or not await self.connect():
+                    return None
+            except ResponseError as exc:
+                return exc
+            except (OSError, TimeoutError, self.errors()):
+                self.mark(False)
+                return None
+        return None
+
     async def run(self, ops: list[Op]) -> list[Any] | None:
         """Send `ops` in one pipeline; their answers (an exception for one that failed), or None
         when Redis did not answer in time (the link is down then)."""
         from redis.exceptions import NoScriptError
 
+        if any(op.script not in self._shas for op in ops) and not await self.connect():
+            return None   # (a script added after the link connected is loaded first)
         for attempt in (1, 2):
             try:
                 async with asyncio.timeout(TIMEOUT_S):

@@ -44,6 +44,8 @@ class Options:
     log_file: str | None = None
     loop: str = "asyncio"       # or "uvloop" (when installed); see docs/gateway.md#performance
     state: str = "memory"       # or a Redis URL: state shared by every process on it (redisstate.py)
+    budgets_when_down: str = "refuse"   # with tenants on Redis: what budgets do while it is down (or "admit")
+    limits_when_down: str = "admit"     # ... and rate limits (or "refuse")
     tracing: bool = False       # export traces (checked by tracing.check; each worker makes its own Tracing)
     otlp_endpoint: str | None = None    # None: from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
 
@@ -104,9 +106,10 @@ def run(options: Options) -> int:
         signal.signal(signum, _stop_while_starting)
     print(f"routelang serve: {what} on http://{host}:{port} ({options.workers} worker(s))",
           file=sys.stderr, flush=True)
-    if options.tenant_keys and options.workers > 1:
+    if options.tenant_keys and options.workers > 1 and options.state == "memory":
         print(f"routelang serve: warning: each worker keeps its own tenants' ledger: {options.workers} workers admit "
-              f"up to {options.workers} times each limit and budget (docs/tenants.md)", file=sys.stderr, flush=True)
+              f"up to {options.workers} times each limit and budget; --state redis://... shares one "
+              "(docs/tenants.md)", file=sys.stderr, flush=True)
     if options.workers <= 1:
         return _run_worker(options, sock, keys)
     return _supervise(options, sock, keys)
@@ -143,7 +146,8 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
                                 retention=options.retention, capture=options.capture,
                                 tracing=tracing.from_options(options.otlp_endpoint, os.environ) if options.tracing
                                 else None,
-                                tenant_keys=options.tenant_keys)
+                                tenant_keys=options.tenant_keys,
+                                when_down=(options.budgets_when_down, options.limits_when_down))
         runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()

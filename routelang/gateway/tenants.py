@@ -26,12 +26,14 @@ from dataclasses import dataclass
 
 from routelang import ir
 from routelang.tenancy.keys import KeyStore, TenantKey
-from routelang.tenancy.ledger import Admission, Ledger, Refusal, Scope
+from routelang.tenancy.ledger import Accounts, Admission, Level, Refusal, Scope
 
 from . import auth, errors, plan
 from .metrics import Metrics
 
 DEFAULT_MAX_TOKENS = 4096
+REFUSALS = {"rate_limited": errors.RATE_LIMITED, "budget_exceeded": errors.BUDGET_EXCEEDED,
+            "state_unavailable": errors.TENANT_STATE_UNAVAILABLE}   # a ledger's Refusal.code -> the answer
 QUALITY_WINDOW = 100     # the last N attempts of a target measure its success rate and latency
 QUALITY_MIN_SAMPLES = 20  # below this many, a target is not judged (it qualifies)
 
@@ -62,6 +64,20 @@ def _duration(seconds: float) -> str:
     h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)
     return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{s}s"
+
+
+def rate_headers(levels: list[Level]) -> dict[str, str]:
+    """x-ratelimit-limit-, -remaining- and -reset-requests (and -tokens) of the tightest bucket of each unit."""
+    tightest: dict[str, Level] = {}
+    for level in levels:
+        if level.unit not in tightest or level.remaining < tightest[level.unit].remaining:
+            tightest[level.unit] = level
+    out = {}
+    for unit, level in tightest.items():
+        out[f"x-ratelimit-limit-{unit}"] = str(level.amount)
+        out[f"x-ratelimit-remaining-{unit}"] = str(level.remaining)
+        out[f"x-ratelimit-reset-{unit}"] = _duration(level.reset_s)
+    return out
 
 
 def nanos(target: plan.Target, prompt_tokens: int, completion_tokens: int) -> int:
@@ -114,7 +130,7 @@ class Quality:
 
 
 class Tenants:
-    def __init__(self, keys: KeyStore, ledger: Ledger, metrics: Metrics):
+    def __init__(self, keys: KeyStore, ledger: Accounts, metrics: Metrics):
         self.keys = keys
         self.ledger = ledger
         self.metrics = metrics
@@ -149,8 +165,8 @@ class Tenants:
             self._policies[id(loaded)] = cached
         return cached[1]
 
-    def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
-              decision: plan.Decision) -> Ticket | Refused:
+    async def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
+                    decision: plan.Decision) -> Ticket | Refused:
         """Hold the decision to the key's policies (narrowing `decision` in place) and reserve."""
         policies = self.policies(loaded)
         workspace = policies.get(("workspace", key.workspace))
@@ -195,11 +211,12 @@ class Tenants:
             completion = DEFAULT_MAX_TOKENS
         estimate = max(nanos(t, prompt, completion) for t in decision.attempts)
         scopes = tuple(self._scope(p) for p in held)
-        result = self.ledger.reserve(request_id, scopes, prompt + completion, estimate)
+        result = await self.ledger.admit(request_id, scopes, prompt + completion, estimate)
         if isinstance(result, Refusal):
-            kind = errors.RATE_LIMITED if result.code == "rate_limited" else errors.BUDGET_EXCEEDED
-            return self._refused(key, Refused(kind, result.message, result.retry_after_s,
+            return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
                                               self._rate_headers(result.scope)))
+        if not result.counted:
+            self.metrics.tenant_unchecked.labels(key.workspace).inc()
         return Ticket(request_id, key.workspace, prompt, result)
 
     def _may_use(self, held: list[ir.Policy], target: plan.Target) -> bool:
@@ -213,6 +230,11 @@ class Tenants:
             if not allowed:
                 return False
         return True
+
+    def admitted_headers(self, ticket: Ticket) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its tightest bucket
+        (the fewest left) after the reserve."""
+        return rate_headers(self.ledger.levels(ticket.admission))
 
     def _rate_headers(self, scope: Scope) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the scope's first request and token limits."""

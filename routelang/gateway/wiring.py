@@ -33,6 +33,7 @@ from routelang.registry.backends import open_store
 from routelang.registry.history import HistoryWriter, shared_writer
 from routelang.registry.rows import Retention
 from routelang.registry.store import Store
+from routelang.tenancy.ledger import Accounts
 
 from . import app, auth, upstream
 from .executor import Executor, Settings
@@ -56,6 +57,19 @@ def state_from_url(url: str) -> State:
     from .redisstate import RedisState
 
     return RedisState(url)
+
+
+def ledger_for(state: State, when_down: tuple[str, str]) -> Accounts:
+    """The tenants' ledger: on Redis when the state is (the fleet's), else this process's."""
+    from .redisstate import RedisState  # (not the Redis client: that is imported when the link opens)
+
+    if not isinstance(state, RedisState):
+        from routelang.tenancy.ledger import Ledger
+
+        return Ledger()
+    from .redisledger import Policies, RedisLedger
+
+    return RedisLedger(state.link, Policies(*when_down))
 
 
 @dataclass
@@ -87,11 +101,12 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
           registry: str | Path | None = None, default_router: str | None = None,
           history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
           poll_s: float = POLL_S, tracing: Tracing | None = None,
-          tenant_keys: str | Path | None = None) -> Services:
+          tenant_keys: str | Path | None = None, when_down: tuple[str, str] = ("refuse", "admit")) -> Services:
     """A gateway of one config file (`path`) or of every deployed router of a `registry`.
     `store`: the registry a file-serving gateway's admin API works on (the caller's to close).
     `tenant_keys`: the file of tenant keys (`routelang keys`, usually the registry's): requests then need one,
-    and are admitted by their workspace's and agent's limits and budgets.
+    and are admitted by their workspace's and agent's limits and budgets, counted in this process, or on
+    Redis when `state` is there (`when_down`: what budgets, then rate limits, do while Redis is down).
     Raises plan.LoadError (the file does not load) and registry.RegistryError (no registry)."""
     if (path is None) == (registry is None):
         raise TypeError("build: give either a config file `path` or a `registry`")
@@ -120,9 +135,8 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
     tenants = None
     if tenant_keys is not None:
         from routelang.tenancy.keys import KeyStore
-        from routelang.tenancy.ledger import Ledger
 
-        tenants = Tenants(KeyStore(tenant_keys), Ledger(), metrics)
+        tenants = Tenants(KeyStore(tenant_keys), ledger_for(state, when_down), metrics)
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,
                     registry=None if registry is None else store.shown, recorder=recorder,
@@ -156,6 +170,8 @@ def application(services: Services) -> web.Application:
 
 async def start(s: Services) -> None:
     await s.state.start()   # before the probes, which may ask it for a lease
+    if s.tenants is not None:
+        await s.tenants.ledger.start()
     s.health.sync(s.routers.all())
     s.routers.start()
     if s.registry is None:
@@ -169,6 +185,8 @@ async def start(s: Services) -> None:
 async def close(s: Services) -> None:
     await s.routers.close()
     await s.health.close()
+    if s.tenants is not None:
+        await s.tenants.ledger.close()   # queued settles are sent while the link is still open
     await s.state.close()
     await s.executor.close()
     await s.client.close()

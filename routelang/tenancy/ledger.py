@@ -24,6 +24,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from .. import ir
@@ -90,9 +91,35 @@ class Hold:
     expires: float
 
 
+class Level(NamedTuple):
+    """One rate limit's bucket after a reserve: what OpenAI's x-ratelimit-* headers say."""
+
+    unit: str                 # requests | tokens
+    amount: int               # the limit
+    remaining: int
+    reset_s: float            # until the bucket is full again
+
+
 @dataclass(slots=True)
 class Admission:
-    hold: Hold
+    hold: Hold | None         # the in-process ledger's (None on Redis, whose holds live there)
+    levels: list[Level] | None = None   # on Redis: from the reserve's own reply
+    counted: bool = True      # False: admitted uncounted (Redis down, and the policy admits)
+
+
+class Accounts(Protocol):
+    """What admission asks of a ledger: this module's `Ledger` (one process) and the
+    gateway's `RedisLedger` (the fleet's, on Redis)."""
+
+    async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int,
+                    nanos: int) -> Admission | Refusal: ...
+    def settle(self, request_id: str, tokens: int, nanos: int) -> bool: ...
+    def release(self, request_id: str) -> bool: ...
+    def level(self, scope: Scope, limit: ir.RateLimit) -> tuple[float, float]: ...
+    def levels(self, admission: Admission) -> list[Level]: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    def status(self) -> dict: ...
 
 
 def window_start(period: str, now: float, zone: str) -> float:
@@ -129,6 +156,33 @@ class Ledger:
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
         self.next_sweep = 0.0                      # when expired holds are looked for next
 
+    # ---- the Accounts interface (the in-process ledger never waits) ------------------
+
+    async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+        return self.reserve(request_id, scopes, tokens, nanos)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def status(self) -> dict:
+        """What /routing shows of the ledger."""
+        with self.lock:
+            return {"backend": "memory", "holds": len(self.holds)}
+
+    def levels(self, admission: Admission) -> list[Level]:
+        """The admitted request's buckets now (after its reserve took from them)."""
+        with self.lock:
+            now = self.clock()
+            out = []
+            for bucket in admission.hold.buckets:
+                level = min(bucket.amount, bucket.level + max(0.0, now - bucket.at) * bucket.amount / bucket.seconds)
+                out.append(Level("tokens" if bucket.tokens else "requests", bucket.amount, max(0, int(level)),
+                                 (bucket.amount - level) * bucket.seconds / bucket.amount))
+            return out
+
     # ---- reserve -----------------------------------------------------------------
 
     def reserve(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
@@ -145,24 +199,16 @@ class Ledger:
                 for budget in scope.budgets:
                     state = self._budget(scope, budget, now)
                     if state.spent + state.held + nanos > state.cap:
-                        left = max(0, state.cap - state.spent - state.held)
-                        return Refusal("budget_exceeded",
-                                       f"the {budget.period}ly budget of {scope.label} ({_usd(state.cap)}) has"
-                                       f" {_usd(left)} left, and this request may cost up to {_usd(nanos)}",
-                                       max(1, math.ceil(state.end - now)), scope)
+                        return over_budget(scope, budget.period, state.cap, state.cap - state.spent - state.held,
+                                           nanos, state.end - now)
                     budgets.append(state)
                 for limit in scope.limits:
                     bucket = self._bucket(scope, limit, now)
                     need = tokens if bucket.tokens else 1
                     if need > limit.amount:
-                        return Refusal("rate_limited", f"this request needs {need} {limit.unit}, more than"
-                                                       f" {scope.label}'s limit of {limit.amount} per {limit.per}",
-                                       None, scope)
+                        return over_limit(scope, limit, need, None)
                     if bucket.level < need:
-                        wait = (need - bucket.level) * limit.seconds / limit.amount
-                        return Refusal("rate_limited", f"{scope.label} is over its limit of {limit.amount}"
-                                                       f" {limit.unit} per {limit.per}",
-                                       max(1, math.ceil(wait)), scope)
+                        return over_limit(scope, limit, need, (need - bucket.level) * limit.seconds / limit.amount)
                     buckets.append(bucket)
             # Every check passed: take from everything at once.
             for state in budgets:
@@ -253,6 +299,22 @@ class Ledger:
             return state.spent, state.held
 
 
-def _usd(nanos: int) -> str:
+def over_budget(scope: Scope, period: str, cap: int, left: int, nanos: int, retry_s: float) -> Refusal:
+    """The refusal of a request whose estimate (`nanos`) does not fit in what `period`'s budget has left."""
+    return Refusal("budget_exceeded", f"the {period}ly budget of {scope.label} ({usd(cap)}) has {usd(max(0, left))}"
+                                      f" left, and this request may cost up to {usd(nanos)}",
+                   max(1, math.ceil(retry_s)), scope)
+
+
+def over_limit(scope: Scope, limit: ir.RateLimit, need: int, wait_s: float | None) -> Refusal:
+    """The refusal of a request needing `need` of `limit`: in `wait_s`, or never (None: more than the limit)."""
+    if wait_s is None:
+        return Refusal("rate_limited", f"this request needs {need} {limit.unit}, more than {scope.label}'s limit"
+                                       f" of {limit.amount} per {limit.per}", None, scope)
+    return Refusal("rate_limited", f"{scope.label} is over its limit of {limit.amount} {limit.unit} per {limit.per}",
+                   max(1, math.ceil(wait_s)), scope)
+
+
+def usd(nanos: int) -> str:
     whole, frac = divmod(nanos, 1_000_000_000)
     return f"{whole}.{frac:09d}".rstrip("0").rstrip(".") + " USD"

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("auth", "plan", "tracing"),
     ("state", "exchange", "tenants"),
     ("redisstate",),
+    ("redisledger",),
     ("responses", "recording", "reload"),
     ("health", "executor", "routers"),
     ("app", "admin"),

@@ -91,6 +91,23 @@ def test_a_request_rate_limit_answers_429_with_openai_headers(tenants):
     assert 'routelang_tenant_refusals_total{code="rate_limited",workspace="ws-small"} 1.0' in metrics
 
 
+def test_admitted_answers_carry_openais_rate_limit_headers_streams_too(tenants):
+    gw, up, keys = tenants(requests=5)
+    first = client(gw, keys["ws-small"]).chat.completions.with_raw_response.create(
+        model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+    assert first.headers["x-ratelimit-limit-requests"] == "5"
+    assert first.headers["x-ratelimit-remaining-requests"] == "4"
+    assert first.headers["x-ratelimit-reset-requests"] == "12s"        # one request back at 5 per minute
+    up.default = {"stream": [chunk("cheap", "a"), chunk("cheap", None, "stop"), "[DONE]"]}
+    with client(gw, keys["ws-small"]).chat.completions.with_streaming_response.create(
+            model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10, stream=True) as streamed:
+        assert streamed.headers["x-ratelimit-remaining-requests"] == "3"
+    unlimited = client(gw, keys["ws-open"]).chat.completions.with_raw_response.create(
+        model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+    assert not any(h.startswith("x-ratelimit") for h in unlimited.headers)
+    assert http("GET", gw.url + "/routing").json()["ledger"] == {"backend": "memory", "holds": 0}
+
+
 def test_spend_is_settled_to_the_real_usage_and_the_budget_refuses_what_may_not_fit(tenants):
     # 1 USD per 1k input, 2 per 1k output; the fake upstream reports 5 prompt + 2 completion tokens:
     # 0.009 USD a request. The estimate: 100 prompt tokens + 100 max_tokens = 0.3 USD.

@@ -1,0 +1,460 @@
+"""The tenants' ledger on Redis (`serve --state redis://... --tenant-keys ...`):
+every budget and rate limit is counted in Redis, so it holds for the whole
+fleet (every worker of every replica on that Redis), with the same semantics
+and units as the in-process ledger (routelang/tenancy/ledger.py): one
+reserve across every scope of a request, all or nothing; holds that expire;
+settles replayed for the same request id change nothing; calendar budgets
+in the policy's time zone; token buckets; nano-dollars.
+
+One Lua script, LEDGER_LUA (loaded by its SHA as `ledger`), does all of it
+on the server's clock (`TIME`):
+- `reserve` first gives back the holds that expired (a crashed worker's),
+  then checks every budget and bucket of the request and takes from all of
+  them, or from none, and records the hold (its amounts and the keys it
+  holds from) with its expiry in one sorted set;
+- `settle` replaces holds by what the requests cost (a release is a settle
+  of nothing); a hold already settled, released or expired changes nothing.
+
+The calendar windows are computed here, in Python, from the policy's zone
+(zoneinfo knows its daylight-saving changes): each reserve passes the
+window containing this process's now and the next one, and the script takes
+the one containing the server's now.
+
+The request path: the reserves of one event-loop tick go in one pipeline
+(one round trip, one reply each); settles are queued and sent every
+SETTLE_S in one script call (a hold keeps counting until its settle lands,
+so sending it late only errs on the safe side). The one answer given
+without Redis is a refusal: a budget whose window is spent out (spent, not
+merely held) refuses until the window ends, as nothing else lowers it. The connection is the
+shared state's `Link` (its 250 ms timeouts and its breaker): while Redis
+is down or slow, budgets and limits follow their failure policies
+(`Policies`: budgets refuse, rate limits admit, by default).
+
+Keys (one hash tag, so one Redis Cluster slot holds a reserve's keys):
+`routelang:v1:{tenants}:budget:KIND:NAME:PERIOD`,
+`routelang:v1:{tenants}:rate:KIND:NAME:UNIT:PER`,
+`routelang:v1:{tenants}:hold:REQUEST_ID` and `routelang:v1:{tenants}:holds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from routelang.tenancy.ledger import (
+    HOLD_TTL_S,
+    NANOS_PER_MICRO,
+    Admission,
+    Level,
+    Refusal,
+    Scope,
+    next_window,
+    over_budget,
+    over_limit,
+    window_start,
+)
+
+from .redisstate import PREFIX, Link, Op
+
+TENANTS = f"{PREFIX}:{{tenants}}"
+HOLDS_KEY = f"{TENANTS}:holds"
+PREFIX_ARG = f"{TENANTS}:".encode()
+SETTLE_S = 0.02          # queued settles are sent this often
+SETTLE_BATCH = 500       # ... at most this many per script call
+MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
+KEEP_DONE_MS = 3_600_000  # a settled or expired hold is remembered this long (replays are no-ops)
+DAY_MS = 86_400_000
+
+# ARGV[1] op ("reserve" | "settle"), ARGV[2] the time in ms ("" = the server's clock), ARGV[3] the key prefix.
+# reserve: KEYS[1] the holds, then the budgets' keys, then the buckets' keys; ARGV[4..] request id,
+#   tokens, nano-dollars, hold ms, and the spec (one string, words apart): the number of budgets, of
+#   buckets, then per budget: cap, the window containing the caller's now (start, end ms) and the end of
+#   the next; per bucket: amount, period ms, 1 when it counts tokens (else requests).
+#   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window, spent}
+#   | {0, "rate", j, ms to wait (-1: never enough), level, ms to full} | {-1} (the id was reserved before).
+# settle: KEYS[1] the holds; ARGV[4..] triples request id, tokens, nano-dollars. Answers 1 or 0 per triple.
+LEDGER_LUA = """
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[2])
+end
+local P = ARGV[3]
+local holds = KEYS[1]
+local KEEP, DAY = @KEEP@, @DAY@
+
+local function finish(rid, tokens, nanos)
+  local hk = P .. 'hold:' .. rid
+  local h = redis.call('HMGET', hk, 'n', 't', 'b', 'k', 'done')
+  if h[5] then return 0 end
+  if not h[1] then
+    -- No hold (yet): a reserve that timed out may still land later; it will find the id taken.
+    redis.call('HSET', hk, 'done', 1)
+    redis.call('PEXPIRE', hk, KEEP)
+    return 0
+  end
+  local held_n, held_t = tonumber(h[1]), tonumber(h[2])
+  for key in string.gmatch(h[3], '%S+') do
+    local e = tonumber(redis.call('HGET', key, 'end') or '0')
+    if e > 0 and now >= e then redis.call('HSET', key, 'spent', 0, 'start', e, 'end', 0) end
+    redis.call('HINCRBY', key, 'held', -held_n)
+    if nanos > 0 then redis.call('HINCRBY', key, 'spent', nanos) end
+  end
+  for key in string.gmatch(h[4], '%S+') do
+    if held_t ~= tokens then redis.call('HINCRBYFLOAT', key, 'level', held_t - tokens) end
+  end
+  redis.call('HSET', hk, 'done', 1)
+  redis.call('PEXPIRE', hk, KEEP)
+  redis.call('ZREM', holds, rid)
+  return 1
+end
+
+local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now, 'LIMIT', 0, 1000)
+for _, rid in ipairs(expired) do
+  if finish(rid, 0, 0) == 0 then redis.call('ZREM', holds, rid) end
+end
+
+if ARGV[1] == 'settle' then
+  local out = {}
+  for i = 4, #ARGV, 3 do
+    out[#out + 1] = finish(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
+  end
+  return out
+end
+
+local rid, tokens, nanos, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local hk = P .. 'hold:' .. rid
+if redis.call('EXISTS', hk) == 1 then return {-1} end
+local spec = {}
+for word in string.gmatch(ARGV[8], '%S+') do spec[#spec + 1] = word end
+local nb, nl = tonumber(spec[1]), tonumber(spec[2])
+local a = 3
+local budgets = {}
+for i = 1, nb do
+  local key = KEYS[1 + i]
+  local cap, s, e, n = tonumber(spec[a]), tonumber(spec[a + 1]), tonumber(spec[a + 2]), tonumber(spec[a + 3])
+  a = a + 4
+  if now >= e then s, e = e, n end
+  local h = redis.call('HMGET', key, 'start', 'spent', 'held')
+  local spent = 0
+  if tonumber(h[1]) == s then spent = tonumber(h[2] or '0') end
+  local held = tonumber(h[3] or '0')
+  if spent + held + nanos > cap then return {0, 'budget', i, cap - spent - held, e - now, spent} end
+  budgets[i] = {key, s, e, spent}
+end
+local buckets = {}
+for j = 1, nl do
+  local key = KEYS[1 + nb + j]
+  local amount, period, counts_tokens = tonumber(spec[a]), tonumber(spec[a + 1]), spec[a + 2] == '1'
+  a = a + 3
+  local h = redis.call('HMGET', key, 'level', 'at')
+  local level = amount
+  if h[1] and h[2] then
+    level = tonumber(h[1]) + math.max(0, now - tonumber(h[2])) * amount / period
+    if level > amount then level = amount end
+  end
+  local need = 1
+  if counts_tokens then need = tokens end
+  local full = math.ceil((amount - level) * period / amount)
+  if need > amount then return {0, 'rate', j, -1, math.floor(level), full} end
+  if level < need then return {0, 'rate', j, math.ceil((need - level) * period / amount), math.floor(level), full} end
+  buckets[j] = {key, level - need, amount, period, counts_tokens}
+end
+local budget_keys, token_keys, reply = {}, {}, {1}
+for _, b in ipairs(budgets) do
+  redis.call('HSET', b[1], 'start', b[2], 'end', b[3], 'spent', b[4])
+  redis.call('HINCRBY', b[1], 'held', nanos)
+  redis.call('PEXPIRE', b[1], b[3] - now + DAY)
+  budget_keys[#budget_keys + 1] = b[1]
+end
+for _, b in ipairs(buckets) do
+  redis.call('HSET', b[1], 'level', b[2], 'at', now)
+  redis.call('PEXPIRE', b[1], 2 * b[4] + ttl)
+  if b[5] then token_keys[#token_keys + 1] = b[1] end
+  reply[#reply + 1] = math.floor(b[2])
+  reply[#reply + 1] = math.ceil((b[3] - b[2]) * b[4] / b[3])
+end
+redis.call('HSET', hk, 'n', nanos, 't', tokens, 'b', table.concat(budget_keys, ' '), 'k', table.concat(token_keys, ' '))
+redis.call('PEXPIRE', hk, ttl + KEEP)
+redis.call('ZADD', holds, now + ttl, rid)
+return reply
+""".replace("@KEEP@", str(KEEP_DONE_MS)).replace("@DAY@", str(DAY_MS))
+
+REFUSE, ADMIT = "refuse", "admit"
+
+
+@dataclass(frozen=True)
+class Policies:
+    """What a kind of limit does while Redis is down or slow (serve's --budgets-when-down and
+    --limits-when-down): `refuse` the request (503 tenant_state_unavailable) or `admit` it
+    unchecked (not counted in Redis)."""
+
+    budgets: str = REFUSE
+    limits: str = ADMIT
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What every reserve of one combination of scopes sends, made once (its windows again when one ends)."""
+
+    scopes: tuple[Scope, ...]
+    keys: list[bytes]                       # the holds, the budgets', the buckets'
+    budget_keys: list[str]
+    bucket_keys: list[str]
+    budgets: list[tuple[Scope, Any]]        # (scope, ir.Budget) in the script's order
+    limits: list[tuple[Scope, Any]]         # (scope, ir.RateLimit)
+    spec: bytes = b""
+    until: float = 0.0                      # the first end of its windows: the spec is made again then
+
+
+@dataclass(slots=True)
+class _Seen:
+    """A bucket as the last reply of a reserve left it (for refusals' headers: no extra call)."""
+
+    level: float
+    at: float
+
+
+class RedisLedger:
+    """The Accounts of the whole fleet, on Redis (see the module's docstring)."""
+
+    def __init__(self, link: Link, policies: Policies = Policies(), hold_ttl_s: float = HOLD_TTL_S,
+                 clock=None):
+        self.link = link
+        link.scripts["ledger"] = LEDGER_LUA
+        self.policies = policies
+        self.hold_ttl_ms = int(hold_ttl_s * 1000)
+        self.clock = clock or time.time   # given (tests): the script counts on it instead of the server's
+        self._server_clock = clock is None
+        self._plans: dict[tuple[int, ...], _Plan] = {}   # id of each scope -> its plan
+        self._pending: list[tuple[Op, asyncio.Future]] = []    # reserves of this tick
+        self._settles: list[tuple[str, int, int]] = []
+        self._mine: set[str] = set()        # this process's holds in Redis, not yet settled
+        self._seen: dict[str, _Seen] = {}   # bucket key -> its level at the last reply
+        self._spent_out: dict[str, tuple[float, int]] = {}   # budget key -> (its window's end, cap): spent out
+        self._task: asyncio.Task | None = None
+        self._sending: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self.unchecked = 0                  # requests admitted while Redis was down (the policy)
+        self.dropped = 0                    # settles dropped (queue full): their holds expire
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._settler())
+
+    async def close(self) -> None:
+        """Send the settles still queued (bounded by the link's timeout), then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._settles and self.link.up:
+            await self._send_settles()
+
+    # ---- reserve --------------------------------------------------------------------
+
+    async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+        now = self.clock()
+        plan = self._plan(scopes, now)
+        if self._spent_out:
+            spent_out = self._spent_out_refusal(plan, nanos, now)
+            if spent_out is not None:
+                return spent_out
+        if not self.link.up:
+            return self._down(scopes)
+        op = Op("ledger", plan.keys, [b"reserve", b"" if self._server_clock else int(now * 1000), PREFIX_ARG,
+                                      request_id, tokens, nanos, self.hold_ttl_ms, plan.spec])
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._pending:   # the first of this tick: the task sends every reserve queued until it runs
+            task = loop.create_task(self._run_reserves())
+            self._sending.add(task)   # (the loop keeps only a weak reference to a task)
+            task.add_done_callback(self._sending.discard)
+        self._pending.append((op, future))
+        reply = await future   # (a handler cancelled meanwhile: _run_reserves frees the hold it got)
+        if reply is None:
+            return self._down(scopes)
+        return self._answer(reply, request_id, plan, tokens, nanos)
+
+    async def _run_reserves(self) -> None:
+        batch, self._pending = self._pending, []
+        replies = None
+        try:
+            if not self.link.up:
+                replies = None
+            elif len(batch) == 1:   # (one request at a time: no pipeline)
+                reply = await self.link.call(batch[0][0])
+                replies = None if reply is None else [reply]
+            else:
+                replies = await self.link.run([op for op, _ in batch])
+        finally:   # every waiting request gets an answer, whatever happened here (None: Redis is down)
+            for i, (op, future) in enumerate(batch):
+                reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]
+                if reply is None:   # timed out or failed: Redis may still run it (a frozen server that wakes)
+                    self._settles.append((op.args[3], 0, 0))
+                if not future.done():
+                    future.set_result(reply)
+                elif reply is not None and int(reply[0]) == 1:   # its handler was cancelled (the client left)
+                    self._settles.append((op.args[3], 0, 0))
+
+    def _answer(self, reply: list, request_id: str, plan: _Plan, tokens: int, nanos: int) -> Admission | Refusal:
+        status = int(reply[0])
+        if status == -1:
+            raise ValueError(f"request id {request_id!r} was reserved before")
+        now = self.clock()
+        if status == 1:
+            self._mine.add(request_id)
+            levels = []
+            for i, (key, (_scope, limit)) in enumerate(zip(plan.bucket_keys, plan.limits)):
+                level, full_ms = int(reply[1 + 2 * i]), int(reply[2 + 2 * i])
+                self._seen[key] = _Seen(level, now)
+                levels.append(Level(limit.unit, limit.amount, max(0, level), full_ms / 1000))
+            return Admission(None, levels)
+        kind, index = _text(reply[1]), int(reply[2]) - 1
+        if kind == "budget":
+            scope, budget = plan.budgets[index]
+            cap = budget.micros * NANOS_PER_MICRO
+            if int(reply[5]) >= cap:   # spent it all: nothing changes that before the window ends
+                self._spent_out[plan.budget_keys[index]] = (now + int(reply[4]) / 1000, cap)
+            return over_budget(scope, budget.period, cap, int(reply[3]), nanos, int(reply[4]) / 1000)
+        scope, limit = plan.limits[index]
+        self._seen[plan.bucket_keys[index]] = _Seen(int(reply[4]), now)
+        wait_ms = int(reply[3])
+        need = tokens if limit.unit == "tokens" else 1
+        return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
+
+    def _spent_out_refusal(self, plan: _Plan, nanos: int, now: float) -> Refusal | None:
+        """The one answer given without Redis: a budget whose window is spent out (spent, not held:
+        only the window's end changes that) refuses until that end."""
+        for (scope, budget), key in zip(plan.budgets, plan.budget_keys):
+            until, cap = self._spent_out.get(key, (None, None))
+            if until is None:
+                continue
+            if now >= until or cap != budget.micros * NANOS_PER_MICRO:   # a new window, or a new cap
+                del self._spent_out[key]
+                continue
+            return over_budget(scope, budget.period, cap, 0, nanos, until - now)
+        return None
+
+    def _down(self, scopes: tuple[Scope, ...]) -> Admission | Refusal:
+        """Redis is down or slow: each kind of limit's policy."""
+        for scope in scopes:
+            if scope.budgets and self.policies.budgets == REFUSE:
+                return Refusal("state_unavailable", f"the budgets of {scope.label} are counted on Redis, which does"
+                                                    f" not answer: refused until it does", 1, scope)
+            if scope.limits and self.policies.limits == REFUSE:
+                return Refusal("state_unavailable", f"the rate limits of {scope.label} are counted on Redis, which"
+                                                    f" does not answer: refused until it does", 1, scope)
+        if not any(scope.budgets or scope.limits for scope in scopes):
+            return Admission(None, [])   # nothing to count
+        self.unchecked += 1
+        return Admission(None, [], counted=False)
+
+    # ---- settle and release ------------------------------------------------------------
+
+    def settle(self, request_id: str, tokens: int, nanos: int) -> bool:
+        """Queue the settle (sent within SETTLE_S); False when this process holds nothing for
+        `request_id` (already settled or released, or admitted while Redis was down)."""
+        if request_id not in self._mine:
+            return False
+        self._mine.discard(request_id)
+        if len(self._settles) >= MAX_SETTLES:
+            self.dropped += 1
+            return True
+        self._settles.append((request_id, tokens, nanos))
+        if len(self._settles) >= SETTLE_BATCH:
+            self._wake.set()
+        return True
+
+    def release(self, request_id: str) -> bool:
+        return self.settle(request_id, 0, 0)
+
+    async def _settler(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SETTLE_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._settles and self.link.up:
+                await self._send_settles()
+
+    async def _send_settles(self) -> None:
+        """One script call per SETTLE_BATCH settles; those Redis did not take wait for the next round
+        (a settle applies once, whenever it lands)."""
+        while self._settles:
+            batch, self._settles = self._settles[:SETTLE_BATCH], self._settles[SETTLE_BATCH:]
+            args = [b"settle", b"" if self._server_clock else int(self.clock() * 1000), PREFIX_ARG]
+            for request_id, tokens, nanos in batch:
+                args += [request_id, tokens, nanos]
+            replies = await self.link.run([Op("ledger", [HOLDS_KEY], args)])
+            if replies is None or isinstance(replies[0], Exception):
+                self._settles[:0] = batch
+                return
+
+    # ---- levels: from the replies, never an extra call ----------------------------------
+
+    def level(self, scope: Scope, limit) -> tuple[float, float]:
+        """The bucket as the last reply left it, refilled since at its rate (a guess: others take from it too)."""
+        seen = self._seen.get(bucket_key(scope, limit))
+        if seen is None:
+            return float(limit.amount), 0.0
+        level = min(limit.amount, seen.level + (self.clock() - seen.at) * limit.amount / limit.seconds)
+        return level, (limit.amount - level) * limit.seconds / limit.amount
+
+    def levels(self, admission: Admission) -> list[Level]:
+        return admission.levels or []
+
+    # ---- what a reserve sends ---------------------------------------------------------------
+
+    def _plan(self, scopes: tuple[Scope, ...], now: float) -> _Plan:
+        ids = tuple(id(scope) for scope in scopes)
+        plan = self._plans.get(ids)
+        if plan is None or any(a is not b for a, b in zip(plan.scopes, scopes)):
+            budgets = [(scope, b) for scope in scopes for b in scope.budgets]
+            limits = [(scope, lim) for scope in scopes for lim in scope.limits]
+            bucket_keys = [bucket_key(scope, lim) for scope, lim in limits]
+            budget_keys = [budget_key(scope, b) for scope, b in budgets]
+            keys = [HOLDS_KEY, *budget_keys, *bucket_keys]
+            if len(self._plans) > 10_000:   # (scopes live as long as their router's version)
+                self._plans.clear()
+            plan = self._plans[ids] = _Plan(scopes, [k.encode() for k in keys], budget_keys, bucket_keys, budgets,
+                                            limits)
+        if now >= plan.until:
+            words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf
+            for scope, budget in plan.budgets:
+                # The calendar window containing `now` in the policy's zone, and the next one's end.
+                start = window_start(budget.period, now, scope.timezone)
+                end = next_window(budget.period, start, scope.timezone)
+                words += [budget.micros * NANOS_PER_MICRO, int(start * 1000), int(end * 1000),
+                          int(next_window(budget.period, end, scope.timezone) * 1000)]
+                plan.until = min(plan.until, end)
+            for _scope, limit in plan.limits:
+                words += [limit.amount, limit.seconds * 1000, 1 if limit.unit == "tokens" else 0]
+            plan.spec = " ".join(map(str, words)).encode()
+        return plan
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": "redis", "up": self.link.up, "budgets_when_down": self.policies.budgets, "limits_when_down": self.policies.limits,
+                "admitted_unchecked": self.unchecked, "settles_queued": len(self._settles),
+                "settles_dropped": self.dropped}
+
+
+def budget_key(scope: Scope, budget) -> str:
+    return f"{TENANTS}:budget:{scope.kind}:{scope.name}:{budget.period}"
+
+
+def bucket_key(scope: Scope, limit) -> str:
+    return f"{TENANTS}:rate:{scope.kind}:{scope.name}:{limit.unit}:{limit.per}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
