@@ -20,6 +20,7 @@ limit is per gateway process (docs/tenants.md says so).
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 import threading
 import time
@@ -78,6 +79,7 @@ class _Bucket:
     tokens: bool              # counts tokens (else requests)
     level: float
     at: float
+    limit: ir.RateLimit       # the limit it counts (its words, for a refusal)
 
 
 @dataclass(slots=True)
@@ -127,6 +129,9 @@ class Ledger:
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
+        # id(scope) -> (scope, its budgets' states, its buckets): a scope is resolved to its state once,
+        # not by tuple-keyed lookups on every request (the gateway keeps one Scope per router version).
+        self.resolved: dict[int, tuple[Scope, tuple[_Budget, ...], tuple[_Bucket, ...]]] = {}
         self.next_sweep = 0.0                      # when expired holds are looked for next
 
     # ---- reserve -----------------------------------------------------------------
@@ -142,27 +147,27 @@ class Ledger:
                 raise ValueError(f"request id {request_id!r} was reserved before")
             budgets, buckets = [], []
             for scope in scopes:
-                for budget in scope.budgets:
-                    state = self._budget(scope, budget, now)
+                resolved = self.resolved.get(id(scope))
+                if resolved is None or resolved[0] is not scope:
+                    resolved = self._resolve(scope, now)
+                for state in resolved[1]:
+                    if now >= state.end or now < state.window:
+                        self._roll(state, now)
                     if state.spent + state.held + nanos > state.cap:
                         left = max(0, state.cap - state.spent - state.held)
                         return Refusal("budget_exceeded",
-                                       f"the {budget.period}ly budget of {scope.label} ({_usd(state.cap)}) has"
+                                       f"the {state.period}ly budget of {scope.label} ({_usd(state.cap)}) has"
                                        f" {_usd(left)} left, and this request may cost up to {_usd(nanos)}",
                                        max(1, math.ceil(state.end - now)), scope)
                     budgets.append(state)
-                for limit in scope.limits:
-                    bucket = self._bucket(scope, limit, now)
+                for bucket in resolved[2]:
+                    if now > bucket.at:
+                        level = bucket.level + (now - bucket.at) * bucket.amount / bucket.seconds
+                        bucket.level = level if level < bucket.amount else float(bucket.amount)
+                        bucket.at = now
                     need = tokens if bucket.tokens else 1
-                    if need > limit.amount:
-                        return Refusal("rate_limited", f"this request needs {need} {limit.unit}, more than"
-                                                       f" {scope.label}'s limit of {limit.amount} per {limit.per}",
-                                       None, scope)
                     if bucket.level < need:
-                        wait = (need - bucket.level) * limit.seconds / limit.amount
-                        return Refusal("rate_limited", f"{scope.label} is over its limit of {limit.amount}"
-                                                       f" {limit.unit} per {limit.per}",
-                                       max(1, math.ceil(wait)), scope)
+                        return self._over(scope, bucket, need)
                     buckets.append(bucket)
             # Every check passed: take from everything at once.
             for state in budgets:
@@ -206,16 +211,43 @@ class Ledger:
             self._undo(self.holds.pop(request_id), 0, 0, now)
             self.finished[request_id] = now
         if len(self.finished) > 100_000:  # replays come within seconds; forget the oldest half
-            for request_id in sorted(self.finished, key=self.finished.get)[:50_000]:
+            for request_id in list(itertools.islice(self.finished, 50_000)):   # insertion order: oldest first
                 del self.finished[request_id]
 
     # ---- state ---------------------------------------------------------------------
 
+    def _resolve(self, scope: Scope, now: float) -> tuple:
+        """The state of `scope`'s budgets and limits, kept under (kind, name, period or unit and
+        period), so a new version of a scope keeps what the old one spent and took; its amounts
+        and zone are the new version's."""
+        if len(self.resolved) > 10_000:   # scopes of versions no longer served
+            self.resolved.clear()
+        budgets = tuple(self._budget(scope, budget, now) for budget in scope.budgets)
+        buckets = tuple(self._bucket(scope, limit, now) for limit in scope.limits)
+        resolved = self.resolved[id(scope)] = (scope, budgets, buckets)
+        return resolved
+
+    def _over(self, scope: Scope, bucket: _Bucket, need: int) -> Refusal:
+        limit = bucket.limit
+        if need > limit.amount:
+            return Refusal("rate_limited", f"this request needs {need} {limit.unit}, more than"
+                                           f" {scope.label}'s limit of {limit.amount} per {limit.per}", None, scope)
+        wait = (need - bucket.level) * limit.seconds / limit.amount
+        return Refusal("rate_limited", f"{scope.label} is over its limit of {limit.amount} {limit.unit} per"
+                                       f" {limit.per}", max(1, math.ceil(wait)), scope)
+
     def _budget(self, scope: Scope, budget: ir.Budget, now: float) -> _Budget:
         key = (scope.kind, scope.name, budget.period)
         state = self.budgets.get(key)
+        cap = budget.micros * NANOS_PER_MICRO
         if state is None:
-            state = self.budgets[key] = _Budget(budget.period, scope.timezone, budget.micros * NANOS_PER_MICRO)
+            state = self.budgets[key] = _Budget(budget.period, scope.timezone, cap)
+        elif state.cap != cap or state.zone != scope.timezone:   # a new version changed it: what is spent stays
+            state.cap = cap
+            if state.zone != scope.timezone:
+                state.zone = scope.timezone
+                state.window = window_start(state.period, now, state.zone)
+                state.end = next_window(state.period, state.window, state.zone)
         if now >= state.end or now < state.window:
             self._roll(state, now)
         return state
@@ -232,8 +264,11 @@ class Ledger:
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = _Bucket(limit.amount, limit.seconds, limit.unit == "tokens",
-                                                 float(limit.amount), now)
-        elif now > bucket.at:
+                                                 float(limit.amount), now, limit)
+        elif bucket.limit != limit:   # a new version changed the amount: what is taken stays taken
+            bucket.level = min(float(limit.amount), bucket.level + limit.amount - bucket.amount)
+            bucket.amount, bucket.seconds, bucket.limit = limit.amount, limit.seconds, limit
+        if now > bucket.at:
             level = bucket.level + (now - bucket.at) * bucket.amount / bucket.seconds
             bucket.level = level if level < bucket.amount else float(bucket.amount)
             bucket.at = now

@@ -159,3 +159,17 @@ def test_fractions_of_a_cent_add_up_exactly():
         ledger.settle(f"r{i}", 7, 1001)
     assert ledger.spent(ws, "day") == (9990 * 1001, 0)
     assert isinstance(ledger.reserve("one-more", (ws,), 7, 1001), Refusal)   # 9,999,990 + 1,001 > 10,000,000
+
+
+def test_a_new_version_of_a_scope_keeps_what_was_spent_and_taken_under_its_new_amounts():
+    clock = Clock(at("2026-12-07T10:00:00"))
+    ledger = Ledger(clock=clock)
+    old = scope(budgets=[("day", "1")], limits=[("requests", 2, "minute")])
+    assert not isinstance(ledger.reserve("a", (old,), 0, NANO), Refusal)
+    ledger.settle("a", 0, NANO)
+    assert ledger.reserve("b", (old,), 0, 1).code == "budget_exceeded"
+    raised = scope(budgets=[("day", "2")], limits=[("requests", 3, "minute")])   # a deploy raises both
+    assert not isinstance(ledger.reserve("c", (raised,), 0, NANO), Refusal)
+    assert ledger.spent(raised, "day") == (NANO, NANO)
+    assert not isinstance(ledger.reserve("d", (raised,), 0, 0), Refusal)
+    assert ledger.reserve("e", (raised,), 0, 0).code == "rate_limited"   # a, c, d: 3 of 3 this minute
