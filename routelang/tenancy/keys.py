@@ -10,6 +10,7 @@ the ledger's key scope.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import re
@@ -82,19 +83,17 @@ def digest(secret: str) -> str:
 
 
 class KeyStore:
-    """The `tenant_keys` table of a registry. Lookups cache each digest for `cache_s`
-    seconds, so a revocation takes effect within that time."""
+    """The `tenant_keys` table of a registry (each call one query: the gateway reads it
+    through a KeyCache)."""
 
     COLUMNS = "id, workspace, agent, created_at, expires_at, revoked_at"
 
-    def __init__(self, location: str | Path, cache_s: float = 1.0):
+    def __init__(self, location: str | Path):
         try:
             self.store: Store = open_store(location)
         except RegistryError as exc:
             raise KeyStoreError(f"cannot open the key store: {exc}") from None
-        self.lock = threading.Lock()   # the gateway's loop and the admin API's worker share the store
-        self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, TenantKey | None]] = {}
+        self.lock = threading.Lock()   # the gateway's lookup threads and the admin API share the store
 
     def close(self) -> None:
         self.store.close()
@@ -129,23 +128,81 @@ class KeyStore:
         with self.lock, self.store.write():
             self.store.execute("UPDATE tenant_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                                (now, key_id))
-        self._cache.clear()
         found = self._keys("id = ?", (key_id,))
         if not found:
             raise KeyStoreError(f"no key {key_id!r}")
         return found[0]
 
+    def lookup(self, secret: str) -> TenantKey | None:
+        """The key with this secret, usable or not; None: no such key."""
+        found = self._keys("digest = ?", (digest(secret),))
+        return found[0] if found else None
+
     def find(self, secret: str, now: float | None = None) -> TenantKey | None:
         """The usable key with this secret, or None (unknown, revoked or expired)."""
-        now = time.time() if now is None else now
-        hexdigest = digest(secret)
-        cached = self._cache.get(hexdigest)
-        if cached is not None and now - cached[0] < self.cache_s:
-            key = cached[1]
-        else:
-            found = self._keys("digest = ?", (hexdigest,))
-            key = found[0] if found else None
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[hexdigest] = (now, key)
-        return key if key is not None and key.usable(now) else None
+        key = self.lookup(secret)
+        return key if key is not None and key.usable(time.time() if now is None else now) else None
+
+
+class NotCached(Exception):
+    """Only the registry can tell about this secret now: await `KeyCache.look_up`."""
+
+
+class KeyCache:
+    """What a gateway knows of its keys, so that the registry's query never runs on the event loop.
+
+    A secret's lookup is fresh for `fresh_s` seconds. Past that, the entry is still answered
+    while one lookup in a worker thread refreshes it, for up to `stale_s` seconds after it was
+    read; past that, and for a secret not seen yet, the request waits for the lookup (in a
+    thread too). So a revoked key is refused at most `fresh_s` plus the registry's answer time
+    after its revocation, and never later than `stale_s`."""
+
+    def __init__(self, store: KeyStore, fresh_s: float = 1.0, stale_s: float = 2.0, clock=time.time):
+        self.store = store
+        self.fresh_s, self.stale_s, self.clock = fresh_s, stale_s, clock
+        # secret -> (answered until, refreshed from, the usable key or None): the secrets are
+        # kept in this process's memory only, as its requests' headers are.
+        self._entries: dict[str, tuple[float, float, TenantKey | None]] = {}
+        self._lookups: dict[str, asyncio.Future] = {}   # secret -> its lookup under way
+
+    def get(self, secret: str) -> TenantKey | None:
+        """The usable key with this secret, or None (unknown, revoked, expired); raises
+        NotCached when only a lookup can tell. Call it on the event loop."""
+        entry = self._entries.get(secret)
+        if entry is None:
+            raise NotCached
+        now = self.clock()
+        if now >= entry[0]:
+            raise NotCached
+        if now >= entry[1] and secret not in self._lookups:
+            self._start(secret)   # answered meanwhile from the entry
+        return entry[2]
+
+    async def look_up(self, secret: str) -> TenantKey | None:
+        """As `get`, from the registry (raises RegistryError or sqlite3.Error when it cannot answer)."""
+        lookup = self._lookups.get(secret) or self._start(secret)
+        key = await asyncio.shield(lookup)
+        return key if key is not None and key.usable(self.clock()) else None
+
+    def forget(self) -> None:
+        """Every entry goes (a key was revoked in this process: its next request looks it up)."""
+        self._entries.clear()
+
+    def _start(self, secret: str) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        read_at = self.clock()
+        lookup = self._lookups[secret] = loop.run_in_executor(None, self.store.lookup, secret)
+        lookup.add_done_callback(lambda done: self._done(secret, read_at, done))
+        return lookup
+
+    def _done(self, secret: str, read_at: float, lookup: asyncio.Future) -> None:
+        del self._lookups[secret]
+        if lookup.cancelled() or lookup.exception() is not None:
+            return   # the entry ages out at `stale_s`; the requests after that get the error from look_up
+        key = lookup.result()
+        until = read_at + self.stale_s
+        if key is not None and key.expires_at is not None:
+            until = min(until, key.expires_at)
+        if len(self._entries) > 10_000:   # secrets tried and gone
+            self._entries.clear()
+        self._entries[secret] = (until, read_at + self.fresh_s, key if key is not None and key.usable(read_at) else None)

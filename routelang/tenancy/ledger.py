@@ -87,8 +87,8 @@ class Hold:
     request_id: str
     tokens: int               # the estimate held in every token bucket
     nanos: int                # the estimate held against every budget
-    budgets: list             # the _Budget and _Bucket objects it holds from
-    buckets: list
+    budgets: tuple            # the _Budget and _Bucket objects it holds from
+    buckets: tuple
     expires: float
 
 
@@ -129,9 +129,10 @@ class Ledger:
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
-        # id(scope) -> (scope, its budgets' states, its buckets): a scope is resolved to its state once,
-        # not by tuple-keyed lookups on every request (the gateway keeps one Scope per router version).
-        self.resolved: dict[int, tuple[Scope, tuple[_Budget, ...], tuple[_Bucket, ...]]] = {}
+        # id(scopes) -> (scopes, checks, budgets, buckets) (see _resolve): the scopes of a reserve are
+        # resolved to their state once, not by tuple-keyed lookups on every request (the gateway keeps
+        # one tuple of scopes per key and router version).
+        self.resolved: dict[int, tuple] = {}
         self.next_sweep = 0.0                      # when expired holds are looked for next
 
     # ---- reserve -----------------------------------------------------------------
@@ -145,30 +146,24 @@ class Ledger:
                 self._expire(now)
             if request_id in self.holds or request_id in self.finished:
                 raise ValueError(f"request id {request_id!r} was reserved before")
-            budgets, buckets = [], []
-            for scope in scopes:
-                resolved = self.resolved.get(id(scope))
-                if resolved is None or resolved[0] is not scope:
-                    resolved = self._resolve(scope, now)
-                for state in resolved[1]:
+            resolved = self.resolved.get(id(scopes))
+            if resolved is None or resolved[0] is not scopes:
+                resolved = self._resolve(scopes, now)
+            _, checks, budgets, buckets = resolved
+            for state, scope in checks:
+                if type(state) is _Budget:
                     if now >= state.end or now < state.window:
                         self._roll(state, now)
                     if state.spent + state.held + nanos > state.cap:
-                        left = max(0, state.cap - state.spent - state.held)
-                        return Refusal("budget_exceeded",
-                                       f"the {state.period}ly budget of {scope.label} ({_usd(state.cap)}) has"
-                                       f" {_usd(left)} left, and this request may cost up to {_usd(nanos)}",
-                                       max(1, math.ceil(state.end - now)), scope)
-                    budgets.append(state)
-                for bucket in resolved[2]:
-                    if now > bucket.at:
-                        level = bucket.level + (now - bucket.at) * bucket.amount / bucket.seconds
-                        bucket.level = level if level < bucket.amount else float(bucket.amount)
-                        bucket.at = now
-                    need = tokens if bucket.tokens else 1
-                    if bucket.level < need:
-                        return self._over(scope, bucket, need)
-                    buckets.append(bucket)
+                        return self._exhausted(scope, state, nanos, now)
+                else:
+                    if now > state.at:
+                        level = state.level + (now - state.at) * state.amount / state.seconds
+                        state.level = level if level < state.amount else float(state.amount)
+                        state.at = now
+                    need = tokens if state.tokens else 1
+                    if state.level < need:
+                        return self._over(scope, state, need)
             # Every check passed: take from everything at once.
             for state in budgets:
                 state.held += nanos
@@ -216,16 +211,28 @@ class Ledger:
 
     # ---- state ---------------------------------------------------------------------
 
-    def _resolve(self, scope: Scope, now: float) -> tuple:
-        """The state of `scope`'s budgets and limits, kept under (kind, name, period or unit and
-        period), so a new version of a scope keeps what the old one spent and took; its amounts
-        and zone are the new version's."""
+    def _resolve(self, scopes: tuple[Scope, ...], now: float) -> tuple:
+        """What a reserve across `scopes` checks, in order (each scope's budgets, then its
+        limits), and the budgets and buckets it takes from. The state is kept under (kind,
+        name, period or unit and period), so a new version of a scope keeps what the old one
+        spent and took; its amounts and zone are the new version's."""
         if len(self.resolved) > 10_000:   # scopes of versions no longer served
             self.resolved.clear()
-        budgets = tuple(self._budget(scope, budget, now) for budget in scope.budgets)
-        buckets = tuple(self._bucket(scope, limit, now) for limit in scope.limits)
-        resolved = self.resolved[id(scope)] = (scope, budgets, buckets)
+        checks = []
+        for scope in scopes:
+            checks += [(self._budget(scope, budget, now), scope) for budget in scope.budgets]
+            checks += [(self._bucket(scope, limit, now), scope) for limit in scope.limits]
+        budgets = tuple(state for state, _ in checks if type(state) is _Budget)
+        buckets = tuple(state for state, _ in checks if type(state) is _Bucket)
+        resolved = self.resolved[id(scopes)] = (scopes, tuple(checks), budgets, buckets)
         return resolved
+
+    @staticmethod
+    def _exhausted(scope: Scope, state: _Budget, nanos: int, now: float) -> Refusal:
+        left = max(0, state.cap - state.spent - state.held)
+        return Refusal("budget_exceeded", f"the {state.period}ly budget of {scope.label} ({_usd(state.cap)}) has"
+                                          f" {_usd(left)} left, and this request may cost up to {_usd(nanos)}",
+                       max(1, math.ceil(state.end - now)), scope)
 
     def _over(self, scope: Scope, bucket: _Bucket, need: int) -> Refusal:
         limit = bucket.limit

@@ -70,6 +70,7 @@ async def revoke_key(ctx: Context, request, _body) -> tuple[int, BaseModel]:
         key = _keys(ctx).revoke(request.match_info["key"])
     except KeyStoreError as exc:
         raise AdminError(errors.NOT_FOUND_KEY, str(exc), "key") from None
+    ctx.tenants.key_cache.forget()   # refused from this gateway's next request on, not a second later
     ctx.log.write("key_revoked", id=key.id, workspace=key.workspace)
     return 200, KeyInfo(**key.to_dict(time.time()))
 
