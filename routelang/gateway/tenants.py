@@ -21,7 +21,6 @@ left (highest success rate, then lowest median latency) serves.
 from __future__ import annotations
 
 import math
-import sqlite3
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
@@ -147,7 +146,7 @@ class _Admitting:
     loaded: plan.Loaded
     refused: Refused | None             # the router declares no such workspace or agent
     held: tuple[ir.Policy, ...]         # the workspace, then the agent
-    scopes: tuple[Scope, ...]
+    scopes: tuple[Scope, ...]          # the key's own (when it has limits or budgets), then those of `held`
     required: tuple[ir.Policy, ...]     # those of `held` with a `require`
     allowed: dict[int, bool]            # id(target) -> inside every restriction of `held`
     spend: object                       # the workspace's spend counter
@@ -178,7 +177,7 @@ class Tenants:
         """The request's key, asked of the registry off the event loop; raises auth.Refused."""
         try:
             key = await self.key_cache.look_up(_secret(authorization))
-        except (RegistryError, sqlite3.Error) as exc:
+        except RegistryError as exc:   # the store says what failed (StorageError)
             raise auth.Refused(errors.REGISTRY_UNAVAILABLE, f"the tenant keys cannot be read now: {exc}") from None
         return self._usable(key)
 
@@ -221,8 +220,11 @@ class Tenants:
                 refused = Refused(errors.UNKNOWN_WORKSPACE, f"router {loaded.name!r} declares no {kind} {name!r}")
                 break
             held.append(policy)
+        scopes = tuple(self._scope(p) for p in held)
+        if held and (key.budgets or key.limits):   # the key's own, in its workspace's time zone
+            scopes = (Scope("key", key.id, key.budgets, key.limits, held[0].timezone), *scopes)
         admitting = self._admitting[cache_key] = _Admitting(
-            loaded, refused, tuple(held), tuple(self._scope(p) for p in held),
+            loaded, refused, tuple(held), scopes,
             tuple(p for p in held if p.requirements is not None), {},
             self.metrics.tenant_spend.labels(key.workspace))
         self.judging = self.judging or any(p.requirements is not None for p in policies.values())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -20,12 +21,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import ir
+from ..diagnostics import render_text
+from ..policies import budgets_source, limits_source, outside_items
 from ..registry import RegistryError, Store, open_store
+from ..source import Source
 
 PREFIX = "rlk_"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
+
+
 class KeyStoreError(Exception):
-    """A key store problem to tell the user (bad name, unknown id, unreadable file)."""
+    """A key store problem to tell the user (bad name, unknown id, unreadable file); `field`:
+    the value at fault, when one is (`limit`, `budget`)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,8 @@ class TenantKey:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    budgets: tuple[ir.Budget, ...] = ()      # the key's own, counted as the scope ("key", id)
+    limits: tuple[ir.RateLimit, ...] = ()
 
     def usable(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -49,7 +63,15 @@ class TenantKey:
 
     def to_dict(self, now: float) -> dict:
         return {"id": self.id, "workspace": self.workspace, "agent": self.agent, "created_at": self.created_at,
-                "expires_at": self.expires_at, "revoked_at": self.revoked_at, "state": self.state(now)}
+                "expires_at": self.expires_at, "revoked_at": self.revoked_at, "state": self.state(now),
+                "budget": budgets_source(self.budgets) if self.budgets else None,
+                "limit": limits_source(self.limits) if self.limits else None}
+
+    @classmethod
+    def from_row(cls, row: dict) -> TenantKey:
+        budgets, limits = row.pop("budgets"), row.pop("limits")
+        return cls(**row, budgets=tuple(ir.Budget(**b) for b in json.loads(budgets or "[]")),
+                   limits=tuple(ir.RateLimit(**lim) for lim in json.loads(limits or "[]")))
 
 
 _IN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|h|d|w)")
@@ -72,6 +94,21 @@ def expiry(text: str, now: float) -> float:
     return when.timestamp()
 
 
+def allowance(budget: str | None, limit: str | None) -> tuple[tuple[ir.Budget, ...], tuple[ir.RateLimit, ...]]:
+    """A key's own budgets and limits from the language's spelling (`--budget "10 USD per day"`,
+    `--limit "60 requests per minute, 20k tokens per minute"`); raises KeyStoreError with the
+    located diagnostics."""
+    items = {item: text for item, text in (("budget", budget), ("limit", limit)) if text is not None}
+    if not items:
+        return (), ()
+    policy, diagnostics = outside_items("the key", items)
+    if diagnostics:
+        sources = {f"--{item}": Source(f"--{item}", text) for item, text in items.items()}
+        raise KeyStoreError("\n".join(render_text(d, sources) for d in diagnostics),
+                            diagnostics[0].span.file.removeprefix("--"))
+    return policy.budgets, policy.limits
+
+
 def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
@@ -86,7 +123,7 @@ class KeyStore:
     """The `tenant_keys` table of a registry (each call one query: the gateway reads it
     through a KeyCache)."""
 
-    COLUMNS = "id, workspace, agent, created_at, expires_at, revoked_at"
+    COLUMNS = "id, workspace, agent, created_at, expires_at, revoked_at, budgets, limits"
 
     def __init__(self, location: str | Path):
         try:
@@ -102,11 +139,13 @@ class KeyStore:
         with self.lock:
             rows = self.store.query(f"SELECT {self.COLUMNS} FROM tenant_keys WHERE {where} ORDER BY created_at, id",
                                     args)
-        return [TenantKey(**row) for row in rows]
+        return [TenantKey.from_row(dict(row)) for row in rows]
 
     def create(self, workspace: str, agent: str | None = None, expires_at: float | None = None,
-               now: float | None = None) -> tuple[TenantKey, str]:
-        """A new key and its secret (the only time the secret exists outside the client)."""
+               now: float | None = None, budgets: tuple[ir.Budget, ...] = (),
+               limits: tuple[ir.RateLimit, ...] = ()) -> tuple[TenantKey, str]:
+        """A new key and its secret (the only time the secret exists outside the client), with its
+        own budgets and limits (`allowance` reads them from the language's spelling)."""
         for what, name in (("workspace", workspace), ("agent", agent)):
             if name is not None and not NAME.fullmatch(name):
                 raise KeyStoreError(f"{what} {name!r} is not a name (letters, digits, `_`, `-`; as in the .route file)")
@@ -114,10 +153,13 @@ class KeyStore:
         if expires_at is not None and expires_at <= now:
             raise KeyStoreError("the expiry is in the past")
         secret = PREFIX + secrets.token_urlsafe(32)
-        key = TenantKey("key_" + secrets.token_hex(6), workspace, agent, now, expires_at, None)
+        key = TenantKey("key_" + secrets.token_hex(6), workspace, agent, now, expires_at, None, budgets, limits)
+        stored = [json.dumps([item.model_dump(exclude={"span"}) for item in items]) if items else None
+                  for items in (budgets, limits)]
         with self.lock, self.store.write():
-            self.store.execute("INSERT INTO tenant_keys (id, digest, workspace, agent, created_at, expires_at)"
-                               " VALUES (?, ?, ?, ?, ?, ?)", (key.id, digest(secret), workspace, agent, now, expires_at))
+            self.store.execute("INSERT INTO tenant_keys (id, digest, workspace, agent, created_at, expires_at,"
+                               " budgets, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (key.id, digest(secret), workspace, agent, now, expires_at, *stored))
         return key, secret
 
     def list(self, workspace: str | None = None) -> list[TenantKey]:
@@ -179,7 +221,7 @@ class KeyCache:
         return entry[2]
 
     async def look_up(self, secret: str) -> TenantKey | None:
-        """As `get`, from the registry (raises RegistryError or sqlite3.Error when it cannot answer)."""
+        """As `get`, from the registry (raises RegistryError when it cannot answer)."""
         lookup = self._lookups.get(secret) or self._start(secret)
         key = await asyncio.shield(lookup)
         return key if key is not None and key.usable(self.clock()) else None

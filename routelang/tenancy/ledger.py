@@ -31,6 +31,7 @@ from .. import ir
 
 NANOS_PER_MICRO = 1000
 HOLD_TTL_S = 600.0
+ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ class Ledger:
     @staticmethod
     def _exhausted(scope: Scope, state: _Budget, nanos: int, now: float) -> Refusal:
         left = max(0, state.cap - state.spent - state.held)
-        return Refusal("budget_exceeded", f"the {state.period}ly budget of {scope.label} ({_usd(state.cap)}) has"
+        return Refusal("budget_exceeded", f"the {ADJECTIVE[state.period]} budget of {scope.label} ({_usd(state.cap)}) has"
                                           f" {_usd(left)} left, and this request may cost up to {_usd(nanos)}",
                        max(1, math.ceil(state.end - now)), scope)
 
