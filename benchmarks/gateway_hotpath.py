@@ -1,6 +1,6 @@
 """What routelang's own code costs per gateway request, without any upstream (run by hand).
 
-    python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
+    python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|tenants|minimal]
                                          [--profile FILE] [--config bench.json]
                                          [--state memory|redis://HOST:PORT/DB]
                                          [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
@@ -206,7 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=("routelang", "minimal"))
+    parser.add_argument("--only", choices=("routelang", "tenants", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
     parser.add_argument("--state", default="memory", help="memory (default) or a Redis URL, as serve --state")
@@ -239,7 +239,10 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
             config.write_text(json.dumps(CONFIG))
         log = Path(scratch, "log.jsonl")
         if args.only:
-            app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
+            if args.only == "tenants":
+                app = tenants_app(config, log, otlp_endpoint, args.state, scratch)
+            else:
+                app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
         ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests,
@@ -259,6 +262,17 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
 def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endpoint: str | None,
                     scratch: str) -> list[float]:
     """The same router with a workspace and an agent, every request with a tenant key."""
+    plain = Client.request
+    try:
+        app = tenants_app(config, log, otlp_endpoint, args.state, scratch)
+        return uvloop.run(serve_and_send(app, args.requests, args.repeat, None))
+    finally:
+        Client.request = plain
+
+
+def tenants_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, scratch: str) -> web.Application:
+    """The router of `config` with POLICIES, its targets priced, and a key of the workspace and the
+    agent that every request of Client carries from now on."""
     from routelang.tenancy.keys import KeyStore
 
     keys = Path(scratch, "keys.db")
@@ -272,14 +286,9 @@ def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endp
     data.setdefault("x-routelang", {})["policies"] = POLICIES
     tenant_config = Path(scratch, "tenants.json")
     tenant_config.write_text(json.dumps(data))
-    plain = Client.request
-    Client.request = plain.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
-                                   + secret.encode() + b"\r\n")
-    try:
-        return uvloop.run(serve_and_send(routelang_app(tenant_config, log, otlp_endpoint, args.state, keys), args.requests,
-                                         args.repeat, None))
-    finally:
-        Client.request = plain
+    Client.request = Client.request.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
+                                            + secret.encode() + b"\r\n")
+    return routelang_app(tenant_config, log, otlp_endpoint, state, keys)
 
 
 if __name__ == "__main__":

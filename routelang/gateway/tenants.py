@@ -171,12 +171,12 @@ class Tenants:
         keys.NotCached when only the registry can tell (then await `look_up`)."""
         if not authorization:
             raise auth.Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
-        return self._usable(self.key_cache.get(_secret(authorization)))
+        return self._usable(self.key_cache.get(authorization))
 
     async def look_up(self, authorization: str) -> TenantKey:
         """The request's key, asked of the registry off the event loop; raises auth.Refused."""
         try:
-            key = await self.key_cache.look_up(_secret(authorization))
+            key = await self.key_cache.look_up(authorization, _secret(authorization))
         except RegistryError as exc:   # the store says what failed (StorageError)
             raise auth.Refused(errors.REGISTRY_UNAVAILABLE, f"the tenant keys cannot be read now: {exc}") from None
         return self._usable(key)
@@ -260,7 +260,9 @@ class Tenants:
         completion = body.get("max_tokens", body.get("max_completion_tokens"))
         if type(completion) is not int or completion < 0:   # absent, or not a count (a bool is not one)
             completion = DEFAULT_MAX_TOKENS
-        estimate = max(nanos(t, prompt, completion) for t in decision.attempts)
+        attempts = decision.attempts
+        estimate = (nanos(attempts[0], prompt, completion) if len(attempts) == 1
+                    else max(nanos(t, prompt, completion) for t in attempts))
         result = self.ledger.reserve(request_id, admitting.scopes, prompt + completion, estimate)
         if isinstance(result, Refusal):
             kind = errors.RATE_LIMITED if result.code == "rate_limited" else errors.BUDGET_EXCEEDED

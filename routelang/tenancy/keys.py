@@ -202,27 +202,29 @@ class KeyCache:
     def __init__(self, store: KeyStore, fresh_s: float = 1.0, stale_s: float = 2.0, clock=time.time):
         self.store = store
         self.fresh_s, self.stale_s, self.clock = fresh_s, stale_s, clock
-        # secret -> (answered until, refreshed from, the usable key or None): the secrets are
-        # kept in this process's memory only, as its requests' headers are.
-        self._entries: dict[str, tuple[float, float, TenantKey | None]] = {}
-        self._lookups: dict[str, asyncio.Future] = {}   # secret -> its lookup under way
+        # Keyed by the credential as a client sends it (`Bearer rlk_...`), so that a request is answered
+        # without taking its header apart: credential -> (answered until, refreshed from, the usable key
+        # or None, the secret). Secrets are kept in this process's memory only, as its requests' headers are.
+        self._entries: dict[str, tuple[float, float, TenantKey | None, str]] = {}
+        self._lookups: dict[str, asyncio.Future] = {}   # credential -> its lookup under way
 
-    def get(self, secret: str) -> TenantKey | None:
-        """The usable key with this secret, or None (unknown, revoked, expired); raises
+    def get(self, credential: str) -> TenantKey | None:
+        """The usable key of this credential, or None (unknown, revoked, expired); raises
         NotCached when only a lookup can tell. Call it on the event loop."""
-        entry = self._entries.get(secret)
+        entry = self._entries.get(credential)
         if entry is None:
             raise NotCached
         now = self.clock()
         if now >= entry[0]:
             raise NotCached
-        if now >= entry[1] and secret not in self._lookups:
-            self._start(secret)   # answered meanwhile from the entry
+        if now >= entry[1] and credential not in self._lookups:
+            self._start(credential, entry[3])   # answered meanwhile from the entry
         return entry[2]
 
-    async def look_up(self, secret: str) -> TenantKey | None:
-        """As `get`, from the registry (raises RegistryError when it cannot answer)."""
-        lookup = self._lookups.get(secret) or self._start(secret)
+    async def look_up(self, credential: str, secret: str) -> TenantKey | None:
+        """As `get`, from the registry: `secret` is the key the credential carries (raises
+        RegistryError when the registry cannot answer)."""
+        lookup = self._lookups.get(credential) or self._start(credential, secret)
         key = await asyncio.shield(lookup)
         return key if key is not None and key.usable(self.clock()) else None
 
@@ -230,21 +232,22 @@ class KeyCache:
         """Every entry goes (a key was revoked in this process: its next request looks it up)."""
         self._entries.clear()
 
-    def _start(self, secret: str) -> asyncio.Future:
+    def _start(self, credential: str, secret: str) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         read_at = self.clock()
-        lookup = self._lookups[secret] = loop.run_in_executor(None, self.store.lookup, secret)
-        lookup.add_done_callback(lambda done: self._done(secret, read_at, done))
+        lookup = self._lookups[credential] = loop.run_in_executor(None, self.store.lookup, secret)
+        lookup.add_done_callback(lambda done: self._done(credential, secret, read_at, done))
         return lookup
 
-    def _done(self, secret: str, read_at: float, lookup: asyncio.Future) -> None:
-        del self._lookups[secret]
+    def _done(self, credential: str, secret: str, read_at: float, lookup: asyncio.Future) -> None:
+        del self._lookups[credential]
         if lookup.cancelled() or lookup.exception() is not None:
             return   # the entry ages out at `stale_s`; the requests after that get the error from look_up
         key = lookup.result()
         until = read_at + self.stale_s
         if key is not None and key.expires_at is not None:
             until = min(until, key.expires_at)
-        if len(self._entries) > 10_000:   # secrets tried and gone
+        if len(self._entries) > 10_000:   # credentials tried and gone
             self._entries.clear()
-        self._entries[secret] = (until, read_at + self.fresh_s, key if key is not None and key.usable(read_at) else None)
+        usable = key if key is not None and key.usable(read_at) else None
+        self._entries[credential] = (until, read_at + self.fresh_s, usable, secret)

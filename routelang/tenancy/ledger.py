@@ -81,6 +81,7 @@ class _Bucket:
     level: float
     at: float
     limit: ir.RateLimit       # the limit it counts (its words, for a refusal)
+    rate: float = 0.0         # refilled per second: amount / seconds
 
 
 @dataclass(slots=True)
@@ -88,8 +89,8 @@ class Hold:
     request_id: str
     tokens: int               # the estimate held in every token bucket
     nanos: int                # the estimate held against every budget
-    budgets: tuple            # the _Budget and _Bucket objects it holds from
-    buckets: tuple
+    budgets: tuple            # the _Budget objects it holds from
+    buckets: tuple            # the token buckets it holds from (a request taken from a request limit stays taken)
     expires: float
 
 
@@ -130,7 +131,7 @@ class Ledger:
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
-        # id(scopes) -> (scopes, checks, budgets, buckets) (see _resolve): the scopes of a reserve are
+        # id(scopes) -> (scopes, budgets, limits, held, token buckets, request buckets) (see _resolve): the scopes of a reserve are
         # resolved to their state once, not by tuple-keyed lookups on every request (the gateway keeps
         # one tuple of scopes per key and router version).
         self.resolved: dict[int, tuple] = {}
@@ -140,7 +141,7 @@ class Ledger:
 
     def reserve(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
         """Hold `tokens` and `nanos` (the request's estimate) and one request in every
-        scope, or nothing and the first refusal."""
+        scope, or nothing and the first refusal (every budget is checked before any limit)."""
         with self.lock:
             now = self.clock()
             if now >= self.next_sweep:
@@ -150,27 +151,28 @@ class Ledger:
             resolved = self.resolved.get(id(scopes))
             if resolved is None or resolved[0] is not scopes:
                 resolved = self._resolve(scopes, now)
-            _, checks, budgets, buckets = resolved
-            for state, scope in checks:
-                if type(state) is _Budget:
-                    if now >= state.end or now < state.window:
-                        self._roll(state, now)
-                    if state.spent + state.held + nanos > state.cap:
-                        return self._exhausted(scope, state, nanos, now)
-                else:
-                    if now > state.at:
-                        level = state.level + (now - state.at) * state.amount / state.seconds
-                        state.level = level if level < state.amount else float(state.amount)
-                        state.at = now
-                    need = tokens if state.tokens else 1
-                    if state.level < need:
-                        return self._over(scope, state, need)
+            _, budgets, buckets, held, token_buckets, request_buckets = resolved
+            for state, scope in budgets:
+                if now >= state.end or now < state.window:
+                    self._roll(state, now)
+                if state.spent + state.held + nanos > state.cap:
+                    return self._exhausted(scope, state, nanos, now)
+            for state, scope in buckets:
+                if now > state.at:   # refilled for the time gone by (whatever this request's fate)
+                    level = state.level + (now - state.at) * state.rate
+                    state.level = level if level < state.amount else float(state.amount)
+                    state.at = now
+                if state.level < (tokens if state.tokens else 1):
+                    return self._over(scope, state, tokens if state.tokens else 1)
             # Every check passed: take from everything at once.
-            for state in budgets:
+            for state in held:
                 state.held += nanos
-            for bucket in buckets:
-                bucket.level -= tokens if bucket.tokens else 1
-            hold = self.holds[request_id] = Hold(request_id, tokens, nanos, budgets, buckets, now + self.hold_ttl_s)
+            for bucket in token_buckets:
+                bucket.level -= tokens
+            for bucket in request_buckets:
+                bucket.level -= 1
+            hold = self.holds[request_id] = Hold(request_id, tokens, nanos, held, token_buckets,
+                                                 now + self.hold_ttl_s)
             return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
@@ -192,14 +194,16 @@ class Ledger:
         return self.settle(request_id, 0, 0)
 
     def _undo(self, hold: Hold, spent: int, tokens: int, now: float) -> None:
+        held = hold.nanos
         for state in hold.budgets:
-            state.held -= hold.nanos
+            state.held -= held
             if now >= state.end:
                 self._roll(state, now)
             state.spent += spent     # charged to the window in which it ends
-        for bucket in hold.buckets:
-            if bucket.tokens:
-                bucket.level += hold.tokens - tokens
+        back = hold.tokens - tokens
+        if back:
+            for bucket in hold.buckets:
+                bucket.level += back
 
     def _expire(self, now: float) -> None:
         self.next_sweep = now + 1.0   # holds live minutes: a sweep a second is plenty, and cheap per request
@@ -213,19 +217,17 @@ class Ledger:
     # ---- state ---------------------------------------------------------------------
 
     def _resolve(self, scopes: tuple[Scope, ...], now: float) -> tuple:
-        """What a reserve across `scopes` checks, in order (each scope's budgets, then its
-        limits), and the budgets and buckets it takes from. The state is kept under (kind,
-        name, period or unit and period), so a new version of a scope keeps what the old one
-        spent and took; its amounts and zone are the new version's."""
+        """What a reserve across `scopes` checks: every budget (with its scope, for the refusal),
+        then every limit; the budgets it holds from, and its token and request buckets. The state
+        is kept under (kind, name, period or unit and period), so a new version of a scope keeps
+        what the old one spent and took; its amounts and zone are the new version's."""
         if len(self.resolved) > 10_000:   # scopes of versions no longer served
             self.resolved.clear()
-        checks = []
-        for scope in scopes:
-            checks += [(self._budget(scope, budget, now), scope) for budget in scope.budgets]
-            checks += [(self._bucket(scope, limit, now), scope) for limit in scope.limits]
-        budgets = tuple(state for state, _ in checks if type(state) is _Budget)
-        buckets = tuple(state for state, _ in checks if type(state) is _Bucket)
-        resolved = self.resolved[id(scopes)] = (scopes, tuple(checks), budgets, buckets)
+        budgets = tuple((self._budget(scope, budget, now), scope) for scope in scopes for budget in scope.budgets)
+        buckets = tuple((self._bucket(scope, limit, now), scope) for scope in scopes for limit in scope.limits)
+        resolved = self.resolved[id(scopes)] = (
+            scopes, budgets, buckets, tuple(state for state, _ in budgets),
+            tuple(state for state, _ in buckets if state.tokens), tuple(state for state, _ in buckets if not state.tokens))
         return resolved
 
     @staticmethod
@@ -272,12 +274,13 @@ class Ledger:
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = _Bucket(limit.amount, limit.seconds, limit.unit == "tokens",
-                                                 float(limit.amount), now, limit)
+                                                 float(limit.amount), now, limit, limit.amount / limit.seconds)
         elif bucket.limit != limit:   # a new version changed the amount: what is taken stays taken
             bucket.level = min(float(limit.amount), bucket.level + limit.amount - bucket.amount)
             bucket.amount, bucket.seconds, bucket.limit = limit.amount, limit.seconds, limit
+            bucket.rate = limit.amount / limit.seconds
         if now > bucket.at:
-            level = bucket.level + (now - bucket.at) * bucket.amount / bucket.seconds
+            level = bucket.level + (now - bucket.at) * bucket.rate
             bucket.level = level if level < bucket.amount else float(bucket.amount)
             bucket.at = now
         return bucket
