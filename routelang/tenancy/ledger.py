@@ -131,7 +131,7 @@ class Ledger:
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
-        # id(scopes) -> (scopes, budgets, limits, held, token buckets, request buckets) (see _resolve): the scopes of a reserve are
+        # id(scopes) -> (scopes, budgets, limits, the budgets held, the token buckets held) (see _resolve): the scopes of a reserve are
         # resolved to their state once, not by tuple-keyed lookups on every request (the gateway keeps
         # one tuple of scopes per key and router version).
         self.resolved: dict[int, tuple] = {}
@@ -151,26 +151,26 @@ class Ledger:
             resolved = self.resolved.get(id(scopes))
             if resolved is None or resolved[0] is not scopes:
                 resolved = self._resolve(scopes, now)
-            _, budgets, buckets, held, token_buckets, request_buckets = resolved
+            _, budgets, buckets, held, token_buckets = resolved
+            # Each check takes as it passes (under the lock, nobody sees the difference); a refusal gives
+            # back what was taken before it, so a reserve still takes from everything or from nothing.
             for state, scope in budgets:
                 if now >= state.end or now < state.window:
                     self._roll(state, now)
                 if state.spent + state.held + nanos > state.cap:
+                    self._give_back(resolved, state, tokens, nanos)
                     return self._exhausted(scope, state, nanos, now)
+                state.held += nanos
             for state, scope in buckets:
                 if now > state.at:   # refilled for the time gone by (whatever this request's fate)
                     level = state.level + (now - state.at) * state.rate
                     state.level = level if level < state.amount else float(state.amount)
                     state.at = now
-                if state.level < (tokens if state.tokens else 1):
-                    return self._over(scope, state, tokens if state.tokens else 1)
-            # Every check passed: take from everything at once.
-            for state in held:
-                state.held += nanos
-            for bucket in token_buckets:
-                bucket.level -= tokens
-            for bucket in request_buckets:
-                bucket.level -= 1
+                need = tokens if state.tokens else 1
+                if state.level < need:
+                    self._give_back(resolved, state, tokens, nanos)
+                    return self._over(scope, state, need)
+                state.level -= need
             hold = self.holds[request_id] = Hold(request_id, tokens, nanos, held, token_buckets,
                                                  now + self.hold_ttl_s)
             return Admission(hold)
@@ -218,17 +218,28 @@ class Ledger:
 
     def _resolve(self, scopes: tuple[Scope, ...], now: float) -> tuple:
         """What a reserve across `scopes` checks: every budget (with its scope, for the refusal),
-        then every limit; the budgets it holds from, and its token and request buckets. The state
+        then every limit; and what its hold gives back: the budgets, and the token buckets. The state
         is kept under (kind, name, period or unit and period), so a new version of a scope keeps
         what the old one spent and took; its amounts and zone are the new version's."""
         if len(self.resolved) > 10_000:   # scopes of versions no longer served
             self.resolved.clear()
         budgets = tuple((self._budget(scope, budget, now), scope) for scope in scopes for budget in scope.budgets)
         buckets = tuple((self._bucket(scope, limit, now), scope) for scope in scopes for limit in scope.limits)
-        resolved = self.resolved[id(scopes)] = (
-            scopes, budgets, buckets, tuple(state for state, _ in budgets),
-            tuple(state for state, _ in buckets if state.tokens), tuple(state for state, _ in buckets if not state.tokens))
+        resolved = self.resolved[id(scopes)] = (scopes, budgets, buckets, tuple(state for state, _ in budgets),
+                                                tuple(state for state, _ in buckets if state.tokens))
         return resolved
+
+    @staticmethod
+    def _give_back(resolved: tuple, refused: _Budget | _Bucket, tokens: int, nanos: int) -> None:
+        """Undo what a reserve took from the states checked before the one that refused."""
+        for state, _ in resolved[1]:
+            if state is refused:
+                return
+            state.held -= nanos
+        for state, _ in resolved[2]:
+            if state is refused:
+                return
+            state.level += tokens if state.tokens else 1
 
     @staticmethod
     def _exhausted(scope: Scope, state: _Budget, nanos: int, now: float) -> Refusal:
