@@ -23,8 +23,9 @@ and the minimum are the figures least disturbed by other load.
 this process's side of sharing, not redis-server's own CPU).
 `--tenants` adds a run with tenants on (`serve --tenant-keys`): every request
 carries a tenant key, is held to its workspace's and agent's restrictions and
-admitted by a reserve on two budgets and two limits, then settled; the row says
-what admission adds to routelang's CPU per request.
+admitted by a reserve on two budgets and two limits, then settled; its runs and
+routelang's are taken in turn (so a change of load falls on both alike; `--profile`
+is then not taken), and the row says what admission adds to routelang's CPU per request.
 `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
 `--requests`, the difference divided by the difference in requests.
@@ -144,8 +145,10 @@ class Client(asyncio.Protocol):
 
     request = REQUEST
 
-    def __init__(self, count: int, done: asyncio.Future):
+    def __init__(self, count: int, done: asyncio.Future, request: bytes | None = None):
         self.left, self.done, self.buffer = count, done, b""
+        if request is not None:
+            self.request = request
 
     def connection_made(self, transport):
         self.transport = transport
@@ -202,6 +205,38 @@ async def serve_and_send(app: web.Application, count: int, repeat: int, profile:
     return times
 
 
+async def serve_and_send_alternately(apps: dict[str, tuple[web.Application, bytes]], count: int,
+                                     repeat: int) -> dict[str, list[float]]:
+    """As serve_and_send for several servers at once, their runs taken in turn (A, B, A, B, ...), so
+    that a change of the machine's load falls on each of them alike."""
+    runners, ports = {}, {}
+    for name, (app, _) in apps.items():
+        runners[name] = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runners[name].setup()
+        site = web.TCPSite(runners[name], "127.0.0.1", 0)
+        await site.start()
+        ports[name] = site._server.sockets[0].getsockname()[1]
+    settle_gc()
+    loop = asyncio.get_running_loop()
+    times: dict[str, list[float]] = {name: [] for name in apps}
+    try:
+        for run in range(repeat + 1):  # the first round warms up (caches, connections)
+            for name, (_, request) in apps.items():
+                done: asyncio.Future = loop.create_future()
+                start = time.process_time()
+                transport, _ = await loop.create_connection(functools.partial(Client, count, done, request),
+                                                            "127.0.0.1", ports[name])
+                await done
+                elapsed = time.process_time() - start
+                transport.close()
+                if run:
+                    times[name].append(elapsed / count * 1e6)
+    finally:
+        for runner in runners.values():
+            await runner.cleanup()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=4000)
@@ -245,10 +280,12 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
                 app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
-        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests,
-                                         args.repeat,
-                                         args.profile))
-        tenants = measure_tenants(args, config, log, otlp_endpoint, scratch) if args.tenants else None
+        tenants = None
+        if args.tenants:   # taken in turn with routelang's runs: the difference is what admission adds
+            ours, tenants = measure_tenants(args, config, log, otlp_endpoint, scratch)
+        else:
+            ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests,
+                                             args.repeat, args.profile))
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")
@@ -260,14 +297,22 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
 
 
 def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endpoint: str | None,
-                    scratch: str) -> list[float]:
-    """The same router with a workspace and an agent, every request with a tenant key."""
+                    scratch: str) -> tuple[list[float], list[float]]:
+    """routelang's runs and the same router's with a workspace and an agent, every request with a
+    tenant key, taken in turn."""
     plain = Client.request
+
+    async def both() -> dict[str, list[float]]:
+        ours = routelang_app(config, log, otlp_endpoint, args.state)
+        tenants = tenants_app(config, log, otlp_endpoint, args.state, scratch)
+        return await serve_and_send_alternately({"routelang": (ours, plain), "tenants": (tenants, Client.request)},
+                                                args.requests, args.repeat)
+
     try:
-        app = tenants_app(config, log, otlp_endpoint, args.state, scratch)
-        return uvloop.run(serve_and_send(app, args.requests, args.repeat, None))
+        times = uvloop.run(both())
     finally:
         Client.request = plain
+    return times["routelang"], times["tenants"]
 
 
 def tenants_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, scratch: str) -> web.Application:
