@@ -1160,7 +1160,7 @@ def keys_list_command(workspace, as_json, registry):
 @registry_option
 @guarded
 def keys_revoke_command(key_id, registry):
-    """Revoke a key by its id: gateways refuse it within a second."""
+    """Revoke a key by its id: gateways refuse it within 2 s at most (docs/tenants.md, Keys)."""
     from .tenancy.keys import KeyStoreError
 
     try:
