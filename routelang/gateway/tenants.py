@@ -236,13 +236,8 @@ class Tenants:
         admitting = self._admitting_for(loaded, key)
         if admitting.refused is not None:
             return self._refused(key, admitting.refused)
-        held, allowed = admitting.held, admitting.allowed
-        for target in decision.attempts:
-            if not allowed.get(id(target), False) and not self._may_use(admitting, target):
-                break
-        else:
-            allowed = None   # the common case: every target is allowed, nothing to narrow
-        if allowed is not None:
+        held = admitting.held
+        if not self._may_use_all(admitting, decision.attempts):   # else, the common case, nothing to narrow
             kept = [t for t in decision.attempts if self._may_use(admitting, t)]
             if not kept:
                 why = "; ".join(f"{plan.target_name(t)}: {', '.join(r for p in held for r in p.refusals(t))}"
@@ -292,6 +287,13 @@ class Tenants:
             qualified = kept or sorted(qualified, key=self.quality.score)[:1]   # else the best left serves
         self._narrow(decision, qualified)
         return None
+
+    @classmethod
+    def _may_use_all(cls, admitting: _Admitting, targets: list[plan.Target]) -> bool:
+        for target in targets:
+            if not cls._may_use(admitting, target):
+                return False
+        return True
 
     @staticmethod
     def _may_use(admitting: _Admitting, target: plan.Target) -> bool:

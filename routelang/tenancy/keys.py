@@ -1,6 +1,8 @@
 """Tenant keys: issued per workspace (and optionally agent), stored hashed,
-revocable, optionally expiring. `KeyStore` keeps them in the registry's
-`tenant_keys` table, through its Store (a SQLite file or a Postgres database).
+revocable, optionally expiring, optionally with budgets and limits of their own.
+`KeyStore` keeps them in the registry's `tenant_keys` table, through its Store
+(a SQLite file or a Postgres database); `KeyCache` is what a gateway knows of
+them, read from the store off the event loop.
 
 A key is `rlk_` + 43 url-safe characters (256 random bits); only its sha256
 is stored, and the secret is shown once, by `create`. The key's id
