@@ -68,3 +68,22 @@ def test_a_slow_registry_holds_only_the_requests_it_must_answer_for(gateway, ups
         lock.commit()   # the registry answers
         assert waiting.result(timeout=10).status_code == 200
     store.close()
+
+
+def test_a_registry_that_cannot_answer_is_a_503_for_the_keys_it_must_tell_about(gateway, upstreams, tmp_path):
+    import sqlite3
+
+    up = upstreams()
+    registry = tmp_path / "keys.db"
+    store = KeyStore(registry)
+    known, unseen = store.create("ws")[1], store.create("ws")[1]
+    store.close()
+    gw = gateway(ROUTE.format(url=up.url), tenant_keys=registry)
+    assert ask(gw, known).status_code == 200
+    with sqlite3.connect(registry) as broken:
+        broken.execute("ALTER TABLE tenant_keys RENAME TO gone")   # every read of a key now fails
+    reply = ask(gw, unseen)
+    assert reply.status_code == 503
+    assert reply.json()["error"]["code"] == "registry_unavailable"
+    assert "tenant keys cannot be read" in reply.json()["error"]["message"]
+    assert ask(gw, known).status_code == 200   # answered from what the gateway read a moment ago
