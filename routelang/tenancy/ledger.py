@@ -131,9 +131,9 @@ class Ledger:
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
-        # id(scopes) -> (scopes, budgets, limits, the budgets held, the token buckets held) (see _resolve): the scopes of a reserve are
-        # resolved to their state once, not by tuple-keyed lookups on every request (the gateway keeps
-        # one tuple of scopes per key and router version).
+        # id(scopes) -> what a reserve across them checks and holds (see _resolve): the scopes of a
+        # reserve are resolved to their state once, not by tuple-keyed lookups on every request (the
+        # gateway keeps one tuple of scopes per key and router version).
         self.resolved: dict[int, tuple] = {}
         self.next_sweep = 0.0                      # when expired holds are looked for next
 
