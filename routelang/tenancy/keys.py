@@ -199,7 +199,7 @@ class KeyCache:
     while one lookup in a worker thread refreshes it, for up to `stale_s` seconds after it was
     read; past that, and for a secret not seen yet, the request waits for the lookup (in a
     thread too). So a revoked key is refused at most `fresh_s` plus the registry's answer time
-    after its revocation, and never later than `stale_s`."""
+    after its revocation: within `stale_s` while the registry answers within `stale_s - fresh_s`."""
 
     def __init__(self, store: KeyStore, fresh_s: float = 1.0, stale_s: float = 2.0, clock=time.time):
         self.store = store
