@@ -1,6 +1,6 @@
 """What routelang's own code costs per gateway request, without any upstream (run by hand).
 
-    python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|minimal]
+    python benchmarks/gateway_hotpath.py [--requests 4000] [--repeat 5] [--only routelang|tenants|minimal]
                                          [--profile FILE] [--config bench.json]
                                          [--state memory|redis://HOST:PORT/DB]
                                          [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
@@ -23,8 +23,9 @@ and the minimum are the figures least disturbed by other load.
 this process's side of sharing, not redis-server's own CPU).
 `--tenants` adds a run with tenants on (`serve --tenant-keys`): every request
 carries a tenant key, is held to its workspace's and agent's restrictions and
-admitted by a reserve on two budgets and two limits, then settled; the row says
-what admission adds to routelang's CPU per request.
+admitted by a reserve on two budgets and two limits, then settled; its runs and
+routelang's are taken in turn (so a change of load falls on both alike; `--profile`
+is then not taken), and the row says what admission adds to routelang's CPU per request.
 `--connections N` sends on N connections at once (requests in flight together:
 the Redis ledger sends the reserves that arrive in one event-loop tick in one
 pipeline, which one connection never shows).
@@ -147,8 +148,10 @@ class Client(asyncio.Protocol):
 
     request = REQUEST
 
-    def __init__(self, count: int, done: asyncio.Future):
+    def __init__(self, count: int, done: asyncio.Future, request: bytes | None = None):
         self.left, self.done, self.buffer = count, done, b""
+        if request is not None:
+            self.request = request
 
     def connection_made(self, transport):
         self.transport = transport
@@ -187,20 +190,15 @@ async def serve_and_send(app: web.Application, count: int, repeat: int, profile:
     times = []
     try:
         for run in range(repeat + 1):  # the first run warms up (caches, connections)
-            dones = [loop.create_future() for _ in range(connections)]
             profiler = cProfile.Profile() if profile and run == repeat else None
             if profiler:
                 profiler.enable()
             start = time.process_time()
-            transports = [(await loop.create_connection(functools.partial(Client, count // connections, done),
-                                                        "127.0.0.1", port))[0] for done in dones]
-            await asyncio.gather(*dones)
+            await send(loop, port, count, connections, Client.request)
             elapsed = time.process_time() - start
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(profile)
-            for transport in transports:
-                transport.close()
             if run:
                 times.append(elapsed / count * 1e6)
     finally:
@@ -208,11 +206,49 @@ async def serve_and_send(app: web.Application, count: int, repeat: int, profile:
     return times
 
 
+async def send(loop: asyncio.AbstractEventLoop, port: int, count: int, connections: int, request: bytes) -> None:
+    """`count` requests over `connections` keep-alive connections at once, each one after the other."""
+    dones = [loop.create_future() for _ in range(connections)]
+    transports = [(await loop.create_connection(functools.partial(Client, count // connections, done, request),
+                                                "127.0.0.1", port))[0] for done in dones]
+    await asyncio.gather(*dones)
+    for transport in transports:
+        transport.close()
+
+
+async def serve_and_send_alternately(apps: dict[str, tuple[web.Application, bytes]], count: int,
+                                     repeat: int, connections: int = 1) -> dict[str, list[float]]:
+    """As serve_and_send for several servers at once, their runs taken in turn (A, B, A, B, ...), so
+    that a change of the machine's load falls on each of them alike."""
+    runners, ports = {}, {}
+    for name, (app, _) in apps.items():
+        runners[name] = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runners[name].setup()
+        site = web.TCPSite(runners[name], "127.0.0.1", 0)
+        await site.start()
+        ports[name] = site._server.sockets[0].getsockname()[1]
+    settle_gc()
+    loop = asyncio.get_running_loop()
+    times: dict[str, list[float]] = {name: [] for name in apps}
+    try:
+        for run in range(repeat + 1):  # the first round warms up (caches, connections)
+            for name, (_, request) in apps.items():
+                start = time.process_time()
+                await send(loop, ports[name], count, connections, request)
+                elapsed = time.process_time() - start
+                if run:
+                    times[name].append(elapsed / count * 1e6)
+    finally:
+        for runner in runners.values():
+            await runner.cleanup()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=("routelang", "minimal"))
+    parser.add_argument("--only", choices=("routelang", "tenants", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
     parser.add_argument("--state", default="memory", help="memory (default) or a Redis URL, as serve --state")
@@ -247,12 +283,18 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
             config.write_text(json.dumps(CONFIG))
         log = Path(scratch, "log.jsonl")
         if args.only:
-            app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
+            if args.only == "tenants":
+                app = tenants_app(config, log, otlp_endpoint, args.state, scratch)
+            else:
+                app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
             return
-        ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests,
-                                         args.repeat, args.profile, args.connections))
-        tenants = measure_tenants(args, config, log, otlp_endpoint, scratch) if args.tenants else None
+        tenants = None
+        if args.tenants:   # taken in turn with routelang's runs: the difference is what admission adds
+            ours, tenants = measure_tenants(args, config, log, otlp_endpoint, scratch)
+        else:
+            ours = uvloop.run(serve_and_send(routelang_app(config, log, otlp_endpoint, args.state), args.requests,
+                                             args.repeat, args.profile, args.connections))
         base = uvloop.run(serve_and_send(minimal_app(), args.requests, args.repeat, None, args.connections))
     print(f"routelang {min(ours):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"minimal   {min(base):7.1f} us/request  (runs: {', '.join(f'{t:.1f}' for t in base)})")
@@ -264,8 +306,27 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
 
 
 def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endpoint: str | None,
-                    scratch: str) -> list[float]:
-    """The same router with a workspace and an agent, every request with a tenant key."""
+                    scratch: str) -> tuple[list[float], list[float]]:
+    """routelang's runs and the same router's with a workspace and an agent, every request with a
+    tenant key, taken in turn."""
+    plain = Client.request
+
+    async def both() -> dict[str, list[float]]:
+        ours = routelang_app(config, log, otlp_endpoint, args.state)
+        tenants = tenants_app(config, log, otlp_endpoint, args.state, scratch)
+        return await serve_and_send_alternately({"routelang": (ours, plain), "tenants": (tenants, Client.request)},
+                                                args.requests, args.repeat, args.connections)
+
+    try:
+        times = uvloop.run(both())
+    finally:
+        Client.request = plain
+    return times["routelang"], times["tenants"]
+
+
+def tenants_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, scratch: str) -> web.Application:
+    """The router of `config` with POLICIES, its targets priced, and a key of the workspace and the
+    agent that every request of Client carries from now on."""
     from routelang.tenancy.keys import KeyStore
 
     keys = Path(scratch, "keys.db")
@@ -279,14 +340,9 @@ def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endp
     data.setdefault("x-routelang", {})["policies"] = POLICIES
     tenant_config = Path(scratch, "tenants.json")
     tenant_config.write_text(json.dumps(data))
-    plain = Client.request
-    Client.request = plain.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
-                                   + secret.encode() + b"\r\n")
-    try:
-        return uvloop.run(serve_and_send(routelang_app(tenant_config, log, otlp_endpoint, args.state, keys), args.requests,
-                                         args.repeat, None, args.connections))
-    finally:
-        Client.request = plain
+    Client.request = Client.request.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
+                                            + secret.encode() + b"\r\n")
+    return routelang_app(tenant_config, log, otlp_endpoint, state, keys)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,13 @@ class Finite(click.FloatRange):
         return number
 
 
+class OptionProblem(UsageProblem):
+    """A bad option value, its message already located (`--limit:1:17: error[RL001]: ...`), exit 2."""
+
+    def show(self, file=None):
+        click.echo(self.format_message(), err=True)
+
+
 class InputProblem(click.ClickException):
     """An error in an input file, its message already located (`file:line:col: error: ...`), exit 1."""
 
@@ -1095,26 +1102,38 @@ def _key_store(registry: str | None):
 @click.argument("workspace")
 @click.option("--agent", help="The agent the key's requests belong to (`agent.id`).")
 @click.option("--expires", help="Expire in a duration (30d, 12h) or at an ISO date or date-time (UTC unless given).")
+@click.option("--limit", help='The key\'s own limits, as a workspace writes them: "60 requests per minute, 20k tokens'
+                              ' per minute".')
+@click.option("--budget", help='The key\'s own budgets, as a workspace writes them: "10 USD per day, 50 per week".')
 @click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
 @registry_option
 @guarded
-def keys_create_command(workspace, agent, expires, as_json, registry):
-    """Issue a key for WORKSPACE; the secret is printed once and never stored."""
+def keys_create_command(workspace, agent, expires, limit, budget, as_json, registry):
+    """Issue a key for WORKSPACE; the secret is printed once and never stored. Its requests count
+    against its own --limit and --budget too, besides its workspace's and agent's."""
     import time
 
-    from .tenancy.keys import KeyStoreError, expiry, iso
+    from .tenancy.keys import KeyStoreError, allowance, expiry, iso
 
+    try:
+        budgets, limits = allowance(budget, limit)
+    except KeyStoreError as exc:
+        raise OptionProblem(str(exc)) from None
     store = _key_store(registry)
     now = time.time()
     try:
-        key, secret = store.create(workspace, agent, None if expires is None else expiry(expires, now), now)
+        key, secret = store.create(workspace, agent, None if expires is None else expiry(expires, now), now,
+                                   budgets, limits)
     except KeyStoreError as exc:
         raise UsageProblem(str(exc)) from None
     if as_json:
         click.echo(json.dumps(key.to_dict(now) | {"key": secret}, indent=2))
     else:
+        shown = key.to_dict(now)
         click.echo(f"{key.id} for workspace {workspace}" + (f", agent {agent}" if agent else "")
-                   + (f", expires {iso(key.expires_at)}" if key.expires_at else ""))
+                   + (f", expires {iso(key.expires_at)}" if key.expires_at else "")
+                   + (f", limit {shown['limit']}" if shown["limit"] else "")
+                   + (f", budget {shown['budget']}" if shown["budget"] else ""))
         click.echo(f"key: {secret}")
         click.echo("(shown once: only its sha256 is stored)", err=True)
     finish(Exit.OK)
@@ -1137,9 +1156,10 @@ def keys_list_command(workspace, as_json, registry):
     if as_json:
         click.echo(json.dumps([k.to_dict(now) for k in keys], indent=2))
     elif keys:
-        click.echo(text_table(["ID", "WORKSPACE", "AGENT", "CREATED", "EXPIRES", "STATE"], [
-            [k.id, k.workspace, k.agent or "-", iso(k.created_at), iso(k.expires_at) or "-", k.state(now)]
-            for k in keys]))
+        shown = [k.to_dict(now) for k in keys]
+        click.echo(text_table(["ID", "WORKSPACE", "AGENT", "CREATED", "EXPIRES", "STATE", "LIMIT", "BUDGET"], [
+            [k.id, k.workspace, k.agent or "-", iso(k.created_at), iso(k.expires_at) or "-", k.state(now),
+             d["limit"] or "-", d["budget"] or "-"] for k, d in zip(keys, shown, strict=True)]))
     else:
         click.echo("no keys")
     finish(Exit.OK)
@@ -1150,7 +1170,7 @@ def keys_list_command(workspace, as_json, registry):
 @registry_option
 @guarded
 def keys_revoke_command(key_id, registry):
-    """Revoke a key by its id: gateways refuse it within a second."""
+    """Revoke a key by its id: gateways refuse it within 2 s at most (docs/tenants.md, Keys)."""
     from .tenancy.keys import KeyStoreError
 
     try:

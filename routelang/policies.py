@@ -13,7 +13,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import ast, ir
-from .diagnostics import DUPLICATE_SETTING, INVALID_POLICY, TYPE_MISMATCH, Related
+from .diagnostics import DUPLICATE_SETTING, INVALID_POLICY, SYNTAX_ERROR, TYPE_MISMATCH, Diagnostic, Related
+from .source import Source, Span
 
 
 class Module(Protocol):
@@ -248,17 +249,26 @@ def _strings(values) -> str:
     return "[" + ", ".join(quote(v) for v in values) + "]"
 
 
+def budgets_source(budgets: tuple[ir.Budget, ...]) -> str:
+    """`100 USD per day, 500 per week`: how the language writes budgets."""
+    first, *rest = budgets
+    return f"{_usd(first.micros)} USD per {first.period}" + "".join(f", {_usd(b.micros)} per {b.period}" for b in rest)
+
+
+def limits_source(limits: tuple[ir.RateLimit, ...]) -> str:
+    """`600 requests per minute, 200000 tokens per minute`: how the language writes limits."""
+    return ", ".join(f"{lim.amount} {lim.unit} per {lim.per}" for lim in limits)
+
+
 def policy_source(policy: ir.Policy) -> str:
     """The `.route` block of a policy (the importer writes compiled policies back with it)."""
     from .parser import quote
 
     lines = []
     if policy.budgets:
-        first, *rest = policy.budgets
-        lines.append(f"budget {_usd(first.micros)} USD per {first.period}"
-                     + "".join(f", {_usd(b.micros)} per {b.period}" for b in rest))
+        lines.append("budget " + budgets_source(policy.budgets))
     if policy.limits:
-        lines.append("limit " + ", ".join(f"{lim.amount} {lim.unit} per {lim.per}" for lim in policy.limits))
+        lines.append("limit " + limits_source(policy.limits))
     if policy.allow_targets is not None:
         lines.append(f"allow targets [{_names(policy.allow_targets)}]")
     for field, words in (("allow_providers", "allow providers"), ("allow_tags", "allow tags")):
@@ -311,3 +321,67 @@ def target_value(resolver: Resolver, setting, value, span) -> object:
                        help=f'e.g. {setting.surface} ["gdpr"]')
         return None
     return tuple(value)
+
+
+# ---- items given outside a .route file --------------------------------------------------------
+
+OUTSIDE_ITEMS = ("budget", "limit")
+
+
+class _Collected:
+    """A Resolver that keeps what is reported (budgets and limits look nothing up)."""
+
+    def __init__(self):
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, code, message, span, help=None, related=None, rule=None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, help=help, related=related or []))
+
+    def lookup(self, module, name, kind):
+        raise AssertionError("budgets and limits name nothing")
+
+
+def outside_items(what: str, items: dict[str, str]) -> tuple[ir.Policy | None, list[Diagnostic]]:
+    """The budgets and limits of something declared outside a `.route` file (a key's
+    `--budget "10 USD per day"`, `--limit "60 requests per minute"`), read by the language's
+    own grammar and checks, so they are written and refused exactly as in a workspace (the
+    messages call their owner `what`: "the key"). Each value's diagnostics are located in it,
+    in a file named `--budget` or `--limit`."""
+    from .parser import parse
+
+    sources, lines = {}, ["workspace outside {"]
+    for item, text in items.items():
+        if item not in OUTSIDE_ITEMS:
+            raise ValueError(f"{item!r} is not one of {OUTSIDE_ITEMS}")
+        sources[len(lines) + 1] = Source(f"--{item}", text)
+        for column, char in enumerate(text, 1):
+            if char in "{}\n\r":
+                shown = {"\n": "a line break", "\r": "a line break"}.get(char, f"`{char}`")
+                return None, [Diagnostic(SYNTAX_ERROR, f"{shown} cannot be part of a {item}",
+                                         Span(f"--{item}", 1, column, 1, column + 1),
+                                         help=f"give only the {item}'s values, as in a workspace:"
+                                              + (' "10 USD per day, 50 per week"' if item == "budget"
+                                                 else ' "60 requests per minute, 20k tokens per minute"'))]
+        lines.append(f"{item} {text}")
+    lines.append("}")
+    tree, diagnostics = parse(Source("<outside>", "\n".join(lines)))
+
+    def located(d: Diagnostic) -> Diagnostic:
+        source = sources.get(d.span.line)
+        if source is None:   # past the last value: it ended too soon
+            source = sources[max(sources)]
+            end = len(source.text) + 1
+            return Diagnostic(d.code, f"the {source.name.removeprefix('--')} ends too soon",
+                              Span(source.name, 1, end, 1, end + 1), help=d.help)
+        shift = len(source.name) - 1   # the item's word and its space, before the value
+        span = Span(source.name, 1, max(1, d.span.column - shift), 1, max(2, d.span.end_column - shift))
+        return Diagnostic(d.code, d.message, span, help=d.help)
+
+    if not diagnostics:
+        resolver = _Collected()
+        builder = PolicyBuilder(resolver, None, tree.items[0])
+        builder.what = what
+        policy = builder.build()
+        diagnostics = resolver.diagnostics
+    out = [located(d) for d in diagnostics]
+    return (None if out else policy), out

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from routelang.registry.store import ROUTER_NAME
 
+from ..tenancy.keys import NotCached
 from . import auth, errors, plan
 from .adapters import fit
 from .exchange import Exchange
@@ -124,8 +125,12 @@ class Endpoints:
                     response = refusal(refused)
                     return response
             if self.tenants is not None:
+                authorization = request.headers.get("Authorization")
                 try:
-                    routed.tenant_key = self.tenants.identify(request.headers.get("Authorization"))
+                    try:
+                        routed.tenant_key = self.tenants.identify(authorization)
+                    except NotCached:
+                        routed.tenant_key = await self.tenants.look_up(authorization)
                 except auth.Refused as refused:
                     response = refusal(refused)
                     return response

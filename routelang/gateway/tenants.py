@@ -21,11 +21,13 @@ left (highest success rate, then lowest median latency) serves.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 
 from routelang import ir
-from routelang.tenancy.keys import KeyStore, TenantKey
+from routelang.registry import RegistryError
+from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
 from routelang.tenancy.ledger import Accounts, Admission, Level, Refusal, Scope
 
 from . import auth, errors, plan
@@ -54,6 +56,7 @@ class Ticket:
     workspace: str
     prompt_tokens: int
     admission: Admission
+    spend: object             # the workspace's routelang_tenant_spend_usd_total child
 
 
 def _duration(seconds: float) -> str:
@@ -84,67 +87,118 @@ def nanos(target: plan.Target, prompt_tokens: int, completion_tokens: int) -> in
     return prompt_tokens * (target.input_micros_per_1k or 0) + completion_tokens * (target.output_micros_per_1k or 0)
 
 
+class _Window:
+    """A target's last QUALITY_WINDOW attempts, with their count of successes and the sorted
+    latencies of the successful ones kept as attempts come and go (a percentile is then one
+    index, not a sort per request)."""
+
+    __slots__ = ("attempts", "ok", "ok_latencies")
+
+    def __init__(self):
+        self.attempts: deque[tuple[bool, float]] = deque()
+        self.ok = 0
+        self.ok_latencies: list[float] = []
+
+    def add(self, ok: bool, ms: float) -> None:
+        if len(self.attempts) == QUALITY_WINDOW:
+            old_ok, old_ms = self.attempts.popleft()
+            if old_ok:
+                self.ok -= 1
+                del self.ok_latencies[bisect_left(self.ok_latencies, old_ms)]
+        self.attempts.append((ok, ms))
+        if ok:
+            self.ok += 1
+            insort(self.ok_latencies, ms)
+
+
 class Quality:
     """Each target's last QUALITY_WINDOW attempts in this process (success, latency):
     what the policies' `require` clauses are judged on."""
 
     def __init__(self):
-        self.samples: dict[str, deque] = {}
+        self.windows: dict[str, _Window] = {}
 
     def observe(self, attempts: list[dict]) -> None:
         for attempt in attempts:
             if "ms" not in attempt or attempt.get("outcome") == "client_disconnected":
                 continue   # skipped without a call, or not the target's doing
-            window = self.samples.get(attempt["target"])
+            window = self.windows.get(attempt["target"])
             if window is None:
-                window = self.samples[attempt["target"]] = deque(maxlen=QUALITY_WINDOW)
-            window.append((attempt["outcome"] == "ok", attempt["ms"]))
+                window = self.windows[attempt["target"]] = _Window()
+            window.add(attempt["outcome"] == "ok", attempt["ms"])
 
     def breaks(self, target: plan.Target, req: ir.Requirements) -> str | None:
         """Why `target` fails `req` now (None: it qualifies)."""
         price = max(target.input_micros_per_1k or 0, target.output_micros_per_1k or 0)
         if req.max_micros_per_1k is not None and price > req.max_micros_per_1k:
             return f"costs {price / 1e6:g} USD per 1k tokens"
-        window = self.samples.get(plan.target_name(target))
-        if window is None or len(window) < QUALITY_MIN_SAMPLES:
+        window = self.windows.get(plan.target_name(target))
+        if window is None or len(window.attempts) < QUALITY_MIN_SAMPLES:
             return None
         if req.min_success is not None:
-            rate = sum(ok for ok, _ in window) / len(window)
+            rate = window.ok / len(window.attempts)
             if rate < req.min_success:
                 return f"succeeds {rate:.0%} of the time"
-        if req.max_latency_ms is not None:
-            latencies = sorted(ms for ok, ms in window if ok)
-            if latencies:
-                value = latencies[min(len(latencies) - 1, math.ceil(req.latency_percentile / 100 * len(latencies)) - 1)]
-                if value > req.max_latency_ms:
-                    return f"answers in {value:g} ms at p{req.latency_percentile}"
+        latencies = window.ok_latencies
+        if req.max_latency_ms is not None and latencies:
+            value = latencies[min(len(latencies) - 1, math.ceil(req.latency_percentile / 100 * len(latencies)) - 1)]
+            if value > req.max_latency_ms:
+                return f"answers in {value:g} ms at p{req.latency_percentile}"
         return None
 
     def score(self, target: plan.Target) -> tuple:
         """The best left first: highest success rate, then lowest median latency."""
-        window = self.samples.get(plan.target_name(target)) or ()
-        if not window:
+        window = self.windows.get(plan.target_name(target))
+        if window is None or not window.attempts:
             return (0.0, 0.0)
-        latencies = sorted(ms for _, ms in window)
-        return (-sum(ok for ok, _ in window) / len(window), latencies[len(latencies) // 2])
+        latencies = sorted(ms for _, ms in window.attempts)
+        return (-window.ok / len(window.attempts), latencies[len(latencies) // 2])
+
+
+@dataclass(slots=True)
+class _Admitting:
+    """What admitting one key's requests on one router version needs, worked out once."""
+
+    loaded: plan.Loaded
+    refused: Refused | None             # the router declares no such workspace or agent
+    held: tuple[ir.Policy, ...]         # the workspace, then the agent
+    scopes: tuple[Scope, ...]          # the key's own (when it has limits or budgets), then those of `held`
+    required: tuple[ir.Policy, ...]     # those of `held` with a `require`
+    allowed: dict[int, bool]            # id(target) -> inside every restriction of `held`
+    spend: object                       # the workspace's spend counter
 
 
 class Tenants:
-    def __init__(self, keys: KeyStore, ledger: Accounts, metrics: Metrics):
+    def __init__(self, keys: KeyStore, ledger: Accounts, metrics: Metrics, key_cache: KeyCache | None = None):
         self.keys = keys
+        self.key_cache = key_cache or KeyCache(keys)
         self.ledger = ledger
         self.metrics = metrics
         self._policies: dict[int, tuple[plan.Loaded, dict]] = {}
         self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
-        self._allowed: dict[tuple, bool] = {}   # (id(policy), target key) -> allowed; policies live per version
+        self._admitting: dict[tuple[int, str], _Admitting] = {}   # (id(router version), key id) -> ...
         self.quality = Quality()
+        # Attempts are measured for quality from the first request of a version that requires any
+        # (before that nothing reads them, and recording them is most of what `finish` costs).
+        self.judging = False
 
     def identify(self, authorization: str | None) -> TenantKey:
-        """The request's key; raises auth.Refused."""
+        """The request's key, from what this gateway knows of keys; raises auth.Refused, or
+        keys.NotCached when only the registry can tell (then await `look_up`)."""
         if not authorization:
             raise auth.Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
-        scheme, _, secret = authorization.partition(" ")
-        key = self.keys.find(secret.strip()) if scheme.lower() == "bearer" else None
+        return self._usable(self.key_cache.get(authorization))
+
+    async def look_up(self, authorization: str) -> TenantKey:
+        """The request's key, asked of the registry off the event loop; raises auth.Refused."""
+        try:
+            key = await self.key_cache.look_up(authorization, _secret(authorization))
+        except RegistryError as exc:   # the store says what failed (StorageError)
+            raise auth.Refused(errors.REGISTRY_UNAVAILABLE, f"the tenant keys cannot be read now: {exc}") from None
+        return self._usable(key)
+
+    @staticmethod
+    def _usable(key: TenantKey | None) -> TenantKey:
         if key is None:
             raise auth.Refused(errors.INVALID_API_KEY, "invalid API key (unknown, revoked or expired)")
         return key
@@ -165,31 +219,80 @@ class Tenants:
             self._policies[id(loaded)] = cached
         return cached[1]
 
+    def _admitting_for(self, loaded: plan.Loaded, key: TenantKey) -> _Admitting:
+        cache_key = (id(loaded), key.id)
+        admitting = self._admitting.get(cache_key)
+        if admitting is not None and admitting.loaded is loaded:
+            return admitting
+        if len(self._admitting) > 10_000:   # keys and versions no longer served
+            self._admitting.clear()
+        policies = self.policies(loaded)
+        held, refused = [], None
+        for kind, name in (("workspace", key.workspace), ("agent", key.agent)):
+            if name is None:
+                continue
+            policy = policies.get((kind, name))
+            if policy is None:
+                refused = Refused(errors.UNKNOWN_WORKSPACE, f"router {loaded.name!r} declares no {kind} {name!r}")
+                break
+            held.append(policy)
+        scopes = tuple(self._scope(p) for p in held)
+        if held and (key.budgets or key.limits):   # the key's own, in its workspace's time zone
+            scopes = (Scope("key", key.id, key.budgets, key.limits, held[0].timezone), *scopes)
+        admitting = self._admitting[cache_key] = _Admitting(
+            loaded, refused, tuple(held), scopes,
+            tuple(p for p in held if p.requirements is not None), {},
+            self.metrics.tenant_spend.labels(key.workspace))
+        self.judging = self.judging or any(p.requirements is not None for p in policies.values())
+        return admitting
+
     async def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
                     decision: plan.Decision) -> Ticket | Refused:
         """Hold the decision to the key's policies (narrowing `decision` in place) and reserve."""
-        policies = self.policies(loaded)
-        workspace = policies.get(("workspace", key.workspace))
-        if workspace is None:
-            return self._refused(key, Refused(errors.UNKNOWN_WORKSPACE, f"router {loaded.name!r} declares no"
-                                                                        f" workspace {key.workspace!r}"))
-        held = [workspace]
-        if key.agent is not None:
-            agent = policies.get(("agent", key.agent))
-            if agent is None:
-                return self._refused(key, Refused(errors.UNKNOWN_WORKSPACE, f"router {loaded.name!r} declares no"
-                                                                            f" agent {key.agent!r}"))
-            held.append(agent)
-        allowed = [t for t in decision.attempts if self._may_use(held, t)]
-        if not allowed:
-            why = "; ".join(f"{plan.target_name(t)}: {', '.join(r for p in held for r in p.refusals(t))}"
-                            for t in decision.attempts)
-            return self._refused(key, Refused(errors.MODEL_NOT_ALLOWED, f"no target of rule {decision.rule.name!r}"
-                                                                        f" is allowed for {key.workspace}: {why}"))
-        qualified, problems = allowed, []
-        for policy in held:
-            if policy.requirements is None:
-                continue
+        admitting = self._admitting_for(loaded, key)
+        if admitting.refused is not None:
+            return self._refused(key, admitting.refused)
+        held = admitting.held
+        if not self._may_use_all(admitting, decision.attempts):   # else, the common case, nothing to narrow
+            kept = [t for t in decision.attempts if self._may_use(admitting, t)]
+            if not kept:
+                why = "; ".join(f"{plan.target_name(t)}: {', '.join(r for p in held for r in p.refusals(t))}"
+                                for t in decision.attempts)
+                return self._refused(key, Refused(errors.MODEL_NOT_ALLOWED, f"no target of rule"
+                                                  f" {decision.rule.name!r} is allowed for {key.workspace}: {why}"))
+            self._narrow(decision, kept)
+        if admitting.required:
+            refused = self._qualify(key, admitting.required, decision)
+            if refused is not None:
+                return refused
+        if decision.shadows:
+            decision.shadows = [t for t in decision.shadows if self._may_use(admitting, t)]
+        prompt = doc["request"]["tokens"]
+        completion = body.get("max_tokens", body.get("max_completion_tokens"))
+        if type(completion) is not int or completion < 0:   # absent, or not a count (a bool is not one)
+            completion = DEFAULT_MAX_TOKENS
+        attempts = decision.attempts
+        estimate = (nanos(attempts[0], prompt, completion) if len(attempts) == 1
+                    else max(nanos(t, prompt, completion) for t in attempts))
+        result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
+        if isinstance(result, Refusal):
+            return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
+                                              self._rate_headers(result.scope)))
+        if not result.counted:
+            self.metrics.tenant_unchecked.labels(key.workspace).inc()
+        return Ticket(request_id, key.workspace, prompt, result, admitting.spend)
+
+    @staticmethod
+    def _narrow(decision: plan.Decision, kept: list[plan.Target]) -> None:
+        """The runtime's picks that are left keep their place at the front (their breakers admitted them)."""
+        if len(kept) < len(decision.attempts):
+            decision.picked = sum(1 for t in decision.attempts[:decision.picked] if t in kept)
+            decision.attempts = kept
+
+    def _qualify(self, key: TenantKey, required: tuple[ir.Policy, ...], decision: plan.Decision) -> Refused | None:
+        """Narrow the attempts to the targets that meet every requirement (or the best left)."""
+        qualified, problems = decision.attempts, []
+        for policy in required:
             kept = []
             for target in qualified:
                 why = self.quality.breaks(target, policy.requirements)
@@ -199,37 +302,22 @@ class Tenants:
                                                                               f" of {policy.kind} {policy.name}: "
                                                                               + "; ".join(problems)))
             qualified = kept or sorted(qualified, key=self.quality.score)[:1]   # else the best left serves
-        if len(qualified) < len(decision.attempts):
-            # The runtime's picks that are left keep their place at the front (their breakers admitted them).
-            decision.picked = sum(1 for t in decision.attempts[:decision.picked] if t in qualified)
-            decision.attempts = allowed = qualified
-        if decision.shadows:
-            decision.shadows = [t for t in decision.shadows if self._may_use(held, t)]
-        prompt = doc["request"]["tokens"]
-        completion = body.get("max_tokens", body.get("max_completion_tokens"))
-        if not isinstance(completion, int) or isinstance(completion, bool) or completion < 0:
-            completion = DEFAULT_MAX_TOKENS
-        estimate = max(nanos(t, prompt, completion) for t in decision.attempts)
-        scopes = tuple(self._scope(p) for p in held)
-        result = await self.ledger.admit(request_id, scopes, prompt + completion, estimate)
-        if isinstance(result, Refusal):
-            return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
-                                              self._rate_headers(result.scope)))
-        if not result.counted:
-            self.metrics.tenant_unchecked.labels(key.workspace).inc()
-        return Ticket(request_id, key.workspace, prompt, result)
+        self._narrow(decision, qualified)
+        return None
 
-    def _may_use(self, held: list[ir.Policy], target: plan.Target) -> bool:
-        for policy in held:
-            key = (id(policy), target.key, target.name)
-            allowed = self._allowed.get(key)
-            if allowed is None:
-                if len(self._allowed) > 100_000:
-                    self._allowed.clear()
-                allowed = self._allowed[key] = not policy.refusals(target)
-            if not allowed:
+    @classmethod
+    def _may_use_all(cls, admitting: _Admitting, targets: list[plan.Target]) -> bool:
+        for target in targets:
+            if not cls._may_use(admitting, target):
                 return False
         return True
+
+    @staticmethod
+    def _may_use(admitting: _Admitting, target: plan.Target) -> bool:
+        allowed = admitting.allowed.get(id(target))
+        if allowed is None:   # the version's targets live as long as `admitting` does: ids are theirs
+            allowed = admitting.allowed[id(target)] = not any(p.refusals(target) for p in admitting.held)
+        return allowed
 
     def admitted_headers(self, ticket: Ticket) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its tightest bucket
@@ -256,7 +344,8 @@ class Tenants:
     def finish(self, ticket: Ticket, target: plan.Target | None, usage, streamed_frames: int,
                attempts: list[dict]) -> None:
         """Settle to the real usage, or release: on every path a request ends by."""
-        self.quality.observe(attempts)
+        if self.judging:
+            self.quality.observe(attempts)
         if target is not None and usage is not None:
             prompt, completion = usage.prompt_tokens, usage.completion_tokens
         elif target is not None and streamed_frames:
@@ -266,4 +355,10 @@ class Tenants:
             return
         cost = nanos(target, prompt, completion)
         if self.ledger.settle(ticket.request_id, prompt + completion, cost) and cost:
-            self.metrics.tenant_spend.labels(ticket.workspace).inc(cost / 1e9)
+            ticket.spend.inc(cost / 1e9)
+
+
+def _secret(authorization: str) -> str:
+    """The key of `Bearer <key>` (any other scheme: no key, refused as unknown)."""
+    scheme, _, secret = authorization.partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""

@@ -112,6 +112,11 @@ MIGRATIONS: list[str] = [
         revoked_at double precision
     );
     """,
+    # A key's own budgets and limits (routelang/tenancy/keys.py): JSON lists, NULL for none.
+    """
+    ALTER TABLE tenant_keys ADD COLUMN budgets text;
+    ALTER TABLE tenant_keys ADD COLUMN limits text
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 PARTITIONED = ("requests", "captures")

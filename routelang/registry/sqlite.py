@@ -136,6 +136,11 @@ MIGRATIONS: list[str] = [
         revoked_at REAL
     )
     """,
+    # A key's own budgets and limits (routelang/tenancy/keys.py): JSON lists, NULL for none.
+    """
+    ALTER TABLE tenant_keys ADD COLUMN budgets TEXT;
+    ALTER TABLE tenant_keys ADD COLUMN limits TEXT
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

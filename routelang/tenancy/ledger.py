@@ -20,6 +20,7 @@ limit is per gateway process (docs/tenants.md says so).
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 import threading
 import time
@@ -31,6 +32,7 @@ from .. import ir
 
 NANOS_PER_MICRO = 1000
 HOLD_TTL_S = 600.0
+ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class _Bucket:
     tokens: bool              # counts tokens (else requests)
     level: float
     at: float
+    limit: ir.RateLimit       # the limit it counts (its words, for a refusal)
+    rate: float = 0.0         # refilled per second: amount / seconds
 
 
 @dataclass(slots=True)
@@ -86,9 +90,10 @@ class Hold:
     request_id: str
     tokens: int               # the estimate held in every token bucket
     nanos: int                # the estimate held against every budget
-    budgets: list             # the _Budget and _Bucket objects it holds from
-    buckets: list
+    budgets: tuple            # the _Budget objects it holds from
+    buckets: tuple            # the token buckets it holds from (a request taken from a request limit stays taken)
     expires: float
+    limits: tuple             # every bucket it took from (for the admitted answer's x-ratelimit-* headers)
 
 
 class Level(NamedTuple):
@@ -154,6 +159,10 @@ class Ledger:
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
+        # id(scopes) -> what a reserve across them checks and holds (see _resolve): the scopes of a
+        # reserve are resolved to their state once, not by tuple-keyed lookups on every request (the
+        # gateway keeps one tuple of scopes per key and router version).
+        self.resolved: dict[int, tuple] = {}
         self.next_sweep = 0.0                      # when expired holds are looked for next
 
     # ---- the Accounts interface (the in-process ledger never waits) ------------------
@@ -177,45 +186,48 @@ class Ledger:
         with self.lock:
             now = self.clock()
             out = []
-            for bucket in admission.hold.buckets:
-                level = min(bucket.amount, bucket.level + max(0.0, now - bucket.at) * bucket.amount / bucket.seconds)
+            for bucket in admission.hold.limits:
+                level = min(bucket.amount, bucket.level + max(0.0, now - bucket.at) * bucket.rate)
                 out.append(Level("tokens" if bucket.tokens else "requests", bucket.amount, max(0, int(level)),
-                                 (bucket.amount - level) * bucket.seconds / bucket.amount))
+                                 (bucket.amount - level) / bucket.rate))
             return out
 
     # ---- reserve -----------------------------------------------------------------
 
     def reserve(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
         """Hold `tokens` and `nanos` (the request's estimate) and one request in every
-        scope, or nothing and the first refusal."""
+        scope, or nothing and the first refusal (every budget is checked before any limit)."""
         with self.lock:
             now = self.clock()
             if now >= self.next_sweep:
                 self._expire(now)
             if request_id in self.holds or request_id in self.finished:
                 raise ValueError(f"request id {request_id!r} was reserved before")
-            budgets, buckets = [], []
-            for scope in scopes:
-                for budget in scope.budgets:
-                    state = self._budget(scope, budget, now)
-                    if state.spent + state.held + nanos > state.cap:
-                        return over_budget(scope, budget.period, state.cap, state.cap - state.spent - state.held,
-                                           nanos, state.end - now)
-                    budgets.append(state)
-                for limit in scope.limits:
-                    bucket = self._bucket(scope, limit, now)
-                    need = tokens if bucket.tokens else 1
-                    if need > limit.amount:
-                        return over_limit(scope, limit, need, None)
-                    if bucket.level < need:
-                        return over_limit(scope, limit, need, (need - bucket.level) * limit.seconds / limit.amount)
-                    buckets.append(bucket)
-            # Every check passed: take from everything at once.
-            for state in budgets:
+            resolved = self.resolved.get(id(scopes))
+            if resolved is None or resolved[0] is not scopes:
+                resolved = self._resolve(scopes, now)
+            _, budgets, buckets, held, token_buckets, limits = resolved
+            # Each check takes as it passes (under the lock, nobody sees the difference); a refusal gives
+            # back what was taken before it, so a reserve still takes from everything or from nothing.
+            for state, scope in budgets:
+                if now >= state.end or now < state.window:
+                    self._roll(state, now)
+                if state.spent + state.held + nanos > state.cap:
+                    self._give_back(resolved, state, tokens, nanos)
+                    return self._exhausted(scope, state, nanos, now)
                 state.held += nanos
-            for bucket in buckets:
-                bucket.level -= tokens if bucket.tokens else 1
-            hold = self.holds[request_id] = Hold(request_id, tokens, nanos, budgets, buckets, now + self.hold_ttl_s)
+            for state, scope in buckets:
+                if now > state.at:   # refilled for the time gone by (whatever this request's fate)
+                    level = state.level + (now - state.at) * state.rate
+                    state.level = level if level < state.amount else float(state.amount)
+                    state.at = now
+                need = tokens if state.tokens else 1
+                if state.level < need:
+                    self._give_back(resolved, state, tokens, nanos)
+                    return self._over(scope, state, need)
+                state.level -= need
+            hold = self.holds[request_id] = Hold(request_id, tokens, nanos, held, token_buckets,
+                                                 now + self.hold_ttl_s, limits)
             return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
@@ -237,14 +249,16 @@ class Ledger:
         return self.settle(request_id, 0, 0)
 
     def _undo(self, hold: Hold, spent: int, tokens: int, now: float) -> None:
+        held = hold.nanos
         for state in hold.budgets:
-            state.held -= hold.nanos
+            state.held -= held
             if now >= state.end:
                 self._roll(state, now)
             state.spent += spent     # charged to the window in which it ends
-        for bucket in hold.buckets:
-            if bucket.tokens:
-                bucket.level += hold.tokens - tokens
+        back = hold.tokens - tokens
+        if back:
+            for bucket in hold.buckets:
+                bucket.level += back
 
     def _expire(self, now: float) -> None:
         self.next_sweep = now + 1.0   # holds live minutes: a sweep a second is plenty, and cheap per request
@@ -252,16 +266,58 @@ class Ledger:
             self._undo(self.holds.pop(request_id), 0, 0, now)
             self.finished[request_id] = now
         if len(self.finished) > 100_000:  # replays come within seconds; forget the oldest half
-            for request_id in sorted(self.finished, key=self.finished.get)[:50_000]:
+            for request_id in list(itertools.islice(self.finished, 50_000)):   # insertion order: oldest first
                 del self.finished[request_id]
 
     # ---- state ---------------------------------------------------------------------
 
+    def _resolve(self, scopes: tuple[Scope, ...], now: float) -> tuple:
+        """What a reserve across `scopes` checks: every budget (with its scope, for the refusal),
+        then every limit; and what its hold gives back: the budgets, and the token buckets. The state
+        is kept under (kind, name, period or unit and period), so a new version of a scope keeps
+        what the old one spent and took; its amounts and zone are the new version's."""
+        if len(self.resolved) > 10_000:   # scopes of versions no longer served
+            self.resolved.clear()
+        budgets = tuple((self._budget(scope, budget, now), scope) for scope in scopes for budget in scope.budgets)
+        buckets = tuple((self._bucket(scope, limit, now), scope) for scope in scopes for limit in scope.limits)
+        resolved = self.resolved[id(scopes)] = (scopes, budgets, buckets, tuple(state for state, _ in budgets),
+                                                tuple(state for state, _ in buckets if state.tokens),
+                                                tuple(state for state, _ in buckets))
+        return resolved
+
+    @staticmethod
+    def _give_back(resolved: tuple, refused: _Budget | _Bucket, tokens: int, nanos: int) -> None:
+        """Undo what a reserve took from the states checked before the one that refused."""
+        for state, _ in resolved[1]:
+            if state is refused:
+                return
+            state.held -= nanos
+        for state, _ in resolved[2]:
+            if state is refused:
+                return
+            state.level += tokens if state.tokens else 1
+
+    @staticmethod
+    def _exhausted(scope: Scope, state: _Budget, nanos: int, now: float) -> Refusal:
+        return over_budget(scope, state.period, state.cap, state.cap - state.spent - state.held, nanos, state.end - now)
+
+    @staticmethod
+    def _over(scope: Scope, bucket: _Bucket, need: int) -> Refusal:
+        limit = bucket.limit
+        return over_limit(scope, limit, need, None if need > limit.amount else (need - bucket.level) / bucket.rate)
+
     def _budget(self, scope: Scope, budget: ir.Budget, now: float) -> _Budget:
         key = (scope.kind, scope.name, budget.period)
         state = self.budgets.get(key)
+        cap = budget.micros * NANOS_PER_MICRO
         if state is None:
-            state = self.budgets[key] = _Budget(budget.period, scope.timezone, budget.micros * NANOS_PER_MICRO)
+            state = self.budgets[key] = _Budget(budget.period, scope.timezone, cap)
+        elif state.cap != cap or state.zone != scope.timezone:   # a new version changed it: what is spent stays
+            state.cap = cap
+            if state.zone != scope.timezone:
+                state.zone = scope.timezone
+                state.window = window_start(state.period, now, state.zone)
+                state.end = next_window(state.period, state.window, state.zone)
         if now >= state.end or now < state.window:
             self._roll(state, now)
         return state
@@ -278,9 +334,13 @@ class Ledger:
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = _Bucket(limit.amount, limit.seconds, limit.unit == "tokens",
-                                                 float(limit.amount), now)
-        elif now > bucket.at:
-            level = bucket.level + (now - bucket.at) * bucket.amount / bucket.seconds
+                                                 float(limit.amount), now, limit, limit.amount / limit.seconds)
+        elif bucket.limit != limit:   # a new version changed the amount: what is taken stays taken
+            bucket.level = min(float(limit.amount), bucket.level + limit.amount - bucket.amount)
+            bucket.amount, bucket.seconds, bucket.limit = limit.amount, limit.seconds, limit
+            bucket.rate = limit.amount / limit.seconds
+        if now > bucket.at:
+            level = bucket.level + (now - bucket.at) * bucket.rate
             bucket.level = level if level < bucket.amount else float(bucket.amount)
             bucket.at = now
         return bucket
@@ -301,8 +361,8 @@ class Ledger:
 
 def over_budget(scope: Scope, period: str, cap: int, left: int, nanos: int, retry_s: float) -> Refusal:
     """The refusal of a request whose estimate (`nanos`) does not fit in what `period`'s budget has left."""
-    return Refusal("budget_exceeded", f"the {period}ly budget of {scope.label} ({usd(cap)}) has {usd(max(0, left))}"
-                                      f" left, and this request may cost up to {usd(nanos)}",
+    return Refusal("budget_exceeded", f"the {ADJECTIVE[period]} budget of {scope.label} ({usd(cap)}) has"
+                                      f" {usd(max(0, left))} left, and this request may cost up to {usd(nanos)}",
                    max(1, math.ceil(retry_s)), scope)
 
 

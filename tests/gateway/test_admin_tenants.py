@@ -170,3 +170,23 @@ def test_usage_reports_spend_per_workspace_and_the_budget_left(env):
     assert day["left_usd"] == pytest.approx(20 - 0.0000165)
     text = CliRunner().invoke(main, ["usage", "--registry", str(path), "--by", "key"]).output
     assert "ws-support-007" in text and "20 USD per day" in text
+
+
+def test_a_key_is_issued_with_its_own_limit_and_budget(env):
+    gw, _up, _path = env
+    created = api(gw, "POST", "/keys", {"workspace": "ws-support-007", "limit": "1 requests per minute",
+                                        "budget": "5 USD per day"})
+    assert created.status_code == 201, created.text
+    key = created.json()
+    assert (key["limit"], key["budget"]) == ("1 requests per minute", "5 USD per day")
+    listed = api(gw, "GET", "/keys?workspace=ws-support-007").json()["data"]
+    assert [(k["limit"], k["budget"]) for k in listed] == [("1 requests per minute", "5 USD per day")]
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=key["key"], max_retries=0, timeout=20)
+    client.chat.completions.create(model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+    assert info.value.body["code"] == "rate_limited" and f"key {key['id']}" in info.value.body["message"]
+    bad = api(gw, "POST", "/keys", {"workspace": "ws-support-007", "limit": "1 request per minute"})
+    assert bad.status_code == 400
+    error = bad.json()["error"]
+    assert error["param"] == "limit" and error["message"].startswith("--limit:1:3: error[RL001]")

@@ -272,3 +272,44 @@ def test_a_settle_that_fails_after_the_upstream_call_neither_double_counts_nor_l
     assert ask(gw, keys["ws-small"]).model == "cheap"        # ... until it expires: nothing leaks
     assert ledger.settle(failures[0], 100, 10**9) is False   # a late settle of the failed one changes nothing
     assert ledger.spent(workspace, "day")[0] == 9_000_000    # only the last request's real cost
+
+
+def _keyed(gw, up_url_keys_file, **allowance):
+    from routelang.tenancy.keys import allowance as read_allowance
+
+    budgets, limits = read_allowance(allowance.get("budget"), allowance.get("limit"))
+    store = KeyStore(up_url_keys_file)
+    key, secret = store.create("ws-small", budgets=budgets, limits=limits)
+    store.close()
+    return key, secret
+
+
+def test_a_key_limit_refuses_while_its_workspace_has_room(tenants, tmp_path):
+    gw, _up, keys = tenants(requests=1000)
+    key, secret = _keyed(gw, tmp_path / "keys.db", limit="2 requests per minute")
+    ask(gw, secret)
+    ask(gw, secret)
+    reply = http("POST", gw.url + "/v1/chat/completions",
+                 {"model": "any", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10},
+                 headers={"Authorization": f"Bearer {secret}"})
+    assert reply.status_code == 429 and reply.json()["error"]["code"] == "rate_limited"
+    assert f"key {key.id} is over its limit of 2 requests per minute" in reply.json()["error"]["message"]
+    assert reply.headers["x-ratelimit-limit-requests"] == "2"
+    assert int(reply.headers["Retry-After"]) == 30
+    ask(gw, keys["ws-small"])   # the workspace has room: its other keys go on
+
+
+def test_a_key_budget_refuses_all_or_nothing_across_its_scopes(tenants, tmp_path):
+    # Each request is estimated at 0.3 USD (100 prompt + 100 max tokens at the cheap target) and costs
+    # 0.009 USD (5 prompt + 2 completion tokens): the key's 0.305 USD a day has room for one estimate.
+    gw, _up, keys = tenants(budget="10")
+    key, secret = _keyed(gw, tmp_path / "keys.db", budget="0.305 USD per day")
+    ask(gw, secret)
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(gw, secret)   # 0.009 spent + 0.3 > 0.305
+    assert info.value.body["code"] == "budget_exceeded"
+    assert info.value.body["message"].startswith(f"the daily budget of key {key.id} (0.305 USD) has 0.296 USD left")
+    ledger = gw.gateway.tenants.ledger
+    workspace = next(s for s in _scopes(gw) if s.name == "ws-small")
+    assert ledger.spent(workspace, "day") == (9_000_000, 0)   # the refused request took nothing from it
+    ask(gw, keys["ws-small"])

@@ -159,3 +159,31 @@ def test_fractions_of_a_cent_add_up_exactly():
         ledger.settle(f"r{i}", 7, 1001)
     assert ledger.spent(ws, "day") == (9990 * 1001, 0)
     assert isinstance(ledger.reserve("one-more", (ws,), 7, 1001), Refusal)   # 9,999,990 + 1,001 > 10,000,000
+
+
+def test_a_new_version_of_a_scope_keeps_what_was_spent_and_taken_under_its_new_amounts():
+    clock = Clock(at("2026-12-07T10:00:00"))
+    ledger = Ledger(clock=clock)
+    old = scope(budgets=[("day", "1")], limits=[("requests", 2, "minute")])
+    assert not isinstance(ledger.reserve("a", (old,), 0, NANO), Refusal)
+    ledger.settle("a", 0, NANO)
+    assert ledger.reserve("b", (old,), 0, 1).code == "budget_exceeded"
+    raised = scope(budgets=[("day", "2")], limits=[("requests", 3, "minute")])   # a deploy raises both
+    assert not isinstance(ledger.reserve("c", (raised,), 0, NANO), Refusal)
+    assert ledger.spent(raised, "day") == (NANO, NANO)
+    assert not isinstance(ledger.reserve("d", (raised,), 0, 0), Refusal)
+    assert ledger.reserve("e", (raised,), 0, 0).code == "rate_limited"   # a, c, d: 3 of 3 this minute
+
+
+def test_a_reserve_refused_by_a_later_limit_gives_back_what_the_earlier_checks_took():
+    ledger = Ledger(clock=Clock(at("2026-12-07T10:00:00")))
+    ws = scope(budgets=[("day", "1")], limits=[("requests", 5, "minute"), ("tokens", 100, "minute")])
+    agent = scope("creative", kind="agent", budgets=[("day", "1")])
+    refused = ledger.reserve("big", (ws, agent), 101, NANO // 10)
+    assert refused.code == "rate_limited" and "needs 101 tokens" in refused.message
+    assert ledger.spent(ws, "day") == (0, 0) and ledger.spent(agent, "day") == (0, 0)
+    assert ledger.level(ws, ws.limits[0])[0] == 5 and ledger.level(ws, ws.limits[1])[0] == 100
+    ledger.reserve("spend", (agent,), 0, NANO)
+    refused = ledger.reserve("late", (ws, agent), 1, 1)   # the agent's budget, checked after the workspace's
+    assert refused.code == "budget_exceeded" and refused.scope == agent
+    assert ledger.spent(ws, "day") == (0, 0) and ledger.level(ws, ws.limits[0])[0] == 5

@@ -451,6 +451,9 @@ class KeyBody(Body):
     workspace: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
     agent: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
     expires: str | None = Field(None, description="a duration from now (30d, 12h) or an ISO date or date-time")
+    limit: str | None = Field(None, description='the key\'s own limits, as a workspace writes them: "60 requests per'
+                                                ' minute, 20k tokens per minute"')
+    budget: str | None = Field(None, description='the key\'s own budgets, as a workspace writes them: "10 USD per day"')
 
 
 class KeyInfo(Answer):
@@ -461,6 +464,8 @@ class KeyInfo(Answer):
     expires_at: float | None
     revoked_at: float | None
     state: Literal["active", "expired", "revoked"]
+    limit: str | None = Field(description="the key's own limits (null: none)")
+    budget: str | None = Field(description="the key's own budgets (null: none)")
 
 
 class KeyCreated(KeyInfo):

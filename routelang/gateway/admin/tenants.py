@@ -18,7 +18,7 @@ from ...diff import diff, render_json, render_text
 from ...ir import Policy
 from ...registry.artifacts import build_text
 from ...tenancy import seed
-from ...tenancy.keys import KeyStoreError, expiry
+from ...tenancy.keys import KeyStoreError, allowance, expiry
 from .. import errors, plan
 from .common import AdminError, Context, active_version
 from .models import (
@@ -51,8 +51,12 @@ def _keys(ctx: Context):
 async def create_key(ctx: Context, _request, body: KeyBody) -> tuple[int, BaseModel]:
     store, now = _keys(ctx), time.time()
     try:
+        budgets, limits = allowance(body.budget, body.limit)
+    except KeyStoreError as exc:
+        raise AdminError(errors.INVALID_REQUEST, str(exc), exc.field) from None
+    try:
         key, secret = store.create(body.workspace, body.agent, None if body.expires is None
-                                   else expiry(body.expires, now), now)
+                                   else expiry(body.expires, now), now, budgets, limits)
     except KeyStoreError as exc:
         raise AdminError(errors.INVALID_REQUEST, str(exc), "expires") from None
     ctx.log.write("key_created", id=key.id, workspace=key.workspace, agent=key.agent)
@@ -70,6 +74,7 @@ async def revoke_key(ctx: Context, request, _body) -> tuple[int, BaseModel]:
         key = _keys(ctx).revoke(request.match_info["key"])
     except KeyStoreError as exc:
         raise AdminError(errors.NOT_FOUND_KEY, str(exc), "key") from None
+    ctx.tenants.key_cache.forget()   # refused from this gateway's next request on, not a second later
     ctx.log.write("key_revoked", id=key.id, workspace=key.workspace)
     return 200, KeyInfo(**key.to_dict(time.time()))
 
