@@ -58,11 +58,12 @@ from routelang.tenancy.ledger import (
     window_start,
 )
 
-from .redisstate import PREFIX, Link, Op
+from .redisstate import PREFIX, Link, Op, bulk, evalsha_head
 
 TENANTS = f"{PREFIX}:{{tenants}}"
 HOLDS_KEY = f"{TENANTS}:holds"
 PREFIX_ARG = f"{TENANTS}:".encode()
+PREFIX_BULK, SERVER_TIME = bulk(PREFIX_ARG), bulk(b"")   # (a reserve's ARGV[3], and ARGV[2] on the server's clock)
 SETTLE_S = 0.02          # queued settles are sent this often
 SETTLE_BATCH = 500       # ... at most this many per script call
 MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
@@ -209,7 +210,8 @@ class _Plan:
     bucket_keys: list[str]
     budgets: list[tuple[Scope, Any]]        # (scope, ir.Budget) in the script's order
     limits: list[tuple[Scope, Any]]         # (scope, ir.RateLimit)
-    spec: bytes = b""
+    head: bytes                             # a reserve on the wire up to its time (ARGV[2])
+    tail: bytes = b""                       # ... from the hold's ms (ARGV[7]) on: the hold's ms and the spec
     until: float = 0.0                      # the first end of its windows: the spec is made again then
 
 
@@ -233,13 +235,11 @@ class RedisLedger:
         self.clock = clock or time.time   # given (tests): the script counts on it instead of the server's
         self._server_clock = clock is None
         self._plans: dict[tuple[int, ...], _Plan] = {}   # id of each scope -> its plan
-        self._pending: list[tuple[Op, asyncio.Future]] = []    # reserves of this tick
         self._settles: list[tuple[str, int, int]] = []
         self._mine: set[str] = set()        # this process's holds in Redis, not yet settled
         self._seen: dict[str, _Seen] = {}   # bucket key -> its level at the last reply
         self._spent_out: dict[str, tuple[float, int]] = {}   # budget key -> (its window's end, cap): spent out
         self._task: asyncio.Task | None = None
-        self._sending: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self.unchecked = 0                  # requests admitted while Redis was down (the policy)
         self.dropped = 0                    # settles dropped (queue full): their holds expire
@@ -271,53 +271,33 @@ class RedisLedger:
                 return spent_out
         if not self.link.up:
             return self._down(scopes)
-        op = Op("ledger", plan.keys, [b"reserve", b"" if self._server_clock else int(now * 1000), PREFIX_ARG,
-                                      request_id, tokens, nanos, self.hold_ttl_ms, plan.spec])
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._pending:   # the first of this tick: the task sends every reserve queued until it runs
-            task = loop.create_task(self._run_reserves())
-            self._sending.add(task)   # (the loop keeps only a weak reference to a task)
-            task.add_done_callback(self._sending.discard)
-        self._pending.append((op, future))
-        reply = await future   # (a handler cancelled meanwhile: _run_reserves frees the hold it got)
-        if reply is None:
+        # Packed here: only the clock, the request id, tokens and nano-dollars change between a plan's reserves.
+        packed = b"".join((plan.head, SERVER_TIME if self._server_clock else bulk(int(now * 1000)), PREFIX_BULK,
+                           bulk(request_id, tokens, nanos), plan.tail))
+        op = Op("ledger", plan.keys, [], packed=packed)
+        try:
+            reply = await self.link.call(op)
+        except asyncio.CancelledError:   # the client left: whatever the reserve got is given back
+            self._settles.append((request_id, 0, 0))
+            raise
+        if reply is None or isinstance(reply, Exception):
+            self._settles.append((request_id, 0, 0))   # Redis may still run it (a frozen server that wakes)
             return self._down(scopes)
         return self._answer(reply, request_id, plan, tokens, nanos)
 
-    async def _run_reserves(self) -> None:
-        batch, self._pending = self._pending, []
-        replies = None
-        try:
-            if not self.link.up:
-                replies = None
-            elif len(batch) == 1:   # (one request at a time: no pipeline)
-                reply = await self.link.call(batch[0][0])
-                replies = None if reply is None else [reply]
-            else:
-                replies = await self.link.run([op for op, _ in batch])
-        finally:   # every waiting request gets an answer, whatever happened here (None: Redis is down)
-            for i, (op, future) in enumerate(batch):
-                reply = None if replies is None or isinstance(replies[i], Exception) else replies[i]
-                if reply is None:   # timed out or failed: Redis may still run it (a frozen server that wakes)
-                    self._settles.append((op.args[3], 0, 0))
-                if not future.done():
-                    future.set_result(reply)
-                elif reply is not None and int(reply[0]) == 1:   # its handler was cancelled (the client left)
-                    self._settles.append((op.args[3], 0, 0))
-
     def _answer(self, reply: list, request_id: str, plan: _Plan, tokens: int, nanos: int) -> Admission | Refusal:
-        status = int(reply[0])
+        status = reply[0]   # (integers: hiredis gives a script's numbers as int)
         if status == -1:
             raise ValueError(f"request id {request_id!r} was reserved before")
         now = self.clock()
         if status == 1:
             self._mine.add(request_id)
             levels = []
-            for i, (key, (_scope, limit)) in enumerate(zip(plan.bucket_keys, plan.limits)):
-                level, full_ms = int(reply[1 + 2 * i]), int(reply[2 + 2 * i])
-                self._seen[key] = _Seen(level, now)
-                levels.append(Level(limit.unit, limit.amount, max(0, level), full_ms / 1000))
+            seen = self._seen
+            for i, key in enumerate(plan.bucket_keys):
+                limit, level = plan.limits[i][1], reply[1 + 2 * i]
+                seen[key] = _Seen(level, now)
+                levels.append(Level(limit.unit, limit.amount, max(0, level), reply[2 + 2 * i] / 1000))
             return Admission(None, levels)
         kind, index = _text(reply[1]), int(reply[2]) - 1
         if kind == "budget":
@@ -418,7 +398,7 @@ class RedisLedger:
     def _plan(self, scopes: tuple[Scope, ...], now: float) -> _Plan:
         ids = tuple(id(scope) for scope in scopes)
         plan = self._plans.get(ids)
-        if plan is None or any(a is not b for a, b in zip(plan.scopes, scopes)):
+        if plan is None or plan.scopes != scopes:   # (the same scopes: compared by identity first, so cheap)
             budgets = [(scope, b) for scope in scopes for b in scope.budgets]
             limits = [(scope, lim) for scope in scopes for lim in scope.limits]
             bucket_keys = [bucket_key(scope, lim) for scope, lim in limits]
@@ -426,8 +406,9 @@ class RedisLedger:
             keys = [HOLDS_KEY, *budget_keys, *bucket_keys]
             if len(self._plans) > 10_000:   # (scopes live as long as their router's version)
                 self._plans.clear()
-            plan = self._plans[ids] = _Plan(scopes, [k.encode() for k in keys], budget_keys, bucket_keys, budgets,
-                                            limits)
+            encoded = [k.encode() for k in keys]
+            plan = self._plans[ids] = _Plan(scopes, encoded, budget_keys, bucket_keys, budgets, limits,
+                                            evalsha_head(LEDGER_LUA, encoded, 8) + bulk(b"reserve"))
         if now >= plan.until:
             words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf
             for scope, budget in plan.budgets:
@@ -439,7 +420,7 @@ class RedisLedger:
                 plan.until = min(plan.until, end)
             for _scope, limit in plan.limits:
                 words += [limit.amount, limit.seconds * 1000, 1 if limit.unit == "tokens" else 0]
-            plan.spec = " ".join(map(str, words)).encode()
+            plan.tail = bulk(self.hold_ttl_ms, " ".join(map(str, words)))
         return plan
 
     def status(self) -> dict[str, Any]:
