@@ -47,16 +47,20 @@ class RedisServer:
     port. `freeze` (SIGSTOP) and `thaw` (SIGCONT) make it hang as a stalled server does;
     `kill` and `start` again bring it back on the same port, empty."""
 
-    def __init__(self, folder: Path | None = None):
+    def __init__(self, folder: Path | None = None, password: str | None = None):
         self.folder = Path(folder or tempfile.mkdtemp(prefix="routelang-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.socket = self.folder / "redis.sock"   # it listens there too (unix://)
+        self.password = password
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
+        auth = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--save", "", "--appendonly", "no", "--logfile", str(self.folder / "redis.log")],
+             "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--logfile", str(self.folder / "redis.log"), *auth],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
         return self

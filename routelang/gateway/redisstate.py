@@ -293,7 +293,8 @@ class Pipe(asyncio.Protocol):
         now = self.loop.time()
         if not self.waiting:   # idle: written now (one request at a time pays no extra loop turn)
             self.transport.write(packed)
-            self._timer = self.loop.call_at(now + TIMEOUT_S, self._overdue)
+            if self._timer is None:
+                self._timer = self.loop.call_at(now + TIMEOUT_S, self._overdue)
         else:
             if not self.out:
                 self.loop.call_soon(self._flush)

@@ -246,6 +246,99 @@ def test_a_redis_call_cancelled_mid_reply_does_not_put_the_connection_out_of_ste
     assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [b"v", b"v", b"v"]
 
 
+# A script that takes ARGV[1] microseconds of Redis's time (as a busy server does), then answers ARGV[2].
+SLOW_LUA = """
+local t = redis.call('TIME')
+local start = tonumber(t[1]) * 1000000 + tonumber(t[2])
+repeat t = redis.call('TIME') until tonumber(t[1]) * 1000000 + tonumber(t[2]) - start >= tonumber(ARGV[1])
+return ARGV[2]
+"""
+
+
+async def slow_link(url: str):
+    from routelang.gateway.redisstate import Link
+
+    changes = []
+    link = Link(url, on_change=changes.append)
+    link.scripts["slow"] = SLOW_LUA
+    link.open()
+    assert await link.connect()
+    return link, changes
+
+
+def test_a_script_call_given_up_by_its_caller_leaves_the_pipe_in_step(redis_server):
+    """A caller that stops waiting (its request cancelled) leaves its reply to the pipe, which
+    drops it: the calls after it read their own replies, on the same connection."""
+    from routelang.gateway.redisstate import Op
+
+    async def scenario() -> list:
+        link, _ = await slow_link(redis_server.url)
+        pipe = link.pipe
+        answers = []
+        for i in range(3):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.02):
+                    await link.call(Op("slow", [], [100_000, f"late {i}"]))
+            answers.append(await link.call(Op("slow", [], [0, f"mine {i}"])))
+        assert link.pipe is pipe and link.up and not pipe.waiting
+        await link.close()
+        return answers
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [b"mine 0", b"mine 1", b"mine 2"]
+
+
+def test_a_script_call_over_the_timeout_takes_the_link_down_and_connecting_opens_a_new_pipe(redis_server):
+    from routelang.gateway.redisstate import TIMEOUT_S, Op
+
+    async def scenario() -> None:
+        link, changes = await slow_link(redis_server.url)
+        old = link.pipe
+        started = time.monotonic()
+        together = [link.call(Op("slow", [], [2 * TIMEOUT_S * 1e6, "late"])), link.run([Op("slow", [], [0, "next"])])]
+        assert await asyncio.gather(*together) == [None, None]   # both given up with the connection
+        assert TIMEOUT_S <= time.monotonic() - started < 2 * TIMEOUT_S
+        assert changes == [True, False] and old.closed
+        await asyncio.sleep(TIMEOUT_S * 1.5)   # the slow script is over
+        assert await link.connect()
+        assert link.pipe is not old and await link.call(Op("slow", [], [0, "again"])) == b"again"
+        await link.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_the_link_reaches_redis_on_a_unix_socket_with_a_password_and_a_database(tmp_path):
+    """`unix://PATH?db=N&password=P`: the pipe authenticates and selects the database, as the client does."""
+    import redis
+    from services import RedisServer
+
+    from routelang import ir
+    from routelang.gateway.redisledger import RedisLedger
+    from routelang.gateway.redisstate import Link
+    from routelang.tenancy.ledger import Admission, Scope
+
+    server = RedisServer(tmp_path, password="s3cret").start()
+    url = f"unix://{server.socket}?db=3&password=s3cret"
+    try:
+        async def scenario() -> None:
+            link = Link(url, on_change=lambda up: None)
+            link.open()
+            ledger = RedisLedger(link)
+            assert await link.connect()
+            scope = Scope("workspace", "ws", budgets=(ir.Budget(period="day", micros=1_000_000),))
+            assert isinstance(await ledger.admit("r1", (scope,), 1, 1000), Admission)
+            await link.close()
+
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+        with redis.Redis(unix_socket_path=str(server.socket), password="s3cret", db=3) as db3:
+            assert db3.zcard("routelang:v1:{tenants}:holds") == 1
+        with redis.Redis(unix_socket_path=str(server.socket), password="s3cret", db=0) as db0:
+            assert db0.dbsize() == 0
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(unix_socket_path=str(server.socket), password="wrong").ping()
+    finally:
+        server.stop()
+
+
 def test_the_redis_client_is_imported_only_when_a_redis_url_asks_for_it():
     import subprocess
     import sys
