@@ -20,8 +20,10 @@ The calendar windows are computed here, in Python, from the policy's zone
 window containing this process's now and the next one, and the script takes
 the one containing the server's now.
 
-The request path: the reserves of one event-loop tick go in one pipeline
-(one round trip, one reply each); settles are queued and sent every
+The request path: a reserve is packed from its plan's bytes (only the
+request id, tokens and nano-dollars change) and sent on the link's pipe,
+which writes the reserves of one event-loop tick together (one round trip,
+one reply each); settles are queued and sent every
 SETTLE_S in one script call (a hold keeps counting until its settle lands,
 so sending it late only errs on the safe side). The one answer given
 without Redis is a refusal: a budget whose window is spent out (spent, not

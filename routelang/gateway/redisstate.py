@@ -171,6 +171,8 @@ DRAINED_KEY = f"{TARGETS}:drained"
 def describe(url: str) -> str:
     """The URL without a password (for /routing and logs)."""
     parts = urlsplit(url)
+    if parts.scheme == "unix":   # (its query may hold the password)
+        return f"unix://{parts.path}"
     host = parts.hostname or "localhost"
     return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or '/0'}"
 
@@ -240,7 +242,11 @@ class Pipe(asyncio.Protocol):
         if "path" in options:
             _, pipe = await loop.create_unix_connection(lambda: cls(loop, lost), options["path"])
         else:
-            secure = ssl.create_default_context() if url.lower().startswith("rediss://") else None
+            secure = None
+            if url.lower().startswith("rediss://"):   # (the URL's ssl_ca_certs and ssl_cert_reqs=none, as redis-py's)
+                secure = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+                if options.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+                    secure.check_hostname, secure.verify_mode = False, ssl.CERT_NONE
             _, pipe = await loop.create_connection(lambda: cls(loop, lost), options.get("host", "localhost"),
                                                    options.get("port", 6379), ssl=secure)
         setup = []
@@ -320,7 +326,8 @@ class Pipe(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed and self.transport is not None:
-            self.transport.abort()   # (connection_lost answers the waiting calls LOST)
+            self.closed = True       # (no more writes: connection_lost answers the waiting calls LOST)
+            self.transport.abort()
 
 
 class Link:

@@ -313,11 +313,12 @@ def test_the_link_reaches_redis_on_a_unix_socket_with_a_password_and_a_database(
 
     from routelang import ir
     from routelang.gateway.redisledger import RedisLedger
-    from routelang.gateway.redisstate import Link
+    from routelang.gateway.redisstate import Link, describe
     from routelang.tenancy.ledger import Admission, Scope
 
     server = RedisServer(tmp_path, password="s3cret").start()
     url = f"unix://{server.socket}?db=3&password=s3cret"
+    assert describe(url) == f"unix://{server.socket}"   # (what /routing shows: no password)
     try:
         async def scenario() -> None:
             link = Link(url, on_change=lambda up: None)
