@@ -144,12 +144,13 @@ for i = 1, nb do
   local cap, s, e, n = tonumber(spec[a]), tonumber(spec[a + 1]), tonumber(spec[a + 2]), tonumber(spec[a + 3])
   a = a + 4
   if now >= e then s, e = e, n end
-  local h = redis.call('HMGET', key, 'start', 'spent', 'held')
+  local h = redis.call('HMGET', key, 'start', 'spent', 'held', 'end')
   local spent = 0
   if tonumber(h[1]) == s then spent = tonumber(h[2] or '0') end
   local held = tonumber(h[3] or '0')
   if spent + held + nanos > cap then return {0, 'budget', i, cap - spent - held, e - now, spent} end
-  budgets[i] = {key, s, e, spent}
+  -- Its expiry (a day after the window) is set once per window: when the key or the window is new.
+  budgets[i] = {key, s, e, spent, tonumber(h[1]) ~= s or tonumber(h[4]) ~= e}
 end
 local buckets = {}
 for j = 1, nl do
@@ -173,7 +174,7 @@ local budget_keys, token_keys, reply = {}, {}, {1}
 for _, b in ipairs(budgets) do
   redis.call('HSET', b[1], 'start', b[2], 'end', b[3], 'spent', b[4])
   redis.call('HINCRBY', b[1], 'held', nanos)
-  redis.call('PEXPIRE', b[1], b[3] - now + DAY)
+  if b[5] then redis.call('PEXPIRE', b[1], b[3] - now + DAY) end
   budget_keys[#budget_keys + 1] = b[1]
 end
 for _, b in ipairs(buckets) do

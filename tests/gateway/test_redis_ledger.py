@@ -195,6 +195,34 @@ def test_a_hold_settled_after_its_window_ended_is_charged_to_the_new_window(redi
     run(scenario())
 
 
+def test_a_budgets_key_lives_until_a_day_after_its_window_whoever_began_the_window(redis_server):
+    """Its expiry is set once per window (not at every reserve): when the key is new, and when a new
+    window begins, whether a reserve or a settle (which resets an ended window) found it ended."""
+    scope = Scope("workspace", "ws", budgets=(budget("day", 1),))
+    midnight = datetime.datetime(2026, 12, 8, tzinfo=datetime.UTC).timestamp()
+    clock = Clock(midnight - 3600)
+    key = f"{TENANTS}:budget:workspace:ws:day"
+
+    async def hours_left(ledger: RedisLedger) -> float:
+        return await ledger.link.client.pttl(key) / 3_600_000
+
+    async def scenario():
+        (a,) = await ledgers(redis_server.url, clock=clock)
+        await a.admit("r1", (scope,), 1, 100_000_000)
+        assert await hours_left(a) == pytest.approx(25, abs=0.02)   # to midnight, and a day
+        clock.now = midnight - 1800
+        await a.admit("r2", (scope,), 1, 100_000_000)
+        assert await hours_left(a) == pytest.approx(25, abs=0.02)   # the same window: the same end
+        clock.now = midnight + 3600
+        a.settle("r1", 1, 100_000_000)   # lands in the new day: the settle begins its window
+        await settled(a)
+        await a.admit("r3", (scope,), 1, 100_000_000)
+        assert await hours_left(a) == pytest.approx(47, abs=0.02)   # 23 hours to the next midnight, and a day
+        await close(a)
+
+    run(scenario())
+
+
 def test_fractions_of_a_cent_add_up_exactly(redis_server):
     scope = Scope("workspace", "ws", budgets=(budget("month", 1),))
 
