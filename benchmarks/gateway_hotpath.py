@@ -27,11 +27,12 @@ admitted by a reserve on two budgets and two limits, then settled; its runs and
 routelang's are taken in turn (so a change of load falls on both alike; `--profile`
 is then not taken), and the row says what admission adds to routelang's CPU per request.
 `--connections N` sends on N connections at once (requests in flight together:
-the Redis ledger sends the reserves that arrive in one event-loop tick in one
-pipeline, which one connection never shows).
+the Redis ledger writes the reserves that arrive in one event-loop tick together,
+which one connection never shows).
 `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
-`--requests`, the difference divided by the difference in requests.
+`--requests`, the difference divided by the difference in requests (not with
+`--state redis://`: under callgrind, Redis calls pass the link's 250 ms timeout).
 
 `--trace` (the `otel` extra): the gateway exports OpenTelemetry spans over OTLP/HTTP
 to a receiver in another process (so the figure holds the span work and the
