@@ -74,7 +74,7 @@ def serve(location: str, prune_every_s: float, retry_s: float, source: int, sink
                     store = _closed(store)
                     if select.select([source], [], [], retry_s)[0]:
                         return   # the writer closed (a batch never arrives while one is in flight)
-            write_frame(sink, WRITTEN + str(len(rows)).encode())
+            # Pruned before the batch is said written: a flush() returns with the retention applied.
             now = time.monotonic()
             if now - last_prune >= prune_every_s:
                 try:
@@ -83,6 +83,7 @@ def serve(location: str, prune_every_s: float, retry_s: float, source: int, sink
                 except StorageError as exc:   # written; pruned at a later batch
                     print(f"routelang history: prune failed: {exc}", file=sys.stderr)
                     store = _closed(store)
+            write_frame(sink, WRITTEN + str(len(rows)).encode())
     finally:
         _closed(store)
 
