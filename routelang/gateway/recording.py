@@ -1,8 +1,8 @@
 """The request history from the gateway (`serve --registry`): one row per
 request a router handled, through the registry's batched writer
-(`registry/history.py`). The request path only appends one tuple of what it
-already holds to the writer's queue; the row is built in the writer's
-feeding thread (`encode`), then encoded and written by the writer process.
+(`registry/history.py`). The request path builds the row, a tuple of plain
+values (`row`), while what it reads is still in the CPU's caches, and appends
+it to the writer's queue; the writer process narrows, encodes and writes it.
 
 What the handler knows beyond the Exchange (which router and version, the
 decision, the client's key id, the body when capturing) is collected in a
@@ -81,18 +81,17 @@ class Recorder:
             body, captured = routed.body, ex.captured
             if not captured and response is not None and isinstance(getattr(response, "body", None), bytes):
                 captured = response.body
-        if not self.writer.record((encode, ex, routed, status, total_s, cost, body, captured, time.time())) \
-                and self.dropped is not None:
+        at = time.time()
+        capture = None if body is None else (ex.id, at, body, captured)
+        if not self.writer.record(row(ex, routed, status, total_s, cost, at), capture) and self.dropped is not None:
             self.dropped.inc()
 
     def close(self) -> None:
         self.writer.close()
 
 
-def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None, body: bytes | None,
-           captured: bytes | list[bytes] | None, at: float) -> tuple[rows.RawRow, rows.CaptureRow | None]:
-    """The history row (rows.COLUMNS' values, its JSON not yet encoded) of a request the gateway
-    finished, and its capture (`body`: the request's, when capturing), in the writer's feeding thread."""
+def row(ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None, at: float) -> rows.RawRow:
+    """The history row (rows.RawRow) of a request the gateway finished."""
     decision = routed.decision
     rule = None if decision is None else decision.rule
     selected, sticky = (), None
@@ -102,11 +101,11 @@ def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: floa
         if rule.selection.sticky_by is not None:
             sticky = rows.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
     usage = ex.usage
-    first, first_outcome, failed_over = first_target(ex.attempts)
-    row = (ex.id, at, routed.loaded.name, routed.loaded.version, None if rule is None else rule.name,
-           [rows.target_dict(t) for t in selected], ex.attempts,
-           outcome(ex, status), total_s * 1000, None if ex.ttft_s is None else ex.ttft_s * 1000,
-           None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
-           cost, split_label, sticky, routed.client_key_id, status, ex.error, rows.GATEWAY, first, first_outcome,
-           failed_over)
-    return row, None if body is None else rows.capture_row(ex.id, at, body, captured)
+    attempts = ex.attempts
+    first, first_outcome, failed_over = first_target(attempts)
+    return (ex.id, at, routed.loaded.name, routed.loaded.version, None if rule is None else rule.name,
+            [rows.target_fields(t) for t in selected], attempts,
+            outcome(ex, status), total_s * 1000, None if ex.ttft_s is None else ex.ttft_s * 1000,
+            None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
+            cost, split_label, sticky, routed.client_key_id, status, ex.error, rows.GATEWAY, first, first_outcome,
+            failed_over)

@@ -1,5 +1,6 @@
 """The request history's writer process: it receives batches of rows from a HistoryWriter
-(history.py) over a pipe, encodes their JSON columns, inserts them through the registry's Store
+(history.py) over a pipe, narrows their targets to indexes into their stored version
+(rows.VersionTargets), encodes their JSON columns, inserts them through the registry's Store
 and prunes to the retention limits, so that none of that work holds the serving process's GIL
 or counts in its CPU.
 
@@ -56,17 +57,19 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 
 def serve(location: str, prune_every_s: float, retry_s: float, source: int, sink: int) -> None:
     store: Store | None = None
+    parsed: dict = {}   # each version's targets, by content hash (rows.VersionTargets)
     last_prune = 0.0
     try:
         while (frame := read_frame(source)) is not None:
             max_rows, max_days, raw_rows, captures = orjson.loads(frame)
-            rows = [stored_row(raw) for raw in raw_rows]
             captures = [tuple(capture) for capture in captures]
             while True:
                 try:
                     if store is None:
                         store = open_store(location)
                         store.tune_for_history()
+                    versions = store.version_targets(parsed)
+                    rows = [stored_row(raw, versions) for raw in raw_rows]
                     store.insert_rows(rows, captures)
                     break
                 except StorageError as exc:
