@@ -29,6 +29,7 @@ from .rows import Retention, stored_row
 from .store import Store
 
 _LENGTH = struct.Struct(">I")
+NICENESS = 10   # added to the serving process's: the writer's scheduling priority is below it
 WRITTEN, FAILED = b"W", b"F"
 
 
@@ -100,6 +101,9 @@ def main() -> None:
     """`python -m routelang.registry.history_process LOCATION PRUNE_EVERY_S RETRY_S SOURCE_FD SINK_FD`
     (the pipes are their own descriptors: what a library prints on stdout cannot garble a frame)."""
     location, prune_every_s, retry_s, source, sink = sys.argv[1:6]
+    # Background work: on a busy machine the serving process comes first (its queue's bound holds
+    # what waits meanwhile), and the process catches up when the CPU is free.
+    os.nice(NICENESS)
     serve(location, float(prune_every_s), float(retry_s), int(source), int(sink))
 
 

@@ -91,11 +91,54 @@ _JSON_INDEXES = tuple(COLUMNS.index(name) for name in JSON_COLUMNS)
 _ROUTER, _VERSION, _RULE, _TARGETS = (COLUMNS.index(name) for name in ("router", "version", "rule", "targets"))
 
 
-def stored_row(raw: RawRow, versions: VersionTargets | None = None) -> Row:
-    """The row to insert: its targets narrowed against the stored versions (when given), its JSON encoded."""
-    row = list(raw)
-    targets = [target_dict(t) if isinstance(t, list) else t for t in row[_TARGETS]]
-    row[_TARGETS] = targets if versions is None else versions.narrow(raw[_ROUTER], raw[_VERSION], raw[_RULE], targets)
+# What the gateway hands over for a request it served (gateway/recording.py: read on the request
+# path, nothing computed); the writer process derives the row from it (gateway_row). `strategy`: the
+# rule's (a split's first target names its arm); `status`: the row's; times in seconds.
+GATEWAY_FACTS = ("id", "time", "router", "version", "rule", "strategy", "targets", "attempts", "status",
+                 "http_status", "error", "latency_s", "ttft_s", "tokens_in", "tokens_out", "cost", "sticky_key_hash",
+                 "client_key_id")
+assert len(GATEWAY_FACTS) != len(COLUMNS)   # (stored_row tells them apart so)
+
+
+def gateway_row(facts: tuple) -> RawRow:
+    """The RawRow of a gateway's GATEWAY_FACTS."""
+    (request_id, at, router, version, rule, strategy, targets, attempts, status, http_status, error, latency_s,
+     ttft_s, tokens_in, tokens_out, cost, sticky_key_hash, client_key_id) = facts
+    split_label = None
+    if strategy == "split" and targets:   # the arm: its target's label, else its model name
+        arm = target_dict(targets[0])
+        split_label = arm["label"] or arm["model_name"]
+    first, first_outcome, failed_over = first_target(attempts)
+    return (request_id, at, router, version, rule, targets, attempts, status, latency_s * 1000,
+            None if ttft_s is None else ttft_s * 1000, tokens_in, tokens_out, cost, split_label, sticky_key_hash,
+            client_key_id, http_status, error, GATEWAY, first, first_outcome, failed_over)
+
+
+def first_target(attempts: list[dict]) -> tuple[str | None, str | None, bool | None]:
+    """(the first target, its outcome, whether another target was called after it) from the
+    attempts: the first target's outcome is that of its last try (its own retries included), so
+    a split arm is judged by its own target, not by the arm it fell over to."""
+    if not attempts:
+        return None, None, None
+    first = attempts[0]["target"]
+    outcome = attempts[0]["outcome"]
+    failed_over = False
+    for attempt in attempts[1:]:
+        if attempt["target"] == first:
+            outcome = attempt["outcome"]
+        elif "ms" in attempt:   # called (a target skipped for its open breaker was not)
+            failed_over = True
+    return first, outcome, failed_over
+
+
+def stored_row(raw: RawRow | tuple, versions: VersionTargets | None = None) -> Row:
+    """The row to insert (`raw`: a RawRow, or a gateway's GATEWAY_FACTS, told apart by their
+    lengths): its targets narrowed against the stored versions (when given), its JSON encoded."""
+    row = list(raw if len(raw) == len(COLUMNS) else gateway_row(raw))
+    targets = row[_TARGETS]
+    if targets:
+        row[_TARGETS] = [target_dict(t) for t in targets] if versions is None else \
+            versions.narrow(row[_ROUTER], row[_VERSION], row[_RULE], targets)
     for index in _JSON_INDEXES:
         row[index] = json_text(row[index])
     return tuple(row)
@@ -196,21 +239,23 @@ class VersionTargets:
             self._parsed[digest] = rule_targets(json.loads(row["compiled"]))
         return self._parsed[digest]
 
-    def narrow(self, router: str, version: int | None, rule: str | None, targets: list[dict]) -> list[int | dict]:
-        """Each target as its index in its rule, where the version's config has one with its fields."""
-        if not targets or rule is None:
-            return targets
+    def narrow(self, router: str, version: int | None, rule: str | None,
+               targets: list[list | dict]) -> list[int | dict]:
+        """Each target (as target_fields gives it) as its index in its rule, where the version's
+        config has one with its fields; else as a dict."""
         keys = self._keys.get((router, version, rule))
         if keys is None:
             keys = {}
-            for index, target in enumerate(self.rules(router, version).get(rule, ())):
+            for index, target in enumerate(self.rules(router, version).get(rule, ()) if rule is not None else ()):
                 keys.setdefault(tuple(target.values()), index)
             self._keys[(router, version, rule)] = keys
         out: list[int | dict] = []
         for target in targets:
-            index = keys.get(tuple(target.get(name) for name in TARGET_FIELDS)) \
-                if len(target) == len(TARGET_FIELDS) else None
-            out.append(target if index is None else index)
+            if isinstance(target, list):
+                index = keys.get(tuple(target))
+            else:
+                index = keys.get(tuple(map(target.get, TARGET_FIELDS))) if len(target) == len(TARGET_FIELDS) else None
+            out.append(target_dict(target) if index is None else index)
         return out
 
     def widen(self, router: str, version: int | None, rule: str | None, targets: list) -> list[dict]:
