@@ -77,10 +77,11 @@ class HistoryWriter:
         self._thread = threading.Thread(target=self._run, name="routelang-history", daemon=True)
         self._thread.start()
 
-    def record(self, row: RawRow | RequestRecord, capture: tuple | None = None) -> bool:
-        """Queue a row: a RequestRecord, or a rows.RawRow built by the caller (the gateway's: so
-        that nothing of the request is held here) with, when capturing, rows.capture_row's
-        arguments (built in the thread). False when the queue is full and the row was dropped."""
+    def record(self, row: RawRow | RequestRecord | tuple, capture: tuple | None = None) -> bool:
+        """Queue a row: a RequestRecord, or plain values the caller read (a rows.RawRow, or the
+        gateway's rows.GATEWAY_FACTS: nothing of the request is held here) with, when capturing,
+        rows.capture_row's arguments (built in the thread). False when the queue is full and the
+        row was dropped."""
         if len(self._pending) >= self.queue_size:
             self.dropped += 1
             return False

@@ -1,8 +1,9 @@
 """The request history's writer process: it receives batches of rows from a HistoryWriter
-(history.py) over a pipe, narrows their targets to indexes into their stored version
-(rows.VersionTargets), encodes their JSON columns, inserts them through the registry's Store
-and prunes to the retention limits, so that none of that work holds the serving process's GIL
-or counts in its CPU.
+(history.py) over a pipe, derives a gateway's rows from what it read (rows.gateway_row), narrows
+their targets to indexes into their stored version (rows.VersionTargets), encodes their JSON
+columns, inserts them through the registry's Store and prunes to the retention limits, so that
+none of that work holds the serving process's GIL or counts in its CPU. It runs at a lower
+scheduling priority than the serving process.
 
 The protocol, both ways a frame of a 4-byte length then the payload:
   to the process    `orjson [max_rows, max_days, raw rows, capture rows]` (one batch)

@@ -8,15 +8,12 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import orjson
 
 from .errors import RegistryError
-
-if TYPE_CHECKING:
-    from .store import Store
 
 COLUMNS = ("id", "time", "router", "version", "rule", "targets", "attempts", "status", "latency_ms", "ttft_ms",
            "tokens_in", "tokens_out", "cost", "split_label", "sticky_key_hash", "client_key_id", "http_status",
@@ -212,8 +209,9 @@ class VersionTargets:
     shared by instances: a process that writes batch after batch parses each version once, yet
     asks for its hash each time (a router deleted and pushed again has a new version 1)."""
 
-    def __init__(self, store: Store, parsed: dict[str, dict[str, list[dict]]] | None = None):
-        self._store = store
+    def __init__(self, query: Callable[[str, tuple], list[dict]],
+                 parsed: dict[str, dict[str, list[dict]]] | None = None):
+        self._query = query   # a registry's Store.query
         self._parsed = {} if parsed is None else parsed
         self._rules: dict[tuple[str, int], dict[str, list[dict]]] = {}
         self._keys: dict[tuple[str, int, str], dict[tuple, int]] = {}
@@ -228,13 +226,13 @@ class VersionTargets:
         return found
 
     def _read(self, router: str, version: int) -> dict[str, list[dict]]:
-        hashes = self._store.query("SELECT content_hash FROM versions WHERE router = ? AND version = ?",
+        hashes = self._query("SELECT content_hash FROM versions WHERE router = ? AND version = ?",
                                    (router, version))
         if not hashes:
             return {}
         digest = hashes[0]["content_hash"]
         if digest not in self._parsed:
-            [row] = self._store.query("SELECT compiled FROM versions WHERE router = ? AND version = ?",
+            [row] = self._query("SELECT compiled FROM versions WHERE router = ? AND version = ?",
                                       (router, version))
             self._parsed[digest] = rule_targets(json.loads(row["compiled"]))
         return self._parsed[digest]

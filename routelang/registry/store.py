@@ -130,7 +130,7 @@ class Store(ABC):
         """What narrow history rows' targets name (rows.VersionTargets), read from this registry."""
         from .rows import VersionTargets
 
-        return VersionTargets(self, parsed)
+        return VersionTargets(self.query, parsed)
 
     @abstractmethod
     def prune(self, retention: Retention, now: float | None = None) -> int:
