@@ -80,15 +80,19 @@ class HistoryWriter:
     def record(self, row: RawRow | RequestRecord | tuple, capture: tuple | None = None) -> bool:
         """Queue a row: a RequestRecord, or plain values the caller read (a rows.RawRow, or the
         gateway's rows.GATEWAY_FACTS: nothing of the request is held here) with, when capturing,
-        rows.capture_row's arguments (built in the thread). False when the queue is full and the
-        row was dropped."""
+        rows.capture_row's arguments (built in the thread). False when the row was dropped: the
+        queue is full, or it holds a value JSON cannot (both counted in `dropped`)."""
         if len(self._pending) >= self.queue_size:
             self.dropped += 1
             return False
         if isinstance(row, RequestRecord):
             row, capture = row.raw_row(), row.capture()
-        # Encoded at once: bytes hold nothing the garbage collector walks while they wait.
-        self._pending.append((orjson.dumps(row), capture))   # deque.append is atomic: no lock needed
+        try:   # encoded at once: bytes hold nothing the garbage collector walks while they wait
+            encoded = orjson.dumps(row)
+        except TypeError:   # (a value JSON cannot hold, say an integer beyond 64 bits: never the caller's error)
+            self.dropped += 1
+            return False
+        self._pending.append((encoded, capture))   # deque.append is atomic: no lock needed
         return True
 
     @property

@@ -131,3 +131,15 @@ def test_a_copy_keeps_rows_narrow_and_reads_the_same(deployed, tmp_path):
     assert all(isinstance(t, int) for targets in stored_targets(target).values() for t in targets)
     assert target.list_requests("chat") == deployed.list_requests("chat")
     target.close()
+
+
+def test_a_row_json_cannot_hold_is_dropped_and_counted_never_raised(deployed, registry):
+    writer = history.HistoryWriter(registry)
+    try:
+        assert writer.record(RequestRecord("chat", 1, "premium", "ok", tokens_in=2**70, id="huge")) is False
+        assert writer.dropped == 1
+        assert writer.record(RequestRecord("chat", 1, "premium", "ok", tokens_in=12, id="fine"))
+        writer.flush()
+    finally:
+        writer.close()
+    assert [row["id"] for row in deployed.list_requests("chat")] == ["fine"]
