@@ -143,3 +143,24 @@ def test_a_row_json_cannot_hold_is_dropped_and_counted_never_raised(deployed, re
     finally:
         writer.close()
     assert [row["id"] for row in deployed.list_requests("chat")] == ["fine"]
+
+
+def test_the_writer_process_derives_a_gateway_row_from_what_the_request_path_read():
+    from routelang.registry.rows import GATEWAY_FACTS, gateway_row
+
+    attempts = [{"target": "variant", "outcome": "http_500", "ms": 3.0, "status": 500},
+                {"target": "variant", "outcome": "timeout", "ms": 9.0},
+                {"target": "control", "outcome": "ok", "ms": 2.5, "status": 200}]
+    facts = dict(zip(GATEWAY_FACTS, ("r1", 1.5, "chat", 2, "ab", "split", [["gpt-4o", "openai", "variant", 0.5]],
+                                     attempts, "ok", 200, None, 0.25, 0.125, 10, 3, 0.002, "abcd", "team-a")))
+    row = dict(zip(COLUMNS, gateway_row(tuple(facts.values()))))
+    assert (row["split_label"], row["first_target"], row["first_outcome"], row["failed_over"]) == (
+        "variant", "variant", "timeout", True)
+    assert (row["latency_ms"], row["ttft_ms"], row["source"], row["status"], row["http_status"]) == (
+        250.0, 125.0, "gateway", "ok", 200)
+    unlabelled = dict(facts, targets=[["gpt-4o", "openai", None, 0.5]], attempts=[], ttft_s=None)
+    row = dict(zip(COLUMNS, gateway_row(tuple(unlabelled.values()))))
+    assert (row["split_label"], row["first_target"], row["failed_over"], row["ttft_ms"]) == ("gpt-4o", None, None,
+                                                                                             None)
+    not_split = dict(facts, strategy="fallback")
+    assert dict(zip(COLUMNS, gateway_row(tuple(not_split.values()))))["split_label"] is None
