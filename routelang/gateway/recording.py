@@ -1,8 +1,9 @@
 """The request history from the gateway (`serve --registry`): one row per
 request a router handled, through the registry's batched writer
-(`registry/history.py`). The request path builds the row, a tuple of plain
-values (`row`), while what it reads is still in the CPU's caches, and appends
-it to the writer's queue; the writer process narrows, encodes and writes it.
+(`registry/history.py`). The request path reads what the row needs (`row`:
+plain values, rows.GATEWAY_FACTS) while it is still in the CPU's caches, and
+appends it to the writer's queue; the writer process derives the rest of the
+row (rows.gateway_row), narrows, encodes and writes it.
 
 What the handler knows beyond the Exchange (which router and version, the
 decision, the client's key id, the body when capturing) is collected in a
