@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from routelang import ir
 from routelang.registry import RegistryError
 from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
-from routelang.tenancy.ledger import Accounts, Admission, Level, Refusal, Scope
+from routelang.tenancy.ledger import Accounts, Admission, Ledger, Level, Refusal, Scope
 
 from . import auth, errors, plan
 from .metrics import Metrics
@@ -179,6 +179,8 @@ class Tenants:
         self.keys = keys
         self.key_cache = key_cache or KeyCache(keys)
         self.ledger = ledger
+        # The in-process ledger never waits: its reserve is called directly (no coroutine per request).
+        self._reserve_now = ledger.reserve if isinstance(ledger, Ledger) else None
         self.metrics = metrics
         self._policies: dict[int, tuple[plan.Loaded, dict]] = {}
         self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
@@ -281,9 +283,11 @@ class Tenants:
         for target in decision.attempts:
             per_input, per_output = prices[id(target)]
             cost = prompt * per_input + completion * per_output
-            if cost > estimate:
-                estimate = cost
-        result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
+            estimate = max(estimate, cost)
+        if self._reserve_now is not None:
+            result = self._reserve_now(request_id, admitting.scopes, prompt + completion, estimate)
+        else:
+            result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
         if isinstance(result, Refusal):
             return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
                                               self._rate_headers(result.scope)))

@@ -89,7 +89,7 @@ class _Across:
     """What a reserve across one tuple of scopes checks and takes from, resolved to the ledger's
     state once (the gateway keeps one tuple of scopes per key and router version)."""
 
-    __slots__ = ("scopes", "budgets", "buckets", "held", "tokens", "units")
+    __slots__ = ("buckets", "budgets", "held", "scopes", "tokens", "units")
 
     def __init__(self, scopes: tuple[Scope, ...], budgets: tuple, buckets: tuple):
         self.scopes = scopes
