@@ -195,7 +195,8 @@ class Tenants:
         keys.NotCached when only the registry can tell (then await `look_up`)."""
         if not authorization:
             raise auth.Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
-        return self._usable(self.key_cache.get(authorization))
+        key = self.key_cache.get(authorization)
+        return key if key is not None else self._usable(key)
 
     async def look_up(self, authorization: str) -> TenantKey:
         """The request's key, asked of the registry off the event loop; raises auth.Refused."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import math
+import operator
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .. import ir
 NANOS_PER_MICRO = 1000
 HOLD_TTL_S = 600.0
 ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
+_LEVEL = operator.attrgetter("level")
 
 
 @dataclass(frozen=True)
@@ -102,13 +104,10 @@ class _Across:
             ("requests", tuple(state for state, _ in buckets if not state.tokens)), ("tokens", self.tokens)) if group)
 
 
-class Hold(NamedTuple):
-    """What one admitted request holds until it is settled or released."""
-
-    tokens: int               # the estimate held in every token bucket
-    nanos: int                # the estimate held against every budget
-    across: _Across           # the budgets and buckets it holds from
-    expires: float
+# What one admitted request holds until it is settled or released: (tokens: the estimate held in
+# every token bucket, nanos: the estimate held against every budget, the _Across it holds from, when
+# it expires). A plain tuple: one is made per request.
+Hold = tuple[int, int, _Across, float]
 
 
 class Level(NamedTuple):
@@ -196,17 +195,15 @@ class Ledger:
             return {"backend": "memory", "holds": len(self.holds)}
 
     def levels(self, admission: Admission) -> list[Level]:
-        """Per unit, the admitted request's bucket with the fewest left, as the reserve left it."""
+        """Per unit, the admitted request's bucket with the fewest left, as the reserve left it
+        (read without the lock: a bucket's level is one float, and a header's figure may be a
+        refill older than the admin API's reading of it)."""
         out = []
-        with self.lock:
-            for unit, buckets in admission.hold.across.units:
-                tightest = buckets[0]
-                for bucket in buckets:
-                    if bucket.level < tightest.level:
-                        tightest = bucket
-                amount = tightest.amount
-                level = min(tightest.level, amount)   # (a settle may give back more than a full bucket holds)
-                out.append(Level(unit, amount, max(0, int(level)), (amount - level) / tightest.rate))
+        for unit, buckets in admission.hold[2].units:
+            tightest = buckets[0] if len(buckets) == 1 else min(buckets, key=_LEVEL)
+            amount = tightest.amount
+            level = min(tightest.level, amount)   # a settle may give back more than a full bucket holds
+            out.append(Level(unit, amount, int(level) if level > 0 else 0, (amount - level) / tightest.rate))
         return out
 
     # ---- reserve -----------------------------------------------------------------
@@ -242,7 +239,7 @@ class Ledger:
                     self._give_back(across, state, tokens, nanos)
                     return self._over(scope, state, need)
                 state.level -= need
-            hold = self.holds[request_id] = Hold(tokens, nanos, across, now + self.hold_ttl_s)
+            hold = self.holds[request_id] = (tokens, nanos, across, now + self.hold_ttl_s)
             return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
@@ -264,20 +261,20 @@ class Ledger:
         return self.settle(request_id, 0, 0)
 
     def _undo(self, hold: Hold, spent: int, tokens: int, now: float) -> None:
-        held, across = hold.nanos, hold.across
+        held_tokens, held, across, _ = hold
         for state in across.held:
             state.held -= held
             if now >= state.end:
                 self._roll(state, now)
             state.spent += spent     # charged to the window in which it ends
-        back = hold.tokens - tokens
+        back = held_tokens - tokens
         if back:
             for bucket in across.tokens:
                 bucket.level += back
 
     def _expire(self, now: float) -> None:
         self.next_sweep = now + 1.0   # holds live minutes: a sweep a second is plenty, and cheap per request
-        for request_id in [r for r, h in self.holds.items() if h.expires <= now]:
+        for request_id in [r for r, h in self.holds.items() if h[3] <= now]:
             self._undo(self.holds.pop(request_id), 0, 0, now)
             self.finished[request_id] = now
         if len(self.finished) > 100_000:  # replays come within seconds; forget the oldest half
