@@ -195,8 +195,7 @@ class Tenants:
         keys.NotCached when only the registry can tell (then await `look_up`)."""
         if not authorization:
             raise auth.Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
-        key = self.key_cache.get(authorization)
-        return key if key is not None else self._usable(key)
+        return self._usable(self.key_cache.get(authorization))
 
     async def look_up(self, authorization: str) -> TenantKey:
         """The request's key, asked of the registry off the event loop; raises auth.Refused."""
@@ -264,8 +263,8 @@ class Tenants:
         if admitting.refused is not None:
             return self._refused(key, admitting.refused)
         prices = admitting.prices
-        for target in decision.attempts:
-            if prices.get(id(target)) is None and self._prices(admitting, target) is None:   # (the common case: known, inside)
+        for target in decision.attempts:   # the common case: each known to be inside (nothing to narrow)
+            if prices.get(id(target)) is None and self._prices(admitting, target) is None:
                 refused = self._restrict(key, admitting, decision)
                 if refused is not None:
                     return refused
