@@ -81,7 +81,10 @@ UPSTREAM_HEADERS = {"Content-Type": "application/json", "Content-Length": str(le
 CONFIG = {"name": "bench", "rules": [{"name": "all", "targets": [{
     "provider": "openai", "model_name": "bench-model", "endpoint": "http://127.0.0.1:9/v1",
     "x-routelang": {"circuit_breaker": {"failure_threshold": 5, "cooldown_ms": 30000}}}]}]}
-REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n"
+# Every request carries a bearer key, as an OpenAI client's does (without keys the gateway reads no
+# further than the header: --tenants then compares requests that differ only by what their key does).
+BEARER = b"Authorization: Bearer sk-bench\r\n"
+REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n" + BEARER +
            b"Content-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
 # --tenants: a workspace and an agent whose budgets and limits never refuse the benchmark's requests.
 POLICIES = [
@@ -341,8 +344,7 @@ def tenants_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, 
     data.setdefault("x-routelang", {})["policies"] = POLICIES
     tenant_config = Path(scratch, "tenants.json")
     tenant_config.write_text(json.dumps(data))
-    Client.request = Client.request.replace(b"User-Agent: wrk\r\n", b"User-Agent: wrk\r\nAuthorization: Bearer "
-                                            + secret.encode() + b"\r\n")
+    Client.request = Client.request.replace(BEARER, b"Authorization: Bearer " + secret.encode() + b"\r\n")
     return routelang_app(tenant_config, log, otlp_endpoint, state, keys)
 
 

@@ -1113,7 +1113,8 @@ def keys_create_command(workspace, agent, expires, limit, budget, as_json, regis
     against its own --limit and --budget too, besides its workspace's and agent's."""
     import time
 
-    from .tenancy.keys import KeyStoreError, allowance, expiry, iso
+    from .tenancy.keys import KeyStoreError, allowance, expiry
+    from .timetext import iso
 
     try:
         budgets, limits = allowance(budget, limit)
@@ -1149,7 +1150,7 @@ def keys_list_command(workspace, as_json, registry):
     import time
 
     from .explain import text_table
-    from .tenancy.keys import iso
+    from .timetext import iso
 
     now = time.time()
     keys = _key_store(registry).list(workspace)

@@ -1,8 +1,9 @@
 """The request history from the gateway (`serve --registry`): one row per
 request a router handled, through the registry's batched writer
-(`registry/history.py`). The request path only appends one tuple of what it
-already holds to the writer's queue; the row is built in the writer's
-feeding thread (`encode`), then encoded and written by the writer process.
+(`registry/history.py`). The request path reads what the row needs (`row`:
+plain values, rows.GATEWAY_FACTS) while it is still in the CPU's caches, and
+appends it to the writer's queue; the writer process derives the rest of the
+row (rows.gateway_row), narrows, encodes and writes it.
 
 What the handler knows beyond the Exchange (which router and version, the
 decision, the client's key id, the body when capturing) is collected in a
@@ -48,23 +49,6 @@ def outcome(ex: Exchange, status: int) -> str:
     return "error"
 
 
-def first_target(attempts: list[dict]) -> tuple[str | None, str | None, bool | None]:
-    """(the first target, its outcome, whether another target was called after it) from the
-    attempts: the first target's outcome is that of its last try (its own retries included), so
-    a split arm is judged by its own target, not by the arm it fell over to."""
-    if not attempts:
-        return None, None, None
-    first = attempts[0]["target"]
-    outcome = attempts[0]["outcome"]
-    failed_over = False
-    for attempt in attempts[1:]:
-        if attempt["target"] == first:
-            outcome = attempt["outcome"]
-        elif "ms" in attempt:   # called (a target skipped for its open breaker was not)
-            failed_over = True
-    return first, outcome, failed_over
-
-
 class Recorder:
     """`dropped`: the metric counting rows the writer's full queue refused (the database down
     or slower than the requests for longer than the queue holds)."""
@@ -81,32 +65,37 @@ class Recorder:
             body, captured = routed.body, ex.captured
             if not captured and response is not None and isinstance(getattr(response, "body", None), bytes):
                 captured = response.body
-        if not self.writer.record((encode, ex, routed, status, total_s, cost, body, captured, time.time())) \
-                and self.dropped is not None:
+        at = time.time()
+        capture = None if body is None else (ex.id, at, body, captured)
+        if not self.writer.record(row(ex, routed, status, total_s, cost, at), capture) and self.dropped is not None:
             self.dropped.inc()
 
     def close(self) -> None:
         self.writer.close()
 
 
-def encode(ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None, body: bytes | None,
-           captured: bytes | list[bytes] | None, at: float) -> tuple[rows.RawRow, rows.CaptureRow | None]:
-    """The history row (rows.COLUMNS' values, its JSON not yet encoded) of a request the gateway
-    finished, and its capture (`body`: the request's, when capturing), in the writer's feeding thread."""
+def row(ex: Exchange, routed: Routed, status: int, total_s: float, cost: float | None, at: float) -> tuple:
+    """What the history keeps of a request the gateway finished, as read (rows.GATEWAY_FACTS);
+    the writer process derives the row's other columns. (On the request path: plain reads.)"""
     decision = routed.decision
     rule = None if decision is None else decision.rule
-    selected, sticky = (), None
-    split_label = None if decision is None else decision.split_label
-    if rule is not None and decision.attempts:
-        selected = decision.attempts[:max(decision.picked, 1)]
-        if rule.selection.sticky_by is not None:
-            sticky = rows.sticky_hash(lookup(routed.doc, rule.selection.sticky_by))
+    targets, sticky, strategy = [], None, None
+    if rule is not None:
+        selection = rule.selection
+        strategy = selection.kind
+        attempts = decision.attempts
+        if attempts:   # the strategy's pick (the rest of attempts is the failover the gateway adds)
+            picked = decision.picked
+            if picked <= 1:   # (the usual case, without a comprehension's call)
+                t = attempts[0]
+                targets = [[t.model_name, t.provider, t.label, t.weight]]
+            else:
+                targets = [rows.target_fields(t) for t in attempts[:picked]]
+            if selection.sticky_by is not None:
+                sticky = rows.sticky_hash(lookup(routed.doc, selection.sticky_by))
     usage = ex.usage
-    first, first_outcome, failed_over = first_target(ex.attempts)
-    row = (ex.id, at, routed.loaded.name, routed.loaded.version, None if rule is None else rule.name,
-           [rows.target_dict(t) for t in selected], ex.attempts,
-           outcome(ex, status), total_s * 1000, None if ex.ttft_s is None else ex.ttft_s * 1000,
-           None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
-           cost, split_label, sticky, routed.client_key_id, status, ex.error, rows.GATEWAY, first, first_outcome,
-           failed_over)
-    return row, None if body is None else rows.capture_row(ex.id, at, body, captured)
+    loaded = routed.loaded
+    return (ex.id, at, loaded.name, loaded.version, None if rule is None else rule.name, strategy, targets,
+            ex.attempts, outcome(ex, status), status, ex.error, total_s, ex.ttft_s,
+            None if usage is None else usage.prompt_tokens, None if usage is None else usage.completion_tokens,
+            cost, sticky, routed.client_key_id)

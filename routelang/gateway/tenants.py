@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from routelang import ir
 from routelang.registry import RegistryError
 from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
-from routelang.tenancy.ledger import Accounts, Admission, Level, Refusal, Scope
+from routelang.tenancy.ledger import Accounts, Admission, Ledger, Level, Refusal, Scope
 
 from . import auth, errors, plan
 from .metrics import Metrics
@@ -48,12 +48,11 @@ class Refused:
     headers: dict[str, str] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Ticket:
     """An admitted request: what `finish` needs."""
 
     request_id: str
-    workspace: str
     prompt_tokens: int
     admission: Admission
     spend: object             # the workspace's routelang_tenant_spend_usd_total child
@@ -69,17 +68,22 @@ def _duration(seconds: float) -> str:
     return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{s}s"
 
 
+RATE_HEADERS = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}")
+                for unit in ("requests", "tokens")}
+
+
 def rate_headers(levels: list[Level]) -> dict[str, str]:
     """x-ratelimit-limit-, -remaining- and -reset-requests (and -tokens) of the tightest bucket of each unit."""
-    tightest: dict[str, Level] = {}
-    for level in levels:
-        if level.unit not in tightest or level.remaining < tightest[level.unit].remaining:
-            tightest[level.unit] = level
     out = {}
-    for unit, level in tightest.items():
-        out[f"x-ratelimit-limit-{unit}"] = str(level.amount)
-        out[f"x-ratelimit-remaining-{unit}"] = str(level.remaining)
-        out[f"x-ratelimit-reset-{unit}"] = _duration(level.reset_s)
+    seen: dict[str, int] = {}   # unit -> the fewest left of its levels so far
+    for unit, amount, remaining, reset_s in levels:
+        if unit in seen and seen[unit] <= remaining:
+            continue
+        seen[unit] = remaining
+        limit, left, reset = RATE_HEADERS[unit]
+        out[limit] = str(amount)
+        out[left] = str(remaining)
+        out[reset] = _duration(reset_s)
     return out
 
 
@@ -164,7 +168,9 @@ class _Admitting:
     held: tuple[ir.Policy, ...]         # the workspace, then the agent
     scopes: tuple[Scope, ...]          # the key's own (when it has limits or budgets), then those of `held`
     required: tuple[ir.Policy, ...]     # those of `held` with a `require`
-    allowed: dict[int, bool]            # id(target) -> inside every restriction of `held`
+    # id(target) -> its input and output micro-dollars per 1k tokens when it is inside every
+    # restriction of `held`, None when it is not (known once the target is first seen)
+    prices: dict[int, tuple[int, int] | None]
     spend: object                       # the workspace's spend counter
 
 
@@ -173,6 +179,8 @@ class Tenants:
         self.keys = keys
         self.key_cache = key_cache or KeyCache(keys)
         self.ledger = ledger
+        # The in-process ledger never waits: its reserve is called directly (no coroutine per request).
+        self._reserve_now = ledger.reserve if isinstance(ledger, Ledger) else None
         self.metrics = metrics
         self._policies: dict[int, tuple[plan.Loaded, dict]] = {}
         self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
@@ -249,38 +257,54 @@ class Tenants:
     async def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
                     decision: plan.Decision) -> Ticket | Refused:
         """Hold the decision to the key's policies (narrowing `decision` in place) and reserve."""
-        admitting = self._admitting_for(loaded, key)
+        admitting = self._admitting.get((id(loaded), key.id))
+        if admitting is None or admitting.loaded is not loaded:
+            admitting = self._admitting_for(loaded, key)
         if admitting.refused is not None:
             return self._refused(key, admitting.refused)
-        held = admitting.held
-        if not self._may_use_all(admitting, decision.attempts):   # else, the common case, nothing to narrow
-            kept = [t for t in decision.attempts if self._may_use(admitting, t)]
-            if not kept:
-                why = "; ".join(f"{plan.target_name(t)}: {', '.join(r for p in held for r in p.refusals(t))}"
-                                for t in decision.attempts)
-                return self._refused(key, Refused(errors.MODEL_NOT_ALLOWED, f"no target of rule"
-                                                  f" {decision.rule.name!r} is allowed for {key.workspace}: {why}"))
-            self._narrow(decision, kept)
+        prices = admitting.prices
+        for target in decision.attempts:   # the common case: each known to be inside (nothing to narrow)
+            if prices.get(id(target)) is None and self._prices(admitting, target) is None:
+                refused = self._restrict(key, admitting, decision)
+                if refused is not None:
+                    return refused
+                break
         if admitting.required:
             refused = self._qualify(key, admitting.required, decision)
             if refused is not None:
                 return refused
         if decision.shadows:
-            decision.shadows = [t for t in decision.shadows if self._may_use(admitting, t)]
+            decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
         prompt = doc["request"]["tokens"]
         completion = body.get("max_tokens", body.get("max_completion_tokens"))
         if type(completion) is not int or completion < 0:   # absent, or not a count (a bool is not one)
             completion = DEFAULT_MAX_TOKENS
-        attempts = decision.attempts
-        estimate = (nanos(attempts[0], prompt, completion) if len(attempts) == 1
-                    else max(nanos(t, prompt, completion) for t in attempts))
-        result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
+        estimate = 0   # priced at the dearest target the decision may call
+        for target in decision.attempts:
+            per_input, per_output = prices[id(target)]
+            cost = prompt * per_input + completion * per_output
+            estimate = max(estimate, cost)
+        if self._reserve_now is not None:
+            result = self._reserve_now(request_id, admitting.scopes, prompt + completion, estimate)
+        else:
+            result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
         if isinstance(result, Refusal):
             return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
                                               self._rate_headers(result.scope)))
         if not result.counted:
             self.metrics.tenant_unchecked.labels(key.workspace).inc()
-        return Ticket(request_id, key.workspace, prompt, result, admitting.spend)
+        return Ticket(request_id, prompt, result, admitting.spend)
+
+    def _restrict(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
+        """Narrow the attempts to the targets inside every restriction (refused when none is)."""
+        kept = [t for t in decision.attempts if self._prices(admitting, t) is not None]
+        if not kept:
+            why = "; ".join(f"{plan.target_name(t)}: {', '.join(r for p in admitting.held for r in p.refusals(t))}"
+                            for t in decision.attempts)
+            return self._refused(key, Refused(errors.MODEL_NOT_ALLOWED, f"no target of rule"
+                                              f" {decision.rule.name!r} is allowed for {key.workspace}: {why}"))
+        self._narrow(decision, kept)
+        return None
 
     @staticmethod
     def _narrow(decision: plan.Decision, kept: list[plan.Target]) -> None:
@@ -305,19 +329,14 @@ class Tenants:
         self._narrow(decision, qualified)
         return None
 
-    @classmethod
-    def _may_use_all(cls, admitting: _Admitting, targets: list[plan.Target]) -> bool:
-        for target in targets:
-            if not cls._may_use(admitting, target):
-                return False
-        return True
-
     @staticmethod
-    def _may_use(admitting: _Admitting, target: plan.Target) -> bool:
-        allowed = admitting.allowed.get(id(target))
-        if allowed is None:   # the version's targets live as long as `admitting` does: ids are theirs
-            allowed = admitting.allowed[id(target)] = not any(p.refusals(target) for p in admitting.held)
-        return allowed
+    def _prices(admitting: _Admitting, target: plan.Target) -> tuple[int, int] | None:
+        """The target's prices when it is inside every restriction of the key's policies (else None)."""
+        key = id(target)   # the version's targets live as long as `admitting` does: ids are theirs
+        if key not in admitting.prices:
+            admitting.prices[key] = (None if any(p.refusals(target) for p in admitting.held)
+                                     else (target.input_micros_per_1k or 0, target.output_micros_per_1k or 0))
+        return admitting.prices[key]
 
     def admitted_headers(self, ticket: Ticket) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its tightest bucket

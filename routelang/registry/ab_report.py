@@ -8,13 +8,12 @@ plain dict (the `json` format); `render_text` and `render_markdown` print it,
 
 from __future__ import annotations
 
-import datetime
 import math
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..timetext import duration_s, iso, parse_iso
 from . import ab
 
 if TYPE_CHECKING:
@@ -60,37 +59,23 @@ def is_success(status: str | None) -> bool:
 
 # ---- the window ------------------------------------------------------------------------------
 
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_time(text: str, now: float | None = None) -> float:
     """A point in time: relative to now (`90s`, `30m`, `24h`, `7d`, `2w`: that long
     ago) or an ISO 8601 date or date-time (without a zone: UTC)."""
     now = time.time() if now is None else now
-    relative = _RELATIVE.fullmatch(text.strip())
-    if relative:
-        when = now - float(relative[1]) * _UNIT_S[relative[2]]
+    ago = duration_s(text)
+    if ago is not None:
+        when = now - ago
         try:
             iso(when)   # the report prints it: a time before year 1 cannot be
         except (ValueError, OverflowError, OSError):
             raise ReportProblem(f"{text!r} is too long ago to be a time") from None
         return when
-    try:
-        when = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
+    when = parse_iso(text)
+    if when is None:
         raise ReportProblem(f"{text!r} is not a time: give an ISO date or date-time (2026-12-01, "
-                            "2026-12-01T09:30Z) or a duration ago (30m, 24h, 7d)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds").replace(
-        "+00:00", "Z")
+                            "2026-12-01T09:30Z) or a duration ago (30m, 24h, 7d)")
+    return when
 
 
 # ---- building the report ----------------------------------------------------------------------

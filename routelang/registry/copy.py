@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rows import COLUMNS, RequestRecord, decode_row
+from .rows import COLUMNS, RequestRecord, VersionTargets, decode_row
 from .store import RegistryError, Store
 
 PAGE = 5_000   # history rows read and written at a time
@@ -40,6 +40,7 @@ def copy_registry(source: Store, target: Store) -> Copied:
             target.execute("INSERT INTO deployments (router, version, deployed_at, rolled_back) VALUES (?, ?, ?, ?)",
                            tuple(row.values()))
             copied.deployments += 1
+    versions = source.version_targets()   # a row's targets as dicts: narrowed again against DST's versions
     offset = 0
     while True:
         rows = source.query(f"SELECT r.*, c.request AS captured_request, c.response AS captured_response "
@@ -47,14 +48,14 @@ def copy_registry(source: Store, target: Store) -> Copied:
                             f"ORDER BY r.time, r.{source.insertion_order} LIMIT ? OFFSET ?", (PAGE, offset))
         if not rows:
             return copied
-        target.insert_requests([_record(row) for row in rows])
+        target.insert_requests([_record(row, versions) for row in rows])
         copied.requests += len(rows)
         offset += len(rows)
 
 
-def _record(row: dict) -> RequestRecord:
+def _record(row: dict, versions: VersionTargets) -> RequestRecord:
     captured_request, captured_response = row.pop("captured_request"), row.pop("captured_response")
-    decoded = decode_row(row)
+    decoded = decode_row(row, versions)
     record = RequestRecord(**{name: decoded[name] for name in COLUMNS})
     if captured_request is not None:
         record.captured_request = captured_request.encode()

@@ -3,20 +3,23 @@ the gateway runs with `--capture`: then the body and the answer go to the
 separate table `captures`, same id, same retention).
 
 Rows are written off the request path and out of the recording process:
-`HistoryWriter.record` puts a row on a bounded queue (a full queue drops the
-row and counts it, so a slow disk or a database that is down never slows
-routing); a background thread builds the rows and hands them, a batch at a
-time, to a writer process (history_process.py) that encodes and inserts them
-through the registry's Store, then prunes to the retention limits. Encoding
-and inserting in a thread of the serving process cost it a fifth of its CPU
-per request, the thread holding the GIL the event loop waits for. A batch
-that fails to be written is tried again, on a new connection, until the
-database answers.
+`HistoryWriter.record` puts a row (a tuple of plain values, built by the
+caller) on a bounded queue (a full queue drops the row and counts it, so a
+slow disk or a database that is down never slows routing); a background
+thread hands them, a batch at a time, to a writer process
+(history_process.py) that narrows, encodes and inserts them through the
+registry's Store, then prunes to the retention limits. Encoding and inserting
+in a thread of the serving process cost it a fifth of its CPU per request,
+the thread holding the GIL the event loop waits for; building the rows there
+from the requests' objects cost it 5 us a row (those objects, held until the
+thread came, had left the CPU's caches). A batch that fails to be written is
+tried again, on a new connection, until the database answers.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import subprocess
 import sys
@@ -27,7 +30,9 @@ from pathlib import Path
 import orjson
 
 from . import history_process
-from .rows import CaptureRow, RawRow, RequestRecord, Retention
+from .rows import CaptureRow, RawRow, RequestRecord, Retention, capture_row
+
+PIPE_BYTES = 1 << 20   # Linux's default most for a user's pipe; a batch of 2,000 gateway rows is ~0.5 MiB
 
 
 class HistoryWriter:
@@ -47,7 +52,7 @@ class HistoryWriter:
     `flush()` waits until every row recorded so far is written; `close()`
     flushes, stops the thread and the process (rows it could not write count as dropped)."""
 
-    def __init__(self, location: str | Path, retention: Retention | None = None, batch_size: int = 500,
+    def __init__(self, location: str | Path, retention: Retention | None = None, batch_size: int = 2_000,
                  interval_s: float = 0.2, queue_size: int = 10_000, prune_every_s: float = 60.0,
                  retry_s: float = 1.0):
         self.location = location
@@ -62,7 +67,7 @@ class HistoryWriter:
         self.batches = 0                    # batches written (one transaction each)
         self.failures = 0                   # batches the database refused (each tried again)
         self.last_error: str | None = None  # the last refusal, until a batch is written again
-        self._pending: deque[RequestRecord | tuple | threading.Event] = deque()
+        self._pending: deque[tuple | threading.Event] = deque()
         self._wake = threading.Event()      # flush/close: do not wait for the interval
         self._stop = threading.Event()
         self._process: subprocess.Popen | None = None
@@ -72,14 +77,22 @@ class HistoryWriter:
         self._thread = threading.Thread(target=self._run, name="routelang-history", daemon=True)
         self._thread.start()
 
-    def record(self, record: RequestRecord | tuple) -> bool:
-        """Queue a row: a RequestRecord, or a tuple `(encode, *args)` whose `encode(*args)` gives
-        (RawRow, CaptureRow or None) in the writer thread (the gateway's: the request path only
-        appends it). False when the queue is full and the row was dropped."""
+    def record(self, row: RawRow | RequestRecord | tuple, capture: tuple | None = None) -> bool:
+        """Queue a row: a RequestRecord, or plain values the caller read (a rows.RawRow, or the
+        gateway's rows.GATEWAY_FACTS: nothing of the request is held here) with, when capturing,
+        rows.capture_row's arguments (built in the thread). False when the row was dropped: the
+        queue is full, or it holds a value JSON cannot (both counted in `dropped`)."""
         if len(self._pending) >= self.queue_size:
             self.dropped += 1
             return False
-        self._pending.append(record)   # deque.append is atomic: no lock on the request path
+        if isinstance(row, RequestRecord):
+            row, capture = row.raw_row(), row.capture()
+        try:   # encoded at once: bytes hold nothing the garbage collector walks while they wait
+            encoded = orjson.dumps(row)
+        except TypeError:   # (a value JSON cannot hold, say an integer beyond 64 bits: never the caller's error)
+            self.dropped += 1
+            return False
+        self._pending.append((encoded, capture))   # deque.append is atomic: no lock needed
         return True
 
     @property
@@ -133,9 +146,11 @@ class HistoryWriter:
             os.close(self._from_process)
             self._from_process = None
 
-    def _write(self, rows: list[RawRow], captures: list[CaptureRow]) -> bool:
-        """Has the process write one batch; False if it ended first (closed, or died)."""
-        batch = orjson.dumps([self.retention.max_rows, self.retention.max_days, rows, captures])
+    def _write(self, rows: list[bytes], captures: list[CaptureRow]) -> bool:
+        """Has the process write one batch (`rows`: each a RawRow's JSON); False if it ended first
+        (closed, or died)."""
+        batch = b"".join((orjson.dumps([self.retention.max_rows, self.retention.max_days])[:-1], b",[",
+                          b",".join(rows), b"],", orjson.dumps(captures), b"]"))
         try:
             with self._pipe_lock:
                 if self._stop.is_set():
@@ -167,6 +182,7 @@ class HistoryWriter:
         self._close_replies()
         ours_in, theirs_out = os.pipe()
         theirs_in, ours_out = os.pipe()
+        _widen(ours_out)
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root,
                                                                          os.environ.get("PYTHONPATH"))))}
@@ -202,9 +218,10 @@ class HistoryWriter:
             process.kill()
             process.wait()
 
-    def _take(self) -> tuple[list[RawRow], list[CaptureRow], list[threading.Event]]:
-        """Up to batch_size rows from the front, built, and the flush markers among them."""
-        rows: list[RawRow] = []
+    def _take(self) -> tuple[list[bytes], list[CaptureRow], list[threading.Event]]:
+        """Up to batch_size rows (encoded) from the front, their captures built, and the flush
+        markers among them."""
+        rows: list[bytes] = []
         captures: list[CaptureRow] = []
         markers: list[threading.Event] = []
         pending = self._pending
@@ -213,14 +230,20 @@ class HistoryWriter:
             if isinstance(item, threading.Event):
                 markers.append(item)
                 continue
-            if isinstance(item, tuple):
-                row, capture = item[0](*item[1:])
-            else:
-                row, capture = item.raw_row(), item.capture_row()
+            row, capture = item
             rows.append(row)
             if capture is not None:
-                captures.append(capture)
+                captures.append(capture_row(*capture))
         return rows, captures, markers
+
+
+def _widen(pipe: int) -> None:
+    """A pipe that holds a whole batch (Linux): its write does not wait for the process to read
+    the first 64 KiB, each wait costing the serving process a switch of the interpreter's lock."""
+    try:
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (AttributeError, OSError):   # not Linux, or above /proc/sys/fs/pipe-max-size: the default
+        return
 
 
 def _read_reply(source: int) -> bytes | None:

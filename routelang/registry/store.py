@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import RegistryError
 
 if TYPE_CHECKING:
-    from .rows import CaptureRow, RequestRecord, Retention, Row
+    from .rows import CaptureRow, RequestRecord, Retention, Row, VersionTargets
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -120,7 +120,17 @@ class Store(ABC):
         """History rows (the values of rows.COLUMNS) and captures, in one transaction."""
 
     def insert_requests(self, records: list[RequestRecord]) -> None:
-        self.insert_rows([r.row() for r in records], [c for r in records if (c := r.capture_row()) is not None])
+        from .rows import stored_row
+
+        versions = self.version_targets()
+        self.insert_rows([stored_row(r.raw_row(), versions) for r in records],
+                         [c for r in records if (c := r.capture_row()) is not None])
+
+    def version_targets(self, parsed: dict | None = None) -> VersionTargets:
+        """What narrow history rows' targets name (rows.VersionTargets), read from this registry."""
+        from .rows import VersionTargets
+
+        return VersionTargets(self.query, parsed)
 
     @abstractmethod
     def prune(self, retention: Retention, now: float | None = None) -> int:
@@ -263,7 +273,8 @@ class Store(ABC):
             sql += " AND source = ?"
             args.append(source)
         rows = self.query(f"{sql} ORDER BY time DESC, {self.insertion_order} DESC LIMIT ?", (*args, limit))
-        return [decode_row(r) for r in rows]
+        versions = self.version_targets()
+        return [decode_row(r, versions) for r in rows]
 
     def get_request(self, request_id: str) -> dict | None:
         """The row; with `capture` ({request, response}) when it was captured."""
@@ -272,7 +283,7 @@ class Store(ABC):
         rows = self.query("SELECT * FROM requests WHERE id = ?", (request_id,))
         if not rows:
             return None
-        out = decode_row(rows[0])
+        out = decode_row(rows[0], self.version_targets())
         captured = self.query("SELECT request, response FROM captures WHERE id = ?", (request_id,))
         if captured:
             out["capture"] = captured[0]

@@ -13,7 +13,6 @@ the ledger's key scope.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import json
 import re
@@ -28,6 +27,7 @@ from ..diagnostics import render_text
 from ..policies import budgets_source, limits_source, outside_items
 from ..registry import RegistryError, Store, open_store
 from ..source import Source
+from ..timetext import duration_s, parse_iso
 
 PREFIX = "rlk_"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
@@ -76,24 +76,17 @@ class TenantKey:
                    limits=tuple(ir.RateLimit(**lim) for lim in json.loads(limits or "[]")))
 
 
-_IN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|h|d|w)")
-_UNIT_S = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
 def expiry(text: str, now: float) -> float:
     """When a key expires: in a duration from now (`90m`, `12h`, `30d`, `2w`) or at an
     ISO 8601 date or date-time (without a zone: UTC)."""
-    relative = _IN.fullmatch(text.strip())
-    if relative:
-        return now + float(relative[1]) * _UNIT_S[relative[2]]
-    try:
-        when = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
+    later = duration_s(text)
+    if later is not None:
+        return now + later
+    when = parse_iso(text)
+    if when is None:
         raise KeyStoreError(f"{text!r} is not an expiry: give a duration from now (30d, 12h) or an ISO date"
-                            " or date-time (2027-01-01, 2027-01-01T09:30Z)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
+                            " or date-time (2027-01-01, 2027-01-01T09:30Z)")
+    return when
 
 
 def allowance(budget: str | None, limit: str | None) -> tuple[tuple[ir.Budget, ...], tuple[ir.RateLimit, ...]]:
@@ -109,12 +102,6 @@ def allowance(budget: str | None, limit: str | None) -> tuple[tuple[ir.Budget, .
         raise KeyStoreError("\n".join(render_text(d, sources) for d in diagnostics),
                             diagnostics[0].span.file.removeprefix("--"))
     return policy.budgets, policy.limits
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
 
 
 def digest(secret: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import math
+import operator
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from .. import ir
 NANOS_PER_MICRO = 1000
 HOLD_TTL_S = 600.0
 ADJECTIVE = {"day": "daily", "week": "weekly", "month": "monthly"}
+_LEVEL = operator.attrgetter("level")
 
 
 @dataclass(frozen=True)
@@ -85,15 +87,27 @@ class _Bucket:
     rate: float = 0.0         # refilled per second: amount / seconds
 
 
-@dataclass(slots=True)
-class Hold:
-    request_id: str
-    tokens: int               # the estimate held in every token bucket
-    nanos: int                # the estimate held against every budget
-    budgets: tuple            # the _Budget objects it holds from
-    buckets: tuple            # the token buckets it holds from (a request taken from a request limit stays taken)
-    expires: float
-    limits: tuple             # every bucket it took from (for the admitted answer's x-ratelimit-* headers)
+class _Across:
+    """What a reserve across one tuple of scopes checks and takes from, resolved to the ledger's
+    state once (the gateway keeps one tuple of scopes per key and router version)."""
+
+    __slots__ = ("buckets", "budgets", "held", "scopes", "tokens", "units")
+
+    def __init__(self, scopes: tuple[Scope, ...], budgets: tuple, buckets: tuple):
+        self.scopes = scopes
+        self.budgets = budgets        # (_Budget, its Scope) of every scope, in order: checked first
+        self.buckets = buckets        # (_Bucket, its Scope) of every limit of every scope, in order
+        self.held = tuple(state for state, _ in budgets)                          # what a hold gives back to
+        self.tokens = tuple(state for state, _ in buckets if state.tokens)        # (a request taken stays taken)
+        # For the admitted answer's x-ratelimit-* headers: each unit's buckets.
+        self.units = tuple((unit, group) for unit, group in (
+            ("requests", tuple(state for state, _ in buckets if not state.tokens)), ("tokens", self.tokens)) if group)
+
+
+# What one admitted request holds until it is settled or released: (tokens: the estimate held in
+# every token bucket, nanos: the estimate held against every budget, the _Across it holds from, when
+# it expires). A plain tuple: one is made per request.
+Hold = tuple[int, int, _Across, float]
 
 
 class Level(NamedTuple):
@@ -159,10 +173,9 @@ class Ledger:
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
-        # id(scopes) -> what a reserve across them checks and holds (see _resolve): the scopes of a
-        # reserve are resolved to their state once, not by tuple-keyed lookups on every request (the
-        # gateway keeps one tuple of scopes per key and router version).
-        self.resolved: dict[int, tuple] = {}
+        # id(scopes) -> what a reserve across them checks and holds: resolved once, not by
+        # tuple-keyed lookups on every request.
+        self.across: dict[int, _Across] = {}
         self.next_sweep = 0.0                      # when expired holds are looked for next
 
     # ---- the Accounts interface (the in-process ledger never waits) ------------------
@@ -182,15 +195,16 @@ class Ledger:
             return {"backend": "memory", "holds": len(self.holds)}
 
     def levels(self, admission: Admission) -> list[Level]:
-        """The admitted request's buckets now (after its reserve took from them)."""
-        with self.lock:
-            now = self.clock()
-            out = []
-            for bucket in admission.hold.limits:
-                level = min(bucket.amount, bucket.level + max(0.0, now - bucket.at) * bucket.rate)
-                out.append(Level("tokens" if bucket.tokens else "requests", bucket.amount, max(0, int(level)),
-                                 (bucket.amount - level) / bucket.rate))
-            return out
+        """Per unit, the admitted request's bucket with the fewest left, as the reserve left it
+        (read without the lock: a bucket's level is one float, and a header's figure may be a
+        refill older than the admin API's reading of it)."""
+        out = []
+        for unit, buckets in admission.hold[2].units:
+            tightest = buckets[0] if len(buckets) == 1 else min(buckets, key=_LEVEL)
+            amount = tightest.amount
+            level = min(tightest.level, amount)   # a settle may give back more than a full bucket holds
+            out.append(Level(unit, amount, int(level) if level > 0 else 0, (amount - level) / tightest.rate))
+        return out
 
     # ---- reserve -----------------------------------------------------------------
 
@@ -203,31 +217,29 @@ class Ledger:
                 self._expire(now)
             if request_id in self.holds or request_id in self.finished:
                 raise ValueError(f"request id {request_id!r} was reserved before")
-            resolved = self.resolved.get(id(scopes))
-            if resolved is None or resolved[0] is not scopes:
-                resolved = self._resolve(scopes, now)
-            _, budgets, buckets, held, token_buckets, limits = resolved
+            across = self.across.get(id(scopes))
+            if across is None or across.scopes is not scopes:
+                across = self._resolve(scopes, now)
             # Each check takes as it passes (under the lock, nobody sees the difference); a refusal gives
             # back what was taken before it, so a reserve still takes from everything or from nothing.
-            for state, scope in budgets:
+            for state, scope in across.budgets:
                 if now >= state.end or now < state.window:
                     self._roll(state, now)
                 if state.spent + state.held + nanos > state.cap:
-                    self._give_back(resolved, state, tokens, nanos)
+                    self._give_back(across, state, tokens, nanos)
                     return self._exhausted(scope, state, nanos, now)
                 state.held += nanos
-            for state, scope in buckets:
+            for state, scope in across.buckets:
                 if now > state.at:   # refilled for the time gone by (whatever this request's fate)
                     level = state.level + (now - state.at) * state.rate
                     state.level = level if level < state.amount else float(state.amount)
                     state.at = now
                 need = tokens if state.tokens else 1
                 if state.level < need:
-                    self._give_back(resolved, state, tokens, nanos)
+                    self._give_back(across, state, tokens, nanos)
                     return self._over(scope, state, need)
                 state.level -= need
-            hold = self.holds[request_id] = Hold(request_id, tokens, nanos, held, token_buckets,
-                                                 now + self.hold_ttl_s, limits)
+            hold = self.holds[request_id] = (tokens, nanos, across, now + self.hold_ttl_s)
             return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
@@ -249,20 +261,20 @@ class Ledger:
         return self.settle(request_id, 0, 0)
 
     def _undo(self, hold: Hold, spent: int, tokens: int, now: float) -> None:
-        held = hold.nanos
-        for state in hold.budgets:
+        held_tokens, held, across, _ = hold
+        for state in across.held:
             state.held -= held
             if now >= state.end:
                 self._roll(state, now)
             state.spent += spent     # charged to the window in which it ends
-        back = hold.tokens - tokens
+        back = held_tokens - tokens
         if back:
-            for bucket in hold.buckets:
+            for bucket in across.tokens:
                 bucket.level += back
 
     def _expire(self, now: float) -> None:
         self.next_sweep = now + 1.0   # holds live minutes: a sweep a second is plenty, and cheap per request
-        for request_id in [r for r, h in self.holds.items() if h.expires <= now]:
+        for request_id in [r for r, h in self.holds.items() if h[3] <= now]:
             self._undo(self.holds.pop(request_id), 0, 0, now)
             self.finished[request_id] = now
         if len(self.finished) > 100_000:  # replays come within seconds; forget the oldest half
@@ -271,28 +283,26 @@ class Ledger:
 
     # ---- state ---------------------------------------------------------------------
 
-    def _resolve(self, scopes: tuple[Scope, ...], now: float) -> tuple:
+    def _resolve(self, scopes: tuple[Scope, ...], now: float) -> _Across:
         """What a reserve across `scopes` checks: every budget (with its scope, for the refusal),
-        then every limit; and what its hold gives back: the budgets, and the token buckets. The state
-        is kept under (kind, name, period or unit and period), so a new version of a scope keeps
-        what the old one spent and took; its amounts and zone are the new version's."""
-        if len(self.resolved) > 10_000:   # scopes of versions no longer served
-            self.resolved.clear()
+        then every limit. The state is kept under (kind, name, period or unit and period), so a
+        new version of a scope keeps what the old one spent and took; its amounts and zone are the
+        new version's."""
+        if len(self.across) > 10_000:   # scopes of versions no longer served
+            self.across.clear()
         budgets = tuple((self._budget(scope, budget, now), scope) for scope in scopes for budget in scope.budgets)
         buckets = tuple((self._bucket(scope, limit, now), scope) for scope in scopes for limit in scope.limits)
-        resolved = self.resolved[id(scopes)] = (scopes, budgets, buckets, tuple(state for state, _ in budgets),
-                                                tuple(state for state, _ in buckets if state.tokens),
-                                                tuple(state for state, _ in buckets))
-        return resolved
+        across = self.across[id(scopes)] = _Across(scopes, budgets, buckets)
+        return across
 
     @staticmethod
-    def _give_back(resolved: tuple, refused: _Budget | _Bucket, tokens: int, nanos: int) -> None:
+    def _give_back(across: _Across, refused: _Budget | _Bucket, tokens: int, nanos: int) -> None:
         """Undo what a reserve took from the states checked before the one that refused."""
-        for state, _ in resolved[1]:
+        for state in across.held:
             if state is refused:
                 return
             state.held -= nanos
-        for state, _ in resolved[2]:
+        for state, _ in across.buckets:
             if state is refused:
                 return
             state.level += tokens if state.tokens else 1

@@ -485,7 +485,8 @@ def test_history_rows_carry_attempts_tokens_cost_ttft_status_and_the_key_id(upst
     assert row["cost"] == pytest.approx(7 * 0.004 / 1000)    # b answered
     assert row["client_key_id"] == "team-a" and "k1" not in json.dumps(row)
     assert row["ttft_ms"] is None and row["latency_ms"] > 0
-    assert [t["model_name"] for t in json.loads(row["targets"])] == ["ma", "mb"]
+    assert json.loads(row["targets"]) == [0, 1]   # the stored row names its targets by their place in the version
+    assert [t["model_name"] for t in registry.store.get_request(fell_back)["targets"]] == ["ma", "mb"]
     streamed = rows["streamed"]
     assert streamed["ttft_ms"] is not None and 0 < streamed["ttft_ms"] <= streamed["latency_ms"]
     assert (streamed["tokens_in"], streamed["tokens_out"]) == (5, 2)

@@ -19,6 +19,7 @@ from ... import __version__
 from ...registry.errors import RegistryError
 from ...registry.rows import MAX_LIMIT
 from ...tenancy import usage
+from ...timetext import iso
 from .. import errors, plan
 from ..health import conditions
 from .common import AdminError, Context, integer, written
@@ -54,11 +55,6 @@ def _time_range(request) -> tuple[str, float]:
         raise AdminError(errors.INVALID_REQUEST, f"timeRange must be one of {', '.join(TIME_RANGES)}, not {text!r}",
                          "timeRange")
     return text, time.time() - TIME_RANGES[text]
-
-
-def _iso(at: float) -> str:
-    return datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00",
-                                                                                                         "Z")
 
 
 def _status(status: str) -> str:
@@ -151,7 +147,7 @@ def _metric(row: dict) -> RequestMetric:
         requestId=row["id"], modelId=row["first_target"], agentType=row["agent"], workspaceId=row["workspace"],
         requestType=None, latency=row["latency_ms"], totalLatency=row["latency_ms"],
         usage=TokenUsage(promptTokens=tokens_in, completionTokens=tokens_out, totalTokens=total, cost=row["cost"]),
-        status=_status(row["status"]), timestamp=_iso(row["time"]), router=row["router"], version=row["version"],
+        status=_status(row["status"]), timestamp=iso(row["time"], "milliseconds"), router=row["router"], version=row["version"],
         rule=row["rule"])
 
 
@@ -177,7 +173,7 @@ async def health_overview(ctx: Context, _request, _body) -> tuple[int, BaseModel
             performance = Performance(requestsLastHour=totals.requests, averageLatency=totals.latency_mean(),
                                       successRate=_percent(totals.success_rate))
     return 200, HealthOverview(
-        timestamp=_iso(now),
+        timestamp=iso(now, "milliseconds"),
         models=ModelCounts(total=len(targets), active=len(targets) - len(by_condition["drained"]),
                            **{k: len(by_condition[k]) for k in ("healthy", "degraded", "unhealthy")}),
         routing=RoutingCounts(totalRules=rules, enabledRules=rules), performance=performance,
@@ -210,7 +206,7 @@ async def health_detailed(ctx: Context, _request, _body) -> tuple[int, BaseModel
     else:
         status = "healthy" if all(c.status in ("up", "not_used") for c in checks.values()) else "degraded"
     answer = HealthDetailed(
-        status=status, timestamp=_iso(time.time()), service="routelang", version=__version__, checks=checks,
+        status=status, timestamp=iso(time.time(), "milliseconds"), service="routelang", version=__version__, checks=checks,
         targets=[TargetHealth(router=t.router, target=t.name, provider=t.provider, model=t.model,
                               condition=t.condition, breaker=t.breaker) for t in targets])
     return (503 if status == "unhealthy" else 200), answer
