@@ -263,3 +263,14 @@ def test_check_and_lint_take_a_module_as_a_module(tmp_path):
     proc = run("check", rules_without_router)
     assert proc.returncode == 1 and "error[RL106]" in proc.stdout  # rules need a router header
     assert run("compile", module).returncode == 1  # nothing to compile in a module
+
+
+def test_an_ambiguous_regex_is_reported_by_lint_not_by_python_warnings(tmp_path):
+    """`[[a]` makes Python warn (FutureWarning) wherever it is parsed; lint reports it once, at its place."""
+    source = tmp_path / "r.route"
+    source.write_text((Path(__file__).parent / "lint" / "golden" / "values.route").read_text())
+    proc = subprocess.run([sys.executable, "-W", "always", "-m", "routelang", "lint", str(source)],
+                          capture_output=True, text=True, check=False)
+    assert "FutureWarning" not in proc.stdout + proc.stderr
+    assert proc.stdout.count("warning[RL326]") == 1, proc.stdout
+    assert 'regex "[[a]": possible nested set at position 1' in proc.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 from .. import ir
 from ..analysis.sre import sre_constants, sre_parse
@@ -54,6 +55,15 @@ REDOS_REGEX = lint_rule(
         "can stall the router (ReDoS).",
     example='rule r priority 1 { when prompt =~ r"(a+)+$" route x }',
     fix="Remove the inner or outer quantifier, or anchor and bound the repetition (`a{1,50}`).",
+)
+AMBIGUOUS_REGEX = lint_rule(
+    "RL326", "ambiguous-regex", W, "a regex that Python warns may change meaning",
+    what="A regular expression Python compiles with a FutureWarning: a `[` inside a set (`[[a]`) or a doubled "
+         "`--`, `&&`, `~~` or `||` inside one, which future versions may read as set operations.",
+    why="The pattern matches one thing today and may match another after a Python upgrade, and every process "
+        "that compiles it prints Python's warning.",
+    example='rule r priority 1 { when prompt =~ "[[a]" route x }',
+    fix="Escape the character inside the set (`[\\[a]`), or write the set another way.",
 )
 STICKY_KEY_CONDITION = lint_rule(
     "RL324", "sticky-key-condition", W, "a split is sticky by a field the rule pins to one value",
@@ -152,6 +162,27 @@ def redos_regex(ctx):
                                  f"regex {json.dumps(cmp.value)} nests one repetition inside another and can take "
                                  f"exponential time on some inputs", part_span(cmp, "value"), rule=rule.name,
                                  help="remove one of the quantifiers, or bound it (`{1,50}`)")
+
+
+def future_warning(pattern: str) -> str | None:
+    """Python's FutureWarning for `pattern` ("Possible nested set at position 1"), or None."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FutureWarning)
+        try:
+            sre_parse.parse(pattern)   # (not re.compile: its cache answers a compiled pattern without warning)
+        except (re.error, RecursionError):
+            return None
+    return next((str(w.message) for w in caught if issubclass(w.category, FutureWarning)), None)
+
+
+@AMBIGUOUS_REGEX.check
+def ambiguous_regex(ctx):
+    for rule in ctx.router.rules:
+        for cmp in ir.walk_conditions(rule.when):
+            if cmp.operator == "regex" and isinstance(cmp.value, str) and (why := future_warning(cmp.value)):
+                yield Diagnostic(AMBIGUOUS_REGEX.code, f"regex {json.dumps(cmp.value)}: {why[0].lower()}{why[1:]}"
+                                 f" (Python may read it differently in a future version)", part_span(cmp, "value"),
+                                 rule=rule.name, help="escape the character inside the set with a backslash")
 
 
 @STICKY_KEY_CONDITION.check
