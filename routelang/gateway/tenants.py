@@ -345,16 +345,13 @@ class Tenants:
 
     def _rate_headers(self, scope: Scope) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the scope's first request and token limits."""
-        out = {}
+        levels = []
         for unit in ("requests", "tokens"):
             limit = next((lim for lim in scope.limits if lim.unit == unit), None)
-            if limit is None:
-                continue
-            level, reset = self.ledger.level(scope, limit)
-            out[f"x-ratelimit-limit-{unit}"] = str(limit.amount)
-            out[f"x-ratelimit-remaining-{unit}"] = str(max(0, int(level)))
-            out[f"x-ratelimit-reset-{unit}"] = _duration(reset)
-        return out
+            if limit is not None:
+                level, reset = self.ledger.level(scope, limit)
+                levels.append(Level(unit, limit.amount, max(0, int(level)), reset))
+        return rate_headers(levels)
 
     def _refused(self, key: TenantKey, refused: Refused) -> Refused:
         self.metrics.tenant_refusals.labels(key.workspace, refused.kind.code).inc()

@@ -30,7 +30,7 @@ from ..source import Source
 from ..timetext import duration_s, parse_iso
 
 PREFIX = "rlk_"
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,127}")   # a workspace's or agent's name (the admin API's too)
 
 
 class KeyStoreError(Exception):

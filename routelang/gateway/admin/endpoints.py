@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ...registry.rows import MAX_LIMIT, SOURCES
+from ...tenancy.keys import NAME as TENANT_NAME
 from . import analytics, decisions, history, registry, targets, tenants
 from .common import Handler
 from .models import (
@@ -149,8 +150,8 @@ PARAMETERS = {
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     "target": {"type": "string", "minLength": 1},
     "key": {"type": "string", "pattern": "^key_[0-9a-f]{12}$"},
-    "workspace": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"},
-    "agent": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$"},
+    "workspace": {"type": "string", "pattern": f"^{TENANT_NAME.pattern}$"},
+    "agent": {"type": "string", "pattern": f"^{TENANT_NAME.pattern}$"},
 }
 QUERY = {"limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
          "source": {"type": "string", "enum": list(SOURCES), "description": "only the rows of this source"},

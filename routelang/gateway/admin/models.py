@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ...tenancy.keys import NAME as TENANT_NAME
+
 ROUTER_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"   # store.ROUTER_NAME, as an OpenAPI pattern
 EXPORT_FORMAT = "routelang-registry"
 STDLIB_NAME = re.compile(r"<std(\.[A-Za-z_][A-Za-z0-9_]*)+>")
@@ -448,8 +450,8 @@ class HealthDetailed(Answer):
 # The model-router service's shapes, field for field (camelCase), so its clients keep working.
 
 class KeyBody(Body):
-    workspace: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
-    agent: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+    workspace: str = Field(pattern=f"^{TENANT_NAME.pattern}$")
+    agent: str | None = Field(None, pattern=f"^{TENANT_NAME.pattern}$")
     expires: str | None = Field(None, description="a duration from now (30d, 12h) or an ISO date or date-time")
     limit: str | None = Field(None, description='the key\'s own limits, as a workspace writes them: "60 requests per'
                                                 ' minute, 20k tokens per minute"')
