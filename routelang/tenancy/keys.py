@@ -122,7 +122,10 @@ class KeyStore:
         self.lock = threading.Lock()   # the gateway's lookup threads and the admin API share the store
 
     def close(self) -> None:
-        self.store.close()
+        # Under the lock: a lookup thread may be querying, and closing a SQLite connection under a
+        # running query crashes the process (seen when a gateway stopped during a key's refresh).
+        with self.lock:
+            self.store.close()
 
     def _keys(self, where: str, args: tuple) -> list[TenantKey]:
         with self.lock:
