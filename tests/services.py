@@ -8,6 +8,7 @@ they are missing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -134,12 +135,38 @@ class PostgresServer:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE template0")
         return self.url(name)
 
+    def make_read_only(self, url: str) -> None:
+        """New sessions of the database at `url` can read it and write nothing (as on a hot
+        standby): a write fails in the database, a read still works."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET default_transaction_read_only = on")
+
     def close(self) -> None:
         try:
             if self.running:
                 self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sqlite_write_locked(path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Another connection holds the registry file's write lock while the block runs, and
+    the connections routelang opens meanwhile give up waiting for it after 0.2 s (not 10):
+    reads still work (WAL), every write fails with "database is locked"."""
+    import sqlite3
+
+    from routelang.registry import sqlite
+
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 200)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        holder.close()
 
 
 @pytest.fixture(scope="session")

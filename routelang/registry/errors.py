@@ -22,8 +22,15 @@ class RegistryError(Exception):
 
 
 class StorageError(RegistryError):
-    """The registry's database failed (unreachable, locked past the timeout, unreadable):
-    `message` is the driver's reason."""
+    """The registry's database failed (unreachable, locked past the timeout, unreadable, refusing
+    a write): `message` is the driver's reason on one line (drivers add hints on lines of their
+    own). Never the state of a router: whoever turns a RegistryError into "no such router" or
+    "nothing to roll back" lets this one through."""
+
+    def __init__(self, message: str, registry: str | Path | None = None):
+        super().__init__(" ".join(message.split()), registry)
 
     def __str__(self) -> str:
-        return self.message if self.registry is None else f"the registry {self.registry}: {self.message}"
+        if self.registry is None:
+            return self.message
+        return f"the registry {self.registry} cannot be used now: {self.message}"

@@ -450,3 +450,43 @@ def test_a_registry_it_cannot_use_is_a_503_not_a_bug(env, tmp_path):
     error = assert_error(api(env, "GET", "/routers"), 503, "registry_unavailable")
     assert "upgrade routelang" in error["message"]
     assert env.gw.log_lines("bug") == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_write_the_database_refuses_is_a_503_not_a_conflict(backend, upstreams, gateway, tmp_path, request,
+                                                              monkeypatch):
+    """Rollback, deploy and push whose write fails in the database (SQLite: the file's write lock
+    held past the busy timeout; Postgres: a read-only database) answer 503 registry_unavailable
+    (rollback answered 409 nothing_to_roll_back), and change nothing."""
+    import contextlib
+
+    from services import sqlite_write_locked
+
+    a, b = upstreams("a"), upstreams("b")
+    if backend == "sqlite":
+        location = tmp_path / "reg" / "registry.db"
+        def failing():
+            return sqlite_write_locked(location, monkeypatch)
+    else:
+        server = request.getfixturevalue("postgres_server")
+        location = server.new_database()
+        def failing():
+            server.make_read_only(location)
+            return contextlib.nullcontext()
+    store = open_store(location)
+    for version, premium in ((1, "big"), (2, "small")):
+        built = build_text(source(a, b, premium), "chat.route")
+        store.push("chat", built.entry, built.sources, built.compiled, f"v{version}")
+        store.deploy("chat", version)
+    gw = gateway(source(a, b), admin_keys=frozenset({auth.digest(ADMIN)}), store=store)
+    env = type("Env", (), {"gw": gw})
+    third = {"source": source(a, b) + "\n# a third version\n", "message": "v3"}
+    with failing():
+        for method, path, body in (("POST", "/routers/chat/rollback", None),
+                                   ("POST", "/routers/chat/deploy", {"version": 1}),
+                                   ("POST", "/routers/chat/versions", third)):
+            error = assert_error(api(env, method, path, body), 503, "registry_unavailable")
+            assert error["message"].startswith("the registry cannot be used now: "), error
+    assert api(env, "GET", "/routers/chat/versions").json()["active_version"] == 2
+    assert len(api(env, "GET", "/routers/chat/versions").json()["data"]) == 2
+    assert gw.log_lines("bug") == []

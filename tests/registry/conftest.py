@@ -112,3 +112,23 @@ def open_router(request, registry):
         return lambda name, **kwargs: routelang.Router(name, registry=registry, **kwargs)
     url = request.getfixturevalue("live_gateway")
     return lambda name, **kwargs: routelang.Router(name, url=url, api_key=ADMIN_KEY, **kwargs)
+
+
+@pytest.fixture
+def writes_failing(registry, request, monkeypatch):
+    """writes_failing(): a context in which the registry can be read but every write fails in its
+    database (SQLite: another connection holds the write lock; Postgres: the database is read-only,
+    for good, as on a hot standby)."""
+    import contextlib
+
+    from services import sqlite_write_locked
+
+    if isinstance(registry, Path):
+        return lambda: sqlite_write_locked(registry, monkeypatch)
+
+    @contextlib.contextmanager
+    def read_only():
+        request.getfixturevalue("postgres_server").make_read_only(registry)
+        yield
+
+    return read_only

@@ -236,3 +236,35 @@ def test_registry_copy_from_sqlite_to_postgres_and_back(sqlite_registry, postgre
     again = run("registry", "copy", sqlite_registry, url)
     assert again.exit_code == Exit.USAGE and "not empty" in again.output
     assert run("registry", "copy", tmp_path / "missing.db", tmp_path / "new.db").exit_code == Exit.USAGE
+
+
+def test_a_database_that_fails_a_write_is_not_a_conflict(registry, router_file, writes_failing):
+    """push, deploy and rollback whose write the database refuses: one line saying the registry
+    cannot be used now and why (not "nothing to roll back"), exit 2, nothing changed."""
+    run("push", router_file)
+    run("deploy", "chat", "1", "--yes")
+    write_router(router_file.parent, premium="small")
+    run("push", router_file)
+    run("deploy", "chat", "2", "--yes")
+    write_router(router_file.parent, premium="big")
+    router_file.write_text(router_file.read_text() + "\n# a third version\n")
+    with writes_failing():
+        for args in (("rollback", "chat"), ("deploy", "chat", "1", "--yes"), ("push", router_file)):
+            result = run(*args)
+            assert result.exit_code == Exit.USAGE, (args, result.output)
+            last = result.output.splitlines()[-1]
+            assert last.startswith("routelang: error: the registry ") and " cannot be used now: " in last, last
+            assert "read-only" in last or "locked" in last, last
+            assert "earlier deployment" not in result.output and "Traceback" not in result.output
+    listed = json.loads(run("versions", "chat", "--format", "json").output)
+    assert listed["active_version"] == 2 and len(listed["versions"]) == 2
+
+
+def test_an_unreachable_database_is_said_on_one_line(router_file):
+    from services import free_port
+
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    for args in (("rollback", "chat"), ("deploy", "chat", "1", "--yes"), ("push", router_file)):
+        result = run(*args, "--registry", url)
+        assert result.exit_code == Exit.USAGE, result.output
+        assert len(result.output.splitlines()) == 1 and "cannot be used now" in result.output, result.output

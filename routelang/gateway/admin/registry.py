@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ...registry.store import RegistryError
+from ...registry.errors import RegistryError, StorageError
 from .. import errors
 from .common import AdminError, Context, active_version, integer, stored_version
 from .models import (
@@ -157,6 +157,8 @@ async def rollback(ctx: Context, request, _body) -> tuple[int, BaseModel]:
         active_version(store, name)
         try:
             current, previous = store.rollback(name)
+        except StorageError:
+            raise   # the database failed: a 503, not the state of the router
         except RegistryError as exc:
             raise AdminError(errors.NOTHING_TO_ROLL_BACK, exc.message) from None
         return RolledBack(router=name, from_version=current, to_version=previous)
