@@ -490,3 +490,22 @@ def test_a_write_the_database_refuses_is_a_503_not_a_conflict(backend, upstreams
     assert api(env, "GET", "/routers/chat/versions").json()["active_version"] == 2
     assert len(api(env, "GET", "/routers/chat/versions").json()["data"]) == 2
     assert gw.log_lines("bug") == []
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/routers/chat/deploy", {"version": True}, "version"),           # was version 1
+    ("/routers/chat/deploy", {"version": "1"}, "version"),
+    ("/routers/chat/deploy", {"version": 1.0}, "version"),
+    ("/routers/chat/deploy", {"version": 1, "dry_run": "false"}, "dry_run"),
+    ("/routers/chat/deploy", {"version": 1, "dry_run": 0}, "dry_run"),
+    ("/route", {"router": "chat", "data": PREMIUM, "record": "no"}, "record"),   # was false
+    ("/targets/chat/small/health", {"healthy": "false"}, "healthy"),
+    ("/targets/chat/small/health", {"healthy": 1}, "healthy"),
+    ("/routers/chat/versions", {"source": "x", "message": 7}, "message"),
+])
+def test_a_value_of_another_json_type_is_a_400_naming_the_field_never_coerced(env, path, body, field):
+    error = assert_error(api(env, "POST", path, body), 400, "invalid_request")
+    assert error["param"] == field and error["message"].startswith(f"invalid body: {field}: "), error
+    assert [d["version"] for d in env.store.deployments("chat")] == [1]
+    assert env.store.list_requests("chat") == []
+    assert routing_target(env.gw, "small")["healthy"] is None

@@ -113,3 +113,28 @@ def test_an_unknown_model_is_a_400_naming_it(gw, path, body, field):
     store = open_store(gw.registry_path)
     assert [v["version"] for v in store.versions(ROUTER)] == [1]
     store.close()
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/workspaces/ws-marketing-001/config", dict(WORKSPACE_CONFIG, budgetLimits={"daily": "10"}),
+     "budgetLimits.daily"),
+    ("/workspaces/ws-marketing-001/config", dict(WORKSPACE_CONFIG, budgetLimits={"daily": True}),   # was 1 USD
+     "budgetLimits.daily"),
+    ("/workspaces/ws-marketing-001/config",
+     dict(WORKSPACE_CONFIG, qualityRequirements={"minSuccessRate": "0.95"}), "qualityRequirements.minSuccessRate"),
+    ("/agents/creative/preferences",
+     dict(AGENT_PREFERENCES, performanceRequirements={"maxLatency": True}), "performanceRequirements.maxLatency"),
+    ("/agents/creative/preferences",
+     dict(AGENT_PREFERENCES, performanceRequirements={"maxCostPerToken": "0.01"}),
+     "performanceRequirements.maxCostPerToken"),
+])
+def test_a_number_given_as_a_string_or_a_bool_is_a_400_naming_it(gw, path, body, field):
+    """The service's bodies give whole numbers where the model has floats (100 USD, 5000 ms): they
+    stay accepted, as above; a string or a bool is not read as a number."""
+    refused = post(gw, path, body)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == field and error["message"].startswith(f"invalid body: {field}: "), error
+    store = open_store(gw.registry_path)
+    assert [v["version"] for v in store.versions(ROUTER)] == [1]
+    store.close()

@@ -24,7 +24,11 @@ def _relative(name: str) -> bool:
 # ---- the models: request bodies --------------------------------------------------------
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body. Strict: a value of another JSON type is a 400 naming its field, never read as
+    something it may not mean (`true` as version 1 or a 1 USD budget, "10" as 10, 2.0 as version 2,
+    "false" or 0 as false); a whole number is still a number where a float is asked for."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PushBody(Body):

@@ -187,7 +187,9 @@ async def export(ctx: Context, _request, _body) -> tuple[int, BaseModel]:
                 versions=[ExportedVersion(version=v.version, content_hash=v.content_hash, message=v.message,
                                           created_at=v.created_at, entry=v.entry, sources=v.sources,
                                           compiled=v.compiled) for v in versions],
-                deployments=[ExportedDeployment(**d) for d in store.deployments(r["name"])]))
+                deployments=[ExportedDeployment(version=d["version"], deployed_at=d["deployed_at"],
+                                                rolled_back=bool(d["rolled_back"]))   # stored 0 or 1
+                             for d in store.deployments(r["name"])]))
         return ExportAnswer(exported_at=time.time(), routers=routers)
 
     return 200, await ctx.in_registry(work)
