@@ -587,6 +587,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
     from .gateway.server import Options, Settings, prepare_multiprocess, run
     from .registry.rows import Retention
 
+    compiled = None   # FILE, compiled once: for its warnings here, then served
     if file is not None:
         if ctx.get_parameter_source("registry") is click.core.ParameterSource.COMMANDLINE:
             raise UsageProblem("give FILE or --registry, not both")
@@ -594,7 +595,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
             raise UsageProblem("--default-router, --capture and --no-history need --registry")
         registry = None
         read_text(file)  # as every command: an unreadable FILE exits 2, one that is not UTF-8 exits 1
-        _warn_unserved_fields(file)
+        compiled = _warn_unserved_fields(file)
     elif registry is None:
         raise UsageProblem("serve needs FILE or --registry PATH (or $ROUTELANG_REGISTRY)")
     elif capture and no_history:
@@ -630,7 +631,8 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
                       settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys, tenant_keys=tenant_keys,
                       reload_interval_s=reload_interval, drain_s=drain_s,
                       log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint,
-                      state=state, budgets_when_down=budgets_when_down, limits_when_down=limits_when_down)
+                      state=state, budgets_when_down=budgets_when_down, limits_when_down=limits_when_down,
+                      compiled=compiled)
     try:
         code = run(options)
     except LoadError as exc:
@@ -646,13 +648,13 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
     finish(Exit.OK if code == 0 else Exit.INTERNAL)
 
 
-def _warn_unserved_fields(file: str) -> None:
+def _warn_unserved_fields(file: str) -> CompileResult | None:
     """Before serving a .route file: the findings of `lint --serve` (fields and sticky keys an
-    OpenAI request never holds), as warnings on stderr; they do not stop the gateway. A file
-    that does not compile is left to the loader, which reports it."""
+    OpenAI request never holds), as warnings on stderr; they do not stop the gateway. The
+    compiled file, which the gateway then serves (None: a JSON config). A file that does not
+    compile is left to the loader, which reports it."""
     if not file.endswith(".route"):
-        return
-    from .compiler import compile_path
+        return None
     from .lint import LINT_RULES, lint
 
     result = compile_path(file, env=dict(os.environ))
@@ -660,6 +662,7 @@ def _warn_unserved_fields(file: str) -> None:
     findings = [d for d in lint(result, serving=True) if d.code.code in serving_only]
     if findings:
         emit_diagnostics([result], "text", diagnostics=findings, err=True)
+    return result
 
 
 def _tracing_wanted(otlp_endpoint: str | None) -> bool:

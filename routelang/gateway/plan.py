@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -22,6 +22,9 @@ import routelang
 from routelang.runtime import operators, strategies
 from routelang.runtime.model import RuleSpec, StrategySpec, Target
 from routelang.vocab import strategies as vocab
+
+if TYPE_CHECKING:
+    from routelang.compiler import CompileResult
 
 
 class Availability(Protocol):
@@ -83,11 +86,13 @@ def target_name(target: Target) -> str:
 
 # ---- loading --------------------------------------------------------------------
 
-def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes, tuple[str, ...]]:
+def read_config(path: str, env: dict[str, str], compiled: CompileResult | None = None,
+                ) -> tuple[dict, bytes, tuple[str, ...]]:
     """The Mixtrain-schema JSON config of a `.route` file (compiled and checked,
-    `${VAR}`s filled in from `env`) or of a `.json` file; the bytes of every file
-    it was read from (for the version hash) and their paths (the file first, then
-    the files it imports; the standard library's modules, named `<std...>`, are not watched)."""
+    `${VAR}`s filled in from `env`; `compiled`: the file as the caller just compiled it with
+    `env`, not compiled again) or of a `.json` file; the bytes of every file it was read from
+    (for the version hash) and their paths (the file first, then the files it imports; the
+    standard library's modules, named `<std...>`, are not watched)."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -101,7 +106,7 @@ def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes, tuple[str,
     from routelang.backends.json import lower
     from routelang.compiler import compile_path
 
-    result = compile_path(path, env=env)
+    result = compile_path(path, env=env) if compiled is None else compiled
     if not result.ok:
         raise LoadError(result.render())
     config, _notes = lower(result.router)
@@ -112,11 +117,11 @@ def read_config(path: str, env: dict[str, str]) -> tuple[dict, bytes, tuple[str,
     return config, hashed, (path, *sorted(imports))
 
 
-def load(path: str, env: dict[str, str] | None = None) -> Loaded:
+def load(path: str, env: dict[str, str] | None = None, compiled: CompileResult | None = None) -> Loaded:
     """Compile/read, check and load `path`; `${VAR}`s come from `env` (default:
-    the process environment). Raises LoadError."""
+    the process environment); `compiled`: see read_config. Raises LoadError."""
     env = dict(os.environ) if env is None else env
-    config, raw, files = read_config(path, env)
+    config, raw, files = read_config(path, env, compiled)
     loaded = from_config(config, path, hashlib.sha256(raw).hexdigest(), env)
     loaded.files = files
     return loaded

@@ -58,9 +58,9 @@ class FileSource:
     (polled every `reload_interval_s`), or on `reload()` (SIGHUP)."""
 
     def __init__(self, path: str, reload_interval_s: float, state: State, metrics: Metrics, log: JsonLog,
-                 on_change: Callable[[], None]):
+                 on_change: Callable[[], None], loaded: plan.Loaded | None = None):
         self.path = path
-        self.loaded = plan.load(path)   # raises plan.LoadError: nothing to serve
+        self.loaded = plan.load(path) if loaded is None else loaded   # raises plan.LoadError: nothing to serve
         self.state = state
         self.metrics = metrics
         self.log = log

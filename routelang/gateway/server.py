@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING
 from .executor import Settings
 
 if TYPE_CHECKING:
+    from routelang.compiler import CompileResult
     from routelang.registry.rows import Retention
+
+    from .plan import Loaded
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Options:
     limits_when_down: str = "admit"     # ... and rate limits (or "refuse")
     tracing: bool = False       # export traces (checked by tracing.check; each worker makes its own Tracing)
     otlp_endpoint: str | None = None    # None: from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+    compiled: CompileResult | None = None   # `path` as the CLI compiled it (for lint --serve): not compiled again
 
 
 STOPS = (signal.SIGTERM, signal.SIGINT)
@@ -88,8 +92,9 @@ def run(options: Options) -> int:
     or the log file) before listening."""
     from . import auth, plan  # neither imports prometheus_client (see prepare_multiprocess)
 
+    loaded = None
     if options.registry is None:
-        plan.load(options.path)
+        loaded = plan.load(options.path, compiled=options.compiled)   # served as it is: workers inherit it
         what = options.path
     else:
         from routelang.registry.backends import open_store
@@ -111,8 +116,8 @@ def run(options: Options) -> int:
               f"up to {options.workers} times each limit and budget; --state redis://... shares one "
               "(docs/tenants.md)", file=sys.stderr, flush=True)
     if options.workers <= 1:
-        return _run_worker(options, sock, keys)
-    return _supervise(options, sock, keys)
+        return _run_worker(options, sock, keys, loaded)
+    return _supervise(options, sock, keys, loaded)
 
 
 @dataclass(frozen=True)
@@ -121,17 +126,17 @@ class Keys:
     admins: dict[str, str] | None       # --admin-keys
 
 
-def _run_worker(options: Options, sock: socket.socket, keys: Keys) -> int:
+def _run_worker(options: Options, sock: socket.socket, keys: Keys, loaded: Loaded | None) -> int:
     factory = None
     if options.loop == "uvloop":
         import uvloop  # optional: `pip install uvloop` (the CLI checks it is there)
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_worker(options, sock, keys))
+        return runner.run(_worker(options, sock, keys, loaded))
 
 
-async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
+async def _worker(options: Options, sock: socket.socket, keys: Keys, loaded: Loaded | None) -> int:
     from aiohttp import web
 
     from . import tracing, wiring
@@ -147,7 +152,7 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys) -> int:
                                 tracing=tracing.from_options(options.otlp_endpoint, os.environ) if options.tracing
                                 else None,
                                 tenant_keys=options.tenant_keys,
-                                when_down=(options.budgets_when_down, options.limits_when_down))
+                                when_down=(options.budgets_when_down, options.limits_when_down), loaded=loaded)
         runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
                                shutdown_timeout=options.drain_s)
         await runner.setup()
@@ -186,7 +191,7 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def _supervise(options: Options, sock: socket.socket, keys: Keys) -> int:
+def _supervise(options: Options, sock: socket.socket, keys: Keys, loaded: Loaded | None) -> int:
     from prometheus_client import multiprocess
 
     children: list[int] = []
@@ -199,7 +204,7 @@ def _supervise(options: Options, sock: socket.socket, keys: Keys) -> int:
         if pid == 0:  # a worker
             signal.signal(signal.SIGHUP, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
-            os._exit(_run_worker(options, sock, keys))
+            os._exit(_run_worker(options, sock, keys, loaded))
         children.append(pid)
     sock.close()
 

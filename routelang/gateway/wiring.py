@@ -35,7 +35,7 @@ from routelang.registry.rows import Retention
 from routelang.registry.store import Store
 from routelang.tenancy.ledger import Accounts
 
-from . import app, auth, upstream
+from . import app, auth, plan, upstream
 from .executor import Executor, Settings
 from .health import HealthChecker
 from .logs import JsonLog
@@ -101,8 +101,10 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
           registry: str | Path | None = None, default_router: str | None = None,
           history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
           poll_s: float = POLL_S, tracing: Tracing | None = None,
-          tenant_keys: str | Path | None = None, when_down: tuple[str, str] = ("refuse", "admit")) -> Services:
+          tenant_keys: str | Path | None = None, when_down: tuple[str, str] = ("refuse", "admit"),
+          loaded: plan.Loaded | None = None) -> Services:
     """A gateway of one config file (`path`) or of every deployed router of a `registry`.
+    `loaded`: the file already loaded (serve loads it before it listens), not loaded again.
     `store`: the registry a file-serving gateway's admin API works on (the caller's to close).
     `tenant_keys`: the file of tenant keys (`routelang keys`, usually the registry's): requests then need one,
     and are admitted by their workspace's and agent's limits and budgets, counted in this process, or on
@@ -124,7 +126,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
 
     recorder = None
     if registry is None:
-        routers = FileSource(path, reload_interval_s, state, metrics, log, follow_routers)  # raises plan.LoadError
+        routers = FileSource(path, reload_interval_s, state, metrics, log, follow_routers, loaded)  # raises plan.LoadError
     else:
         store = open_store(registry, create=False)                                              # raises RegistryError
         routers = RegistrySource(store, state, metrics, log, follow_routers, default_router, poll_s)

@@ -269,3 +269,45 @@ def test_tenants_with_several_workers_say_their_ledgers_are_per_worker(upstreams
         reply = http("POST", served.url + "/v1/chat/completions", CHAT, {"Authorization": f"Bearer {secret}"})
         assert reply.status_code == 200, reply.text
     assert http("POST", served.url + "/v1/chat/completions", CHAT).status_code == 401
+
+
+# Loaded first by every Python process started with this folder on PYTHONPATH: it appends to
+# $ROUTELANG_TEST_OPENS a line for each file opened whose name ends with $ROUTELANG_TEST_WATCHED.
+SITECUSTOMIZE = '''
+import os, sys
+
+_log, _watched = os.environ["ROUTELANG_TEST_OPENS"], os.environ["ROUTELANG_TEST_WATCHED"]
+
+
+def _hook(event, args):
+    if event == "open" and isinstance(args[0], str) and args[0].endswith(_watched):
+        with open(_log, "a") as out:   # (the log's own open is not watched: another name)
+            out.write(f"{os.getpid()} {args[0]}\\n")
+
+
+sys.addaudithook(_hook)
+'''
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_compiles_a_route_file_once(upstreams, tmp_path, workers):
+    """Timing-free: the file a router imports is opened once per compile (and by nothing else), in
+    every process of `serve` (lint --serve's warnings, the check before listening, the workers).
+    It was compiled three times with one worker, four with two."""
+    up = upstreams()
+    (tmp_path / "targets.route").write_text(f'import std.providers\ntarget a = openai("m", "{up.url}/v1")\n')
+    path = tmp_path / "r.route"
+    path.write_text('router r\nimport "targets.route"\nrule all priority 0 {\n    route a\n}\n')
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    opens = tmp_path / "opens.txt"
+    served = Served(str(path), "--workers", workers,
+                    env={"PYTHONPATH": f"{ROOT}{os.pathsep}{hooks}", "ROUTELANG_TEST_OPENS": str(opens),
+                         "ROUTELANG_TEST_WATCHED": "targets.route"})
+    try:
+        for _ in range(4):   # (two workers: both most likely answer one)
+            assert http("POST", served.url + "/v1/chat/completions", CHAT).headers["x-routelang-target"] == "a"
+    finally:
+        assert served.stop() == 0
+    assert len(opens.read_text().splitlines()) == 1, opens.read_text()

@@ -773,3 +773,37 @@ def test_postgres_down_serving_goes_on_rows_wait_then_are_written_beyond_the_bou
         if gw is not None:
             loop_thread.run(gw.stop())
         server.close()
+
+
+def test_a_rollback_serves_the_stored_config_and_compiles_nothing(upstreams, registry, serve_registry):
+    """Version 1's sources no longer compile (as after a routelang upgrade that rejects what an older
+    one accepted) but its stored compiled config is sound: a rollback to it, from another process or
+    from the admin API, serves that config; nothing compiles the sources again."""
+    a, b = upstreams("a"), upstreams("b")
+    built = build_file(_written(registry.directory / "v1", route_text("alpha", a.url)))
+    broken = {**built.sources, built.entry: "router alpha\nrule r { route nowhere }\n"}
+    old, _new = registry.store.push("alpha", built.entry, broken, built.compiled, "sources that no longer compile")
+    registry.store.deploy("alpha", old.version)
+    registry.push("alpha", route_text("alpha", b.url))
+    gw = serve_registry(admin_keys=frozenset({auth.digest("admin")}))
+
+    def served() -> str:
+        return answered_by(http("POST", gw.url + "/r/alpha/v1/chat/completions", CHAT))
+
+    assert served() == "from b"
+    rolled = cli("rollback", "alpha", "--registry", str(registry.path))
+    assert rolled.returncode == Exit.OK, rolled.stderr
+    assert wait_for(lambda: served() == "from a", timeout=5)
+    registry.store.deploy("alpha", 2)
+    assert wait_for(lambda: served() == "from b", timeout=5)
+    answer = http("POST", gw.url + "/api/routers/alpha/rollback", headers={"Authorization": "Bearer admin"})
+    assert answer.json() == {"router": "alpha", "from_version": 2, "to_version": 1}, answer.text
+    assert wait_for(lambda: served() == "from a", timeout=5)
+    assert gw.log_lines("bug") == [] and not [e for e in gw.log_lines("reload") if e["result"] == "error"]
+
+
+def _written(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True)
+    path = folder / "alpha.route"
+    path.write_text(text)
+    return path
