@@ -557,6 +557,11 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
               help="Seconds per upstream attempt, for targets without `timeout`.")
 @click.option("--first-token-timeout", "first_token_s", default=60.0, show_default=True, type=Finite(0),
               help="Seconds a stream may wait for its first byte (and between bytes).")
+@click.option("--request-read-timeout", "read_timeout_s", default=30.0, show_default=True, type=Finite(0),
+              metavar="SECONDS",
+              help="A client must send a request's headers within this many seconds of connecting (or of the "
+                   "previous answer), and its body within as many after them; else the connection is closed "
+                   "(a body: after a 408). An idle kept-alive connection is closed after as long.")
 @click.option("--reload-interval", default=1.0, show_default=True, type=Finite(0, inclusive=True),
               help="Seconds between checks of FILE (and the files it imports) for changes (0: on SIGHUP only).")
 @click.option("--drain", "drain_s", default=30.0, show_default=True, type=Finite(0, inclusive=True),
@@ -578,8 +583,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @click.pass_context
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
-                  host, port, workers, api_keys, admin_keys, tenant_keys, timeout_s, first_token_s, reload_interval,
-                  drain_s, log_file, loop, otlp_endpoint, state, budgets_when_down, limits_when_down):
+                  host, port, workers, api_keys, admin_keys, tenant_keys, timeout_s, first_token_s, read_timeout_s,
+                  reload_interval, drain_s, log_file, loop, otlp_endpoint, state, budgets_when_down, limits_when_down):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -625,7 +630,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
             raise UsageProblem("--loop uvloop needs the uvloop package: pip install uvloop") from None
     tracing = _tracing_wanted(otlp_endpoint)
 
-    settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s)
+    settings = Settings(timeout_s=timeout_s, first_token_timeout_s=first_token_s, request_read_timeout_s=read_timeout_s)
     options = Options(path=file, registry=registry, default_router=default_router, history=not no_history,
                       retention=retention, capture=capture, host=host, port=port, workers=workers,
                       settings=settings, api_keys_file=api_keys, admin_keys_file=admin_keys, tenant_keys=tenant_keys,

@@ -25,7 +25,7 @@ from .logs import JsonLog, ms, now
 from .metrics import CONTENT_TYPE, Metrics
 from .recording import Recorder, Routed
 from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
-from .responses import JSON, error, refusal
+from .responses import JSON, answer_then_close, body_late, error, read_body, refusal
 from .state import ROUTER, State, about
 from .tenants import Refused as TenantRefused
 from .tenants import Tenants, nanos
@@ -79,7 +79,7 @@ class Endpoints:
         self.api_keys = api_keys
         self.registry = registry
         self.serves_registry = registry is not None
-        self.body_timeout_s = executor.settings.body_timeout_s
+        self.read_timeout_s = executor.settings.request_read_timeout_s
         self.started = started
         self.tracing = tracing   # None: no spans (one check per request)
         self.tenants = tenants
@@ -159,7 +159,7 @@ class Endpoints:
         routed.loaded = loaded
         ex.router, ex.version = loaded.name, loaded.version
         try:
-            raw = await self._body(request)
+            raw = await read_body(request, self.read_timeout_s)
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
@@ -206,25 +206,8 @@ class Endpoints:
             self.executor.shadow(ex, target, body, forward)
         return await self.executor.run(request, ex, decision, body, forward)
 
-    async def _body(self, request: web.Request) -> bytes:
-        """The request body; a client that sends it too slowly raises TimeoutError, so a
-        stalled upload does not hold the handler forever. A body that came with the headers
-        (the usual case) is read without arming a timer."""
-        if request.content.is_eof():
-            return await request.read()
-        async with asyncio.timeout(self.body_timeout_s):
-            return await request.read()
-
     async def _body_timed_out(self, request: web.Request, ex: Exchange) -> web.Response:
-        """A 408, sent at once, then the connection closes: the rest of a stalled body is not
-        waited for (aiohttp would linger reading it for up to 10 s after the answer)."""
-        response = error(ex, errors.REQUEST_TIMEOUT, f"the request body did not arrive within "
-                                                          f"{self.body_timeout_s:g} s")
-        response.force_close()
-        await response.prepare(request)
-        await response.write_eof()
-        request.protocol.force_close()  # the answer is written; the transport flushes it, then closes
-        return response
+        return await answer_then_close(request, error(ex, errors.REQUEST_TIMEOUT, body_late(self.read_timeout_s)))
 
     def _account(self, ex: Exchange, response: web.StreamResponse | None, routed: Routed) -> None:
         """The request's metrics, its one log line, and its row in the history."""
@@ -343,7 +326,7 @@ class Endpoints:
         if loaded is None:
             return self._no_router(ex, name)
         try:
-            body = orjson.loads(await self._body(request))
+            body = orjson.loads(await read_body(request, self.read_timeout_s))
         except orjson.JSONDecodeError as exc:
             return error(ex, errors.INVALID_JSON, f"the body is not valid JSON: {exc}")
         except TimeoutError:

@@ -54,7 +54,9 @@ class Settings:
     timeout_s: float = 600.0             # one attempt, when the target sets no `timeout`
     first_token_timeout_s: float = 60.0  # a stream's first byte, and any silence after it
     connect_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0         # a client's request body, from its headers to its last byte
+    # A client's request: its head, from the connection's start (or the previous answer) to its
+    # last header, and its body, from its head to its last byte (`serve --request-read-timeout`).
+    request_read_timeout_s: float = 30.0
     retry_base_s: float = 0.5
     retry_max_s: float = 8.0
     max_retry_after_s: float = 60.0

@@ -153,8 +153,7 @@ async def _worker(options: Options, sock: socket.socket, keys: Keys, loaded: Loa
                                 else None,
                                 tenant_keys=options.tenant_keys,
                                 when_down=(options.budgets_when_down, options.limits_when_down), loaded=loaded)
-        runner = web.AppRunner(wiring.application(services), handler_cancellation=True, access_log=None,
-                               shutdown_timeout=options.drain_s)
+        runner = wiring.runner(services, options.drain_s)
         await runner.setup()
         settle_gc()
         await web.SockSite(runner, sock, backlog=4096).start()

@@ -155,7 +155,8 @@ def application(services: Services) -> web.Application:
     if s.admin_keys is not None:
         from .admin.app import Admin
 
-        api = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys, s.tenants)
+        api = Admin(s.routers, s.state, s.metrics, s.log, s.store, s.api_keys, s.admin_keys, s.tenants,
+                    s.settings.request_read_timeout_s)
         admin, admin_routes = api.application(), api.root_routes()
     web_app = app.application(endpoints, admin, admin_routes)
 
@@ -168,6 +169,17 @@ def application(services: Services) -> web.Application:
     web_app.on_startup.append(startup)
     web_app.on_cleanup.append(cleanup)
     return web_app
+
+
+def runner(services: Services, shutdown_timeout_s: float) -> web.AppRunner:
+    """The runner of `services`' application, as serve runs it. aiohttp's keep-alive timeout is
+    what bounds a request's head: it closes a connection that has no whole request head when it
+    fires, counted from the connection's start or the previous answer (a byte now and then does
+    not put it off), so a slow client (slowloris) holds a connection for the read timeout at
+    most; an idle kept-alive connection is closed after as long."""
+    return web.AppRunner(application(services), handler_cancellation=True, access_log=None,
+                         shutdown_timeout=shutdown_timeout_s,
+                         keepalive_timeout=services.settings.request_read_timeout_s)
 
 
 async def start(s: Services) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -193,8 +196,7 @@ class GatewayServer:
         self.gateway = wiring.build(None if self.path is None else str(self.path), settings=self.settings,
                                     api_keys=self.api_keys, log=JsonLog(self.logs),
                                     reload_interval_s=self.reload_interval_s, **self.options)
-        self._runner = web.AppRunner(wiring.application(self.gateway), handler_cancellation=True, access_log=None,
-                                     shutdown_timeout=2)
+        self._runner = wiring.runner(self.gateway, shutdown_timeout_s=2)   # as serve runs it
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -305,3 +307,31 @@ class Served:
             if self.proc.poll() is None:
                 self.proc.kill()
 
+
+def slow_client(url: str, head: bytes, drip: bytes, every_s: float, for_s: float) -> tuple[float | None, bytes]:
+    """A slow client: `head`, then one byte of `drip` (repeated) every `every_s` (nothing when it is
+    empty), for at most `for_s`: (the seconds after which the server closed the connection, None
+    when it was still open at the end; what it answered)."""
+    parts = urlsplit(url)
+    started = time.monotonic()
+    drops = itertools.cycle(drip) if drip else iter(())
+    answer = b""
+    with socket.create_connection((parts.hostname, parts.port), timeout=for_s) as sock:
+        sock.settimeout(every_s)
+        try:
+            if head:
+                sock.sendall(head)
+            while time.monotonic() - started < for_s:
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:   # nothing to read: the connection is open; one more byte
+                    byte = next(drops, None)
+                    if byte is not None:
+                        sock.sendall(bytes([byte]))
+                    continue
+                if not data:
+                    return time.monotonic() - started, answer
+                answer += data
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic() - started, answer
+    return None, answer

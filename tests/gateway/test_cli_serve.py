@@ -11,7 +11,7 @@ import sys
 import threading
 
 import pytest
-from gateway_fakes import ROOT, Served, config, http, rule, target, wait_for
+from gateway_fakes import ROOT, Served, config, http, rule, slow_client, target, wait_for
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -224,7 +224,8 @@ def _routable_file(tmp_path) -> str:
 
 @pytest.mark.parametrize(("option", "value"), [
     ("--timeout", "0"), ("--timeout", "-5"), ("--timeout", "nan"), ("--first-token-timeout", "0"),
-    ("--first-token-timeout", "-1"), ("--drain", "-1"), ("--drain", "nan"), ("--reload-interval", "-1"),
+    ("--first-token-timeout", "-1"), ("--request-read-timeout", "0"), ("--request-read-timeout", "inf"),
+    ("--drain", "-1"), ("--drain", "nan"), ("--reload-interval", "-1"),
     ("--workers", "0"), ("--port", "-1"), ("--history-max-rows", "0"), ("--history-max-days", "0"),
 ])
 def test_serve_refuses_a_duration_or_count_out_of_range(tmp_path, option, value):
@@ -311,3 +312,17 @@ def test_serve_compiles_a_route_file_once(upstreams, tmp_path, workers):
     finally:
         assert served.stop() == 0
     assert len(opens.read_text().splitlines()) == 1, opens.read_text()
+
+
+def test_request_read_timeout_disconnects_a_client_that_sends_its_headers_too_slowly(upstreams, serve, tmp_path):
+    """serve's own runner (with `--workers 2` too): the head of a request must arrive within
+    --request-read-timeout, one byte a tenth of a second does not keep the connection."""
+    up = upstreams()
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(config(rule("all", [target(up, "m")]))))
+    for workers in ("1", "2"):
+        served = serve(str(path), "--request-read-timeout", "0.5", "--workers", workers)
+        closed_after, answer = slow_client(served.url, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+                                           b"abcdefgh", every_s=0.1, for_s=5)
+        assert closed_after is not None and answer == b"", (workers, answer)
+        assert http("POST", served.url + "/v1/chat/completions", CHAT).status_code == 200

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import openai
 import pytest
-from gateway_fakes import FAST, chat_answer, config, http, rule, target, wait_for
+from gateway_fakes import FAST, chat_answer, config, http, rule, slow_client, target, wait_for
 
 from routelang.gateway import auth
 from routelang.gateway.logs import JsonLog
@@ -266,7 +266,7 @@ def _raw_request(url: str, pieces: list[bytes], pause_s: float, timeout: float) 
 
 def test_a_request_body_that_stalls_gets_a_408_and_frees_the_connection(upstreams, gateway):
     up = upstreams()
-    gw = gateway(config(rule("all", [target(up)])), settings=replace(FAST, body_timeout_s=0.5))
+    gw = gateway(config(rule("all", [target(up)])), settings=replace(FAST, request_read_timeout_s=0.5))
     body = json.dumps(CHAT).encode()
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
@@ -285,6 +285,47 @@ def test_a_request_body_that_stalls_gets_a_408_and_frees_the_connection(upstream
     closing = head.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
     answer = _raw_request(gw.url, [closing + body[:10], body[10:]], 0.1, timeout=5)
     assert answer.startswith(b"HTTP/1.1 200") and len(up.received) == 1
+
+
+def test_a_client_that_sends_its_headers_too_slowly_is_disconnected(upstreams, gateway):
+    """Slowloris: the request's head must be whole within the read timeout of the connection's start
+    (or of the previous answer, on a kept-alive connection); a byte now and then does not extend it.
+    The connection was held for aiohttp's keep-alive timeout, an hour."""
+    up = upstreams()
+    gw = gateway(config(rule("all", [target(up)])), settings=replace(FAST, request_read_timeout_s=0.5))
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    closed_after, answer = slow_client(gw.url, head, b"abcdefgh", every_s=0.1, for_s=5)
+    assert closed_after is not None and answer == b"", answer
+    assert 0.4 < closed_after < 3
+    closed_after, _ = slow_client(gw.url, b"", b"", every_s=0.1, for_s=5)   # connected, nothing sent
+    assert closed_after is not None and closed_after < 3
+    assert not up.received and gw.log_lines() == []
+    # A client in time keeps its connection for the next request.
+    body = json.dumps(CHAT).encode()
+    request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    answer = _raw_request(gw.url, [request, request], 0.2, timeout=5)
+    assert answer.count(b"HTTP/1.1 200") == 2 and len(up.received) == 2
+
+
+def test_an_admin_body_that_stalls_gets_a_408_and_frees_the_connection(upstreams, gateway):
+    """The admin API read its bodies without a timeout: a client that stopped mid-body held the
+    connection and its handler until it left."""
+    up = upstreams()
+    gw = gateway(config(rule("all", [target(up)])), settings=replace(FAST, request_read_timeout_s=0.5),
+                 admin_keys=frozenset({auth.digest("admin")}))
+    body = json.dumps({"healthy": False}).encode()
+    head = (f"POST /api/targets/test-router/m/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    started = time.monotonic()
+    answer = _raw_request(gw.url, [head + body[:5]], 0, timeout=5)
+    assert time.monotonic() - started < 3
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408"), answer
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert error["code"] == "request_timeout" and set(error) == {"message", "type", "param", "code"}
+    assert b"connection: close" in rest.lower()
+    assert http("GET", gw.url + "/routing").json()["targets"][0]["healthy"] is None   # nothing was pushed
 
 
 def test_log_lines_are_flushed_whole_and_in_order_and_a_broken_stream_counts_them_lost():

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ...registry.store import RegistryError
 from .. import auth, errors
-from ..responses import JSON
+from ..responses import JSON, answer_then_close, body_late
 from .common import AdminError, Context, error_response, parse
 from .endpoints import ENDPOINTS, PATTERNS, Endpoint
 from .openapi import openapi
@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 class Admin:
     """The admin API of a gateway serving `routers`; `store`: its registry (None: the
     registry endpoints answer 409 no_registry). `admin_keys` may call it; a client key
-    (`api_keys`) is told it is not an admin key."""
+    (`api_keys`) is told it is not an admin key. A body must arrive within `read_timeout_s`."""
 
     def __init__(self, routers: Source, state: State, metrics: Metrics, log: JsonLog, store: Store | None,
-                 api_keys: auth.Keys | None, admin_keys: auth.Keys, tenants: Tenants | None = None):
+                 api_keys: auth.Keys | None, admin_keys: auth.Keys, tenants: Tenants | None,
+                 read_timeout_s: float):
         worker = None if store is None else RegistryWorker(store.location)
         self.context = Context(routers, state, metrics, log, store, worker, tenants)
+        self.read_timeout_s = read_timeout_s   # a body that does not arrive in time: a 408
         self.log = log
         self.api_keys = api_keys
         self.admin_keys = admin_keys
@@ -103,7 +105,11 @@ class Admin:
         async def handle(request: web.Request) -> web.Response:
             body = None
             if e.body is not None:
-                body = await parse(request, e.body)
+                try:
+                    body = await parse(request, e.body, self.read_timeout_s)
+                except TimeoutError:
+                    return await answer_then_close(request, error_response(
+                        errors.REQUEST_TIMEOUT, body_late(self.read_timeout_s)))
             status, answer = await e.handler(context, request, body)
             return web.Response(status=status, body=orjson.dumps(answer.model_dump(mode="json")),
                                 content_type=JSON)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from ...registry.errors import StorageError
 from ...registry.store import RegistryError
 from .. import errors
-from ..responses import JSON
+from ..responses import JSON, read_body
 from .worker import RegistryWorker
 
 if TYPE_CHECKING:
@@ -68,9 +68,11 @@ def error_response(kind: errors.Kind, message: str, param: str | None = None, **
                         content_type=JSON)
 
 
-async def parse(request: web.Request, model: type[BaseModel]) -> BaseModel:
+async def parse(request: web.Request, model: type[BaseModel], read_timeout_s: float) -> BaseModel:
+    """The body, validated by `model`. Raises TimeoutError when it does not arrive within
+    `read_timeout_s` (the caller answers it and closes the connection)."""
     try:
-        raw = await request.read()
+        raw = await read_body(request, read_timeout_s)
     except web.HTTPRequestEntityTooLarge:
         raise AdminError(errors.TOO_LARGE, "the body is too large") from None
     try:
