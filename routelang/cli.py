@@ -638,6 +638,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
                       log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint,
                       state=state, budgets_when_down=budgets_when_down, limits_when_down=limits_when_down,
                       compiled=compiled)
+    compiled = None   # held by options until loaded, then dropped (the served config does not need its tree)
     try:
         code = run(options)
     except LoadError as exc:

@@ -95,6 +95,7 @@ def run(options: Options) -> int:
     loaded = None
     if options.registry is None:
         loaded = plan.load(options.path, compiled=options.compiled)   # served as it is: workers inherit it
+        options.compiled = None   # the compile's tree and sources, not needed to serve
         what = options.path
     else:
         from routelang.registry.backends import open_store
