@@ -169,6 +169,19 @@ def sqlite_write_locked(path: Path, monkeypatch: pytest.MonkeyPatch):
         holder.close()
 
 
+@contextlib.contextmanager
+def writes_refused(location: Path | str, monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer | None = None):
+    """While the block runs, the registry at `location` can be read but its database refuses every
+    write: a file's write lock held (sqlite_write_locked); a Postgres database (on `postgres`) made
+    read-only, for good, as on a hot standby."""
+    if isinstance(location, Path):
+        with sqlite_write_locked(location, monkeypatch):
+            yield
+    else:
+        postgres.make_read_only(location)
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     server = PostgresServer()

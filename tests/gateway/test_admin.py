@@ -458,38 +458,30 @@ def test_a_write_the_database_refuses_is_a_503_not_a_conflict(backend, upstreams
     """Rollback, deploy and push whose write fails in the database (SQLite: the file's write lock
     held past the busy timeout; Postgres: a read-only database) answer 503 registry_unavailable
     (rollback answered 409 nothing_to_roll_back), and change nothing."""
-    import contextlib
-
-    from services import sqlite_write_locked
+    from services import writes_refused
 
     a, b = upstreams("a"), upstreams("b")
-    if backend == "sqlite":
-        location = tmp_path / "reg" / "registry.db"
-        def failing():
-            return sqlite_write_locked(location, monkeypatch)
-    else:
-        server = request.getfixturevalue("postgres_server")
-        location = server.new_database()
-        def failing():
-            server.make_read_only(location)
-            return contextlib.nullcontext()
+    postgres = request.getfixturevalue("postgres_server") if backend == "postgres" else None
+    location = tmp_path / "reg" / "registry.db" if postgres is None else postgres.new_database()
     store = open_store(location)
     for version, premium in ((1, "big"), (2, "small")):
         built = build_text(source(a, b, premium), "chat.route")
         store.push("chat", built.entry, built.sources, built.compiled, f"v{version}")
         store.deploy("chat", version)
     gw = gateway(source(a, b), admin_keys=frozenset({auth.digest(ADMIN)}), store=store)
-    env = type("Env", (), {"gw": gw})
+
+    def call(method: str, path: str, body: dict | None = None):
+        return http(method, gw.url + "/api/routers/chat" + path, body, AS_ADMIN)
+
     third = {"source": source(a, b) + "\n# a third version\n", "message": "v3"}
-    with failing():
-        for method, path, body in (("POST", "/routers/chat/rollback", None),
-                                   ("POST", "/routers/chat/deploy", {"version": 1}),
-                                   ("POST", "/routers/chat/versions", third)):
-            error = assert_error(api(env, method, path, body), 503, "registry_unavailable")
+    with writes_refused(location, monkeypatch, postgres):
+        for path, body in (("/rollback", None), ("/deploy", {"version": 1}), ("/versions", third)):
+            error = assert_error(call("POST", path, body), 503, "registry_unavailable")
             assert error["message"].startswith("the registry cannot be used now: "), error
-    assert api(env, "GET", "/routers/chat/versions").json()["active_version"] == 2
-    assert len(api(env, "GET", "/routers/chat/versions").json()["data"]) == 2
+    listed = call("GET", "/versions").json()
+    assert listed["active_version"] == 2 and len(listed["data"]) == 2
     assert gw.log_lines("bug") == []
+    store.close()
 
 
 @pytest.mark.parametrize("path, body, field", [

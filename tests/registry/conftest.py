@@ -116,19 +116,9 @@ def open_router(request, registry):
 
 @pytest.fixture
 def writes_failing(registry, request, monkeypatch):
-    """writes_failing(): a context in which the registry can be read but every write fails in its
-    database (SQLite: another connection holds the write lock; Postgres: the database is read-only,
-    for good, as on a hot standby)."""
-    import contextlib
+    """writes_failing(): a context in which the registry can be read but its database refuses every
+    write (services.writes_refused)."""
+    from services import writes_refused
 
-    from services import sqlite_write_locked
-
-    if isinstance(registry, Path):
-        return lambda: sqlite_write_locked(registry, monkeypatch)
-
-    @contextlib.contextmanager
-    def read_only():
-        request.getfixturevalue("postgres_server").make_read_only(registry)
-        yield
-
-    return read_only
+    postgres = None if isinstance(registry, Path) else request.getfixturevalue("postgres_server")
+    return lambda: writes_refused(registry, monkeypatch, postgres)
