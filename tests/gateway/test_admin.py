@@ -501,3 +501,11 @@ def test_a_value_of_another_json_type_is_a_400_naming_the_field_never_coerced(en
     assert [d["version"] for d in env.store.deployments("chat")] == [1]
     assert env.store.list_requests("chat") == []
     assert routing_target(env.gw, "small")["healthy"] is None
+
+
+@pytest.mark.parametrize("path", ["/routers/chat/versions/0_1", "/routers/chat/versions/%201", "/routers/chat/versions/+1",
+                                  "/routers/chat/requests?limit=1_0"])
+def test_a_number_in_a_path_or_query_is_digits_only(env, path):
+    """int() read `0_1`, ` 1` and `+1` as 1 (version 1 answered for them) and `1_0` as 10."""
+    error = assert_error(api(env, "GET", path), 400, "invalid_request")
+    assert error["param"] in ("version", "limit"), error

@@ -4,6 +4,7 @@ registry lookups that turn a missing router or version into a 404."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -88,11 +89,15 @@ async def parse(request: web.Request, model: type[BaseModel], read_timeout_s: fl
         raise AdminError(errors.INVALID_REQUEST, f"invalid body: {message}", where) from None
 
 
+DIGITS = re.compile(r"-?[0-9]+")
+
+
 def integer(text: str, param: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise AdminError(errors.INVALID_REQUEST, f"{param} must be an integer, not {text!r}", param) from None
+    """A path or query parameter's number: digits as written (int() would also read `1_0` as 10,
+    and ` 1`, `+1` or other scripts' digits as 1)."""
+    if not DIGITS.fullmatch(text):
+        raise AdminError(errors.INVALID_REQUEST, f"{param} must be an integer, not {text!r}", param)
+    return int(text)
 
 
 def active_version(store: Store, name: str) -> int | None:
