@@ -1,6 +1,6 @@
 """What the gateway adds to a request, side by side with LiteLLM and Portkey (run by hand).
 
-    python benchmarks/gateway_overhead.py [--duration 10] [--no-peers] [--scratch DIR]
+    python benchmarks/gateway_overhead.py [--duration 10] [--no-peers] [--pin] [--scratch DIR]
     python benchmarks/gateway_overhead.py --long SECONDS [--every N] [--loop uvloop|asyncio]
 
 A fake OpenAI upstream on loopback answers a small chat completion at once
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import importlib.util
 import json
@@ -186,6 +187,27 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
+# --pin: the measured server alone on SERVER_CPU, everything else (wrk, the fake upstream, the
+# history's writer process, Postgres) on the other CPUs, so that the server's CPU per request is
+# its own work and not also what sharing a core with the load costs it (on a 2-CPU machine that
+# share moves with whatever else runs: the history's writer, for one).
+SERVER_CPU = 0
+
+
+def pin_load_side() -> None:
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - {SERVER_CPU})
+
+
+def pin_server(pid: int) -> None:
+    """`pid`'s threads on SERVER_CPU, its descendants' (the history's writer, started with the
+    first rows) back on the load side."""
+    load_side = os.sched_getaffinity(0)
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):   # (a thread or process that ended meanwhile)
+            for tid in os.listdir(f"/proc/{p}/task"):
+                os.sched_setaffinity(int(tid), {SERVER_CPU} if p == pid else load_side)
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident memory of a process and its descendants."""
     total = 0
@@ -311,6 +333,8 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
             rows: list, direct: dict | None) -> dict:
     url = f"http://127.0.0.1:{port}{path}"
     wrk(url, headers, 8, 2, scratch)  # warm-up
+    if pid and args.pin:
+        pin_server(pid)
     before = rss_mb(pid) if pid else None
     one = wrk(url, headers, 1, args.duration, scratch)
     cpu_before = cpu_seconds(pid) if pid else None
@@ -343,10 +367,11 @@ def measure(name: str, port: int, path: str, headers: dict[str, str], args, scra
 def measure_history(args, scratch: Path, up_port: int, rows: list, direct: dict, notes: list[str]) -> None:
     """`routelang serve --registry` with the request history on and with `--no-history`, on a
     SQLite file and on a Postgres database (a PostgreSQL 15 started for the run, as the tests
-    start it: tests/services.py), three times each, alternating, on the bench router; a note
-    gives the medians per backend (CPU per request of the serving process, all its threads, is
-    the figure to trust on a shared machine; then with its descendants: the history's writer
-    process. Postgres's own processes are not counted in either)."""
+    start it: tests/services.py), `--rounds` times each (3 unless told), alternating, on the bench
+    router; a note gives the medians per backend and the median of the rounds' on/off ratios (CPU
+    per request of the serving process, all its threads, is the figure to trust on a shared
+    machine; then with its descendants: the history's writer process. Postgres's own processes
+    are not counted in either)."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
     from services import PostgresServer
@@ -372,7 +397,7 @@ def _history_rows(args, scratch, up_port, rows, direct, notes, backend: str, loc
     version, _new = store.push("bench", "bench.json", {"bench.json": json.dumps(config)}, config)
     store.deploy("bench", version.version)
     measured: dict[bool, list[dict]] = {False: [], True: []}
-    for round_no in (1, 2, 3):
+    for round_no in range(1, args.rounds + 1):
         for history in (False, True):
             port = free_port()
             before = store.query("SELECT COUNT(*) AS n FROM requests")[0]["n"]
@@ -393,8 +418,9 @@ def _history_rows(args, scratch, up_port, rows, direct, notes, backend: str, loc
                        ("cpu_us", "CPU per request with the history's writer process"),
                        ("rps", "req/s at 32"), ("p50_ms", "p50 at 1")):
         off, on = (statistics.median(r[key] for r in measured[h]) for h in (False, True))
+        paired = statistics.median(on_row[key] / off_row[key] for off_row, on_row in zip(*measured.values()))
         notes.append(f"{backend}: history on vs off, median {label}: {on:.3f} vs {off:.3f} "
-                     f"({(on / off - 1) * 100:+.1f}%)")
+                     f"({(on / off - 1) * 100:+.1f}%; median of the rounds' ratios {(paired - 1) * 100:+.1f}%)")
 
 
 def _f(value, fmt: str) -> str:
@@ -556,6 +582,9 @@ def main() -> None:
                         help="only direct and the shared-state rows (--state memory / redis, --workers 2)")
     parser.add_argument("--history-only", action="store_true",
                         help="only direct and the registry rows with the history on and off")
+    parser.add_argument("--rounds", type=int, default=3, help="with --history-only: alternations per backend")
+    parser.add_argument("--pin", action="store_true",
+                        help=f"the measured server alone on CPU {SERVER_CPU}, the load and the rest on the others")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "routelang-gateway-bench")
     parser.add_argument("--long", type=int, metavar="SECONDS",
                         help="instead: routelang under load for SECONDS, printing its memory (flat?)")
@@ -574,6 +603,10 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
+    if args.pin:
+        if (os.cpu_count() or 1) < 2:
+            sys.exit("--pin needs at least 2 CPUs")
+        pin_load_side()
     scratch = args.scratch
     scratch.mkdir(parents=True, exist_ok=True)
     procs: list[Proc] = []

@@ -154,8 +154,11 @@ class PostgresStore(Store):
     def __init__(self, location: str | None = None, create: bool = True):
         self.location = str(location or default_location())
         self._conn: psycopg.Connection | None = None
-        self._lock = threading.Lock()      # one statement or transaction at a time on the connection
+        # One statement or transaction at a time on the connection: a write transaction holds the
+        # lock from BEGIN to COMMIT, so another thread's statements never land inside it.
+        self._lock = threading.RLock()
         self._days: set[int] = set()       # days whose partitions exist (this store made sure)
+        self._closed = False
         conn = self._connection()
         try:
             found = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL AS found").fetchone()["found"]
@@ -169,6 +172,8 @@ class PostgresStore(Store):
         return StorageError(str(exc).strip() or type(exc).__name__, self.shown)
 
     def _connection(self) -> psycopg.Connection:
+        if self._closed:
+            raise StorageError("the store is closed", self.shown)
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
                 self._conn = _connect(self.location)
@@ -206,9 +211,11 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK,))
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            self._closed = True   # (a lost connection is opened again; a closed store is not)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     # ---- the port's primitives -------------------------------------------------------------
 
@@ -228,13 +235,12 @@ class PostgresStore(Store):
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        # The lock is not held around the body: query and execute take it per statement.
-        # The connection's transaction is this thread's while it lasts (one Store per thread that writes).
         try:
-            conn = self._connection()
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                yield
+            with self._lock:
+                conn = self._connection()
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    yield
         except psycopg.Error as exc:
             raise self._failed(exc) from None
 

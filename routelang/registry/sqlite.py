@@ -8,6 +8,7 @@ and every write is one `BEGIN IMMEDIATE` transaction.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -227,30 +228,37 @@ class SqliteStore(Store):
         self.location = str(self.path)
         if not create and not self.path.exists():
             raise RegistryError(f"no registry at {self.path} (`routelang push` creates it)")
+        # One connection, used by the gateway's worker threads (reloads, the admin API) and its event
+        # loop: every use holds the lock, a write transaction from BEGIN to COMMIT, so no thread's
+        # statements land inside another's transaction and closing never frees a statement in use.
+        self.lock = threading.RLock()
         try:
             self.conn = connect(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise _storage_error(self.path, exc) from None
 
     def close(self) -> None:
-        self.conn.close()
+        with self.lock:
+            self.conn.close()
 
     def query(self, sql: str, args: tuple | list = ()) -> list[dict]:
         try:
-            return [dict(row) for row in self.conn.execute(sql, args).fetchall()]
+            with self.lock:
+                return [dict(row) for row in self.conn.execute(sql, args).fetchall()]
         except sqlite3.Error as exc:
             raise _storage_error(self.path, exc) from None
 
     def execute(self, sql: str, args: tuple | list = ()) -> int:
         try:
-            return self.conn.execute(sql, args).rowcount
+            with self.lock:
+                return self.conn.execute(sql, args).rowcount
         except sqlite3.Error as exc:
             raise _storage_error(self.path, exc) from None
 
     @contextmanager
     def write(self) -> Iterator[None]:
         try:
-            with write(self.conn):
+            with self.lock, write(self.conn):
                 yield
         except sqlite3.Error as exc:
             raise _storage_error(self.path, exc) from None
@@ -285,4 +293,5 @@ class SqliteStore(Store):
     def tune_for_history(self) -> None:
         """The history writer's connection: it may lose its last rows on a power cut (never its
         consistency); no fsync per batch."""
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        with self.lock:
+            self.conn.execute("PRAGMA synchronous = NORMAL")

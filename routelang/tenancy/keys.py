@@ -17,7 +17,6 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,18 +118,13 @@ class KeyStore:
             self.store: Store = open_store(location)
         except RegistryError as exc:
             raise KeyStoreError(f"cannot open the key store: {exc}") from None
-        self.lock = threading.Lock()   # the gateway's lookup threads and the admin API share the store
 
     def close(self) -> None:
-        # Under the lock: a lookup thread may be querying, and closing a SQLite connection under a
-        # running query crashes the process (seen when a gateway stopped during a key's refresh).
-        with self.lock:
-            self.store.close()
+        # (The gateway's lookup threads may be querying: the store's close waits for them.)
+        self.store.close()
 
     def _keys(self, where: str, args: tuple) -> list[TenantKey]:
-        with self.lock:
-            rows = self.store.query(f"SELECT {self.COLUMNS} FROM tenant_keys WHERE {where} ORDER BY created_at, id",
-                                    args)
+        rows = self.store.query(f"SELECT {self.COLUMNS} FROM tenant_keys WHERE {where} ORDER BY created_at, id", args)
         return [TenantKey.from_row(dict(row)) for row in rows]
 
     def create(self, workspace: str, agent: str | None = None, expires_at: float | None = None,
@@ -148,7 +142,7 @@ class KeyStore:
         key = TenantKey("key_" + secrets.token_hex(6), workspace, agent, now, expires_at, None, budgets, limits)
         stored = [json.dumps([item.model_dump(exclude={"span"}) for item in items]) if items else None
                   for items in (budgets, limits)]
-        with self.lock, self.store.write():
+        with self.store.write():
             self.store.execute("INSERT INTO tenant_keys (id, digest, workspace, agent, created_at, expires_at,"
                                " budgets, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                (key.id, digest(secret), workspace, agent, now, expires_at, *stored))
@@ -159,7 +153,7 @@ class KeyStore:
 
     def revoke(self, key_id: str, now: float | None = None) -> TenantKey:
         now = time.time() if now is None else now
-        with self.lock, self.store.write():
+        with self.store.write():
             self.store.execute("UPDATE tenant_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                                (now, key_id))
         found = self._keys("id = ?", (key_id,))

@@ -760,6 +760,7 @@ def test_postgres_down_serving_goes_on_rows_wait_then_are_written_beyond_the_bou
             writer.flush(timeout_s=0.5)
         server.start()
         writer.flush(timeout_s=15)
+        registry.store = open_store(registry.path)   # (the test's own store was closed before the stop)
         ids = {r["id"] for r in registry.store.query("SELECT id FROM requests")}
         down = {i for i in ids if i.startswith("down-")}
         assert {f"before-{i}" for i in range(3)} <= ids

@@ -368,3 +368,51 @@ def test_postgres_reads_of_requests_and_ab_use_the_router_time_index(postgres_re
         ("SELECT rule FROM requests WHERE router = ? AND split_label IS NOT NULL AND time >= ?", ("r7", 1e9)),
         ("SELECT * FROM requests WHERE id = ?", ("x",)))]
     assert all("Seq Scan" not in plan for plan in plans), plans
+
+
+def test_one_store_shared_by_threads_keeps_each_write_whole_and_closes_safely(registry):
+    """A gateway's one store serves its reload thread, the admin API's thread and its closing: each
+    write transaction is one thread's from start to end (another thread's push would otherwise start
+    a transaction inside it, or have its statements land in it), and closing waits for whatever
+    runs; a call after the close is a registry error, never a crash."""
+    import threading
+
+    store = open_store(registry)
+    errors: list[Exception] = []
+
+    def pushes(worker: int) -> None:
+        try:
+            for i in range(10):
+                version, new = store.push("shared", "x.route", {"x.route": f"{worker}-{i}"}, {"rules": [], "i": i})
+                assert new
+                store.deploy("shared", version.version)
+        except (RegistryError, AssertionError) as exc:   # collected: the assertion below names it
+            errors.append(exc)
+
+    writers = [threading.Thread(target=pushes, args=(n,)) for n in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(60)
+    assert errors == []
+    assert [v["version"] for v in store.versions("shared")] == list(range(1, 41))
+    assert len(store.deployments("shared")) == 40
+
+    outcomes: list[str] = []
+
+    def reads() -> None:
+        while True:
+            try:
+                store.active_versions()
+            except RegistryError:
+                outcomes.append("closed")
+                return
+
+    readers = [threading.Thread(target=reads) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    time.sleep(0.05)
+    store.close()
+    for thread in readers:
+        thread.join(5)
+    assert outcomes == ["closed"] * 4
