@@ -46,20 +46,37 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class RedisServer:
     """A redis-server without persistence (`--save '' --appendonly no`) on a free loopback
     port. `freeze` (SIGSTOP) and `thaw` (SIGCONT) make it hang as a stalled server does;
-    `kill` and `start` again bring it back on the same port, empty."""
+    `kill` and `start` again bring it back on the same port, empty. `tls`: the port speaks TLS
+    only, with a certificate for 127.0.0.1 from a test authority (trustme) whose certificate is
+    `ca_file`; `url` is then `rediss://...?ssl_ca_certs=CA_FILE`."""
 
-    def __init__(self, folder: Path | None = None, password: str | None = None):
+    def __init__(self, folder: Path | None = None, password: str | None = None, tls: bool = False):
         self.folder = Path(folder or tempfile.mkdtemp(prefix="routelang-redis-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.socket = self.folder / "redis.sock"   # it listens there too (unix://)
         self.password = password
         self.proc: subprocess.Popen | None = None
+        self.listen = ["--port", str(self.port)]
+        if tls:
+            import trustme
+
+            authority = trustme.CA()
+            certificate = authority.issue_cert("127.0.0.1")
+            self.ca_file, cert_file, key_file = (self.folder / name for name in ("ca.pem", "cert.pem", "key.pem"))
+            authority.cert_pem.write_to_path(str(self.ca_file))
+            certificate.cert_chain_pems[0].write_to_path(str(cert_file))
+            certificate.private_key_pem.write_to_path(str(key_file))
+            self.listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert_file),
+                           "--tls-key-file", str(key_file), "--tls-ca-cert-file", str(self.ca_file),
+                           "--tls-auth-clients", "no"]
+            self.url = f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
 
     def start(self) -> RedisServer:
         auth = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+            [REDIS_SERVER, *self.listen, "--bind", "127.0.0.1", "--dir", str(self.folder),
              "--unixsocket", str(self.socket), "--unixsocketperm", "700",
              "--save", "", "--appendonly", "no", "--logfile", str(self.folder / "redis.log"), *auth],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -394,3 +394,48 @@ def test_serve_refuses_a_state_it_does_not_know(tmp_path):
     assert done.returncode == 2
     assert "--state takes `memory` or a Redis URL" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_replicas_share_breakers_over_tls(upstreams, fleet, tmp_path):
+    """`rediss://HOST:PORT/DB?ssl_ca_certs=FILE`: the pipe that runs the scripts and the client that
+    reads the snapshot and subscribes both speak TLS, verifying the server's certificate."""
+    from services import RedisServer
+
+    server = RedisServer(tmp_path / "tls", tls=True).start()
+    try:
+        a, b = upstreams("a"), upstreams("b")
+        a.default = {"status": 500, "body": {"error": {"message": "down"}}}
+        gateways = fleet(config(rule("chain", [target(a, "ma", **BREAKER), target(b, "mb")], strategy="fallback")),
+                         state=server.url)
+        assert wait_for(lambda: linked_everywhere(gateways), timeout=5)
+        assert [served_by(post(gateways[0])) for _ in range(2)] == ["mb", "mb"]
+        time.sleep(PROPAGATION_S)
+        assert {served_by(post(gw)) for gw in gateways for _ in range(3)} == {"mb"}
+        assert len(a.received) == 2
+        assert http("GET", gateways[1].url + "/routing").json()["state"]["url"] == f"rediss://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
+
+
+def test_a_redis_whose_certificate_is_not_trusted_is_never_used(tmp_path):
+    """Without the authority's certificate the TLS handshake fails: the link stays down (the
+    gateway serves on its own state) instead of talking to a server it cannot verify."""
+    from services import RedisServer
+
+    from routelang.gateway.redisstate import Link
+
+    server = RedisServer(tmp_path / "tls", tls=True).start()
+    try:
+        async def scenario() -> list[bool]:
+            untrusted = Link(f"rediss://127.0.0.1:{server.port}/0", on_change=lambda up: None)
+            trusted = Link(server.url, on_change=lambda up: None)
+            results = []
+            for link in (untrusted, trusted):
+                link.open()
+                results.append(await link.connect())
+                await link.close()
+            return results
+
+        assert asyncio.run(asyncio.wait_for(scenario(), 10)) == [False, True]
+    finally:
+        server.stop()
