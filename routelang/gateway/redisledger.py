@@ -57,6 +57,7 @@ from routelang.tenancy.ledger import (
     next_window,
     over_budget,
     over_limit,
+    rate_headers,
     window_start,
 )
 
@@ -395,6 +396,9 @@ class RedisLedger:
 
     def levels(self, admission: Admission) -> list[Level]:
         return admission.levels or []
+
+    def headers(self, admission: Admission) -> dict[str, str]:
+        return rate_headers(self.levels(admission))
 
     # ---- what a reserve sends ---------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from routelang import ir
 from routelang.registry import RegistryError
 from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
-from routelang.tenancy.ledger import Accounts, Admission, Ledger, Level, Refusal, Scope
+from routelang.tenancy.ledger import Accounts, Admission, Ledger, Level, Refusal, Scope, rate_headers
 
 from . import auth, errors, plan
 from .metrics import Metrics
@@ -56,35 +56,6 @@ class Ticket:
     prompt_tokens: int
     admission: Admission
     spend: object             # the workspace's routelang_tenant_spend_usd_total child
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's x-ratelimit-reset-* spelling: `1s`, `6m0s`, `1h2m3s`, `250ms`."""
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    whole = round(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{s}s"
-
-
-RATE_HEADERS = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}")
-                for unit in ("requests", "tokens")}
-
-
-def rate_headers(levels: list[Level]) -> dict[str, str]:
-    """x-ratelimit-limit-, -remaining- and -reset-requests (and -tokens) of the tightest bucket of each unit."""
-    out = {}
-    seen: dict[str, int] = {}   # unit -> the fewest left of its levels so far
-    for unit, amount, remaining, reset_s in levels:
-        if unit in seen and seen[unit] <= remaining:
-            continue
-        seen[unit] = remaining
-        limit, left, reset = RATE_HEADERS[unit]
-        out[limit] = str(amount)
-        out[left] = str(remaining)
-        out[reset] = _duration(reset_s)
-    return out
 
 
 def nanos(target: plan.Target, prompt_tokens: int, completion_tokens: int) -> int:
@@ -341,7 +312,7 @@ class Tenants:
     def admitted_headers(self, ticket: Ticket) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its tightest bucket
         (the fewest left) after the reserve."""
-        return rate_headers(self.ledger.levels(ticket.admission))
+        return self.ledger.headers(ticket.admission)
 
     def _rate_headers(self, scope: Scope) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the scope's first request and token limits."""
