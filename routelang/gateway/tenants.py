@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from routelang import ir
@@ -225,46 +226,69 @@ class Tenants:
         self.judging = self.judging or any(p.requirements is not None for p in policies.values())
         return admitting
 
-    async def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
-                    decision: plan.Decision) -> Ticket | Refused:
-        """Hold the decision to the key's policies (narrowing `decision` in place) and reserve."""
+    def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
+              decision: plan.Decision) -> Ticket | Refused | Awaitable[Ticket | Refused]:
+        """Hold the decision to the key's policies (narrowing `decision` in place) and reserve: the
+        in-process ledger answers at once (no coroutine per request), the ledger on Redis later
+        (an awaitable)."""
         admitting = self._admitting.get((id(loaded), key.id))
         if admitting is None or admitting.loaded is not loaded:
             admitting = self._admitting_for(loaded, key)
         if admitting.refused is not None:
             return self._refused(key, admitting.refused)
-        prices = admitting.prices
-        for target in decision.attempts:   # the common case: each known to be inside (nothing to narrow)
-            if prices.get(id(target)) is None and self._prices(admitting, target) is None:
-                refused = self._restrict(key, admitting, decision)
-                if refused is not None:
-                    return refused
-                break
-        if admitting.required:
-            refused = self._qualify(key, admitting.required, decision)
-            if refused is not None:
-                return refused
-        if decision.shadows:
-            decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
         prompt = doc["request"]["tokens"]
         completion = body.get("max_tokens", body.get("max_completion_tokens"))
         if type(completion) is not int or completion < 0:   # absent, or not a count (a bool is not one)
             completion = DEFAULT_MAX_TOKENS
-        estimate = 0   # priced at the dearest target the decision may call
+        # Priced at the dearest target the decision may call; the common case: each target known to be
+        # inside every restriction, and no requirement (nothing to narrow).
+        prices, estimate = admitting.prices, 0
         for target in decision.attempts:
-            per_input, per_output = prices[id(target)]
-            cost = prompt * per_input + completion * per_output
+            price = prices.get(id(target))
+            if price is None:   # not seen yet, or outside a restriction
+                estimate = None
+                break
+            cost = prompt * price[0] + completion * price[1]
             estimate = max(estimate, cost)
-        if self._reserve_now is not None:
-            result = self._reserve_now(request_id, admitting.scopes, prompt + completion, estimate)
-        else:
-            result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
+        if estimate is None or admitting.required:
+            refused = self._narrow_to_policies(key, admitting, decision)
+            if refused is not None:
+                return refused
+            estimate = max(prompt * per_input + completion * per_output
+                           for per_input, per_output in (prices[id(t)] for t in decision.attempts))
+        if decision.shadows:
+            decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
+        if self._reserve_now is None:
+            return self._admit_later(request_id, key, admitting, prompt, completion, estimate)
+        return self._admitted(request_id, key, admitting, prompt,
+                              self._reserve_now(request_id, admitting.scopes, prompt + completion, estimate))
+
+    async def _admit_later(self, request_id: str, key: TenantKey, admitting: _Admitting, prompt: int,
+                           completion: int, estimate: int) -> Ticket | Refused:
+        result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
+        return self._admitted(request_id, key, admitting, prompt, result)
+
+    def _admitted(self, request_id: str, key: TenantKey, admitting: _Admitting, prompt: int,
+                  result: Admission | Refusal) -> Ticket | Refused:
         if isinstance(result, Refusal):
             return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
                                               self._rate_headers(result.scope)))
         if not result.counted:
             self.metrics.tenant_unchecked.labels(key.workspace).inc()
         return Ticket(request_id, prompt, result, admitting.spend)
+
+    def _narrow_to_policies(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
+        """Narrow the attempts to the targets inside every restriction, then to those meeting every
+        requirement (refused when none is left)."""
+        for target in decision.attempts:
+            if self._prices(admitting, target) is None:
+                refused = self._restrict(key, admitting, decision)
+                if refused is not None:
+                    return refused
+                break
+        if admitting.required:
+            return self._qualify(key, admitting.required, decision)
+        return None
 
     def _restrict(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
         """Narrow the attempts to the targets inside every restriction (refused when none is)."""
@@ -329,8 +353,10 @@ class Tenants:
         return refused
 
     def finish(self, ticket: Ticket, target: plan.Target | None, usage, streamed_frames: int,
-               attempts: list[dict]) -> None:
-        """Settle to the real usage, or release: on every path a request ends by."""
+               attempts: list[dict]) -> int | None:
+        """Settle to the real usage, or release: on every path a request ends by. Returns the
+        usage's cost in nano-dollars when an upstream reported it (what the request's metrics
+        count: priced once), else None."""
         if self.judging:
             self.quality.observe(attempts)
         if target is not None and usage is not None:
@@ -339,10 +365,11 @@ class Tenants:
             prompt, completion = ticket.prompt_tokens, streamed_frames   # the client left mid-stream
         else:
             self.ledger.release(ticket.request_id)
-            return
+            return None
         cost = nanos(target, prompt, completion)
         if self.ledger.settle(ticket.request_id, prompt + completion, cost) and cost:
             ticket.spend.inc(cost / 1e9)
+        return cost if usage is not None else None
 
 
 def _secret(authorization: str) -> str:

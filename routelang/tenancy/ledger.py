@@ -14,7 +14,9 @@ is settled (charged the real cost and tokens) or released (nothing spent:
 the request never reached an upstream); a hold nobody settles expires after
 `hold_ttl_s` (a crashed handler), and a settle or release replayed for the
 same request id changes nothing. This ledger lives in one process: every
-limit is per gateway process (docs/tenants.md says so).
+limit is per gateway process (docs/tenants.md says so). It is used from the
+gateway's event loop only: a reserve never waits, so no other request runs
+between its checks and its takes (no lock).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import functools
 import itertools
 import math
 import operator
-import threading
 import time
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -225,7 +226,6 @@ class Ledger:
     def __init__(self, hold_ttl_s: float = HOLD_TTL_S, clock=time.time):
         self.hold_ttl_s = hold_ttl_s
         self.clock = clock
-        self.lock = threading.Lock()
         self.holds: dict[str, Hold] = {}
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
@@ -248,14 +248,12 @@ class Ledger:
 
     def status(self) -> dict:
         """What /routing shows of the ledger."""
-        with self.lock:
-            return {"backend": "memory", "holds": len(self.holds)}
+        return {"backend": "memory", "holds": len(self.holds)}
 
     def headers(self, admission: Admission) -> dict[str, str]:
-        """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its bucket with the fewest
-        left, as the reserve left it (read without the lock: a bucket's level is one float, and a
-        header's figure may be a refill older than the admin API's reading of it). Spelled as
-        rate_headers spells them, from what each bucket keeps ready: this is on every admitted answer."""
+        """OpenAI's x-ratelimit-* headers of an admitted request, read right after its reserve: per
+        unit, its bucket with the fewest left. Spelled as rate_headers spells them, from what each
+        bucket keeps ready (this is on every admitted answer)."""
         out = {}
         for limit, remaining, reset, tightest, buckets in admission.hold[2].units:
             if tightest is None:
@@ -278,51 +276,49 @@ class Ledger:
     def reserve(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
         """Hold `tokens` and `nanos` (the request's estimate) and one request in every
         scope, or nothing and the first refusal (every budget is checked before any limit)."""
-        with self.lock:
-            now = self.clock()
-            if now >= self.next_sweep:
-                self._expire(now)
-            if request_id in self.holds or request_id in self.finished:
-                raise ValueError(f"request id {request_id!r} was reserved before")
-            across = self.across.get(id(scopes))
-            if across is None or across.scopes is not scopes:
-                across = self._resolve(scopes, now)
-            if now >= across.until or now < across.since:
-                self._roll_ended(across, now)
-            # Each check takes as it passes (under the lock, nobody sees the difference); a refusal gives
-            # back what was taken before it, so a reserve still takes from everything or from nothing.
-            for state in across.held:
-                if state.room < nanos:
-                    self._give_back(across, state, tokens, nanos)
-                    return self._exhausted(across, state, nanos, now)
-                state.room -= nanos
-            for bucket in across.limited:
-                level = bucket.level
-                if now > bucket.at:   # refilled for the time gone by (whatever this request's fate)
-                    level += (now - bucket.at) * bucket.rate
-                    level = min(level, bucket.full)
-                    bucket.at = now
-                need = tokens if bucket.tokens else 1
-                if level < need:
-                    bucket.level = level
-                    self._give_back(across, bucket, tokens, nanos)
-                    return self._over(across, bucket, need)
-                bucket.level = level - need
-            hold = self.holds[request_id] = (tokens, nanos, across, now + self.hold_ttl_s)
-            return Admission(hold)
+        now = self.clock()
+        if now >= self.next_sweep:
+            self._expire(now)
+        if request_id in self.holds or request_id in self.finished:
+            raise ValueError(f"request id {request_id!r} was reserved before")
+        across = self.across.get(id(scopes))
+        if across is None or across.scopes is not scopes:
+            across = self._resolve(scopes, now)
+        if now >= across.until or now < across.since:
+            self._roll_ended(across, now)
+        # Each check takes as it passes (nothing runs in between: nobody sees the difference); a refusal gives
+        # back what was taken before it, so a reserve still takes from everything or from nothing.
+        for state in across.held:
+            if state.room < nanos:
+                self._give_back(across, state, tokens, nanos)
+                return self._exhausted(across, state, nanos, now)
+            state.room -= nanos
+        for bucket in across.limited:
+            level = bucket.level
+            if now > bucket.at:   # refilled for the time gone by (whatever this request's fate)
+                level += (now - bucket.at) * bucket.rate
+                level = min(level, bucket.full)
+                bucket.at = now
+            need = tokens if bucket.tokens else 1
+            if level < need:
+                bucket.level = level
+                self._give_back(across, bucket, tokens, nanos)
+                return self._over(across, bucket, need)
+            bucket.level = level - need
+        hold = self.holds[request_id] = (tokens, nanos, across, now + self.hold_ttl_s)
+        return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
 
     def settle(self, request_id: str, tokens: int, nanos: int) -> bool:
         """Charge the request's real usage in place of its hold. False when there is
         no hold (already settled or released, or expired): then nothing changes."""
-        with self.lock:
-            hold = self.holds.pop(request_id, None)
-            if hold is None:
-                return False
-            now = self.finished[request_id] = self.clock()
-            self._undo(hold, nanos, tokens, now)
-            return True
+        hold = self.holds.pop(request_id, None)
+        if hold is None:
+            return False
+        now = self.finished[request_id] = self.clock()
+        self._undo(hold, nanos, tokens, now)
+        return True
 
     def release(self, request_id: str) -> bool:
         """Free the hold without charging money (no upstream answered); the request still
@@ -436,16 +432,14 @@ class Ledger:
 
     def level(self, scope: Scope, limit: ir.RateLimit) -> tuple[float, float]:
         """What `limit`'s bucket holds now, and the seconds until it is full."""
-        with self.lock:
-            bucket = self._bucket(scope, limit, self.clock())
-            return bucket.level, (limit.amount - bucket.level) * limit.seconds / limit.amount
+        bucket = self._bucket(scope, limit, self.clock())
+        return bucket.level, (limit.amount - bucket.level) * limit.seconds / limit.amount
 
     def spent(self, scope: Scope, period: str) -> tuple[int, int]:
         """(spent, held) nano-dollars in the current window of `scope`'s `period` budget."""
         budget = next(b for b in scope.budgets if b.period == period)
-        with self.lock:
-            state = self._budget(scope, budget, self.clock())
-            return state.spent, state.held
+        state = self._budget(scope, budget, self.clock())
+        return state.spent, state.held
 
 
 def over_budget(scope: Scope, period: str, cap: int, left: int, nanos: int, retry_s: float) -> Refusal:
