@@ -175,9 +175,10 @@ class Client(asyncio.Protocol):
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             return
-        head = self.buffer[:end].lower()
-        at = head.index(b"content-length:") + len(b"content-length:")
-        length = int(head[at:head.index(b"\r\n", at)])
+        # Content-Length as aiohttp spells it (not the whole head lowercased: reading a longer head
+        # would cost the client more, and this process's CPU is measured).
+        at = self.buffer.find(b"\r\nContent-Length: ", 0, end) + len(b"\r\nContent-Length: ")
+        length = int(self.buffer[at:self.buffer.index(b"\r\n", at)])
         if len(self.buffer) < end + 4 + length:
             return
         if not self.buffer.startswith(b"HTTP/1.1 200"):

@@ -195,14 +195,15 @@ class Endpoints:
                                                               f"{decision.reason}", decision.retry_after_s)
         if key is not None:
             admitted = self.tenants.admit(ex.id, key, loaded, body, doc, decision)
-            if not isinstance(admitted, (Ticket, TenantRefused)):   # the ledger on Redis answers later
-                admitted = await admitted
-            if isinstance(admitted, TenantRefused):
-                response = error(ex, admitted.kind, admitted.message, admitted.retry_after_s)
-                response.headers.update(admitted.headers or {})
-                return response
+            if type(admitted) is not Ticket:
+                if not isinstance(admitted, TenantRefused):   # the ledger on Redis answers later
+                    admitted = await admitted
+                if isinstance(admitted, TenantRefused):
+                    response = error(ex, admitted.kind, admitted.message, admitted.retry_after_s)
+                    response.headers.update(admitted.headers or {})
+                    return response
             routed.ticket = admitted
-            ex.extra_headers = self.tenants.admitted_headers(admitted)
+            ex.extra_headers = admitted.headers
         forward = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         for target in decision.shadows:
             self.executor.shadow(ex, target, body, forward)

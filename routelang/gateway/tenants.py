@@ -51,11 +51,11 @@ class Refused:
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: what `finish` needs."""
+    """An admitted request: its answer's headers, and what `finish` needs."""
 
     request_id: str
     prompt_tokens: int
-    admission: Admission
+    headers: dict[str, str]   # OpenAI's x-ratelimit-* headers: per unit, the tightest bucket after the reserve
     spend: object             # the workspace's routelang_tenant_spend_usd_total child
 
 
@@ -167,7 +167,10 @@ class Tenants:
         keys.NotCached when only the registry can tell (then await `look_up`)."""
         if not authorization:
             raise auth.Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
-        return self._usable(self.key_cache.get(authorization))
+        key = self.key_cache.get(authorization)
+        if key is None:
+            raise _invalid_key()
+        return key
 
     async def look_up(self, authorization: str) -> TenantKey:
         """The request's key, asked of the registry off the event loop; raises auth.Refused."""
@@ -175,13 +178,10 @@ class Tenants:
             key = await self.key_cache.look_up(authorization, _secret(authorization))
         except RegistryError as exc:   # the store says what failed (StorageError)
             raise auth.Refused(errors.REGISTRY_UNAVAILABLE, f"the tenant keys cannot be read now: {exc}") from None
-        return self._usable(key)
-
-    @staticmethod
-    def _usable(key: TenantKey | None) -> TenantKey:
         if key is None:
-            raise auth.Refused(errors.INVALID_API_KEY, "invalid API key (unknown, revoked or expired)")
+            raise _invalid_key()
         return key
+
 
     def _scope(self, policy: ir.Policy) -> Scope:
         scope = self._scopes.get(id(policy))
@@ -275,7 +275,7 @@ class Tenants:
                                               self._rate_headers(result.scope)))
         if not result.counted:
             self.metrics.tenant_unchecked.labels(key.workspace).inc()
-        return Ticket(request_id, prompt, result, admitting.spend)
+        return Ticket(request_id, prompt, self.ledger.headers(result), admitting.spend)
 
     def _narrow_to_policies(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
         """Narrow the attempts to the targets inside every restriction, then to those meeting every
@@ -333,11 +333,6 @@ class Tenants:
                                      else (target.input_micros_per_1k or 0, target.output_micros_per_1k or 0))
         return admitting.prices[key]
 
-    def admitted_headers(self, ticket: Ticket) -> dict[str, str]:
-        """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its tightest bucket
-        (the fewest left) after the reserve."""
-        return self.ledger.headers(ticket.admission)
-
     def _rate_headers(self, scope: Scope) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the scope's first request and token limits."""
         levels = []
@@ -370,6 +365,10 @@ class Tenants:
         if self.ledger.settle(ticket.request_id, prompt + completion, cost) and cost:
             ticket.spend.inc(cost / 1e9)
         return cost if usage is not None else None
+
+
+def _invalid_key() -> auth.Refused:
+    return auth.Refused(errors.INVALID_API_KEY, "invalid API key (unknown, revoked or expired)")
 
 
 def _secret(authorization: str) -> str:

@@ -265,8 +265,7 @@ class Ledger:
             elif level > 0:
                 out[remaining] = str(int(level))
                 seconds = (tightest.full - level) / tightest.rate
-                # (`:.0f` rounds as round() does, half to even)
-                out[reset] = f"{seconds * 1000:.0f}ms" if seconds < 1 else whole_seconds(round(seconds))
+                out[reset] = f"{round(seconds * 1000)}ms" if seconds < 1 else whole_seconds(round(seconds))
             else:
                 out[remaining], out[reset] = "0", duration((tightest.full - level) / tightest.rate)
         return out
