@@ -4,7 +4,7 @@
                                          [--profile FILE] [--config bench.json]
                                          [--state memory|redis://HOST:PORT/DB]
                                          [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
-                                         [--tenants] [--connections 1]
+                                         [--tenants] [--connections 1] [--upstream]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -29,6 +29,10 @@ is then not taken), and the row says what admission adds to routelang's CPU per 
 `--connections N` sends on N connections at once (requests in flight together:
 the Redis ledger writes the reserves that arrive in one event-loop tick together,
 which one connection never shows).
+`--upstream` calls a real upstream instead: gateway_overhead.py's fake OpenAI server,
+in another process on loopback (its CPU is not counted), so the figure holds
+routelang's upstream client and the sockets of a proxied request too (what
+admission adds is then a share of a whole proxied request).
 `--only` runs one side `--requests` times and prints nothing else, for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
 `--requests`, the difference divided by the difference in requests (not with
@@ -127,12 +131,17 @@ async def answered_call(self, request, ex, target, adapter, url, data, headers, 
     return respond(ex, 200, out, self._returned(UPSTREAM_HEADERS))
 
 
+# --upstream: the port of the fake upstream every target calls (None: no upstream call, answered_call).
+UPSTREAM_PORT: int | None = None
+
+
 def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None,
                   state: str = "memory", tenant_keys: Path | None = None) -> web.Application:
     tracer = tracing.from_options(otlp_endpoint, os.environ) if otlp_endpoint else None
     services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer,
                             state=wiring.state_from_url(state), tenant_keys=tenant_keys)
-    services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
+    if UPSTREAM_PORT is None:
+        services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
     return wiring.application(services)
 
@@ -166,9 +175,10 @@ class Client(asyncio.Protocol):
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             return
-        head = self.buffer[:end].lower()
-        at = head.index(b"content-length:") + len(b"content-length:")
-        length = int(head[at:head.index(b"\r\n", at)])
+        # Content-Length as aiohttp spells it (not the whole head lowercased: reading a longer head
+        # would cost the client more, and this process's CPU is measured).
+        at = self.buffer.find(b"\r\nContent-Length: ", 0, end) + len(b"\r\nContent-Length: ")
+        length = int(self.buffer[at:self.buffer.index(b"\r\n", at)])
         if len(self.buffer) < end + 4 + length:
             return
         if not self.buffer.startswith(b"HTTP/1.1 200"):
@@ -261,8 +271,12 @@ def main() -> None:
     parser.add_argument("--tenants", action="store_true", help="also run with tenant keys and admission")
     parser.add_argument("--connections", type=int, default=1,
                         help="keep-alive connections sending at once (each --requests / N, one after the other)")
+    parser.add_argument("--upstream", action="store_true",
+                        help="call a real upstream (a fake OpenAI server in another process) instead of none")
     args = parser.parse_args()
-    receiver = otlp_endpoint = None
+    receiver = otlp_endpoint = upstream = None
+    if args.upstream:
+        upstream = start_upstream()
     if args.trace != "off":
         receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
         otlp_endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
@@ -274,9 +288,25 @@ def main() -> None:
     try:
         measure(args, otlp_endpoint)
     finally:
-        if receiver is not None:
-            receiver.kill()
-            receiver.wait()
+        for process in (receiver, upstream):
+            if process is not None:
+                process.kill()
+                process.wait()
+
+
+def start_upstream() -> subprocess.Popen:
+    """gateway_overhead.py's fake OpenAI upstream in another process; CONFIG's target calls it."""
+    global UPSTREAM_PORT
+    from gateway_overhead import free_port, wait_port
+
+    UPSTREAM_PORT = free_port()
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gateway_overhead.py")),
+                                "--upstream", str(UPSTREAM_PORT)])
+    if not wait_port(UPSTREAM_PORT):
+        process.kill()
+        raise SystemExit("the fake upstream did not start")
+    CONFIG["rules"][0]["targets"][0]["endpoint"] = f"http://127.0.0.1:{UPSTREAM_PORT}/v1"
+    return process
 
 
 def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:

@@ -28,7 +28,7 @@ from .request import KINDS, NOT_FORWARDED, ROUTER_HEADER, document
 from .responses import JSON, answer_then_close, body_late, error, read_body, refusal
 from .state import ROUTER, State, about
 from .tenants import Refused as TenantRefused
-from .tenants import Tenants, nanos
+from .tenants import Tenants, Ticket, nanos
 
 if TYPE_CHECKING:
     from .executor import Executor
@@ -194,13 +194,16 @@ class Endpoints:
             return error(ex, errors.TARGETS_UNAVAILABLE, f"every target of rule {ex.rule!r} is unavailable: "
                                                               f"{decision.reason}", decision.retry_after_s)
         if key is not None:
-            admitted = await self.tenants.admit(ex.id, key, loaded, body, doc, decision)
-            if isinstance(admitted, TenantRefused):
-                response = error(ex, admitted.kind, admitted.message, admitted.retry_after_s)
-                response.headers.update(admitted.headers or {})
-                return response
+            admitted = self.tenants.admit(ex.id, key, loaded, body, doc, decision)
+            if type(admitted) is not Ticket:
+                if not isinstance(admitted, TenantRefused):   # the ledger on Redis answers later
+                    admitted = await admitted
+                if isinstance(admitted, TenantRefused):
+                    response = error(ex, admitted.kind, admitted.message, admitted.retry_after_s)
+                    response.headers.update(admitted.headers or {})
+                    return response
             routed.ticket = admitted
-            ex.extra_headers = self.tenants.admitted_headers(admitted)
+            ex.extra_headers = admitted.headers
         forward = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         for target in decision.shadows:
             self.executor.shadow(ex, target, body, forward)
@@ -211,9 +214,10 @@ class Endpoints:
 
     def _account(self, ex: Exchange, response: web.StreamResponse | None, routed: Routed) -> None:
         """The request's metrics, its one log line, and its row in the history."""
+        priced = None   # the usage's cost in nano-dollars, once the settle priced it
         if routed.ticket is not None:  # every path ends here: settle or release the request's hold
             try:
-                self.tenants.finish(routed.ticket, ex.target, ex.usage, ex.streamed_frames, ex.attempts)
+                priced = self.tenants.finish(routed.ticket, ex.target, ex.usage, ex.streamed_frames, ex.attempts)
             except Exception as exc:  # noqa: BLE001 (the hold expires; the request's line and row must still be written)
                 self.log.write("bug", id=ex.id, error=f"settle: {type(exc).__name__}: {exc}",
                                traceback=traceback.format_exc(limit=8))
@@ -232,7 +236,9 @@ class Endpoints:
             if ex.target.cost_per_1k_tokens is not None:
                 cost = usage.total * ex.target.cost_per_1k_tokens / 1000
             elif ex.target.input_micros_per_1k is not None or ex.target.output_micros_per_1k is not None:
-                cost = nanos(ex.target, usage.prompt_tokens, usage.completion_tokens) / 1e9   # USD
+                if priced is None:
+                    priced = nanos(ex.target, usage.prompt_tokens, usage.completion_tokens)
+                cost = priced / 1e9   # USD
             m.usage(ex.router, target, usage.prompt_tokens, usage.completion_tokens, cost)
         self.log.record({
             "ts": now(), "event": "request", "id": ex.id, "path": ex.path,

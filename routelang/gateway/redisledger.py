@@ -57,6 +57,7 @@ from routelang.tenancy.ledger import (
     next_window,
     over_budget,
     over_limit,
+    rate_headers,
     window_start,
 )
 
@@ -213,17 +214,10 @@ class _Plan:
     bucket_keys: list[str]
     budgets: list[tuple[Scope, Any]]        # (scope, ir.Budget) in the script's order
     limits: list[tuple[Scope, Any]]         # (scope, ir.RateLimit)
+    answers: tuple[tuple[str, str, int], ...]   # each bucket's key, unit and amount: what a reply's levels are of
     head: bytes                             # a reserve on the wire up to its time (ARGV[2])
     tail: bytes = b""                       # ... from the hold's ms (ARGV[7]) on: the hold's ms and the spec
     until: float = 0.0                      # the first end of its windows: the spec is made again then
-
-
-@dataclass(slots=True)
-class _Seen:
-    """A bucket as the last reply of a reserve left it (for refusals' headers: no extra call)."""
-
-    level: float
-    at: float
 
 
 class RedisLedger:
@@ -237,10 +231,11 @@ class RedisLedger:
         self.hold_ttl_ms = int(hold_ttl_s * 1000)
         self.clock = clock or time.time   # given (tests): the script counts on it instead of the server's
         self._server_clock = clock is None
-        self._plans: dict[tuple[int, ...], _Plan] = {}   # id of each scope -> its plan
+        self._plans: dict[int, _Plan] = {}   # id of a tuple of scopes -> its plan
         self._settles: list[tuple[str, int, int]] = []
         self._mine: set[str] = set()        # this process's holds in Redis, not yet settled
-        self._seen: dict[str, _Seen] = {}   # bucket key -> its level at the last reply
+        # bucket key -> (its level, when): as the last reply of a reserve left it (for refusals' headers: no extra call)
+        self._seen: dict[str, tuple[float, float]] = {}
         self._spent_out: dict[str, tuple[float, int]] = {}   # budget key -> (its window's end, cap): spent out
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -297,10 +292,10 @@ class RedisLedger:
             self._mine.add(request_id)
             levels = []
             seen = self._seen
-            for i, key in enumerate(plan.bucket_keys):
-                limit, level = plan.limits[i][1], reply[1 + 2 * i]
-                seen[key] = _Seen(level, now)
-                levels.append(Level(limit.unit, limit.amount, max(0, level), reply[2 + 2 * i] / 1000))
+            for i, (key, unit, amount) in enumerate(plan.answers):
+                level = reply[1 + 2 * i]
+                seen[key] = (level, now)
+                levels.append(Level._make((unit, amount, max(0, level), reply[2 + 2 * i] / 1000)))   # (no Python __new__)
             return Admission(None, levels)
         kind, index = _text(reply[1]), int(reply[2]) - 1
         if kind == "budget":
@@ -310,7 +305,7 @@ class RedisLedger:
                 self._spent_out[plan.budget_keys[index]] = (now + int(reply[4]) / 1000, cap)
             return over_budget(scope, budget.period, cap, int(reply[3]), nanos, int(reply[4]) / 1000)
         scope, limit = plan.limits[index]
-        self._seen[plan.bucket_keys[index]] = _Seen(int(reply[4]), now)
+        self._seen[plan.bucket_keys[index]] = (int(reply[4]), now)
         wait_ms = int(reply[3])
         need = tokens if limit.unit == "tokens" else 1
         return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
@@ -390,18 +385,21 @@ class RedisLedger:
         seen = self._seen.get(bucket_key(scope, limit))
         if seen is None:
             return float(limit.amount), 0.0
-        level = min(limit.amount, seen.level + (self.clock() - seen.at) * limit.amount / limit.seconds)
+        level, at = seen
+        level = min(limit.amount, level + (self.clock() - at) * limit.amount / limit.seconds)
         return level, (limit.amount - level) * limit.seconds / limit.amount
 
     def levels(self, admission: Admission) -> list[Level]:
         return admission.levels or []
 
+    def headers(self, admission: Admission) -> dict[str, str]:
+        return rate_headers(self.levels(admission))
+
     # ---- what a reserve sends ---------------------------------------------------------------
 
     def _plan(self, scopes: tuple[Scope, ...], now: float) -> _Plan:
-        ids = tuple(id(scope) for scope in scopes)
-        plan = self._plans.get(ids)
-        if plan is None or plan.scopes != scopes:   # (the same scopes: compared by identity first, so cheap)
+        plan = self._plans.get(id(scopes))   # (the gateway keeps one tuple of scopes per key and router version)
+        if plan is None or plan.scopes is not scopes:
             budgets = [(scope, b) for scope in scopes for b in scope.budgets]
             limits = [(scope, lim) for scope in scopes for lim in scope.limits]
             bucket_keys = [bucket_key(scope, lim) for scope, lim in limits]
@@ -410,8 +408,9 @@ class RedisLedger:
             if len(self._plans) > 10_000:   # (scopes live as long as their router's version)
                 self._plans.clear()
             encoded = [k.encode() for k in keys]
-            plan = self._plans[ids] = _Plan(scopes, encoded, budget_keys, bucket_keys, budgets, limits,
-                                            evalsha_head(LEDGER_LUA, encoded, 8) + bulk(b"reserve"))
+            answers = tuple((key, limit.unit, limit.amount) for key, (_, limit) in zip(bucket_keys, limits))
+            plan = self._plans[id(scopes)] = _Plan(scopes, encoded, budget_keys, bucket_keys, budgets, limits, answers,
+                                                   evalsha_head(LEDGER_LUA, encoded, 8) + bulk(b"reserve"))
         if now >= plan.until:
             words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf
             for scope, budget in plan.budgets:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from routelang import ir
 from routelang.registry import RegistryError
 from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
-from routelang.tenancy.ledger import Accounts, Admission, Ledger, Level, Refusal, Scope
+from routelang.tenancy.ledger import Accounts, Admission, Ledger, Level, Refusal, Scope, rate_headers
 
 from . import auth, errors, plan
 from .metrics import Metrics
@@ -50,41 +51,12 @@ class Refused:
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: what `finish` needs."""
+    """An admitted request: its answer's headers, and what `finish` needs."""
 
     request_id: str
     prompt_tokens: int
-    admission: Admission
+    headers: dict[str, str]   # OpenAI's x-ratelimit-* headers: per unit, the tightest bucket after the reserve
     spend: object             # the workspace's routelang_tenant_spend_usd_total child
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's x-ratelimit-reset-* spelling: `1s`, `6m0s`, `1h2m3s`, `250ms`."""
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    whole = round(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{s}s"
-
-
-RATE_HEADERS = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}")
-                for unit in ("requests", "tokens")}
-
-
-def rate_headers(levels: list[Level]) -> dict[str, str]:
-    """x-ratelimit-limit-, -remaining- and -reset-requests (and -tokens) of the tightest bucket of each unit."""
-    out = {}
-    seen: dict[str, int] = {}   # unit -> the fewest left of its levels so far
-    for unit, amount, remaining, reset_s in levels:
-        if unit in seen and seen[unit] <= remaining:
-            continue
-        seen[unit] = remaining
-        limit, left, reset = RATE_HEADERS[unit]
-        out[limit] = str(amount)
-        out[left] = str(remaining)
-        out[reset] = _duration(reset_s)
-    return out
 
 
 def nanos(target: plan.Target, prompt_tokens: int, completion_tokens: int) -> int:
@@ -195,7 +167,10 @@ class Tenants:
         keys.NotCached when only the registry can tell (then await `look_up`)."""
         if not authorization:
             raise auth.Refused(errors.MISSING_API_KEY, "this gateway requires `Authorization: Bearer <key>`")
-        return self._usable(self.key_cache.get(authorization))
+        key = self.key_cache.get(authorization)
+        if key is None:
+            raise _invalid_key()
+        return key
 
     async def look_up(self, authorization: str) -> TenantKey:
         """The request's key, asked of the registry off the event loop; raises auth.Refused."""
@@ -203,13 +178,10 @@ class Tenants:
             key = await self.key_cache.look_up(authorization, _secret(authorization))
         except RegistryError as exc:   # the store says what failed (StorageError)
             raise auth.Refused(errors.REGISTRY_UNAVAILABLE, f"the tenant keys cannot be read now: {exc}") from None
-        return self._usable(key)
-
-    @staticmethod
-    def _usable(key: TenantKey | None) -> TenantKey:
         if key is None:
-            raise auth.Refused(errors.INVALID_API_KEY, "invalid API key (unknown, revoked or expired)")
+            raise _invalid_key()
         return key
+
 
     def _scope(self, policy: ir.Policy) -> Scope:
         scope = self._scopes.get(id(policy))
@@ -254,46 +226,69 @@ class Tenants:
         self.judging = self.judging or any(p.requirements is not None for p in policies.values())
         return admitting
 
-    async def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
-                    decision: plan.Decision) -> Ticket | Refused:
-        """Hold the decision to the key's policies (narrowing `decision` in place) and reserve."""
+    def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
+              decision: plan.Decision) -> Ticket | Refused | Awaitable[Ticket | Refused]:
+        """Hold the decision to the key's policies (narrowing `decision` in place) and reserve: the
+        in-process ledger answers at once (no coroutine per request), the ledger on Redis later
+        (an awaitable)."""
         admitting = self._admitting.get((id(loaded), key.id))
         if admitting is None or admitting.loaded is not loaded:
             admitting = self._admitting_for(loaded, key)
         if admitting.refused is not None:
             return self._refused(key, admitting.refused)
-        prices = admitting.prices
-        for target in decision.attempts:   # the common case: each known to be inside (nothing to narrow)
-            if prices.get(id(target)) is None and self._prices(admitting, target) is None:
-                refused = self._restrict(key, admitting, decision)
-                if refused is not None:
-                    return refused
-                break
-        if admitting.required:
-            refused = self._qualify(key, admitting.required, decision)
-            if refused is not None:
-                return refused
-        if decision.shadows:
-            decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
         prompt = doc["request"]["tokens"]
         completion = body.get("max_tokens", body.get("max_completion_tokens"))
         if type(completion) is not int or completion < 0:   # absent, or not a count (a bool is not one)
             completion = DEFAULT_MAX_TOKENS
-        estimate = 0   # priced at the dearest target the decision may call
+        # Priced at the dearest target the decision may call; the common case: each target known to be
+        # inside every restriction, and no requirement (nothing to narrow).
+        prices, estimate = admitting.prices, 0
         for target in decision.attempts:
-            per_input, per_output = prices[id(target)]
-            cost = prompt * per_input + completion * per_output
+            price = prices.get(id(target))
+            if price is None:   # not seen yet, or outside a restriction
+                estimate = None
+                break
+            cost = prompt * price[0] + completion * price[1]
             estimate = max(estimate, cost)
-        if self._reserve_now is not None:
-            result = self._reserve_now(request_id, admitting.scopes, prompt + completion, estimate)
-        else:
-            result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
+        if estimate is None or admitting.required:
+            refused = self._narrow_to_policies(key, admitting, decision)
+            if refused is not None:
+                return refused
+            estimate = max(prompt * per_input + completion * per_output
+                           for per_input, per_output in (prices[id(t)] for t in decision.attempts))
+        if decision.shadows:
+            decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
+        if self._reserve_now is None:
+            return self._admit_later(request_id, key, admitting, prompt, completion, estimate)
+        return self._admitted(request_id, key, admitting, prompt,
+                              self._reserve_now(request_id, admitting.scopes, prompt + completion, estimate))
+
+    async def _admit_later(self, request_id: str, key: TenantKey, admitting: _Admitting, prompt: int,
+                           completion: int, estimate: int) -> Ticket | Refused:
+        result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
+        return self._admitted(request_id, key, admitting, prompt, result)
+
+    def _admitted(self, request_id: str, key: TenantKey, admitting: _Admitting, prompt: int,
+                  result: Admission | Refusal) -> Ticket | Refused:
         if isinstance(result, Refusal):
             return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
                                               self._rate_headers(result.scope)))
         if not result.counted:
             self.metrics.tenant_unchecked.labels(key.workspace).inc()
-        return Ticket(request_id, prompt, result, admitting.spend)
+        return Ticket(request_id, prompt, self.ledger.headers(result), admitting.spend)
+
+    def _narrow_to_policies(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
+        """Narrow the attempts to the targets inside every restriction, then to those meeting every
+        requirement (refused when none is left)."""
+        for target in decision.attempts:
+            if self._prices(admitting, target) is None:
+                refused = self._restrict(key, admitting, decision)
+                if refused is not None:
+                    return refused
+                break
+        if admitting.required:
+            return self._qualify(key, admitting.required, decision)
+        return None
 
     def _restrict(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
         """Narrow the attempts to the targets inside every restriction (refused when none is)."""
@@ -338,11 +333,6 @@ class Tenants:
                                      else (target.input_micros_per_1k or 0, target.output_micros_per_1k or 0))
         return admitting.prices[key]
 
-    def admitted_headers(self, ticket: Ticket) -> dict[str, str]:
-        """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its tightest bucket
-        (the fewest left) after the reserve."""
-        return rate_headers(self.ledger.levels(ticket.admission))
-
     def _rate_headers(self, scope: Scope) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the scope's first request and token limits."""
         levels = []
@@ -358,8 +348,10 @@ class Tenants:
         return refused
 
     def finish(self, ticket: Ticket, target: plan.Target | None, usage, streamed_frames: int,
-               attempts: list[dict]) -> None:
-        """Settle to the real usage, or release: on every path a request ends by."""
+               attempts: list[dict]) -> int | None:
+        """Settle to the real usage, or release: on every path a request ends by. Returns the
+        usage's cost in nano-dollars when an upstream reported it (what the request's metrics
+        count: priced once), else None."""
         if self.judging:
             self.quality.observe(attempts)
         if target is not None and usage is not None:
@@ -368,10 +360,15 @@ class Tenants:
             prompt, completion = ticket.prompt_tokens, streamed_frames   # the client left mid-stream
         else:
             self.ledger.release(ticket.request_id)
-            return
+            return None
         cost = nanos(target, prompt, completion)
         if self.ledger.settle(ticket.request_id, prompt + completion, cost) and cost:
             ticket.spend.inc(cost / 1e9)
+        return cost if usage is not None else None
+
+
+def _invalid_key() -> auth.Refused:
+    return auth.Refused(errors.INVALID_API_KEY, "invalid API key (unknown, revoked or expired)")
 
 
 def _secret(authorization: str) -> str:

@@ -189,8 +189,9 @@ class KeyCache:
         self.store = store
         self.fresh_s, self.stale_s, self.clock = fresh_s, stale_s, clock
         # Keyed by the credential as a client sends it (`Bearer rlk_...`), so that a request is answered
-        # without taking its header apart: credential -> (answered until, refreshed from, the usable key
-        # or None, the secret). Secrets are kept in this process's memory only, as its requests' headers are.
+        # without taking its header apart: credential -> (answered until, refreshed from (never after the
+        # first), the usable key or None, the secret). Secrets are kept in this process's memory only, as its
+        # requests' headers are.
         self._entries: dict[str, tuple[float, float, TenantKey | None, str]] = {}
         self._lookups: dict[str, asyncio.Future] = {}   # credential -> its lookup under way
 
@@ -201,9 +202,11 @@ class KeyCache:
         if entry is None:
             raise NotCached
         now = self.clock()
+        if now < entry[1]:   # fresh (the usual case: one comparison)
+            return entry[2]
         if now >= entry[0]:
             raise NotCached
-        if now >= entry[1] and credential not in self._lookups:
+        if credential not in self._lookups:
             self._start(credential, entry[3])   # answered meanwhile from the entry
         return entry[2]
 
@@ -236,4 +239,4 @@ class KeyCache:
         if len(self._entries) > 10_000:   # credentials tried and gone
             self._entries.clear()
         usable = key if key is not None and key.usable(read_at) else None
-        self._entries[credential] = (until, read_at + self.fresh_s, usable, secret)
+        self._entries[credential] = (until, min(until, read_at + self.fresh_s), usable, secret)

@@ -14,16 +14,18 @@ is settled (charged the real cost and tokens) or released (nothing spent:
 the request never reached an upstream); a hold nobody settles expires after
 `hold_ttl_s` (a crashed handler), and a settle or release replayed for the
 same request id changes nothing. This ledger lives in one process: every
-limit is per gateway process (docs/tenants.md says so).
+limit is per gateway process (docs/tenants.md says so). It is used from the
+gateway's event loop only: a reserve never waits, so no other request runs
+between its checks and its takes (no lock).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import itertools
 import math
 import operator
-import threading
 import time
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -68,40 +70,61 @@ class _Budget:
     period: str
     zone: str
     cap: int                  # nano-dollars
+    room: int                 # what may still be held: cap - spent - held (a reserve checks only this)
     window: float = 0.0       # the start of the calendar period counted
     end: float = 0.0          # ... and of the next
     spent: int = 0            # nano-dollars settled in it
-    held: int = 0             # nano-dollars reserved and not yet settled
+
+    @property
+    def held(self) -> int:
+        """Nano-dollars reserved and not yet settled."""
+        return self.cap - self.spent - self.room
 
 
-@dataclass(slots=True)
 class _Bucket:
     """A token bucket: `level` can be taken now (below 0 after a settle above its estimate)."""
 
-    amount: int
-    seconds: int
-    tokens: bool              # counts tokens (else requests)
-    level: float
-    at: float
-    limit: ir.RateLimit       # the limit it counts (its words, for a refusal)
-    rate: float = 0.0         # refilled per second: amount / seconds
+    __slots__ = ("amount", "amount_text", "at", "full", "level", "limit", "rate", "seconds", "tokens")
+
+    def __init__(self, limit: ir.RateLimit, now: float):
+        self.tokens = limit.unit == "tokens"   # counts tokens (else requests)
+        self.level, self.at = float(limit.amount), now
+        self.count(limit)
+
+    def count(self, limit: ir.RateLimit) -> None:
+        """Count `limit` (its amount may be a new version's: what is taken stays taken)."""
+        self.limit = limit                       # the limit it counts (its words, for a refusal)
+        self.amount, self.seconds = limit.amount, limit.seconds
+        self.rate = limit.amount / limit.seconds   # refilled per second
+        self.full = float(limit.amount)            # the most it holds
+        self.amount_text = str(limit.amount)       # the x-ratelimit-limit-* header's value
 
 
 class _Across:
     """What a reserve across one tuple of scopes checks and takes from, resolved to the ledger's
     state once (the gateway keeps one tuple of scopes per key and router version)."""
 
-    __slots__ = ("buckets", "budgets", "held", "scopes", "tokens", "units")
+    __slots__ = ("buckets", "budgets", "held", "limited", "scopes", "since", "tokens", "units", "until")
 
     def __init__(self, scopes: tuple[Scope, ...], budgets: tuple, buckets: tuple):
         self.scopes = scopes
         self.budgets = budgets        # (_Budget, its Scope) of every scope, in order: checked first
         self.buckets = buckets        # (_Bucket, its Scope) of every limit of every scope, in order
-        self.held = tuple(state for state, _ in budgets)                          # what a hold gives back to
+        self.held = tuple(state for state, _ in budgets)                          # what a hold takes from
+        self.limited = tuple(state for state, _ in buckets)
         self.tokens = tuple(state for state, _ in buckets if state.tokens)        # (a request taken stays taken)
-        # For the admitted answer's x-ratelimit-* headers: each unit's buckets.
-        self.units = tuple((unit, group) for unit, group in (
-            ("requests", tuple(state for state, _ in buckets if not state.tokens)), ("tokens", self.tokens)) if group)
+        # For the admitted answer's x-ratelimit-* headers: each unit's header names and buckets
+        # (one bucket: no search for the tightest).
+        self.units = tuple((*RATE_HEADERS[unit], group[0] if len(group) == 1 else None, group) for unit, group in (
+            ("requests", tuple(state for state in self.limited if not state.tokens)), ("tokens", self.tokens)) if group)
+        self.since, self.until = -math.inf, math.inf
+        self.windows()
+
+    def windows(self) -> None:
+        """Note when the first of its budgets' calendar windows ends (and the last began): until
+        then, a reserve need not look at each."""
+        self.since = max((state.window for state in self.held), default=-math.inf)
+        self.until = min((state.end for state in self.held), default=math.inf)
 
 
 # What one admitted request holds until it is settled or released: (tokens: the estimate held in
@@ -117,6 +140,41 @@ class Level(NamedTuple):
     amount: int               # the limit
     remaining: int
     reset_s: float            # until the bucket is full again
+
+
+# OpenAI's x-ratelimit-* header names of each unit: (limit, remaining, reset).
+RATE_HEADERS = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}")
+                for unit in ("requests", "tokens")}
+
+
+def rate_headers(levels: list[Level]) -> dict[str, str]:
+    """x-ratelimit-limit-, -remaining- and -reset-requests (and -tokens) of the tightest level of each unit."""
+    out = {}
+    seen: dict[str, int] = {}   # unit -> the fewest left of its levels so far
+    for unit, amount, remaining, reset_s in levels:
+        if unit in seen and seen[unit] <= remaining:
+            continue
+        seen[unit] = remaining
+        limit, left, reset = RATE_HEADERS[unit]
+        out[limit] = str(amount)
+        out[left] = str(remaining)
+        out[reset] = duration(reset_s)
+    return out
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's x-ratelimit-reset-* spelling: `1s`, `6m0s`, `1h2m3s`, `250ms`."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    return whole_seconds(round(seconds))
+
+
+@functools.lru_cache(maxsize=4096)
+def whole_seconds(whole: int) -> str:
+    """`duration` of a whole number of seconds (cached: a reset is spelled on every admitted answer)."""
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{s}s"
 
 
 @dataclass(slots=True)
@@ -135,7 +193,7 @@ class Accounts(Protocol):
     def settle(self, request_id: str, tokens: int, nanos: int) -> bool: ...
     def release(self, request_id: str) -> bool: ...
     def level(self, scope: Scope, limit: ir.RateLimit) -> tuple[float, float]: ...
-    def levels(self, admission: Admission) -> list[Level]: ...
+    def headers(self, admission: Admission) -> dict[str, str]: ...   # the admitted answer's x-ratelimit-*
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     def status(self) -> dict: ...
@@ -168,7 +226,6 @@ class Ledger:
     def __init__(self, hold_ttl_s: float = HOLD_TTL_S, clock=time.time):
         self.hold_ttl_s = hold_ttl_s
         self.clock = clock
-        self.lock = threading.Lock()
         self.holds: dict[str, Hold] = {}
         self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
@@ -191,19 +248,26 @@ class Ledger:
 
     def status(self) -> dict:
         """What /routing shows of the ledger."""
-        with self.lock:
-            return {"backend": "memory", "holds": len(self.holds)}
+        return {"backend": "memory", "holds": len(self.holds)}
 
-    def levels(self, admission: Admission) -> list[Level]:
-        """Per unit, the admitted request's bucket with the fewest left, as the reserve left it
-        (read without the lock: a bucket's level is one float, and a header's figure may be a
-        refill older than the admin API's reading of it)."""
-        out = []
-        for unit, buckets in admission.hold[2].units:
-            tightest = buckets[0] if len(buckets) == 1 else min(buckets, key=_LEVEL)
-            amount = tightest.amount
-            level = min(tightest.level, amount)   # a settle may give back more than a full bucket holds
-            out.append(Level(unit, amount, int(level) if level > 0 else 0, (amount - level) / tightest.rate))
+    def headers(self, admission: Admission) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers of an admitted request, read right after its reserve: per
+        unit, its bucket with the fewest left. Spelled as rate_headers spells them, from what each
+        bucket keeps ready (this is on every admitted answer)."""
+        out = {}
+        for limit, remaining, reset, tightest, buckets in admission.hold[2].units:
+            if tightest is None:
+                tightest = min(buckets, key=_LEVEL)
+            level = tightest.level
+            out[limit] = tightest.amount_text
+            if level >= tightest.full:   # a settle may give back more than a full bucket holds
+                out[remaining], out[reset] = tightest.amount_text, "0ms"
+            elif level > 0:
+                out[remaining] = str(int(level))
+                seconds = (tightest.full - level) / tightest.rate
+                out[reset] = f"{round(seconds * 1000)}ms" if seconds < 1 else whole_seconds(round(seconds))
+            else:
+                out[remaining], out[reset] = "0", duration((tightest.full - level) / tightest.rate)
         return out
 
     # ---- reserve -----------------------------------------------------------------
@@ -211,49 +275,49 @@ class Ledger:
     def reserve(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
         """Hold `tokens` and `nanos` (the request's estimate) and one request in every
         scope, or nothing and the first refusal (every budget is checked before any limit)."""
-        with self.lock:
-            now = self.clock()
-            if now >= self.next_sweep:
-                self._expire(now)
-            if request_id in self.holds or request_id in self.finished:
-                raise ValueError(f"request id {request_id!r} was reserved before")
-            across = self.across.get(id(scopes))
-            if across is None or across.scopes is not scopes:
-                across = self._resolve(scopes, now)
-            # Each check takes as it passes (under the lock, nobody sees the difference); a refusal gives
-            # back what was taken before it, so a reserve still takes from everything or from nothing.
-            for state, scope in across.budgets:
-                if now >= state.end or now < state.window:
-                    self._roll(state, now)
-                if state.spent + state.held + nanos > state.cap:
-                    self._give_back(across, state, tokens, nanos)
-                    return self._exhausted(scope, state, nanos, now)
-                state.held += nanos
-            for state, scope in across.buckets:
-                if now > state.at:   # refilled for the time gone by (whatever this request's fate)
-                    level = state.level + (now - state.at) * state.rate
-                    state.level = level if level < state.amount else float(state.amount)
-                    state.at = now
-                need = tokens if state.tokens else 1
-                if state.level < need:
-                    self._give_back(across, state, tokens, nanos)
-                    return self._over(scope, state, need)
-                state.level -= need
-            hold = self.holds[request_id] = (tokens, nanos, across, now + self.hold_ttl_s)
-            return Admission(hold)
+        now = self.clock()
+        if now >= self.next_sweep:
+            self._expire(now)
+        if request_id in self.holds or request_id in self.finished:
+            raise ValueError(f"request id {request_id!r} was reserved before")
+        across = self.across.get(id(scopes))
+        if across is None or across.scopes is not scopes:
+            across = self._resolve(scopes, now)
+        if now >= across.until or now < across.since:
+            self._roll_ended(across, now)
+        # Each check takes as it passes (nothing runs in between: nobody sees the difference); a refusal gives
+        # back what was taken before it, so a reserve still takes from everything or from nothing.
+        for state in across.held:
+            if state.room < nanos:
+                self._give_back(across, state, tokens, nanos)
+                return self._exhausted(across, state, nanos, now)
+            state.room -= nanos
+        for bucket in across.limited:
+            level = bucket.level
+            if now > bucket.at:   # refilled for the time gone by (whatever this request's fate)
+                level += (now - bucket.at) * bucket.rate
+                level = min(level, bucket.full)
+                bucket.at = now
+            need = tokens if bucket.tokens else 1
+            if level < need:
+                bucket.level = level
+                self._give_back(across, bucket, tokens, nanos)
+                return self._over(across, bucket, need)
+            bucket.level = level - need
+        hold = self.holds[request_id] = (tokens, nanos, across, now + self.hold_ttl_s)
+        return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
 
     def settle(self, request_id: str, tokens: int, nanos: int) -> bool:
         """Charge the request's real usage in place of its hold. False when there is
         no hold (already settled or released, or expired): then nothing changes."""
-        with self.lock:
-            hold = self.holds.pop(request_id, None)
-            if hold is None:
-                return False
-            now = self.finished[request_id] = self.clock()
-            self._undo(hold, nanos, tokens, now)
-            return True
+        hold = self.holds.pop(request_id, None)
+        if hold is None:
+            return False
+        now = self.finished[request_id] = self.clock()
+        self._undo(hold, nanos, tokens, now)
+        return True
 
     def release(self, request_id: str) -> bool:
         """Free the hold without charging money (no upstream answered); the request still
@@ -262,11 +326,12 @@ class Ledger:
 
     def _undo(self, hold: Hold, spent: int, tokens: int, now: float) -> None:
         held_tokens, held, across, _ = hold
+        if now >= across.until:
+            self._roll_ended(across, now)   # charged to the window in which it ends
+        back = held - spent
         for state in across.held:
-            state.held -= held
-            if now >= state.end:
-                self._roll(state, now)
-            state.spent += spent     # charged to the window in which it ends
+            state.room += back
+            state.spent += spent
         back = held_tokens - tokens
         if back:
             for bucket in across.tokens:
@@ -301,19 +366,20 @@ class Ledger:
         for state in across.held:
             if state is refused:
                 return
-            state.held -= nanos
-        for state, _ in across.buckets:
+            state.room += nanos
+        for state in across.limited:
             if state is refused:
                 return
             state.level += tokens if state.tokens else 1
 
     @staticmethod
-    def _exhausted(scope: Scope, state: _Budget, nanos: int, now: float) -> Refusal:
-        return over_budget(scope, state.period, state.cap, state.cap - state.spent - state.held, nanos, state.end - now)
+    def _exhausted(across: _Across, state: _Budget, nanos: int, now: float) -> Refusal:
+        scope = across.budgets[across.held.index(state)][1]
+        return over_budget(scope, state.period, state.cap, state.room, nanos, state.end - now)
 
     @staticmethod
-    def _over(scope: Scope, bucket: _Bucket, need: int) -> Refusal:
-        limit = bucket.limit
+    def _over(across: _Across, bucket: _Bucket, need: int) -> Refusal:
+        scope, limit = across.buckets[across.limited.index(bucket)][1], bucket.limit
         return over_limit(scope, limit, need, None if need > limit.amount else (need - bucket.level) / bucket.rate)
 
     def _budget(self, scope: Scope, budget: ir.Budget, now: float) -> _Budget:
@@ -321,13 +387,15 @@ class Ledger:
         state = self.budgets.get(key)
         cap = budget.micros * NANOS_PER_MICRO
         if state is None:
-            state = self.budgets[key] = _Budget(budget.period, scope.timezone, cap)
+            state = self.budgets[key] = _Budget(budget.period, scope.timezone, cap, cap)
         elif state.cap != cap or state.zone != scope.timezone:   # a new version changed it: what is spent stays
+            state.room += cap - state.cap
             state.cap = cap
             if state.zone != scope.timezone:
                 state.zone = scope.timezone
                 state.window = window_start(state.period, now, state.zone)
                 state.end = next_window(state.period, state.window, state.zone)
+                self.across.clear()   # their windows' ends may be earlier now: resolved again
         if now >= state.end or now < state.window:
             self._roll(state, now)
         return state
@@ -337,36 +405,40 @@ class Ledger:
         """A new calendar window begins: nothing spent in it yet; open holds still count."""
         state.window = window_start(state.period, now, state.zone)
         state.end = next_window(state.period, state.window, state.zone)
+        state.room += state.spent
         state.spent = 0
+
+    def _roll_ended(self, across: _Across, now: float) -> None:
+        """Begin a new window for each of `across`'s budgets whose window `now` is not in."""
+        for state in across.held:
+            if now >= state.end or now < state.window:
+                self._roll(state, now)
+        across.windows()
 
     def _bucket(self, scope: Scope, limit: ir.RateLimit, now: float) -> _Bucket:
         key = (scope.kind, scope.name, limit.unit, limit.per)
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[key] = _Bucket(limit.amount, limit.seconds, limit.unit == "tokens",
-                                                 float(limit.amount), now, limit, limit.amount / limit.seconds)
+            bucket = self.buckets[key] = _Bucket(limit, now)
         elif bucket.limit != limit:   # a new version changed the amount: what is taken stays taken
             bucket.level = min(float(limit.amount), bucket.level + limit.amount - bucket.amount)
-            bucket.amount, bucket.seconds, bucket.limit = limit.amount, limit.seconds, limit
-            bucket.rate = limit.amount / limit.seconds
+            bucket.count(limit)
         if now > bucket.at:
             level = bucket.level + (now - bucket.at) * bucket.rate
-            bucket.level = level if level < bucket.amount else float(bucket.amount)
+            bucket.level = min(bucket.full, level)
             bucket.at = now
         return bucket
 
     def level(self, scope: Scope, limit: ir.RateLimit) -> tuple[float, float]:
         """What `limit`'s bucket holds now, and the seconds until it is full."""
-        with self.lock:
-            bucket = self._bucket(scope, limit, self.clock())
-            return bucket.level, (limit.amount - bucket.level) * limit.seconds / limit.amount
+        bucket = self._bucket(scope, limit, self.clock())
+        return bucket.level, (limit.amount - bucket.level) * limit.seconds / limit.amount
 
     def spent(self, scope: Scope, period: str) -> tuple[int, int]:
         """(spent, held) nano-dollars in the current window of `scope`'s `period` budget."""
         budget = next(b for b in scope.budgets if b.period == period)
-        with self.lock:
-            state = self._budget(scope, budget, self.clock())
-            return state.spent, state.held
+        state = self._budget(scope, budget, self.clock())
+        return state.spent, state.held
 
 
 def over_budget(scope: Scope, period: str, cap: int, left: int, nanos: int, retry_s: float) -> Refusal:

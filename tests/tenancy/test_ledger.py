@@ -187,3 +187,23 @@ def test_a_reserve_refused_by_a_later_limit_gives_back_what_the_earlier_checks_t
     refused = ledger.reserve("late", (ws, agent), 1, 1)   # the agent's budget, checked after the workspace's
     assert refused.code == "budget_exceeded" and refused.scope == agent
     assert ledger.spent(ws, "day") == (0, 0) and ledger.level(ws, ws.limits[0])[0] == 5
+
+
+def test_an_admitted_requests_rate_headers_name_each_units_tightest_bucket():
+    clock = Clock(at("2026-12-07T10:00:00"))
+    ledger = Ledger(clock=clock)
+    ws = scope(limits=[("requests", 600, "minute"), ("tokens", 6000, "hour")])
+    agent = scope("a", kind="agent", limits=[("requests", 5, "minute")])
+    admitted = ledger.reserve("r1", (ws, agent), 4000, 0)
+    assert ledger.headers(admitted) == {   # the agent's 5 per minute is the tighter: 12 s a request
+        "x-ratelimit-limit-requests": "5", "x-ratelimit-remaining-requests": "4", "x-ratelimit-reset-requests": "12s",
+        "x-ratelimit-limit-tokens": "6000", "x-ratelimit-remaining-tokens": "2000", "x-ratelimit-reset-tokens": "40m0s"}
+    ledger.settle("r1", 6100, 0)   # 2100 more than its estimate: 100 below zero
+    clock.t += 61
+    later = ledger.reserve("r2", (ws,), 0, 0)
+    assert ledger.headers(later) == {   # 599 of 600 left: 100 ms to refill; 1.67 tokens, 59m59s to refill
+        "x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "599",
+        "x-ratelimit-reset-requests": "100ms", "x-ratelimit-limit-tokens": "6000",
+        "x-ratelimit-remaining-tokens": "1", "x-ratelimit-reset-tokens": "59m59s"}
+    clock.t += 3600
+    assert ledger.headers(ledger.reserve("r3", (ws,), 0, 0))["x-ratelimit-reset-tokens"] == "0ms"   # full
