@@ -192,9 +192,17 @@ class Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
+def serve_runner(app: web.Application) -> web.AppRunner:
+    """`app`'s runner with serve's options (the read timeout at its default)."""
+    from routelang.gateway import wiring
+    from routelang.gateway.executor import Settings
+
+    return wiring.app_runner(app, Settings().request_read_timeout_s)
+
+
 async def serve_and_send(app: web.Application, count: int, repeat: int, profile: str | None,
                          connections: int = 1) -> list[float]:
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)  # as server.py runs it
+    runner = serve_runner(app)
     await runner.setup()
     settle_gc()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -236,7 +244,7 @@ async def serve_and_send_alternately(apps: dict[str, tuple[web.Application, byte
     that a change of the machine's load falls on each of them alike."""
     runners, ports = {}, {}
     for name, (app, _) in apps.items():
-        runners[name] = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        runners[name] = serve_runner(app)
         await runners[name].setup()
         site = web.TCPSite(runners[name], "127.0.0.1", 0)
         await site.start()

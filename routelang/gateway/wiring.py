@@ -172,14 +172,18 @@ def application(services: Services) -> web.Application:
 
 
 def runner(services: Services, shutdown_timeout_s: float) -> web.AppRunner:
-    """The runner of `services`' application, as serve runs it. aiohttp's keep-alive timeout is
-    what bounds a request's head: it closes a connection that has no whole request head when it
-    fires, counted from the connection's start or the previous answer (a byte now and then does
-    not put it off), so a slow client (slowloris) holds a connection for the read timeout at
+    """The runner of `services`' application, as serve runs it."""
+    return app_runner(application(services), services.settings.request_read_timeout_s, shutdown_timeout_s)
+
+
+def app_runner(web_app: web.Application, read_timeout_s: float, shutdown_timeout_s: float = 60.0) -> web.AppRunner:
+    """A runner with serve's options (the benchmarks run theirs with these too). aiohttp's keep-alive
+    timeout is what bounds a request's head: it closes a connection that has no whole request head
+    when it fires, counted from the connection's start or the previous answer (a byte now and then
+    does not put it off), so a slow client (slowloris) holds a connection for the read timeout at
     most; an idle kept-alive connection is closed after as long."""
-    return web.AppRunner(application(services), handler_cancellation=True, access_log=None,
-                         shutdown_timeout=shutdown_timeout_s,
-                         keepalive_timeout=services.settings.request_read_timeout_s)
+    return web.AppRunner(web_app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout_s,
+                         keepalive_timeout=read_timeout_s)
 
 
 async def start(s: Services) -> None:
