@@ -13,7 +13,7 @@ content frame sent (an OpenAI stream sends about one per frame).
 
 Quality requirements act on selection: a target whose price, or whose
 success rate or latency percentile over its last QUALITY_WINDOW attempts in
-this process, breaks a policy's `require` leaves the request's attempts;
+this process (on Redis: in every live process of the fleet, redisquality.py), breaks a policy's `require` leaves the request's attempts;
 when none is left, the policy refuses (503 no_qualified_target) or the best
 left (highest success rate, then lowest median latency) serves.
 """
@@ -92,7 +92,16 @@ class Quality:
     what the policies' `require` clauses are judged on."""
 
     def __init__(self):
-        self.windows: dict[str, _Window] = {}
+        self.windows: dict[str, _Window] = {}   # this process's, by target name
+        # What `breaks` and `score` judge each target on: this process's windows (on Redis, a
+        # subclass puts the fleet's in their place).
+        self.judged: dict[str, _Window] = self.windows
+
+    async def start(self) -> None:
+        """Nothing to start: this process's windows are kept as attempts end (see SharedQuality)."""
+
+    async def close(self) -> None:
+        """Nothing to stop."""
 
     def observe(self, attempts: list[dict]) -> None:
         for attempt in attempts:
@@ -108,7 +117,7 @@ class Quality:
         price = max(target.input_micros_per_1k or 0, target.output_micros_per_1k or 0)
         if req.max_micros_per_1k is not None and price > req.max_micros_per_1k:
             return f"costs {price / 1e6:g} USD per 1k tokens"
-        window = self.windows.get(plan.target_name(target))
+        window = self.judged.get(plan.target_name(target))
         if window is None or len(window.attempts) < QUALITY_MIN_SAMPLES:
             return None
         if req.min_success is not None:
@@ -124,7 +133,7 @@ class Quality:
 
     def score(self, target: plan.Target) -> tuple:
         """The best left first: highest success rate, then lowest median latency."""
-        window = self.windows.get(plan.target_name(target))
+        window = self.judged.get(plan.target_name(target))
         if window is None or not window.attempts:
             return (0.0, 0.0)
         latencies = sorted(ms for _, ms in window.attempts)
@@ -147,7 +156,8 @@ class _Admitting:
 
 
 class Tenants:
-    def __init__(self, keys: KeyStore, ledger: Accounts, metrics: Metrics, key_cache: KeyCache | None = None):
+    def __init__(self, keys: KeyStore, ledger: Accounts, metrics: Metrics, key_cache: KeyCache | None = None,
+                 quality: Quality | None = None):
         self.keys = keys
         self.key_cache = key_cache or KeyCache(keys)
         self.ledger = ledger
@@ -157,7 +167,7 @@ class Tenants:
         self._policies: dict[int, tuple[plan.Loaded, dict]] = {}
         self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
         self._admitting: dict[tuple[int, str], _Admitting] = {}   # (id(router version), key id) -> ...
-        self.quality = Quality()
+        self.quality = quality or Quality()
         # Attempts are measured for quality from the first request of a version that requires any
         # (before that nothing reads them, and recording them is most of what `finish` costs).
         self.judging = False

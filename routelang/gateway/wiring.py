@@ -43,7 +43,7 @@ from .metrics import Metrics
 from .recording import Recorder
 from .routers import POLL_S, FileSource, RegistrySource, Source
 from .state import InProcessState, State, check_url
-from .tenants import Tenants
+from .tenants import Quality, Tenants
 from .tracing import Tracing
 
 
@@ -70,6 +70,18 @@ def ledger_for(state: State, when_down: tuple[str, str]) -> Accounts:
     from .redisledger import Policies, RedisLedger
 
     return RedisLedger(state.link, Policies(*when_down))
+
+
+def quality_for(state: State) -> Quality:
+    """What quality requirements are judged on: the fleet's attempts when the state is on Redis,
+    else this process's."""
+    from .redisstate import RedisState
+
+    if not isinstance(state, RedisState):
+        return Quality()
+    from .redisquality import SharedQuality
+
+    return SharedQuality(state)
 
 
 @dataclass
@@ -138,7 +150,8 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
     if tenant_keys is not None:
         from routelang.tenancy.keys import KeyStore
 
-        tenants = Tenants(KeyStore(tenant_keys), ledger_for(state, when_down), metrics)
+        tenants = Tenants(KeyStore(tenant_keys), ledger_for(state, when_down), metrics,
+                          quality=quality_for(state))
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,
                     registry=None if registry is None else store.shown, recorder=recorder,
@@ -190,6 +203,7 @@ async def start(s: Services) -> None:
     await s.state.start()   # before the probes, which may ask it for a lease
     if s.tenants is not None:
         await s.tenants.ledger.start()
+        await s.tenants.quality.start()
     s.health.sync(s.routers.all())
     s.routers.start()
     if s.registry is None:
@@ -205,6 +219,7 @@ async def close(s: Services) -> None:
     await s.health.close()
     if s.tenants is not None:
         await s.tenants.ledger.close()   # queued settles are sent while the link is still open
+        await s.tenants.quality.close()
     await s.state.close()
     await s.executor.close()
     await s.client.close()
