@@ -37,7 +37,8 @@ TTL_MS = 60_000       # a target's hash that nobody writes for this long goes aw
 
 # One target's summaries. ARGV: op ("write", "read"), the age limit (ms); to write, the owner, its
 # summary and the key's time to live (ms). Stamps each summary with the server's clock (`TIME`), so
-# replicas' clocks do not matter. "read" answers the live owners and summaries, flat.
+# replicas' clocks do not matter. "read" answers the live owners and summaries, flat; a field without
+# a stamp is not a summary (skipped; a write deletes it, as it does the stale ones).
 QUALITY_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -46,7 +47,8 @@ local fields = redis.call('HGETALL', KEYS[1])
 local live = {}
 for i = 1, #fields, 2 do
   local space = string.find(fields[i + 1], ' ', 1, true)
-  if now - tonumber(string.sub(fields[i + 1], 1, space - 1)) <= max_age then
+  local at = space and tonumber(string.sub(fields[i + 1], 1, space - 1))
+  if at and now - at <= max_age then
     table.insert(live, fields[i])
     table.insert(live, string.sub(fields[i + 1], space + 1))
   elseif ARGV[1] == 'write' then
@@ -84,6 +86,29 @@ def merged(own: _Window | None, others: list[dict]) -> _Window:
     return window
 
 
+def others_summaries(reply: list, mine: bytes) -> list[dict]:
+    """The summaries of a read's reply (owner, summary, ...) but this process's; one that is not a
+    summary (written by something else) is left out."""
+    summaries = []
+    for owner, value in zip(reply[::2], reply[1::2]):
+        if owner == mine:
+            continue
+        try:
+            parsed = orjson.loads(value)
+            if all(isinstance(ms, (int, float)) for ms in (*parsed["ok"], *parsed["failed"])):
+                summaries.append(parsed)
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+    return summaries
+
+
+def required_targets(loaded: plan.Loaded) -> list[str]:
+    """The names of a router version's targets when it has a `require` (those its requests are judged on)."""
+    if not any(policy.get("requirements") for policy in loaded.router.plan.policies):
+        return []
+    return [plan.target_name(target) for target in loaded.targets.values()]
+
+
 class SharedQuality(Quality):
     """`Quality` judged on the fleet's windows (see the module's docstring)."""
 
@@ -91,7 +116,9 @@ class SharedQuality(Quality):
         super().__init__()
         self.state = state
         self.state.link.scripts["quality"] = QUALITY_LUA   # (loaded before the first call that needs it)
-        self.followed: set[str] = set()     # the targets this process judges: their hashes are read
+        # The targets this process judged, besides those of the routers served that have a `require`:
+        # their hashes are read (so a process judges on the fleet's attempts from its first request).
+        self.followed: set[str] = set()
         self.changed: set[str] = set()      # the windows that changed since they were last sent
         self._sent: dict[str, float] = {}   # target name -> when its summary was last written (monotonic)
         self._task: asyncio.Task | None = None
@@ -131,7 +158,7 @@ class SharedQuality(Quality):
         mine = owner.encode()
         writes = [Op("quality", [quality_key(name)], ["write", MAX_AGE_MS, owner, summary(self.windows[name]), TTL_MS])
                   for name in due]
-        followed = sorted(self.followed)
+        followed = sorted(self.followed.union(*(required_targets(loaded) for loaded in self.state.routers.values())))
         reads = [Op("quality", [quality_key(name)], ["read", MAX_AGE_MS]) for name in followed]
         replies = await self.state.link.run(writes + reads)
         if replies is None:   # the link went down: its watch brings it back
@@ -144,7 +171,7 @@ class SharedQuality(Quality):
         for name, reply in zip(followed, replies[len(writes):]):
             if isinstance(reply, Exception):
                 continue
-            others = [orjson.loads(reply[i + 1]) for i in range(0, len(reply), 2) if reply[i] != mine]
+            others = others_summaries(reply, mine)
             if others:
                 judged[name] = merged(self.windows.get(name), others)
         self.judged = judged

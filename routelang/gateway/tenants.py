@@ -13,9 +13,10 @@ content frame sent (an OpenAI stream sends about one per frame).
 
 Quality requirements act on selection: a target whose price, or whose
 success rate or latency percentile over its last QUALITY_WINDOW attempts in
-this process (on Redis: in every live process of the fleet, redisquality.py), breaks a policy's `require` leaves the request's attempts;
-when none is left, the policy refuses (503 no_qualified_target) or the best
-left (highest success rate, then lowest median latency) serves.
+this process (on Redis: in every live process of the fleet, redisquality.py),
+breaks a policy's `require` leaves the request's attempts; when none is left,
+the policy refuses (503 no_qualified_target) or the best left (highest success
+rate, then lowest median latency) serves.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 import redis
 from gateway_fakes import Served, wait_for
 
-from routelang.gateway.redisquality import MAX_AGE_MS, quality_key
+from routelang.gateway.redisquality import MAX_AGE_MS, SYNC_S, quality_key
 from routelang.gateway.redisstate import RedisState
 from routelang.tenancy.keys import KeyStore
 
@@ -71,6 +71,7 @@ def test_failures_seen_by_one_replica_take_the_target_out_of_anothers_selection(
             return ask(gateways[1].url, key) == "good" and len(bad.received) == before
 
         assert wait_for(skips_bad, timeout=5, interval=0.1)
+        time.sleep(2 * SYNC_S)   # every worker has read the fleet's summaries since
         before = len(bad.received)
         for _ in range(10):
             assert ask(gateways[1].url, key) == "good"
@@ -95,6 +96,10 @@ def test_a_stopped_processs_summary_stops_counting_after_its_age_limit(routed, g
     assert ask(gw.url, key) == "bad"   # bad answers; this gateway now follows it
 
     write_summary(r, "gone:1:a", age_ms=MAX_AGE_MS + 5_000)   # a process that stopped long ago
+    seconds, micros = r.time()   # nor are fields that are not summaries: they are left out, not fatal
+    now = seconds * 1000 + micros // 1000
+    r.hset(quality_key("bad"), mapping={"junk": "no stamp", "other:3:c": f"{now} not json",
+                                        "other:4:d": f'{now} {{"ok": "x", "failed": []}}'})
     time.sleep(1.2)   # two reads
     assert ask(gw.url, key) == "bad"
 

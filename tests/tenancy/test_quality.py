@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import random
 
+import orjson
+
 from routelang import ir
 from routelang.gateway import plan
 from routelang.gateway.tenants import QUALITY_MIN_SAMPLES, QUALITY_WINDOW, Quality
@@ -35,3 +37,29 @@ def test_success_rate_and_percentile_follow_the_last_attempts_exactly():
         assert (quality.breaks(target, ir.Requirements(max_latency_ms=p95 - 1, latency_percentile=95))
                 is not None) == judged, i
         assert quality.breaks(target, ir.Requirements(max_latency_ms=p95, latency_percentile=95)) is None
+
+
+def test_the_fleets_windows_are_judged_as_one_window_of_their_attempts():
+    from routelang.gateway.redisquality import merged, summary
+
+    rng = random.Random(11)
+    target, name = _target(), plan.target_name(_target())
+    processes = [Quality() for _ in range(3)]
+    union = []
+    for process in processes:
+        for _ in range(rng.randint(20, 130)):
+            ok, ms = rng.random() < 0.8, float(rng.randint(1, 500))
+            process.observe([{"target": name, "outcome": "ok" if ok else "error", "ms": ms}])
+        union += list(process.windows[name].attempts)
+    judged = Quality()   # the first process, judging on its window and the others' summaries
+    judged.judged = {name: merged(processes[0].windows[name],
+                                  [orjson.loads(summary(p.windows[name])) for p in processes[1:]])}
+    rate = sum(ok for ok, _ in union) / len(union)
+    latencies = sorted(ms for ok, ms in union if ok)
+    p90 = latencies[math.ceil(0.9 * len(latencies)) - 1]
+    assert judged.breaks(target, ir.Requirements(min_success=rate)) is None
+    assert judged.breaks(target, ir.Requirements(min_success=rate + 1e-9)) is not None
+    assert judged.breaks(target, ir.Requirements(max_latency_ms=p90, latency_percentile=90)) is None
+    assert judged.breaks(target, ir.Requirements(max_latency_ms=p90 - 1, latency_percentile=90)) is not None
+    everything = sorted(ms for _, ms in union)
+    assert judged.score(target) == (-rate, everything[len(everything) // 2])
