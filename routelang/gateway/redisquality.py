@@ -1,5 +1,5 @@
 """Quality requirements judged on the fleet's attempts: `serve --state redis://...`
-with tenant keys (docs/tenants.md, "Quality").
+with tenant keys (docs/tenants.md, "Quality across the fleet").
 
 Each process keeps its own window of each target's last QUALITY_WINDOW attempts
 (tenants.py's `Quality`) and, every SYNC_S off the request path, sends the
