@@ -141,9 +141,12 @@ class SharedQuality(Quality):
             self._task = None
 
     async def _sync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SYNC_S)
-            await self.sync()
+        try:
+            while True:
+                await asyncio.sleep(SYNC_S)
+                await self.sync()
+        finally:   # stopped (or a bug): never judge on a fleet snapshot that no longer ages
+            self.judged = self.windows
 
     async def sync(self) -> None:
         """Send this process's changed (or due) summaries and read the fleet's of the targets it
