@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("auth", "plan", "tracing"),
     ("state", "exchange", "tenants"),
     ("redisstate",),
-    ("redisledger",),
+    ("redisledger", "redisquality"),
     ("responses", "recording", "reload"),
     ("health", "executor", "routers"),
     ("app", "admin"),
