@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import threading
 from fractions import Fraction
 from functools import lru_cache
@@ -54,6 +55,16 @@ class SyntaxProblem(Exception):
         self.message = message
         self.token = token
         self.help = help
+
+
+def _within_float(value: float | Fraction, text: str, token) -> float:
+    """`value` as a float, or a SyntaxProblem when it is beyond a float's range (a duration or a
+    percentage of 400 digits would be infinity, or fail to convert, in the JSON and the Python)."""
+    if abs(value) > sys.float_info.max:   # (float("1e999") is inf, which is beyond it too)
+        shown = text if len(text) <= 24 else f"{text[:20]}..."
+        raise SyntaxProblem(f"`{shown}` is too large a number", token,
+                            help=f"numbers are at most {sys.float_info.max:.6g}")
+    return float(value) if isinstance(value, Fraction) else value
 
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -148,6 +159,7 @@ class _Builder(Transformer):
     def number(self, c):
         text = c[0].value
         is_float = any(ch in text for ch in ".eE")
+        # (`1e999` is infinity, on purpose: `x >= -1e999` is a condition docs/semantics.md lowers exactly.)
         return ast.Value(float(text) if is_float else int(text), self._tok(c[0]))
 
     def boolean(self, c):
@@ -298,7 +310,7 @@ class _Builder(Transformer):
 
     def _duration(self, t: Token) -> ast.Duration:
         m = _DURATION.fullmatch(t.value)
-        return ast.Duration(float(m.group(1)) * _UNIT_MS[m.group(2)], t.value, self._tok(t))
+        return ast.Duration(_within_float(float(m.group(1)) * _UNIT_MS[m.group(2)], t.value, t), t.value, self._tok(t))
 
     # -- conditions --
     def field_path(self, c):
@@ -357,7 +369,8 @@ class _Builder(Transformer):
     def percent(self, c):
         text = c[0].value
         # Exact division: `33.3%` is the float nearest 0.333, not 33.3 / 100.
-        return (float(Fraction(text[:-1]) / 100), text, self._tok(c[0]))
+        exact = Fraction(text[:-1]) / 100
+        return (_within_float(exact, text, c[0]), text, self._tok(c[0]))
 
     def fraction(self, c):
         v = c[0]

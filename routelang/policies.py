@@ -8,6 +8,7 @@ requests inside its restrictions is analysis/restrictions.py.
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,7 +36,10 @@ AGENT_ONLY = ("prefer", "fallback")
 
 
 def micros(amount: float | str) -> int | None:
-    """USD -> whole micro-dollars, or None when the amount is finer than that."""
+    """USD -> whole micro-dollars, or None when the amount is finer than that or not a finite
+    number (`1e999` is infinity)."""
+    if isinstance(amount, (int, float)) and not abs(amount) <= sys.float_info.max:
+        return None
     exact = Fraction(str(amount)) * ir.MICROS_PER_USD
     return int(exact) if exact.denominator == 1 else None
 
@@ -106,8 +110,8 @@ class PolicyBuilder:
             amount = budget.amount.value
             value = micros(amount)
             if value is None:
-                self.error(f"{amount} USD is finer than a micro-dollar", budget.amount.span,
-                           help="budgets are kept in whole micro-dollars (0.000001 USD)")
+                self.error(f"{budget.amount.plain()} USD is not finite or is finer than a micro-dollar",
+                           budget.amount.span, help="budgets are kept in whole micro-dollars (0.000001 USD)")
                 continue
             if value <= 0:
                 self.error(f"a budget must be more than 0 (got {amount})", budget.amount.span,
@@ -226,7 +230,8 @@ class PolicyBuilder:
         amount = req.value.value
         value = micros(amount) if amount >= 0 else None
         if value is None:
-            self.error(f"{amount} USD per 1k tokens is negative or finer than a micro-dollar", req.value.span)
+            self.error(f"{req.value.plain()} USD per 1k tokens is negative, not finite or finer than a micro-dollar",
+                       req.value.span)
             return
         out["max_micros_per_1k"] = value
 
@@ -313,7 +318,7 @@ def target_value(resolver: Resolver, setting, value, span) -> object:
     if setting.kind == "money":
         amount = micros(value) if isinstance(value, (int, float)) and value >= 0 else None
         if amount is None:
-            resolver.error(INVALID_POLICY, f"`{setting.surface}` {value} is negative or finer than a micro-dollar",
+            resolver.error(INVALID_POLICY, f"`{setting.surface}` {value} is negative, not finite or finer than a micro-dollar",
                            span, help="prices are in USD per 1k tokens, in whole micro-dollars (0.000001)")
         return amount
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):

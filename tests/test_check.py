@@ -288,3 +288,20 @@ def test_a_short_positive_health_probe_timeout_is_accepted():
     result = compile_text('router r\nrule a { route { provider "p" model "m" endpoint "https://m"\n'
                           '    health_check { interval 30s timeout 1ms } } }', name="t.route")
     assert result.diagnostics == []
+
+
+@pytest.mark.parametrize("setting, code, message", [
+    ("input_cost 1e999 per 1k", "RL240", "`input_cost` inf is negative, not finite"),   # 1e999 is infinity
+    (f"input_cost 1{'0' * 400} per 1k", "RL240", "is negative, not finite"),              # an int beyond a float
+    (f"timeout {'9' * 400}s", "RL001", "is too large a number"),                          # a duration
+])
+def test_money_and_durations_beyond_a_float_are_located_errors_not_crashes(setting, code, message):
+    """Money is kept in micro-dollars and durations become floats in the JSON and the Python: an amount
+    or a duration beyond a float's range is an error at the literal, where a budget of `1e999 USD`
+    crashed the compiler (the grammar fuzz test found it). (A number in a condition may be infinite:
+    `x <= 1e999` is lowered exactly, see test_json_backend.py.)"""
+    text = f'router r\nimport std.providers\ntarget a = openai("m") {{\n    {setting}\n}}\nrule all {{ fallback a }}\n'
+    [diagnostic] = compile_text(text).diagnostics
+    assert (diagnostic.code.code, diagnostic.span.line) == (code, 4) and message in diagnostic.message
+    budget = compile_text('router r\nworkspace w {\n    budget 1e999 USD per day\n}\n')
+    assert [(d.span.line, d.span.column) for d in budget.diagnostics if d.code.code == "RL240"] == [(3, 12)]
