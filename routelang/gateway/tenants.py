@@ -193,7 +193,6 @@ class Tenants:
             raise _invalid_key()
         return key
 
-
     def _scope(self, policy: ir.Policy) -> Scope:
         scope = self._scopes.get(id(policy))
         if scope is None or scope[0] is not policy:
@@ -251,22 +250,14 @@ class Tenants:
         completion = body.get("max_tokens", body.get("max_completion_tokens"))
         if type(completion) is not int or completion < 0:   # absent, or not a count (a bool is not one)
             completion = DEFAULT_MAX_TOKENS
-        # Priced at the dearest target the decision may call; the common case: each target known to be
-        # inside every restriction, and no requirement (nothing to narrow).
-        prices, estimate = admitting.prices, 0
-        for target in decision.attempts:
-            price = prices.get(id(target))
-            if price is None:   # not seen yet, or outside a restriction
-                estimate = None
-                break
-            cost = prompt * price[0] + completion * price[1]
-            estimate = max(estimate, cost)
+        # The common case: each target known to be inside every restriction, and no requirement
+        # (nothing to narrow).
+        estimate = _dearest(admitting.prices, decision.attempts, prompt, completion)
         if estimate is None or admitting.required:
             refused = self._narrow_to_policies(key, admitting, decision)
             if refused is not None:
                 return refused
-            estimate = max(prompt * per_input + completion * per_output
-                           for per_input, per_output in (prices[id(t)] for t in decision.attempts))
+            estimate = _dearest(admitting.prices, decision.attempts, prompt, completion)
         if decision.shadows:
             decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
         if self._reserve_now is None:
@@ -376,6 +367,19 @@ class Tenants:
         if self.ledger.settle(ticket.request_id, prompt + completion, cost) and cost:
             ticket.spend.inc(cost / 1e9)
         return cost if usage is not None else None
+
+
+def _dearest(prices: dict[int, tuple[int, int] | None], attempts: list[plan.Target], prompt: int,
+             completion: int) -> int | None:
+    """A request's estimate in nano-dollars: priced at the dearest target it may call (None: a
+    target not priced yet, or outside a restriction)."""
+    estimate = 0
+    for target in attempts:
+        price = prices.get(id(target))
+        if price is None:
+            return None
+        estimate = max(estimate, prompt * price[0] + completion * price[1])
+    return estimate
 
 
 def _invalid_key() -> auth.Refused:
