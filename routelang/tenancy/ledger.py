@@ -262,12 +262,9 @@ class Ledger:
             out[limit] = tightest.amount_text
             if level >= tightest.full:   # a settle may give back more than a full bucket holds
                 out[remaining], out[reset] = tightest.amount_text, "0ms"
-            elif level > 0:
-                out[remaining] = str(int(level))
-                seconds = (tightest.full - level) / tightest.rate
-                out[reset] = f"{round(seconds * 1000)}ms" if seconds < 1 else whole_seconds(round(seconds))
             else:
-                out[remaining], out[reset] = "0", duration((tightest.full - level) / tightest.rate)
+                out[remaining] = str(int(level)) if level > 0 else "0"
+                out[reset] = duration((tightest.full - level) / tightest.rate)
         return out
 
     # ---- reserve -----------------------------------------------------------------
