@@ -16,7 +16,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,28 @@ def postgres_server():
     server = PostgresServer()
     yield server
     server.close()
+
+
+def closed_under_readers(read: Callable[[], object], close: Callable[[], None], readers: int = 4) -> list[str]:
+    """`readers` threads calling `read` over and over while `close` is called: what each ended on
+    ("closed": a RegistryError once the store was closed; a crash would end the interpreter)."""
+    from routelang.registry import RegistryError
+
+    outcomes: list[str] = []
+
+    def reads() -> None:
+        while True:
+            try:
+                read()
+            except RegistryError:
+                outcomes.append("closed")
+                return
+
+    threads = [threading.Thread(target=reads) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)   # (the readers are reading)
+    close()
+    for thread in threads:
+        thread.join(5)
+    return outcomes

@@ -377,6 +377,8 @@ def test_one_store_shared_by_threads_keeps_each_write_whole_and_closes_safely(re
     runs; a call after the close is a registry error, never a crash."""
     import threading
 
+    from services import closed_under_readers
+
     store = open_store(registry)
     errors: list[Exception] = []
 
@@ -398,21 +400,4 @@ def test_one_store_shared_by_threads_keeps_each_write_whole_and_closes_safely(re
     assert [v["version"] for v in store.versions("shared")] == list(range(1, 41))
     assert len(store.deployments("shared")) == 40
 
-    outcomes: list[str] = []
-
-    def reads() -> None:
-        while True:
-            try:
-                store.active_versions()
-            except RegistryError:
-                outcomes.append("closed")
-                return
-
-    readers = [threading.Thread(target=reads) for _ in range(4)]
-    for thread in readers:
-        thread.start()
-    time.sleep(0.05)
-    store.close()
-    for thread in readers:
-        thread.join(5)
-    assert outcomes == ["closed"] * 4
+    assert closed_under_readers(store.active_versions, store.close) == ["closed"] * 4
