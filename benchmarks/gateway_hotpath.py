@@ -4,7 +4,8 @@
                                          [--profile FILE] [--config bench.json]
                                          [--state memory|redis://HOST:PORT/DB]
                                          [--trace off|sampled|unsampled-by-client|unsampled-by-sampler]
-                                         [--tenants] [--connections 1] [--upstream]
+                                         [--tenants] [--rate-limit-headers all|refusals]
+                                         [--connections 1] [--upstream]
 
 One process, one uvloop: the gateway's aiohttp application (served as `routelang
 serve` serves it: the same AppRunner options) on a loopback port, and a raw
@@ -21,11 +22,14 @@ process: server and client) per request; the machine is shared, and CPU time
 and the minimum are the figures least disturbed by other load.
 `--state` serves on that state (as `serve --state`; with Redis, the figure includes
 this process's side of sharing, not redis-server's own CPU).
-`--tenants` adds a run with tenants on (`serve --tenant-keys`): every request
-carries a tenant key, is held to its workspace's and agent's restrictions and
-admitted by a reserve on two budgets and two limits, then settled; its runs and
-routelang's are taken in turn (so a change of load falls on both alike; `--profile`
-is then not taken), and the row says what admission adds to routelang's CPU per request.
+`--tenants` serves a router with a workspace and an agent, its target priced,
+with tenants on (`serve --tenant-keys`: every request carries a tenant key, is
+held to its workspace's and agent's restrictions and admitted by a reserve on
+two budgets and two limits, then settled) and, as the baseline, the same router
+with tenants off (the same request, its key unread); their runs are taken in
+turn (so a change of load falls on both alike; `--profile` is then not taken),
+and the row says what admission adds to the CPU per request.
+`--rate-limit-headers refusals`: as serve's, no x-ratelimit-* headers on admitted answers.
 `--connections N` sends on N connections at once (requests in flight together:
 the Redis ledger writes the reserves that arrive in one event-loop tick together,
 which one connection never shows).
@@ -33,10 +37,15 @@ which one connection never shows).
 in another process on loopback (its CPU is not counted), so the figure holds
 routelang's upstream client and the sockets of a proxied request too (what
 admission adds is then a share of a whole proxied request).
-`--only` runs one side `--requests` times and prints nothing else, for
+`--only` runs one side `--requests` times and prints nothing else (`untenanted`: the
+`--tenants` router with tenants off), for
 instruction counts: `valgrind --tool=callgrind` of two runs with different
-`--requests`, the difference divided by the difference in requests (not with
-`--state redis://`: under callgrind, Redis calls pass the link's 250 ms timeout).
+`--requests`, the difference divided by the difference in requests. With
+`--state redis://` add `--timers-scale 50`: the shared state's timers (the link's
+250 ms timeout and 0.5 s retry, the ledger's 20 ms settle batches, quality's
+0.5 s sync) run 50 times slower, as everything does under callgrind, so that a
+Redis call does not time out and each timer's work falls on as many requests as
+it does at full speed.
 
 `--trace` (the `otel` extra): the gateway exports OpenTelemetry spans over OTLP/HTTP
 to a receiver in another process (so the figure holds the span work and the
@@ -88,19 +97,9 @@ CONFIG = {"name": "bench", "rules": [{"name": "all", "targets": [{
 # Every request carries a bearer key, as an OpenAI client's does (without keys the gateway reads no
 # further than the header: --tenants then compares requests that differ only by what their key does).
 BEARER = b"Authorization: Bearer sk-bench\r\n"
+TENANT_KEY_CHARS = 43   # after a tenant key's "rlk_": secrets.token_urlsafe(32), as routelang keys makes it
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: wrk\r\n" + BEARER +
            b"Content-Type: application/json\r\nContent-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
-# --tenants: a workspace and an agent whose budgets and limits never refuse the benchmark's requests.
-POLICIES = [
-    {"kind": "workspace", "name": "ws-bench", "timezone": "UTC",
-     "budgets": [{"period": "day", "micros": 10**15}, {"period": "month", "micros": 10**16}],
-     "limits": [{"unit": "requests", "amount": 10**9, "per": "minute"},
-                {"unit": "tokens", "amount": 10**12, "per": "minute"}],
-     "compliance": ["gdpr"]},
-    {"kind": "agent", "name": "bench-agent", "timezone": "UTC", "capabilities": ["text-generation"]},
-]
-PRICED = {"input_micros_per_1k": 3000, "output_micros_per_1k": 15000, "compliance": ["gdpr"],
-          "capabilities": ["text-generation"]}
 UNSAMPLED_PARENT = b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n"
 # An OTLP/HTTP receiver that reads each export and answers 200 (another process: its CPU is not counted).
 RECEIVER = """
@@ -136,10 +135,12 @@ UPSTREAM_PORT: int | None = None
 
 
 def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None,
-                  state: str = "memory", tenant_keys: Path | None = None) -> web.Application:
+                  state: str = "memory", tenant_keys: Path | None = None,
+                  admitted_rate_headers: bool = True) -> web.Application:
     tracer = tracing.from_options(otlp_endpoint, os.environ) if otlp_endpoint else None
     services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer,
-                            state=wiring.state_from_url(state), tenant_keys=tenant_keys)
+                            state=wiring.state_from_url(state), tenant_keys=tenant_keys,
+                            admitted_rate_headers=admitted_rate_headers)
     if UPSTREAM_PORT is None:
         services.executor._call = answered_call.__get__(services.executor, executor_module.Executor)
     assert adapter_for("openai").passthrough
@@ -270,18 +271,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=("routelang", "tenants", "minimal"))
+    parser.add_argument("--only", choices=("routelang", "untenanted", "tenants", "minimal"))
     parser.add_argument("--profile", help="cProfile the last routelang run into this file")
     parser.add_argument("--config", type=Path, help="a router config (default: one target with a breaker)")
     parser.add_argument("--state", default="memory", help="memory (default) or a Redis URL, as serve --state")
     parser.add_argument("--trace", choices=("off", "sampled", "unsampled-by-client", "unsampled-by-sampler"),
                         default="off")
     parser.add_argument("--tenants", action="store_true", help="also run with tenant keys and admission")
+    parser.add_argument("--rate-limit-headers", choices=("all", "refusals"), default="all",
+                        help="with tenants: x-ratelimit-* headers on admitted answers too (all), as serve's")
     parser.add_argument("--connections", type=int, default=1,
                         help="keep-alive connections sending at once (each --requests / N, one after the other)")
+    parser.add_argument("--timers-scale", type=float, default=1.0,
+                        help="the shared state's timers this many times slower (under callgrind: see above)")
     parser.add_argument("--upstream", action="store_true",
                         help="call a real upstream (a fake OpenAI server in another process) instead of none")
     args = parser.parse_args()
+    if args.timers_scale != 1:
+        from routelang.gateway import redisledger, redisquality, redisstate
+
+        redisstate.TIMEOUT_S *= args.timers_scale
+        redisstate.RETRY_S *= args.timers_scale
+        redisledger.SETTLE_S *= args.timers_scale
+        redisquality.SYNC_S *= args.timers_scale
     receiver = otlp_endpoint = upstream = None
     if args.upstream:
         upstream = start_upstream()
@@ -326,7 +338,9 @@ def measure(args: argparse.Namespace, otlp_endpoint: str | None) -> None:
         log = Path(scratch, "log.jsonl")
         if args.only:
             if args.only == "tenants":
-                app = tenants_app(config, log, otlp_endpoint, args.state, scratch)
+                app = tenants_app(config, log, otlp_endpoint, args.state, scratch, args.rate_limit_headers == "all")
+            elif args.only == "untenanted":
+                app = untenanted_app(config, log, otlp_endpoint, args.state, scratch)
             else:
                 app = routelang_app(config, log, otlp_endpoint, args.state) if args.only == "routelang" else minimal_app()
             uvloop.run(serve_and_send(app, args.requests, 0, None))
@@ -354,9 +368,10 @@ def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endp
     plain = Client.request
 
     async def both() -> dict[str, list[float]]:
-        ours = routelang_app(config, log, otlp_endpoint, args.state)
-        tenants = tenants_app(config, log, otlp_endpoint, args.state, scratch)
-        return await serve_and_send_alternately({"routelang": (ours, plain), "tenants": (tenants, Client.request)},
+        ours = untenanted_app(config, log, otlp_endpoint, args.state, scratch)
+        unread = Client.request
+        tenants = tenants_app(config, log, otlp_endpoint, args.state, scratch, args.rate_limit_headers == "all")
+        return await serve_and_send_alternately({"routelang": (ours, unread), "tenants": (tenants, Client.request)},
                                                 args.requests, args.repeat, args.connections)
 
     try:
@@ -366,24 +381,39 @@ def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endp
     return times["routelang"], times["tenants"]
 
 
-def tenants_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, scratch: str) -> web.Application:
-    """The router of `config` with POLICIES, its targets priced, and a key of the workspace and the
-    agent that every request of Client carries from now on."""
+def tenants_config(config: Path, scratch: str) -> Path:
+    """The router of `config` with POLICIES (gateway_overhead.py's), its targets priced."""
+    from gateway_overhead import POLICIES, PRICED
+
+    data = json.loads(config.read_text())
+    for rule in data["rules"]:
+        for target in rule["targets"]:
+            target.setdefault("x-routelang", {}).update(PRICED)
+    data.setdefault("x-routelang", {})["policies"] = POLICIES
+    path = Path(scratch, "tenants.json")
+    path.write_text(json.dumps(data))
+    return path
+
+
+def tenants_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, scratch: str,
+                admitted_rate_headers: bool = True) -> web.Application:
+    """tenants_config's router with tenants on, and a key of its workspace and agent that every
+    request of Client carries from now on."""
     from routelang.tenancy.keys import KeyStore
 
     keys = Path(scratch, "keys.db")
     store = KeyStore(keys)
     secret = store.create("ws-bench", "bench-agent")[1]
     store.close()
-    data = json.loads(config.read_text())
-    for rule in data["rules"]:
-        for target in rule["targets"]:
-            target.setdefault("x-routelang", {}).update(PRICED)
-    data.setdefault("x-routelang", {})["policies"] = POLICIES
-    tenant_config = Path(scratch, "tenants.json")
-    tenant_config.write_text(json.dumps(data))
-    Client.request = Client.request.replace(BEARER, b"Authorization: Bearer " + secret.encode() + b"\r\n")
-    return routelang_app(tenant_config, log, otlp_endpoint, state, keys)
+    Client.request = REQUEST.replace(BEARER, b"Authorization: Bearer " + secret.encode() + b"\r\n")
+    return routelang_app(tenants_config(config, scratch), log, otlp_endpoint, state, keys, admitted_rate_headers)
+
+
+def untenanted_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, scratch: str) -> web.Application:
+    """tenants_config's router with tenants off; from now on every request of Client carries a key
+    as long as a tenant key, unread (the two sides then read requests of one length)."""
+    Client.request = REQUEST.replace(BEARER, b"Authorization: Bearer rlk_" + b"x" * TENANT_KEY_CHARS + b"\r\n")
+    return routelang_app(tenants_config(config, scratch), log, otlp_endpoint, state)
 
 
 if __name__ == "__main__":

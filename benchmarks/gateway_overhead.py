@@ -423,6 +423,84 @@ def _history_rows(args, scratch, up_port, rows, direct, notes, backend: str, loc
                      f"({(on / off - 1) * 100:+.1f}%; median of the rounds' ratios {(paired - 1) * 100:+.1f}%)")
 
 
+# --tenants-only: a workspace and an agent whose budgets and limits never refuse the benchmark's requests
+# (two budgets, two limits: every reserve checks four counters), and the router's target priced as tenants
+# price it. gateway_hotpath.py --tenants serves the same.
+POLICIES = [
+    {"kind": "workspace", "name": "ws-bench", "timezone": "UTC",
+     "budgets": [{"period": "day", "micros": 10**15}, {"period": "month", "micros": 10**16}],
+     "limits": [{"unit": "requests", "amount": 10**9, "per": "minute"},
+                {"unit": "tokens", "amount": 10**12, "per": "minute"}],
+     "compliance": ["gdpr"]},
+    {"kind": "agent", "name": "bench-agent", "timezone": "UTC", "capabilities": ["text-generation"]},
+]
+PRICED = {"input_micros_per_1k": 3000, "output_micros_per_1k": 15000, "compliance": ["gdpr"],
+          "capabilities": ["text-generation"]}
+
+
+def measure_tenants(args, scratch: Path, up_port: int, rows: list, direct: dict, notes: list[str]) -> None:
+    """The bench router with POLICIES and its target priced, served with `--tenant-keys` (every
+    request carries a key of the workspace and the agent: admitted by a reserve, then settled) and
+    without (the same request, its key unread), `--rounds` times each, alternating; in process and,
+    when redis-server is installed, both sides on `--state redis://` (the ledger then on Redis). A
+    note per state gives the medians and the median of the rounds' ratios of the serving process's
+    CPU per request (all its threads; redis-server's own CPU is not counted). The goal: admission
+    adds at most 10 %."""
+    sys.path.insert(0, str(ROOT))
+    from routelang.tenancy.keys import KeyStore
+
+    config = json.loads(bench_config(scratch, up_port).read_text())
+    for rule in config["rules"]:
+        for target in rule["targets"]:
+            target["x-routelang"].update(PRICED)
+    config["x-routelang"] = {"policies": POLICIES}
+    path = scratch / "tenants.json"
+    path.write_text(json.dumps(config))
+    keys = scratch / "tenant-keys.db"
+    if keys.exists():
+        keys.unlink()
+    store = KeyStore(keys)
+    secret = store.create("ws-bench", "bench-agent")[1]
+    store.close()
+    headers = {"Authorization": f"Bearer {secret}"}
+    states = ["memory"]
+    redis = None
+    if shutil.which("redis-server") is not None:
+        folder = scratch / "redis"
+        folder.mkdir(parents=True, exist_ok=True)
+        redis_port = free_port()
+        redis = Proc(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(folder),
+                      "--save", "", "--appendonly", "no"], log=scratch / "redis.log")
+        assert wait_port(redis_port), "redis-server did not start"
+        states.append(f"redis://127.0.0.1:{redis_port}/0")
+    else:
+        notes.append("tenants on Redis: redis-server is not installed (apt-get install -y redis-server), not measured")
+    try:
+        for state in states:
+            kind = "memory" if state == "memory" else "redis"
+            measured: dict[bool, list[dict]] = {False: [], True: []}
+            for round_no in range(1, args.rounds + 1):
+                for tenants in (False, True):
+                    extra = ["--state", state] + (["--tenant-keys", str(keys)] if tenants else [])
+                    proc, port = start_routelang(scratch, path, "uvloop", *extra)
+                    row = measure(f"routelang serve --state {kind}, tenants {'on' if tenants else 'off'} "
+                                  f"(uvloop, run {round_no})", port, "/v1/chat/completions", headers, args,
+                                  scratch, proc.proc.pid, rows, direct)
+                    proc.stop()
+                    if row["errors"]:
+                        notes.append(f"{row['name']}: {row['errors']} errors (the figures are not comparable)")
+                    measured[tenants].append(row)
+            for key, label in (("own_cpu_us", "CPU per request of the serving process"),
+                               ("rps", "req/s at 32"), ("p50_ms", "p50 at 1")):
+                off, on = (statistics.median(r[key] for r in measured[t]) for t in (False, True))
+                paired = statistics.median(on_row[key] / off_row[key] for off_row, on_row in zip(*measured.values()))
+                notes.append(f"{kind}: tenants on vs off, median {label}: {on:.3f} vs {off:.3f} "
+                             f"({(on / off - 1) * 100:+.1f}%; median of the rounds' ratios {(paired - 1) * 100:+.1f}%)")
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
 def _f(value, fmt: str) -> str:
     return "-" if value is None or math.isnan(value) else format(value, fmt)
 
@@ -582,7 +660,10 @@ def main() -> None:
                         help="only direct and the shared-state rows (--state memory / redis, --workers 2)")
     parser.add_argument("--history-only", action="store_true",
                         help="only direct and the registry rows with the history on and off")
-    parser.add_argument("--rounds", type=int, default=3, help="with --history-only: alternations per backend")
+    parser.add_argument("--tenants-only", action="store_true",
+                        help="only direct and the rows with tenants (admission) on and off, in process and on Redis")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --history-only or --tenants-only: alternations per backend")
     parser.add_argument("--pin", action="store_true",
                         help=f"the measured server alone on CPU {SERVER_CPU}, the load and the rest on the others")
     parser.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "routelang-gateway-bench")
@@ -622,6 +703,10 @@ def main() -> None:
         direct = measure(DIRECT, up_port, "/v1/chat/completions", {}, args, scratch, None, rows, None)
         if args.history_only:
             measure_history(args, scratch, up_port, rows, direct, notes)
+            report(rows, notes)
+            return
+        if args.tenants_only:
+            measure_tenants(args, scratch, up_port, rows, direct, notes)
             report(rows, notes)
             return
         config = bench_config(scratch, up_port)

@@ -577,6 +577,10 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
                    "are refused (503 tenant_state_unavailable) or admitted uncounted.")
 @click.option("--limits-when-down", type=click.Choice(["refuse", "admit"]), default="admit", show_default=True,
               help="The same for rate limits.")
+@click.option("--rate-limit-headers", type=click.Choice(["all", "refusals"]), default="all", show_default=True,
+              help="With --tenant-keys: OpenAI's x-ratelimit-* headers on every answer of a rate-limited key (all, "
+                   "as OpenAI and LiteLLM send them), or on its 429s only (refusals: about 4 % less CPU per request; "
+                   "docs/tenants.md).")
 @click.option("--otlp-endpoint", metavar="URL",
               help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
                    "also $OTEL_EXPORTER_OTLP_ENDPOINT). Needs the otel extra.")
@@ -584,7 +588,8 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
 @guarded
 def serve_command(ctx, file, registry, default_router, no_history, capture, history_max_rows, history_max_days,
                   host, port, workers, api_keys, admin_keys, tenant_keys, timeout_s, first_token_s, read_timeout_s,
-                  reload_interval, drain_s, log_file, loop, otlp_endpoint, state, budgets_when_down, limits_when_down):
+                  reload_interval, drain_s, log_file, loop, otlp_endpoint, state, budgets_when_down, limits_when_down,
+                  rate_limit_headers):
     """Serve FILE (.route or Mixtrain JSON), or with --registry every deployed
     router of a registry, as an OpenAI-compatible gateway (docs/gateway.md).
 
@@ -616,6 +621,8 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
         if given and (not tenant_keys or state == "memory"):
             raise UsageProblem(f"{flag} is the policy of tenants counted on Redis: it needs --tenant-keys and "
                                "--state redis://...")
+    if not tenant_keys and ctx.get_parameter_source("rate_limit_headers") is not click.core.ParameterSource.DEFAULT:
+        raise UsageProblem("--rate-limit-headers says where tenants' rate limits are announced: it needs --tenant-keys")
     retention = Retention(**{k: v for k, v in (("max_rows", history_max_rows), ("max_days", history_max_days))
                              if v is not None})
     metrics_dir = prepare_multiprocess(workers)
@@ -637,7 +644,7 @@ def serve_command(ctx, file, registry, default_router, no_history, capture, hist
                       reload_interval_s=reload_interval, drain_s=drain_s,
                       log_file=log_file, loop=loop, tracing=tracing, otlp_endpoint=otlp_endpoint,
                       state=state, budgets_when_down=budgets_when_down, limits_when_down=limits_when_down,
-                      compiled=compiled)
+                      admitted_rate_headers=rate_limit_headers == "all", compiled=compiled)
     compiled = None   # held by options until loaded, then dropped (the served config does not need its tree)
     try:
         code = run(options)

@@ -194,7 +194,7 @@ class Endpoints:
             return error(ex, errors.TARGETS_UNAVAILABLE, f"every target of rule {ex.rule!r} is unavailable: "
                                                               f"{decision.reason}", decision.retry_after_s)
         if key is not None:
-            admitted = self.tenants.admit(ex.id, key, loaded, body, doc, decision)
+            admitted = self.tenants.admit(key, loaded, body, doc, decision)
             if type(admitted) is not Ticket:
                 if not isinstance(admitted, TenantRefused):   # the ledger on Redis answers later
                     admitted = await admitted

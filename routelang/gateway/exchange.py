@@ -41,19 +41,22 @@ class Exchange:
     streamed_frames: int = 0              # SSE frames written to the client (billing a stream it left)
     extra_headers: dict[str, str] | None = None   # tenants: an admitted request's x-ratelimit-* headers
 
-    def headers(self, running: int = 0) -> dict[str, str]:
-        """The x-routelang-* headers; `running`: attempts under way, not yet in `attempts`
-        (which also lists targets skipped without a call: those have no "ms"). The overhead is
-        the gateway's own time: the request's time so far, less the waits for upstreams and
-        before retries."""
+    def headers(self, into: dict[str, str] | None = None, running: int = 0) -> dict[str, str]:
+        """The x-routelang-* headers and `extra_headers`, written into `into` (over what it has) or a
+        new dict; `running`: attempts under way, not yet in `attempts` (which also lists targets
+        skipped without a call: those have no "ms"). The overhead is the gateway's own time: the
+        request's time so far, less the waits for upstreams and before retries."""
         overhead = perf_counter() - self.start - self.upstream_s - self.backoff_s
         self.overhead_s = overhead = max(0.0, overhead)
         tried = running
         for attempt in self.attempts:  # (a loop: cheaper than sum() of a generator for one or two)
             if "ms" in attempt:
                 tried += 1
-        out = {"x-request-id": self.id, "x-routelang-rule": self.rule, "x-routelang-attempts": str(tried),
-               "x-routelang-overhead-ms": f"{overhead * 1000:.3f}"}
+        out = {} if into is None else into
+        out["x-request-id"] = self.id
+        out["x-routelang-rule"] = self.rule
+        out["x-routelang-attempts"] = str(tried)
+        out["x-routelang-overhead-ms"] = f"{overhead * 1000:.3f}"
         if self.target is not None:
             out["x-routelang-target"] = target_name(self.target)
         if self.extra_headers:

@@ -330,8 +330,8 @@ class Executor:
             ex.target = target
             ex.ttft_s = perf_counter() - ex.start
             ex.status = 200
-            response = web.StreamResponse(status=200, headers={
-                **ex.headers(running=1), "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            response = web.StreamResponse(status=200, headers=ex.headers(
+                {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}, running=1))
             await response.prepare(request)
             if ex.captured is not None:
                 ex.captured.extend(frames)

@@ -3,7 +3,7 @@ every budget and rate limit is counted in Redis, so it holds for the whole
 fleet (every worker of every replica on that Redis), with the same semantics
 and units as the in-process ledger (routelang/tenancy/ledger.py): one
 reserve across every scope of a request, all or nothing; holds that expire;
-settles replayed for the same request id change nothing; calendar budgets
+settles replayed for the same hold change nothing; calendar budgets
 in the policy's time zone; token buckets; nano-dollars.
 
 One Lua script, LEDGER_LUA (loaded by its SHA as `ledger`), does all of it
@@ -35,7 +35,7 @@ is down or slow, budgets and limits follow their failure policies
 Keys (one hash tag, so one Redis Cluster slot holds a reserve's keys):
 `routelang:v1:{tenants}:budget:KIND:NAME:PERIOD`,
 `routelang:v1:{tenants}:rate:KIND:NAME:UNIT:PER`,
-`routelang:v1:{tenants}:hold:REQUEST_ID` and `routelang:v1:{tenants}:holds`.
+`routelang:v1:{tenants}:hold:HOLD_ID` and `routelang:v1:{tenants}:holds`.
 """
 
 from __future__ import annotations
@@ -50,14 +50,15 @@ from typing import Any
 from routelang.tenancy.ledger import (
     HOLD_TTL_S,
     NANOS_PER_MICRO,
+    RATE_HEADERS,
     Admission,
     Level,
     Refusal,
     Scope,
+    duration,
     next_window,
     over_budget,
     over_limit,
-    rate_headers,
     window_start,
 )
 
@@ -67,6 +68,9 @@ TENANTS = f"{PREFIX}:{{tenants}}"
 HOLDS_KEY = f"{TENANTS}:holds"
 PREFIX_ARG = f"{TENANTS}:".encode()
 PREFIX_BULK, SERVER_TIME = bulk(PREFIX_ARG), bulk(b"")   # (a reserve's ARGV[3], and ARGV[2] on the server's clock)
+# A reserve on the wire: its plan's head, the time and prefix, then (as `bulk` spells them) its hold id,
+# tokens and nano-dollars, then its plan's tail; one format, not a bulk() per request.
+RESERVE = b"%b%b%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b"
 SETTLE_S = 0.02          # queued settles are sent this often
 SETTLE_BATCH = 500       # ... at most this many per script call
 MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
@@ -215,6 +219,9 @@ class _Plan:
     budgets: list[tuple[Scope, Any]]        # (scope, ir.Budget) in the script's order
     limits: list[tuple[Scope, Any]]         # (scope, ir.RateLimit)
     answers: tuple[tuple[str, str, int], ...]   # each bucket's key, unit and amount: what a reply's levels are of
+    # For the admitted answer's x-ratelimit-* headers: per unit, its header names, its limit's text and
+    # where its buckets' levels are in a reply (one bucket: no search for the tightest).
+    units: tuple[tuple[str, str, str, tuple[tuple[int, str], ...]], ...]   # (names, ((reply index, limit text), ...))
     head: bytes                             # a reserve on the wire up to its time (ARGV[2])
     tail: bytes = b""                       # ... from the hold's ms (ARGV[7]) on: the hold's ms and the spec
     until: float = 0.0                      # the first end of its windows: the spec is made again then
@@ -260,9 +267,11 @@ class RedisLedger:
 
     # ---- reserve --------------------------------------------------------------------
 
-    async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+    async def admit(self, hold_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
         now = self.clock()
-        plan = self._plan(scopes, now)
+        plan = self._plans.get(id(scopes))   # (the gateway keeps one tuple of scopes per key and router version)
+        if plan is None or plan.scopes is not scopes or now >= plan.until:
+            plan = self._plan(scopes, now)
         if self._spent_out:
             spent_out = self._spent_out_refusal(plan, nanos, now)
             if spent_out is not None:
@@ -270,33 +279,33 @@ class RedisLedger:
         if not self.link.up:
             return self._down(scopes)
         # Packed here: only the clock, the request id, tokens and nano-dollars change between a plan's reserves.
-        packed = b"".join((plan.head, SERVER_TIME if self._server_clock else bulk(int(now * 1000)), PREFIX_BULK,
-                           bulk(request_id, tokens, nanos), plan.tail))
-        op = Op("ledger", plan.keys, [], packed=packed)
+        rid, held_tokens, held_nanos = hold_id.encode(), b"%d" % tokens, b"%d" % nanos
+        packed = RESERVE % (plan.head, SERVER_TIME if self._server_clock else bulk(int(now * 1000)), PREFIX_BULK,
+                            len(rid), rid, len(held_tokens), held_tokens, len(held_nanos), held_nanos, plan.tail)
+        op = Op("ledger", plan.keys, [], None, packed)
         try:
             reply = await self.link.call(op)
         except asyncio.CancelledError:   # the client left: whatever the reserve got is given back
-            self._settles.append((request_id, 0, 0))
+            self._settles.append((hold_id, 0, 0))
             raise
         if reply is None or isinstance(reply, Exception):
-            self._settles.append((request_id, 0, 0))   # Redis may still run it (a frozen server that wakes)
+            self._settles.append((hold_id, 0, 0))   # Redis may still run it (a frozen server that wakes)
             return self._down(scopes)
-        return self._answer(reply, request_id, plan, tokens, nanos)
+        return self._answer(reply, hold_id, plan, tokens, nanos)
 
-    def _answer(self, reply: list, request_id: str, plan: _Plan, tokens: int, nanos: int) -> Admission | Refusal:
+    def _answer(self, reply: list, hold_id: str, plan: _Plan, tokens: int, nanos: int) -> Admission | Refusal:
         status = reply[0]   # (integers: hiredis gives a script's numbers as int)
         if status == -1:
-            raise ValueError(f"request id {request_id!r} was reserved before")
+            raise ValueError(f"hold {hold_id!r} was reserved before")
         now = self.clock()
         if status == 1:
-            self._mine.add(request_id)
-            levels = []
+            self._mine.add(hold_id)
             seen = self._seen
-            for i, (key, unit, amount) in enumerate(plan.answers):
-                level = reply[1 + 2 * i]
-                seen[key] = (level, now)
-                levels.append(Level._make((unit, amount, max(0, level), reply[2 + 2 * i] / 1000)))   # (no Python __new__)
-            return Admission(None, levels)
+            at = 1
+            for key in plan.bucket_keys:   # (each bucket's level and ms to full, in order)
+                seen[key] = (reply[at], now)
+                at += 2
+            return Admission(None, reply=reply, plan=plan)
         kind, index = _text(reply[1]), int(reply[2]) - 1
         if kind == "budget":
             scope, budget = plan.budgets[index]
@@ -333,28 +342,28 @@ class RedisLedger:
                 return Refusal("state_unavailable", f"the rate limits of {scope.label} are counted on Redis, which"
                                                     f" does not answer: refused until it does", 1, scope)
         if not any(scope.budgets or scope.limits for scope in scopes):
-            return Admission(None, [])   # nothing to count
+            return Admission(None)   # nothing to count
         self.unchecked += 1
-        return Admission(None, [], counted=False)
+        return Admission(None, counted=False)
 
     # ---- settle and release ------------------------------------------------------------
 
-    def settle(self, request_id: str, tokens: int, nanos: int) -> bool:
+    def settle(self, hold_id: str, tokens: int, nanos: int) -> bool:
         """Queue the settle (sent within SETTLE_S); False when this process holds nothing for
-        `request_id` (already settled or released, or admitted while Redis was down)."""
-        if request_id not in self._mine:
+        `hold_id` (already settled or released, or admitted while Redis was down)."""
+        if hold_id not in self._mine:
             return False
-        self._mine.discard(request_id)
+        self._mine.discard(hold_id)
         if len(self._settles) >= MAX_SETTLES:
             self.dropped += 1
             return True
-        self._settles.append((request_id, tokens, nanos))
+        self._settles.append((hold_id, tokens, nanos))
         if len(self._settles) >= SETTLE_BATCH:
             self._wake.set()
         return True
 
-    def release(self, request_id: str) -> bool:
-        return self.settle(request_id, 0, 0)
+    def release(self, hold_id: str) -> bool:
+        return self.settle(hold_id, 0, 0)
 
     async def _settler(self) -> None:
         while True:
@@ -371,8 +380,8 @@ class RedisLedger:
         while self._settles:
             batch, self._settles = self._settles[:SETTLE_BATCH], self._settles[SETTLE_BATCH:]
             args = [b"settle", b"" if self._server_clock else int(self.clock() * 1000), PREFIX_ARG]
-            for request_id, tokens, nanos in batch:
-                args += [request_id, tokens, nanos]
+            for hold_id, tokens, nanos in batch:
+                args += [hold_id, tokens, nanos]
             replies = await self.link.run([Op("ledger", [HOLDS_KEY], args)])
             if replies is None or isinstance(replies[0], Exception):
                 self._settles[:0] = batch
@@ -390,10 +399,28 @@ class RedisLedger:
         return level, (limit.amount - level) * limit.seconds / limit.amount
 
     def levels(self, admission: Admission) -> list[Level]:
-        return admission.levels or []
+        """Each bucket's level after an admitted reserve, from its reply."""
+        reply, plan = admission.reply, admission.plan
+        if reply is None:
+            return []
+        return [Level(unit, amount, max(0, reply[1 + 2 * i]), reply[2 + 2 * i] / 1000)
+                for i, (_key, unit, amount) in enumerate(plan.answers)]
 
     def headers(self, admission: Admission) -> dict[str, str]:
-        return rate_headers(self.levels(admission))
+        """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its bucket with the
+        fewest left, read from the reserve's reply (as rate_headers spells them)."""
+        reply = admission.reply
+        out: dict[str, str] = {}
+        if reply is None:
+            return out
+        for limit, remaining, reset, buckets in admission.plan.units:
+            # (several buckets of a unit: the first with the fewest left, as rate_headers picks)
+            at, amount = buckets[0] if len(buckets) == 1 else min(buckets, key=lambda b: max(0, reply[b[0]]))
+            level = reply[at]
+            out[limit] = amount
+            out[remaining] = str(level) if level > 0 else "0"
+            out[reset] = duration(reply[at + 1] / 1000)
+        return out
 
     # ---- what a reserve sends ---------------------------------------------------------------
 
@@ -409,7 +436,10 @@ class RedisLedger:
                 self._plans.clear()
             encoded = [k.encode() for k in keys]
             answers = tuple((key, limit.unit, limit.amount) for key, (_, limit) in zip(bucket_keys, limits))
+            units = tuple((*RATE_HEADERS[unit], buckets) for unit in ("requests", "tokens") if (buckets := tuple(
+                (1 + 2 * i, str(limit.amount)) for i, (_, limit) in enumerate(limits) if limit.unit == unit)))
             plan = self._plans[id(scopes)] = _Plan(scopes, encoded, budget_keys, bucket_keys, budgets, limits, answers,
+                                                   units,
                                                    evalsha_head(LEDGER_LUA, encoded, 8) + bulk(b"reserve"))
         if now >= plan.until:
             words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf

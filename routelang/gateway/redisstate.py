@@ -223,6 +223,7 @@ class Pipe(asyncio.Protocol):
         self.loop = loop
         self.lost = lost
         self.reader = hiredis.Reader(replyError=ResponseError)
+        self.protocol_error = hiredis.ProtocolError   # (imported once: data_received runs per reply)
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[tuple[asyncio.Future, float]] = deque()   # (its reply, when it was sent)
         self.out: list[bytes] = []
@@ -269,15 +270,13 @@ class Pipe(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        import hiredis
-
         try:
             self.reader.feed(data)
             while (reply := self.reader.gets()) is not False:
                 future = self.waiting.popleft()[0]
                 if not future.done():   # (its caller stopped waiting: the reply is dropped)
                     future.set_result(reply)
-        except (hiredis.ProtocolError, IndexError):   # not Redis, or a reply nobody asked for
+        except (self.protocol_error, IndexError):   # not Redis, or a reply nobody asked for
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

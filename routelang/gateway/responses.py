@@ -17,11 +17,7 @@ def respond(ex: Exchange, status: int, body: bytes, extra: dict[str, str] | None
     """The answer with the x-routelang headers; `extra` (a dict the caller made for it, taken
     over) adds headers, which the gateway's own override."""
     ex.status = status
-    headers = ex.headers()
-    if extra:
-        extra.update(headers)
-        headers = extra
-    return web.Response(status=status, body=body, content_type=JSON, headers=headers)
+    return web.Response(status=status, body=body, content_type=JSON, headers=ex.headers(extra))
 
 
 def error(ex: Exchange, kind: errors.Kind, message: str, retry_after_s: int | None = None) -> web.Response:

@@ -21,7 +21,9 @@ rate, then lowest median latency) serves.
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Awaitable
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from routelang import ir
 from routelang.registry import RegistryError
 from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
-from routelang.tenancy.ledger import Accounts, Admission, Ledger, Level, Refusal, Scope, rate_headers
+from routelang.tenancy.ledger import Accounts, HoldId, Ledger, Level, Refusal, Scope, rate_headers
 
 from . import auth, errors, plan
 from .metrics import Metrics
@@ -54,9 +56,9 @@ class Refused:
 class Ticket:
     """An admitted request: its answer's headers, and what `finish` needs."""
 
-    request_id: str
+    hold_id: HoldId
     prompt_tokens: int
-    headers: dict[str, str]   # OpenAI's x-ratelimit-* headers: per unit, the tightest bucket after the reserve
+    headers: dict[str, str] | None   # OpenAI's x-ratelimit-* headers: per unit, the tightest bucket after the reserve
     spend: object             # the workspace's routelang_tenant_spend_usd_total child
 
 
@@ -158,16 +160,23 @@ class _Admitting:
 
 class Tenants:
     def __init__(self, keys: KeyStore, ledger: Accounts, metrics: Metrics, key_cache: KeyCache | None = None,
-                 quality: Quality | None = None):
+                 quality: Quality | None = None, admitted_rate_headers: bool = True):
         self.keys = keys
         self.key_cache = key_cache or KeyCache(keys)
         self.ledger = ledger
         # The in-process ledger never waits: its reserve is called directly (no coroutine per request).
         self._reserve_now = ledger.reserve if isinstance(ledger, Ledger) else None
         self.metrics = metrics
+        # OpenAI's x-ratelimit-* headers on admitted answers (as OpenAI sends them), else on 429s only.
+        self.admitted_rate_headers = admitted_rate_headers
         self._policies: dict[int, tuple[plan.Loaded, dict]] = {}
         self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
         self._admitting: dict[tuple[int, str], _Admitting] = {}   # (id(router version), key id) -> ...
+        self._latest: dict[str, _Admitting] = {}   # key id -> its last (a request finds it without a tuple)
+        # Hold ids are this gateway's own, never a client's x-request-id (which may repeat): a count in
+        # process; on Redis, where the fleet's holds meet, prefixed by this process's random token.
+        self._next_id = itertools.count(1).__next__
+        self._id_prefix = os.urandom(8).hex() + "-"
         self.quality = quality or Quality()
         # Attempts are measured for quality from the first request of a version that requires any
         # (before that nothing reads them, and recording them is most of what `finish` costs).
@@ -213,9 +222,11 @@ class Tenants:
         cache_key = (id(loaded), key.id)
         admitting = self._admitting.get(cache_key)
         if admitting is not None and admitting.loaded is loaded:
+            self._latest[key.id] = admitting   # (a key sending to two routers, or across a reload)
             return admitting
         if len(self._admitting) > 10_000:   # keys and versions no longer served
             self._admitting.clear()
+            self._latest.clear()
         policies = self.policies(loaded)
         held, refused = [], None
         for kind, name in (("workspace", key.workspace), ("agent", key.agent)):
@@ -229,19 +240,19 @@ class Tenants:
         scopes = tuple(self._scope(p) for p in held)
         if held and (key.budgets or key.limits):   # the key's own, in its workspace's time zone
             scopes = (Scope("key", key.id, key.budgets, key.limits, held[0].timezone), *scopes)
-        admitting = self._admitting[cache_key] = _Admitting(
+        admitting = self._admitting[cache_key] = self._latest[key.id] = _Admitting(
             loaded, refused, tuple(held), scopes,
             tuple(p for p in held if p.requirements is not None), {},
             self.metrics.tenant_spend.labels(key.workspace))
         self.judging = self.judging or any(p.requirements is not None for p in policies.values())
         return admitting
 
-    def admit(self, request_id: str, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
+    def admit(self, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
               decision: plan.Decision) -> Ticket | Refused | Awaitable[Ticket | Refused]:
         """Hold the decision to the key's policies (narrowing `decision` in place) and reserve: the
         in-process ledger answers at once (no coroutine per request), the ledger on Redis later
         (an awaitable)."""
-        admitting = self._admitting.get((id(loaded), key.id))
+        admitting = self._latest.get(key.id)
         if admitting is None or admitting.loaded is not loaded:
             admitting = self._admitting_for(loaded, key)
         if admitting.refused is not None:
@@ -261,23 +272,28 @@ class Tenants:
         if decision.shadows:
             decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
         if self._reserve_now is None:
-            return self._admit_later(request_id, key, admitting, prompt, completion, estimate)
-        return self._admitted(request_id, key, admitting, prompt,
-                              self._reserve_now(request_id, admitting.scopes, prompt + completion, estimate))
+            return self._admit_later(key, admitting, prompt, completion, estimate)
+        hold_id = self._next_id()
+        result = self._reserve_now(hold_id, admitting.scopes, prompt + completion, estimate)
+        if type(result) is Refusal:
+            return self._refusal(key, result)
+        return Ticket(hold_id, prompt, self.ledger.headers(result) if self.admitted_rate_headers else None,
+                      admitting.spend)
 
-    async def _admit_later(self, request_id: str, key: TenantKey, admitting: _Admitting, prompt: int,
-                           completion: int, estimate: int) -> Ticket | Refused:
-        result = await self.ledger.admit(request_id, admitting.scopes, prompt + completion, estimate)
-        return self._admitted(request_id, key, admitting, prompt, result)
-
-    def _admitted(self, request_id: str, key: TenantKey, admitting: _Admitting, prompt: int,
-                  result: Admission | Refusal) -> Ticket | Refused:
-        if isinstance(result, Refusal):
-            return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
-                                              self._rate_headers(result.scope)))
+    async def _admit_later(self, key: TenantKey, admitting: _Admitting, prompt: int, completion: int,
+                           estimate: int) -> Ticket | Refused:
+        hold_id = f"{self._id_prefix}{self._next_id()}"
+        result = await self.ledger.admit(hold_id, admitting.scopes, prompt + completion, estimate)
+        if type(result) is Refusal:
+            return self._refusal(key, result)
         if not result.counted:
             self.metrics.tenant_unchecked.labels(key.workspace).inc()
-        return Ticket(request_id, prompt, self.ledger.headers(result), admitting.spend)
+        return Ticket(hold_id, prompt, self.ledger.headers(result) if self.admitted_rate_headers else None,
+                      admitting.spend)
+
+    def _refusal(self, key: TenantKey, result: Refusal) -> Refused:
+        return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
+                                          self._rate_headers(result.scope)))
 
     def _narrow_to_policies(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
         """Narrow the attempts to the targets inside every restriction, then to those meeting every
@@ -361,10 +377,10 @@ class Tenants:
         elif target is not None and streamed_frames:
             prompt, completion = ticket.prompt_tokens, streamed_frames   # the client left mid-stream
         else:
-            self.ledger.release(ticket.request_id)
+            self.ledger.release(ticket.hold_id)
             return None
         cost = nanos(target, prompt, completion)
-        if self.ledger.settle(ticket.request_id, prompt + completion, cost) and cost:
+        if self.ledger.settle(ticket.hold_id, prompt + completion, cost) and cost:
             ticket.spend.inc(cost / 1e9)
         return cost if usage is not None else None
 

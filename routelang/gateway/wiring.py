@@ -114,13 +114,14 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
           history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
           poll_s: float = POLL_S, tracing: Tracing | None = None,
           tenant_keys: str | Path | None = None, when_down: tuple[str, str] = ("refuse", "admit"),
-          loaded: plan.Loaded | None = None) -> Services:
+          admitted_rate_headers: bool = True, loaded: plan.Loaded | None = None) -> Services:
     """A gateway of one config file (`path`) or of every deployed router of a `registry`.
     `loaded`: the file already loaded (serve loads it before it listens), not loaded again.
     `store`: the registry a file-serving gateway's admin API works on (the caller's to close).
     `tenant_keys`: the file of tenant keys (`routelang keys`, usually the registry's): requests then need one,
     and are admitted by their workspace's and agent's limits and budgets, counted in this process, or on
-    Redis when `state` is there (`when_down`: what budgets, then rate limits, do while Redis is down).
+    Redis when `state` is there (`when_down`: what budgets, then rate limits, do while Redis is down);
+    `admitted_rate_headers`: OpenAI's x-ratelimit-* headers on admitted answers too (else on 429s only).
     Raises plan.LoadError (the file does not load) and registry.RegistryError (no registry)."""
     if (path is None) == (registry is None):
         raise TypeError("build: give either a config file `path` or a `registry`")
@@ -151,7 +152,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
         from routelang.tenancy.keys import KeyStore
 
         tenants = Tenants(KeyStore(tenant_keys), ledger_for(state, when_down), metrics,
-                          quality=quality_for(state))
+                          quality=quality_for(state), admitted_rate_headers=admitted_rate_headers)
     return Services(settings=settings, log=log, metrics=metrics, state=state, client=client, routers=routers,
                     health=health, executor=executor, store=store, owns_store=registry is not None,
                     registry=None if registry is None else store.shown, recorder=recorder,

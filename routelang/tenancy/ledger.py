@@ -13,8 +13,10 @@ A reservation holds its estimate against every budget and bucket until it
 is settled (charged the real cost and tokens) or released (nothing spent:
 the request never reached an upstream); a hold nobody settles expires after
 `hold_ttl_s` (a crashed handler), and a settle or release replayed for the
-same request id changes nothing. This ledger lives in one process: every
-limit is per gateway process (docs/tenants.md says so). It is used from the
+same hold changes nothing. Hold ids are the gateway's own (never a client's
+`x-request-id`): unique per process, so a reserve never meets one taken.
+This ledger lives in one process: every limit is per gateway process
+(docs/tenants.md says so). It is used from the
 gateway's event loop only: a reserve never waits, so no other request runs
 between its checks and its takes (no lock).
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import itertools
 import math
 import operator
 import time
@@ -127,6 +128,9 @@ class _Across:
         self.until = min((state.end for state in self.held), default=math.inf)
 
 
+# A hold's id: the gateway's own, never a client's (a count in process; on Redis, text unique in the fleet).
+HoldId = int | str
+
 # What one admitted request holds until it is settled or released: (tokens: the estimate held in
 # every token bucket, nanos: the estimate held against every budget, the _Across it holds from, when
 # it expires). A plain tuple: one is made per request.
@@ -162,10 +166,14 @@ def rate_headers(levels: list[Level]) -> dict[str, str]:
     return out
 
 
+# "0ms" to "1000ms" (a second less a rounding), spelled once: most resets of a busy bucket are under a second.
+MILLISECONDS = tuple(f"{ms}ms" for ms in range(1001))
+
+
 def duration(seconds: float) -> str:
     """OpenAI's x-ratelimit-reset-* spelling: `1s`, `6m0s`, `1h2m3s`, `250ms`."""
     if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
+        return MILLISECONDS[round(seconds * 1000)] if seconds > 0 else "0ms"
     return whole_seconds(round(seconds))
 
 
@@ -180,7 +188,8 @@ def whole_seconds(whole: int) -> str:
 @dataclass(slots=True)
 class Admission:
     hold: Hold | None         # the in-process ledger's (None on Redis, whose holds live there)
-    levels: list[Level] | None = None   # on Redis: from the reserve's own reply
+    reply: list | None = None  # on Redis: the reserve's reply (its buckets' levels), and the plan it was of
+    plan: object = None
     counted: bool = True      # False: admitted uncounted (Redis down, and the policy admits)
 
 
@@ -188,10 +197,10 @@ class Accounts(Protocol):
     """What admission asks of a ledger: this module's `Ledger` (one process) and the
     gateway's `RedisLedger` (the fleet's, on Redis)."""
 
-    async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int,
+    async def admit(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int,
                     nanos: int) -> Admission | Refusal: ...
-    def settle(self, request_id: str, tokens: int, nanos: int) -> bool: ...
-    def release(self, request_id: str) -> bool: ...
+    def settle(self, hold_id: HoldId, tokens: int, nanos: int) -> bool: ...
+    def release(self, hold_id: HoldId) -> bool: ...
     def level(self, scope: Scope, limit: ir.RateLimit) -> tuple[float, float]: ...
     def headers(self, admission: Admission) -> dict[str, str]: ...   # the admitted answer's x-ratelimit-*
     async def start(self) -> None: ...
@@ -226,8 +235,7 @@ class Ledger:
     def __init__(self, hold_ttl_s: float = HOLD_TTL_S, clock=time.time):
         self.hold_ttl_s = hold_ttl_s
         self.clock = clock
-        self.holds: dict[str, Hold] = {}
-        self.finished: dict[str, float] = {}       # request id -> when settled or released (replays are no-ops)
+        self.holds: dict[object, Hold] = {}        # hold id -> its hold, until settled, released or expired
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
         # id(scopes) -> what a reserve across them checks and holds: resolved once, not by
@@ -237,8 +245,8 @@ class Ledger:
 
     # ---- the Accounts interface (the in-process ledger never waits) ------------------
 
-    async def admit(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
-        return self.reserve(request_id, scopes, tokens, nanos)
+    async def admit(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+        return self.reserve(hold_id, scopes, tokens, nanos)
 
     async def start(self) -> None:
         return None
@@ -269,14 +277,12 @@ class Ledger:
 
     # ---- reserve -----------------------------------------------------------------
 
-    def reserve(self, request_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+    def reserve(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
         """Hold `tokens` and `nanos` (the request's estimate) and one request in every
         scope, or nothing and the first refusal (every budget is checked before any limit)."""
         now = self.clock()
         if now >= self.next_sweep:
             self._expire(now)
-        if request_id in self.holds or request_id in self.finished:
-            raise ValueError(f"request id {request_id!r} was reserved before")
         across = self.across.get(id(scopes))
         if across is None or across.scopes is not scopes:
             across = self._resolve(scopes, now)
@@ -293,7 +299,8 @@ class Ledger:
             level = bucket.level
             if now > bucket.at:   # refilled for the time gone by (whatever this request's fate)
                 level += (now - bucket.at) * bucket.rate
-                level = min(level, bucket.full)
+                if level > bucket.full:   # noqa: PLR1730 (a comparison: min() is a call, on every reserve)
+                    level = bucket.full
                 bucket.at = now
             need = tokens if bucket.tokens else 1
             if level < need:
@@ -301,25 +308,24 @@ class Ledger:
                 self._give_back(across, bucket, tokens, nanos)
                 return self._over(across, bucket, need)
             bucket.level = level - need
-        hold = self.holds[request_id] = (tokens, nanos, across, now + self.hold_ttl_s)
+        hold = self.holds[hold_id] = (tokens, nanos, across, now + self.hold_ttl_s)
         return Admission(hold)
 
     # ---- settle and release ------------------------------------------------------
 
-    def settle(self, request_id: str, tokens: int, nanos: int) -> bool:
+    def settle(self, hold_id: HoldId, tokens: int, nanos: int) -> bool:
         """Charge the request's real usage in place of its hold. False when there is
         no hold (already settled or released, or expired): then nothing changes."""
-        hold = self.holds.pop(request_id, None)
+        hold = self.holds.pop(hold_id, None)
         if hold is None:
             return False
-        now = self.finished[request_id] = self.clock()
-        self._undo(hold, nanos, tokens, now)
+        self._undo(hold, nanos, tokens, self.clock())
         return True
 
-    def release(self, request_id: str) -> bool:
+    def release(self, hold_id: HoldId) -> bool:
         """Free the hold without charging money (no upstream answered); the request still
         counts against request limits, its tokens are given back."""
-        return self.settle(request_id, 0, 0)
+        return self.settle(hold_id, 0, 0)
 
     def _undo(self, hold: Hold, spent: int, tokens: int, now: float) -> None:
         held_tokens, held, across, _ = hold
@@ -336,12 +342,8 @@ class Ledger:
 
     def _expire(self, now: float) -> None:
         self.next_sweep = now + 1.0   # holds live minutes: a sweep a second is plenty, and cheap per request
-        for request_id in [r for r, h in self.holds.items() if h[3] <= now]:
-            self._undo(self.holds.pop(request_id), 0, 0, now)
-            self.finished[request_id] = now
-        if len(self.finished) > 100_000:  # replays come within seconds; forget the oldest half
-            for request_id in list(itertools.islice(self.finished, 50_000)):   # insertion order: oldest first
-                del self.finished[request_id]
+        for hold_id in [r for r, h in self.holds.items() if h[3] <= now]:
+            self._undo(self.holds.pop(hold_id), 0, 0, now)
 
     # ---- state ---------------------------------------------------------------------
 

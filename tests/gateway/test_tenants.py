@@ -36,7 +36,7 @@ rule rest {{ fallback dear, cheap }}
 def tenants(gateway, upstreams, tmp_path):
     """(gateway, upstream, keys by workspace) for a router with two workspaces."""
 
-    def start(budget="1", requests=1000):
+    def start(budget="1", requests=1000, **options):
         up = upstreams()
         keys_file = tmp_path / "keys.db"
         store = KeyStore(keys_file)
@@ -45,7 +45,7 @@ def tenants(gateway, upstreams, tmp_path):
         store.revoke(revoked_key.id)
         keys["revoked"] = revoked
         store.close()
-        gw = gateway(ROUTE.format(url=up.url, budget=budget, requests=requests), tenant_keys=keys_file)
+        gw = gateway(ROUTE.format(url=up.url, budget=budget, requests=requests), tenant_keys=keys_file, **options)
         return gw, up, keys
 
     return start
@@ -106,6 +106,33 @@ def test_admitted_answers_carry_openais_rate_limit_headers_streams_too(tenants):
         model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
     assert not any(h.startswith("x-ratelimit") for h in unlimited.headers)
     assert http("GET", gw.url + "/routing").json()["ledger"] == {"backend": "memory", "holds": 0}
+
+
+def test_rate_limit_headers_on_refusals_only_leave_admitted_answers_without_them(tenants):
+    # serve --rate-limit-headers refusals: the 429 still says the limit; an admitted answer does not.
+    gw, _up, keys = tenants(requests=1, admitted_rate_headers=False)
+    first = client(gw, keys["ws-small"]).chat.completions.with_raw_response.create(
+        model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+    assert first.http_response.status_code == 200
+    assert not any(h.startswith("x-ratelimit") for h in first.headers)
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(gw, keys["ws-small"])
+    assert info.value.response.headers["x-ratelimit-limit-requests"] == "1"
+    assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_requests_that_repeat_a_clients_x_request_id_are_each_admitted_and_billed(tenants):
+    # The ledger's holds are the gateway's own: a client (or a proxy) that sends one x-request-id on
+    # every request was answered 500 from its second request on, when holds were keyed by it.
+    gw, _up, keys = tenants()
+    for _ in range(3):
+        reply = client(gw, keys["ws-small"]).chat.completions.with_raw_response.create(
+            model="any", messages=[{"role": "user", "content": "x" * 400}], max_tokens=100,
+            extra_headers={"x-request-id": "the-same-id"})
+        assert reply.http_response.status_code == 200
+        assert reply.headers["x-request-id"] == "the-same-id"
+    workspace = next(s for s in _scopes(gw) if s.name == "ws-small")
+    assert gw.gateway.tenants.ledger.spent(workspace, "day") == (3 * 9_000_000, 0)   # each billed, none held
 
 
 def test_spend_is_settled_to_the_real_usage_and_the_budget_refuses_what_may_not_fit(tenants):
