@@ -1,6 +1,7 @@
 """What the gateway adds to a request, side by side with LiteLLM and Portkey (run by hand).
 
     python benchmarks/gateway_overhead.py [--duration 10] [--no-peers] [--pin] [--scratch DIR]
+    python benchmarks/gateway_overhead.py --state-only | --history-only | --tenants-only [--rounds 3] [--pin]
     python benchmarks/gateway_overhead.py --long SECONDS [--every N] [--loop uvloop|asyncio]
 
 A fake OpenAI upstream on loopback answers a small chat completion at once

@@ -579,7 +579,7 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
               help="The same for rate limits.")
 @click.option("--rate-limit-headers", type=click.Choice(["all", "refusals"]), default="all", show_default=True,
               help="With --tenant-keys: OpenAI's x-ratelimit-* headers on every answer of a rate-limited key (all, "
-                   "as OpenAI and LiteLLM send them), or on its 429s only (refusals: about 4 % less CPU per request; "
+                   "as OpenAI and LiteLLM send them), or on its 429s only (refusals: about 6 % less CPU per request; "
                    "docs/tenants.md).")
 @click.option("--otlp-endpoint", metavar="URL",
               help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
