@@ -415,13 +415,22 @@ def _history_rows(args, scratch, up_port, rows, direct, notes, backend: str, loc
                 notes.append(f"{row['name']}: {written} history rows written")
             measured[history].append(row)
     store.close()
-    for key, label in (("own_cpu_us", "CPU per request of the serving process"),
-                       ("cpu_us", "CPU per request with the history's writer process"),
-                       ("rps", "req/s at 32"), ("p50_ms", "p50 at 1")):
-        off, on = (statistics.median(r[key] for r in measured[h]) for h in (False, True))
-        paired = statistics.median(on_row[key] / off_row[key] for off_row, on_row in zip(*measured.values()))
-        notes.append(f"{backend}: history on vs off, median {label}: {on:.3f} vs {off:.3f} "
+    notes += on_against_off(f"{backend}: history", measured, (
+        ("own_cpu_us", "CPU per request of the serving process"),
+        ("cpu_us", "CPU per request with the history's writer process"),
+        ("rps", "req/s at 32"), ("p50_ms", "p50 at 1")))
+
+
+def on_against_off(what: str, measured: dict[bool, list[dict]], figures: tuple[tuple[str, str], ...]) -> list[str]:
+    """Per figure (a row's key, its label): the medians of the rounds with `what` on and off, and the
+    median of the rounds' on/off ratios (runs taken in turn: a change of load falls on both alike)."""
+    lines = []
+    for key, label in figures:
+        off, on = (statistics.median(r[key] for r in measured[side]) for side in (False, True))
+        paired = statistics.median(on_row[key] / off_row[key] for off_row, on_row in zip(measured[False], measured[True]))
+        lines.append(f"{what} on vs off, median {label}: {on:.3f} vs {off:.3f} "
                      f"({(on / off - 1) * 100:+.1f}%; median of the rounds' ratios {(paired - 1) * 100:+.1f}%)")
+    return lines
 
 
 # --tenants-only: a workspace and an agent whose budgets and limits never refuse the benchmark's requests
@@ -491,12 +500,9 @@ def measure_tenants(args, scratch: Path, up_port: int, rows: list, direct: dict,
                     if row["errors"]:
                         notes.append(f"{row['name']}: {row['errors']} errors (the figures are not comparable)")
                     measured[tenants].append(row)
-            for key, label in (("own_cpu_us", "CPU per request of the serving process"),
-                               ("rps", "req/s at 32"), ("p50_ms", "p50 at 1")):
-                off, on = (statistics.median(r[key] for r in measured[t]) for t in (False, True))
-                paired = statistics.median(on_row[key] / off_row[key] for off_row, on_row in zip(*measured.values()))
-                notes.append(f"{kind}: tenants on vs off, median {label}: {on:.3f} vs {off:.3f} "
-                             f"({(on / off - 1) * 100:+.1f}%; median of the rounds' ratios {(paired - 1) * 100:+.1f}%)")
+            notes += on_against_off(f"{kind}: tenants", measured, (
+                ("own_cpu_us", "CPU per request of the serving process"), ("rps", "req/s at 32"),
+                ("p50_ms", "p50 at 1")))
     finally:
         if redis is not None:
             redis.stop()

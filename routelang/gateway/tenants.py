@@ -167,8 +167,8 @@ class Tenants:
         # The in-process ledger never waits: its reserve is called directly (no coroutine per request).
         self._reserve_now = ledger.reserve if isinstance(ledger, Ledger) else None
         self.metrics = metrics
-        # OpenAI's x-ratelimit-* headers on admitted answers (as OpenAI sends them), else on 429s only.
-        self.admitted_rate_headers = admitted_rate_headers
+        # An admitted answer's OpenAI x-ratelimit-* headers (as OpenAI sends them), or none (on 429s only).
+        self._admitted_headers = ledger.headers if admitted_rate_headers else _no_headers
         self._policies: dict[int, tuple[plan.Loaded, dict]] = {}
         self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
         self._admitting: dict[tuple[int, str], _Admitting] = {}   # (id(router version), key id) -> ...
@@ -277,8 +277,7 @@ class Tenants:
         result = self._reserve_now(hold_id, admitting.scopes, prompt + completion, estimate)
         if type(result) is Refusal:
             return self._refusal(key, result)
-        return Ticket(hold_id, prompt, self.ledger.headers(result) if self.admitted_rate_headers else None,
-                      admitting.spend)
+        return Ticket(hold_id, prompt, self._admitted_headers(result), admitting.spend)
 
     async def _admit_later(self, key: TenantKey, admitting: _Admitting, prompt: int, completion: int,
                            estimate: int) -> Ticket | Refused:
@@ -288,8 +287,7 @@ class Tenants:
             return self._refusal(key, result)
         if not result.counted:
             self.metrics.tenant_unchecked.labels(key.workspace).inc()
-        return Ticket(hold_id, prompt, self.ledger.headers(result) if self.admitted_rate_headers else None,
-                      admitting.spend)
+        return Ticket(hold_id, prompt, self._admitted_headers(result), admitting.spend)
 
     def _refusal(self, key: TenantKey, result: Refusal) -> Refused:
         return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
@@ -396,6 +394,10 @@ def _dearest(prices: dict[int, tuple[int, int] | None], attempts: list[plan.Targ
             return None
         estimate = max(estimate, prompt * price[0] + completion * price[1])
     return estimate
+
+
+def _no_headers(_admission) -> None:
+    """An admitted answer's rate headers with `serve --rate-limit-headers refusals`: none."""
 
 
 def _invalid_key() -> auth.Refused:

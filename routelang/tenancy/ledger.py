@@ -16,9 +16,9 @@ the request never reached an upstream); a hold nobody settles expires after
 same hold changes nothing. Hold ids are the gateway's own (never a client's
 `x-request-id`): unique per process, so a reserve never meets one taken.
 This ledger lives in one process: every limit is per gateway process
-(docs/tenants.md says so). It is used from the
-gateway's event loop only: a reserve never waits, so no other request runs
-between its checks and its takes (no lock).
+(docs/tenants.md says so). It is used from the gateway's event loop only: a
+reserve never waits, so no other request runs between its checks and its
+takes (no lock).
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ class Ledger:
     def __init__(self, hold_ttl_s: float = HOLD_TTL_S, clock=time.time):
         self.hold_ttl_s = hold_ttl_s
         self.clock = clock
-        self.holds: dict[object, Hold] = {}        # hold id -> its hold, until settled, released or expired
+        self.holds: dict[HoldId, Hold] = {}        # hold id -> its hold, until settled, released or expired
         self.buckets: dict[tuple, _Bucket] = {}    # (scope kind, name, unit, per) -> bucket
         self.budgets: dict[tuple, _Budget] = {}    # (scope kind, name, period) -> budget
         # id(scopes) -> what a reserve across them checks and holds: resolved once, not by
