@@ -29,7 +29,8 @@ two budgets and two limits, then settled) and, as the baseline, the same router
 with tenants off (the same request, its key unread); their runs are taken in
 turn (so a change of load falls on both alike; `--profile` is then not taken),
 and the row says what admission adds to the CPU per request.
-`--rate-limit-headers refusals`: as serve's, no x-ratelimit-* headers on admitted answers.
+`--rate-limit-headers all`: x-ratelimit-* headers on admitted answers too, as serve's option (the
+default, `refusals`, is serve's: on 429s only).
 `--connections N` sends on N connections at once (requests in flight together:
 the Redis ledger writes the reserves that arrive in one event-loop tick together,
 which one connection never shows).
@@ -136,7 +137,7 @@ UPSTREAM_PORT: int | None = None
 
 def routelang_app(config: Path, log_path: Path, otlp_endpoint: str | None = None,
                   state: str = "memory", tenant_keys: Path | None = None,
-                  admitted_rate_headers: bool = True) -> web.Application:
+                  admitted_rate_headers: bool = False) -> web.Application:
     tracer = tracing.from_options(otlp_endpoint, os.environ) if otlp_endpoint else None
     services = wiring.build(str(config), log=JsonLog(log_path.open("ab")), tracing=tracer,
                             state=wiring.state_from_url(state), tenant_keys=tenant_keys,
@@ -278,8 +279,9 @@ def main() -> None:
     parser.add_argument("--trace", choices=("off", "sampled", "unsampled-by-client", "unsampled-by-sampler"),
                         default="off")
     parser.add_argument("--tenants", action="store_true", help="also run with tenant keys and admission")
-    parser.add_argument("--rate-limit-headers", choices=("all", "refusals"), default="all",
-                        help="with tenants: x-ratelimit-* headers on admitted answers too (all), as serve's")
+    parser.add_argument("--rate-limit-headers", choices=("refusals", "all"), default="refusals",
+                        help="with tenants: x-ratelimit-* headers on 429s only (refusals), or on admitted answers too"
+                             " (all), as serve's")
     parser.add_argument("--connections", type=int, default=1,
                         help="keep-alive connections sending at once (each --requests / N, one after the other)")
     parser.add_argument("--timers-scale", type=float, default=1.0,
@@ -396,7 +398,7 @@ def tenants_config(config: Path, scratch: str) -> Path:
 
 
 def tenants_app(config: Path, log: Path, otlp_endpoint: str | None, state: str, scratch: str,
-                admitted_rate_headers: bool = True) -> web.Application:
+                admitted_rate_headers: bool = False) -> web.Application:
     """tenants_config's router with tenants on, and a key of its workspace and agent that every
     request of Client carries from now on."""
     from routelang.tenancy.keys import KeyStore

@@ -577,10 +577,10 @@ def test_command(file, data, request_file, requests_file, http_body, headers, ht
                    "are refused (503 tenant_state_unavailable) or admitted uncounted.")
 @click.option("--limits-when-down", type=click.Choice(["refuse", "admit"]), default="admit", show_default=True,
               help="The same for rate limits.")
-@click.option("--rate-limit-headers", type=click.Choice(["all", "refusals"]), default="all", show_default=True,
-              help="With --tenant-keys: OpenAI's x-ratelimit-* headers on every answer of a rate-limited key (all, "
-                   "as OpenAI and LiteLLM send them), or on its 429s only (refusals: about 6 % less CPU per request; "
-                   "docs/tenants.md).")
+@click.option("--rate-limit-headers", type=click.Choice(["refusals", "all"]), default="refusals", show_default=True,
+              help="With --tenant-keys: OpenAI's x-ratelimit-* headers on the 429s of a rate-limited key (refusals), "
+                   "or on every one of its answers, as OpenAI and LiteLLM send them (all: about 5 % more CPU per "
+                   "request; docs/tenants.md).")
 @click.option("--otlp-endpoint", metavar="URL",
               help="Export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://localhost:4318; "
                    "also $OTEL_EXPORTER_OTLP_ENDPOINT). Needs the otel extra.")

@@ -227,6 +227,30 @@ class _Plan:
     until: float = 0.0                      # the first end of its windows: the spec is made again then
 
 
+class Reserving:
+    """A reserve on the wire: awaiting it gives its Admission or Refusal. (One generator awaits the
+    pipe's reply: no coroutine per layer, as this is on every request.)"""
+
+    __slots__ = ("hold_id", "ledger", "nanos", "now", "packed", "plan", "reply", "tokens")
+
+    def __init__(self, ledger: RedisLedger, reply: asyncio.Future, hold_id: str, plan: _Plan, tokens: int,
+                 nanos: int, packed: bytes, now: float):
+        self.ledger, self.reply, self.hold_id, self.plan = ledger, reply, hold_id, plan
+        self.tokens, self.nanos, self.packed, self.now = tokens, nanos, packed, now
+
+    def __await__(self):
+        ledger = self.ledger
+        try:
+            reply = yield from self.reply
+            if type(reply) is not list:   # the connection closed, or Redis lost its scripts (a restart)
+                reply = yield from ledger.link.checked(Op("ledger", self.plan.keys, [], None, self.packed),
+                                                       reply).__await__()
+        except asyncio.CancelledError:   # the client left: whatever the reserve got is given back
+            ledger._settles.append((self.hold_id, 0, 0))
+            raise
+        return ledger._answer(reply, self)
+
+
 class RedisLedger:
     """The Accounts of the whole fleet, on Redis (see the module's docstring)."""
 
@@ -267,7 +291,10 @@ class RedisLedger:
 
     # ---- reserve --------------------------------------------------------------------
 
-    async def admit(self, hold_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+    def reserve(self, hold_id: str, scopes: tuple[Scope, ...], tokens: int,
+                nanos: int) -> Admission | Refusal | Reserving:
+        """Send the reserve: awaiting what this gives answers it (an Admission or a Refusal). Given
+        at once, without Redis: a spent-out budget's refusal, or the failure policies while Redis is down."""
         now = self.clock()
         plan = self._plans.get(id(scopes))   # (the gateway keeps one tuple of scopes per key and router version)
         if plan is None or plan.scopes is not scopes or now >= plan.until:
@@ -282,41 +309,44 @@ class RedisLedger:
         rid, held_tokens, held_nanos = hold_id.encode(), b"%d" % tokens, b"%d" % nanos
         packed = RESERVE % (plan.head, SERVER_TIME if self._server_clock else bulk(int(now * 1000)), PREFIX_BULK,
                             len(rid), rid, len(held_tokens), held_tokens, len(held_nanos), held_nanos, plan.tail)
-        op = Op("ledger", plan.keys, [], None, packed)
-        try:
-            reply = await self.link.call(op)
-        except asyncio.CancelledError:   # the client left: whatever the reserve got is given back
-            self._settles.append((hold_id, 0, 0))
-            raise
-        if reply is None or isinstance(reply, Exception):
-            self._settles.append((hold_id, 0, 0))   # Redis may still run it (a frozen server that wakes)
-            return self._down(scopes)
-        return self._answer(reply, hold_id, plan, tokens, nanos)
+        reply = self.link.send(packed)
+        if reply is None:   # the pipe is not open yet: the link opens it (a task, as a reply's future is awaited)
+            reply = asyncio.ensure_future(self.link.call(Op("ledger", plan.keys, [], None, packed)))
+        return Reserving(self, reply, hold_id, plan, tokens, nanos, packed, now)
 
-    def _answer(self, reply: list, hold_id: str, plan: _Plan, tokens: int, nanos: int) -> Admission | Refusal:
+    async def admit(self, hold_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+        """`reserve`, and wait for its answer."""
+        result = self.reserve(hold_id, scopes, tokens, nanos)
+        return await result if type(result) is Reserving else result
+
+    def _answer(self, reply: Any, sent: Reserving) -> Admission | Refusal:
+        if reply is None or isinstance(reply, Exception):
+            self._settles.append((sent.hold_id, 0, 0))   # Redis may still run it (a frozen server that wakes)
+            return self._down(sent.plan.scopes)
         status = reply[0]   # (integers: hiredis gives a script's numbers as int)
-        if status == -1:
-            raise ValueError(f"hold {hold_id!r} was reserved before")
-        now = self.clock()
         if status == 1:
+            hold_id, plan, now = sent.hold_id, sent.plan, sent.now
             self._mine.add(hold_id)
             seen = self._seen
             at = 1
             for key in plan.bucket_keys:   # (each bucket's level and ms to full, in order)
                 seen[key] = (reply[at], now)
                 at += 2
-            return Admission(None, reply=reply, plan=plan)
+            return Admission(None, reply, plan)
+        if status == -1:
+            raise ValueError(f"hold {sent.hold_id!r} was reserved before")
+        plan, now = sent.plan, self.clock()
         kind, index = _text(reply[1]), int(reply[2]) - 1
         if kind == "budget":
             scope, budget = plan.budgets[index]
             cap = budget.micros * NANOS_PER_MICRO
             if int(reply[5]) >= cap:   # spent it all: nothing changes that before the window ends
                 self._spent_out[plan.budget_keys[index]] = (now + int(reply[4]) / 1000, cap)
-            return over_budget(scope, budget.period, cap, int(reply[3]), nanos, int(reply[4]) / 1000)
+            return over_budget(scope, budget.period, cap, int(reply[3]), sent.nanos, int(reply[4]) / 1000)
         scope, limit = plan.limits[index]
         self._seen[plan.bucket_keys[index]] = (int(reply[4]), now)
         wait_ms = int(reply[3])
-        need = tokens if limit.unit == "tokens" else 1
+        need = sent.tokens if limit.unit == "tokens" else 1
         return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
 
     def _spent_out_refusal(self, plan: _Plan, nanos: int, now: float) -> Refusal | None:

@@ -399,18 +399,31 @@ class Link:
 
         return RedisError
 
+    def send(self, packed: bytes) -> asyncio.Future | None:
+        """Send a script call packed whole (`evalsha_head`) on the pipe now: the future of its reply (for
+        `checked` unless it is a list), or None when the pipe is not open (then `call`, which opens it)."""
+        pipe = self.pipe
+        if pipe is None or pipe.closed:
+            return None
+        return pipe.send(packed)
+
     async def call(self, op: Op) -> Any:
         """One script call: its answer (an exception when the script failed), or None when Redis
         did not answer in time. A caller cancelled meanwhile leaves the call to run in Redis."""
-        pipe = self.pipe
-        if pipe is None or pipe.closed or op.script not in self._shas:
+        future = self.send(op.packed or self._packed(op)) if op.script in self._shas else None
+        if future is None:
             replies = await self.run([op])
             return None if replies is None else replies[0]
-        reply = await pipe.send(op.packed or self._packed(op))
+        return await self.checked(op, await future)
+
+    async def checked(self, op: Op, reply: Any) -> Any:
+        """The answer of `op` given the reply to its `send`: None when the connection closed first (the
+        link is down then); sent again through `run` when Redis restarted between two calls (its
+        scripts are gone)."""
         if reply is LOST:
             self.mark(False)
             return None
-        if _no_script(reply):   # Redis restarted between two calls: its scripts are gone
+        if _no_script(reply):
             replies = await self.run([op])
             return None if replies is None else replies[0]
         return reply

@@ -49,7 +49,7 @@ class Options:
     state: str = "memory"       # or a Redis URL: state shared by every process on it (redisstate.py)
     budgets_when_down: str = "refuse"   # with tenants on Redis: what budgets do while it is down (or "admit")
     limits_when_down: str = "admit"     # ... and rate limits (or "refuse")
-    admitted_rate_headers: bool = True  # with tenants: x-ratelimit-* on admitted answers too (else on 429s only)
+    admitted_rate_headers: bool = False  # with tenants: x-ratelimit-* on admitted answers too (else on 429s only)
     tracing: bool = False       # export traces (checked by tracing.check; each worker makes its own Tracing)
     otlp_endpoint: str | None = None    # None: from OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
     compiled: CompileResult | None = None   # `path` as the CLI compiled it (for lint --serve): not compiled again

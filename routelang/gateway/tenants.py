@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from routelang import ir
 from routelang.registry import RegistryError
 from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
-from routelang.tenancy.ledger import Accounts, HoldId, Ledger, Level, Refusal, Scope, rate_headers
+from routelang.tenancy.ledger import Accounts, Admission, HoldId, Ledger, Level, Refusal, Scope, rate_headers
 
 from . import auth, errors, plan
 from .metrics import Metrics
@@ -160,12 +160,10 @@ class _Admitting:
 
 class Tenants:
     def __init__(self, keys: KeyStore, ledger: Accounts, metrics: Metrics, key_cache: KeyCache | None = None,
-                 quality: Quality | None = None, admitted_rate_headers: bool = True):
+                 quality: Quality | None = None, admitted_rate_headers: bool = False):
         self.keys = keys
         self.key_cache = key_cache or KeyCache(keys)
         self.ledger = ledger
-        # The in-process ledger never waits: its reserve is called directly (no coroutine per request).
-        self._reserve_now = ledger.reserve if isinstance(ledger, Ledger) else None
         self.metrics = metrics
         # An admitted answer's OpenAI x-ratelimit-* headers (as OpenAI sends them), or none (on 429s only).
         self._admitted_headers = ledger.headers if admitted_rate_headers else _no_headers
@@ -176,7 +174,7 @@ class Tenants:
         # Hold ids are this gateway's own, never a client's x-request-id (which may repeat): a count in
         # process; on Redis, where the fleet's holds meet, prefixed by this process's random token.
         self._next_id = itertools.count(1).__next__
-        self._id_prefix = os.urandom(8).hex() + "-"
+        self._id_prefix = "" if isinstance(ledger, Ledger) else os.urandom(8).hex() + "-"
         self.quality = quality or Quality()
         # Attempts are measured for quality from the first request of a version that requires any
         # (before that nothing reads them, and recording them is most of what `finish` costs).
@@ -250,8 +248,8 @@ class Tenants:
     def admit(self, key: TenantKey, loaded: plan.Loaded, body: dict, doc: dict,
               decision: plan.Decision) -> Ticket | Refused | Awaitable[Ticket | Refused]:
         """Hold the decision to the key's policies (narrowing `decision` in place) and reserve: the
-        in-process ledger answers at once (no coroutine per request), the ledger on Redis later
-        (an awaitable)."""
+        in-process ledger answers at once (no coroutine per request), the ledger on Redis when Redis
+        answers (an awaitable)."""
         admitting = self._latest.get(key.id)
         if admitting is None or admitting.loaded is not loaded:
             admitting = self._admitting_for(loaded, key)
@@ -271,18 +269,21 @@ class Tenants:
             estimate = _dearest(admitting.prices, decision.attempts, prompt, completion)
         if decision.shadows:
             decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
-        if self._reserve_now is None:
-            return self._admit_later(key, admitting, prompt, completion, estimate)
         hold_id = self._next_id()
-        result = self._reserve_now(hold_id, admitting.scopes, prompt + completion, estimate)
+        if self._id_prefix:
+            hold_id = f"{self._id_prefix}{hold_id}"
+        result = self.ledger.reserve(hold_id, admitting.scopes, prompt + completion, estimate)
+        if type(result) is Admission:
+            if not result.counted:
+                self.metrics.tenant_unchecked.labels(key.workspace).inc()
+            return Ticket(hold_id, prompt, self._admitted_headers(result), admitting.spend)
         if type(result) is Refusal:
             return self._refusal(key, result)
-        return Ticket(hold_id, prompt, self._admitted_headers(result), admitting.spend)
+        return self._admitted_later(key, admitting, hold_id, prompt, result)   # Redis answers later
 
-    async def _admit_later(self, key: TenantKey, admitting: _Admitting, prompt: int, completion: int,
-                           estimate: int) -> Ticket | Refused:
-        hold_id = f"{self._id_prefix}{self._next_id()}"
-        result = await self.ledger.admit(hold_id, admitting.scopes, prompt + completion, estimate)
+    async def _admitted_later(self, key: TenantKey, admitting: _Admitting, hold_id: HoldId, prompt: int,
+                              reserving: Awaitable[Admission | Refusal]) -> Ticket | Refused:
+        result = await reserving
         if type(result) is Refusal:
             return self._refusal(key, result)
         if not result.counted:

@@ -114,7 +114,7 @@ def build(path: str | None = None, settings: Settings | None = None, state: Stat
           history: bool | HistoryWriter = True, retention: Retention | None = None, capture: bool = False,
           poll_s: float = POLL_S, tracing: Tracing | None = None,
           tenant_keys: str | Path | None = None, when_down: tuple[str, str] = ("refuse", "admit"),
-          admitted_rate_headers: bool = True, loaded: plan.Loaded | None = None) -> Services:
+          admitted_rate_headers: bool = False, loaded: plan.Loaded | None = None) -> Services:
     """A gateway of one config file (`path`) or of every deployed router of a `registry`.
     `loaded`: the file already loaded (serve loads it before it listens), not loaded again.
     `store`: the registry a file-serving gateway's admin API works on (the caller's to close).

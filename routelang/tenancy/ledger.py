@@ -28,6 +28,7 @@ import functools
 import math
 import operator
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
@@ -197,8 +198,9 @@ class Accounts(Protocol):
     """What admission asks of a ledger: this module's `Ledger` (one process) and the
     gateway's `RedisLedger` (the fleet's, on Redis)."""
 
-    async def admit(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int,
-                    nanos: int) -> Admission | Refusal: ...
+    # The in-process ledger answers at once; the ledger on Redis gives an awaitable when it asks Redis.
+    def reserve(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int,
+                nanos: int) -> Admission | Refusal | Awaitable[Admission | Refusal]: ...
     def settle(self, hold_id: HoldId, tokens: int, nanos: int) -> bool: ...
     def release(self, hold_id: HoldId) -> bool: ...
     def level(self, scope: Scope, limit: ir.RateLimit) -> tuple[float, float]: ...
@@ -244,9 +246,6 @@ class Ledger:
         self.next_sweep = 0.0                      # when expired holds are looked for next
 
     # ---- the Accounts interface (the in-process ledger never waits) ------------------
-
-    async def admit(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
-        return self.reserve(hold_id, scopes, tokens, nanos)
 
     async def start(self) -> None:
         return None

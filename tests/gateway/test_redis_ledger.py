@@ -332,3 +332,20 @@ def test_a_reserve_whose_request_is_cancelled_in_flight_is_released(redis_server
         await close(a)
 
     run(scenario())
+
+
+def test_a_reserve_sent_after_redis_lost_its_scripts_is_sent_again_once_they_are_loaded(redis_server):
+    # A Redis restarted between two reserves answers NOSCRIPT: the reserve is not refused by the
+    # failure policy, the link loads the scripts and sends it again, and it counts once.
+    scope = Scope("workspace", "ws", budgets=(budget("day", 1),), limits=(limit(10),))
+
+    async def scenario():
+        (a,) = await ledgers(redis_server.url)
+        assert isinstance(await a.admit("first", (scope,), 1, 200_000_000), Admission)
+        await a.link.client.script_flush()
+        assert isinstance(await a.admit("second", (scope,), 1, 300_000_000), Admission)
+        assert await spent(a, scope, "day") == (0, 500_000_000)
+        assert a.link.up and a.unchecked == 0
+        await close(a)
+
+    run(scenario())

@@ -92,7 +92,7 @@ def test_a_request_rate_limit_answers_429_with_openai_headers(tenants):
 
 
 def test_admitted_answers_carry_openais_rate_limit_headers_streams_too(tenants):
-    gw, up, keys = tenants(requests=5)
+    gw, up, keys = tenants(requests=5, admitted_rate_headers=True)   # serve --rate-limit-headers all
     first = client(gw, keys["ws-small"]).chat.completions.with_raw_response.create(
         model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
     assert first.headers["x-ratelimit-limit-requests"] == "5"
@@ -109,8 +109,8 @@ def test_admitted_answers_carry_openais_rate_limit_headers_streams_too(tenants):
 
 
 def test_rate_limit_headers_on_refusals_only_leave_admitted_answers_without_them(tenants):
-    # serve --rate-limit-headers refusals: the 429 still says the limit; an admitted answer does not.
-    gw, _up, keys = tenants(requests=1, admitted_rate_headers=False)
+    # serve's default (--rate-limit-headers refusals): the 429 says the limit; an admitted answer does not.
+    gw, _up, keys = tenants(requests=1)
     first = client(gw, keys["ws-small"]).chat.completions.with_raw_response.create(
         model="any", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
     assert first.http_response.status_code == 200

@@ -155,7 +155,7 @@ def test_budgets_token_and_request_limits_hold_for_the_whole_fleet(fleet, redis_
 
 
 def test_admitted_answers_carry_the_tightest_scopes_rate_headers(fleet):
-    gateways, _up, keys = fleet()
+    gateways, _up, keys = fleet("--rate-limit-headers", "all")
     # One x-request-id on every request, as a client or a proxy may send: each replica's holds are its
     # own (the ledger keyed them by it once, and answered the second one 500).
     seen = [ask(gateways[i % 3], keys["ws-rpm"], extra_headers={"x-request-id": "one-id"}).headers for i in range(3)]
