@@ -384,16 +384,11 @@ def measure_tenants(args: argparse.Namespace, config: Path, log: Path, otlp_endp
 
 
 def tenants_config(config: Path, scratch: str) -> Path:
-    """The router of `config` with POLICIES (gateway_overhead.py's), its targets priced."""
-    from gateway_overhead import POLICIES, PRICED
+    """The router of `config` with gateway_overhead.py's policies, its targets priced."""
+    from gateway_overhead import with_tenants
 
-    data = json.loads(config.read_text())
-    for rule in data["rules"]:
-        for target in rule["targets"]:
-            target.setdefault("x-routelang", {}).update(PRICED)
-    data.setdefault("x-routelang", {})["policies"] = POLICIES
     path = Path(scratch, "tenants.json")
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(with_tenants(json.loads(config.read_text()))))
     return path
 
 

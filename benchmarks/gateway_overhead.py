@@ -448,6 +448,15 @@ PRICED = {"input_micros_per_1k": 3000, "output_micros_per_1k": 15000, "complianc
           "capabilities": ["text-generation"]}
 
 
+def with_tenants(config: dict) -> dict:
+    """The router `config` (Mixtrain JSON) with POLICIES, its targets PRICED (changed in place)."""
+    for rule in config["rules"]:
+        for target in rule["targets"]:
+            target.setdefault("x-routelang", {}).update(PRICED)
+    config.setdefault("x-routelang", {})["policies"] = POLICIES
+    return config
+
+
 def measure_tenants(args, scratch: Path, up_port: int, rows: list, direct: dict, notes: list[str]) -> None:
     """The bench router with POLICIES and its target priced, served with `--tenant-keys` (every
     request carries a key of the workspace and the agent: admitted by a reserve, then settled) and
@@ -459,13 +468,8 @@ def measure_tenants(args, scratch: Path, up_port: int, rows: list, direct: dict,
     sys.path.insert(0, str(ROOT))
     from routelang.tenancy.keys import KeyStore
 
-    config = json.loads(bench_config(scratch, up_port).read_text())
-    for rule in config["rules"]:
-        for target in rule["targets"]:
-            target["x-routelang"].update(PRICED)
-    config["x-routelang"] = {"policies": POLICIES}
     path = scratch / "tenants.json"
-    path.write_text(json.dumps(config))
+    path.write_text(json.dumps(with_tenants(json.loads(bench_config(scratch, up_port).read_text()))))
     keys = scratch / "tenant-keys.db"
     if keys.exists():
         keys.unlink()

@@ -52,7 +52,6 @@ from routelang.tenancy.ledger import (
     NANOS_PER_MICRO,
     RATE_HEADERS,
     Admission,
-    Level,
     Refusal,
     Scope,
     duration,
@@ -218,7 +217,6 @@ class _Plan:
     bucket_keys: list[str]
     budgets: list[tuple[Scope, Any]]        # (scope, ir.Budget) in the script's order
     limits: list[tuple[Scope, Any]]         # (scope, ir.RateLimit)
-    answers: tuple[tuple[str, str, int], ...]   # each bucket's key, unit and amount: what a reply's levels are of
     # For the admitted answer's x-ratelimit-* headers: per unit, its header names, its limit's text and
     # where its buckets' levels are in a reply (one bucket: no search for the tightest).
     units: tuple[tuple[str, str, str, tuple[tuple[int, str], ...]], ...]   # (names, ((reply index, limit text), ...))
@@ -428,14 +426,6 @@ class RedisLedger:
         level = min(limit.amount, level + (self.clock() - at) * limit.amount / limit.seconds)
         return level, (limit.amount - level) * limit.seconds / limit.amount
 
-    def levels(self, admission: Admission) -> list[Level]:
-        """Each bucket's level after an admitted reserve, from its reply."""
-        reply, plan = admission.reply, admission.plan
-        if reply is None:
-            return []
-        return [Level(unit, amount, max(0, reply[1 + 2 * i]), reply[2 + 2 * i] / 1000)
-                for i, (_key, unit, amount) in enumerate(plan.answers)]
-
     def headers(self, admission: Admission) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers of an admitted request: per unit, its bucket with the
         fewest left, read from the reserve's reply (as rate_headers spells them)."""
@@ -465,11 +455,9 @@ class RedisLedger:
             if len(self._plans) > 10_000:   # (scopes live as long as their router's version)
                 self._plans.clear()
             encoded = [k.encode() for k in keys]
-            answers = tuple((key, limit.unit, limit.amount) for key, (_, limit) in zip(bucket_keys, limits))
             units = tuple((*RATE_HEADERS[unit], buckets) for unit in ("requests", "tokens") if (buckets := tuple(
                 (1 + 2 * i, str(limit.amount)) for i, (_, limit) in enumerate(limits) if limit.unit == unit)))
-            plan = self._plans[id(scopes)] = _Plan(scopes, encoded, budget_keys, bucket_keys, budgets, limits, answers,
-                                                   units,
+            plan = self._plans[id(scopes)] = _Plan(scopes, encoded, budget_keys, bucket_keys, budgets, limits, units,
                                                    evalsha_head(LEDGER_LUA, encoded, 8) + bulk(b"reserve"))
         if now >= plan.until:
             words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf

@@ -273,26 +273,23 @@ class Tenants:
         if self._id_prefix:
             hold_id = f"{self._id_prefix}{hold_id}"
         result = self.ledger.reserve(hold_id, admitting.scopes, prompt + completion, estimate)
-        if type(result) is Admission:
-            if not result.counted:
-                self.metrics.tenant_unchecked.labels(key.workspace).inc()
-            return Ticket(hold_id, prompt, self._admitted_headers(result), admitting.spend)
-        if type(result) is Refusal:
-            return self._refusal(key, result)
+        if type(result) is Admission or type(result) is Refusal:
+            return self._admitted(key, admitting, hold_id, prompt, result)
         return self._admitted_later(key, admitting, hold_id, prompt, result)   # Redis answers later
 
     async def _admitted_later(self, key: TenantKey, admitting: _Admitting, hold_id: HoldId, prompt: int,
                               reserving: Awaitable[Admission | Refusal]) -> Ticket | Refused:
-        result = await reserving
+        return self._admitted(key, admitting, hold_id, prompt, await reserving)
+
+    def _admitted(self, key: TenantKey, admitting: _Admitting, hold_id: HoldId, prompt: int,
+                  result: Admission | Refusal) -> Ticket | Refused:
+        """The request's ticket, or its refusal, from the ledger's answer."""
         if type(result) is Refusal:
-            return self._refusal(key, result)
+            return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
+                                              self._rate_headers(result.scope)))
         if not result.counted:
             self.metrics.tenant_unchecked.labels(key.workspace).inc()
         return Ticket(hold_id, prompt, self._admitted_headers(result), admitting.spend)
-
-    def _refusal(self, key: TenantKey, result: Refusal) -> Refused:
-        return self._refused(key, Refused(REFUSALS[result.code], result.message, result.retry_after_s,
-                                          self._rate_headers(result.scope)))
 
     def _narrow_to_policies(self, key: TenantKey, admitting: _Admitting, decision: plan.Decision) -> Refused | None:
         """Narrow the attempts to the targets inside every restriction, then to those meeting every
