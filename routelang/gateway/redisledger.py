@@ -21,10 +21,11 @@ window containing this process's now and the next one, and the script takes
 the one containing the server's now.
 
 The request path: a reserve is packed from its plan's bytes (only the
-request id, tokens and nano-dollars change) and sent on the link's pipe,
+hold's id, tokens and nano-dollars change: three 64-bit integers, packed
+with the plan's bytes by one `struct` call) and sent on the link's pipe,
 which writes the reserves of one event-loop tick together (one round trip,
 one reply each); settles are queued and sent every
-SETTLE_S in one script call (a hold keeps counting until its settle lands,
+SETTLE_S in one script call (their numbers packed the same way) (a hold keeps counting until its settle lands,
 so sending it late only errs on the safe side). The one answer given
 without Redis is a refusal: a budget whose window is spent out (spent, not
 merely held) refuses until the window ends, as nothing else lowers it. The connection is the
@@ -35,7 +36,8 @@ is down or slow, budgets and limits follow their failure policies
 Keys (one hash tag, so one Redis Cluster slot holds a reserve's keys):
 `routelang:v1:{tenants}:budget:KIND:NAME:PERIOD`,
 `routelang:v1:{tenants}:rate:KIND:NAME:UNIT:PER`,
-`routelang:v1:{tenants}:hold:HOLD_ID` and `routelang:v1:{tenants}:holds`.
+`routelang:v1:{tenants}:hold:TOKEN:ID` and `routelang:v1:{tenants}:holds` (a hold is known by its
+process's random token and the gateway's count: unique in the fleet).
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
+import struct
 import time
+import types
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +58,7 @@ from routelang.tenancy.ledger import (
     NANOS_PER_MICRO,
     RATE_HEADERS,
     Admission,
+    HoldId,
     Refusal,
     Scope,
     duration,
@@ -66,33 +73,33 @@ from .redisstate import PREFIX, Link, Op, bulk, evalsha_head
 TENANTS = f"{PREFIX}:{{tenants}}"
 HOLDS_KEY = f"{TENANTS}:holds"
 PREFIX_ARG = f"{TENANTS}:".encode()
-PREFIX_BULK, SERVER_TIME = bulk(PREFIX_ARG), bulk(b"")   # (a reserve's ARGV[3], and ARGV[2] on the server's clock)
-# A reserve on the wire: its plan's head, the time and prefix, then (as `bulk` spells them) its hold id,
-# tokens and nano-dollars, then its plan's tail; one format, not a bulk() per request.
-RESERVE = b"%b%b%b$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b"
+SERVER_CLOCK = -1        # the time a call passes to count on Redis's clock (TIME)
+# The numbers of a call (ARGV[4]) travel as little-endian 64-bit integers, read in Lua by `struct`
+# (Redis's scripts have it): one pack, where a decimal argument each cost a format per request.
+NUMBERS = struct.Struct("<4q")   # a reserve's: the time, the hold's id, tokens, nano-dollars
 SETTLE_S = 0.02          # queued settles are sent this often
 SETTLE_BATCH = 500       # ... at most this many per script call
 MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
 KEEP_DONE_MS = 3_600_000  # a settled or expired hold is remembered this long (replays are no-ops)
 DAY_MS = 86_400_000
 
-# ARGV[1] op ("reserve" | "settle"), ARGV[2] the time in ms ("" = the server's clock), ARGV[3] the key prefix.
-# reserve: KEYS[1] the holds, then the budgets' keys, then the buckets' keys; ARGV[4..] request id,
-#   tokens, nano-dollars, hold ms, and the spec (one string, words apart): the number of budgets, of
-#   buckets, then per budget: cap, the window containing the caller's now (start, end ms) and the end of
-#   the next; per bucket: amount, period ms, 1 when it counts tokens (else requests).
+# ARGV[1] op ("reserve" | "settle"), ARGV[2] the key prefix, ARGV[3] the caller's token (a hold's id is
+# TOKEN:N), ARGV[4] numbers (64-bit little-endian): first the time in ms (-1: the server's clock), then
+# reserve: the hold's N, tokens, nano-dollars; settle: triples N, tokens, nano-dollars.
+# reserve: KEYS[1] the holds, then the budgets' keys, then the buckets' keys; ARGV[5] the hold's ms, ARGV[6]
+#   the spec (one string, words apart): the number of budgets, of buckets, then per budget: cap, the
+#   window containing the caller's now (start, end ms) and the end of the next; per bucket: amount,
+#   period ms, 1 when it counts tokens (else requests).
 #   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window, spent}
 #   | {0, "rate", j, ms to wait (-1: never enough), level, ms to full} | {-1} (the id was reserved before).
-# settle: KEYS[1] the holds; ARGV[4..] triples request id, tokens, nano-dollars. Answers 1 or 0 per triple.
+# settle: KEYS[1] the holds. Answers how many holds it settled (a replayed one is not).
 LEDGER_LUA = """
-local now
-if ARGV[2] == '' then
+local P, token, numbers = ARGV[2], ARGV[3] .. ':', ARGV[4]
+local now = struct.unpack('<i8', numbers)
+if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[2])
 end
-local P = ARGV[3]
 local holds = KEYS[1]
 local KEEP, DAY = @KEEP@, @DAY@
 
@@ -128,18 +135,20 @@ for _, rid in ipairs(expired) do
 end
 
 if ARGV[1] == 'settle' then
-  local out = {}
-  for i = 4, #ARGV, 3 do
-    out[#out + 1] = finish(ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
+  local done = 0
+  for at = 9, #numbers, 24 do
+    local n, tokens, nanos = struct.unpack('<i8i8i8', numbers, at)
+    done = done + finish(token .. string.format('%d', n), tokens, nanos)
   end
-  return out
+  return done
 end
 
-local rid, tokens, nanos, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local _, n, tokens, nanos = struct.unpack('<i8i8i8i8', numbers)
+local rid, ttl = token .. string.format('%d', n), tonumber(ARGV[5])
 local hk = P .. 'hold:' .. rid
 if redis.call('EXISTS', hk) == 1 then return {-1} end
 local spec = {}
-for word in string.gmatch(ARGV[8], '%S+') do spec[#spec + 1] = word end
+for word in string.gmatch(ARGV[6], '%S+') do spec[#spec + 1] = word end
 local nb, nl = tonumber(spec[1]), tonumber(spec[2])
 local a = 3
 local budgets = {}
@@ -220,33 +229,10 @@ class _Plan:
     # For the admitted answer's x-ratelimit-* headers: per unit, its header names, its limit's text and
     # where its buckets' levels are in a reply (one bucket: no search for the tightest).
     units: tuple[tuple[str, str, str, tuple[tuple[int, str], ...]], ...]   # (names, ((reply index, limit text), ...))
-    head: bytes                             # a reserve on the wire up to its time (ARGV[2])
-    tail: bytes = b""                       # ... from the hold's ms (ARGV[7]) on: the hold's ms and the spec
+    head: bytes                             # a reserve on the wire up to its numbers (ARGV[4])
+    tail: bytes = b""                       # ... after them: the hold's ms and the spec
+    pack: Any = None                        # struct.Struct(...).pack: head, NUMBERS' four, tail -> the reserve
     until: float = 0.0                      # the first end of its windows: the spec is made again then
-
-
-class Reserving:
-    """A reserve on the wire: awaiting it gives its Admission or Refusal. (One generator awaits the
-    pipe's reply: no coroutine per layer, as this is on every request.)"""
-
-    __slots__ = ("hold_id", "ledger", "nanos", "now", "packed", "plan", "reply", "tokens")
-
-    def __init__(self, ledger: RedisLedger, reply: asyncio.Future, hold_id: str, plan: _Plan, tokens: int,
-                 nanos: int, packed: bytes, now: float):
-        self.ledger, self.reply, self.hold_id, self.plan = ledger, reply, hold_id, plan
-        self.tokens, self.nanos, self.packed, self.now = tokens, nanos, packed, now
-
-    def __await__(self):
-        ledger = self.ledger
-        try:
-            reply = yield from self.reply
-            if type(reply) is not list:   # the connection closed, or Redis lost its scripts (a restart)
-                reply = yield from ledger.link.checked(Op("ledger", self.plan.keys, [], None, self.packed),
-                                                       reply).__await__()
-        except asyncio.CancelledError:   # the client left: whatever the reserve got is given back
-            ledger._settles.append((self.hold_id, 0, 0))
-            raise
-        return ledger._answer(reply, self)
 
 
 class RedisLedger:
@@ -261,8 +247,10 @@ class RedisLedger:
         self.clock = clock or time.time   # given (tests): the script counts on it instead of the server's
         self._server_clock = clock is None
         self._plans: dict[int, _Plan] = {}   # id of a tuple of scopes -> its plan
-        self._settles: list[tuple[str, int, int]] = []
-        self._mine: set[str] = set()        # this process's holds in Redis, not yet settled
+        # This process's token: a hold's id in Redis is TOKEN:N, N the gateway's own count (unique in the fleet).
+        self.token = os.urandom(8).hex().encode()
+        self._settles: list[int] = []       # queued settles: hold id, tokens, nano-dollars, ... (flat)
+        self._mine: set[HoldId] = set()     # this process's holds in Redis, not yet settled
         # bucket key -> (its level, when): as the last reply of a reserve left it (for refusals' headers: no extra call)
         self._seen: dict[str, tuple[float, float]] = {}
         self._spent_out: dict[str, tuple[float, int]] = {}   # budget key -> (its window's end, cap): spent out
@@ -289,8 +277,8 @@ class RedisLedger:
 
     # ---- reserve --------------------------------------------------------------------
 
-    def reserve(self, hold_id: str, scopes: tuple[Scope, ...], tokens: int,
-                nanos: int) -> Admission | Refusal | Reserving:
+    def reserve(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int,
+                nanos: int) -> Admission | Refusal | Awaitable[Admission | Refusal]:
         """Send the reserve: awaiting what this gives answers it (an Admission or a Refusal). Given
         at once, without Redis: a spent-out budget's refusal, or the failure policies while Redis is down."""
         now = self.clock()
@@ -303,27 +291,41 @@ class RedisLedger:
                 return spent_out
         if not self.link.up:
             return self._down(scopes)
-        # Packed here: only the clock, the request id, tokens and nano-dollars change between a plan's reserves.
-        rid, held_tokens, held_nanos = hold_id.encode(), b"%d" % tokens, b"%d" % nanos
-        packed = RESERVE % (plan.head, SERVER_TIME if self._server_clock else bulk(int(now * 1000)), PREFIX_BULK,
-                            len(rid), rid, len(held_tokens), held_tokens, len(held_nanos), held_nanos, plan.tail)
+        # Only the clock, the hold's id, tokens and nano-dollars change between a plan's reserves.
+        packed = plan.pack(plan.head, SERVER_CLOCK if self._server_clock else int(now * 1000), hold_id, tokens,
+                           nanos, plan.tail)
         reply = self.link.send(packed)
         if reply is None:   # the pipe is not open yet: the link opens it (a task, as a reply's future is awaited)
             reply = asyncio.ensure_future(self.link.call(Op("ledger", plan.keys, [], None, packed)))
-        return Reserving(self, reply, hold_id, plan, tokens, nanos, packed, now)
+        return self._reserving(reply, hold_id, plan, tokens, nanos, packed, now)
 
-    async def admit(self, hold_id: str, scopes: tuple[Scope, ...], tokens: int, nanos: int) -> Admission | Refusal:
+    @types.coroutine
+    def _reserving(self, reply: asyncio.Future, hold_id: HoldId, plan: _Plan, tokens: int, nanos: int,
+                   packed: bytes, now: float):
+        """A reserve on the wire: awaiting it gives its Admission or Refusal. (A generator awaits the
+        pipe's reply: no object or coroutine per layer, as this is on every request.)"""
+        try:
+            reply = yield from reply
+            if type(reply) is not list:   # the connection closed, or Redis lost its scripts (a restart)
+                reply = yield from self.link.checked(Op("ledger", plan.keys, [], None, packed), reply).__await__()
+        except asyncio.CancelledError:   # the client left: whatever the reserve got is given back
+            self._settles += (hold_id, 0, 0)
+            raise
+        return self._answer(reply, hold_id, plan, tokens, nanos, now)
+
+    async def admit(self, hold_id: HoldId, scopes: tuple[Scope, ...], tokens: int,
+                    nanos: int) -> Admission | Refusal:
         """`reserve`, and wait for its answer."""
         result = self.reserve(hold_id, scopes, tokens, nanos)
-        return await result if type(result) is Reserving else result
+        return result if type(result) is Admission or type(result) is Refusal else await result
 
-    def _answer(self, reply: Any, sent: Reserving) -> Admission | Refusal:
+    def _answer(self, reply: Any, hold_id: HoldId, plan: _Plan, tokens: int, nanos: int,
+                now: float) -> Admission | Refusal:
         if reply is None or isinstance(reply, Exception):
-            self._settles.append((sent.hold_id, 0, 0))   # Redis may still run it (a frozen server that wakes)
-            return self._down(sent.plan.scopes)
+            self._settles += (hold_id, 0, 0)   # Redis may still run it (a frozen server that wakes)
+            return self._down(plan.scopes)
         status = reply[0]   # (integers: hiredis gives a script's numbers as int)
         if status == 1:
-            hold_id, plan, now = sent.hold_id, sent.plan, sent.now
             self._mine.add(hold_id)
             seen = self._seen
             at = 1
@@ -332,19 +334,19 @@ class RedisLedger:
                 at += 2
             return Admission(None, reply, plan)
         if status == -1:
-            raise ValueError(f"hold {sent.hold_id!r} was reserved before")
-        plan, now = sent.plan, self.clock()
+            raise ValueError(f"hold {hold_id!r} was reserved before")
+        now = self.clock()
         kind, index = _text(reply[1]), int(reply[2]) - 1
         if kind == "budget":
             scope, budget = plan.budgets[index]
             cap = budget.micros * NANOS_PER_MICRO
             if int(reply[5]) >= cap:   # spent it all: nothing changes that before the window ends
                 self._spent_out[plan.budget_keys[index]] = (now + int(reply[4]) / 1000, cap)
-            return over_budget(scope, budget.period, cap, int(reply[3]), sent.nanos, int(reply[4]) / 1000)
+            return over_budget(scope, budget.period, cap, int(reply[3]), nanos, int(reply[4]) / 1000)
         scope, limit = plan.limits[index]
         self._seen[plan.bucket_keys[index]] = (int(reply[4]), now)
         wait_ms = int(reply[3])
-        need = sent.tokens if limit.unit == "tokens" else 1
+        need = tokens if limit.unit == "tokens" else 1
         return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
 
     def _spent_out_refusal(self, plan: _Plan, nanos: int, now: float) -> Refusal | None:
@@ -376,21 +378,21 @@ class RedisLedger:
 
     # ---- settle and release ------------------------------------------------------------
 
-    def settle(self, hold_id: str, tokens: int, nanos: int) -> bool:
+    def settle(self, hold_id: HoldId, tokens: int, nanos: int) -> bool:
         """Queue the settle (sent within SETTLE_S); False when this process holds nothing for
         `hold_id` (already settled or released, or admitted while Redis was down)."""
         if hold_id not in self._mine:
             return False
         self._mine.discard(hold_id)
-        if len(self._settles) >= MAX_SETTLES:
+        if len(self._settles) >= 3 * MAX_SETTLES:
             self.dropped += 1
             return True
-        self._settles.append((hold_id, tokens, nanos))
-        if len(self._settles) >= SETTLE_BATCH:
+        self._settles += (hold_id, tokens, nanos)
+        if len(self._settles) >= 3 * SETTLE_BATCH:
             self._wake.set()
         return True
 
-    def release(self, hold_id: str) -> bool:
+    def release(self, hold_id: HoldId) -> bool:
         return self.settle(hold_id, 0, 0)
 
     async def _settler(self) -> None:
@@ -406,11 +408,10 @@ class RedisLedger:
         """One script call per SETTLE_BATCH settles; those Redis did not take wait for the next round
         (a settle applies once, whenever it lands)."""
         while self._settles:
-            batch, self._settles = self._settles[:SETTLE_BATCH], self._settles[SETTLE_BATCH:]
-            args = [b"settle", b"" if self._server_clock else int(self.clock() * 1000), PREFIX_ARG]
-            for hold_id, tokens, nanos in batch:
-                args += [hold_id, tokens, nanos]
-            replies = await self.link.run([Op("ledger", [HOLDS_KEY], args)])
+            batch, self._settles = self._settles[:3 * SETTLE_BATCH], self._settles[3 * SETTLE_BATCH:]
+            numbers = struct.pack(f"<{1 + len(batch)}q", SERVER_CLOCK if self._server_clock
+                                  else int(self.clock() * 1000), *batch)
+            replies = await self.link.run([Op("ledger", [HOLDS_KEY], [b"settle", PREFIX_ARG, self.token, numbers])])
             if replies is None or isinstance(replies[0], Exception):
                 self._settles[:0] = batch
                 return
@@ -457,8 +458,10 @@ class RedisLedger:
             encoded = [k.encode() for k in keys]
             units = tuple((*RATE_HEADERS[unit], buckets) for unit in ("requests", "tokens") if (buckets := tuple(
                 (1 + 2 * i, str(limit.amount)) for i, (_, limit) in enumerate(limits) if limit.unit == unit)))
+            head = evalsha_head(LEDGER_LUA, encoded, 6) + bulk(b"reserve", PREFIX_ARG, self.token) \
+                + b"$%d\r\n" % NUMBERS.size
             plan = self._plans[id(scopes)] = _Plan(scopes, encoded, budget_keys, bucket_keys, budgets, limits, units,
-                                                   evalsha_head(LEDGER_LUA, encoded, 8) + bulk(b"reserve"))
+                                                   head)
         if now >= plan.until:
             words, plan.until = [len(plan.budgets), len(plan.limits)], math.inf
             for scope, budget in plan.budgets:
@@ -470,12 +473,13 @@ class RedisLedger:
                 plan.until = min(plan.until, end)
             for _scope, limit in plan.limits:
                 words += [limit.amount, limit.seconds * 1000, 1 if limit.unit == "tokens" else 0]
-            plan.tail = bulk(self.hold_ttl_ms, " ".join(map(str, words)))
+            plan.tail = b"\r\n" + bulk(self.hold_ttl_ms, " ".join(map(str, words)))
+            plan.pack = struct.Struct(f"<{len(plan.head)}s{NUMBERS.format[1:]}{len(plan.tail)}s").pack
         return plan
 
     def status(self) -> dict[str, Any]:
         return {"backend": "redis", "up": self.link.up, "budgets_when_down": self.policies.budgets, "limits_when_down": self.policies.limits,
-                "admitted_unchecked": self.unchecked, "settles_queued": len(self._settles),
+                "admitted_unchecked": self.unchecked, "settles_queued": len(self._settles) // 3,
                 "settles_dropped": self.dropped}
 
 

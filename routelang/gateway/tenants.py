@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Awaitable
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from routelang import ir
 from routelang.registry import RegistryError
 from routelang.tenancy.keys import KeyCache, KeyStore, TenantKey
-from routelang.tenancy.ledger import Accounts, Admission, HoldId, Ledger, Level, Refusal, Scope, rate_headers
+from routelang.tenancy.ledger import Accounts, Admission, HoldId, Level, Refusal, Scope, rate_headers
 
 from . import auth, errors, plan
 from .metrics import Metrics
@@ -171,10 +170,9 @@ class Tenants:
         self._scopes: dict[int, tuple[ir.Policy, Scope]] = {}
         self._admitting: dict[tuple[int, str], _Admitting] = {}   # (id(router version), key id) -> ...
         self._latest: dict[str, _Admitting] = {}   # key id -> its last (a request finds it without a tuple)
-        # Hold ids are this gateway's own, never a client's x-request-id (which may repeat): a count in
-        # process; on Redis, where the fleet's holds meet, prefixed by this process's random token.
+        # Hold ids are this gateway's own, never a client's x-request-id (which may repeat): a count (on
+        # Redis, where the fleet's holds meet, the ledger adds this process's random token).
         self._next_id = itertools.count(1).__next__
-        self._id_prefix = "" if isinstance(ledger, Ledger) else os.urandom(8).hex() + "-"
         self.quality = quality or Quality()
         # Attempts are measured for quality from the first request of a version that requires any
         # (before that nothing reads them, and recording them is most of what `finish` costs).
@@ -270,8 +268,6 @@ class Tenants:
         if decision.shadows:
             decision.shadows = [t for t in decision.shadows if self._prices(admitting, t) is not None]
         hold_id = self._next_id()
-        if self._id_prefix:
-            hold_id = f"{self._id_prefix}{hold_id}"
         result = self.ledger.reserve(hold_id, admitting.scopes, prompt + completion, estimate)
         if type(result) is Admission or type(result) is Refusal:
             return self._admitted(key, admitting, hold_id, prompt, result)

@@ -129,8 +129,8 @@ class _Across:
         self.until = min((state.end for state in self.held), default=math.inf)
 
 
-# A hold's id: the gateway's own, never a client's (a count in process; on Redis, text unique in the fleet).
-HoldId = int | str
+# A hold's id: the gateway's own count, never a client's (on Redis the ledger adds its process's token).
+HoldId = int
 
 # What one admitted request holds until it is settled or released: (tokens: the estimate held in
 # every token bucket, nanos: the estimate held against every budget, the _Across it holds from, when

@@ -72,19 +72,19 @@ def test_a_reserve_across_scopes_is_all_or_nothing_and_shared_by_every_ledger(re
 
     async def scenario():
         a, b = await ledgers(redis_server.url, 2)
-        assert isinstance(await a.admit("r1", (workspace, agent), 10, 400_000_000), Admission)
-        assert isinstance(await b.admit("r2", (workspace, agent), 10, 400_000_000), Admission)
+        assert isinstance(await a.admit(1, (workspace, agent), 10, 400_000_000), Admission)
+        assert isinstance(await b.admit(2, (workspace, agent), 10, 400_000_000), Admission)
         # The agent's two requests per minute are taken (by two ledgers): the third is refused,
         # and the workspace's budget is not touched by the refused reserve.
-        refused = await a.admit("r3", (workspace, agent), 10, 100_000_000)
+        refused = await a.admit(3, (workspace, agent), 10, 100_000_000)
         assert isinstance(refused, Refusal) and refused.code == "rate_limited" and refused.scope == agent
         assert await spent(a, workspace, "day") == (0, 800_000_000)
         # 0.8 held of 1 USD: 0.3 more does not fit, whoever asks.
         other = Scope("agent", "other")
-        refused = await b.admit("r4", (workspace, other), 10, 300_000_000)
+        refused = await b.admit(4, (workspace, other), 10, 300_000_000)
         assert refused.code == "budget_exceeded" and "0.2 USD left" in refused.message
-        assert a.settle("r1", 10, 123_456_789) and not a.settle("r1", 10, 123_456_789)
-        assert not b.settle("r1", 10, 1)     # not b's hold: nothing queued
+        assert a.settle(1, 10, 123_456_789) and not a.settle(1, 10, 123_456_789)
+        assert not b.settle(1, 10, 1)     # not b's hold: nothing queued
         await settled(a)
         assert await spent(a, workspace, "day") == (123_456_789, 400_000_000)
         await close(a, b)
@@ -97,15 +97,17 @@ def test_a_settle_replayed_changes_nothing_and_a_reserved_id_cannot_be_reserved_
 
     async def scenario():
         a, b = await ledgers(redis_server.url, 2)
-        assert isinstance(await a.admit("r1", (scope,), 10, 500_000_000), Admission)
-        a.settle("r1", 10, 7)
+        assert isinstance(await a.admit(1, (scope,), 10, 500_000_000), Admission)
+        a.settle(1, 10, 7)
         await settled(a)
-        b._mine.add("r1")                    # another process replays the same settle
-        b.settle("r1", 10, 999)
-        await settled(b)
+        a._mine.add(1)                    # the same settle again (as a batch sent twice would be)
+        a.settle(1, 10, 999)
+        await settled(a)
         assert await spent(a, scope, "day") == (7, 0)
         with pytest.raises(ValueError, match="reserved before"):
-            await b.admit("r1", (scope,), 10, 1)
+            await a.admit(1, (scope,), 10, 1)
+        # Another process's hold 1 is another hold: its token is its own.
+        assert isinstance(await b.admit(1, (scope,), 10, 1), Admission)
         await close(a, b)
 
     run(scenario())
@@ -117,13 +119,13 @@ def test_a_hold_nobody_settles_expires_and_a_late_settle_changes_nothing(redis_s
 
     async def scenario():
         (a,) = await ledgers(redis_server.url, clock=clock, hold_ttl_s=60)
-        assert isinstance(await a.admit("crashed", (scope,), 900, 900_000_000), Admission)
-        assert (await a.admit("next", (scope,), 10, 200_000_000)).code == "budget_exceeded"
+        assert isinstance(await a.admit(21, (scope,), 900, 900_000_000), Admission)
+        assert (await a.admit(22, (scope,), 10, 200_000_000)).code == "budget_exceeded"
         clock.now += 61                      # the crashed worker's hold expires: money and tokens come back
-        assert isinstance(await a.admit("next", (scope,), 900, 200_000_000), Admission)
+        assert isinstance(await a.admit(22, (scope,), 900, 200_000_000), Admission)
         assert await spent(a, scope, "day") == (0, 200_000_000)
-        a._mine.add("crashed")
-        a.settle("crashed", 900, 900_000_000)
+        a._mine.add(21)
+        a.settle(21, 900, 900_000_000)
         await settled(a)
         assert await spent(a, scope, "day") == (0, 200_000_000)
         assert await a.link.client.zcard(HOLDS_KEY) == 1
@@ -138,17 +140,17 @@ def test_token_buckets_refill_evenly_and_a_settle_gives_back_unused_tokens(redis
 
     async def scenario():
         (a,) = await ledgers(redis_server.url, clock=clock)
-        admitted = await a.admit("r1", (scope,), 500, 0)
+        admitted = await a.admit(1, (scope,), 500, 0)
         assert a.headers(admitted) == {"x-ratelimit-limit-tokens": "600", "x-ratelimit-remaining-tokens": "100",
                                        "x-ratelimit-reset-tokens": "50s"}   # 500 tokens back at 10 per second
-        refused = await a.admit("r2", (scope,), 200, 0)
+        refused = await a.admit(2, (scope,), 200, 0)
         assert refused.code == "rate_limited" and refused.retry_after_s == 10   # 100 tokens at 10 per second
-        a.settle("r1", 150, 0)               # used 150 of the 500 held
+        a.settle(1, 150, 0)               # used 150 of the 500 held
         await settled(a)
-        assert isinstance(await a.admit("r2", (scope,), 200, 0), Admission)
-        assert (await a.admit("r3", (scope,), 700, 0)).retry_after_s is None   # never fits
+        assert isinstance(await a.admit(2, (scope,), 200, 0), Admission)
+        assert (await a.admit(3, (scope,), 700, 0)).retry_after_s is None   # never fits
         clock.now += 60
-        assert a.headers(await a.admit("r4", (scope,), 600, 0))["x-ratelimit-remaining-tokens"] == "0"
+        assert a.headers(await a.admit(4, (scope,), 600, 0))["x-ratelimit-remaining-tokens"] == "0"
         await close(a)
 
     run(scenario())
@@ -163,13 +165,13 @@ def test_calendar_windows_roll_over_in_the_policys_zone_across_a_daylight_saving
 
     async def scenario():
         (a,) = await ledgers(redis_server.url, clock=clock)
-        assert isinstance(await a.admit("r1", (scope,), 1, 600_000_000), Admission)
-        a.settle("r1", 1, 600_000_000)
+        assert isinstance(await a.admit(1, (scope,), 1, 600_000_000), Admission)
+        a.settle(1, 1, 600_000_000)
         await settled(a)
-        refused = await a.admit("r2", (scope,), 1, 600_000_000)
+        refused = await a.admit(2, (scope,), 1, 600_000_000)
         assert refused.code == "budget_exceeded" and refused.retry_after_s == 1800   # to local midnight
         clock.now = day_start + 25 * 3600    # Nov 2, 00:00 local: a new day, nothing spent in it
-        assert isinstance(await a.admit("r3", (scope,), 1, 600_000_000), Admission)
+        assert isinstance(await a.admit(3, (scope,), 1, 600_000_000), Admission)
         assert await spent(a, scope, "day") == (0, 600_000_000)
         await close(a)
 
@@ -183,12 +185,12 @@ def test_a_hold_settled_after_its_window_ended_is_charged_to_the_new_window(redi
 
     async def scenario():
         (a,) = await ledgers(redis_server.url, clock=clock)
-        await a.admit("before", (scope,), 1, 300_000_000)
-        await a.admit("spent-yesterday", (scope,), 1, 100_000_000)
-        a.settle("spent-yesterday", 1, 100_000_000)
+        await a.admit(31, (scope,), 1, 300_000_000)
+        await a.admit(32, (scope,), 1, 100_000_000)
+        a.settle(32, 1, 100_000_000)
         await settled(a)
         clock.now = midnight + 1
-        a.settle("before", 1, 250_000_001)
+        a.settle(31, 1, 250_000_001)
         await settled(a)
         assert await spent(a, scope, "day") == (250_000_001, 0)
         await close(a)
@@ -209,15 +211,15 @@ def test_a_budgets_key_lives_until_a_day_after_its_window_whoever_began_the_wind
 
     async def scenario():
         (a,) = await ledgers(redis_server.url, clock=clock)
-        await a.admit("r1", (scope,), 1, 100_000_000)
+        await a.admit(1, (scope,), 1, 100_000_000)
         assert await hours_left(a) == pytest.approx(25, abs=0.02)   # to midnight, and a day
         clock.now = midnight - 1800
-        await a.admit("r2", (scope,), 1, 100_000_000)
+        await a.admit(2, (scope,), 1, 100_000_000)
         assert await hours_left(a) == pytest.approx(25, abs=0.02)   # the same window: the same end
         clock.now = midnight + 3600
-        a.settle("r1", 1, 100_000_000)   # lands in the new day: the settle begins its window
+        a.settle(1, 1, 100_000_000)   # lands in the new day: the settle begins its window
         await settled(a)
-        await a.admit("r3", (scope,), 1, 100_000_000)
+        await a.admit(3, (scope,), 1, 100_000_000)
         assert await hours_left(a) == pytest.approx(47, abs=0.02)   # 23 hours to the next midnight, and a day
         await close(a)
 
@@ -231,8 +233,8 @@ def test_fractions_of_a_cent_add_up_exactly(redis_server):
         a, b = await ledgers(redis_server.url, 2)
         for i in range(300):
             ledger = (a, b)[i % 2]
-            await ledger.admit(f"r{i}", (scope,), 3, 3_333)      # 3 tokens at 1.111 micro-dollars per 1k
-            ledger.settle(f"r{i}", 3, 3_333)
+            await ledger.admit(i, (scope,), 3, 3_333)      # 3 tokens at 1.111 micro-dollars per 1k
+            ledger.settle(i, 3, 3_333)
         await settled(a)
         await settled(b)
         assert await spent(a, scope, "month") == (999_900, 0)
@@ -249,13 +251,13 @@ def test_redis_down_budgets_refuse_and_rate_limits_admit_by_default_and_both_are
         (a,) = await ledgers(redis_server.url)
         (b,) = await ledgers(redis_server.url, policies=Policies(budgets="admit", limits="refuse"))
         redis_server.kill()
-        refused = await a.admit("r1", (budgeted,), 1, 1)       # the call times out: the link goes down
+        refused = await a.admit(1, (budgeted,), 1, 1)       # the call times out: the link goes down
         assert refused.code == "state_unavailable" and not a.link.up
-        assert isinstance(await a.admit("r2", (limited,), 1, 1), Admission)
-        assert isinstance(await a.admit("r3", (limited,), 1, 1), Admission)   # uncounted while down
-        assert isinstance(await b.admit("r4", (budgeted,), 1, 1), Admission)
-        assert (await b.admit("r5", (limited,), 1, 1)).code == "state_unavailable"
-        assert a.unchecked == 2 and not a.settle("r2", 1, 1)
+        assert isinstance(await a.admit(2, (limited,), 1, 1), Admission)
+        assert isinstance(await a.admit(3, (limited,), 1, 1), Admission)   # uncounted while down
+        assert isinstance(await b.admit(4, (budgeted,), 1, 1), Admission)
+        assert (await b.admit(5, (limited,), 1, 1)).code == "state_unavailable"
+        assert a.unchecked == 2 and not a.settle(2, 1, 1)
         await close(a, b)
 
     run(scenario())
@@ -266,21 +268,21 @@ def test_bursts_on_both_sides_of_midnight_each_get_their_days_budget(redis_serve
     midnight = datetime.datetime(2026, 12, 8, tzinfo=datetime.UTC).timestamp()
     clock = Clock(midnight - 0.5)
 
-    async def burst(ledger: RedisLedger, tag: str) -> list:
-        return await asyncio.gather(*(ledger.admit(f"{tag}{i}", (scope,), 1, 300_000_000) for i in range(20)))
+    async def burst(ledger: RedisLedger, first: int) -> list:
+        return await asyncio.gather(*(ledger.admit(first + i, (scope,), 1, 300_000_000) for i in range(20)))
 
     async def scenario():
         a, b = await ledgers(redis_server.url, 2, clock=clock)
-        before = await burst(a, "a") + await burst(b, "b")   # 40 reserves: written together per ledger
+        before = await burst(a, 0) + await burst(b, 100)   # 40 reserves: written together per ledger
         assert sum(isinstance(r, Admission) for r in before) == 3
         for i in range(20):
-            a.settle(f"a{i}", 1, 300_000_000)
-            b.settle(f"b{i}", 1, 300_000_000)
+            a.settle(i, 1, 300_000_000)
+            b.settle(100 + i, 1, 300_000_000)
         await settled(a)
         await settled(b)
         assert await spent(a, scope, "day") == (900_000_000, 0)
         clock.now = midnight + 0.5                           # the bucket refilled 0.8 of a request meanwhile
-        after = await burst(b, "c") + await burst(a, "d")
+        after = await burst(b, 200) + await burst(a, 300)
         assert sum(isinstance(r, Admission) for r in after) == 3
         assert {r.code for r in after if isinstance(r, Refusal)} == {"budget_exceeded"}
         assert await spent(a, scope, "day") == (0, 900_000_000)
@@ -296,22 +298,22 @@ def test_a_spent_out_budget_refuses_locally_until_its_window_ends_and_nothing_el
 
     async def scenario():
         (a,) = await ledgers(redis_server.url, clock=clock)
-        await a.admit("r1", (spent_out,), 1, 400_000_000)
-        a.settle("r1", 1, USD)                       # cost more than its estimate: the day is spent out
-        await a.admit("h1", (held,), 1, USD)         # held, not spent
+        await a.admit(1, (spent_out,), 1, 400_000_000)
+        a.settle(1, 1, USD)                       # cost more than its estimate: the day is spent out
+        await a.admit(41, (held,), 1, USD)         # held, not spent
         await settled(a)
-        assert (await a.admit("r2", (spent_out,), 1, 1)).code == "budget_exceeded"   # asked Redis, learnt it
-        assert (await a.admit("h2", (held,), 1, 1)).code == "budget_exceeded"
+        assert (await a.admit(2, (spent_out,), 1, 1)).code == "budget_exceeded"   # asked Redis, learnt it
+        assert (await a.admit(42, (held,), 1, 1)).code == "budget_exceeded"
         redis_server.freeze()
         try:
-            refused = await a.admit("r3", (spent_out,), 1, 1)        # no Redis call: answered while it is frozen
+            refused = await a.admit(3, (spent_out,), 1, 1)        # no Redis call: answered while it is frozen
             assert refused.code == "budget_exceeded" and refused.retry_after_s == 60 and a.link.up
-            assert (await a.admit("h3", (held,), 1, 1)).code == "state_unavailable"   # a hold may yet be released
+            assert (await a.admit(43, (held,), 1, 1)).code == "state_unavailable"   # a hold may yet be released
         finally:
             redis_server.thaw()
         assert await a.link.connect()
         clock.now += 60                                              # tomorrow: asked again, and admitted
-        assert isinstance(await a.admit("r4", (spent_out,), 1, 1), Admission)
+        assert isinstance(await a.admit(4, (spent_out,), 1, 1), Admission)
         await close(a)
 
     run(scenario())
@@ -322,14 +324,14 @@ def test_a_reserve_whose_request_is_cancelled_in_flight_is_released(redis_server
 
     async def scenario():
         (a,) = await ledgers(redis_server.url)
-        waiting = asyncio.get_running_loop().create_task(a.admit("gone", (scope,), 1, 500_000_000))
+        waiting = asyncio.get_running_loop().create_task(a.admit(51, (scope,), 1, 500_000_000))
         await asyncio.sleep(0)           # queued and sent; the client leaves before the reply
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
         await settled(a)
         assert await spent(a, scope, "day") == (0, 0)
-        assert isinstance(await a.admit("next", (scope,), 1, USD), Admission)
+        assert isinstance(await a.admit(22, (scope,), 1, USD), Admission)
         await close(a)
 
     run(scenario())
@@ -342,9 +344,9 @@ def test_a_reserve_sent_after_redis_lost_its_scripts_is_sent_again_once_they_are
 
     async def scenario():
         (a,) = await ledgers(redis_server.url)
-        assert isinstance(await a.admit("first", (scope,), 1, 200_000_000), Admission)
+        assert isinstance(await a.admit(61, (scope,), 1, 200_000_000), Admission)
         await a.link.client.script_flush()
-        assert isinstance(await a.admit("second", (scope,), 1, 300_000_000), Admission)
+        assert isinstance(await a.admit(62, (scope,), 1, 300_000_000), Admission)
         assert await spent(a, scope, "day") == (0, 500_000_000)
         assert a.link.up and a.unchecked == 0
         await close(a)

@@ -330,7 +330,7 @@ def test_the_link_reaches_redis_on_a_unix_socket_with_a_password_and_a_database(
             ledger = RedisLedger(link)
             assert await link.connect()
             scope = Scope("workspace", "ws", budgets=(ir.Budget(period="day", micros=1_000_000),))
-            assert isinstance(await ledger.admit("r1", (scope,), 1, 1000), Admission)
+            assert isinstance(await ledger.admit(1, (scope,), 1, 1000), Admission)
             await link.close()
 
         asyncio.run(asyncio.wait_for(scenario(), 10))
