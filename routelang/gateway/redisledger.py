@@ -80,6 +80,7 @@ NUMBERS = struct.Struct("<4q")   # a reserve's: the time, the hold's id, tokens,
 SETTLE_S = 0.02          # queued settles are sent this often
 SETTLE_BATCH = 500       # ... at most this many per script call
 MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
+BATCH_NUMBERS, QUEUED_NUMBERS = 3 * SETTLE_BATCH, 3 * MAX_SETTLES   # (three numbers a settle in the queue)
 KEEP_DONE_MS = 3_600_000  # a settled or expired hold is remembered this long (replays are no-ops)
 DAY_MS = 86_400_000
 
@@ -308,6 +309,9 @@ class RedisLedger:
             reply = yield from reply
             if type(reply) is not list:   # the connection closed, or Redis lost its scripts (a restart)
                 reply = yield from self.link.checked(Op("ledger", plan.keys, [], None, packed), reply).__await__()
+                if reply is None or isinstance(reply, Exception):   # no answer in time, or the script failed
+                    self._settles += (hold_id, 0, 0)   # Redis may still run it (a frozen server that wakes)
+                    return self._down(plan.scopes)
         except asyncio.CancelledError:   # the client left: whatever the reserve got is given back
             self._settles += (hold_id, 0, 0)
             raise
@@ -319,11 +323,8 @@ class RedisLedger:
         result = self.reserve(hold_id, scopes, tokens, nanos)
         return result if type(result) is Admission or type(result) is Refusal else await result
 
-    def _answer(self, reply: Any, hold_id: HoldId, plan: _Plan, tokens: int, nanos: int,
+    def _answer(self, reply: list, hold_id: HoldId, plan: _Plan, tokens: int, nanos: int,
                 now: float) -> Admission | Refusal:
-        if reply is None or isinstance(reply, Exception):
-            self._settles += (hold_id, 0, 0)   # Redis may still run it (a frozen server that wakes)
-            return self._down(plan.scopes)
         status = reply[0]   # (integers: hiredis gives a script's numbers as int)
         if status == 1:
             self._mine.add(hold_id)
@@ -381,14 +382,15 @@ class RedisLedger:
     def settle(self, hold_id: HoldId, tokens: int, nanos: int) -> bool:
         """Queue the settle (sent within SETTLE_S); False when this process holds nothing for
         `hold_id` (already settled or released, or admitted while Redis was down)."""
-        if hold_id not in self._mine:
+        try:
+            self._mine.remove(hold_id)
+        except KeyError:
             return False
-        self._mine.discard(hold_id)
-        if len(self._settles) >= 3 * MAX_SETTLES:
+        if len(self._settles) >= QUEUED_NUMBERS:
             self.dropped += 1
             return True
         self._settles += (hold_id, tokens, nanos)
-        if len(self._settles) >= 3 * SETTLE_BATCH:
+        if len(self._settles) >= BATCH_NUMBERS:
             self._wake.set()
         return True
 
@@ -408,7 +410,7 @@ class RedisLedger:
         """One script call per SETTLE_BATCH settles; those Redis did not take wait for the next round
         (a settle applies once, whenever it lands)."""
         while self._settles:
-            batch, self._settles = self._settles[:3 * SETTLE_BATCH], self._settles[3 * SETTLE_BATCH:]
+            batch, self._settles = self._settles[:BATCH_NUMBERS], self._settles[BATCH_NUMBERS:]
             numbers = struct.pack(f"<{1 + len(batch)}q", SERVER_CLOCK if self._server_clock
                                   else int(self.clock() * 1000), *batch)
             replies = await self.link.run([Op("ledger", [HOLDS_KEY], [b"settle", PREFIX_ARG, self.token, numbers])])
