@@ -91,8 +91,9 @@ DAY_MS = 86_400_000
 #   the spec (one string, words apart): the number of budgets, of buckets, then per budget: cap, the
 #   window containing the caller's now (start, end ms) and the end of the next; per bucket: amount,
 #   period ms, 1 when it counts tokens (else requests).
-#   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window, spent}
-#   | {0, "rate", j, ms to wait (-1: never enough), level, ms to full} | {-1} (the id was reserved before).
+#   Answers {1, level, ms to full, ...per bucket} | {0, "budget", i, nanos left, ms to the next window, spent,
+#   level per bucket...} | {0, "rate", j, ms to wait (-1: never enough), level per bucket...} | {-1} (the id
+#   was reserved before).
 # settle: KEYS[1] the holds. Answers how many holds it settled (a replayed one is not).
 LEDGER_LUA = """
 local P, token, numbers = ARGV[2], ARGV[3] .. ':', ARGV[4]
@@ -151,6 +152,22 @@ if redis.call('EXISTS', hk) == 1 then return {-1} end
 local spec = {}
 for word in string.gmatch(ARGV[6], '%S+') do spec[#spec + 1] = word end
 local nb, nl = tonumber(spec[1]), tonumber(spec[2])
+
+-- A bucket's level now: refilled evenly since it was last counted, up to its amount.
+local function level_of(key, amount, period)
+  local h = redis.call('HMGET', key, 'level', 'at')
+  if not (h[1] and h[2]) then return amount end
+  return math.min(amount, tonumber(h[1]) + math.max(0, now - tonumber(h[2])) * amount / period)
+end
+-- A refusal, and every bucket's level now (what its x-ratelimit-* headers tell).
+local function refused(reply)
+  for j = 1, nl do
+    local a = 3 + 4 * nb + 3 * (j - 1)
+    reply[#reply + 1] = math.floor(level_of(KEYS[1 + nb + j], tonumber(spec[a]), tonumber(spec[a + 1])))
+  end
+  return reply
+end
+
 local a = 3
 local budgets = {}
 for i = 1, nb do
@@ -162,7 +179,7 @@ for i = 1, nb do
   local spent = 0
   if tonumber(h[1]) == s then spent = tonumber(h[2] or '0') end
   local held = tonumber(h[3] or '0')
-  if spent + held + nanos > cap then return {0, 'budget', i, cap - spent - held, e - now, spent} end
+  if spent + held + nanos > cap then return refused({0, 'budget', i, cap - spent - held, e - now, spent}) end
   -- Its expiry (a day after the window) is set once per window: when the key or the window is new.
   budgets[i] = {key, s, e, spent, tonumber(h[1]) ~= s or tonumber(h[4]) ~= e}
 end
@@ -171,17 +188,11 @@ for j = 1, nl do
   local key = KEYS[1 + nb + j]
   local amount, period, counts_tokens = tonumber(spec[a]), tonumber(spec[a + 1]), spec[a + 2] == '1'
   a = a + 3
-  local h = redis.call('HMGET', key, 'level', 'at')
-  local level = amount
-  if h[1] and h[2] then
-    level = tonumber(h[1]) + math.max(0, now - tonumber(h[2])) * amount / period
-    if level > amount then level = amount end
-  end
+  local level = level_of(key, amount, period)
   local need = 1
   if counts_tokens then need = tokens end
-  local full = math.ceil((amount - level) * period / amount)
-  if need > amount then return {0, 'rate', j, -1, math.floor(level), full} end
-  if level < need then return {0, 'rate', j, math.ceil((need - level) * period / amount), math.floor(level), full} end
+  if need > amount then return refused({0, 'rate', j, -1}) end
+  if level < need then return refused({0, 'rate', j, math.ceil((need - level) * period / amount)}) end
   buckets[j] = {key, level - need, amount, period, counts_tokens}
 end
 local budget_keys, token_keys, reply = {}, {}, {1}
@@ -252,7 +263,7 @@ class RedisLedger:
         self.token = os.urandom(8).hex().encode()
         self._settles: list[int] = []       # queued settles: hold id, tokens, nano-dollars, ... (flat)
         self._mine: set[HoldId] = set()     # this process's holds in Redis, not yet settled
-        # bucket key -> (its level, when): as the last reply of a reserve left it (for refusals' headers: no extra call)
+        # bucket key -> (its level, when): as the last refusal's reply gave it (its headers: no extra call)
         self._seen: dict[str, tuple[float, float]] = {}
         self._spent_out: dict[str, tuple[float, int]] = {}   # budget key -> (its window's end, cap): spent out
         self._task: asyncio.Task | None = None
@@ -328,16 +339,15 @@ class RedisLedger:
         status = reply[0]   # (integers: hiredis gives a script's numbers as int)
         if status == 1:
             self._mine.add(hold_id)
-            seen = self._seen
-            at = 1
-            for key in plan.bucket_keys:   # (each bucket's level and ms to full, in order)
-                seen[key] = (reply[at], now)
-                at += 2
             return Admission(None, reply, plan)
         if status == -1:
             raise ValueError(f"hold {hold_id!r} was reserved before")
         now = self.clock()
         kind, index = _text(reply[1]), int(reply[2]) - 1
+        at = 6 if kind == "budget" else 4   # then each bucket's level now, in order (for the refusal's headers)
+        for key in plan.bucket_keys:
+            self._seen[key] = (int(reply[at]), now)
+            at += 1
         if kind == "budget":
             scope, budget = plan.budgets[index]
             cap = budget.micros * NANOS_PER_MICRO
@@ -345,7 +355,6 @@ class RedisLedger:
                 self._spent_out[plan.budget_keys[index]] = (now + int(reply[4]) / 1000, cap)
             return over_budget(scope, budget.period, cap, int(reply[3]), nanos, int(reply[4]) / 1000)
         scope, limit = plan.limits[index]
-        self._seen[plan.bucket_keys[index]] = (int(reply[4]), now)
         wait_ms = int(reply[3])
         need = tokens if limit.unit == "tokens" else 1
         return over_limit(scope, limit, need, None if wait_ms < 0 else wait_ms / 1000)
@@ -421,7 +430,7 @@ class RedisLedger:
     # ---- levels: from the replies, never an extra call ----------------------------------
 
     def level(self, scope: Scope, limit) -> tuple[float, float]:
-        """The bucket as the last reply left it, refilled since at its rate (a guess: others take from it too)."""
+        """The bucket as the last refusal's reply gave it (read right after it), refilled since at its rate."""
         seen = self._seen.get(bucket_key(scope, limit))
         if seen is None:
             return float(limit.amount), 0.0

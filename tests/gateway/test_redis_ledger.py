@@ -156,6 +156,24 @@ def test_token_buckets_refill_evenly_and_a_settle_gives_back_unused_tokens(redis
     run(scenario())
 
 
+def test_a_refusal_brings_every_buckets_level_now_the_whole_fleets_takes_included(redis_server):
+    # Its x-ratelimit-* headers (of requests and tokens) come from the refusal's own reply.
+    requests, tokens = limit(2), limit(1000, "tokens")
+    scope = Scope("workspace", "ws", limits=(requests, tokens))
+    clock = Clock(1_800_000_000.0)
+
+    async def scenario():
+        a, b = await ledgers(redis_server.url, 2, clock=clock)
+        assert isinstance(await a.admit(1, (scope,), 100, 0), Admission)
+        assert isinstance(await b.admit(1, (scope,), 300, 0), Admission)   # a takes nothing from its reply
+        refused = await a.admit(2, (scope,), 50, 0)
+        assert refused.code == "rate_limited" and refused.retry_after_s == 30
+        assert a.level(scope, requests) == (0, 60) and a.level(scope, tokens) == (600, 24)
+        await close(a, b)
+
+    run(scenario())
+
+
 def test_calendar_windows_roll_over_in_the_policys_zone_across_a_daylight_saving_change(redis_server):
     # New York's clocks went back on 2026-11-01: that day has 25 hours.
     zone = ZoneInfo("America/New_York")
