@@ -21,12 +21,12 @@ window containing this process's now and the next one, and the script takes
 the one containing the server's now.
 
 The request path: a reserve is packed from its plan's bytes (only the
-hold's id, tokens and nano-dollars change: three 64-bit integers, packed
-with the plan's bytes by one `struct` call) and sent on the link's pipe,
-which writes the reserves of one event-loop tick together (one round trip,
-one reply each); settles are queued and sent every
-SETTLE_S in one script call (their numbers packed the same way) (a hold keeps counting until its settle lands,
-so sending it late only errs on the safe side). The one answer given
+clock, the hold's id, tokens and nano-dollars change: four 64-bit integers,
+packed with the plan's bytes by one `struct` call) and sent on the link's
+pipe, which writes the reserves of one event-loop tick together (one round
+trip, one reply each); settles are queued and sent every SETTLE_S in one
+script call, their numbers packed the same way (a hold keeps counting until
+its settle lands, so sending it late only errs on the safe side). The one answer given
 without Redis is a refusal: a budget whose window is spent out (spent, not
 merely held) refuses until the window ends, as nothing else lowers it. The connection is the
 shared state's `Link` (its 250 ms timeouts and its breaker): while Redis
@@ -36,8 +36,8 @@ is down or slow, budgets and limits follow their failure policies
 Keys (one hash tag, so one Redis Cluster slot holds a reserve's keys):
 `routelang:v1:{tenants}:budget:KIND:NAME:PERIOD`,
 `routelang:v1:{tenants}:rate:KIND:NAME:UNIT:PER`,
-`routelang:v1:{tenants}:hold:TOKEN:ID` and `routelang:v1:{tenants}:holds` (a hold is known by its
-process's random token and the gateway's count: unique in the fleet).
+`routelang:v1:{tenants}:hold:TOKEN:N` and `routelang:v1:{tenants}:holds` (a hold is known by its
+process's random token and the gateway's count N: unique in the fleet).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ HOLDS_KEY = f"{TENANTS}:holds"
 PREFIX_ARG = f"{TENANTS}:".encode()
 SERVER_CLOCK = -1        # the time a call passes to count on Redis's clock (TIME)
 # The numbers of a call (ARGV[4]) travel as little-endian 64-bit integers, read in Lua by `struct`
-# (Redis's scripts have it): one pack, where a decimal argument each cost a format per request.
+# (Redis's scripts have it): one pack per request, where spelling each in decimal cost a format each.
 NUMBERS = struct.Struct("<4q")   # a reserve's: the time, the hold's id, tokens, nano-dollars
 SETTLE_S = 0.02          # queued settles are sent this often
 SETTLE_BATCH = 500       # ... at most this many per script call
