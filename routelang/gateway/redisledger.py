@@ -77,6 +77,9 @@ SERVER_CLOCK = -1        # the time a call passes to count on Redis's clock (TIM
 # The numbers of a call (ARGV[4]) travel as little-endian 64-bit integers, read in Lua by `struct`
 # (Redis's scripts have it): one pack per request, where spelling each in decimal cost a format each.
 NUMBERS = struct.Struct("<4q")   # a reserve's: the time, the hold's id, tokens, nano-dollars
+# The most tokens or nano-dollars a call sends: Lua's numbers (doubles) count exactly up to 2^53, and a
+# client's max_tokens (or an upstream's usage) may be any integer; no limit or budget holds that much.
+MOST = 2**53 - 1
 SETTLE_S = 0.02          # queued settles are sent this often
 SETTLE_BATCH = 500       # ... at most this many per script call
 MAX_SETTLES = 100_000    # settles waiting for Redis beyond this are dropped (their holds expire)
@@ -303,9 +306,12 @@ class RedisLedger:
                 return spent_out
         if not self.link.up:
             return self._down(scopes)
+        sent_tokens, sent_nanos = tokens, nanos   # (the refusal's message says the request's own)
+        if tokens > MOST or nanos > MOST:
+            sent_tokens, sent_nanos = min(tokens, MOST), min(nanos, MOST)
         # Only the clock, the hold's id, tokens and nano-dollars change between a plan's reserves.
-        packed = plan.pack(plan.head, SERVER_CLOCK if self._server_clock else int(now * 1000), hold_id, tokens,
-                           nanos, plan.tail)
+        packed = plan.pack(plan.head, SERVER_CLOCK if self._server_clock else int(now * 1000), hold_id, sent_tokens,
+                           sent_nanos, plan.tail)
         reply = self.link.send(packed)
         if reply is None:   # the pipe is not open yet: the link opens it (a task, as a reply's future is awaited)
             reply = asyncio.ensure_future(self.link.call(Op("ledger", plan.keys, [], None, packed)))
@@ -398,6 +404,8 @@ class RedisLedger:
         if len(self._settles) >= QUEUED_NUMBERS:
             self.dropped += 1
             return True
+        if tokens > MOST or nanos > MOST:
+            tokens, nanos = min(tokens, MOST), min(nanos, MOST)
         self._settles += (hold_id, tokens, nanos)
         if len(self._settles) >= BATCH_NUMBERS:
             self._wake.set()

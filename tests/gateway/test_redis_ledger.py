@@ -174,6 +174,29 @@ def test_a_refusal_brings_every_buckets_level_now_the_whole_fleets_takes_include
     run(scenario())
 
 
+def test_a_number_beyond_what_redis_counts_exactly_is_refused_or_counted_as_the_most_it_counts(redis_server):
+    # A client's max_tokens may be any integer (and an upstream's usage too): 10**30 tokens are refused as
+    # never fitting, not failed; admitted where nothing limits them, their settle lands with the others.
+    tokens = Scope("workspace", "ws", limits=(limit(1000, "tokens"),))
+    budgeted = Scope("workspace", "rich", budgets=(budget("day", 1000),))
+    requests = Scope("workspace", "free", limits=(limit(10),))
+
+    async def scenario():
+        (a,) = await ledgers(redis_server.url)
+        refused = await a.admit(1, (tokens,), 10**30, 0)
+        assert refused.code == "rate_limited" and refused.retry_after_s is None
+        refused = await a.admit(2, (budgeted,), 1, 10**40)
+        assert refused.code == "budget_exceeded" and f"up to {10**31} USD" in refused.message   # its own estimate
+        assert isinstance(await a.admit(3, (requests,), 10**30, 10**40), Admission)
+        assert isinstance(await a.admit(4, (budgeted,), 10, 1_000), Admission)
+        assert a.settle(3, 10**30, 10**40) and a.settle(4, 10, 999)
+        await settled(a)
+        assert a._settles == [] and await spent(a, budgeted, "day") == (999, 0)
+        await close(a)
+
+    run(scenario())
+
+
 def test_calendar_windows_roll_over_in_the_policys_zone_across_a_daylight_saving_change(redis_server):
     # New York's clocks went back on 2026-11-01: that day has 25 hours.
     zone = ZoneInfo("America/New_York")
