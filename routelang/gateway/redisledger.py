@@ -404,8 +404,6 @@ class RedisLedger:
         if len(self._settles) >= QUEUED_NUMBERS:
             self.dropped += 1
             return True
-        if tokens > MOST or nanos > MOST:
-            tokens, nanos = min(tokens, MOST), min(nanos, MOST)
         self._settles += (hold_id, tokens, nanos)
         if len(self._settles) >= BATCH_NUMBERS:
             self._wake.set()
@@ -428,6 +426,8 @@ class RedisLedger:
         (a settle applies once, whenever it lands)."""
         while self._settles:
             batch, self._settles = self._settles[:BATCH_NUMBERS], self._settles[BATCH_NUMBERS:]
+            if max(batch) > MOST:   # (an upstream's usage may be any integer; hold ids never come near)
+                batch = [min(number, MOST) for number in batch]
             numbers = struct.pack(f"<{1 + len(batch)}q", SERVER_CLOCK if self._server_clock
                                   else int(self.clock() * 1000), *batch)
             replies = await self.link.run([Op("ledger", [HOLDS_KEY], [b"settle", PREFIX_ARG, self.token, numbers])])
